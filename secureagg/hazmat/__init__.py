@@ -1,0 +1,74 @@
+"""Hazardous materials: the cryptographic and arithmetic primitives of secureagg.
+
+.. warning::
+
+    This is a "hazardous materials" module, in the sense of pyca/cryptography. Use it
+    only if you know exactly what you are doing: these primitives are correct and fast,
+    but easy to misuse (reusing a seed, a label or a round id, sharing both secrets of one
+    client, choosing a bit width that lets a sum wrap). Most users want the recipes in
+    :mod:`secureagg` instead. See docs/hazmat.md.
+
+What is here:
+
+* key agreement and derivation: :class:`KeyPair`, :func:`agree` (X25519),
+  :func:`derive_key` (HKDF-SHA256, one label per use, round id as salt);
+* the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed);
+* arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
+  :func:`sub_into`;
+* Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
+* AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
+* quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
+  :func:`quantize`, :func:`dequantize_sum`.
+"""
+
+from secureagg.hazmat._aead import AEAD_VERSION, OVERHEAD, associated_data, open_sealed, seal
+from secureagg.hazmat._keys import (
+    KEY_SIZE,
+    LABEL_MASK,
+    LABEL_SHARE_ENC,
+    KeyPair,
+    agree,
+    derive_key,
+)
+from secureagg.hazmat._modarith import MAX_BITS, add_into, element_dtype, sub_into, zeros
+from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
+from secureagg.hazmat._quantize import (
+    QuantConfig,
+    choose_bits,
+    dequantize_sum,
+    make_config,
+    quantize,
+)
+from secureagg.hazmat._shamir import PRIME, SECRET_SIZE, SHARE_SIZE, combine, split
+
+__all__ = [
+    "AEAD_VERSION",
+    "KEY_SIZE",
+    "LABEL_MASK",
+    "LABEL_SHARE_ENC",
+    "MAX_BITS",
+    "OVERHEAD",
+    "PRIME",
+    "SECRET_SIZE",
+    "SEED_SIZE",
+    "SHARE_SIZE",
+    "KeyPair",
+    "MaskBuffer",
+    "QuantConfig",
+    "add_into",
+    "agree",
+    "associated_data",
+    "choose_bits",
+    "combine",
+    "dequantize_sum",
+    "derive_key",
+    "element_dtype",
+    "expand_mask",
+    "make_config",
+    "open_sealed",
+    "quantize",
+    "seal",
+    "split",
+    "sub_into",
+    "zeros",
+]

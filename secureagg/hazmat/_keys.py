@@ -1,0 +1,93 @@
+"""X25519 key agreement and HKDF-SHA256 key derivation with one label per use."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from secureagg._exceptions import ConfigError, InvalidKeyError
+
+__all__ = ["KEY_SIZE", "LABEL_MASK", "LABEL_SHARE_ENC", "KeyPair", "agree", "derive_key"]
+
+KEY_SIZE = 32
+LABEL_MASK: bytes = b"secureagg/v1/mask"
+LABEL_SHARE_ENC: bytes = b"secureagg/v1/share-enc"
+_MAX_ID = 2**32 - 1
+_ZERO = bytes(KEY_SIZE)
+
+
+def _check_key(name: str, key: object) -> bytes:
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise InvalidKeyError(f"{name} must be bytes, not {type(key).__name__}")
+    key = bytes(key)
+    if len(key) != KEY_SIZE:
+        raise InvalidKeyError(f"{name} must be {KEY_SIZE} bytes, got {len(key)}")
+    return key
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An X25519 key pair as raw 32-byte strings."""
+
+    private: bytes = field(repr=False)
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        """A fresh key pair from ``os.urandom``."""
+        return cls.from_private(os.urandom(KEY_SIZE))
+
+    @classmethod
+    def from_private(cls, private: bytes) -> KeyPair:
+        """The key pair of a given 32-byte private key (clamped by X25519 itself)."""
+        private = _check_key("private key", private)
+        pub = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+        return cls(private=private, public=pub)
+
+
+def agree(private: bytes, peer_public: bytes) -> bytes:
+    """X25519(private, peer_public): the 32-byte shared secret.
+
+    Raises InvalidKeyError for a wrong length, or a low-order / all-zero public key
+    (any key whose shared secret is all zero, RFC 7748 section 6.1).
+    """
+    private = _check_key("private key", private)
+    peer_public = _check_key("peer public key", peer_public)
+    if peer_public == _ZERO:
+        raise InvalidKeyError("peer public key is all zero")
+    try:
+        sk = X25519PrivateKey.from_private_bytes(private)
+        shared = sk.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError as exc:  # OpenSSL refuses an all-zero result
+        raise InvalidKeyError("peer public key is of low order") from exc
+    if shared == _ZERO:
+        raise InvalidKeyError("peer public key is of low order")
+    return shared
+
+
+def _check_id(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID:
+        raise ConfigError(f"{name} must be an int in [0, 2^32-1], got {value!r}")
+    return value
+
+
+def derive_key(shared: bytes, *, label: bytes, id_a: int, id_b: int, round_id: bytes) -> bytes:
+    """HKDF-SHA256(shared, salt=round_id, info=label || u32be(min id) || u32be(max id)).
+
+    Returns 32 bytes; the order of the two ids does not matter.
+    """
+    shared = _check_key("shared secret", shared)
+    if not isinstance(label, bytes) or not label:
+        raise ConfigError("label must be non-empty bytes")
+    if not isinstance(round_id, bytes) or not round_id:
+        raise ConfigError("round_id must be non-empty bytes")
+    a = _check_id("id_a", id_a)
+    b = _check_id("id_b", id_b)
+    info = label + struct.pack(">II", min(a, b), max(a, b))
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=round_id, info=info)
+    return hkdf.derive(shared)

@@ -1,0 +1,115 @@
+"""The mask PRG: AES-256-CTR keystream of a full 32-byte seed, read as words of Z_{2^b}."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from secureagg._exceptions import ConfigError, InvalidKeyError
+from secureagg.hazmat._modarith import (
+    add_into,
+    check_bits,
+    element_dtype,
+    reduce_into,
+    sub_into,
+)
+
+__all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
+
+SEED_SIZE = 32
+_ZERO_IV = bytes(16)
+_BIG_ENDIAN = sys.byteorder == "big"
+_zero_cache: bytes = b""  # shared read-only source of zeros for the keystream
+
+
+def _zeros_of(nbytes: int) -> memoryview:
+    global _zero_cache
+    if len(_zero_cache) < nbytes:
+        _zero_cache = bytes(nbytes)
+    return memoryview(_zero_cache)[:nbytes]
+
+
+def _check_seed(seed: object) -> bytes:
+    if not isinstance(seed, (bytes, bytearray, memoryview)):
+        raise InvalidKeyError(f"seed must be bytes, not {type(seed).__name__}")
+    seed = bytes(seed)
+    if len(seed) != SEED_SIZE:
+        raise InvalidKeyError(f"seed must be {SEED_SIZE} bytes, got {len(seed)}")
+    return seed
+
+
+def _check_d(d: object) -> int:
+    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
+        raise ConfigError(f"d must be a non-negative int, got {d!r}")
+    return int(d)
+
+
+def _keystream_into(seed: bytes, out: npt.NDArray[Any], zeros: memoryview | None) -> None:
+    view = memoryview(out).cast("B")  # type: ignore[arg-type]
+    enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
+    if zeros is None:
+        out.fill(0)
+        enc.update_into(view, view)
+    else:
+        enc.update_into(zeros, view)
+    if _BIG_ENDIAN:  # the words are little-endian by definition
+        out.byteswap(inplace=True)
+
+
+def expand_mask(
+    seed: bytes, d: int, bits: int, out: npt.NDArray[Any] | None = None
+) -> npt.NDArray[Any]:
+    """PRG(seed): d elements of Z_{2^b} from the AES-256-CTR keystream (zero IV).
+
+    Word i is the little-endian element_dtype(bits) word at byte offset i*itemsize of
+    the keystream, reduced mod 2^b. Written into ``out`` when given (a contiguous,
+    writeable array of shape (d,) and that dtype), which is also returned.
+    """
+    seed = _check_seed(seed)
+    d = _check_d(d)
+    dtype = element_dtype(bits)
+    if out is None:
+        out = np.empty(d, dtype=dtype)
+    elif (
+        not isinstance(out, np.ndarray)
+        or out.dtype != dtype
+        or out.shape != (d,)
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise ConfigError(f"out must be a writeable contiguous {dtype} array of shape ({d},)")
+    if d:
+        _keystream_into(seed, out, _zeros_of(out.nbytes))
+        reduce_into(out, bits)
+    return out
+
+
+class MaskBuffer:
+    """Reusable scratch for adding or removing masks of length d over Z_{2^b}."""
+
+    def __init__(self, d: int, bits: int) -> None:
+        self.d = _check_d(d)
+        self.bits = check_bits(bits)
+        self.dtype = element_dtype(bits)
+        self._buf = np.empty(self.d, dtype=self.dtype)
+        self._zeros = bytes(self._buf.nbytes)
+
+    def expand(self, seed: bytes) -> npt.NDArray[Any]:
+        """PRG(seed) in the internal buffer (overwritten by the next call)."""
+        seed = _check_seed(seed)
+        if self.d:
+            _keystream_into(seed, self._buf, memoryview(self._zeros))
+            reduce_into(self._buf, self.bits)
+        return self._buf
+
+    def add_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
+        """acc += PRG(seed) mod 2^b, in place."""
+        add_into(acc, self.expand(seed), self.bits)
+
+    def subtract_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
+        """acc -= PRG(seed) mod 2^b, in place."""
+        sub_into(acc, self.expand(seed), self.bits)
