@@ -1,0 +1,381 @@
+"""The privacy ledger: per client, per round, what was spent (JSON on disk, atomic writes)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secureagg._exceptions import ConfigError, LedgerError
+from secureagg.privacy.accounting import (
+    ACCOUNTANTS,
+    Step,
+    as_int,
+    as_real,
+    epsilon,
+    epsilons,
+    step_problem,
+)
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "PrivacyLedger", "RoundRecord"]
+
+SCHEMA = "secureagg.privacy-ledger"
+SCHEMA_VERSION = 1
+REASONS = ("budget", "dropout")
+_FIELDS = (
+    "round",
+    "participated",
+    "reason",
+    "steps",
+    "sample_rate",
+    "noise_multiplier",
+    "max_grad_norm",
+    "delta",
+    "grad_sample_mode",
+    "budget_epsilon",
+    "epsilon",
+)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One client's entry for one round; ``epsilon`` is cumulative over the whole history.
+
+    Every recorded step counts towards the history, whether or not the client's update
+    reached the aggregate (a client that trained and then dropped is charged: conservative).
+    An infinite epsilon (no noise) is written as ``null``.
+    """
+
+    round: int
+    participated: bool
+    reason: str | None
+    steps: int
+    sample_rate: float
+    noise_multiplier: float
+    max_grad_norm: float
+    delta: float
+    grad_sample_mode: str
+    budget_epsilon: float | None
+    epsilon: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def step(self) -> Step:
+        """The DP-SGD steps this round added to the client's history."""
+        return Step(self.noise_multiplier, self.sample_rate, self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written in the ledger file."""
+        out = {name: getattr(self, name) for name in _FIELDS[:-1]}
+        out["epsilon"] = {k: (v if math.isfinite(v) else None) for k, v in self.epsilon.items()}
+        return out
+
+
+def _finite(value: object) -> float | None:
+    x = as_real(value)
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _record_problem(entry: Mapping[str, Any]) -> str | None:
+    """Say what is impossible about a record's fields, or None when it is consistent."""
+    rnd = as_int(entry["round"])
+    if rnd is None or rnd < 0:
+        return f"round must be an integer >= 0, got {entry['round']!r}"
+    if not isinstance(entry["participated"], bool):
+        return f"participated must be true or false, got {entry['participated']!r}"
+    problem = step_problem(entry["noise_multiplier"], entry["sample_rate"], entry["steps"])
+    if problem is not None:
+        return problem
+    mgn, delta = _finite(entry["max_grad_norm"]), _finite(entry["delta"])
+    budget = entry["budget_epsilon"]
+    if mgn is None or mgn <= 0:
+        return f"max_grad_norm must be finite and > 0, got {entry['max_grad_norm']!r}"
+    if delta is None or not 0 < delta < 1:
+        return f"delta must be in (0, 1), got {entry['delta']!r}"
+    if budget is not None and ((b := _finite(budget)) is None or b <= 0):
+        return f"budget_epsilon must be null or finite and > 0, got {budget!r}"
+    if not isinstance(entry["grad_sample_mode"], str) or not entry["grad_sample_mode"]:
+        return f"grad_sample_mode must be a non-empty string, got {entry['grad_sample_mode']!r}"
+    reason = entry["reason"]
+    if entry["participated"] and reason is not None:
+        return f"a participating record has no reason, got {reason!r}"
+    if not entry["participated"] and reason not in REASONS:
+        return f"reason must be one of {REASONS} when not participating, got {reason!r}"
+    if reason == "budget" and entry["steps"] != 0:
+        return f"a client that declined for budget took no steps, got steps={entry['steps']}"
+    return None
+
+
+def _parse_epsilon(raw: object) -> dict[str, float]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"epsilon must be an object, got {raw!r}")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if name not in ACCOUNTANTS:
+            raise ValueError(f"unknown accountant {name!r} in epsilon")
+        x = _finite(value)
+        if value is None:
+            out[name] = math.inf
+        elif x is not None and x >= 0:
+            out[name] = x
+        else:
+            raise ValueError(f"epsilon[{name!r}] must be a finite number >= 0, got {value!r}")
+    return out
+
+
+def _parse_record(raw: object) -> RoundRecord:
+    if not isinstance(raw, dict):
+        raise ValueError(f"a record must be an object, got {type(raw).__name__}")
+    missing = [f for f in _FIELDS if f not in raw]
+    extra = sorted(set(raw) - set(_FIELDS))
+    if missing or extra:
+        raise ValueError(f"missing fields {missing}" if missing else f"unknown fields {extra}")
+    problem = _record_problem(raw)
+    if problem is not None:
+        raise ValueError(problem)
+    budget = raw["budget_epsilon"]
+    return RoundRecord(
+        round=int(raw["round"]),
+        participated=raw["participated"],
+        reason=raw["reason"],
+        steps=int(raw["steps"]),
+        sample_rate=float(raw["sample_rate"]),
+        noise_multiplier=float(raw["noise_multiplier"]),
+        max_grad_norm=float(raw["max_grad_norm"]),
+        delta=float(raw["delta"]),
+        grad_sample_mode=raw["grad_sample_mode"],
+        budget_epsilon=None if budget is None else float(budget),
+        epsilon=_parse_epsilon(raw["epsilon"]),
+    )
+
+
+def _reject_constant(token: str) -> float:
+    raise ValueError(f"non-finite number {token} (JSON has no NaN or Infinity)")
+
+
+class PrivacyLedger:
+    """Per-client, per-round privacy records with cumulative epsilons from every accountant.
+
+    ``accountants`` picks which figures :meth:`record` computes (default: all four).
+    Nothing is written until :meth:`save`; a saved ledger reopened with :meth:`open` can be
+    appended to by a later process.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        accountants: tuple[str, ...] = ACCOUNTANTS,
+    ) -> None:
+        unknown = [a for a in accountants if a not in ACCOUNTANTS]
+        if unknown:
+            raise ConfigError(f"unknown accountants {unknown}; choose from {ACCOUNTANTS}")
+        self.path = None if path is None else Path(path)
+        self.accountants = tuple(accountants)
+        self._records: dict[int, list[RoundRecord]] = {}
+
+    # --- reading ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, accountants: tuple[str, ...] = ACCOUNTANTS
+    ) -> PrivacyLedger:
+        """Read a ledger file; LedgerError names the file, client and entry that is wrong."""
+        ledger = cls(path, accountants=accountants)
+        where = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise LedgerError(f"{where}: not a UTF-8 text file ({exc.reason})") from exc
+        try:
+            doc = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise LedgerError(f"{where}: corrupt ledger, not valid JSON: {exc}") from exc
+        ledger._load_doc(doc, where)
+        return ledger
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, accountants: tuple[str, ...] = ACCOUNTANTS
+    ) -> PrivacyLedger:
+        """Load the ledger at ``path`` if the file exists, else a new empty one bound to it."""
+        if Path(path).exists():
+            return cls.load(path, accountants=accountants)
+        return cls(path, accountants=accountants)
+
+    def _load_doc(self, doc: object, where: str) -> None:
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+            raise LedgerError(f"{where}: not a secureagg privacy ledger (schema {found!r})")
+        version = doc.get("schema_version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise LedgerError(f"{where}: schema_version must be an integer, got {version!r}")
+        if version < SCHEMA_VERSION:
+            raise LedgerError(
+                f"{where}: written by older ledger schema version {version}; this secureagg "
+                f"reads version {SCHEMA_VERSION} (re-create the ledger or convert it)"
+            )
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{where}: ledger schema version {version} is newer than this secureagg "
+                f"understands ({SCHEMA_VERSION}); upgrade secureagg"
+            )
+        clients = doc.get("clients")
+        if not isinstance(clients, dict):
+            raise LedgerError(f"{where}: 'clients' must be an object")
+        for key, body in clients.items():
+            if not (key.isascii() and key.isdigit()):
+                raise LedgerError(f"{where}: client id {key!r} is not a non-negative integer")
+            cid = int(key)
+            if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+                raise LedgerError(f"{where}: client {cid}: expected {{'records': [...]}}")
+            last = -1
+            parsed: list[RoundRecord] = []
+            for i, raw in enumerate(body["records"]):
+                rnd = raw.get("round") if isinstance(raw, dict) else None
+                label = f"{where}: client {cid}, record #{i} (round {rnd!r})"
+                try:
+                    rec = _parse_record(raw)
+                except (ValueError, TypeError, KeyError, ConfigError) as exc:
+                    raise LedgerError(f"{label}: {exc}") from exc
+                if rec.round <= last:
+                    raise LedgerError(f"{label}: rounds must increase, previous was {last}")
+                last = rec.round
+                parsed.append(rec)
+            self._records[cid] = parsed
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def record(
+        self,
+        client_id: int,
+        round: int,
+        *,
+        participated: bool,
+        steps: int,
+        sample_rate: float,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        delta: float,
+        grad_sample_mode: str,
+        budget_epsilon: float | None = None,
+        reason: str | None = None,
+    ) -> RoundRecord:
+        """Append one round for one client; epsilons are cumulative over its whole history."""
+        cid = as_int(client_id)
+        if cid is None or cid < 0:
+            raise ConfigError(f"client_id must be an integer >= 0, got {client_id!r}")
+        entry: dict[str, Any] = {
+            "round": round,
+            "participated": participated,
+            "reason": reason,
+            "steps": steps,
+            "sample_rate": sample_rate,
+            "noise_multiplier": noise_multiplier,
+            "max_grad_norm": max_grad_norm,
+            "delta": delta,
+            "grad_sample_mode": grad_sample_mode,
+            "budget_epsilon": budget_epsilon,
+        }
+        problem = _record_problem(entry)
+        if problem is not None:
+            raise ConfigError(f"client {cid}, round {round!r}: {problem}")
+        previous = self._records.get(cid, [])
+        if previous and round <= previous[-1].round:
+            raise LedgerError(
+                f"client {cid}, round {round}: already recorded up to round {previous[-1].round}"
+            )
+        step = Step(float(noise_multiplier), float(sample_rate), int(steps))
+        history = [r.step for r in previous] + [step]
+        every = epsilons(history, float(delta))
+        rec = RoundRecord(
+            round=int(round),
+            participated=participated,
+            reason=reason,
+            steps=int(steps),
+            sample_rate=float(sample_rate),
+            noise_multiplier=float(noise_multiplier),
+            max_grad_norm=float(max_grad_norm),
+            delta=float(delta),
+            grad_sample_mode=grad_sample_mode,
+            budget_epsilon=None if budget_epsilon is None else float(budget_epsilon),
+            epsilon={name: every[name] for name in self.accountants},
+        )
+        self._records.setdefault(cid, []).append(rec)
+        return rec
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole ledger as the JSON document written to disk."""
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "clients": {
+                str(cid): {"records": [r.to_json() for r in recs]}
+                for cid, recs in sorted(self._records.items())
+            },
+        }
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError("this ledger is in memory only: pass a path to save()")
+        folder = target.parent if str(target.parent) else Path(".")
+        data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(folder)
+        if self.path is None:
+            self.path = target
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def clients(self) -> list[int]:
+        """Client ids with at least one record, ascending."""
+        return sorted(self._records)
+
+    def records(self, client_id: int) -> list[RoundRecord]:
+        """The client's records in round order (empty if unknown)."""
+        return list(self._records.get(client_id, []))
+
+    def history(self, client_id: int) -> list[Step]:
+        """The client's DP-SGD steps, one entry per record, in round order."""
+        return [r.step for r in self._records.get(client_id, [])]
+
+    def latest_epsilon(self, client_id: int, accountant: str = "opacus_rdp") -> float:
+        """Cumulative epsilon of the client's latest record (0.0 for a client with none)."""
+        recs = self._records.get(client_id)
+        if not recs:
+            return 0.0
+        last = recs[-1]
+        if accountant in last.epsilon:
+            return last.epsilon[accountant]
+        return epsilon(self.history(client_id), last.delta, accountant)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._records.values())
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not supported here (e.g. Windows): the replace itself is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,255 @@
+"""Privacy accountants for Poisson-sampled Gaussian steps (DP-SGD), side by side.
+
+Four independent figures for the same step history:
+
+* ``opacus_rdp``: Opacus ``RDPAccountant`` (Renyi DP, Balle et al. 2020 conversion);
+* ``opacus_prv``: Opacus ``PRVAccountant`` (numerical composition, Gopi et al. 2021);
+* ``dpa_rdp``: Google dp-accounting ``RdpAccountant``;
+* ``dpa_pld``: Google dp-accounting ``PLDAccountant`` (privacy loss distributions).
+
+Composition is commutative, so a history is reduced to its canonical form (identical
+``(noise_multiplier, sample_rate)`` entries merged, sorted) before any accountant runs, and
+results are cached per canonical history: two clients with the same steps cost one computation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from secureagg._exceptions import ConfigError
+
+__all__ = [
+    "ACCOUNTANTS",
+    "PLD_VALUE_DISCRETIZATION",
+    "PRV_EPS_ERROR",
+    "Step",
+    "as_int",
+    "as_real",
+    "canonical",
+    "clear_cache",
+    "epsilon",
+    "epsilons",
+    "noise_for_epsilon",
+    "step_problem",
+]
+
+ACCOUNTANTS: tuple[str, ...] = ("opacus_rdp", "opacus_prv", "dpa_rdp", "dpa_pld")
+"""Names of the accountants, in report order."""
+
+PRV_EPS_ERROR = 0.01
+"""Opacus PRV ``eps_error`` (its default); the figure returned is the PRV upper bound."""
+
+PLD_VALUE_DISCRETIZATION = 1e-4
+"""dp-accounting PLD ``value_discretization_interval`` (its default, pessimistic rounding)."""
+
+Canonical = tuple[tuple[float, float, int], ...]
+"""A history reduced to sorted ``(noise_multiplier, sample_rate, steps)`` with steps > 0."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """``steps`` DP-SGD steps with one noise multiplier and one Poisson sample rate."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+    def __post_init__(self) -> None:
+        problem = step_problem(self.noise_multiplier, self.sample_rate, self.steps)
+        if problem is not None:
+            raise ConfigError(f"invalid step {self!r}: {problem}")
+
+
+def as_real(value: object) -> float | None:
+    """``value`` as a float if it is a (non-bool) real number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    return float(value)
+
+
+def as_int(value: object) -> int | None:
+    """``value`` as an int if it is a (non-bool) integer, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        return None
+    return int(value)
+
+
+def step_problem(noise_multiplier: object, sample_rate: object, steps: object) -> str | None:
+    """Say what is impossible about a step, or return None when it is valid."""
+    n = as_int(steps)
+    if n is None:
+        return f"steps must be an integer, got {steps!r}"
+    if n < 0:
+        return f"steps must be >= 0, got {n}"
+    z, q = as_real(noise_multiplier), as_real(sample_rate)
+    for name, raw, value in (
+        ("noise_multiplier", noise_multiplier, z),
+        ("sample_rate", sample_rate, q),
+    ):
+        if value is None:
+            return f"{name} must be a number, got {raw!r}"
+        if not math.isfinite(value):
+            return f"{name} must be finite, got {raw!r}"
+    assert z is not None and q is not None
+    if z < 0:
+        return f"noise_multiplier must be >= 0, got {z}"
+    if not 0 <= q <= 1:
+        return f"sample_rate must be in [0, 1], got {q}"
+    return None
+
+
+def canonical(history: Sequence[Step]) -> Canonical:
+    """Merge identical ``(noise_multiplier, sample_rate)`` entries; drop steps that leak nothing."""
+    merged: dict[tuple[float, float], int] = {}
+    for step in history:
+        if not isinstance(step, Step):
+            raise ConfigError(f"history entries must be Step, got {type(step).__name__}")
+        if step.steps == 0 or step.sample_rate == 0:
+            continue
+        key = (float(step.noise_multiplier), float(step.sample_rate))
+        merged[key] = merged.get(key, 0) + int(step.steps)
+    return tuple((z, q, n) for (z, q), n in sorted(merged.items()))
+
+
+def _check_delta(delta: object) -> float:
+    d = as_real(delta)
+    if d is None or not 0 < d < 1:
+        raise ConfigError(f"delta must be in (0, 1), got {delta!r}")
+    return d
+
+
+def _check_accountant(accountant: str) -> None:
+    if accountant not in ACCOUNTANTS:
+        raise ConfigError(f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
+
+
+# --- one function per accountant, each fed the canonical history -----------------------------
+
+
+def _opacus_rdp(history: Canonical, delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = list(history)
+    return float(acc.get_epsilon(delta))
+
+
+def _opacus_prv(history: Canonical, delta: float) -> float:
+    from opacus.accountants import PRVAccountant
+
+    acc = PRVAccountant()
+    acc.history = list(history)
+    return float(acc.get_epsilon(delta, eps_error=PRV_EPS_ERROR))
+
+
+def _dpa_event(history: Canonical) -> object:
+    import dp_accounting
+
+    return dp_accounting.ComposedDpEvent(
+        [
+            dp_accounting.SelfComposedDpEvent(
+                dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), n
+            )
+            for z, q, n in history
+        ]
+    )
+
+
+def _dpa_rdp(history: Canonical, delta: float) -> float:
+    from dp_accounting.rdp import RdpAccountant
+
+    acc = RdpAccountant()
+    acc.compose(_dpa_event(history))
+    return float(acc.get_epsilon(delta))
+
+
+def _dpa_pld(history: Canonical, delta: float) -> float:
+    from dp_accounting.pld import PLDAccountant
+
+    acc = PLDAccountant(value_discretization_interval=PLD_VALUE_DISCRETIZATION)
+    acc.compose(_dpa_event(history))
+    return float(acc.get_epsilon(delta))
+
+
+_COMPUTE: dict[str, Callable[[Canonical, float], float]] = {
+    "opacus_rdp": _opacus_rdp,
+    "opacus_prv": _opacus_prv,
+    "dpa_rdp": _dpa_rdp,
+    "dpa_pld": _dpa_pld,
+}
+
+
+@lru_cache(maxsize=65536)
+def _cached(accountant: str, history: Canonical, delta: float) -> float:
+    if not history:
+        return 0.0
+    if any(z == 0 for z, _, _ in history):
+        return math.inf  # no noise: no finite guarantee
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = _COMPUTE[accountant](history, delta)
+    except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
+        raise ConfigError(f"{accountant} cannot account for {history}: {exc}") from exc
+    return value if math.isfinite(value) and value >= 0 else math.inf
+
+
+def clear_cache() -> None:
+    """Forget every cached figure (for tests and benchmarks)."""
+    _cached.cache_clear()
+
+
+def epsilon(history: Sequence[Step], delta: float, accountant: str = "opacus_rdp") -> float:
+    """Epsilon spent by ``history`` at ``delta`` according to one accountant (inf if no noise)."""
+    _check_accountant(accountant)
+    return _cached(accountant, canonical(history), _check_delta(delta))
+
+
+def epsilons(history: Sequence[Step], delta: float) -> dict[str, float]:
+    """Epsilon spent by ``history`` at ``delta`` according to every accountant in ACCOUNTANTS."""
+    key, d = canonical(history), _check_delta(delta)
+    return {name: _cached(name, key, d) for name in ACCOUNTANTS}
+
+
+def noise_for_epsilon(
+    target_epsilon: float,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float,
+    accountant: str = "opacus_rdp",
+) -> float:
+    """Smallest noise multiplier (to 0.1%) whose epsilon after ``steps`` is <= the target."""
+    _check_accountant(accountant)
+    d = _check_delta(delta)
+    target = as_real(target_epsilon)
+    if target is None or not (math.isfinite(target) and target > 0):
+        raise ConfigError(f"target_epsilon must be finite and > 0, got {target_epsilon!r}")
+    problem = step_problem(1.0, sample_rate, steps)
+    if problem is not None:
+        raise ConfigError(problem)
+    q, n = float(sample_rate), int(steps)
+    if n == 0 or q == 0:
+        raise ConfigError("with no steps or a zero sample rate any noise multiplier reaches it")
+
+    def eps(z: float) -> float:
+        return _cached(accountant, ((z, q, n),), d)
+
+    lo, hi = 0.0, 1.0
+    while eps(hi) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e4:
+            raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
+    while hi - lo > 1e-3 * hi:
+        mid = (lo + hi) / 2
+        if eps(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
