@@ -1,0 +1,64 @@
+"""Key agreement and derivation: symmetry, label / id / round separation, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from secureagg import ConfigError, InvalidKeyError
+from secureagg.hazmat import LABEL_MASK, LABEL_SHARE_ENC, KeyPair, agree, derive_key
+
+
+def test_agree_is_symmetric_and_keypairs_differ() -> None:
+    a, b = KeyPair.generate(), KeyPair.generate()
+    assert a.private != b.private and a.public != b.public
+    assert agree(a.private, b.public) == agree(b.private, a.public)
+    assert "private" not in repr(a) or a.private.hex() not in repr(a)
+
+
+def test_derive_key_separates_labels_ids_and_rounds() -> None:
+    shared = agree(KeyPair.generate().private, KeyPair.generate().public)
+    base = derive_key(shared, label=LABEL_MASK, id_a=3, id_b=9, round_id=b"r1")
+    assert len(base) == 32
+    assert derive_key(shared, label=LABEL_MASK, id_a=9, id_b=3, round_id=b"r1") == base
+    others = {
+        derive_key(shared, label=LABEL_SHARE_ENC, id_a=3, id_b=9, round_id=b"r1"),
+        derive_key(shared, label=LABEL_MASK, id_a=3, id_b=10, round_id=b"r1"),
+        derive_key(shared, label=LABEL_MASK, id_a=3, id_b=9, round_id=b"r2"),
+    }
+    assert base not in others and len(others) == 3
+    assert LABEL_MASK != LABEL_SHARE_ENC
+
+
+@pytest.mark.parametrize("n", [0, 31, 33, 64])
+def test_wrong_length_keys(n: int) -> None:
+    good = KeyPair.generate()
+    with pytest.raises(InvalidKeyError):
+        agree(bytes(n) if n else b"", good.public)
+    with pytest.raises(InvalidKeyError):
+        agree(good.private, b"\x09" * n)
+    with pytest.raises(InvalidKeyError):
+        KeyPair.from_private(b"\x01" * n)
+    with pytest.raises(InvalidKeyError):
+        derive_key(b"\x01" * n, label=LABEL_MASK, id_a=1, id_b=2, round_id=b"r")
+
+
+def test_non_bytes_key() -> None:
+    with pytest.raises(InvalidKeyError):
+        agree("a" * 32, KeyPair.generate().public)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"label": b""},
+        {"round_id": b""},
+        {"id_a": -1},
+        {"id_b": 2**32},
+        {"id_a": True},
+    ],
+)
+def test_derive_key_bad_arguments(kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {"label": LABEL_MASK, "id_a": 1, "id_b": 2, "round_id": b"r"}
+    args.update(kwargs)
+    with pytest.raises(ConfigError):
+        derive_key(bytes(range(32)), **args)  # type: ignore[arg-type]

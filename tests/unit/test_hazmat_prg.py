@@ -1,0 +1,131 @@
+"""The mask PRG and Z_{2^b} arithmetic: range, buffers, full-seed sensitivity, bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from secureagg import ConfigError, InvalidKeyError
+from secureagg.hazmat import (
+    MaskBuffer,
+    add_into,
+    element_dtype,
+    expand_mask,
+    sub_into,
+    zeros,
+)
+
+
+@pytest.mark.parametrize(
+    ("bits", "dtype"),
+    [
+        (1, np.uint16),
+        (16, np.uint16),
+        (17, np.uint32),
+        (32, np.uint32),
+        (33, np.uint64),
+        (64, np.uint64),
+    ],
+)
+def test_element_dtype(bits: int, dtype: type) -> None:
+    assert element_dtype(bits) == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("bits", [0, 65, -1, 1.5, True])
+def test_bits_out_of_range(bits: object) -> None:
+    with pytest.raises(ConfigError):
+        element_dtype(bits)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        MaskBuffer(4, bits)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bits", [1, 7, 16, 20, 32, 40, 63, 64])
+def test_values_in_range_and_roughly_uniform(bits: int) -> None:
+    m = expand_mask(os.urandom(32), 20000, bits)
+    assert m.dtype == element_dtype(bits)
+    assert int(m.max()) < 2**bits
+    # Top bit of each element is a fair coin: mean within 5 standard errors of 1/2.
+    top = (m >> np.array(bits - 1, dtype=m.dtype)) & np.array(1, dtype=m.dtype)
+    assert abs(top.mean() - 0.5) < 5 * 0.5 / np.sqrt(m.size)
+
+
+def test_every_seed_bit_matters() -> None:
+    seed = bytes(range(32))
+    base = expand_mask(seed, 16, 32)
+    for i in range(256):
+        flipped = bytearray(seed)
+        flipped[i // 8] ^= 1 << (i % 8)
+        out = expand_mask(bytes(flipped), 16, 32)
+        assert not np.array_equal(out, base), f"seed bit {i} does not change the mask"
+
+
+def test_out_buffer_is_used_and_reused() -> None:
+    out = np.empty(1000, dtype=np.uint32)
+    seed = os.urandom(32)
+    r = expand_mask(seed, 1000, 32, out=out)
+    assert r is out
+    assert np.array_equal(out, expand_mask(seed, 1000, 32))
+    expand_mask(os.urandom(32), 1000, 32, out=out)
+    assert not np.array_equal(out, expand_mask(seed, 1000, 32))
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.empty(10, np.uint64),
+        np.empty(11, np.uint32),
+        np.empty(20, np.uint32)[::2],
+        np.empty((2, 5), np.uint32),
+    ],
+)
+def test_bad_out_buffer(out: np.ndarray) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError):
+        expand_mask(bytes(32), 10, 32, out=out)
+
+
+@pytest.mark.parametrize("seed", [b"", bytes(16), bytes(31), bytes(33), "x" * 32])
+def test_bad_seed(seed: object) -> None:
+    with pytest.raises(InvalidKeyError):
+        expand_mask(seed, 4, 32)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        MaskBuffer(4, 32).add_mask(zeros(4, 32), seed)  # type: ignore[arg-type]
+
+
+def test_mask_buffer_add_then_subtract_is_identity() -> None:
+    for bits in (5, 16, 31, 64):
+        x = expand_mask(os.urandom(32), 500, bits)
+        acc = x.copy()
+        buf = MaskBuffer(500, bits)
+        s1, s2 = os.urandom(32), os.urandom(32)
+        buf.add_mask(acc, s1)
+        buf.add_mask(acc, s2)
+        assert not np.array_equal(acc, x)
+        buf.subtract_mask(acc, s1)
+        buf.subtract_mask(acc, s2)
+        assert np.array_equal(acc, x)
+
+
+def test_add_sub_into_mod_2b() -> None:
+    acc = np.array([7, 0, 5], dtype=np.uint16)
+    add_into(acc, np.array([1, 3, 7], dtype=np.uint16), 3)
+    assert acc.tolist() == [0, 3, 4]
+    sub_into(acc, np.array([1, 4, 4], dtype=np.uint16), 3)
+    assert acc.tolist() == [7, 7, 0]
+    big = np.array([2**64 - 1], dtype=np.uint64)
+    add_into(big, np.array([2], dtype=np.uint64), 64)
+    assert big.tolist() == [1]
+
+
+def test_add_into_bad_arrays() -> None:
+    with pytest.raises(ConfigError):
+        add_into(zeros(3, 32), zeros(4, 32), 32)
+    with pytest.raises(ConfigError):
+        add_into(zeros(3, 32), zeros(3, 16), 32)
+    with pytest.raises(ConfigError):
+        sub_into(zeros(3, 16), zeros(3, 16), 32)
+    with pytest.raises(ConfigError):
+        MaskBuffer(3, 32).add_mask(zeros(4, 32), bytes(32))
+    with pytest.raises(ConfigError):
+        zeros(-1, 8)

@@ -1,0 +1,130 @@
+"""Quantisation: config checks, exact sums, clipping, wrap refusal, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from secureagg import ConfigError
+from secureagg.hazmat import (
+    QuantConfig,
+    add_into,
+    choose_bits,
+    dequantize_sum,
+    element_dtype,
+    make_config,
+    quantize,
+    zeros,
+)
+
+
+def test_choose_bits_is_smallest_safe() -> None:
+    for n, c, f in [(1, 1.0, 0), (10, 1.0, 16), (100, 0.5, 20), (3, 0.3, 7), (1000, 4.0, 40)]:
+        b = choose_bits(n, c, f)
+        level = math.ceil(c * 2**f)
+        assert 2 * n * level < 2**b
+        assert 2 * n * level >= 2 ** (b - 1)
+
+
+def test_choose_bits_refuses_over_64() -> None:
+    with pytest.raises(ConfigError):
+        choose_bits(1000, 1.0, 60)
+    with pytest.raises(ConfigError):
+        make_config(2**20, 2.0**20, 30)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (0, 1.0, 8),
+        (2, 0.0, 8),
+        (2, -1.0, 8),
+        (2, math.inf, 8),
+        (2, math.nan, 8),
+        (2, 1.0, -1),
+        (2, 1.0, 63),
+        (2.5, 1.0, 8),
+    ],
+)
+def test_bad_config_values(args: tuple[object, object, object]) -> None:
+    with pytest.raises(ConfigError):
+        choose_bits(*args)  # type: ignore[arg-type]
+
+
+def test_make_config_refuses_too_few_bits() -> None:
+    need = choose_bits(10, 1.0, 16)
+    assert make_config(10, 1.0, 16).bits == need
+    assert make_config(10, 1.0, 16, bits=need + 3).bits == need + 3
+    with pytest.raises(ConfigError):
+        make_config(10, 1.0, 16, bits=need - 1)
+    with pytest.raises(ConfigError):
+        QuantConfig(bits=need - 1, frac_bits=16, clip=1.0, max_clients=10)
+    with pytest.raises(ConfigError):
+        make_config(10, 1.0, 16, bits=65)
+
+
+def test_extreme_sum_does_not_wrap() -> None:
+    """n inputs all at +clip (or -clip) sum to n * clip exactly, at the smallest b."""
+    for n, c, f in [(5, 1.0, 8), (7, 0.3, 5), (3, 2.5, 0)]:
+        cfg = make_config(n, c, f)
+        rng = np.random.default_rng(0)
+        for sign in (1.0, -1.0):
+            acc = zeros(4, cfg.bits)
+            x = np.full(4, sign * 10 * c)  # far outside: clipped to +-c
+            for _ in range(n):
+                add_into(acc, quantize(x, cfg, rng), cfg.bits)
+            total = dequantize_sum(acc, cfg)
+            assert np.all(np.abs(total - sign * n * c) <= n * 2.0**-f)
+            assert np.all(np.sign(total) == sign)
+
+
+def test_sum_of_many_is_close() -> None:
+    rng = np.random.default_rng(3)
+    n, f = 20, 16
+    cfg = make_config(n, 1.0, f)
+    xs = [rng.uniform(-1, 1, 1000).astype(np.float32) for _ in range(n)]
+    acc = zeros(1000, cfg.bits)
+    for x in xs:
+        add_into(acc, quantize(x, cfg, rng), cfg.bits)
+    err = np.abs(dequantize_sum(acc, cfg) - np.sum(xs, axis=0, dtype=np.float64))
+    assert err.max() < n * 2.0**-f
+
+
+def test_dtypes_and_shapes() -> None:
+    rng = np.random.default_rng(0)
+    for bits in (12, 24, 50, 64):
+        cfg = make_config(2, 1.0, 4, bits=bits)
+        q = quantize(np.zeros((3, 4), np.float32), cfg, rng)
+        assert q.dtype == element_dtype(bits) and q.shape == (3, 4)
+        assert not q.any()
+        assert dequantize_sum(q, cfg).dtype == np.float64
+
+
+def test_negative_value_is_twos_complement() -> None:
+    cfg = make_config(4, 1.0, 3)  # level 1/8; 2 * 4 * 8 = 64 < 2^7
+    assert cfg.bits == 7
+    q = quantize(np.array([-0.25, 0.25, 0.0]), cfg, np.random.default_rng(0))
+    assert q.tolist() == [128 - 2, 2, 0]
+    assert dequantize_sum(q, cfg).tolist() == [-0.25, 0.25, 0.0]
+
+
+def test_bad_inputs() -> None:
+    cfg = make_config(2, 1.0, 8)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError):
+        quantize(np.array([1, 2]), cfg, rng)  # ints
+    with pytest.raises(ConfigError):
+        quantize([0.5], cfg, rng)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        quantize(np.array([0.5, np.nan], np.float32), cfg, rng)
+    with pytest.raises(ConfigError):
+        quantize(np.array([0.5]), cfg, np.random.RandomState(0))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        dequantize_sum(np.zeros(3, np.uint64), cfg)
+    # Infinities are clipped, not refused.
+    assert dequantize_sum(quantize(np.array([np.inf, -np.inf]), cfg, rng), cfg).tolist() == [
+        1.0,
+        -1.0,
+    ]

@@ -1,0 +1,89 @@
+"""Shamir sharing: reconstruction, exact threshold, malformed shares."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from secureagg import ConfigError, ShareError
+from secureagg.hazmat import PRIME, SHARE_SIZE, combine, split
+
+
+def test_roundtrip_m100_t51() -> None:
+    secret = os.urandom(32)
+    shares = split(secret, 51, range(1, 101))
+    assert len(shares) == 100 and all(len(s) == SHARE_SIZE for s in shares.values())
+    pick = dict(list(shares.items())[49:])
+    assert combine(pick, 51) == secret
+
+
+def test_large_ids_and_edge_secrets() -> None:
+    for secret in (bytes(32), b"\xff" * 32):
+        shares = split(secret, 3, [1, 2**32 - 1, 123456789])
+        assert combine(shares, 3) == secret
+
+
+def test_threshold_one_and_m() -> None:
+    secret = os.urandom(32)
+    shares = split(secret, 1, [5, 6])
+    assert combine({6: shares[6]}, 1) == secret
+    shares = split(secret, 4, [1, 2, 3, 4])
+    assert combine(shares, 4) == secret
+
+
+def test_not_exactly_threshold() -> None:
+    shares = split(os.urandom(32), 3, [1, 2, 3, 4, 5])
+    with pytest.raises(ShareError):
+        combine(dict(list(shares.items())[:2]), 3)
+    with pytest.raises(ShareError):
+        combine(shares, 3)  # too many is refused too
+
+
+def test_mixed_shares_are_detected() -> None:
+    a = split(os.urandom(32), 3, [1, 2, 3])
+    b = split(os.urandom(32), 3, [1, 2, 3])
+    with pytest.raises(ShareError):
+        combine({1: a[1], 2: a[2], 3: b[3]}, 3)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {1: b"\x00" * 65},
+        {1: b"\x00" * 67},
+        {1: PRIME.to_bytes(SHARE_SIZE, "big")},
+        {0: bytes(SHARE_SIZE)},
+        {2**32: bytes(SHARE_SIZE)},
+        {"1": bytes(SHARE_SIZE)},
+        {1: "x" * SHARE_SIZE},
+    ],
+)
+def test_malformed_shares(bad: dict[object, object]) -> None:
+    shares: dict[object, object] = {7: split(os.urandom(32), 2, [7, 8])[7], **bad}
+    assert len(shares) == 2
+    with pytest.raises(ShareError):
+        combine(shares, 2)  # type: ignore[arg-type]
+
+
+def test_bad_threshold_in_combine() -> None:
+    with pytest.raises(ShareError):
+        combine({}, 0)
+    with pytest.raises(ShareError):
+        combine([(1, bytes(SHARE_SIZE))], 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("secret", "t", "xs"),
+    [
+        (bytes(31), 2, [1, 2]),
+        (bytes(32), 3, [1, 2]),
+        (bytes(32), 0, [1, 2]),
+        (bytes(32), 2, [1, 1]),
+        (bytes(32), 2, [0, 1]),
+        (bytes(32), 2, [1, 2**32]),
+    ],
+)
+def test_bad_split_arguments(secret: bytes, t: int, xs: list[int]) -> None:
+    with pytest.raises(ConfigError):
+        split(secret, t, xs)
