@@ -1,0 +1,310 @@
+"""PrivateTrainer: a client's model, optimizer and data wrapped by Opacus once for good."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from secureagg._exceptions import BudgetExhaustedError, ConfigError
+from secureagg.privacy._loaders import check_loader, check_model, check_optimizer, mark_owned
+from secureagg.privacy._modes import choose_mode
+from secureagg.privacy._privacy_config import PrivacyConfig
+from secureagg.privacy._tensors import flatten, parameters_of
+from secureagg.privacy.accounting import Step, epsilon, noise_for_epsilon
+
+__all__ = ["LocalUpdate", "PrivateTrainer", "load_global_state"]
+
+_PREFIX = "_module."
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    """One client's round: ``vector`` = local minus global parameters (float32, flat).
+
+    ``norm`` is the update's L2 norm before any user-level clipping; ``clipped`` says
+    whether ``update_clip`` scaled it down.
+    """
+
+    vector: npt.NDArray[np.float32]
+    num_examples: int
+    steps: int
+    norm: float = 0.0
+    clipped: bool = False
+
+
+def _positive(name: str, value: float | None, *, allow_none: bool = True) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ConfigError(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def load_global_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy the server's tensors into ``model`` in place (Opacus's ``_module.`` prefix is dropped).
+
+    Every trainable parameter must be present with the model's shape; ConfigError otherwise.
+    """
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"global_state must be a mapping of tensors, got {type(state)}")
+    own = model.state_dict(keep_vars=True)
+    clean: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = key[len(_PREFIX) :] if key.startswith(_PREFIX) else key
+        if name not in own:
+            raise ConfigError(f"server sent {key!r}, which the client's model does not have")
+        if not isinstance(value, torch.Tensor):
+            raise ConfigError(f"server value for {key!r} is a {type(value).__name__}")
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise ConfigError(
+                f"mismatched shapes between server and client for {name!r}: server "
+                f"{tuple(value.shape)}, client {tuple(own[name].shape)}"
+            )
+        clean[name] = value
+    missing = [n for n in parameters_of(model) if n not in clean]
+    if missing:
+        raise ConfigError(f"server state lacks the client's parameters {missing[:5]}")
+    with torch.no_grad():
+        for name, value in clean.items():
+            own[name].copy_(value)
+
+
+def _batches(loader: DataLoader[Any], epochs: int | None, steps: int | None) -> Iterator[Any]:
+    if steps is None:
+        for _ in range(epochs or 1):
+            yield from loader
+        return
+    done = 0
+    while done < steps:
+        for batch in loader:
+            yield batch
+            done += 1
+            if done == steps:
+                return
+
+
+class PrivateTrainer:
+    """Example-level DP-SGD for one client, for the client's whole lifetime.
+
+    ``make_private`` runs once, here; the Opacus accountant is never reset, so
+    :meth:`epsilon` covers every step this client ever took (plus ``history``, the steps a
+    previous process recorded in the ledger). Each :meth:`train_round` loads the server's
+    weights into the user's own ``model`` (its state-dict keys stay unprefixed), trains
+    ``local_epochs`` epochs or ``local_steps`` steps with Poisson sampling, and returns the
+    update. A round that would take the client past ``budget_epsilon`` raises
+    BudgetExhaustedError before any step is taken.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data_loader: DataLoader[Any],
+        *,
+        noise_multiplier: float | None = None,
+        target_epsilon: float | None = None,
+        planned_rounds: int | None = None,
+        max_grad_norm: float = 1.0,
+        delta: float = 1e-5,
+        local_epochs: int = 1,
+        local_steps: int | None = None,
+        grad_sample_mode: str = "auto",
+        budget_epsilon: float | None = None,
+        update_clip: float | None = None,
+        seed: int | None = None,
+        criterion: Callable[..., torch.Tensor] | None = None,
+        history: Sequence[Step] = (),
+    ) -> None:
+        self.model = check_model(model)
+        check_optimizer(optimizer, self.model)
+        loader = check_loader(data_loader)
+        self.max_grad_norm = _positive("max_grad_norm", max_grad_norm, allow_none=False) or 1.0
+        self.delta = float(delta)
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {delta!r}")
+        self.budget_epsilon = _positive("budget_epsilon", budget_epsilon)
+        self.update_clip = _positive("update_clip", update_clip)
+        self.local_epochs = _count("local_epochs", local_epochs) or 1
+        self.local_steps = _count("local_steps", local_steps)
+        self.grad_sample_mode = choose_mode(self.model, grad_sample_mode)
+        self.num_examples = len(loader.dataset)  # type: ignore[arg-type]
+        if (noise_multiplier is None) == (target_epsilon is None):
+            raise ConfigError("give exactly one of noise_multiplier and target_epsilon")
+        if noise_multiplier is not None and (
+            isinstance(noise_multiplier, bool)
+            or not isinstance(noise_multiplier, (int, float))
+            or not math.isfinite(noise_multiplier)
+            or noise_multiplier < 0
+        ):
+            raise ConfigError(f"noise_multiplier must be finite and >= 0, got {noise_multiplier}")
+        prior = list(history)
+        if not all(isinstance(s, Step) for s in prior):
+            raise ConfigError("history must be a sequence of secureagg.privacy.Step")
+
+        self._wrap(loader, optimizer, criterion, seed)
+        self.sample_rate = float(self._loader.sample_rate)
+        self.steps_per_round = self.local_steps or self.local_epochs * len(self._loader)
+        if target_epsilon is not None:
+            rounds = _count("planned_rounds", planned_rounds)
+            if rounds is None:
+                raise ConfigError("target_epsilon needs planned_rounds (the rounds it must last)")
+            _positive("target_epsilon", target_epsilon)
+            noise_multiplier = noise_for_epsilon(
+                target_epsilon,
+                sample_rate=self.sample_rate,
+                steps=rounds * self.steps_per_round,
+                delta=self.delta,
+            )
+        assert noise_multiplier is not None
+        self.noise_multiplier = float(noise_multiplier)
+        self._optimizer.noise_multiplier = self.noise_multiplier
+        self._engine.accountant.history.extend(
+            (s.noise_multiplier, s.sample_rate, s.steps) for s in prior
+        )
+        self.rounds_trained = 0
+        self.last_steps = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data_loader: DataLoader[Any],
+        config: PrivacyConfig,
+        **kwargs: Any,
+    ) -> PrivateTrainer:
+        """A trainer with the settings of ``config`` (keyword arguments add to or override it)."""
+        settings: dict[str, Any] = {
+            "noise_multiplier": config.noise_multiplier,
+            "target_epsilon": config.target_epsilon,
+            "planned_rounds": config.planned_rounds,
+            "max_grad_norm": config.max_grad_norm,
+            "delta": config.delta,
+            "grad_sample_mode": config.grad_sample_mode,
+            "budget_epsilon": config.budget_epsilon,
+            "update_clip": config.update_clip,
+        }
+        settings.update(kwargs)
+        return cls(model, optimizer, data_loader, **settings)
+
+    def _wrap(
+        self,
+        loader: DataLoader[Any],
+        optimizer: torch.optim.Optimizer,
+        criterion: Callable[..., torch.Tensor] | None,
+        seed: int | None,
+    ) -> None:
+        from opacus import PrivacyEngine
+
+        if criterion is None:
+            criterion = nn.CrossEntropyLoss()
+        noise_gen = None if seed is None else torch.Generator().manual_seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._engine = PrivacyEngine(accountant="rdp")
+            out = self._engine.make_private(
+                module=self.model,
+                optimizer=optimizer,
+                data_loader=loader,
+                criterion=criterion,
+                noise_multiplier=1.0,  # replaced once the sample rate is known
+                max_grad_norm=self.max_grad_norm,
+                poisson_sampling=True,
+                grad_sample_mode=self.grad_sample_mode,
+                noise_generator=noise_gen,
+                wrap_model=False,
+            )
+        mark_owned(self.model)
+        if self.grad_sample_mode == "ghost":
+            self._hooks, self._optimizer, self._criterion, self._loader = out
+        else:
+            self._hooks, self._optimizer, self._loader = out
+            self._criterion = criterion
+        if seed is not None:
+            self._loader.batch_sampler.generator = torch.Generator().manual_seed(seed + 1)
+
+    # --- public API ------------------------------------------------------------------------
+
+    @property
+    def accountant(self) -> Any:
+        """The Opacus RDP accountant that counted every step (read it, do not reset it)."""
+        return self._engine.accountant
+
+    @property
+    def history(self) -> list[Step]:
+        """Every DP-SGD step this client has taken, as accountant entries."""
+        return [Step(float(z), float(q), int(n)) for z, q, n in self._engine.accountant.history]
+
+    def epsilon(self, delta: float | None = None, accountant: str = "opacus_rdp") -> float:
+        """Epsilon spent so far at ``delta`` (default: the trainer's delta)."""
+        return epsilon(self.history, self.delta if delta is None else delta, accountant)
+
+    def next_round_epsilon(self) -> float:
+        """Epsilon the client would have spent after one more round."""
+        step = Step(self.noise_multiplier, self.sample_rate, self.steps_per_round)
+        return epsilon([*self.history, step], self.delta)
+
+    def can_train(self) -> bool:
+        """False when the next round would exceed ``budget_epsilon``."""
+        return self.budget_epsilon is None or self.next_round_epsilon() <= self.budget_epsilon
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        """Load ``global_state``, train one round privately, return local minus global."""
+        if not self.can_train():
+            raise BudgetExhaustedError(
+                f"the next round would take epsilon to {self.next_round_epsilon():.4g} "
+                f"> budget {self.budget_epsilon:.4g} (spent so far {self.epsilon():.4g})"
+            )
+        load_global_state(self.model, global_state)
+        start = flatten(parameters_of(self.model)).copy()
+        self.model.train()
+        steps = 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
+            for batch in _batches(self._loader, self.local_epochs, self.local_steps):
+                *inputs, target = batch
+                self._optimizer.zero_grad(set_to_none=True)
+                loss = self._criterion(self.model(*inputs), target)
+                loss.backward()
+                self._optimizer.step()
+                steps += 1
+        self._optimizer.zero_grad(set_to_none=True)
+        self.rounds_trained += 1
+        self.last_steps = steps
+        delta = flatten(parameters_of(self.model)) - start
+        return clip_update(delta, self.update_clip, self.num_examples, steps)
+
+
+def clip_update(
+    vector: npt.NDArray[np.float32], clip: float | None, num_examples: int, steps: int
+) -> LocalUpdate:
+    """A LocalUpdate of ``vector`` with its L2 norm scaled down to ``clip`` when above it."""
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if not math.isfinite(norm):
+        raise ConfigError("the local update is not finite (diverged training?)")
+    clipped = clip is not None and norm > clip
+    if clipped:
+        assert clip is not None
+        vector = (vector * np.float32(clip / norm)).astype(np.float32)
+    return LocalUpdate(vector, num_examples, steps, norm, clipped)
