@@ -1,0 +1,56 @@
+"""The sans-I/O secure aggregation protocol: SecAgg (complete graph) and SecAgg+ (Harary graph).
+
+Sessions take bytes and return bytes; transports are someone else's job. See docs/protocol.md.
+"""
+
+from secureagg.protocol._client import ClientSession
+from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._config import RoundConfig, Stage, new_round_id
+from secureagg.protocol._graph import Graph
+from secureagg.protocol._messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeyEntry,
+    KeysBroadcast,
+    MaskedInput,
+    Message,
+    ShareKeys,
+    SharesDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secureagg.protocol._params import GraphParams, choose_parameters, default_threshold
+from secureagg.protocol._server import AggregateResult, Rejection, ServerSession
+from secureagg.protocol._simulate import Cost, RoundResult, run_round, simulate_round
+
+__all__ = [
+    "AdvertiseKeys",
+    "AggregateResult",
+    "ClientSession",
+    "ConsistencyRequest",
+    "ConsistencySignature",
+    "Cost",
+    "Graph",
+    "GraphParams",
+    "KeyEntry",
+    "KeysBroadcast",
+    "MaskedInput",
+    "Message",
+    "Rejection",
+    "RoundConfig",
+    "RoundResult",
+    "ServerSession",
+    "ShareKeys",
+    "SharesDelivery",
+    "Stage",
+    "UnmaskRequest",
+    "UnmaskResponse",
+    "choose_parameters",
+    "decode",
+    "default_threshold",
+    "encode",
+    "new_round_id",
+    "run_round",
+    "simulate_round",
+]

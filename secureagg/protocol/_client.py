@@ -1,0 +1,354 @@
+"""The client side of a round: a sans-I/O state machine, one small state class per stage."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secureagg._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    DecodeError,
+    InvalidKeyError,
+    RoundAborted,
+)
+from secureagg.hazmat import (
+    LABEL_MASK,
+    LABEL_SHARE_ENC,
+    SHARE_SIZE,
+    KeyPair,
+    MaskBuffer,
+    agree,
+    derive_key,
+    element_dtype,
+    open_sealed,
+    seal,
+    split,
+)
+from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._config import RoundConfig, Stage
+from secureagg.protocol._graph import check_client_id
+from secureagg.protocol._messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secureagg.protocol._signing import (
+    advertise_payload,
+    identity_public,
+    sign,
+    survivors_payload,
+    verify,
+)
+
+__all__ = ["ClientSession"]
+
+_SEED_SIZE = 32
+
+
+@dataclass(slots=True)
+class _Fresh:
+    """Nothing sent yet."""
+
+
+@dataclass(slots=True)
+class _Advertised:
+    """Keys advertised; waiting for the neighbours' keys."""
+
+    c: KeyPair
+    s: KeyPair
+
+
+@dataclass(slots=True)
+class _SharesSent:
+    """Shares sent; waiting for the neighbours' shares."""
+
+    s: KeyPair
+    enc_keys: dict[int, bytes]
+    s_pks: dict[int, bytes]
+    seed: bytes
+    own: tuple[bytes, bytes]
+
+
+@dataclass(slots=True)
+class _InputSent:
+    """Masked input sent; holds (share of s_sk_v, share of b_v) for v in U2 and itself."""
+
+    holdings: dict[int, tuple[bytes, bytes]]
+    u2: frozenset[int]
+
+
+@dataclass(slots=True)
+class _Signed:
+    """Signed mode: U3 signed; waiting for the unmask request."""
+
+    holdings: dict[int, tuple[bytes, bytes]]
+    u2: frozenset[int]
+    survivors: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class _Done:
+    """Unmask shares sent; the round is over for this client."""
+
+
+@dataclass(slots=True)
+class _Aborted:
+    """The client refused to go on."""
+
+    reason: str
+
+
+_State = _Fresh | _Advertised | _SharesSent | _InputSent | _Signed | _Done | _Aborted
+_STAGE_OF = {
+    _Fresh: Stage.ADVERTISE,
+    _Advertised: Stage.SHARE_KEYS,
+    _SharesSent: Stage.MASKED_INPUT,
+    _InputSent: Stage.UNMASK,
+    _Signed: Stage.UNMASK,
+}
+
+
+class ClientSession:
+    """One client's side of one round. Feed it the server's bytes; send back what it returns.
+
+    Every refusal raises RoundAborted (the client then stays aborted) and reveals no share.
+    ``identity`` is the client's Ed25519 key, required in signed mode.
+    """
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        client_id: int,
+        *,
+        identity: Ed25519PrivateKey | None = None,
+    ) -> None:
+        check_client_id(client_id)
+        if client_id not in config.graph:
+            raise ConfigError(f"client {client_id} is not in the round's graph")
+        if config.signed:
+            if identity is None:
+                raise ConfigError("signed mode needs the client's Ed25519 identity key")
+            if identity_public(identity) != config.identity_keys[client_id]:
+                raise ConfigError("the identity key does not match the round config")
+        self.config = config
+        self.client_id = client_id
+        self._identity = identity
+        self._neighbours = config.graph.neighbours(client_id)
+        self._input: npt.NDArray[Any] | None = None
+        self._state: _State = _Fresh()
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage whose message the client sends next; None when done or aborted."""
+        stage = _STAGE_OF.get(type(self._state))
+        if stage is Stage.UNMASK and self.config.signed and isinstance(self._state, _InputSent):
+            return Stage.CONSISTENCY
+        return stage
+
+    @property
+    def aborted(self) -> str | None:
+        """Why the client refused, or None."""
+        return self._state.reason if isinstance(self._state, _Aborted) else None
+
+    @property
+    def masked_with(self) -> frozenset[int]:
+        """The neighbours whose shares authenticated (U2 as this client sees it)."""
+        state = self._state
+        return state.u2 if isinstance(state, (_InputSent, _Signed)) else frozenset()
+
+    def provide_input(self, vector: npt.NDArray[Any]) -> None:
+        """Set x_u: d integers in [0, 2^b). Kept as a private copy until it is masked."""
+        cfg = self.config
+        x = np.asarray(vector)
+        if x.shape != (cfg.d,) or x.dtype.kind not in "ui":
+            raise ConfigError(f"input must be {cfg.d} integers, got {x.dtype} {x.shape}")
+        if x.size and (int(x.min()) < 0 or int(x.max()) >> cfg.bits):
+            raise ConfigError(f"input elements must lie in [0, 2^{cfg.bits})")
+        self._input = x.astype(element_dtype(cfg.bits), copy=True)
+
+    def advertise(self) -> bytes:
+        """Stage 0: fresh key pairs, advertised (and signed in signed mode)."""
+        if not isinstance(self._state, _Fresh):
+            self._abort("advertise called twice")
+        c, s = KeyPair.generate(), KeyPair.generate()
+        signature = b""
+        if self._identity is not None and self.config.signed:
+            payload = advertise_payload(self.config.round_id, self.client_id, c.public, s.public)
+            signature = sign(self._identity, payload)
+        self._state = _Advertised(c, s)
+        msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
+        return encode(msg)
+
+    def receive(self, data: bytes) -> bytes:
+        """Handle one server message and return the reply; RoundAborted on any deviation."""
+        state = self._state
+        if isinstance(state, _Aborted):
+            raise RoundAborted(f"client {self.client_id} already aborted: {state.reason}")
+        try:
+            msg = decode(data)
+        except DecodeError as exc:
+            self._abort(f"malformed server message ({exc})")
+        if msg.round_id != self.config.round_id:
+            self._abort("the message carries another round's id")
+        if getattr(msg, "recipient", None) != self.client_id:
+            self._abort(f"{type(msg).__name__} is not a server message addressed to this client")
+        if isinstance(msg, KeysBroadcast) and isinstance(state, _Advertised):
+            return self._on_keys(state, msg)
+        if isinstance(msg, SharesDelivery) and isinstance(state, _SharesSent):
+            return self._on_shares(state, msg)
+        if self.config.signed:
+            if isinstance(msg, ConsistencyRequest) and isinstance(state, _InputSent):
+                return self._on_consistency(state, msg)
+            if isinstance(msg, UnmaskRequest) and isinstance(state, _Signed):
+                return self._on_unmask(state.holdings, state.u2, msg, state.survivors)
+        elif isinstance(msg, UnmaskRequest) and isinstance(state, _InputSent):
+            return self._on_unmask(state.holdings, state.u2, msg, None)
+        if isinstance(msg, UnmaskRequest) and isinstance(state, _Done):
+            self._abort("a second unmask request in the same round")
+        self._abort(f"unexpected {type(msg).__name__} in state {type(state).__name__[1:]}")
+
+    def _abort(self, reason: str) -> NoReturn:
+        self._state = _Aborted(reason)
+        self._input = None
+        raise RoundAborted(f"client {self.client_id} refused: {reason}")
+
+    def _on_keys(self, state: _Advertised, msg: KeysBroadcast) -> bytes:
+        cfg, u = self.config, self.client_id
+        entries = {e.client: e for e in msg.entries}
+        own = entries.get(u)
+        if own is None or (own.c_pk, own.s_pk) != (state.c.public, state.s.public):
+            self._abort("its own keys came back altered or missing")
+        if not set(entries) - {u} <= self._neighbours:
+            self._abort("keys from clients that are not its neighbours")
+        keys = [k for e in entries.values() for k in (e.c_pk, e.s_pk)]
+        if len(set(keys)) != len(keys):
+            self._abort("two advertised keys are equal")
+        if cfg.signed:
+            for v, e in entries.items():
+                payload = advertise_payload(cfg.round_id, v, e.c_pk, e.s_pk)
+                if not verify(cfg.identity_keys[v], e.signature, payload):
+                    self._abort(f"bad signature on the keys of client {v}")
+        u1 = sorted(set(entries) - {u})
+        if len(u1) < cfg.threshold:
+            self._abort(f"only {len(u1)} neighbours advertised keys (threshold {cfg.threshold})")
+        seed = os.urandom(_SEED_SIZE)
+        holders = sorted([*u1, u])
+        s_shares = split(state.s.private, cfg.threshold, holders)
+        b_shares = split(seed, cfg.threshold, holders)
+        enc_keys: dict[int, bytes] = {}
+        ciphertexts = []
+        for v in u1:
+            try:
+                shared = agree(state.c.private, entries[v].c_pk)
+            except InvalidKeyError:
+                self._abort(f"client {v} advertised an invalid key")
+            key = derive_key(shared, label=LABEL_SHARE_ENC, id_a=u, id_b=v, round_id=cfg.round_id)
+            enc_keys[v] = key
+            bundle = s_shares[v] + b_shares[v]
+            ciphertexts.append((v, seal(key, bundle, round_id=cfg.round_id, sender=u, recipient=v)))
+        s_pks = {v: entries[v].s_pk for v in u1}
+        self._state = _SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
+        return encode(ShareKeys(cfg.round_id, u, tuple(ciphertexts)))
+
+    def _on_shares(self, state: _SharesSent, msg: SharesDelivery) -> bytes:
+        cfg, u = self.config, self.client_id
+        holdings = {u: state.own}
+        failed = []
+        for v, ct in msg.ciphertexts:
+            key = state.enc_keys.get(v)
+            if key is None:
+                self._abort(f"shares from client {v}, which is not a neighbour in U1")
+            try:
+                bundle = open_sealed(key, ct, round_id=cfg.round_id, sender=v, recipient=u)
+            except AuthenticationError:
+                failed.append(v)  # replayed, re-addressed or altered: v counts as dropped
+                continue
+            if len(bundle) != 2 * SHARE_SIZE:
+                failed.append(v)
+                continue
+            holdings[v] = (bundle[:SHARE_SIZE], bundle[SHARE_SIZE:])
+        u2 = frozenset(holdings) - {u}
+        if len(u2) < cfg.threshold:
+            self._abort(f"only {len(u2)} neighbours' shares arrived (threshold {cfg.threshold})")
+        y = self._input
+        if y is None:
+            self._abort("no input was provided before the masked-input stage")
+        buf = MaskBuffer(cfg.d, cfg.bits)
+        buf.add_mask(y, state.seed)
+        for v in sorted(u2):
+            try:
+                shared = agree(state.s.private, state.s_pks[v])
+            except InvalidKeyError:
+                self._abort(f"client {v} advertised an invalid key")
+            seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
+            if u < v:
+                buf.add_mask(y, seed)
+            else:
+                buf.subtract_mask(y, seed)
+        self._input = None
+        self._state = _InputSent(holdings, u2)
+        return encode(MaskedInput(cfg.round_id, u, tuple(failed), y))
+
+    def _check_lists(
+        self, u2: frozenset[int], survivors: tuple[int, ...], dropped: tuple[int, ...]
+    ) -> tuple[frozenset[int], frozenset[int]]:
+        """The checks before any share leaves: returns (neighbours in U3, neighbours in D)."""
+        alive, gone = frozenset(survivors), frozenset(dropped)
+        if alive & gone:
+            self._abort("the survivor and dropout lists overlap")
+        if self.client_id not in alive:
+            self._abort("it is not in the survivor list it was sent")
+        if not (alive | gone) & self._neighbours <= u2:
+            self._abort("the lists name neighbours whose shares it never received")
+        alive_nb = alive & self._neighbours
+        if len(alive_nb) < self.config.threshold:
+            self._abort(
+                f"only {len(alive_nb)} of its neighbours survive (threshold "
+                f"{self.config.threshold})"
+            )
+        return alive_nb, gone & self._neighbours
+
+    def _on_consistency(self, state: _InputSent, msg: ConsistencyRequest) -> bytes:
+        self._check_lists(state.u2, msg.survivors, ())
+        assert self._identity is not None  # guaranteed by __init__ in signed mode
+        signature = sign(self._identity, survivors_payload(self.config.round_id, msg.survivors))
+        self._state = _Signed(state.holdings, state.u2, msg.survivors)
+        return encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
+
+    def _on_unmask(
+        self,
+        holdings: dict[int, tuple[bytes, bytes]],
+        u2: frozenset[int],
+        msg: UnmaskRequest,
+        signed_survivors: tuple[int, ...] | None,
+    ) -> bytes:
+        cfg, u = self.config, self.client_id
+        alive_nb, gone_nb = self._check_lists(u2, msg.survivors, msg.dropped)
+        if signed_survivors is not None:
+            if msg.survivors != signed_survivors:
+                self._abort("the survivor list differs from the one it signed")
+            payload = survivors_payload(cfg.round_id, msg.survivors)
+            alive = frozenset(msg.survivors)
+            for v, sig in msg.signatures:
+                if v not in alive or not verify(cfg.identity_keys[v], sig, payload):
+                    self._abort(f"bad consistency signature from client {v}")
+            if len(msg.signatures) < cfg.threshold:
+                self._abort(f"only {len(msg.signatures)} clients signed the survivor list")
+        elif msg.signatures:
+            self._abort("signatures in an unsigned round")
+        seed_shares = tuple((v, holdings[v][1]) for v in sorted(alive_nb | {u}))
+        key_shares = tuple((v, holdings[v][0]) for v in sorted(gone_nb))
+        self._state = _Done()
+        return encode(UnmaskResponse(cfg.round_id, u, seed_shares, key_shares))

@@ -1,0 +1,233 @@
+"""The versioned binary wire format of every message, and its strict decoder.
+
+Layout: b"SAGG" | version u8 | type u8 | round-id length u8 | round id | party u32 | body.
+``party`` is the sender of a client message and the recipient of a server message.
+Integers are big-endian; vector words are little-endian. See docs/protocol.md for bodies.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import numpy as np
+
+from secureagg._exceptions import DecodeError
+from secureagg.hazmat import OVERHEAD, SHARE_SIZE
+from secureagg.protocol._config import MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
+from secureagg.protocol._messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeyEntry,
+    KeysBroadcast,
+    MaskedInput,
+    Message,
+    ShareKeys,
+    SharesDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secureagg.protocol._wire import Reader, check_increasing, u8, u32
+
+__all__ = [
+    "CIPHERTEXT_SIZE",
+    "MAGIC",
+    "MAX_CLIENTS",
+    "MAX_MESSAGE_BYTES",
+    "PUBLIC_KEY_SIZE",
+    "SIGNATURE_SIZE",
+    "VERSION",
+    "decode",
+    "encode",
+]
+
+MAGIC = b"SAGG"
+VERSION = 1
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+CIPHERTEXT_SIZE = OVERHEAD + 2 * SHARE_SIZE  # nonce + (share of s_sk, share of b) + tag
+MAX_CLIENTS = 2**20
+MAX_MESSAGE_BYTES = 2**31
+
+_TYPES: dict[type, int] = {
+    AdvertiseKeys: 1,
+    KeysBroadcast: 2,
+    ShareKeys: 3,
+    SharesDelivery: 4,
+    MaskedInput: 5,
+    ConsistencyRequest: 6,
+    ConsistencySignature: 7,
+    UnmaskRequest: 8,
+    UnmaskResponse: 9,
+}
+_ID_PAIR = struct.Struct(">I")
+_WIDTHS = {np.dtype(np.uint16): 2, np.dtype(np.uint32): 4, np.dtype(np.uint64): 8}
+
+
+def _header(msg_type: int, round_id: bytes, party: int) -> bytes:
+    return MAGIC + bytes((VERSION, msg_type, len(round_id))) + round_id + u32(party)
+
+
+def _signature(sig: bytes) -> bytes:
+    return u8(len(sig)) + sig
+
+
+def _pairs(items: tuple[tuple[int, bytes], ...]) -> bytes:
+    return u32(len(items)) + b"".join(u32(i) + blob for i, blob in items)
+
+
+def _ids(ids: tuple[int, ...]) -> bytes:
+    return u32(len(ids)) + struct.pack(f">{len(ids)}I", *ids)
+
+
+def encode(msg: Message) -> bytes:
+    """The wire bytes of ``msg``. Assumes a well-formed message (sessions build them)."""
+    if isinstance(msg, AdvertiseKeys):
+        head = _header(1, msg.round_id, msg.sender)
+        return head + msg.c_pk + msg.s_pk + _signature(msg.signature)
+    if isinstance(msg, KeysBroadcast):
+        body = b"".join(
+            u32(e.client) + e.c_pk + e.s_pk + _signature(e.signature) for e in msg.entries
+        )
+        return _header(2, msg.round_id, msg.recipient) + u32(len(msg.entries)) + body
+    if isinstance(msg, ShareKeys):
+        return _header(3, msg.round_id, msg.sender) + _pairs(msg.ciphertexts)
+    if isinstance(msg, SharesDelivery):
+        return _header(4, msg.round_id, msg.recipient) + _pairs(msg.ciphertexts)
+    if isinstance(msg, MaskedInput):
+        vec = msg.vector
+        width = _WIDTHS[vec.dtype]
+        words = vec.astype(vec.dtype.newbyteorder("<"), copy=False).tobytes()
+        return b"".join(
+            (
+                _header(5, msg.round_id, msg.sender),
+                _ids(msg.excluded),
+                u8(width),
+                u32(vec.shape[0]),
+                words,
+            )
+        )
+    if isinstance(msg, ConsistencyRequest):
+        return _header(6, msg.round_id, msg.recipient) + _ids(msg.survivors)
+    if isinstance(msg, ConsistencySignature):
+        return _header(7, msg.round_id, msg.sender) + msg.signature
+    if isinstance(msg, UnmaskRequest):
+        head = _header(8, msg.round_id, msg.recipient)
+        return head + _ids(msg.survivors) + _ids(msg.dropped) + _pairs(msg.signatures)
+    head = _header(9, msg.round_id, msg.sender)
+    return head + _pairs(msg.seed_shares) + _pairs(msg.key_shares)
+
+
+def _read_signature(r: Reader) -> bytes:
+    n = r.u8()
+    if n not in (0, SIGNATURE_SIZE):
+        raise DecodeError(f"a signature is 0 or {SIGNATURE_SIZE} bytes, got {n}")
+    return r.take(n)
+
+
+def _read_pairs(r: Reader, blob_size: int) -> tuple[tuple[int, bytes], ...]:
+    n = r.count(4 + blob_size, MAX_CLIENTS)
+    raw = r.take(n * (4 + blob_size))
+    step = 4 + blob_size
+    out = tuple(
+        (_ID_PAIR.unpack_from(raw, k)[0], raw[k + 4 : k + step]) for k in range(0, len(raw), step)
+    )
+    check_increasing([i for i, _ in out])
+    return out
+
+
+def _advertise(r: Reader, rid: bytes, party: int) -> Message:
+    c_pk = r.take(PUBLIC_KEY_SIZE)
+    s_pk = r.take(PUBLIC_KEY_SIZE)
+    return AdvertiseKeys(rid, party, c_pk, s_pk, _read_signature(r))
+
+
+def _keys(r: Reader, rid: bytes, party: int) -> Message:
+    n = r.count(4 + 2 * PUBLIC_KEY_SIZE + 1, MAX_CLIENTS)
+    entries = []
+    for _ in range(n):
+        client = r.u32()
+        c_pk = r.take(PUBLIC_KEY_SIZE)
+        s_pk = r.take(PUBLIC_KEY_SIZE)
+        entries.append(KeyEntry(client, c_pk, s_pk, _read_signature(r)))
+    check_increasing([e.client for e in entries])
+    return KeysBroadcast(rid, party, tuple(entries))
+
+
+def _share_keys(r: Reader, rid: bytes, party: int) -> Message:
+    return ShareKeys(rid, party, _read_pairs(r, CIPHERTEXT_SIZE))
+
+
+def _delivery(r: Reader, rid: bytes, party: int) -> Message:
+    return SharesDelivery(rid, party, _read_pairs(r, CIPHERTEXT_SIZE))
+
+
+def _masked(r: Reader, rid: bytes, party: int) -> Message:
+    excluded = r.ids(MAX_CLIENTS)
+    return MaskedInput(rid, party, excluded, r.words(MAX_VECTOR_LENGTH))
+
+
+def _check_request(r: Reader, rid: bytes, party: int) -> Message:
+    return ConsistencyRequest(rid, party, r.ids(MAX_CLIENTS))
+
+
+def _check_signature(r: Reader, rid: bytes, party: int) -> Message:
+    return ConsistencySignature(rid, party, r.take(SIGNATURE_SIZE))
+
+
+def _unmask_request(r: Reader, rid: bytes, party: int) -> Message:
+    survivors = r.ids(MAX_CLIENTS)
+    dropped = r.ids(MAX_CLIENTS)
+    return UnmaskRequest(rid, party, survivors, dropped, _read_pairs(r, SIGNATURE_SIZE))
+
+
+def _unmask_response(r: Reader, rid: bytes, party: int) -> Message:
+    seeds = _read_pairs(r, SHARE_SIZE)
+    return UnmaskResponse(rid, party, seeds, _read_pairs(r, SHARE_SIZE))
+
+
+_DECODERS: dict[int, Callable[[Reader, bytes, int], Message]] = {
+    1: _advertise,
+    2: _keys,
+    3: _share_keys,
+    4: _delivery,
+    5: _masked,
+    6: _check_request,
+    7: _check_signature,
+    8: _unmask_request,
+    9: _unmask_response,
+}
+
+
+def decode(data: bytes) -> Message:
+    """Parse one message; DecodeError for anything malformed, truncated or oversize.
+
+    Checks structure only (magic, version, type, lengths, sorted unique ids); what a
+    message means for a round (its round id, its sender, the vector length) is checked by
+    the session that receives it.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"a message is bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    r = Reader(data)
+    if r.take(4) != MAGIC:
+        raise DecodeError("not a secureagg message (bad magic)")
+    version = r.u8()
+    if version != VERSION:
+        raise DecodeError(f"unsupported wire version {version} (this is version {VERSION})")
+    decoder = _DECODERS.get(r.u8())
+    if decoder is None:
+        raise DecodeError("unknown message type")
+    rid_len = r.u8()
+    if not ROUND_ID_MIN <= rid_len <= ROUND_ID_MAX:
+        raise DecodeError(f"round id of {rid_len} bytes")
+    rid = r.take(rid_len)
+    party = r.u32()
+    if party == 0:
+        raise DecodeError("client id 0 is reserved")
+    msg = decoder(r, rid, party)
+    r.finish()
+    return msg

@@ -1,0 +1,119 @@
+"""The neighbour graph: complete (SecAgg) or a Harary graph over a random permutation (SecAgg+)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+
+from secureagg._exceptions import ConfigError
+
+__all__ = ["MAX_CLIENT_ID", "Graph", "check_client_id"]
+
+MAX_CLIENT_ID = 2**32 - 1
+_PERMUTATION_LABEL = b"secureagg/v1/harary-permutation"
+
+
+def check_client_id(value: object) -> int:
+    """``value`` if it is a valid client id (an int in [1, 2^32-1]), else ConfigError."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CLIENT_ID:
+        raise ConfigError(f"client ids are ints in [1, 2^32-1], got {value!r}")
+    return value
+
+
+class Graph:
+    """Who shares keys and masks with whom; undirected, no self-loops.
+
+    Build one with :meth:`complete` or :meth:`harary`; both sides of a round must use the
+    same graph (it is part of the round config).
+    """
+
+    __slots__ = ("_adjacency", "_all", "degree", "ids", "rng_seed")
+
+    def __init__(
+        self,
+        ids: tuple[int, ...],
+        degree: int,
+        adjacency: dict[int, frozenset[int]] | None,
+        rng_seed: bytes | None,
+    ) -> None:
+        self.ids = ids
+        self.degree = degree
+        self.rng_seed = rng_seed
+        self._all = frozenset(ids)
+        self._adjacency = adjacency
+
+    @staticmethod
+    def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:
+        out = tuple(sorted(check_client_id(i) for i in ids))
+        if len(out) < 2:
+            raise ConfigError("a round needs at least 2 clients")
+        if len(set(out)) != len(out):
+            raise ConfigError("client ids must be distinct")
+        return out
+
+    @classmethod
+    def complete(cls, ids: Iterable[int]) -> Graph:
+        """Every client is a neighbour of every other (classic SecAgg)."""
+        sorted_ids = cls._check_ids(ids)
+        return cls(sorted_ids, len(sorted_ids) - 1, None, None)
+
+    @classmethod
+    def harary(cls, ids: Iterable[int], degree: int, rng_seed: bytes) -> Graph:
+        """The Harary graph H(k, n), even k, over a permutation of ``ids`` fixed by ``rng_seed``.
+
+        The clients sit on a ring in the order of SHA-256(label || seed || id); each is joined
+        to the k/2 nearest on either side. A degree of n-1 or more gives the complete graph.
+        """
+        sorted_ids = cls._check_ids(ids)
+        n = len(sorted_ids)
+        if not isinstance(degree, int) or isinstance(degree, bool) or degree < 2 or degree % 2:
+            raise ConfigError(f"a Harary graph needs an even degree >= 2, got {degree!r}")
+        if not isinstance(rng_seed, bytes) or len(rng_seed) < 16:
+            raise ConfigError("rng_seed must be at least 16 bytes")
+        if degree >= n - 1:
+            return cls.complete(sorted_ids)
+        ring = sorted(
+            sorted_ids,
+            key=lambda i: hashlib.sha256(
+                _PERMUTATION_LABEL + rng_seed + struct.pack(">I", i)
+            ).digest(),
+        )
+        half = degree // 2
+        adjacency: dict[int, frozenset[int]] = {}
+        for pos, u in enumerate(ring):
+            adjacency[u] = frozenset(
+                ring[(pos + step) % n] for step in range(-half, half + 1) if step != 0
+            )
+        return cls(sorted_ids, degree, adjacency, rng_seed)
+
+    @property
+    def is_complete(self) -> bool:
+        """True for the complete graph."""
+        return self._adjacency is None
+
+    def __contains__(self, client: object) -> bool:
+        return client in self._all
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def neighbours(self, client: int) -> frozenset[int]:
+        """The neighbours of ``client`` (never itself); ConfigError for an unknown id."""
+        if client not in self._all:
+            raise ConfigError(f"client {client!r} is not in this round's graph")
+        if self._adjacency is None:
+            return self._all - {client}
+        return self._adjacency[client]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (self.ids, self.degree, self.rng_seed) == (other.ids, other.degree, other.rng_seed)
+
+    def __hash__(self) -> int:
+        return hash((self.ids, self.degree, self.rng_seed))
+
+    def __repr__(self) -> str:
+        kind = "complete" if self.is_complete else f"harary(degree={self.degree})"
+        return f"Graph({kind}, n={len(self.ids)})"

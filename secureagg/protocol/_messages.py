@@ -1,0 +1,146 @@
+"""The messages of a round: one frozen dataclass per message type.
+
+Client to server messages carry ``sender``; server to client messages carry ``recipient``.
+Every list of ids or of per-id entries is sorted by id with no repeats (the codec enforces it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "AdvertiseKeys",
+    "ClientMessage",
+    "ConsistencyRequest",
+    "ConsistencySignature",
+    "KeyEntry",
+    "KeysBroadcast",
+    "MaskedInput",
+    "Message",
+    "ServerMessage",
+    "ShareKeys",
+    "SharesDelivery",
+    "UnmaskRequest",
+    "UnmaskResponse",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertiseKeys:
+    """Stage 0, client -> server: the two fresh X25519 public keys (signed in signed mode)."""
+
+    round_id: bytes
+    sender: int
+    c_pk: bytes
+    s_pk: bytes
+    signature: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One client's advertised keys as the server forwards them."""
+
+    client: int
+    c_pk: bytes
+    s_pk: bytes
+    signature: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class KeysBroadcast:
+    """Stage 0, server -> client: the keys of the recipient and its neighbours in U1."""
+
+    round_id: bytes
+    recipient: int
+    entries: tuple[KeyEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareKeys:
+    """Stage 1, client -> server: (recipient, AEAD ciphertext of its two shares) pairs."""
+
+    round_id: bytes
+    sender: int
+    ciphertexts: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SharesDelivery:
+    """Stage 1, server -> client: (sender, ciphertext) pairs addressed to the recipient."""
+
+    round_id: bytes
+    recipient: int
+    ciphertexts: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MaskedInput:
+    """Stage 2, client -> server: y_u, and the neighbours whose shares failed authentication.
+
+    ``vector`` holds little-endian words of 2, 4 or 8 bytes (the element width of b).
+    """
+
+    round_id: bytes
+    sender: int
+    excluded: tuple[int, ...]
+    vector: npt.NDArray[Any]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MaskedInput):
+            return NotImplemented
+        return (
+            (self.round_id, self.sender, self.excluded)
+            == (other.round_id, other.sender, other.excluded)
+            and self.vector.dtype == other.vector.dtype
+            and bool(np.array_equal(self.vector, other.vector))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyRequest:
+    """Stage 3 (signed mode), server -> client: U3, for the client to sign."""
+
+    round_id: bytes
+    recipient: int
+    survivors: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencySignature:
+    """Stage 3 (signed mode), client -> server: Ed25519 signature of U3."""
+
+    round_id: bytes
+    sender: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskRequest:
+    """Stage 4, server -> client: survivors U3, dropped D, and (signed mode) U3's signatures."""
+
+    round_id: bytes
+    recipient: int
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: tuple[tuple[int, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskResponse:
+    """Stage 4, client -> server: shares of b_v for v in U3, shares of s_sk_v for v in D."""
+
+    round_id: bytes
+    sender: int
+    seed_shares: tuple[tuple[int, bytes], ...]
+    key_shares: tuple[tuple[int, bytes], ...]
+
+
+ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | ConsistencySignature | UnmaskResponse
+ServerMessage = KeysBroadcast | SharesDelivery | ConsistencyRequest | UnmaskRequest
+Message = ClientMessage | ServerMessage

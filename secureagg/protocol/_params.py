@@ -1,0 +1,144 @@
+"""Pick the Harary degree k and Shamir threshold t from n, dropouts and collusion.
+
+The bounds follow the graph parameter finder of Google's federated-compute secagg code
+(semi-honest server): see docs/protocol.md, "Choosing k and t".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from secureagg._exceptions import ConfigError
+
+__all__ = [
+    "CORRECTNESS_BITS",
+    "SECURITY_BITS",
+    "GraphParams",
+    "choose_parameters",
+    "default_threshold",
+    "log2_disconnection_bound",
+]
+
+SECURITY_BITS = 40
+CORRECTNESS_BITS = 20
+_EPS = 1e-14  # keeps float rounding of rate * n from moving a count the unsafe way
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """A degree and threshold with the failure bounds they were chosen to meet (log2)."""
+
+    n: int
+    degree: int
+    threshold: int
+    log2_security_failure: float
+    log2_correctness_failure: float
+
+
+def default_threshold(degree: int) -> int:
+    """A strict majority of a client's neighbourhood, the client included: floor((k+1)/2)+1."""
+    return (degree + 1) // 2 + 1
+
+
+def _log_pmf(total: int, marked: int, drawn: int, x: int) -> float:
+    """log P[X = x] for X ~ Hypergeometric(total, marked, drawn)."""
+    return _log_comb(marked, x) + _log_comb(total - marked, drawn - x) - _log_comb(total, drawn)
+
+
+def _log_comb(a: int, b: int) -> float:
+    return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+
+def _pmf_table(total: int, marked: int, drawn: int) -> list[float]:
+    """P[X = x] for x = 0..drawn (zero outside the support)."""
+    lo = max(0, drawn - (total - marked))
+    hi = min(drawn, marked)
+    return [
+        math.exp(_log_pmf(total, marked, drawn, x)) if lo <= x <= hi else 0.0
+        for x in range(drawn + 1)
+    ]
+
+
+def log2_disconnection_bound(n: int, degree: int, bad: int) -> float:
+    """log2 of a union bound on a random Harary graph losing connectivity when ``bad`` go.
+
+    Cutting H(k, n) needs k/2 consecutive removed clients in two places on the ring:
+    n (n - k - 1) / 2 gap pairs, each all-bad with probability C(n-k, bad-k) / C(n, bad).
+    """
+    if degree > bad:
+        return -math.inf
+    ln = (
+        math.log(n)
+        + math.log(n - degree - 1)
+        - math.log(2)
+        + math.lgamma(bad + 1)
+        + math.lgamma(n - degree + 1)
+        - math.lgamma(n + 1)
+        - math.lgamma(bad - degree + 1)
+    )
+    return ln / math.log(2)
+
+
+def _check_rate(name: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _try_degree(n: int, k: int, corrupt: int, survivors: int) -> GraphParams | None:
+    per_event = 2.0 ** -(SECURITY_BITS + 1)  # the security budget split over two events
+    if log2_disconnection_bound(n, k, corrupt + (n - survivors)) >= -(SECURITY_BITS + 1):
+        return None
+    # Corrupt neighbours X: t - 1 = smallest x with P[X > x] < 2^-41 / n.
+    adv = _pmf_table(n, corrupt, k)
+    tail = 0.0
+    t1 = k
+    for x in range(k, -1, -1):  # tail = P[X > x - 1] after adding adv[x]
+        if tail >= per_event / n:
+            break
+        t1 = x
+        tail += adv[x]
+    # t1 is now the smallest x with P[X > x] < 2^-41 / n.
+    threshold = max(t1 + 1, 2)
+    # Surviving neighbours S: need P[S < t] < 2^-20 / n.
+    surv = _pmf_table(n, survivors, k)
+    p_short = sum(surv[:threshold])
+    if p_short >= 2.0**-CORRECTNESS_BITS / n or threshold > k:
+        return None
+    p_corrupt = sum(adv[threshold:])
+    p_cut = 2.0 ** log2_disconnection_bound(n, k, corrupt + (n - survivors))
+    return GraphParams(
+        n=n,
+        degree=k,
+        threshold=threshold,
+        log2_security_failure=math.log2(max(n * p_corrupt + p_cut, 1e-300)),
+        log2_correctness_failure=math.log2(max(n * p_short, 1e-300)),
+    )
+
+
+def choose_parameters(n: int, *, dropout_rate: float, corrupt_fraction: float) -> GraphParams:
+    """The smallest even degree k (and its threshold t) meeting both failure bounds.
+
+    Security: with at most ``corrupt_fraction * n`` colluding clients, the probability that
+    some client has t or more corrupt neighbours, or that the honest survivors' graph comes
+    apart, stays below 2^-40. Correctness: with at most ``dropout_rate * n`` dropouts, the
+    probability that some client keeps fewer than t surviving neighbours stays below 2^-20.
+    ConfigError when no degree below n - 1 works (use the complete graph then).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 3:
+        raise ConfigError(f"n must be an int >= 3, got {n!r}")
+    drop = _check_rate("dropout_rate", dropout_rate)
+    adv = _check_rate("corrupt_fraction", corrupt_fraction)
+    if drop + adv > 0.9:
+        raise ConfigError("dropout_rate + corrupt_fraction must be at most 0.9")
+    corrupt = math.floor((adv + _EPS) * n)
+    survivors = math.ceil((1 - drop - _EPS) * n)
+    for k in range(2, n - 1, 2):
+        params = _try_degree(n, k, corrupt, survivors)
+        if params is not None:
+            return params
+    raise ConfigError(
+        f"no Harary degree below n - 1 meets the bounds for n={n}, dropout_rate={drop}, "
+        f"corrupt_fraction={adv}; use the complete graph with a majority threshold"
+    )

@@ -1,0 +1,433 @@
+"""The server side of a round: a sans-I/O state machine that streams masked inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import numpy.typing as npt
+
+from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
+from secureagg.hazmat import (
+    LABEL_MASK,
+    KeyPair,
+    MaskBuffer,
+    add_into,
+    agree,
+    combine,
+    derive_key,
+    element_dtype,
+    zeros,
+)
+from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._config import RoundConfig, Stage
+from secureagg.protocol._messages import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeyEntry,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from secureagg.protocol._signing import advertise_payload, survivors_payload, verify
+
+__all__ = ["AggregateResult", "Rejection", "ServerSession"]
+
+_Vector = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """The sum in Z_{2^b} of the masked inputs of ``survivors`` (U3), masks removed."""
+
+    total: _Vector
+    survivors: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A client message the server refused, and why (``client`` is None if unreadable)."""
+
+    stage: Stage
+    client: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class _CollectKeys:
+    keys: dict[int, KeyEntry] = field(default_factory=dict)
+    seen_keys: set[bytes] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _CollectShares:
+    u1: dict[int, KeyEntry]
+    inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _CollectMasked:
+    u1: dict[int, KeyEntry]
+    u2: frozenset[int]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _CollectSignatures:
+    u1: dict[int, KeyEntry]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _CollectUnmask:
+    u1: dict[int, KeyEntry]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: tuple[int, ...]
+    dropped: tuple[int, ...]
+    asked: frozenset[int]
+    responses: dict[int, UnmaskResponse] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Finished:
+    result: AggregateResult
+
+
+@dataclass(slots=True)
+class _Aborted:
+    reason: str
+
+
+_Collecting = _CollectKeys | _CollectShares | _CollectMasked | _CollectSignatures | _CollectUnmask
+_State = _Collecting | _Finished | _Aborted
+_STAGE_OF: dict[type, Stage] = {
+    _CollectKeys: Stage.ADVERTISE,
+    _CollectShares: Stage.SHARE_KEYS,
+    _CollectMasked: Stage.MASKED_INPUT,
+    _CollectSignatures: Stage.CONSISTENCY,
+    _CollectUnmask: Stage.UNMASK,
+}
+_EXPECTED: dict[type, type] = {
+    _CollectKeys: AdvertiseKeys,
+    _CollectShares: ShareKeys,
+    _CollectMasked: MaskedInput,
+    _CollectSignatures: ConsistencySignature,
+    _CollectUnmask: UnmaskResponse,
+}
+
+
+class ServerSession:
+    """The server's side of one round.
+
+    Call :meth:`receive` with each client message as it arrives (it never raises on bad
+    client bytes: the client is recorded in :attr:`rejected` and counts as dropped), then
+    :meth:`close_stage` when the stage's deadline passes: it returns the messages to send,
+    keyed by client id, or raises RoundAborted. After the unmask stage, :attr:`result`.
+    """
+
+    def __init__(self, config: RoundConfig) -> None:
+        self.config = config
+        self.rejected: list[Rejection] = []
+        self.dropouts: dict[int, Stage] = {}
+        self._state: _State = _CollectKeys()
+        self._seen: set[int] = set()
+        self._bad: set[int] = set()
+        self._probe = KeyPair.generate()  # to test advertised keys for low order
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage being collected; None when finished or aborted."""
+        return _STAGE_OF.get(type(self._state))
+
+    @property
+    def result(self) -> AggregateResult:
+        """The aggregate, once the unmask stage is closed."""
+        if not isinstance(self._state, _Finished):
+            raise RoundAborted("the round has not finished")
+        return self._state.result
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """Take one client message. Bad messages are recorded, never raised."""
+        state = self._state
+        if isinstance(state, (_Finished, _Aborted)):
+            return
+        stage = _STAGE_OF[type(state)]
+        try:
+            msg = decode(data)
+        except DecodeError as exc:
+            self._reject(stage, None, f"malformed message ({exc})")
+            return
+        sender = getattr(msg, "sender", None)
+        if sender is None or msg.round_id != self.config.round_id:
+            self._reject(stage, None, "not a client message of this round")
+            return
+        if sender not in self.config.graph or sender in self._bad:
+            self._reject(stage, sender, "unknown or already rejected client")
+            return
+        if not isinstance(msg, _EXPECTED[type(state)]):
+            self._reject(stage, sender, f"{type(msg).__name__} does not belong to {stage.name}")
+            return
+        if sender in self._seen:
+            self._on_duplicate(state, stage, sender)
+            return
+        self._seen.add(sender)
+        reason = self._accept(state, msg)
+        if reason is not None:
+            self._bad.add(sender)
+            self._reject(stage, sender, reason)
+
+    def _reject(self, stage: Stage, client: int | None, reason: str) -> None:
+        self.rejected.append(Rejection(stage, client, reason))
+
+    def _on_duplicate(self, state: _Collecting, stage: Stage, sender: int) -> None:
+        if isinstance(state, _CollectMasked):
+            # Already folded into the sum and not kept: the first masked input stands.
+            self._reject(stage, sender, "duplicate masked input ignored (the first one stands)")
+            return
+        self._bad.add(sender)
+        for table in _tables(state):
+            table.pop(sender, None)
+        self._reject(stage, sender, "duplicate submission: client dropped")
+
+    def _accept(self, state: _Collecting, msg: Any) -> str | None:
+        """Store a message of the current stage; return why it is refused, or None."""
+        if isinstance(state, _CollectKeys):
+            return self._accept_keys(state, msg)
+        if isinstance(state, _CollectShares):
+            return self._accept_shares(state, msg)
+        if isinstance(state, _CollectMasked):
+            return self._accept_masked(state, msg)
+        if isinstance(state, _CollectSignatures):
+            return self._accept_signature(state, msg)
+        return self._accept_unmask(state, msg)
+
+    def _accept_keys(self, state: _CollectKeys, msg: AdvertiseKeys) -> str | None:
+        cfg = self.config
+        if msg.c_pk == msg.s_pk or msg.c_pk in state.seen_keys or msg.s_pk in state.seen_keys:
+            return "a key equal to one already advertised"
+        try:
+            agree(self._probe.private, msg.c_pk)
+            agree(self._probe.private, msg.s_pk)
+        except InvalidKeyError:
+            return "an invalid (low-order) public key"
+        if cfg.signed:
+            payload = advertise_payload(cfg.round_id, msg.sender, msg.c_pk, msg.s_pk)
+            if not verify(cfg.identity_keys[msg.sender], msg.signature, payload):
+                return "bad signature on advertised keys"
+        elif msg.signature:
+            return "a signature in an unsigned round"
+        state.seen_keys.update((msg.c_pk, msg.s_pk))
+        state.keys[msg.sender] = KeyEntry(msg.sender, msg.c_pk, msg.s_pk, msg.signature)
+        return None
+
+    def _accept_shares(self, state: _CollectShares, msg: ShareKeys) -> str | None:
+        if msg.sender not in state.u1:
+            return "shares from a client that did not advertise keys"
+        expected = sorted(self.config.graph.neighbours(msg.sender) & state.u1.keys())
+        if [v for v, _ in msg.ciphertexts] != expected:
+            return "shares not addressed to exactly its neighbours in U1"
+        state.inbox[msg.sender] = msg.ciphertexts
+        return None
+
+    def _accept_masked(self, state: _CollectMasked, msg: MaskedInput) -> str | None:
+        cfg = self.config
+        vec = msg.vector
+        if msg.sender not in state.u2:
+            return "a masked input from a client not in U2"
+        if vec.dtype.itemsize != element_dtype(cfg.bits).itemsize:
+            return f"element width {vec.dtype.itemsize} bytes, expected for b={cfg.bits}"
+        if vec.shape != (cfg.d,):
+            return f"vector of length {vec.shape[0]}, expected {cfg.d}"
+        if cfg.bits < 8 * vec.dtype.itemsize and int(vec.max()) >> cfg.bits:
+            return f"elements outside Z_2^{cfg.bits}"
+        if not set(msg.excluded) <= state.delivered[msg.sender]:
+            return "excluded clients whose shares it was never sent"
+        if msg.excluded:
+            return f"could not authenticate the shares of {list(msg.excluded)}: input discarded"
+        add_into(state.acc, vec.astype(state.acc.dtype, copy=False), cfg.bits)
+        state.u3.add(msg.sender)
+        return None
+
+    def _accept_signature(self, state: _CollectSignatures, msg: ConsistencySignature) -> str | None:
+        if msg.sender not in state.u3:
+            return "a signature from a client not in U3"
+        payload = survivors_payload(self.config.round_id, state.u3)
+        if not verify(self.config.identity_keys[msg.sender], msg.signature, payload):
+            return "bad signature on the survivor list"
+        state.signatures[msg.sender] = msg.signature
+        return None
+
+    def _accept_unmask(self, state: _CollectUnmask, msg: UnmaskResponse) -> str | None:
+        u = msg.sender
+        if u not in state.asked:
+            return "an unmask response from a client that was not asked"
+        nbrs = self.config.graph.neighbours(u)
+        if [v for v, _ in msg.seed_shares] != sorted((nbrs & set(state.u3)) | {u}):
+            return "self-mask shares for the wrong clients"
+        if [v for v, _ in msg.key_shares] != sorted(nbrs & set(state.dropped)):
+            return "key shares for the wrong clients"
+        state.responses[u] = msg
+        return None
+
+    # -- closing stages --------------------------------------------------------------------
+
+    def close_stage(self) -> dict[int, bytes]:
+        """End the current stage; the messages to send next, keyed by recipient."""
+        state = self._state
+        if isinstance(state, _Aborted):
+            raise RoundAborted(f"the round was aborted: {state.reason}")
+        if isinstance(state, _Finished):
+            return {}
+        self._seen.clear()
+        self._bad.clear()
+        try:
+            if isinstance(state, _CollectKeys):
+                return self._close_keys(state)
+            if isinstance(state, _CollectShares):
+                return self._close_shares(state)
+            if isinstance(state, _CollectMasked):
+                return self._close_masked(state)
+            if isinstance(state, _CollectSignatures):
+                return self._close_signatures(state)
+            return self._close_unmask(state)
+        except RoundAborted as exc:
+            self._state = _Aborted(str(exc))
+            raise
+
+    def _enough(self, stage: Stage, expected: Iterable[int], got: Iterable[int]) -> None:
+        got_set = set(got)
+        for u in expected:
+            if u not in got_set:
+                self.dropouts.setdefault(u, stage)
+        if len(got_set) < self.config.threshold:
+            self._abort(f"only {len(got_set)} clients completed {stage.name}")
+
+    def _abort(self, reason: str) -> NoReturn:
+        raise RoundAborted(reason)
+
+    def _close_keys(self, state: _CollectKeys) -> dict[int, bytes]:
+        cfg = self.config
+        self._enough(Stage.ADVERTISE, cfg.graph.ids, state.keys)
+        u1 = state.keys
+        out = {}
+        for u in sorted(u1):
+            members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
+            entries = tuple(u1[v] for v in members)
+            out[u] = encode(KeysBroadcast(cfg.round_id, u, entries))
+        self._state = _CollectShares(u1)
+        return out
+
+    def _close_shares(self, state: _CollectShares) -> dict[int, bytes]:
+        cfg = self.config
+        self._enough(Stage.SHARE_KEYS, state.u1, state.inbox)
+        u2 = frozenset(state.inbox)
+        mail: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
+        for v in sorted(u2):
+            for w, ct in state.inbox[v]:
+                if w in u2:
+                    mail[w].append((v, ct))
+        out = {u: encode(SharesDelivery(cfg.round_id, u, tuple(m))) for u, m in mail.items()}
+        delivered = {u: frozenset(v for v, _ in m) for u, m in mail.items()}
+        acc = zeros(cfg.d, cfg.bits)
+        self._state = _CollectMasked(state.u1, u2, delivered, acc)
+        return out
+
+    def _close_masked(self, state: _CollectMasked) -> dict[int, bytes]:
+        cfg = self.config
+        self._enough(Stage.MASKED_INPUT, state.u2, state.u3)
+        u3 = tuple(sorted(state.u3))
+        dropped = tuple(sorted(state.u2 - state.u3))
+        if cfg.signed:
+            self._state = _CollectSignatures(state.u1, state.delivered, state.acc, u3, dropped)
+            return {u: encode(ConsistencyRequest(cfg.round_id, u, u3)) for u in u3}
+        self._state = _CollectUnmask(
+            state.u1, state.delivered, state.acc, u3, dropped, frozenset(u3)
+        )
+        return {u: encode(UnmaskRequest(cfg.round_id, u, u3, dropped)) for u in u3}
+
+    def _close_signatures(self, state: _CollectSignatures) -> dict[int, bytes]:
+        cfg = self.config
+        self._enough(Stage.CONSISTENCY, state.u3, state.signatures)
+        sigs = tuple(sorted(state.signatures.items()))
+        asked = frozenset(state.signatures)
+        self._state = _CollectUnmask(
+            state.u1, state.delivered, state.acc, state.u3, state.dropped, asked
+        )
+        msg = {u: UnmaskRequest(cfg.round_id, u, state.u3, state.dropped, sigs) for u in asked}
+        return {u: encode(m) for u, m in msg.items()}
+
+    def _close_unmask(self, state: _CollectUnmask) -> dict[int, bytes]:
+        cfg = self.config
+        self._enough(Stage.UNMASK, state.asked, state.responses)
+        seed_shares: dict[int, dict[int, bytes]] = {}
+        key_shares: dict[int, dict[int, bytes]] = {}
+        for holder, resp in state.responses.items():
+            for v, share in resp.seed_shares:
+                seed_shares.setdefault(v, {})[holder] = share
+            for v, share in resp.key_shares:
+                key_shares.setdefault(v, {})[holder] = share
+        seeds = [self._reconstruct(v, seed_shares, "self-mask seed") for v in state.u3]
+        alive = frozenset(state.u3)
+        pair_seeds: list[tuple[bytes, bool]] = []  # (seed, the survivor added it)
+        for v in state.dropped:
+            partners = [
+                u for u in cfg.graph.neighbours(v) & alive if v in state.delivered.get(u, ())
+            ]
+            if not partners:
+                continue
+            s_sk = self._reconstruct(v, key_shares, "mask key")
+            if KeyPair.from_private(s_sk).public != state.u1[v].s_pk:
+                self._abort(f"the reconstructed mask key of client {v} does not match its key")
+            for u in sorted(partners):
+                shared = agree(s_sk, state.u1[u].s_pk)
+                seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
+                pair_seeds.append((seed, u < v))
+        acc = state.acc
+        buf = MaskBuffer(cfg.d, cfg.bits)
+        for seed in seeds:
+            buf.subtract_mask(acc, seed)
+        for seed, added in pair_seeds:
+            if added:
+                buf.subtract_mask(acc, seed)
+            else:
+                buf.add_mask(acc, seed)
+        self._state = _Finished(AggregateResult(acc, alive))
+        return {}
+
+    def _reconstruct(self, v: int, table: dict[int, dict[int, bytes]], what: str) -> bytes:
+        t = self.config.threshold
+        shares = table.get(v, {})
+        if len(shares) < t:
+            self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
+        chosen = {x: shares[x] for x in sorted(shares)[:t]}
+        try:
+            return combine(chosen, t)
+        except ShareError as exc:
+            self._abort(f"client {v}'s {what} could not be rebuilt ({exc})")
+
+
+def _tables(state: _Collecting) -> list[dict[int, Any]]:
+    """The per-client tables of a stage, for dropping a client that sent twice."""
+    if isinstance(state, _CollectKeys):
+        return [state.keys]
+    if isinstance(state, _CollectShares):
+        return [state.inbox]
+    if isinstance(state, _CollectSignatures):
+        return [state.signatures]
+    if isinstance(state, _CollectUnmask):
+        return [state.responses]
+    return []

@@ -1,0 +1,43 @@
+"""Ed25519 identity signatures of signed mode: what is signed, and the checks."""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+__all__ = ["advertise_payload", "identity_public", "sign", "survivors_payload", "verify"]
+
+_ADVERTISE = b"secureagg/v1/advertise"
+_SURVIVORS = b"secureagg/v1/survivors"
+
+
+def advertise_payload(round_id: bytes, client: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """The bytes a client signs when it advertises its keys."""
+    return _ADVERTISE + bytes((len(round_id),)) + round_id + struct.pack(">I", client) + c_pk + s_pk
+
+
+def survivors_payload(round_id: bytes, survivors: tuple[int, ...]) -> bytes:
+    """The bytes a client signs in the consistency check: the round and U3."""
+    ids = struct.pack(f">I{len(survivors)}I", len(survivors), *survivors)
+    return _SURVIVORS + bytes((len(round_id),)) + round_id + ids
+
+
+def identity_public(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte public key of an identity key."""
+    return key.public_key().public_bytes_raw()
+
+
+def sign(key: Ed25519PrivateKey, payload: bytes) -> bytes:
+    """A 64-byte Ed25519 signature."""
+    return key.sign(payload)
+
+
+def verify(public: bytes, signature: bytes, payload: bytes) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of ``payload`` under ``public``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
