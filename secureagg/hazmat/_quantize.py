@@ -82,54 +82,66 @@ def make_config(
     return QuantConfig(bits=bits, frac_bits=frac_bits, clip=float(clip), max_clients=max_clients)
 
 
-def _uniform_like(s: npt.NDArray[Any], rng: np.random.Generator) -> npt.NDArray[Any]:
-    """Uniform draws on [0, 1) of s's shape and dtype.
-
-    For float32, k / 2^24 with k from a 24-bit word of an AES-256-CTR keystream keyed by
-    32 bytes drawn from ``rng`` (the same grid as numpy's float32 draws, several times
-    faster than numpy's generator; still reproducible from the rng's seed).
-    """
-    if s.dtype != np.float32:
-        return rng.random(s.shape)
-    words = np.empty(s.size, dtype=np.uint32)
-    view = memoryview(words).cast("B")  # type: ignore[arg-type]
-    key = rng.bytes(32)
-    Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor().update_into(
-        bytes(words.nbytes), view
-    )
-    words >>= np.uint32(8)
-    u = words.astype(np.float32)
-    u *= np.float32(2.0**-24)
-    return u.reshape(s.shape)
+_CHUNK = 1 << 15  # elements per pass: temporaries stay in cache and are reused
+# Per working float type: the uint of the same width, its exponent bits of 1.0, and the
+# shift that leaves exactly the mantissa bits (23 or 52) of a uniform word.
+_UNIFORM = {
+    np.dtype(np.float32): (np.uint32, 0x3F800000, 9),
+    np.dtype(np.float64): (np.uint64, 0x3FF0000000000000, 12),
+}
 
 
 def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) -> npt.NDArray[Any]:
     """Clip to [-c, c], scale by 2^f, round stochastically, two's complement into Z_{2^b}.
 
-    E[result] = x * 2^f exactly (for |x| <= c) and |error| < 1 level. Float32 input is
-    computed in float32 (exact: scaling by a power of two and flooring lose nothing).
+    Rounds up with probability equal to the fractional part, so E[result] = x * 2^f (up to
+    the 2^-23 grid of the uniform draws; 2^-52 for float64 input) and |error| < 1 level.
+    Float32 input is computed in float32: scaling by 2^f and flooring are exact. The
+    uniform draws come from AES-256-CTR keyed by 32 bytes drawn from ``rng``, so a seeded
+    rng gives reproducible output.
     """
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         raise ConfigError("x must be a numpy float array")
     if not isinstance(rng, np.random.Generator):
         raise ConfigError("rng must be a numpy.random.Generator")
-    ftype = np.float32 if x.dtype == np.float32 else np.float64
-    c = ftype(cfg.clip)
+    ftype = np.dtype(np.float32) if x.dtype == np.float32 else np.dtype(np.float64)
+    c = ftype.type(cfg.clip)
     if float(c) > cfg.clip:  # keep the clip bound of the working precision inside cfg.clip
-        c = np.nextafter(c, ftype(0))
-    s = np.clip(x, -c, c, dtype=ftype)
-    if s.size and np.isnan(np.min(s)):
-        raise ConfigError("x contains NaN")
-    s *= ftype(cfg.scale)
-    floor = np.floor(s)
-    s -= floor  # fractional part in [0, 1), exact
-    u = _uniform_like(s, rng)
+        c = np.nextafter(c, ftype.type(0))
+    scale = ftype.type(cfg.scale)
+    utype, one_bits, shift = _UNIFORM[ftype]
     udtype = element_dtype(cfg.bits)
-    q = floor.astype(_SIGNED[udtype.itemsize])
-    q += np.less(u, s)
-    out: npt.NDArray[Any] = q.view(udtype)
+    flat = x.reshape(-1)
+    n = flat.size
+    out = np.empty(n, dtype=udtype)
+    q_all = out.view(_SIGNED[udtype.itemsize])
+    m = min(n, _CHUNK)
+    a = np.empty(m, dtype=ftype)
+    fl = np.empty(m, dtype=ftype)
+    r = np.empty(m, dtype=utype)
+    up = np.empty(m, dtype=np.bool_)
+    zeros = bytes(r.nbytes)
+    stream = Cipher(algorithms.AES256(rng.bytes(32)), modes.CTR(bytes(16))).encryptor()
+    for i in range(0, n, _CHUNK):
+        k = min(_CHUNK, n - i)
+        av, flv, rv, upv = a[:k], fl[:k], r[:k], up[:k]
+        np.clip(flat[i : i + k], -c, c, out=av)
+        if np.isnan(np.min(av)):
+            raise ConfigError("x contains NaN")
+        av *= scale
+        np.floor(av, out=flv)
+        av -= flv  # fractional part in [0, 1), exact
+        stream.update_into(zeros[: rv.nbytes], memoryview(rv).cast("B"))  # type: ignore[arg-type]
+        rv >>= utype(shift)
+        rv |= utype(one_bits)
+        u = rv.view(ftype)  # uniform on [1, 2) with a 2^-23 (2^-52) grid
+        u -= ftype.type(1.0)  # exact: uniform on [0, 1)
+        np.less(u, av, out=upv)
+        q = q_all[i : i + k]
+        np.copyto(q, flv, casting="unsafe")  # |floor| <= ceil(c 2^f) < 2^(b-1): fits
+        q += upv
     reduce_into(out, cfg.bits)
-    return out
+    return out.reshape(x.shape)
 
 
 def dequantize_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[np.float64]:
