@@ -10,13 +10,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError, InvalidKeyError
-from secureagg.hazmat._modarith import (
-    add_into,
-    check_bits,
-    element_dtype,
-    reduce_into,
-    sub_into,
-)
+from secureagg.hazmat._modarith import check_bits, element_dtype, reduce_into
 
 __all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
 
@@ -49,6 +43,7 @@ def _check_d(d: object) -> int:
 
 
 def _keystream_into(seed: bytes, out: npt.NDArray[Any], zeros: memoryview | None) -> None:
+    """out (contiguous) = the AES-256-CTR(seed, IV=0) keystream, as little-endian words."""
     view = memoryview(out).cast("B")  # type: ignore[arg-type]
     enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
     if zeros is None:
@@ -58,6 +53,13 @@ def _keystream_into(seed: bytes, out: npt.NDArray[Any], zeros: memoryview | None
         enc.update_into(zeros, view)
     if _BIG_ENDIAN:  # the words are little-endian by definition
         out.byteswap(inplace=True)
+
+
+_CHUNK_BYTES = 1 << 18  # keystream generated per pass, so later passes run in cache
+
+
+def _chunks(d: int, itemsize: int) -> range:
+    return range(0, d, _CHUNK_BYTES // itemsize)
 
 
 def expand_mask(
@@ -82,34 +84,59 @@ def expand_mask(
         or not out.flags.writeable
     ):
         raise ConfigError(f"out must be a writeable contiguous {dtype} array of shape ({d},)")
-    if d:
-        _keystream_into(seed, out, _zeros_of(out.nbytes))
-        reduce_into(out, bits)
+    if bits == dtype.itemsize * 8:
+        if d:
+            _keystream_into(seed, out, _zeros_of(out.nbytes))
+        return out
+    enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
+    zeros = _zeros_of(min(out.nbytes, _CHUNK_BYTES))
+    step = _CHUNK_BYTES // dtype.itemsize
+    for i in _chunks(d, dtype.itemsize):
+        part = out[i : i + step]
+        enc.update_into(zeros[: part.nbytes], memoryview(part).cast("B"))  # type: ignore[arg-type]
+        if _BIG_ENDIAN:
+            part.byteswap(inplace=True)
+        reduce_into(part, bits)
     return out
 
 
 class MaskBuffer:
-    """Reusable scratch for adding or removing masks of length d over Z_{2^b}."""
+    """Reusable scratch for adding or removing masks of length d over Z_{2^b}.
+
+    Masks are generated in cache-sized pieces and added as they come, so the scratch is
+    at most 256 KiB whatever d is.
+    """
 
     def __init__(self, d: int, bits: int) -> None:
         self.d = _check_d(d)
         self.bits = check_bits(bits)
         self.dtype = element_dtype(bits)
-        self._buf = np.empty(self.d, dtype=self.dtype)
-        self._zeros = bytes(self._buf.nbytes)
+        self._step = _CHUNK_BYTES // self.dtype.itemsize
+        self._scratch = np.empty(min(self.d, self._step), dtype=self.dtype)
+        self._zeros = bytes(self._scratch.nbytes)
 
-    def expand(self, seed: bytes) -> npt.NDArray[Any]:
-        """PRG(seed) in the internal buffer (overwritten by the next call)."""
+    def _apply(self, acc: npt.NDArray[Any], seed: bytes, subtract: bool) -> None:
         seed = _check_seed(seed)
-        if self.d:
-            _keystream_into(seed, self._buf, memoryview(self._zeros))
-            reduce_into(self._buf, self.bits)
-        return self._buf
+        if not isinstance(acc, np.ndarray) or acc.dtype != self.dtype or acc.shape != (self.d,):
+            raise ConfigError(f"acc must be a {self.dtype} array of shape ({self.d},)")
+        if not acc.flags.writeable:
+            raise ConfigError("acc must be writeable")
+        enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
+        op = np.subtract if subtract else np.add
+        for i in _chunks(self.d, self.dtype.itemsize):
+            part = acc[i : i + self._step]
+            mask = self._scratch[: part.size]
+            view = memoryview(mask).cast("B")  # type: ignore[arg-type]
+            enc.update_into(memoryview(self._zeros)[: mask.nbytes], view)
+            if _BIG_ENDIAN:
+                mask.byteswap(inplace=True)
+            op(part, mask, out=part)  # wraps mod 2^w; 2^b divides 2^w
+            reduce_into(part, self.bits)
 
     def add_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
         """acc += PRG(seed) mod 2^b, in place."""
-        add_into(acc, self.expand(seed), self.bits)
+        self._apply(acc, seed, subtract=False)
 
     def subtract_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
         """acc -= PRG(seed) mod 2^b, in place."""
-        sub_into(acc, self.expand(seed), self.bits)
+        self._apply(acc, seed, subtract=True)

@@ -129,3 +129,27 @@ def test_add_into_bad_arrays() -> None:
         MaskBuffer(3, 32).add_mask(zeros(4, 32), bytes(32))
     with pytest.raises(ConfigError):
         zeros(-1, 8)
+
+
+@pytest.mark.parametrize("bits", [9, 16, 20, 32, 48, 64])
+def test_long_masks_match_one_keystream(bits: int) -> None:
+    """Masks longer than one internal chunk are still one continuous AES-CTR keystream."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    d = 150_001
+    seed = os.urandom(32)
+    dtype = element_dtype(bits)
+    stream = (
+        Cipher(algorithms.AES256(seed), modes.CTR(bytes(16)))
+        .encryptor()
+        .update(bytes(d * dtype.itemsize))
+    )
+    want = np.frombuffer(stream, dtype=dtype.newbyteorder("<")).astype(dtype)
+    if bits < dtype.itemsize * 8:
+        want &= dtype.type((1 << bits) - 1)
+    assert np.array_equal(expand_mask(seed, d, bits), want)
+    acc = zeros(d, bits)
+    MaskBuffer(d, bits).add_mask(acc, seed)
+    assert np.array_equal(acc, want)
+    MaskBuffer(d, bits).subtract_mask(acc, seed)
+    assert not acc.any()
