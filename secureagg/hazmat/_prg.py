@@ -17,14 +17,8 @@ __all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
 SEED_SIZE = 32
 _ZERO_IV = bytes(16)
 _BIG_ENDIAN = sys.byteorder == "big"
-_zero_cache: bytes = b""  # shared read-only source of zeros for the keystream
-
-
-def _zeros_of(nbytes: int) -> memoryview:
-    global _zero_cache
-    if len(_zero_cache) < nbytes:
-        _zero_cache = bytes(nbytes)
-    return memoryview(_zero_cache)[:nbytes]
+_CHUNK_BYTES = 1 << 18  # keystream generated per pass, so later passes run in cache
+_ZEROS = memoryview(bytes(_CHUNK_BYTES))  # shared read-only plaintext for the keystream
 
 
 def _check_seed(seed: object) -> bytes:
@@ -40,22 +34,6 @@ def _check_d(d: object) -> int:
     if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
         raise ConfigError(f"d must be a non-negative int, got {d!r}")
     return int(d)
-
-
-def _keystream_into(seed: bytes, out: npt.NDArray[Any], zeros: memoryview | None) -> None:
-    """out (contiguous) = the AES-256-CTR(seed, IV=0) keystream, as little-endian words."""
-    view = memoryview(out).cast("B")  # type: ignore[arg-type]
-    enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
-    if zeros is None:
-        out.fill(0)
-        enc.update_into(view, view)
-    else:
-        enc.update_into(zeros, view)
-    if _BIG_ENDIAN:  # the words are little-endian by definition
-        out.byteswap(inplace=True)
-
-
-_CHUNK_BYTES = 1 << 18  # keystream generated per pass, so later passes run in cache
 
 
 def _chunks(d: int, itemsize: int) -> range:
@@ -84,16 +62,11 @@ def expand_mask(
         or not out.flags.writeable
     ):
         raise ConfigError(f"out must be a writeable contiguous {dtype} array of shape ({d},)")
-    if bits == dtype.itemsize * 8:
-        if d:
-            _keystream_into(seed, out, _zeros_of(out.nbytes))
-        return out
     enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
-    zeros = _zeros_of(min(out.nbytes, _CHUNK_BYTES))
     step = _CHUNK_BYTES // dtype.itemsize
     for i in _chunks(d, dtype.itemsize):
         part = out[i : i + step]
-        enc.update_into(zeros[: part.nbytes], memoryview(part).cast("B"))  # type: ignore[arg-type]
+        enc.update_into(_ZEROS[: part.nbytes], memoryview(part).cast("B"))  # type: ignore[arg-type]
         if _BIG_ENDIAN:
             part.byteswap(inplace=True)
         reduce_into(part, bits)
@@ -113,7 +86,6 @@ class MaskBuffer:
         self.dtype = element_dtype(bits)
         self._step = _CHUNK_BYTES // self.dtype.itemsize
         self._scratch = np.empty(min(self.d, self._step), dtype=self.dtype)
-        self._zeros = bytes(self._scratch.nbytes)
 
     def _apply(self, acc: npt.NDArray[Any], seed: bytes, subtract: bool) -> None:
         seed = _check_seed(seed)
@@ -127,7 +99,7 @@ class MaskBuffer:
             part = acc[i : i + self._step]
             mask = self._scratch[: part.size]
             view = memoryview(mask).cast("B")  # type: ignore[arg-type]
-            enc.update_into(memoryview(self._zeros)[: mask.nbytes], view)
+            enc.update_into(_ZEROS[: mask.nbytes], view)
             if _BIG_ENDIAN:
                 mask.byteswap(inplace=True)
             op(part, mask, out=part)  # wraps mod 2^w; 2^b divides 2^w

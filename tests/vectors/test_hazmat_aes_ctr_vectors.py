@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from secureagg.hazmat._prg import _keystream_into
+from secureagg.hazmat import expand_mask
 
 h = bytes.fromhex
 
@@ -43,7 +43,7 @@ def test_sp800_38a_keystream_via_update_into() -> None:
 
 def test_prg_keystream_is_aes256_ctr_zero_iv() -> None:
     seed = KEY
-    words = np.empty(16, dtype=np.uint32)
-    _keystream_into(seed, words, None)  # in-place path (zero fill, then encrypt)
     ref = Cipher(algorithms.AES256(seed), modes.CTR(bytes(16))).encryptor().update(bytes(64))
-    assert words.astype("<u4").tobytes() == ref
+    for dtype, bits in ((np.uint16, 16), (np.uint32, 32), (np.uint64, 64)):
+        words = expand_mask(seed, 64 // np.dtype(dtype).itemsize, bits)
+        assert words.astype(np.dtype(dtype).newbyteorder("<")).tobytes() == ref
