@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 import secrets
 from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from secureagg._exceptions import ConfigError, ShareError
 
@@ -16,7 +19,7 @@ _MAX_X = 2**32 - 1
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def split(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
@@ -26,12 +29,13 @@ def split(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
     """
     if not isinstance(secret, (bytes, bytearray)) or len(secret) != SECRET_SIZE:
         raise ConfigError(f"secret must be {SECRET_SIZE} bytes")
-    points = list(xs)
-    if not all(_is_int(x) and 1 <= x <= _MAX_X for x in points):
+    xs = list(xs)
+    if not all(_is_int(x) and 1 <= int(x) <= _MAX_X for x in xs):
         raise ConfigError("share points must be ints in [1, 2^32-1]")
+    points = [int(x) for x in xs]
     if len(set(points)) != len(points):
         raise ConfigError("share points must be distinct")
-    if not _is_int(threshold) or not 1 <= threshold <= len(points):
+    if not _is_int(threshold) or not 1 <= int(threshold) <= len(points):
         raise ConfigError(f"threshold must be in [1, {len(points)}], got {threshold!r}")
     # f(x) = s + a_1 x + ... + a_{t-1} x^{t-1}; coefficients highest degree first for Horner.
     coeffs = [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
@@ -55,8 +59,9 @@ def _parse(shares: Mapping[int, bytes], threshold: int) -> tuple[list[int], list
     xs: list[int] = []
     ys: list[int] = []
     for x, share in shares.items():
-        if not _is_int(x) or not 1 <= x <= _MAX_X:
+        if not _is_int(x) or not 1 <= int(x) <= _MAX_X:
             raise ShareError(f"share point must be an int in [1, 2^32-1], got {x!r}")
+        x = int(x)
         if not isinstance(share, (bytes, bytearray)) or len(share) != SHARE_SIZE:
             raise ShareError(f"share for point {x} must be {SHARE_SIZE} bytes")
         y = int.from_bytes(share, "big")

@@ -87,3 +87,12 @@ def test_bad_threshold_in_combine() -> None:
 def test_bad_split_arguments(secret: bytes, t: int, xs: list[int]) -> None:
     with pytest.raises(ConfigError):
         split(secret, t, xs)
+
+
+def test_numpy_integer_points() -> None:
+    import numpy as np
+
+    secret = os.urandom(32)
+    shares = split(secret, 2, np.array([3, 9], dtype=np.uint32))  # type: ignore[arg-type]
+    assert set(shares) == {3, 9} and all(type(x) is int for x in shares)
+    assert combine({np.int64(3): shares[3], 9: shares[9]}, 2) == secret  # type: ignore[dict-item]
