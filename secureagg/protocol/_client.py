@@ -308,6 +308,8 @@ class ClientSession:
         alive, gone = frozenset(survivors), frozenset(dropped)
         if alive & gone:
             self._abort("the survivor and dropout lists overlap")
+        if not all(v in self.config.graph for v in alive | gone):
+            self._abort("the lists name clients that are not in this round")
         if self.client_id not in alive:
             self._abort("it is not in the survivor list it was sent")
         if not (alive | gone) & self._neighbours <= u2:

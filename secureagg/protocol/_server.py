@@ -357,7 +357,13 @@ class ServerSession:
         self._state = _CollectUnmask(
             state.u1, state.delivered, state.acc, u3, dropped, frozenset(u3)
         )
-        return {u: encode(UnmaskRequest(cfg.round_id, u, u3, dropped)) for u in u3}
+        out = {}
+        for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
+            mine = cfg.graph.neighbours(u) | {u}
+            alive = tuple(v for v in u3 if v in mine)
+            gone = tuple(v for v in dropped if v in mine)
+            out[u] = encode(UnmaskRequest(cfg.round_id, u, alive, gone))
+        return out
 
     def _close_signatures(self, state: _CollectSignatures) -> dict[int, bytes]:
         cfg = self.config

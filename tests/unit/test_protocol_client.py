@@ -1,0 +1,271 @@
+"""The honest client refuses every deviation the server can make, revealing no share."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secureagg import ConfigError, RoundAborted
+from secureagg.protocol import (
+    ClientSession,
+    ConsistencyRequest,
+    ConsistencySignature,
+    Graph,
+    KeysBroadcast,
+    MaskedInput,
+    RoundConfig,
+    ServerSession,
+    SharesDelivery,
+    Stage,
+    UnmaskRequest,
+    UnmaskResponse,
+    decode,
+    encode,
+    new_round_id,
+)
+from secureagg.protocol._signing import identity_public
+
+D, BITS = 6, 16
+
+
+class Round:
+    """Drives honest clients and an honest server by hand, one stage at a time."""
+
+    def __init__(self, n: int = 6, t: int = 3, signed: bool = False) -> None:
+        ids = list(range(1, n + 1))
+        self.identities = {u: Ed25519PrivateKey.generate() for u in ids}
+        self.config = RoundConfig(
+            round_id=new_round_id(7),
+            bits=BITS,
+            d=D,
+            threshold=t,
+            graph=Graph.complete(ids),
+            signed=signed,
+            identity_keys={u: identity_public(k) for u, k in self.identities.items()},
+        )
+        self.clients = {
+            u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids
+        }
+        self.inputs = {u: np.full(D, u, dtype=np.uint16) for u in ids}
+        for u, c in self.clients.items():
+            c.provide_input(self.inputs[u])
+        self.server = ServerSession(self.config)
+        for c in self.clients.values():
+            self.server.receive(c.advertise())
+        self.out = self.server.close_stage()
+
+    def step(self, skip: tuple[int, ...] = ()) -> dict[int, bytes]:
+        """Deliver the server's messages to every client except ``skip``; close the stage."""
+        for u, data in self.out.items():
+            if u not in skip:
+                self.server.receive(self.clients[u].receive(data))
+        self.out = self.server.close_stage()
+        return self.out
+
+    def until(self, stage: Stage) -> None:
+        while self.server.stage is not stage:
+            self.step()
+
+
+def reencode(data: bytes, **changes: Any) -> bytes:
+    return encode(dataclasses.replace(decode(data), **changes))  # type: ignore[type-var]
+
+
+def refuses(client: ClientSession, data: bytes, match: str) -> None:
+    with pytest.raises(RoundAborted, match=match):
+        client.receive(data)
+    assert client.aborted is not None
+    # once refused, it stays refused: no later message gets a share out of it
+    with pytest.raises(RoundAborted):
+        client.receive(data)
+
+
+def test_honest_round_sums_exactly() -> None:
+    r = Round()
+    r.until(Stage.UNMASK)
+    r.step()
+    assert r.server.result.survivors == set(r.inputs)
+    assert np.array_equal(r.server.result.total, sum(r.inputs.values()))
+
+
+def test_refuses_overlapping_survivor_and_dropout_lists() -> None:
+    r = Round()
+    r.until(Stage.UNMASK)
+    msg = decode(r.out[1])
+    assert isinstance(msg, UnmaskRequest)
+    refuses(r.clients[1], reencode(r.out[1], dropped=(2,)), "overlap")
+
+
+def test_refuses_a_second_unmask_request() -> None:
+    r = Round()
+    r.until(Stage.UNMASK)
+    first = r.clients[1].receive(r.out[1])
+    assert isinstance(decode(first), UnmaskResponse)
+    # a second request, e.g. now claiming 2 dropped, would reveal 2's mask key as well
+    second = reencode(r.out[1], survivors=(1, 3, 4, 5, 6), dropped=(2,))
+    refuses(r.clients[1], second, "second unmask request")
+
+
+def test_refuses_a_repeated_identical_unmask_request() -> None:
+    r = Round()
+    r.until(Stage.UNMASK)
+    r.clients[1].receive(r.out[1])
+    refuses(r.clients[1], r.out[1], "second unmask request")
+
+
+def test_refuses_when_fewer_than_t_neighbours_survive() -> None:
+    r = Round(n=6, t=3)
+    r.until(Stage.UNMASK)
+    # the server claims that 3, 4, 5, 6 dropped: only one neighbour (2) survives
+    refuses(r.clients[1], reencode(r.out[1], survivors=(1, 2), dropped=(3, 4, 5, 6)), "survive")
+
+
+def test_refuses_when_fewer_than_t_neighbours_advertise() -> None:
+    r = Round(n=6, t=3)
+    msg = decode(r.out[1])
+    assert isinstance(msg, KeysBroadcast)
+    fewer = [e for e in msg.entries if e.client in (1, 2, 3)]
+    refuses(r.clients[1], reencode(r.out[1], entries=tuple(fewer)), "advertised")
+
+
+def test_refuses_its_own_keys_altered() -> None:
+    r = Round()
+    msg = decode(r.out[1])
+    assert isinstance(msg, KeysBroadcast)
+    other = msg.entries[1]
+    entries = [
+        dataclasses.replace(e, s_pk=other.c_pk[:-1] + b"\x00") if e.client == 1 else e
+        for e in msg.entries
+    ]
+    refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "own keys")
+
+
+def test_refuses_two_clients_with_the_same_key() -> None:
+    r = Round()
+    msg = decode(r.out[1])
+    assert isinstance(msg, KeysBroadcast)
+    by_id = {e.client: e for e in msg.entries}
+    entries = [
+        dataclasses.replace(e, c_pk=by_id[2].c_pk) if e.client == 3 else e for e in msg.entries
+    ]
+    refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "keys are equal")
+
+
+@pytest.mark.parametrize("stage", [Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK])
+def test_refuses_another_rounds_id(stage: Stage) -> None:
+    r = Round()
+    r.until(stage)
+    other = new_round_id(8)
+    refuses(r.clients[1], reencode(r.out[1], round_id=other), "another round")
+
+
+def test_refuses_messages_out_of_order_and_misaddressed() -> None:
+    r = Round()
+    r.until(Stage.MASKED_INPUT)
+    early = encode(UnmaskRequest(r.config.round_id, 1, (1, 2, 3, 4, 5, 6), ()))
+    refuses(r.clients[1], early, "unexpected UnmaskRequest")
+    refuses(r.clients[2], r.out[3], "not a server message addressed")
+    refuses(r.clients[4], b"garbage", "malformed")
+
+
+def test_refuses_lists_naming_clients_it_never_got_shares_from() -> None:
+    r = Round()
+    r.step(skip=(2,))  # 2 goes silent instead of sending its shares
+    r.until(Stage.UNMASK)
+    c = r.clients[1]
+    assert c.masked_with == {3, 4, 5, 6}
+    refuses(c, reencode(r.out[1], dropped=(2,)), "never received")
+
+
+def test_refuses_ids_outside_the_round() -> None:
+    r = Round()
+    r.until(Stage.UNMASK)
+    refuses(r.clients[1], reencode(r.out[1], dropped=(99,)), "not in this round")
+
+
+def test_input_checks() -> None:
+    r = Round()
+    c = r.clients[1]
+    for bad in (np.zeros(D + 1, np.uint16), np.full(D, 2**BITS, np.uint32), np.zeros(D)):
+        with pytest.raises(ConfigError):
+            c.provide_input(bad)
+    with pytest.raises(ConfigError):
+        ClientSession(r.config, 77)
+
+
+def test_client_without_input_refuses_at_the_masked_stage() -> None:
+    r = Round()
+    r.clients[1]._input = None
+    r.step()
+    with pytest.raises(RoundAborted, match="no input"):
+        r.clients[1].receive(r.out[1])
+
+
+class TestSignedMode:
+    def test_honest_signed_round(self) -> None:
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        assert isinstance(decode(r.out[1]), ConsistencyRequest)
+        r.step()
+        r.step()
+        assert np.array_equal(r.server.result.total, sum(r.inputs.values()))
+
+    def test_refuses_a_forged_key_signature(self) -> None:
+        r = Round(signed=True)
+        msg = decode(r.out[1])
+        assert isinstance(msg, KeysBroadcast)
+        entries = [
+            dataclasses.replace(e, signature=bytes(64)) if e.client == 4 else e
+            for e in msg.entries
+        ]
+        refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "signature")
+
+    def test_refuses_a_survivor_list_other_than_the_one_it_signed(self) -> None:
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        r.step()
+        # the server shows client 1 a different U3 in the unmask request
+        refuses(
+            r.clients[1], reencode(r.out[1], survivors=(1, 3, 4, 5, 6), dropped=(2,)), "differs"
+        )
+
+    def test_refuses_bad_or_too_few_consistency_signatures(self) -> None:
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        r.step()
+        msg = decode(r.out[1])
+        assert isinstance(msg, UnmaskRequest)
+        forged = tuple((v, bytes(64)) if v == 3 else (v, s) for v, s in msg.signatures)
+        refuses(r.clients[1], reencode(r.out[1], signatures=forged), "signature from client 3")
+        refuses(r.clients[2], reencode(r.out[2], signatures=msg.signatures[:2]), "only 2")
+
+    def test_showing_two_clients_two_views_is_caught(self) -> None:
+        """The server tells client 2 that 6 dropped while the others saw 6 survive."""
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        sigs = {}
+        for u in (1, 3, 4, 5, 6):
+            reply = decode(r.clients[u].receive(r.out[u]))
+            assert isinstance(reply, ConsistencySignature)
+            sigs[u] = reply.signature
+        lie = (1, 2, 3, 4, 5)
+        reply2 = decode(r.clients[2].receive(reencode(r.out[2], survivors=lie)))
+        assert isinstance(reply2, ConsistencySignature)
+        forged = tuple(sorted({**{u: sigs[u] for u in (1, 3, 4, 5)}, 2: reply2.signature}.items()))
+        request = UnmaskRequest(r.config.round_id, 2, lie, (6,), forged)
+        # the others' signatures are on the real U3, so they fail on the lie: no share of 6
+        refuses(r.clients[2], encode(request), "bad consistency signature from client 1")
+
+
+def test_masked_vector_leaves_no_input_behind() -> None:
+    r = Round()
+    r.step()
+    data = r.clients[1].receive(r.out[1])
+    msg = decode(data)
+    assert isinstance(msg, MaskedInput) and msg.excluded == ()
+    assert r.clients[1]._input is None
+    assert isinstance(decode(r.out[2]), SharesDelivery)

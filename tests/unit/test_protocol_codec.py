@@ -1,0 +1,151 @@
+"""The wire codec: every message round-trips, and the decoder refuses anything malformed."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secureagg import DecodeError
+from secureagg.protocol import (
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencySignature,
+    KeyEntry,
+    KeysBroadcast,
+    MaskedInput,
+    ShareKeys,
+    SharesDelivery,
+    UnmaskRequest,
+    UnmaskResponse,
+    decode,
+    encode,
+)
+from secureagg.protocol._codec import CIPHERTEXT_SIZE, MAGIC, VERSION
+
+RID = bytes(range(24))
+K1, K2 = b"\x01" * 32, b"\x02" * 32
+SIG = b"\x07" * 64
+CT = b"\x09" * CIPHERTEXT_SIZE
+SHARE = b"\x05" * 66
+
+
+def samples() -> list[object]:
+    vec16 = np.arange(7, dtype=np.uint16)
+    vec64 = np.array([0, 2**64 - 1, 5], dtype=np.uint64)
+    return [
+        AdvertiseKeys(RID, 3, K1, K2),
+        AdvertiseKeys(RID, 3, K1, K2, SIG),
+        KeysBroadcast(RID, 2, (KeyEntry(1, K1, K2), KeyEntry(2, K2, K1, SIG))),
+        KeysBroadcast(RID, 2, ()),
+        ShareKeys(RID, 1, ((2, CT), (9, CT))),
+        SharesDelivery(RID, 9, ((1, CT),)),
+        MaskedInput(RID, 4, (), vec16),
+        MaskedInput(RID, 4, (2, 3), vec64),
+        MaskedInput(RID, 4, (), np.arange(5, dtype=np.uint32)),
+        ConsistencyRequest(RID, 5, (1, 2, 5)),
+        ConsistencySignature(RID, 5, SIG),
+        UnmaskRequest(RID, 5, (1, 5), (2,)),
+        UnmaskRequest(RID, 5, (1, 5), (), ((1, SIG), (5, SIG))),
+        UnmaskResponse(RID, 5, ((1, SHARE), (5, SHARE)), ((2, SHARE),)),
+    ]
+
+
+@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
+def test_round_trip(msg: object) -> None:
+    data = encode(msg)  # type: ignore[arg-type]
+    assert data.startswith(MAGIC + bytes((VERSION,)))
+    assert decode(data) == msg
+
+
+@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
+def test_every_truncation_and_extension_is_refused(msg: object) -> None:
+    data = encode(msg)  # type: ignore[arg-type]
+    for cut in range(len(data)):
+        with pytest.raises(DecodeError):
+            decode(data[:cut])
+    with pytest.raises(DecodeError):
+        decode(data + b"\x00")
+
+
+def test_header_checks() -> None:
+    good = encode(ConsistencySignature(RID, 5, SIG))
+    for bad in (
+        b"XAGG" + good[4:],  # magic
+        good[:4] + b"\x02" + good[5:],  # version
+        good[:5] + b"\x63" + good[6:],  # unknown type
+        good[:6] + b"\x08" + good[7:],  # round id too short for the bytes that follow
+        good[:7 + 24] + b"\x00\x00\x00\x00" + good[7 + 24 + 4 :],  # client id 0
+    ):
+        with pytest.raises(DecodeError):
+            decode(bad)
+    with pytest.raises(DecodeError):
+        decode("text")  # type: ignore[arg-type]
+
+
+def test_ids_must_be_sorted_and_unique() -> None:
+    for ids in ((2, 1), (1, 1), (0, 3)):
+        raw = encode(ConsistencyRequest(RID, 5, (7, 8)))
+        head = raw[: -(4 + 8)]
+        bad = head + struct.pack(">I", 2) + struct.pack(">2I", *ids)
+        with pytest.raises(DecodeError, match="increasing"):
+            decode(bad)
+    pairs = encode(ShareKeys(RID, 1, ((2, CT), (3, CT))))
+    swapped = pairs.replace(struct.pack(">I", 2) + CT, struct.pack(">I", 4) + CT)
+    with pytest.raises(DecodeError):
+        decode(swapped)
+
+
+def test_counts_that_cannot_fit_are_refused_before_reading() -> None:
+    head = encode(ConsistencyRequest(RID, 5, ()))[:-4]
+    with pytest.raises(DecodeError, match="fit|limit"):
+        decode(head + struct.pack(">I", 2**32 - 1))
+
+
+def test_vector_width_and_signature_length_checks() -> None:
+    raw = encode(MaskedInput(RID, 4, (), np.arange(3, dtype=np.uint32)))
+    width_at = len(raw) - 12 - 4 - 1
+    assert raw[width_at] == 4
+    for width in (0, 1, 3, 16):
+        with pytest.raises(DecodeError, match="width"):
+            decode(raw[:width_at] + bytes((width,)) + raw[width_at + 1 :])
+    adv = encode(AdvertiseKeys(RID, 3, K1, K2, SIG))
+    with pytest.raises(DecodeError, match="signature"):
+        decode(adv[: -65] + b"\x20" + SIG[:32])
+
+
+ids_strategy = st.lists(st.integers(1, 2**32 - 1), max_size=20, unique=True).map(
+    lambda xs: tuple(sorted(xs))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rid=st.binary(min_size=16, max_size=64),
+    sender=st.integers(1, 2**32 - 1),
+    excluded=ids_strategy,
+    words=st.lists(st.integers(0, 2**32 - 1), max_size=50),
+    survivors=ids_strategy,
+)
+def test_round_trip_random_fields(
+    rid: bytes, sender: int, excluded: tuple[int, ...], words: list[int], survivors: tuple[int, ...]
+) -> None:
+    vec = np.array(words, dtype=np.uint32)
+    for msg in (
+        MaskedInput(rid, sender, excluded, vec),
+        UnmaskRequest(rid, sender, survivors, excluded),
+        UnmaskResponse(rid, sender, tuple((i, SHARE) for i in survivors), ()),
+    ):
+        assert decode(encode(msg)) == msg
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_escape_as_anything_but_decode_error(data: bytes) -> None:
+    try:
+        decode(MAGIC + bytes((VERSION,)) + data)
+    except DecodeError:
+        pass
