@@ -1,0 +1,24 @@
+"""SecureAggConfig: how client updates are encoded and securely summed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SecureAggConfig"]
+
+
+@dataclass(frozen=True)
+class SecureAggConfig:
+    """Encoding and protocol settings of the secure aggregator.
+
+    ``clip`` bounds each coordinate of a weighted update (used unless the clients L2-clip
+    their updates with ``update_clip``, which then serves as the bound); ``frac_bits`` is the
+    fixed-point precision (error per client and coordinate < 2^-frac_bits). ``degree`` None
+    means the complete graph; ``threshold`` None lets the protocol's helper choose.
+    """
+
+    frac_bits: int = 16
+    clip: float = 1.0
+    degree: int | None = None
+    threshold: int | None = None
+    signed: bool = False

@@ -1,0 +1,125 @@
+"""Encode a weighted update into Z_{2^b} and decode a sum back into a weighted average.
+
+A client with update x and n examples sends ``quantize([w * x, w * c])`` with
+``w = n / max_examples`` in (0, 1] and ``c`` the quantisation clip, so its weight is one
+more masked coordinate and the server learns only sums. Decoding divides the summed
+weighted update by the summed weight. See docs/privacy.md for the error bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secureagg._exceptions import ConfigError
+from secureagg.hazmat import QuantConfig, dequantize_sum, make_config, quantize
+from secureagg.privacy import LocalUpdate
+
+__all__ = ["Decoded", "UpdateEncoder", "plain_average"]
+
+_F32_SLACK = 2.0**-22
+"""Relative slack for float32 inputs that sit a rounding step above the clip."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded sum: the weighted average update, the summed weight, and the error bound."""
+
+    average: npt.NDArray[np.float64]
+    total_examples: float
+    error_bound: float
+
+
+class UpdateEncoder:
+    """The encoding every client and the server agree on for one federation."""
+
+    def __init__(self, d: int, *, max_clients: int, max_examples: int, clip: float, frac_bits: int):
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ConfigError(f"d must be a positive int, got {d!r}")
+        if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
+            raise ConfigError(f"max_examples must be a positive int, got {max_examples!r}")
+        self.d = d
+        self.max_examples = max_examples
+        self.quant: QuantConfig = make_config(max_clients, clip, frac_bits)
+
+    @property
+    def bits(self) -> int:
+        """Bit width b of the summed vectors."""
+        return self.quant.bits
+
+    @property
+    def length(self) -> int:
+        """Length of an encoded vector: the d update coordinates plus the weight."""
+        return self.d + 1
+
+    def weighted(self, update: LocalUpdate) -> npt.NDArray[np.float64]:
+        """The float vector a client encodes: ``[w * x, w * c]``."""
+        x = update.vector
+        if not isinstance(x, np.ndarray) or x.ndim != 1 or x.shape[0] != self.d:
+            got = getattr(x, "shape", None)
+            raise ConfigError(
+                f"update has shape {got}, the server's model has {self.d} parameters: "
+                "server and client models differ"
+            )
+        n = update.num_examples
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.max_examples:
+            raise ConfigError(f"num_examples must be in 1..{self.max_examples}, got {n!r}")
+        w = n / self.max_examples
+        out = np.empty(self.length, dtype=np.float64)
+        np.multiply(x, w, out=out[: self.d])
+        out[self.d] = w * self.quant.clip
+        return out
+
+    def clipped_coordinates(self, update: LocalUpdate) -> int:
+        """How many weighted coordinates the quantiser would clip (0 keeps the bound valid)."""
+        v = self.weighted(update)[: self.d]
+        return int(np.count_nonzero(np.abs(v) > self.quant.clip * (1 + _F32_SLACK)))
+
+    def encode(self, update: LocalUpdate, rng: np.random.Generator) -> npt.NDArray[Any]:
+        """The client's protocol input: quantised ``[w * x, w * c]`` in Z_{2^b}."""
+        return quantize(self.weighted(update), self.quant, rng)
+
+    def decode(self, total: npt.NDArray[Any], members: int) -> Decoded:
+        """Weighted average from the sum of ``members`` encoded updates, with its error bound.
+
+        With S the summed weighted update and W the summed weight as decoded, each off by at
+        most e_s = m * 2^-f (and e_w = e_s / c for the weight), the true average differs
+        from S / W by at most (|S / W| * e_w + e_s) / (W - e_w) per coordinate.
+        """
+        if members < 1:
+            raise ConfigError("no client update to decode")
+        s = dequantize_sum(total, self.quant)
+        if s.shape != (self.length,):
+            raise ConfigError(f"sum has shape {s.shape}, expected ({self.length},)")
+        c = self.quant.clip
+        w = float(s[self.d]) / c
+        ulp = math.ldexp(1.0, -self.quant.frac_bits)
+        e_s = members * (ulp + c * _F32_SLACK)
+        e_w = members * ulp / c
+        if w <= e_w:
+            raise ConfigError("the summed weight is lost in quantisation error; raise frac_bits")
+        avg = s[: self.d] / w
+        top = float(np.max(np.abs(avg))) if self.d else 0.0
+        bound = (top * e_w + e_s) / (w - e_w)
+        bound = bound * (1 + 1e-9) + 1e-15  # float64 rounding of the divisions
+        return Decoded(avg, w * self.max_examples, bound)
+
+
+def plain_average(updates: Sequence[LocalUpdate]) -> npt.NDArray[np.float64]:
+    """The insecure reference: sum(n_u * x_u) / sum(n_u) in float64."""
+    if not updates:
+        raise ConfigError("no client update to average")
+    total = np.zeros(updates[0].vector.shape[0], dtype=np.float64)
+    weight = 0
+    for u in updates:
+        if u.vector.shape != total.shape:
+            raise ConfigError("client updates differ in length: their models differ")
+        total += u.num_examples * u.vector.astype(np.float64)
+        weight += u.num_examples
+    out: npt.NDArray[np.float64] = total / weight
+    return out

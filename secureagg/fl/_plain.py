@@ -1,0 +1,63 @@
+"""PlainTrainer: the non-private local training step, the baseline of a private run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from secureagg._exceptions import ConfigError
+from secureagg.privacy import LocalUpdate, flatten, parameters_of
+from secureagg.privacy._trainer import clip_update, load_global_state
+
+__all__ = ["PlainTrainer"]
+
+
+class PlainTrainer:
+    """Local SGD without DP, with the same ``train_round`` as PrivateTrainer."""
+
+    grad_sample_mode = "none"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data_loader: DataLoader[Any],
+        *,
+        local_epochs: int = 1,
+        update_clip: float | None = None,
+        criterion: Callable[..., torch.Tensor] | None = None,
+    ) -> None:
+        if not isinstance(data_loader, DataLoader) or not hasattr(data_loader.dataset, "__len__"):
+            raise ConfigError("data_loader must be a DataLoader over a sized dataset")
+        self.model = model
+        self.optimizer = optimizer
+        self.loader = data_loader
+        self.local_epochs = local_epochs
+        self.update_clip = update_clip
+        self.criterion = criterion or nn.CrossEntropyLoss()
+        self.num_examples = len(data_loader.dataset)
+        self.last_steps = 0
+
+    def can_train(self) -> bool:
+        """Always True: a non-private client has no budget."""
+        return True
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        """Load ``global_state``, train ``local_epochs`` epochs, return local minus global."""
+        load_global_state(self.model, global_state)
+        start = flatten(parameters_of(self.model)).copy()
+        self.model.train()
+        steps = 0
+        for _ in range(self.local_epochs):
+            for *inputs, target in self.loader:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.criterion(self.model(*inputs), target).backward()
+                self.optimizer.step()
+                steps += 1
+        self.last_steps = steps
+        delta = flatten(parameters_of(self.model)) - start
+        return clip_update(delta, self.update_clip, self.num_examples, steps)

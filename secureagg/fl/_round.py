@@ -1,0 +1,156 @@
+"""The federated round driver: local training at each client, then secure (or plain) averaging."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from secureagg._exceptions import BudgetExhaustedError, ConfigError, RoundAborted
+from secureagg.fl._aggregator import SecureAggregator
+from secureagg.fl._encoding import plain_average
+from secureagg.privacy import LocalUpdate, unflatten
+from secureagg.protocol import Stage
+
+__all__ = ["LocalTrainer", "RoundOutcome", "run_round"]
+
+
+class LocalTrainer(Protocol):
+    """What the driver needs from a client: PrivateTrainer and PlainTrainer both fit."""
+
+    num_examples: int
+    last_steps: int
+    grad_sample_mode: str
+
+    def can_train(self) -> bool: ...
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate: ...
+
+
+@dataclass
+class RoundOutcome:
+    """What one round produced, keyed by the caller's client ids."""
+
+    average: dict[str, torch.Tensor] | None
+    trained: dict[int, LocalUpdate]
+    members: list[int]
+    dropped: dict[int, str]
+    max_abs_error: float = 0.0
+    error_bound: float = 0.0
+    client_ms: dict[int, float] = field(default_factory=dict)
+    client_bytes: dict[int, int] = field(default_factory=dict)
+    server_ms: float = 0.0
+    captured: tuple[int, npt.NDArray[Any], npt.NDArray[Any]] | None = None
+    aborted: bool = False
+
+
+def run_round(
+    clients: Mapping[int, LocalTrainer],
+    global_state: Mapping[str, torch.Tensor],
+    *,
+    aggregator: SecureAggregator | None,
+    dropout: tuple[int, Stage] | None = None,
+    rng: np.random.Generator,
+    capture_client: bool = False,
+) -> RoundOutcome:
+    """One round: every client that can afford it trains; the members' updates are averaged.
+
+    A client over budget declines (reason "budget"); ``dropout`` = (client, stage) makes that
+    client go silent at that protocol stage (with no aggregator, its update is lost unless it
+    drops at UNMASK, after sending it). The average is None when nothing could be averaged.
+    """
+    out = RoundOutcome(average=None, trained={}, members=[], dropped={})
+    for cid, trainer in clients.items():
+        start = time.perf_counter()
+        try:
+            out.trained[cid] = trainer.train_round(global_state)
+        except BudgetExhaustedError:
+            out.dropped[cid] = "budget"
+            continue
+        out.client_ms[cid] = (time.perf_counter() - start) * 1e3
+    if dropout is not None and dropout[0] not in out.trained:
+        dropout = None
+    like = {k: v for k, v in global_state.items()}
+    if aggregator is None:
+        _plain_round(out, dropout, like)
+    else:
+        _secure_round(out, dropout, aggregator, rng, capture_client)
+    return out
+
+
+def _plain_round(
+    out: RoundOutcome, dropout: tuple[int, Stage] | None, like: Mapping[str, torch.Tensor]
+) -> None:
+    for cid in out.trained:
+        if dropout is not None and cid == dropout[0] and dropout[1] is not Stage.UNMASK:
+            out.dropped[cid] = f"dropout:{dropout[1].name.lower()}"
+        else:
+            out.members.append(cid)
+    if out.members:
+        avg = plain_average([out.trained[c] for c in out.members])
+        out.average = _shaped(avg, like)
+
+
+def _secure_round(
+    out: RoundOutcome,
+    dropout: tuple[int, Stage] | None,
+    aggregator: SecureAggregator,
+    rng: np.random.Generator,
+    capture_client: bool,
+) -> None:
+    ids = sorted(out.trained)
+    pid = {cid: i + 1 for i, cid in enumerate(ids)}  # protocol ids are 1..n
+    cid_of = {p: c for c, p in pid.items()}
+    encoded: dict[int, npt.NDArray[Any]] = {}
+    for cid in ids:
+        start = time.perf_counter()
+        encoded[pid[cid]] = aggregator.encode(out.trained[cid], rng)
+        out.client_ms[cid] += (time.perf_counter() - start) * 1e3
+    dropouts = {} if dropout is None else {dropout[1]: [pid[dropout[0]]]}
+    early = {Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT}
+    watch = [p for p in sorted(encoded) if dropout is None or p != pid[dropout[0]]]
+    capture = watch[:1] if capture_client else []
+    if len(encoded) < 2:
+        for cid in ids:
+            out.dropped[cid] = "aborted"
+        out.aborted = True
+        return
+    try:
+        agg = aggregator.aggregate(encoded, dropouts=dropouts, capture=capture)
+    except RoundAborted:
+        for cid in ids:
+            out.dropped[cid] = "aborted"
+        out.aborted = True
+        return
+    result = agg.protocol
+    assert result is not None
+    out.members = sorted(cid_of[p] for p in agg.members)
+    for cid in ids:
+        if cid not in out.members:
+            stage = dropout[1] if dropout is not None and dropout[0] == cid else None
+            out.dropped[cid] = "aborted" if stage is None else f"dropout:{stage.name.lower()}"
+        cost = result.client_cost.get(pid[cid])
+        if cost is not None:
+            out.client_ms[cid] += cost.seconds * 1e3
+            out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
+    if dropout is not None and dropout[1] in early and dropout[0] in out.members:
+        raise ConfigError("internal: a client that dropped before sending its input is a member")
+    out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
+    out.average = agg.average
+    plain = plain_average([out.trained[c] for c in out.members])
+    out.max_abs_error = float(np.max(np.abs(agg.vector - plain)))
+    out.error_bound = agg.error_bound
+    if capture and capture[0] in result.captured:
+        p = capture[0]
+        out.captured = (cid_of[p], result.captured[p], encoded[p])
+
+
+def _shaped(
+    vec: npt.NDArray[np.float64], like: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    return unflatten(vec, like)

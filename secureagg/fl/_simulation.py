@@ -1,0 +1,222 @@
+"""run_federated: n clients and a server in one process, R rounds, DP and secure aggregation."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from secureagg._exceptions import ConfigError
+from secureagg.fl._aggregator import SecureAggregator
+from secureagg.fl._config import SecureAggConfig
+from secureagg.fl._metrics import FederatedResult, RoundMetrics
+from secureagg.fl._plain import PlainTrainer
+from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
+from secureagg.privacy import PrivacyConfig, PrivacyLedger, PrivateTrainer, parameters_of
+from secureagg.privacy._trainer import load_global_state
+from secureagg.protocol import Stage
+
+__all__ = ["run_federated"]
+
+_STAGES = (Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK)
+
+
+def run_federated(
+    model_fn: Callable[[], nn.Module],
+    client_loaders: Mapping[int, DataLoader[Any]],
+    *,
+    rounds: int,
+    optimizer_fn: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    local_epochs: int = 1,
+    privacy: PrivacyConfig | None,
+    secure: SecureAggConfig | None,
+    dropout_rate: float = 0.0,
+    seed: int = 0,
+    ledger: PrivacyLedger | None = None,
+    evaluate: Callable[[nn.Module], float] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    capture_client: bool = False,
+    criterion: Callable[..., torch.Tensor] | None = None,
+    server_lr: float = 1.0,
+) -> FederatedResult:
+    """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
+
+    With ``privacy`` each client trains with DP-SGD (one PrivateTrainer per client for the
+    whole run; ``target_epsilon`` is spread over ``rounds`` unless ``planned_rounds`` says
+    otherwise); with ``secure`` the updates are summed by the secure aggregation protocol.
+    Each round, with probability ``dropout_rate``, one random client drops at a random
+    protocol stage. A ledger (created if None and ``privacy`` is set) gets one record per
+    client per round and is saved after every round if it is bound to a path.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be a positive int, got {rounds!r}")
+    if not 0.0 <= dropout_rate <= 1.0:
+        raise ConfigError(f"dropout_rate must be in [0, 1], got {dropout_rate!r}")
+    if not client_loaders:
+        raise ConfigError("client_loaders is empty")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = model_fn()
+    state = {k: v.clone() for k, v in parameters_of(model).items()}
+    if privacy is not None and ledger is None:
+        ledger = PrivacyLedger()
+    first = 0
+    if ledger is not None:
+        first = 1 + max((r.round for c in ledger.clients() for r in ledger.records(c)), default=-1)
+    clients = _make_clients(
+        model_fn,
+        client_loaders,
+        optimizer_fn,
+        privacy,
+        rounds,
+        local_epochs,
+        seed,
+        criterion,
+        ledger,
+    )
+    aggregator = None
+    if secure is not None:
+        aggregator = SecureAggregator(
+            state,
+            secure,
+            max_clients=len(clients),
+            max_examples=max(c.num_examples for c in clients.values()),
+            update_clip=None if privacy is None else privacy.update_clip,
+        )
+    history: list[RoundMetrics] = []
+    for r in range(rounds):
+        dropout = None
+        if dropout_rate > 0 and rng.random() < dropout_rate:
+            stages = _STAGES if secure is None or not secure.signed else tuple(Stage)
+            who = sorted(clients)[int(rng.integers(len(clients)))]
+            dropout = (who, stages[int(rng.integers(len(stages)))])
+        out = run_round(
+            clients,
+            state,
+            aggregator=aggregator,
+            dropout=dropout,
+            rng=rng,
+            capture_client=capture_client,
+        )
+        if out.average is not None:
+            with torch.no_grad():
+                for name, delta in out.average.items():
+                    state[name] = state[name] + server_lr * delta.to(state[name].dtype)
+        load_global_state(model, state)
+        if ledger is not None and privacy is not None:
+            _record(ledger, clients, out, first + r)
+        metrics = _metrics(r, clients, out, model, evaluate, aggregator)
+        history.append(metrics)
+        if on_progress is not None:
+            on_progress(_progress_line(metrics, rounds))
+    return FederatedResult(rounds=history, model=model, ledger=ledger)
+
+
+def _make_clients(
+    model_fn: Callable[[], nn.Module],
+    loaders: Mapping[int, DataLoader[Any]],
+    optimizer_fn: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+    privacy: PrivacyConfig | None,
+    rounds: int,
+    local_epochs: int,
+    seed: int,
+    criterion: Callable[..., torch.Tensor] | None,
+    ledger: PrivacyLedger | None,
+) -> dict[int, LocalTrainer]:
+    clients: dict[int, LocalTrainer] = {}
+    for i, cid in enumerate(sorted(loaders)):
+        model = model_fn()
+        opt = optimizer_fn(model.parameters())
+        if privacy is None:
+            clients[cid] = PlainTrainer(
+                model, opt, loaders[cid], local_epochs=local_epochs, criterion=criterion
+            )
+            continue
+        config = privacy
+        if config.target_epsilon is not None and config.planned_rounds is None:
+            config = dataclasses.replace(config, planned_rounds=rounds)
+        clients[cid] = PrivateTrainer.from_config(
+            model,
+            opt,
+            loaders[cid],
+            config,
+            local_epochs=local_epochs,
+            seed=seed * 100_003 + i,
+            criterion=criterion,
+            history=ledger.history(cid) if ledger is not None else (),
+        )
+    return clients
+
+
+def _record(
+    ledger: PrivacyLedger, clients: Mapping[int, LocalTrainer], out: RoundOutcome, rnd: int
+) -> None:
+    for cid, trainer in clients.items():
+        assert isinstance(trainer, PrivateTrainer)
+        reason = out.dropped.get(cid)
+        code = None if reason is None else ("budget" if reason == "budget" else "dropout")
+        ledger.record(
+            cid,
+            rnd,
+            participated=cid in out.members,
+            steps=0 if code == "budget" else trainer.last_steps,
+            sample_rate=trainer.sample_rate,
+            noise_multiplier=trainer.noise_multiplier,
+            max_grad_norm=trainer.max_grad_norm,
+            delta=trainer.delta,
+            grad_sample_mode=trainer.grad_sample_mode,
+            budget_epsilon=trainer.budget_epsilon,
+            reason=code if cid not in out.members else None,
+        )
+    if ledger.path is not None:
+        ledger.save()
+
+
+def _metrics(
+    r: int,
+    clients: Mapping[int, LocalTrainer],
+    out: RoundOutcome,
+    model: nn.Module,
+    evaluate: Callable[[nn.Module], float] | None,
+    aggregator: SecureAggregator | None,
+) -> RoundMetrics:
+    accuracy = None
+    if evaluate is not None:
+        model.eval()
+        with torch.no_grad():
+            accuracy = float(evaluate(model))
+    eps = {c: t.epsilon() for c, t in clients.items() if isinstance(t, PrivateTrainer)}
+    return RoundMetrics(
+        round=r,
+        participants=sorted(out.trained),
+        members=list(out.members),
+        dropped=dict(out.dropped),
+        accuracy=accuracy,
+        max_abs_error=out.max_abs_error,
+        error_bound=out.error_bound,
+        epsilon=eps,
+        client_ms=dict(out.client_ms),
+        client_bytes=dict(out.client_bytes),
+        server_ms=out.server_ms,
+        captured=out.captured,
+        bits=None if aggregator is None else aggregator.encoder.bits,
+        aborted=out.aborted,
+        update_norms={c: u.norm for c, u in out.trained.items()},
+        grad_sample_mode={c: t.grad_sample_mode for c, t in clients.items()},
+    )
+
+
+def _progress_line(m: RoundMetrics, rounds: int) -> str:
+    parts = [f"round {m.round + 1}/{rounds}: {len(m.members)}/{len(m.participants)} members"]
+    if m.dropped:
+        parts.append("dropped " + ", ".join(f"{c}({why})" for c, why in sorted(m.dropped.items())))
+    if m.accuracy is not None:
+        parts.append(f"accuracy {m.accuracy:.3f}")
+    if m.epsilon:
+        parts.append(f"epsilon <= {max(m.epsilon.values()):.3g}")
+    return "; ".join(parts)
