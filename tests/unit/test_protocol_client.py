@@ -47,9 +47,7 @@ class Round:
             signed=signed,
             identity_keys={u: identity_public(k) for u, k in self.identities.items()},
         )
-        self.clients = {
-            u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids
-        }
+        self.clients = {u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids}
         self.inputs = {u: np.full(D, u, dtype=np.uint16) for u in ids}
         for u, c in self.clients.items():
             c.provide_input(self.inputs[u])
@@ -219,8 +217,7 @@ class TestSignedMode:
         msg = decode(r.out[1])
         assert isinstance(msg, KeysBroadcast)
         entries = [
-            dataclasses.replace(e, signature=bytes(64)) if e.client == 4 else e
-            for e in msg.entries
+            dataclasses.replace(e, signature=bytes(64)) if e.client == 4 else e for e in msg.entries
         ]
         refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "signature")
 

@@ -78,7 +78,7 @@ def test_header_checks() -> None:
         good[:4] + b"\x02" + good[5:],  # version
         good[:5] + b"\x63" + good[6:],  # unknown type
         good[:6] + b"\x08" + good[7:],  # round id too short for the bytes that follow
-        good[:7 + 24] + b"\x00\x00\x00\x00" + good[7 + 24 + 4 :],  # client id 0
+        good[: 7 + 24] + b"\x00\x00\x00\x00" + good[7 + 24 + 4 :],  # client id 0
     ):
         with pytest.raises(DecodeError):
             decode(bad)
@@ -114,7 +114,7 @@ def test_vector_width_and_signature_length_checks() -> None:
             decode(raw[:width_at] + bytes((width,)) + raw[width_at + 1 :])
     adv = encode(AdvertiseKeys(RID, 3, K1, K2, SIG))
     with pytest.raises(DecodeError, match="signature"):
-        decode(adv[: -65] + b"\x20" + SIG[:32])
+        decode(adv[:-65] + b"\x20" + SIG[:32])
 
 
 ids_strategy = st.lists(st.integers(1, 2**32 - 1), max_size=20, unique=True).map(

@@ -112,8 +112,11 @@ def test_promised_failure_probabilities_hold(n: int, adv: float, drop: float) ->
 
 
 def test_helper_refuses_infeasible_inputs() -> None:
-    for kwargs in ({"dropout_rate": 0.5, "corrupt_fraction": 0.5}, {"dropout_rate": 1.0,
-                   "corrupt_fraction": 0.0}, {"dropout_rate": -0.1, "corrupt_fraction": 0.0}):
+    for kwargs in (
+        {"dropout_rate": 0.5, "corrupt_fraction": 0.5},
+        {"dropout_rate": 1.0, "corrupt_fraction": 0.0},
+        {"dropout_rate": -0.1, "corrupt_fraction": 0.0},
+    ):
         with pytest.raises(ConfigError):
             choose_parameters(100, **kwargs)
     with pytest.raises(ConfigError):

@@ -242,9 +242,7 @@ def test_client_treats_failed_shares_as_that_sender_dropping() -> None:
 # -- fuzzing --------------------------------------------------------------------------------
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stage=st.sampled_from([Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK]),
     victim=st.sampled_from(IDS),
@@ -252,8 +250,11 @@ def test_client_treats_failed_shares_as_that_sender_dropping() -> None:
         st.binary(max_size=80).map(lambda junk: lambda b: junk),
         st.integers(0, 400).map(lambda cut: lambda b: b[: min(cut, len(b) - 1)]),
         st.tuples(st.integers(0, 10**6), st.integers(1, 255)).map(
-            lambda p: lambda b: b[: p[0] % len(b)] + bytes([b[p[0] % len(b)] ^ p[1]])
-            + b[p[0] % len(b) + 1 :]
+            lambda p: (
+                lambda b: (
+                    b[: p[0] % len(b)] + bytes([b[p[0] % len(b)] ^ p[1]]) + b[p[0] % len(b) + 1 :]
+                )
+            )
         ),
     ),
 )
