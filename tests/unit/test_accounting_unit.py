@@ -1,0 +1,100 @@
+"""Accounting API: canonical histories, caching, calibration and input checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from secureagg import ConfigError
+from secureagg.privacy import accounting
+from secureagg.privacy.accounting import (
+    ACCOUNTANTS,
+    Step,
+    canonical,
+    epsilon,
+    epsilons,
+    noise_for_epsilon,
+)
+
+
+def test_canonical_merges_identical_entries_in_any_order() -> None:
+    a = [Step(1.0, 0.1, 5), Step(2.0, 0.1, 3), Step(1.0, 0.1, 5), Step(1.0, 0.2, 0)]
+    b = [Step(2.0, 0.1, 3), Step(1.0, 0.1, 10)]
+    assert canonical(a) == canonical(b) == ((1.0, 0.1, 10), (2.0, 0.1, 3))
+
+
+def test_identical_histories_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    accounting.clear_cache()
+    calls: list[str] = []
+    for name in ACCOUNTANTS:
+        real = accounting._COMPUTE[name]
+
+        def counting(h: accounting.Canonical, d: float, real=real, name=name) -> float:  # type: ignore[no-untyped-def]
+            calls.append(name)
+            return real(h, d)
+
+        monkeypatch.setitem(accounting._COMPUTE, name, counting)
+    first = epsilons([Step(1.0, 0.05, 10), Step(1.0, 0.05, 10)], 1e-5)
+    again = epsilons([Step(1.0, 0.05, 20)], 1e-5)
+    assert first == again
+    assert sorted(calls) == sorted(ACCOUNTANTS)  # one call per accountant, not two
+    assert epsilon([Step(1.0, 0.05, 20)], 1e-5, "dpa_pld") == first["dpa_pld"]
+    assert len(calls) == len(ACCOUNTANTS)
+
+
+def test_more_steps_cost_more_and_noise_off_is_infinite() -> None:
+    small = epsilon([Step(1.0, 0.05, 10)], 1e-5)
+    large = epsilon([Step(1.0, 0.05, 100)], 1e-5)
+    assert 0 < small < large
+    assert epsilon([], 1e-5) == 0.0
+    assert epsilon([Step(1.0, 0.05, 0)], 1e-5) == 0.0
+    assert math.isinf(epsilon([Step(0.0, 0.05, 10), Step(1.0, 0.05, 10)], 1e-5))
+
+
+@pytest.mark.parametrize("accountant", ["opacus_rdp", "dpa_rdp", "opacus_prv"])
+def test_noise_for_epsilon_inverts_epsilon(accountant: str) -> None:
+    z = noise_for_epsilon(2.0, sample_rate=0.02, steps=500, delta=1e-5, accountant=accountant)
+    hist = [Step(z, 0.02, 500)]
+    assert epsilon(hist, 1e-5, accountant) <= 2.0
+    assert epsilon([Step(z * 0.99, 0.02, 500)], 1e-5, accountant) > 2.0
+
+
+def test_noise_for_epsilon_agrees_with_the_pinned_figure() -> None:
+    z = noise_for_epsilon(5.632, sample_rate=0.01, steps=10_000, delta=1e-5)
+    assert z == pytest.approx(1.1, rel=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("z", "q", "n"),
+    [
+        (-1.0, 0.1, 1),
+        (1.0, 1.5, 1),
+        (1.0, -0.1, 1),
+        (1.0, 0.1, -3),
+        (math.nan, 0.1, 1),
+        (1.0, math.inf, 1),
+        (1.0, 0.1, 2.5),
+        (True, 0.1, 1),
+    ],
+)
+def test_impossible_steps_are_refused(z: float, q: float, n: int) -> None:
+    with pytest.raises(ConfigError):
+        Step(z, q, n)
+
+
+@pytest.mark.parametrize("delta", [0.0, 1.0, -1e-5, math.nan, "1e-5"])
+def test_bad_delta_is_refused(delta: float) -> None:
+    with pytest.raises(ConfigError, match="delta"):
+        epsilons([Step(1.0, 0.1, 1)], delta)
+
+
+def test_bad_calibration_requests_are_refused() -> None:
+    with pytest.raises(ConfigError, match="accountant"):
+        epsilon([Step(1.0, 0.1, 1)], 1e-5, "moments")
+    with pytest.raises(ConfigError, match="target_epsilon"):
+        noise_for_epsilon(0.0, sample_rate=0.1, steps=10, delta=1e-5)
+    with pytest.raises(ConfigError, match="sample_rate"):
+        noise_for_epsilon(1.0, sample_rate=2.0, steps=10, delta=1e-5)
+    with pytest.raises(ConfigError, match="1e4"):
+        noise_for_epsilon(1e-6, sample_rate=1.0, steps=10_000, delta=1e-5)
