@@ -62,7 +62,7 @@ def test_signed_round_and_costs() -> None:
     assert res.survivors == frozenset(range(1, n + 1))
     assert np.array_equal(res.total, np.full(d, sum(range(1, n + 1)), np.uint16))
     assert res.dropouts == {3: Stage.UNMASK}
-    for u, cost in res.client_cost.items():
+    for cost in res.client_cost.values():
         assert cost.seconds > 0 and cost.bytes_received > 0
         # d words of 2 bytes, plus at most 400 bytes per neighbour (signed mode)
         assert 2 * d < cost.bytes_sent <= 2 * d + 400 * (n - 1)

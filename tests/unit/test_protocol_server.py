@@ -315,7 +315,7 @@ def server_peak_bytes(n: int, d: int) -> int:
     cfg = RoundConfig(new_round_id(), 32, d, 3, Graph.harary(ids, 4, b"m" * 16))
     clients = {u: ClientSession(cfg, u) for u in ids}
     server = ServerSession(cfg)
-    for u, c in clients.items():
+    for c in clients.values():
         server.receive(c.advertise())
     for _ in range(2):
         out = server.close_stage()
