@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,8 +46,12 @@ class RoundMetrics:
 
 @dataclass
 class FederatedResult:
-    """Every round's metrics, the final global model, and the ledger (None without DP)."""
+    """Every round's metrics, the final global model, and the ledger (None without DP).
+
+    ``clients`` holds each client's trainer (PrivateTrainer or PlainTrainer), for inspection.
+    """
 
     rounds: list[RoundMetrics]
     model: nn.Module
     ledger: PrivacyLedger | None
+    clients: dict[int, Any] = field(default_factory=dict)

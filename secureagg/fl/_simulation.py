@@ -33,7 +33,7 @@ def run_federated(
     rounds: int,
     optimizer_fn: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
     local_epochs: int = 1,
-    privacy: PrivacyConfig | None,
+    privacy: PrivacyConfig | Mapping[int, PrivacyConfig] | None,
     secure: SecureAggConfig | None,
     dropout_rate: float = 0.0,
     seed: int = 0,
@@ -46,9 +46,10 @@ def run_federated(
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
-    With ``privacy`` each client trains with DP-SGD (one PrivateTrainer per client for the
-    whole run; ``target_epsilon`` is spread over ``rounds`` unless ``planned_rounds`` says
-    otherwise); with ``secure`` the updates are summed by the secure aggregation protocol.
+    With ``privacy`` (one config for all, or one per client id) each client trains with
+    DP-SGD (one PrivateTrainer per client for the whole run; ``target_epsilon`` is spread
+    over ``rounds`` unless ``planned_rounds`` says otherwise); with ``secure`` the updates
+    are summed by the secure aggregation protocol.
     Each round, with probability ``dropout_rate``, one random client drops at a random
     protocol stage. A ledger (created if None and ``privacy`` is set) gets one record per
     client per round and is saved after every round if it is bound to a path.
@@ -59,11 +60,12 @@ def run_federated(
         raise ConfigError(f"dropout_rate must be in [0, 1], got {dropout_rate!r}")
     if not client_loaders:
         raise ConfigError("client_loaders is empty")
+    configs = _configs(privacy, client_loaders)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model_fn()
     state = {k: v.clone() for k, v in parameters_of(model).items()}
-    if privacy is not None and ledger is None:
+    if configs is not None and ledger is None:
         ledger = PrivacyLedger()
     first = 0
     if ledger is not None:
@@ -72,7 +74,7 @@ def run_federated(
         model_fn,
         client_loaders,
         optimizer_fn,
-        privacy,
+        configs,
         rounds,
         local_epochs,
         seed,
@@ -86,7 +88,7 @@ def run_federated(
             secure,
             max_clients=len(clients),
             max_examples=max(c.num_examples for c in clients.values()),
-            update_clip=None if privacy is None else privacy.update_clip,
+            update_clip=_update_clip(configs),
         )
     history: list[RoundMetrics] = []
     for r in range(rounds):
@@ -108,20 +110,43 @@ def run_federated(
                 for name, delta in out.average.items():
                     state[name] = state[name] + server_lr * delta.to(state[name].dtype)
         load_global_state(model, state)
-        if ledger is not None and privacy is not None:
+        if ledger is not None and configs is not None:
             _record(ledger, clients, out, first + r)
         metrics = _metrics(r, clients, out, model, evaluate, aggregator)
         history.append(metrics)
         if on_progress is not None:
             on_progress(_progress_line(metrics, rounds))
-    return FederatedResult(rounds=history, model=model, ledger=ledger)
+    return FederatedResult(rounds=history, model=model, ledger=ledger, clients=clients)
+
+
+def _configs(
+    privacy: PrivacyConfig | Mapping[int, PrivacyConfig] | None,
+    loaders: Mapping[int, DataLoader[Any]],
+) -> dict[int, PrivacyConfig] | None:
+    if privacy is None:
+        return None
+    if isinstance(privacy, PrivacyConfig):
+        return {cid: privacy for cid in loaders}
+    missing = sorted(set(loaders) - set(privacy))
+    if missing:
+        raise ConfigError(f"no PrivacyConfig for clients {missing}")
+    return {cid: privacy[cid] for cid in loaders}
+
+
+def _update_clip(configs: Mapping[int, PrivacyConfig] | None) -> float | None:
+    if configs is None:
+        return None
+    clips = {c.update_clip for c in configs.values()}
+    if len(clips) > 1:
+        raise ConfigError(f"clients must share one update_clip for secure aggregation: {clips}")
+    return clips.pop()
 
 
 def _make_clients(
     model_fn: Callable[[], nn.Module],
     loaders: Mapping[int, DataLoader[Any]],
     optimizer_fn: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
-    privacy: PrivacyConfig | None,
+    configs: Mapping[int, PrivacyConfig] | None,
     rounds: int,
     local_epochs: int,
     seed: int,
@@ -132,12 +157,12 @@ def _make_clients(
     for i, cid in enumerate(sorted(loaders)):
         model = model_fn()
         opt = optimizer_fn(model.parameters())
-        if privacy is None:
+        if configs is None:
             clients[cid] = PlainTrainer(
                 model, opt, loaders[cid], local_epochs=local_epochs, criterion=criterion
             )
             continue
-        config = privacy
+        config = configs[cid]
         if config.target_epsilon is not None and config.planned_rounds is None:
             config = dataclasses.replace(config, planned_rounds=rounds)
         clients[cid] = PrivateTrainer.from_config(
