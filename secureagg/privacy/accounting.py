@@ -45,8 +45,12 @@ ACCOUNTANTS: tuple[str, ...] = ("opacus_rdp", "opacus_prv", "dpa_rdp", "dpa_pld"
 PRV_EPS_ERROR = 0.01
 """Opacus PRV ``eps_error`` (its default); the figure returned is the PRV upper bound."""
 
-PLD_VALUE_DISCRETIZATION = 1e-4
-"""dp-accounting PLD ``value_discretization_interval`` (its default, pessimistic rounding)."""
+PLD_VALUE_DISCRETIZATION = 1e-3
+"""dp-accounting PLD ``value_discretization_interval``.
+
+Ten times dp-accounting's default 1e-4: about 5x faster and at most 0.004 looser on the
+pinned figures; rounding stays pessimistic, so the figure is still an upper bound.
+"""
 
 Canonical = tuple[tuple[float, float, int], ...]
 """A history reduced to sorted ``(noise_multiplier, sample_rate, steps)`` with steps > 0."""
@@ -132,12 +136,36 @@ def _check_accountant(accountant: str) -> None:
 # --- one function per accountant, each fed the canonical history -----------------------------
 
 
-def _opacus_rdp(history: Canonical, delta: float) -> float:
+@lru_cache(maxsize=1024)
+def _opacus_unit_rdp(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import compute_rdp
 
-    acc = RDPAccountant()
-    acc.history = list(history)
-    return float(acc.get_epsilon(delta))
+    unit = np.asarray(
+        compute_rdp(
+            q=sample_rate,
+            noise_multiplier=noise_multiplier,
+            steps=1,
+            orders=RDPAccountant.DEFAULT_ALPHAS,
+        ),
+        dtype=float,
+    )
+    unit.setflags(write=False)
+    return unit
+
+
+def _opacus_rdp(history: Canonical, delta: float) -> float:
+    """``RDPAccountant.get_epsilon`` with each step's RDP curve computed once per (z, q).
+
+    Same arithmetic as Opacus (``compute_rdp`` is the one-step curve times the steps, summed
+    over the history), so the figure is identical; ``test_accounting_unit`` checks that.
+    """
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    rdp = sum([_opacus_unit_rdp(z, q) * n for z, q, n in history])
+    eps, _ = get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp, delta=delta)
+    return float(eps)
 
 
 def _opacus_prv(history: Canonical, delta: float) -> float:
@@ -161,11 +189,54 @@ def _dpa_event(history: Canonical) -> object:
     )
 
 
+@lru_cache(maxsize=1024)
+def _dpa_unit_rdp(noise_multiplier: float, sample_rate: float) -> np.ndarray:
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    acc = RdpAccountant()
+    acc.compose(
+        dp_accounting.PoissonSampledDpEvent(
+            sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
+        )
+    )
+    unit = np.asarray(acc.rdp, dtype=float)
+    unit.setflags(write=False)
+    return unit
+
+
 def _dpa_rdp(history: Canonical, delta: float) -> float:
+    """``RdpAccountant`` composing the history, with each one-step RDP curve computed once.
+
+    dp-accounting adds ``count * curve`` per event and converts with ``compute_epsilon``;
+    so does this, so the figure is identical (checked in ``test_accounting_unit``).
+    """
+    from dp_accounting.rdp import RdpAccountant
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
+    orders = RdpAccountant().orders
+    rdp = np.zeros_like(orders, dtype=float)
+    for z, q, n in history:
+        rdp += n * _dpa_unit_rdp(z, q)
+    eps, _ = compute_epsilon(orders, rdp, delta)
+    return float(eps)
+
+
+def _dpa_rdp_reference(history: Canonical, delta: float) -> float:
+    """dp-accounting's ``RdpAccountant`` run as is (the reference for the cached path)."""
     from dp_accounting.rdp import RdpAccountant
 
     acc = RdpAccountant()
     acc.compose(_dpa_event(history))
+    return float(acc.get_epsilon(delta))
+
+
+def _opacus_rdp_reference(history: Canonical, delta: float) -> float:
+    """Opacus's ``RDPAccountant`` run as is (the reference for the cached path)."""
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = list(history)
     return float(acc.get_epsilon(delta))
 
 
@@ -203,6 +274,8 @@ def _cached(accountant: str, history: Canonical, delta: float) -> float:
 def clear_cache() -> None:
     """Forget every cached figure (for tests and benchmarks)."""
     _cached.cache_clear()
+    _opacus_unit_rdp.cache_clear()
+    _dpa_unit_rdp.cache_clear()
 
 
 def epsilon(history: Sequence[Step], delta: float, accountant: str = "opacus_rdp") -> float:

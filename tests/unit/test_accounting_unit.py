@@ -98,3 +98,17 @@ def test_bad_calibration_requests_are_refused() -> None:
         noise_for_epsilon(1.0, sample_rate=2.0, steps=10, delta=1e-5)
     with pytest.raises(ConfigError, match="1e4"):
         noise_for_epsilon(1e-6, sample_rate=1.0, steps=10_000, delta=1e-5)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        ((1.1, 0.01, 10_000),),
+        ((0.7, 0.3, 5), (1.1, 0.01, 100), (2.0, 1.0, 3)),
+    ],
+)
+def test_cached_rdp_paths_equal_the_libraries_own_accountants(
+    history: accounting.Canonical,
+) -> None:
+    assert accounting._opacus_rdp(history, 1e-5) == accounting._opacus_rdp_reference(history, 1e-5)
+    assert accounting._dpa_rdp(history, 1e-5) == accounting._dpa_rdp_reference(history, 1e-5)
