@@ -91,6 +91,18 @@ class LazyInputs(Mapping[int, np.ndarray]):
         return acc
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_once(cfg: Config) -> dict[str, Any]:
     inputs = LazyInputs(cfg.n, cfg.d)
     late = (
@@ -98,7 +110,7 @@ def run_once(cfg: Config) -> dict[str, Any]:
         if cfg.late_dropout
         else []
     )
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mb()
     start = time.perf_counter()
     res = simulate_round(
         inputs,
@@ -108,7 +120,7 @@ def run_once(cfg: Config) -> dict[str, Any]:
         dropouts={Stage.UNMASK: late},
     )
     wall = time.perf_counter() - start
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_peak = peak_rss_mb()
     if not np.array_equal(res.total, inputs.total(res.survivors)):
         raise RuntimeError(f"config {cfg.name}: wrong sum")
     costs = list(res.client_cost.values())
@@ -118,8 +130,8 @@ def run_once(cfg: Config) -> dict[str, Any]:
         "server_s": res.server_cost.seconds,
         "sent": statistics.median(c.bytes_sent for c in costs),
         "received": statistics.median(c.bytes_received for c in costs),
-        "rss_growth_mb": (rss_peak - rss_before) / 1024,
-        "rss_peak_mb": rss_peak / 1024,
+        "rss_growth_mb": rss_peak - rss_before,
+        "rss_peak_mb": rss_peak,
         "survivors": len(res.survivors),
         "late": len(late),
     }
@@ -179,7 +191,7 @@ def main() -> None:
 
 
 def fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+    return format("-", spec.rstrip("f").split(".")[0]) if x is None else format(x, spec)
 
 
 def print_table(rows: list[tuple[Config, dict[str, float], dict[str, Any], Any]]) -> None:
