@@ -115,16 +115,13 @@ def _secure_round(
     early = {Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT}
     watch = [p for p in sorted(encoded) if dropout is None or p != pid[dropout[0]]]
     capture = watch[:1] if capture_client else []
-    if len(encoded) < 2:
-        for cid in ids:
-            out.dropped[cid] = "aborted"
-        out.aborted = True
-        return
     try:
+        if len(encoded) < 2:
+            raise RoundAborted("fewer than 2 clients trained this round")
         agg = aggregator.aggregate(encoded, dropouts=dropouts, capture=capture)
     except RoundAborted:
         for cid in ids:
-            out.dropped[cid] = "aborted"
+            out.dropped[cid] = _reason(cid, dropout)
         out.aborted = True
         return
     result = agg.protocol
@@ -132,8 +129,7 @@ def _secure_round(
     out.members = sorted(cid_of[p] for p in agg.members)
     for cid in ids:
         if cid not in out.members:
-            stage = dropout[1] if dropout is not None and dropout[0] == cid else None
-            out.dropped[cid] = "aborted" if stage is None else f"dropout:{stage.name.lower()}"
+            out.dropped[cid] = _reason(cid, dropout)
         cost = result.client_cost.get(pid[cid])
         if cost is not None:
             out.client_ms[cid] += cost.seconds * 1e3
@@ -148,6 +144,12 @@ def _secure_round(
     if capture and capture[0] in result.captured:
         p = capture[0]
         out.captured = (cid_of[p], result.captured[p], encoded[p])
+
+
+def _reason(cid: int, dropout: tuple[int, Stage] | None) -> str:
+    if dropout is not None and dropout[0] == cid:
+        return f"dropout:{dropout[1].name.lower()}"
+    return "aborted"
 
 
 def _shaped(

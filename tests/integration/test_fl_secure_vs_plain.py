@@ -1,0 +1,165 @@
+"""The secure path's average equals the plain weighted average within the promised bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from secureagg import ConfigError
+from secureagg.fl import SecureAggConfig, SecureAggregator, plain_average, run_federated
+from secureagg.privacy import LocalUpdate, PrivacyConfig, PrivateTrainer, parameters_of
+from secureagg.protocol import Stage
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def model_fn() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def data(cid: int, n: int) -> DataLoader:
+    g = torch.Generator().manual_seed(100 + cid)
+    x = torch.randn(n, 10, generator=g)
+    return DataLoader(TensorDataset(x, x[:, :4].argmax(1)), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def opacus_updates() -> tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]]:
+    torch.manual_seed(0)
+    server = parameters_of(model_fn())
+    updates = {}
+    for cid, n in {1: 64, 2: 96, 3: 48, 4: 80, 5: 32}.items():
+        model = model_fn()
+        t = PrivateTrainer(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.5),
+            data(cid, n),
+            noise_multiplier=0.8,
+            update_clip=0.5,
+            seed=cid,
+        )
+        updates[cid] = t.train_round(server)
+    return server, updates
+
+
+@pytest.mark.parametrize(
+    "stage", [None, Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK]
+)
+def test_secure_average_matches_plain_on_opacus_updates(
+    opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]], stage: Stage | None
+) -> None:
+    server, updates = opacus_updates
+    agg = SecureAggregator(
+        server, SecureAggConfig(), max_clients=5, max_examples=96, update_clip=0.5
+    )
+    rng = np.random.default_rng(7)
+    encoded = {cid: agg.encode(u, rng) for cid, u in updates.items()}
+    dropouts = {} if stage is None else {stage: [3]}
+    out = agg.aggregate(encoded, dropouts=dropouts)
+    expect = (
+        [1, 2, 4, 5]
+        if stage in (Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT)
+        else [1, 2, 3, 4, 5]
+    )
+    assert out.members == expect
+    plain = plain_average([updates[c] for c in expect])
+    err = float(np.max(np.abs(out.vector - plain)))
+    assert err <= out.error_bound < 1e-3
+    assert out.total_examples == pytest.approx(
+        sum(updates[c].num_examples for c in expect), abs=0.01
+    )
+    assert set(out.average) == set(server)
+    for name, t in out.average.items():
+        assert t.shape == server[name].shape
+    # the update really is Opacus-trained and not trivially zero
+    assert min(np.linalg.norm(u.vector) for u in updates.values()) > 1e-3
+
+
+def test_model_shape_mismatch_is_a_config_error(
+    opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]],
+) -> None:
+    server, updates = opacus_updates
+    small = parameters_of(nn.Linear(10, 4))
+    agg = SecureAggregator(small, max_clients=5, max_examples=96)
+    with pytest.raises(ConfigError, match="models differ"):
+        agg.encode(updates[1], np.random.default_rng())
+    good = SecureAggregator(server, max_clients=5, max_examples=96)
+    with pytest.raises(ConfigError, match="models differ"):
+        good.aggregate({1: np.zeros(3, dtype=np.uint32), 2: np.zeros(3, dtype=np.uint32)})
+
+
+def test_run_federated_reports_error_within_bound_and_captures_masked_input() -> None:
+    ids = (0, 7, 9, 11, 12)  # any ids: mapped to protocol ids 1..n
+    loaders = {cid: data(cid, 48) for cid in ids}
+    res = run_federated(
+        model_fn,
+        loaders,
+        rounds=3,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.3),
+        privacy=PrivacyConfig(noise_multiplier=1.0, update_clip=0.5),
+        secure=SecureAggConfig(),
+        dropout_rate=1.0,
+        seed=5,
+        capture_client=True,
+    )
+    for m in res.rounds:
+        assert m.error_bound > 0 and m.max_abs_error <= m.error_bound
+        assert len(m.members) >= 4 and set(m.members) <= set(ids)
+        assert len(m.dropped) <= 1
+        assert all(why.startswith("dropout:") for why in m.dropped.values())
+        assert m.bits is not None and m.server_ms > 0
+        assert set(m.client_bytes) == set(m.participants)
+        assert m.captured is not None
+        cid, masked, true = m.captured
+        assert cid in m.members
+        assert masked.shape == true.shape and not np.array_equal(masked, true)
+
+
+def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
+    opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secureagg import RoundAborted
+    from secureagg.fl import run_round
+
+    server, updates = opacus_updates
+
+    class Canned:
+        def __init__(self, u: LocalUpdate) -> None:
+            self.u, self.num_examples, self.last_steps, self.grad_sample_mode = u, 1, 1, "x"
+
+        def can_train(self) -> bool:
+            return True
+
+        def train_round(self, global_state: dict[str, torch.Tensor]) -> LocalUpdate:
+            return self.u
+
+    agg = SecureAggregator(server, max_clients=5, max_examples=96, update_clip=0.5)
+
+    def abort(*a: object, **k: object) -> None:
+        raise RoundAborted("too few")
+
+    monkeypatch.setattr(agg, "aggregate", abort)
+    clients = {c: Canned(u) for c, u in updates.items()}
+    out = run_round(
+        clients, server, aggregator=agg, dropout=(2, Stage.SHARE_KEYS), rng=np.random.default_rng()
+    )
+    assert out.aborted and out.average is None and out.members == []
+    assert out.dropped == {
+        1: "aborted",
+        2: "dropout:share_keys",
+        3: "aborted",
+        4: "aborted",
+        5: "aborted",
+    }
