@@ -1,0 +1,124 @@
+"""DemoConfig: every knob of ``secureagg demo``, checked once, with one-line errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from secureagg._exceptions import ConfigError
+
+__all__ = ["DATASETS", "GRAPHS", "DemoConfig"]
+
+DATASETS: tuple[str, ...] = ("breast-cancer", "digits")
+"""Datasets bundled with scikit-learn (no download)."""
+
+GRAPHS: tuple[str, ...] = ("complete", "sparse")
+"""Neighbour graphs: complete (SecAgg) or a Harary graph (SecAgg+)."""
+
+
+def _int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be {span}, got {value}")
+    return value
+
+
+def _real(name: str, value: object, *, low: float, high: float, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    too_low = v <= low if open_low else v < low
+    if not math.isfinite(v) or too_low or v > high:
+        left = "(" if open_low else "["
+        raise ConfigError(f"{name} must be in {left}{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's settings; :meth:`validate` raises ConfigError naming the bad one.
+
+    ``noise_multiplier`` and ``target_epsilon`` are exclusive: with neither, the default
+    target epsilon applies. ``sample_rate`` is each client's Poisson sampling rate per
+    DP-SGD step (1.0 = full-batch DP gradient descent). ``degree`` and ``threshold`` None
+    let the protocol's helper choose.
+    """
+
+    dataset: str = "breast-cancer"
+    clients: int = 8
+    rounds: int = 20
+    local_epochs: int = 3
+    learning_rate: float = 1.0
+    sample_rate: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = 4.0
+    delta: float = 1e-5
+    clip_norm: float = 1.0
+    update_clip: float = 4.0
+    dropout_rate: float = 1.0
+    graph: str = "complete"
+    degree: int | None = None
+    threshold: int | None = None
+    corrupt_fraction: float = 0.1
+    frac_bits: int = 16
+    signed: bool = False
+    hidden: int = 0
+    test_fraction: float = 0.25
+    skew: float = 1.0
+    min_examples: int = 10
+    seed: int = 0
+    out: Path = Path("secureagg-report")
+
+    def validate(self) -> DemoConfig:
+        """Check every field; return self, or raise ConfigError naming the first bad value."""
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of {DATASETS}")
+        if self.graph not in GRAPHS:
+            raise ConfigError(f"unknown graph {self.graph!r}; choose one of {GRAPHS}")
+        _int("clients", self.clients, 3, 1000)
+        _int("rounds", self.rounds, 1, 10_000)
+        _int("local_epochs", self.local_epochs, 1, 1000)
+        _real("learning_rate", self.learning_rate, low=0.0, high=1e3, open_low=True)
+        _real("sample_rate", self.sample_rate, low=0.0, high=1.0, open_low=True)
+        if self.noise_multiplier is not None and self.target_epsilon is not None:
+            raise ConfigError("give either noise_multiplier or target_epsilon, not both")
+        if self.noise_multiplier is None and self.target_epsilon is None:
+            raise ConfigError("give a noise_multiplier or a target_epsilon")
+        if self.noise_multiplier is not None:
+            _real("noise_multiplier", self.noise_multiplier, low=0.0, high=1e4, open_low=True)
+        if self.target_epsilon is not None:
+            _real("target_epsilon", self.target_epsilon, low=0.0, high=1e3, open_low=True)
+        _real("delta", self.delta, low=0.0, high=0.1, open_low=True)
+        _real("clip_norm", self.clip_norm, low=0.0, high=1e6, open_low=True)
+        _real("update_clip", self.update_clip, low=0.0, high=1e6, open_low=True)
+        _real("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
+        _real("corrupt_fraction", self.corrupt_fraction, low=0.0, high=0.5)
+        _int("frac_bits", self.frac_bits, 1, 40)
+        _int("hidden", self.hidden, 0, 4096)
+        _real("test_fraction", self.test_fraction, low=0.05, high=0.5)
+        _real("skew", self.skew, low=0.0, high=1e6, open_low=True)
+        _int("min_examples", self.min_examples, 1)
+        _int("seed", self.seed, 0, 2**32 - 1)
+        if self.graph == "complete" and self.degree is not None:
+            raise ConfigError("degree applies to the sparse graph only (use --graph sparse)")
+        if self.degree is not None:
+            _int("degree", self.degree, 2, self.clients - 2)
+            if self.degree % 2:
+                raise ConfigError(f"degree must be even (a Harary graph), got {self.degree}")
+        if self.threshold is not None:
+            # each client shares among its neighbours: at most n - 1 (complete) or the degree
+            top = self.clients - 1 if self.degree is None else self.degree
+            _int("threshold", self.threshold, 2, top)
+        if not isinstance(self.signed, bool):
+            raise ConfigError(f"signed must be a bool, got {self.signed!r}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (the output folder as a string)."""
+        doc = asdict(self)
+        doc["out"] = str(self.out)
+        return doc

@@ -1,0 +1,98 @@
+"""Terminal output of the demo: live progress and the final tables (rich)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+__all__ = ["LiveProgress", "summary_tables"]
+
+_PHASES = {
+    "data": "data",
+    "private": "private + secure",
+    "baseline": "baseline",
+}
+
+
+class LiveProgress:
+    """A rich progress display fed by run_demo's ``progress(phase, done, total, detail)``."""
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[phase]:<16}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console,
+            disable=not enabled,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> LiveProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(kind, exc, tb)
+
+    def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
+        """Update (or start) the bar of ``phase``."""
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(
+                "", total=total, phase=_PHASES.get(phase, phase), detail=detail
+            )
+        self._progress.update(self._tasks[phase], completed=done, total=total, detail=detail)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def summary_tables(report: dict[str, Any]) -> list[Table]:
+    """The final tables: private vs baseline, then one row per client."""
+    s, p = report["summary"], report["privacy"]
+    head = Table(title="secureagg demo", show_header=True, header_style="bold")
+    head.add_column("")
+    head.add_column("private + secure", justify="right")
+    head.add_column("baseline", justify="right")
+    head.add_row("test accuracy", _pct(s["final_accuracy"]), _pct(s["baseline_final_accuracy"]))
+    head.add_row(
+        f"max epsilon (delta {p['delta']:g}, {p['accountant']})", f"{s['max_epsilon']:.3g}", "-"
+    )
+    ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
+    head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
+    head.add_row(
+        "rounds with a dropout / aborted", f"{s['dropout_rounds']} / {s['aborted_rounds']}", "-"
+    )
+    head.add_row(
+        "wall time", f"{s['seconds']['private']:.1f} s", f"{s['seconds']['baseline']:.1f} s"
+    )
+    per = Table(title="per client (mean per round)", header_style="bold")
+    for col in ("client", "examples", "labels", "epsilon", "KiB", "ms", "in sum"):
+        per.add_column(col, justify="right")
+    rounds = report["rounds"]
+    for cid, info in report["data"]["clients"].items():
+        kib = s["client_bytes_per_round"].get(cid)
+        ms = s["client_ms_per_round"].get(cid)
+        in_sum = sum(1 for r in rounds if int(cid) in r["members"])
+        per.add_row(
+            cid,
+            str(info["examples"]),
+            "/".join(str(n) for n in info["label_counts"]),
+            f"{p['epsilon'][cid]:.3g}",
+            "-" if kib is None else f"{kib / 1024:.1f}",
+            "-" if ms is None else f"{ms:.0f}",
+            f"{in_sum}/{len(rounds)}",
+        )
+    return [head, per]

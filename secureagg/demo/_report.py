@@ -1,0 +1,147 @@
+"""Write the report folder: report.json, report.md, ledger.json and the PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from secureagg._exceptions import ConfigError
+from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
+from secureagg.demo._run import DemoResult
+from secureagg.demo._summary import build_report
+
+__all__ = ["LEDGER_FILE", "REPORT_FILES", "render_markdown", "write_report"]
+
+LEDGER_FILE = "ledger.json"
+REPORT_FILES: tuple[str, ...] = ("report.md", "report.json", LEDGER_FILE, *PLOTS.values())
+"""Every file a report folder holds."""
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """report.md: the story of the run, with the plots embedded."""
+    s, p, sa, d = report["summary"], report["privacy"], report["secure_aggregation"], report["data"]
+    cfg = report["config"]
+    lines = [
+        "# secureagg demo report",
+        "",
+        f"Federated training of a {'logistic regression' if cfg['hidden'] == 0 else 'small MLP'}"
+        f" on **{d['dataset']}** ({d['train_examples']} training examples split across "
+        f"{len(d['clients'])} simulated hospitals, {d['test_examples']} held-out test examples "
+        f"that no client trained on), {cfg['rounds']} rounds. Every client trains with Opacus "
+        f"DP-SGD; every round's updates are summed by the secure aggregation protocol "
+        f"({sa['graph']} graph, degree {sa['degree']}, threshold {sa['threshold']}, "
+        f"{sa['bits']}-bit ring). The baseline is the same training on the same split and seed "
+        f"without DP, masking or dropouts.",
+        "",
+        "| | private + secure | baseline |",
+        "| --- | --- | --- |",
+        f"| final test accuracy | {_pct(s['final_accuracy'])} "
+        f"| {_pct(s['baseline_final_accuracy'])} |",
+        f"| epsilon per client (max, delta {p['delta']:g}) | {s['max_epsilon']:.3g} "
+        "| none (no DP) |",
+        f"| largest recovered-vs-true error | {s['max_abs_error']:.3g} "
+        f"(all rounds within bound: {'yes' if s['all_rounds_within_bound'] else 'NO'}) | - |",
+        f"| rounds with a dropout / aborted | {s['dropout_rounds']} / {s['aborted_rounds']} | - |",
+        f"| wall time | {s['seconds']['private']:.1f} s | {s['seconds']['baseline']:.1f} s |",
+        "",
+        "## Privacy guarantee",
+        "",
+        p["guarantee"],
+        "",
+        "## Accuracy per round",
+        "",
+        f"![accuracy per round]({PLOTS['accuracy']})",
+        "",
+        "## Privacy spent",
+        "",
+        f"![cumulative epsilon per client]({PLOTS['epsilon']})",
+        "",
+        "## What the server saw, and what it recovered",
+        "",
+        "Left: one client's masked vector as the server received it (uniform on the ring). "
+        "Middle: that client's true update. Right: every coordinate of every round's securely "
+        "recovered average against the plain average of the surviving clients' updates.",
+        "",
+        f"![server view]({PLOTS['server_view']})",
+        "",
+        "## Protocol cost per client",
+        "",
+        f"![cost per client]({PLOTS['cost']})",
+        "",
+        "## Clients",
+        "",
+        "| client | examples | labels | epsilon | KiB / round | ms / round |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for cid, info in d["clients"].items():
+        kib = s["client_bytes_per_round"].get(cid)
+        ms = s["client_ms_per_round"].get(cid)
+        kib_text = "-" if kib is None else f"{kib / 1024:.1f}"
+        ms_text = "-" if ms is None else f"{ms:.0f}"
+        lines.append(
+            f"| {cid} | {info['examples']} | {info['label_counts']} | {p['epsilon'][cid]:.3g} | "
+            f"{kib_text} | {ms_text} |"
+        )
+    lines += [
+        "",
+        "## Rounds",
+        "",
+        "| round | members | dropped | accuracy | baseline | max error | bound | server ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["rounds"]:
+        dropped = ", ".join(f"{c} ({w})" for c, w in r["dropped"].items()) or "-"
+        lines.append(
+            f"| {r['round'] + 1} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
+            f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
+            f"{r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `report.json`: every figure above (fields described in docs/demo.md)",
+        f"- `{LEDGER_FILE}`: the privacy ledger the epsilon figures come from; "
+        f"check it with `secureagg audit {LEDGER_FILE}`",
+        "",
+        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(result: DemoResult, out: Path) -> dict[str, Any]:
+    """Write every file of REPORT_FILES under ``out`` (created if needed); return the JSON."""
+    start = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    result.ledger.save(out / LEDGER_FILE)
+    report = build_report(result)
+    plot_accuracy(report, out / PLOTS["accuracy"])
+    plot_epsilon(report, out / PLOTS["epsilon"])
+    view = report["secure_aggregation"]["server_view"]
+    captured = None if view is None else result.private.rounds[view["round"]].captured
+    plot_server_view(report, captured, result.checks, out / PLOTS["server_view"])
+    plot_cost(report, out / PLOTS["cost"])
+    seconds = report["summary"]["seconds"]
+    seconds["report"] = time.perf_counter() - start
+    seconds["total"] = sum(v for k, v in seconds.items() if k != "total")
+    report["files"] = {"markdown": "report.md", "ledger": LEDGER_FILE, "plots": dict(PLOTS)}
+    _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
+    _write_text(out / "report.md", render_markdown(report))
+    return report
