@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -30,6 +29,17 @@ from secureagg.hazmat import (
     seal,
     split,
 )
+from secureagg.protocol._client_state import (
+    STAGE_OF,
+    Aborted,
+    Advertised,
+    ClientState,
+    Done,
+    Fresh,
+    InputSent,
+    SharesSent,
+    Signed,
+)
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
@@ -55,69 +65,6 @@ from secureagg.protocol._signing import (
 __all__ = ["ClientSession"]
 
 _SEED_SIZE = 32
-
-
-@dataclass(slots=True)
-class _Fresh:
-    """Nothing sent yet."""
-
-
-@dataclass(slots=True)
-class _Advertised:
-    """Keys advertised; waiting for the neighbours' keys."""
-
-    c: KeyPair
-    s: KeyPair
-
-
-@dataclass(slots=True)
-class _SharesSent:
-    """Shares sent; waiting for the neighbours' shares."""
-
-    s: KeyPair
-    enc_keys: dict[int, bytes]
-    s_pks: dict[int, bytes]
-    seed: bytes
-    own: tuple[bytes, bytes]
-
-
-@dataclass(slots=True)
-class _InputSent:
-    """Masked input sent; holds (share of s_sk_v, share of b_v) for v in U2 and itself."""
-
-    holdings: dict[int, tuple[bytes, bytes]]
-    u2: frozenset[int]
-
-
-@dataclass(slots=True)
-class _Signed:
-    """Signed mode: U3 signed; waiting for the unmask request."""
-
-    holdings: dict[int, tuple[bytes, bytes]]
-    u2: frozenset[int]
-    survivors: tuple[int, ...]
-
-
-@dataclass(slots=True)
-class _Done:
-    """Unmask shares sent; the round is over for this client."""
-
-
-@dataclass(slots=True)
-class _Aborted:
-    """The client refused to go on."""
-
-    reason: str
-
-
-_State = _Fresh | _Advertised | _SharesSent | _InputSent | _Signed | _Done | _Aborted
-_STAGE_OF = {
-    _Fresh: Stage.ADVERTISE,
-    _Advertised: Stage.SHARE_KEYS,
-    _SharesSent: Stage.MASKED_INPUT,
-    _InputSent: Stage.UNMASK,
-    _Signed: Stage.UNMASK,
-}
 
 
 class ClientSession:
@@ -147,26 +94,26 @@ class ClientSession:
         self._identity = identity
         self._neighbours = config.graph.neighbours(client_id)
         self._input: npt.NDArray[Any] | None = None
-        self._state: _State = _Fresh()
+        self._state: ClientState = Fresh()
 
     @property
     def stage(self) -> Stage | None:
         """The stage whose message the client sends next; None when done or aborted."""
-        stage = _STAGE_OF.get(type(self._state))
-        if stage is Stage.UNMASK and self.config.signed and isinstance(self._state, _InputSent):
+        stage = STAGE_OF.get(type(self._state))
+        if stage is Stage.UNMASK and self.config.signed and isinstance(self._state, InputSent):
             return Stage.CONSISTENCY
         return stage
 
     @property
     def aborted(self) -> str | None:
         """Why the client refused, or None."""
-        return self._state.reason if isinstance(self._state, _Aborted) else None
+        return self._state.reason if isinstance(self._state, Aborted) else None
 
     @property
     def masked_with(self) -> frozenset[int]:
         """The neighbours whose shares authenticated (U2 as this client sees it)."""
         state = self._state
-        return state.u2 if isinstance(state, (_InputSent, _Signed)) else frozenset()
+        return state.u2 if isinstance(state, (InputSent, Signed)) else frozenset()
 
     def provide_input(self, vector: npt.NDArray[Any]) -> None:
         """Set x_u: d integers in [0, 2^b). Kept as a private copy until it is masked."""
@@ -180,21 +127,21 @@ class ClientSession:
 
     def advertise(self) -> bytes:
         """Stage 0: fresh key pairs, advertised (and signed in signed mode)."""
-        if not isinstance(self._state, _Fresh):
+        if not isinstance(self._state, Fresh):
             self._abort("advertise called twice")
         c, s = KeyPair.generate(), KeyPair.generate()
         signature = b""
         if self._identity is not None and self.config.signed:
             payload = advertise_payload(self.config.round_id, self.client_id, c.public, s.public)
             signature = sign(self._identity, payload)
-        self._state = _Advertised(c, s)
+        self._state = Advertised(c, s)
         msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
         return encode(msg)
 
     def receive(self, data: bytes) -> bytes:
         """Handle one server message and return the reply; RoundAborted on any deviation."""
         state = self._state
-        if isinstance(state, _Aborted):
+        if isinstance(state, Aborted):
             raise RoundAborted(f"client {self.client_id} already aborted: {state.reason}")
         try:
             msg = decode(data)
@@ -204,27 +151,27 @@ class ClientSession:
             self._abort("the message carries another round's id")
         if getattr(msg, "recipient", None) != self.client_id:
             self._abort(f"{type(msg).__name__} is not a server message addressed to this client")
-        if isinstance(msg, KeysBroadcast) and isinstance(state, _Advertised):
+        if isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
             return self._on_keys(state, msg)
-        if isinstance(msg, SharesDelivery) and isinstance(state, _SharesSent):
+        if isinstance(msg, SharesDelivery) and isinstance(state, SharesSent):
             return self._on_shares(state, msg)
         if self.config.signed:
-            if isinstance(msg, ConsistencyRequest) and isinstance(state, _InputSent):
+            if isinstance(msg, ConsistencyRequest) and isinstance(state, InputSent):
                 return self._on_consistency(state, msg)
-            if isinstance(msg, UnmaskRequest) and isinstance(state, _Signed):
+            if isinstance(msg, UnmaskRequest) and isinstance(state, Signed):
                 return self._on_unmask(state.holdings, state.u2, msg, state.survivors)
-        elif isinstance(msg, UnmaskRequest) and isinstance(state, _InputSent):
+        elif isinstance(msg, UnmaskRequest) and isinstance(state, InputSent):
             return self._on_unmask(state.holdings, state.u2, msg, None)
-        if isinstance(msg, UnmaskRequest) and isinstance(state, _Done):
+        if isinstance(msg, UnmaskRequest) and isinstance(state, Done):
             self._abort("a second unmask request in the same round")
         self._abort(f"unexpected {type(msg).__name__} in state {type(state).__name__[1:]}")
 
     def _abort(self, reason: str) -> NoReturn:
-        self._state = _Aborted(reason)
+        self._state = Aborted(reason)
         self._input = None
         raise RoundAborted(f"client {self.client_id} refused: {reason}")
 
-    def _on_keys(self, state: _Advertised, msg: KeysBroadcast) -> bytes:
+    def _on_keys(self, state: Advertised, msg: KeysBroadcast) -> bytes:
         cfg, u = self.config, self.client_id
         entries = {e.client: e for e in msg.entries}
         own = entries.get(u)
@@ -259,10 +206,10 @@ class ClientSession:
             bundle = s_shares[v] + b_shares[v]
             ciphertexts.append((v, seal(key, bundle, round_id=cfg.round_id, sender=u, recipient=v)))
         s_pks = {v: entries[v].s_pk for v in u1}
-        self._state = _SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
+        self._state = SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
         return encode(ShareKeys(cfg.round_id, u, tuple(ciphertexts)))
 
-    def _on_shares(self, state: _SharesSent, msg: SharesDelivery) -> bytes:
+    def _on_shares(self, state: SharesSent, msg: SharesDelivery) -> bytes:
         cfg, u = self.config, self.client_id
         holdings = {u: state.own}
         failed = []
@@ -298,7 +245,7 @@ class ClientSession:
             else:
                 buf.subtract_mask(y, seed)
         self._input = None
-        self._state = _InputSent(holdings, u2)
+        self._state = InputSent(holdings, u2)
         return encode(MaskedInput(cfg.round_id, u, tuple(failed), y))
 
     def _check_lists(
@@ -322,11 +269,11 @@ class ClientSession:
             )
         return alive_nb, gone & self._neighbours
 
-    def _on_consistency(self, state: _InputSent, msg: ConsistencyRequest) -> bytes:
+    def _on_consistency(self, state: InputSent, msg: ConsistencyRequest) -> bytes:
         self._check_lists(state.u2, msg.survivors, ())
         assert self._identity is not None  # guaranteed by __init__ in signed mode
         signature = sign(self._identity, survivors_payload(self.config.round_id, msg.survivors))
-        self._state = _Signed(state.holdings, state.u2, msg.survivors)
+        self._state = Signed(state.holdings, state.u2, msg.survivors)
         return encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
 
     def _on_unmask(
@@ -352,5 +299,5 @@ class ClientSession:
             self._abort("signatures in an unsigned round")
         seed_shares = tuple((v, holdings[v][1]) for v in sorted(alive_nb | {u}))
         key_shares = tuple((v, holdings[v][0]) for v in sorted(gone_nb))
-        self._state = _Done()
+        self._state = Done()
         return encode(UnmaskResponse(cfg.round_id, u, seed_shares, key_shares))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
-
-import numpy.typing as npt
 
 from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
 from secureagg.hazmat import (
@@ -34,98 +31,25 @@ from secureagg.protocol._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from secureagg.protocol._server_state import (
+    EXPECTED,
+    STAGE_OF,
+    Aborted,
+    AggregateResult,
+    Collecting,
+    CollectKeys,
+    CollectMasked,
+    CollectShares,
+    CollectSignatures,
+    CollectUnmask,
+    Finished,
+    Rejection,
+    ServerState,
+    tables,
+)
 from secureagg.protocol._signing import advertise_payload, survivors_payload, verify
 
 __all__ = ["AggregateResult", "Rejection", "ServerSession"]
-
-_Vector = npt.NDArray[Any]
-
-
-@dataclass(frozen=True)
-class AggregateResult:
-    """The sum in Z_{2^b} of the masked inputs of ``survivors`` (U3), masks removed."""
-
-    total: _Vector
-    survivors: frozenset[int]
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A client message the server refused, and why (``client`` is None if unreadable)."""
-
-    stage: Stage
-    client: int | None
-    reason: str
-
-
-@dataclass(slots=True)
-class _CollectKeys:
-    keys: dict[int, KeyEntry] = field(default_factory=dict)
-    seen_keys: set[bytes] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _CollectShares:
-    u1: dict[int, KeyEntry]
-    inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _CollectMasked:
-    u1: dict[int, KeyEntry]
-    u2: frozenset[int]
-    delivered: dict[int, frozenset[int]]
-    acc: _Vector
-    u3: set[int] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _CollectSignatures:
-    u1: dict[int, KeyEntry]
-    delivered: dict[int, frozenset[int]]
-    acc: _Vector
-    u3: tuple[int, ...]
-    dropped: tuple[int, ...]
-    signatures: dict[int, bytes] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _CollectUnmask:
-    u1: dict[int, KeyEntry]
-    delivered: dict[int, frozenset[int]]
-    acc: _Vector
-    u3: tuple[int, ...]
-    dropped: tuple[int, ...]
-    asked: frozenset[int]
-    responses: dict[int, UnmaskResponse] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Finished:
-    result: AggregateResult
-
-
-@dataclass(slots=True)
-class _Aborted:
-    reason: str
-
-
-_Collecting = _CollectKeys | _CollectShares | _CollectMasked | _CollectSignatures | _CollectUnmask
-_State = _Collecting | _Finished | _Aborted
-_STAGE_OF: dict[type, Stage] = {
-    _CollectKeys: Stage.ADVERTISE,
-    _CollectShares: Stage.SHARE_KEYS,
-    _CollectMasked: Stage.MASKED_INPUT,
-    _CollectSignatures: Stage.CONSISTENCY,
-    _CollectUnmask: Stage.UNMASK,
-}
-_EXPECTED: dict[type, type] = {
-    _CollectKeys: AdvertiseKeys,
-    _CollectShares: ShareKeys,
-    _CollectMasked: MaskedInput,
-    _CollectSignatures: ConsistencySignature,
-    _CollectUnmask: UnmaskResponse,
-}
 
 
 class ServerSession:
@@ -141,7 +65,7 @@ class ServerSession:
         self.config = config
         self.rejected: list[Rejection] = []
         self.dropouts: dict[int, Stage] = {}
-        self._state: _State = _CollectKeys()
+        self._state: ServerState = CollectKeys()
         self._seen: set[int] = set()
         self._bad: set[int] = set()
         self._probe = KeyPair.generate()  # to test advertised keys for low order
@@ -149,12 +73,12 @@ class ServerSession:
     @property
     def stage(self) -> Stage | None:
         """The stage being collected; None when finished or aborted."""
-        return _STAGE_OF.get(type(self._state))
+        return STAGE_OF.get(type(self._state))
 
     @property
     def result(self) -> AggregateResult:
         """The aggregate, once the unmask stage is closed."""
-        if not isinstance(self._state, _Finished):
+        if not isinstance(self._state, Finished):
             raise RoundAborted("the round has not finished")
         return self._state.result
 
@@ -163,9 +87,9 @@ class ServerSession:
     def receive(self, data: bytes) -> None:
         """Take one client message. Bad messages are recorded, never raised."""
         state = self._state
-        if isinstance(state, (_Finished, _Aborted)):
+        if isinstance(state, (Finished, Aborted)):
             return
-        stage = _STAGE_OF[type(state)]
+        stage = STAGE_OF[type(state)]
         try:
             msg = decode(data)
         except DecodeError as exc:
@@ -178,7 +102,7 @@ class ServerSession:
         if sender not in self.config.graph or sender in self._bad:
             self._reject(stage, sender, "unknown or already rejected client")
             return
-        if not isinstance(msg, _EXPECTED[type(state)]):
+        if not isinstance(msg, EXPECTED[type(state)]):
             self._reject(stage, sender, f"{type(msg).__name__} does not belong to {stage.name}")
             return
         if sender in self._seen:
@@ -193,29 +117,29 @@ class ServerSession:
     def _reject(self, stage: Stage, client: int | None, reason: str) -> None:
         self.rejected.append(Rejection(stage, client, reason))
 
-    def _on_duplicate(self, state: _Collecting, stage: Stage, sender: int) -> None:
-        if isinstance(state, _CollectMasked):
+    def _on_duplicate(self, state: Collecting, stage: Stage, sender: int) -> None:
+        if isinstance(state, CollectMasked):
             # Already folded into the sum and not kept: the first masked input stands.
             self._reject(stage, sender, "duplicate masked input ignored (the first one stands)")
             return
         self._bad.add(sender)
-        for table in _tables(state):
+        for table in tables(state):
             table.pop(sender, None)
         self._reject(stage, sender, "duplicate submission: client dropped")
 
-    def _accept(self, state: _Collecting, msg: Any) -> str | None:
+    def _accept(self, state: Collecting, msg: Any) -> str | None:
         """Store a message of the current stage; return why it is refused, or None."""
-        if isinstance(state, _CollectKeys):
+        if isinstance(state, CollectKeys):
             return self._accept_keys(state, msg)
-        if isinstance(state, _CollectShares):
+        if isinstance(state, CollectShares):
             return self._accept_shares(state, msg)
-        if isinstance(state, _CollectMasked):
+        if isinstance(state, CollectMasked):
             return self._accept_masked(state, msg)
-        if isinstance(state, _CollectSignatures):
+        if isinstance(state, CollectSignatures):
             return self._accept_signature(state, msg)
         return self._accept_unmask(state, msg)
 
-    def _accept_keys(self, state: _CollectKeys, msg: AdvertiseKeys) -> str | None:
+    def _accept_keys(self, state: CollectKeys, msg: AdvertiseKeys) -> str | None:
         cfg = self.config
         if msg.c_pk == msg.s_pk or msg.c_pk in state.seen_keys or msg.s_pk in state.seen_keys:
             return "a key equal to one already advertised"
@@ -234,7 +158,7 @@ class ServerSession:
         state.keys[msg.sender] = KeyEntry(msg.sender, msg.c_pk, msg.s_pk, msg.signature)
         return None
 
-    def _accept_shares(self, state: _CollectShares, msg: ShareKeys) -> str | None:
+    def _accept_shares(self, state: CollectShares, msg: ShareKeys) -> str | None:
         if msg.sender not in state.u1:
             return "shares from a client that did not advertise keys"
         expected = sorted(self.config.graph.neighbours(msg.sender) & state.u1.keys())
@@ -243,7 +167,7 @@ class ServerSession:
         state.inbox[msg.sender] = msg.ciphertexts
         return None
 
-    def _accept_masked(self, state: _CollectMasked, msg: MaskedInput) -> str | None:
+    def _accept_masked(self, state: CollectMasked, msg: MaskedInput) -> str | None:
         cfg = self.config
         vec = msg.vector
         if msg.sender not in state.u2:
@@ -262,7 +186,7 @@ class ServerSession:
         state.u3.add(msg.sender)
         return None
 
-    def _accept_signature(self, state: _CollectSignatures, msg: ConsistencySignature) -> str | None:
+    def _accept_signature(self, state: CollectSignatures, msg: ConsistencySignature) -> str | None:
         if msg.sender not in state.u3:
             return "a signature from a client not in U3"
         payload = survivors_payload(self.config.round_id, state.u3)
@@ -271,7 +195,7 @@ class ServerSession:
         state.signatures[msg.sender] = msg.signature
         return None
 
-    def _accept_unmask(self, state: _CollectUnmask, msg: UnmaskResponse) -> str | None:
+    def _accept_unmask(self, state: CollectUnmask, msg: UnmaskResponse) -> str | None:
         u = msg.sender
         if u not in state.asked:
             return "an unmask response from a client that was not asked"
@@ -288,24 +212,24 @@ class ServerSession:
     def close_stage(self) -> dict[int, bytes]:
         """End the current stage; the messages to send next, keyed by recipient."""
         state = self._state
-        if isinstance(state, _Aborted):
+        if isinstance(state, Aborted):
             raise RoundAborted(f"the round was aborted: {state.reason}")
-        if isinstance(state, _Finished):
+        if isinstance(state, Finished):
             return {}
         self._seen.clear()
         self._bad.clear()
         try:
-            if isinstance(state, _CollectKeys):
+            if isinstance(state, CollectKeys):
                 return self._close_keys(state)
-            if isinstance(state, _CollectShares):
+            if isinstance(state, CollectShares):
                 return self._close_shares(state)
-            if isinstance(state, _CollectMasked):
+            if isinstance(state, CollectMasked):
                 return self._close_masked(state)
-            if isinstance(state, _CollectSignatures):
+            if isinstance(state, CollectSignatures):
                 return self._close_signatures(state)
             return self._close_unmask(state)
         except RoundAborted as exc:
-            self._state = _Aborted(str(exc))
+            self._state = Aborted(str(exc))
             raise
 
     def _enough(self, stage: Stage, expected: Iterable[int], got: Iterable[int]) -> None:
@@ -319,7 +243,7 @@ class ServerSession:
     def _abort(self, reason: str) -> NoReturn:
         raise RoundAborted(reason)
 
-    def _close_keys(self, state: _CollectKeys) -> dict[int, bytes]:
+    def _close_keys(self, state: CollectKeys) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.ADVERTISE, cfg.graph.ids, state.keys)
         u1 = state.keys
@@ -328,10 +252,10 @@ class ServerSession:
             members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
             entries = tuple(u1[v] for v in members)
             out[u] = encode(KeysBroadcast(cfg.round_id, u, entries))
-        self._state = _CollectShares(u1)
+        self._state = CollectShares(u1)
         return out
 
-    def _close_shares(self, state: _CollectShares) -> dict[int, bytes]:
+    def _close_shares(self, state: CollectShares) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.SHARE_KEYS, state.u1, state.inbox)
         u2 = frozenset(state.inbox)
@@ -343,18 +267,18 @@ class ServerSession:
         out = {u: encode(SharesDelivery(cfg.round_id, u, tuple(m))) for u, m in mail.items()}
         delivered = {u: frozenset(v for v, _ in m) for u, m in mail.items()}
         acc = zeros(cfg.d, cfg.bits)
-        self._state = _CollectMasked(state.u1, u2, delivered, acc)
+        self._state = CollectMasked(state.u1, u2, delivered, acc)
         return out
 
-    def _close_masked(self, state: _CollectMasked) -> dict[int, bytes]:
+    def _close_masked(self, state: CollectMasked) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.MASKED_INPUT, state.u2, state.u3)
         u3 = tuple(sorted(state.u3))
         dropped = tuple(sorted(state.u2 - state.u3))
         if cfg.signed:
-            self._state = _CollectSignatures(state.u1, state.delivered, state.acc, u3, dropped)
+            self._state = CollectSignatures(state.u1, state.delivered, state.acc, u3, dropped)
             return {u: encode(ConsistencyRequest(cfg.round_id, u, u3)) for u in u3}
-        self._state = _CollectUnmask(
+        self._state = CollectUnmask(
             state.u1, state.delivered, state.acc, u3, dropped, frozenset(u3)
         )
         out = {}
@@ -365,18 +289,18 @@ class ServerSession:
             out[u] = encode(UnmaskRequest(cfg.round_id, u, alive, gone))
         return out
 
-    def _close_signatures(self, state: _CollectSignatures) -> dict[int, bytes]:
+    def _close_signatures(self, state: CollectSignatures) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.CONSISTENCY, state.u3, state.signatures)
         sigs = tuple(sorted(state.signatures.items()))
         asked = frozenset(state.signatures)
-        self._state = _CollectUnmask(
+        self._state = CollectUnmask(
             state.u1, state.delivered, state.acc, state.u3, state.dropped, asked
         )
         msg = {u: UnmaskRequest(cfg.round_id, u, state.u3, state.dropped, sigs) for u in asked}
         return {u: encode(m) for u, m in msg.items()}
 
-    def _close_unmask(self, state: _CollectUnmask) -> dict[int, bytes]:
+    def _close_unmask(self, state: CollectUnmask) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.UNMASK, state.asked, state.responses)
         seed_shares: dict[int, dict[int, bytes]] = {}
@@ -411,7 +335,7 @@ class ServerSession:
                 buf.subtract_mask(acc, seed)
             else:
                 buf.add_mask(acc, seed)
-        self._state = _Finished(AggregateResult(acc, alive))
+        self._state = Finished(AggregateResult(acc, alive))
         return {}
 
     def _reconstruct(self, v: int, table: dict[int, dict[int, bytes]], what: str) -> bytes:
@@ -424,16 +348,3 @@ class ServerSession:
             return combine(chosen, t)
         except ShareError as exc:
             self._abort(f"client {v}'s {what} could not be rebuilt ({exc})")
-
-
-def _tables(state: _Collecting) -> list[dict[int, Any]]:
-    """The per-client tables of a stage, for dropping a client that sent twice."""
-    if isinstance(state, _CollectKeys):
-        return [state.keys]
-    if isinstance(state, _CollectShares):
-        return [state.inbox]
-    if isinstance(state, _CollectSignatures):
-        return [state.signatures]
-    if isinstance(state, _CollectUnmask):
-        return [state.responses]
-    return []

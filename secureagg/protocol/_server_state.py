@@ -1,0 +1,137 @@
+"""The server's states, one small class per stage it collects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy.typing as npt
+
+from secureagg.protocol._config import Stage
+from secureagg.protocol._messages import (
+    AdvertiseKeys,
+    ConsistencySignature,
+    KeyEntry,
+    MaskedInput,
+    ShareKeys,
+    UnmaskResponse,
+)
+
+__all__ = [
+    "EXPECTED",
+    "STAGE_OF",
+    "Aborted",
+    "AggregateResult",
+    "CollectKeys",
+    "CollectMasked",
+    "CollectShares",
+    "CollectSignatures",
+    "CollectUnmask",
+    "Collecting",
+    "Finished",
+    "Rejection",
+    "ServerState",
+    "tables",
+]
+
+_Vector = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """The sum in Z_{2^b} of the masked inputs of ``survivors`` (U3), masks removed."""
+
+    total: _Vector
+    survivors: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A client message the server refused, and why (``client`` is None if unreadable)."""
+
+    stage: Stage
+    client: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class CollectKeys:
+    keys: dict[int, KeyEntry] = field(default_factory=dict)
+    seen_keys: set[bytes] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class CollectShares:
+    u1: dict[int, KeyEntry]
+    inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CollectMasked:
+    u1: dict[int, KeyEntry]
+    u2: frozenset[int]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: set[int] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class CollectSignatures:
+    u1: dict[int, KeyEntry]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: tuple[int, ...]
+    dropped: tuple[int, ...]
+    signatures: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CollectUnmask:
+    u1: dict[int, KeyEntry]
+    delivered: dict[int, frozenset[int]]
+    acc: _Vector
+    u3: tuple[int, ...]
+    dropped: tuple[int, ...]
+    asked: frozenset[int]
+    responses: dict[int, UnmaskResponse] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Finished:
+    result: AggregateResult
+
+
+@dataclass(slots=True)
+class Aborted:
+    reason: str
+
+
+Collecting = CollectKeys | CollectShares | CollectMasked | CollectSignatures | CollectUnmask
+ServerState = Collecting | Finished | Aborted
+STAGE_OF: dict[type, Stage] = {
+    CollectKeys: Stage.ADVERTISE,
+    CollectShares: Stage.SHARE_KEYS,
+    CollectMasked: Stage.MASKED_INPUT,
+    CollectSignatures: Stage.CONSISTENCY,
+    CollectUnmask: Stage.UNMASK,
+}
+EXPECTED: dict[type, type] = {
+    CollectKeys: AdvertiseKeys,
+    CollectShares: ShareKeys,
+    CollectMasked: MaskedInput,
+    CollectSignatures: ConsistencySignature,
+    CollectUnmask: UnmaskResponse,
+}
+
+
+def tables(state: Collecting) -> list[dict[int, Any]]:
+    """The per-client tables of a stage, for dropping a client that sent twice."""
+    if isinstance(state, CollectKeys):
+        return [state.keys]
+    if isinstance(state, CollectShares):
+        return [state.inbox]
+    if isinstance(state, CollectSignatures):
+        return [state.signatures]
+    if isinstance(state, CollectUnmask):
+        return [state.responses]
+    return []
