@@ -56,11 +56,18 @@ class DemoResult:
 
 
 def choose_graph(config: DemoConfig) -> GraphChoice:
-    """Degree and threshold: the user's, else the protocol helper's (majority on complete)."""
+    """Degree and threshold: the user's, else the protocol helper's (majority on complete).
+
+    On the complete graph the majority is lowered, when dropouts are on, to at most
+    degree - 1, so that the one client that drops cannot make a round abort (n < 6 only).
+    """
     n = config.clients
     if config.graph == "complete":
         degree = n - 1
-        threshold = config.threshold or default_threshold(degree)
+        # a majority of the neighbours, but low enough that one dropout cannot abort a round
+        majority = default_threshold(degree)
+        fallback = max(2, min(majority, degree - 1)) if config.dropout_rate > 0 else majority
+        threshold = config.threshold or fallback
         return GraphChoice("complete", degree, threshold, None, config.threshold)
     if config.degree is not None:
         degree = config.degree

@@ -1,0 +1,176 @@
+"""The report writer on a real (short) demo run: files, fields, truthfulness, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from secureagg.demo import (
+    ACCOUNTANT,
+    LEDGER_FILE,
+    REPORT_FILES,
+    DemoConfig,
+    DemoResult,
+    prepare,
+    run_demo,
+    write_report,
+)
+from secureagg.demo._console import summary_tables
+from secureagg.privacy import PrivacyLedger
+
+SMALL = DemoConfig(clients=4, rounds=2, seed=5)
+
+TOP_FIELDS = {
+    "schema",
+    "schema_version",
+    "secureagg_version",
+    "config",
+    "data",
+    "privacy",
+    "secure_aggregation",
+    "rounds",
+    "summary",
+    "files",
+}
+ROUND_FIELDS = {
+    "round",
+    "participants",
+    "members",
+    "dropped",
+    "aborted",
+    "accuracy",
+    "baseline_accuracy",
+    "max_abs_error",
+    "error_bound",
+    "within_bound",
+    "probe_max_abs_error",
+    "epsilon",
+    "client_ms",
+    "client_bytes",
+    "server_ms",
+    "bits",
+}
+
+
+@pytest.fixture(scope="module")
+def run() -> DemoResult:
+    torch.set_num_threads(1)
+    return run_demo(SMALL)
+
+
+@pytest.fixture(scope="module")
+def written(
+    run: DemoResult, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("report")
+    report = write_report(run, out)
+    return out, report
+
+
+def test_every_file_is_written(written: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = written
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_on_disk_has_the_documented_fields(written: tuple[Path, dict[str, Any]]) -> None:
+    out, report = written
+    doc = json.loads((out / "report.json").read_text())
+    assert doc == report
+    assert set(doc) == TOP_FIELDS
+    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 1
+    assert len(doc["rounds"]) == SMALL.rounds
+    for r in doc["rounds"]:
+        assert set(r) == ROUND_FIELDS
+    docs = (Path(__file__).parents[2] / "docs" / "demo.md").read_text()
+    for name in TOP_FIELDS | ROUND_FIELDS | set(doc["summary"]) | set(doc["privacy"]):
+        assert f"`{name}`" in docs, f"docs/demo.md does not describe {name}"
+
+
+def test_epsilon_figures_equal_the_ledgers(written: tuple[Path, dict[str, Any]]) -> None:
+    out, report = written
+    ledger = PrivacyLedger.load(out / LEDGER_FILE)
+    assert report["privacy"]["accountant"] == ACCOUNTANT
+    assert sorted(int(c) for c in report["privacy"]["epsilon"]) == ledger.clients()
+    for c in ledger.clients():
+        assert report["privacy"]["epsilon"][str(c)] == ledger.latest_epsilon(c, ACCOUNTANT)
+        for rec in ledger.records(c):
+            assert report["rounds"][rec.round]["epsilon"][str(c)] == rec.epsilon[ACCOUNTANT]
+    assert report["summary"]["max_epsilon"] == max(
+        ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients()
+    )
+    assert report["summary"]["max_epsilon"] <= SMALL.target_epsilon + 1e-9  # type: ignore[operator]
+
+
+def test_accuracy_is_measured_on_the_held_out_set(
+    run: DemoResult, written: tuple[Path, dict[str, Any]]
+) -> None:
+    _, report = written
+    data = prepare(
+        SMALL.dataset,
+        SMALL.clients,
+        test_fraction=SMALL.test_fraction,
+        skew=SMALL.skew,
+        min_examples=SMALL.min_examples,
+        seed=SMALL.seed,
+    )
+    with torch.no_grad():
+        pred = run.private.model(torch.from_numpy(data.x_test)).argmax(dim=1).numpy()
+    assert report["summary"]["final_accuracy"] == pytest.approx(np.mean(pred == data.y_test))
+    assert report["data"]["test_examples"] == data.y_test.shape[0]
+
+
+def test_recovered_average_is_within_the_bound_every_round(
+    written: tuple[Path, dict[str, Any]],
+) -> None:
+    _, report = written
+    for r in report["rounds"]:
+        assert not r["aborted"]
+        assert r["within_bound"] is True
+        assert r["max_abs_error"] <= r["error_bound"]
+        # the probe's independent check; float32 rounding of the global model adds ~1e-7
+        assert r["probe_max_abs_error"] <= r["error_bound"] + 1e-6
+
+
+def test_markdown_embeds_plots_and_states_the_guarantee(
+    written: tuple[Path, dict[str, Any]],
+) -> None:
+    out, report = written
+    md = (out / "report.md").read_text()
+    for png in report["files"]["plots"].values():
+        assert f"]({png})" in md
+    assert report["privacy"]["guarantee"] in md
+    assert "delta = 1e-05" in report["privacy"]["guarantee"]
+    assert "Opacus RDP accountant" in report["privacy"]["guarantee"]
+
+
+def test_console_tables_show_private_vs_baseline(written: tuple[Path, dict[str, Any]]) -> None:
+    _, report = written
+    console = Console(record=True, width=120)
+    for table in summary_tables(report):
+        console.print(table)
+    text = console.export_text()
+    assert "test accuracy" in text and "max epsilon" in text and "within bound" in text
+    for cid in report["data"]["clients"]:
+        assert f"{report['privacy']['epsilon'][cid]:.3g}" in text
+
+
+def test_same_seed_reproduces_the_run(run: DemoResult) -> None:
+    again = run_demo(SMALL)
+    for a, b in zip(run.private.rounds, again.private.rounds, strict=True):
+        assert (a.accuracy, a.members, a.dropped, a.epsilon) == (
+            b.accuracy,
+            b.members,
+            b.dropped,
+            b.epsilon,
+        )
+        assert a.max_abs_error == b.max_abs_error
+    assert [m.accuracy for m in run.baseline.rounds] == [m.accuracy for m in again.baseline.rounds]
