@@ -112,3 +112,13 @@ def test_cached_rdp_paths_equal_the_libraries_own_accountants(
 ) -> None:
     assert accounting._opacus_rdp(history, 1e-5) == accounting._opacus_rdp_reference(history, 1e-5)
     assert accounting._dpa_rdp(history, 1e-5) == accounting._dpa_rdp_reference(history, 1e-5)
+
+
+def test_padded_prv_domain_agrees_with_plain_opacus() -> None:
+    from opacus.accountants import PRVAccountant
+
+    history = ((1.1, 0.05, 30), (2.0, 0.1, 5))
+    plain = PRVAccountant()
+    plain.history = list(history)
+    want = plain.get_epsilon(1e-5, eps_error=accounting.PRV_EPS_ERROR)
+    assert accounting._opacus_prv(history, 1e-5) == pytest.approx(want, abs=1e-6)

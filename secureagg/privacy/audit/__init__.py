@@ -1,0 +1,24 @@
+"""Privacy audits: recompute a ledger with every accountant, and an empirical lower bound."""
+
+from secureagg.privacy.audit._bound import epsilon_lower_bound, p_value
+from secureagg.privacy.audit._ledger_audit import (
+    AGREEING_PAIRS,
+    CHEAP_ACCOUNTANTS,
+    ClientAudit,
+    Disagreement,
+    LedgerAudit,
+    RoundAudit,
+    audit_ledger,
+)
+
+__all__ = [
+    "AGREEING_PAIRS",
+    "CHEAP_ACCOUNTANTS",
+    "ClientAudit",
+    "Disagreement",
+    "LedgerAudit",
+    "RoundAudit",
+    "audit_ledger",
+    "epsilon_lower_bound",
+    "p_value",
+]

@@ -1,0 +1,366 @@
+"""Audit a privacy ledger: recompute every client's cumulative epsilon with each accountant."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from secureagg._exceptions import ConfigError
+from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
+from secureagg.privacy.accounting import ACCOUNTANTS, Canonical, epsilon_canonical, evaluations
+
+__all__ = [
+    "AGREEING_PAIRS",
+    "CHEAP_ACCOUNTANTS",
+    "ClientAudit",
+    "Disagreement",
+    "LedgerAudit",
+    "RoundAudit",
+    "audit_ledger",
+]
+
+CHEAP_ACCOUNTANTS = ("opacus_rdp", "dpa_rdp")
+"""Accountants evaluated after every round; the others at checkpoints (see ``tight_points``)."""
+
+AGREEING_PAIRS: tuple[tuple[str, str], ...] = (("opacus_rdp", "dpa_rdp"), ("opacus_prv", "dpa_pld"))
+"""Pairs that implement the same analysis independently, so should agree closely."""
+
+
+@dataclass(frozen=True)
+class RoundAudit:
+    """One client's figures after one round; ``epsilon[name]`` is None where not evaluated."""
+
+    round: int
+    participated: bool
+    reason: str | None
+    steps: int
+    total_steps: int
+    delta: float
+    epsilon: dict[str, float | None]
+    recorded: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """The largest relative gap between two accountants that should agree."""
+
+    value: float
+    round: int | None
+    pair: tuple[str, str] | None
+    flagged: bool
+
+
+@dataclass
+class ClientAudit:
+    """Everything the audit found about one client."""
+
+    client_id: int
+    rounds: list[RoundAudit]
+    final: dict[str, float]
+    delta: float
+    budget_epsilon: float | None
+    reference: str
+    status: str
+    disagreement: Disagreement
+    recorded_mismatch: float
+    participated_rounds: int
+    dropouts: int
+    budget_declines: int
+    sample_rates: list[float]
+    noise_multipliers: list[float]
+    max_grad_norms: list[float]
+    grad_sample_modes: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        """DP-SGD steps taken on this client's data, over the whole ledger."""
+        return self.rounds[-1].total_steps if self.rounds else 0
+
+    @property
+    def spent(self) -> float:
+        """Final epsilon by the reference accountant."""
+        return self.final.get(self.reference, 0.0)
+
+
+@dataclass
+class LedgerAudit:
+    """The audit of a whole ledger."""
+
+    clients: list[ClientAudit]
+    accountants: tuple[str, ...]
+    reference: str
+    tolerance: float
+    tight_points: int
+    seconds: float
+    evaluations: dict[str, int]
+    source: str | None = None
+
+    @property
+    def flagged(self) -> list[ClientAudit]:
+        """Clients whose largest disagreement exceeds the tolerance."""
+        return [c for c in self.clients if c.disagreement.flagged]
+
+    @property
+    def over_budget(self) -> list[ClientAudit]:
+        """Clients whose reference epsilon exceeds their budget."""
+        return [c for c in self.clients if c.status == "over budget"]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary plus every per-round figure (columns, nulls where skipped)."""
+        return {
+            "source": self.source,
+            "accountants": list(self.accountants),
+            "reference_accountant": self.reference,
+            "tolerance": self.tolerance,
+            "tight_points": self.tight_points,
+            "seconds": round(self.seconds, 3),
+            "evaluations": self.evaluations,
+            "clients": [_client_json(c, self.accountants) for c in self.clients],
+        }
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def _client_json(c: ClientAudit, accountants: Sequence[str]) -> dict[str, Any]:
+    return {
+        "client_id": c.client_id,
+        "delta": c.delta,
+        "budget_epsilon": c.budget_epsilon,
+        "status": c.status,
+        "final_epsilon": {k: _num(v) for k, v in c.final.items()},
+        "rounds_recorded": len(c.rounds),
+        "rounds_participated": c.participated_rounds,
+        "dropouts": c.dropouts,
+        "budget_declines": c.budget_declines,
+        "total_steps": c.total_steps,
+        "sample_rates": c.sample_rates,
+        "noise_multipliers": c.noise_multipliers,
+        "max_grad_norms": c.max_grad_norms,
+        "grad_sample_modes": c.grad_sample_modes,
+        "largest_disagreement": {
+            "relative": c.disagreement.value,
+            "round": c.disagreement.round,
+            "pair": list(c.disagreement.pair) if c.disagreement.pair else None,
+            "flagged": c.disagreement.flagged,
+        },
+        "largest_recorded_mismatch": c.recorded_mismatch,
+        "notes": c.notes,
+        "per_round": {
+            "round": [r.round for r in c.rounds],
+            "participated": [r.participated for r in c.rounds],
+            "reason": [r.reason for r in c.rounds],
+            "steps": [r.steps for r in c.rounds],
+            "total_steps": [r.total_steps for r in c.rounds],
+            "epsilon": {a: [_num(r.epsilon.get(a)) for r in c.rounds] for a in accountants},
+        },
+    }
+
+
+def _relative_gap(a: float, b: float) -> float:
+    if math.isinf(a) and math.isinf(b):
+        return 0.0
+    return abs(a - b) / max(1.0, min(a, b))
+
+
+def _checkpoints(records: list[RoundRecord], stride: int) -> set[int]:
+    """Indices where the tight accountants run: first and last leaking record, grid crossings."""
+    picks: set[int] = set()
+    total, next_mark, last_leak = 0, stride, -1
+    for i, rec in enumerate(records):
+        if rec.steps == 0 or rec.sample_rate == 0:
+            continue
+        if last_leak < 0:
+            picks.add(i)
+        total += rec.steps
+        last_leak = i
+        if total >= next_mark:
+            picks.add(i)
+            next_mark = (total // stride + 1) * stride
+    if last_leak >= 0:
+        picks.add(last_leak)
+    return picks
+
+
+def _audit_client(
+    cid: int,
+    records: list[RoundRecord],
+    *,
+    accountants: tuple[str, ...],
+    reference: str,
+    tolerance: float,
+    stride: int | None,
+) -> ClientAudit:
+    tight = [a for a in accountants if a not in CHEAP_ACCOUNTANTS]
+    cheap = [a for a in accountants if a in CHEAP_ACCOUNTANTS]
+    picks = set(range(len(records))) if stride is None else _checkpoints(records, stride)
+    merged: dict[tuple[float, float], int] = {}
+    key: Canonical = ()
+    total = 0
+    rounds: list[RoundAudit] = []
+    worst = Disagreement(0.0, None, None, False)
+    mismatch = 0.0
+    for i, rec in enumerate(records):
+        if rec.steps and rec.sample_rate:
+            pair = (rec.noise_multiplier, rec.sample_rate)
+            merged[pair] = merged.get(pair, 0) + rec.steps
+            key = tuple((z, q, n) for (z, q), n in sorted(merged.items()))
+            total += rec.steps
+        names = cheap + (tight if i in picks else [])
+        eps: dict[str, float | None] = dict.fromkeys(accountants)
+        for name in names:
+            eps[name] = epsilon_canonical(name, key, rec.delta)
+        for a, b in AGREEING_PAIRS:
+            ea, eb = eps.get(a), eps.get(b)
+            if ea is not None and eb is not None:
+                gap = _relative_gap(ea, eb)
+                if gap > worst.value:
+                    worst = Disagreement(gap, rec.round, (a, b), gap > tolerance)
+        for name, value in rec.epsilon.items():
+            mine = eps.get(name)
+            if mine is not None:
+                mismatch = max(mismatch, _relative_gap(value, mine))
+        rounds.append(
+            RoundAudit(
+                rec.round,
+                rec.participated,
+                rec.reason,
+                rec.steps,
+                total,
+                rec.delta,
+                eps,
+                dict(rec.epsilon),
+            )
+        )
+    final = {a: epsilon_canonical(a, key, records[-1].delta) for a in accountants}
+    return _summarise(cid, records, rounds, final, reference, worst, mismatch)
+
+
+def _summarise(
+    cid: int,
+    records: list[RoundRecord],
+    rounds: list[RoundAudit],
+    final: dict[str, float],
+    reference: str,
+    worst: Disagreement,
+    mismatch: float,
+) -> ClientAudit:
+    last = records[-1]
+    budget = last.budget_epsilon
+    spent = final[reference]
+    if budget is None:
+        status = "no budget set"
+    elif spent <= budget:
+        status = "within budget"
+    else:
+        status = "over budget"
+    notes: list[str] = []
+    deltas = sorted({r.delta for r in records})
+    if len(deltas) > 1:
+        notes.append(f"delta changed across rounds {deltas}; figures use each round's delta")
+    budgets = sorted({r.budget_epsilon for r in records if r.budget_epsilon is not None})
+    if len(budgets) > 1:
+        notes.append(f"budget changed across rounds {budgets}; status uses the latest")
+    if mismatch > 1e-6:
+        notes.append(
+            f"recorded epsilons differ from recomputed ones by up to {mismatch:.2%} (relative): "
+            "written by another version or precision, or edited"
+        )
+    if budget is not None:
+        over = [a for a, v in final.items() if v > budget]
+        if over and status == "within budget":
+            notes.append(f"within budget by {reference} but not by {', '.join(over)}")
+    if any(math.isinf(v) for v in final.values()):
+        notes.append("some steps ran without noise (noise_multiplier 0): no finite guarantee")
+    if worst.flagged and worst.pair is not None:
+        notes.append(
+            f"{worst.pair[0]} and {worst.pair[1]} disagree by {worst.value:.2%} "
+            f"at round {worst.round}"
+        )
+    for name, value in final.items():
+        if (
+            name not in CHEAP_ACCOUNTANTS
+            and value > min(final.get(a, math.inf) for a in CHEAP_ACCOUNTANTS) * 1.01
+        ):
+            notes.append(f"{name} exceeds the RDP bound by more than 1%: check its discretisation")
+    return ClientAudit(
+        client_id=cid,
+        rounds=rounds,
+        final=final,
+        delta=last.delta,
+        budget_epsilon=budget,
+        reference=reference,
+        status=status,
+        disagreement=worst,
+        recorded_mismatch=mismatch,
+        participated_rounds=sum(r.participated for r in records),
+        dropouts=sum(r.reason == "dropout" for r in records),
+        budget_declines=sum(r.reason == "budget" for r in records),
+        sample_rates=sorted({r.sample_rate for r in records}),
+        noise_multipliers=sorted({r.noise_multiplier for r in records}),
+        max_grad_norms=sorted({r.max_grad_norm for r in records}),
+        grad_sample_modes=sorted({r.grad_sample_mode for r in records}),
+        notes=notes,
+    )
+
+
+def audit_ledger(
+    ledger: PrivacyLedger,
+    *,
+    accountants: Sequence[str] = ACCOUNTANTS,
+    reference: str = "opacus_rdp",
+    tolerance: float = 0.05,
+    tight_points: int = 24,
+    clients: Sequence[int] | None = None,
+) -> LedgerAudit:
+    """Recompute every client's cumulative epsilon after every round, from its step history.
+
+    RDP accountants run after every round; PRV and PLD (about 100x costlier) run at up to
+    ``tight_points`` checkpoints per client on a grid of total steps shared by all clients
+    (so identical histories meet in the cache), plus each client's first and last round.
+    ``tight_points=0`` runs them after every round. Every history is computed once.
+    """
+    accs = tuple(a for a in ACCOUNTANTS if a in accountants)
+    if not accs or len(accs) != len(set(accountants)):
+        raise ConfigError(f"accountants must be a non-empty subset of {ACCOUNTANTS}")
+    if reference not in accs:
+        raise ConfigError(f"reference accountant {reference!r} must be one of {accs}")
+    if not (isinstance(tolerance, int | float) and 0 <= tolerance < math.inf):
+        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    if isinstance(tight_points, bool) or not isinstance(tight_points, int) or tight_points < 0:
+        raise ConfigError(f"tight_points must be an integer >= 0, got {tight_points!r}")
+    ids = ledger.clients() if clients is None else list(clients)
+    missing = [c for c in ids if not ledger.records(c)]
+    if missing:
+        raise ConfigError(f"no records for clients {missing} in this ledger")
+    start = time.perf_counter()
+    all_records = {c: ledger.records(c) for c in ids}
+    most = max((sum(r.steps for r in recs) for recs in all_records.values()), default=0)
+    stride = None if tight_points == 0 else max(1, math.ceil(most / tight_points))
+    before = evaluations()
+    audits = [
+        _audit_client(
+            c,
+            all_records[c],
+            accountants=accs,
+            reference=reference,
+            tolerance=tolerance,
+            stride=stride,
+        )
+        for c in ids
+    ]
+    return LedgerAudit(
+        clients=audits,
+        accountants=accs,
+        reference=reference,
+        tolerance=float(tolerance),
+        tight_points=tight_points,
+        seconds=time.perf_counter() - start,
+        evaluations={a: n - before[a] for a, n in evaluations().items() if a in accs},
+        source=None if ledger.path is None else str(ledger.path),
+    )
