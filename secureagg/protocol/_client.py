@@ -41,6 +41,7 @@ from secureagg.protocol._client_state import (
     Signed,
 )
 from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._commitment import seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
 from secureagg.protocol._messages import (
@@ -207,7 +208,8 @@ class ClientSession:
             ciphertexts.append((v, seal(key, bundle, round_id=cfg.round_id, sender=u, recipient=v)))
         s_pks = {v: entries[v].s_pk for v in u1}
         self._state = SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
-        return encode(ShareKeys(cfg.round_id, u, tuple(ciphertexts)))
+        commitment = seed_commitment(cfg.round_id, u, seed)
+        return encode(ShareKeys(cfg.round_id, u, commitment, tuple(ciphertexts)))
 
     def _on_shares(self, state: SharesSent, msg: SharesDelivery) -> bytes:
         cfg, u = self.config, self.client_id

@@ -14,6 +14,7 @@ import numpy as np
 
 from secureagg._exceptions import DecodeError
 from secureagg.hazmat import OVERHEAD, SHARE_SIZE
+from secureagg.protocol._commitment import COMMITMENT_SIZE
 from secureagg.protocol._config import MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
     AdvertiseKeys,
@@ -92,7 +93,8 @@ def encode(msg: Message) -> bytes:
         )
         return _header(2, msg.round_id, msg.recipient) + u32(len(msg.entries)) + body
     if isinstance(msg, ShareKeys):
-        return _header(3, msg.round_id, msg.sender) + _pairs(msg.ciphertexts)
+        head = _header(3, msg.round_id, msg.sender)
+        return head + msg.seed_commitment + _pairs(msg.ciphertexts)
     if isinstance(msg, SharesDelivery):
         return _header(4, msg.round_id, msg.recipient) + _pairs(msg.ciphertexts)
     if isinstance(msg, MaskedInput):
@@ -156,7 +158,8 @@ def _keys(r: Reader, rid: bytes, party: int) -> Message:
 
 
 def _share_keys(r: Reader, rid: bytes, party: int) -> Message:
-    return ShareKeys(rid, party, _read_pairs(r, CIPHERTEXT_SIZE))
+    commitment = r.take(COMMITMENT_SIZE)
+    return ShareKeys(rid, party, commitment, _read_pairs(r, CIPHERTEXT_SIZE))
 
 
 def _delivery(r: Reader, rid: bytes, party: int) -> Message:

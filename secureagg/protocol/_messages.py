@@ -61,10 +61,15 @@ class KeysBroadcast:
 
 @dataclass(frozen=True, slots=True)
 class ShareKeys:
-    """Stage 1, client -> server: (recipient, AEAD ciphertext of its two shares) pairs."""
+    """Stage 1, client -> server: a commitment to b_u, and (recipient, ciphertext) pairs.
+
+    Each ciphertext holds the recipient's shares of s_sk_u and b_u; the commitment lets the
+    server check a rebuilt b_u (see docs/protocol.md).
+    """
 
     round_id: bytes
     sender: int
+    seed_commitment: bytes
     ciphertexts: tuple[tuple[int, bytes], ...]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hmac
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
@@ -18,6 +19,7 @@ from secureagg.hazmat import (
     zeros,
 )
 from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._commitment import seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._messages import (
     AdvertiseKeys,
@@ -50,6 +52,8 @@ from secureagg.protocol._server_state import (
 from secureagg.protocol._signing import advertise_payload, survivors_payload, verify
 
 __all__ = ["AggregateResult", "Rejection", "ServerSession"]
+
+_MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
 
 
 class ServerSession:
@@ -165,6 +169,7 @@ class ServerSession:
         if [v for v, _ in msg.ciphertexts] != expected:
             return "shares not addressed to exactly its neighbours in U1"
         state.inbox[msg.sender] = msg.ciphertexts
+        state.commitments[msg.sender] = msg.seed_commitment
         return None
 
     def _accept_masked(self, state: CollectMasked, msg: MaskedInput) -> str | None:
@@ -267,7 +272,7 @@ class ServerSession:
         out = {u: encode(SharesDelivery(cfg.round_id, u, tuple(m))) for u, m in mail.items()}
         delivered = {u: frozenset(v for v, _ in m) for u, m in mail.items()}
         acc = zeros(cfg.d, cfg.bits)
-        self._state = CollectMasked(state.u1, u2, delivered, acc)
+        self._state = CollectMasked(state.u1, state.commitments, u2, delivered, acc)
         return out
 
     def _close_masked(self, state: CollectMasked) -> dict[int, bytes]:
@@ -276,10 +281,12 @@ class ServerSession:
         u3 = tuple(sorted(state.u3))
         dropped = tuple(sorted(state.u2 - state.u3))
         if cfg.signed:
-            self._state = CollectSignatures(state.u1, state.delivered, state.acc, u3, dropped)
+            self._state = CollectSignatures(
+                state.u1, state.commitments, state.delivered, state.acc, u3, dropped
+            )
             return {u: encode(ConsistencyRequest(cfg.round_id, u, u3)) for u in u3}
         self._state = CollectUnmask(
-            state.u1, state.delivered, state.acc, u3, dropped, frozenset(u3)
+            state.u1, state.commitments, state.delivered, state.acc, u3, dropped, frozenset(u3)
         )
         out = {}
         for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
@@ -295,7 +302,7 @@ class ServerSession:
         sigs = tuple(sorted(state.signatures.items()))
         asked = frozenset(state.signatures)
         self._state = CollectUnmask(
-            state.u1, state.delivered, state.acc, state.u3, state.dropped, asked
+            state.u1, state.commitments, state.delivered, state.acc, state.u3, state.dropped, asked
         )
         msg = {u: UnmaskRequest(cfg.round_id, u, state.u3, state.dropped, sigs) for u in asked}
         return {u: encode(m) for u, m in msg.items()}
@@ -310,7 +317,10 @@ class ServerSession:
                 seed_shares.setdefault(v, {})[holder] = share
             for v, share in resp.key_shares:
                 key_shares.setdefault(v, {})[holder] = share
-        seeds = [self._reconstruct(v, seed_shares, "self-mask seed") for v in state.u3]
+        seeds = [
+            self._reconstruct(v, seed_shares, "self-mask seed", _commits(cfg, v, state.commitments))
+            for v in state.u3
+        ]
         alive = frozenset(state.u3)
         pair_seeds: list[tuple[bytes, bool]] = []  # (seed, the survivor added it)
         for v in state.dropped:
@@ -319,9 +329,7 @@ class ServerSession:
             ]
             if not partners:
                 continue
-            s_sk = self._reconstruct(v, key_shares, "mask key")
-            if KeyPair.from_private(s_sk).public != state.u1[v].s_pk:
-                self._abort(f"the reconstructed mask key of client {v} does not match its key")
+            s_sk = self._reconstruct(v, key_shares, "mask key", _opens(state.u1[v].s_pk))
             for u in sorted(partners):
                 shared = agree(s_sk, state.u1[u].s_pk)
                 seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
@@ -338,13 +346,46 @@ class ServerSession:
         self._state = Finished(AggregateResult(acc, alive))
         return {}
 
-    def _reconstruct(self, v: int, table: dict[int, dict[int, bytes]], what: str) -> bytes:
+    def _reconstruct(
+        self,
+        v: int,
+        table: dict[int, dict[int, bytes]],
+        what: str,
+        check: Callable[[bytes], bool] = lambda _: True,
+    ) -> bytes:
+        """Rebuild a secret from exactly t shares; if that fails and more shares arrived,
+        leave one holder out at a time (so one bad share does not sink the round)."""
         t = self.config.threshold
         shares = table.get(v, {})
         if len(shares) < t:
             self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
-        chosen = {x: shares[x] for x in sorted(shares)[:t]}
-        try:
-            return combine(chosen, t)
-        except ShareError as exc:
-            self._abort(f"client {v}'s {what} could not be rebuilt ({exc})")
+        holders = sorted(shares)
+        tries = [holders[:t]]
+        if len(holders) > t:
+            tries += [(holders[:i] + holders[i + 1 :])[:t] for i in range(min(t, _MAX_RETRIES))]
+        for subset in tries:
+            try:
+                secret = combine({x: shares[x] for x in subset}, t)
+            except ShareError:
+                continue
+            if check(secret):
+                return secret
+        self._abort(f"client {v}'s {what} could not be rebuilt from the shares received")
+
+
+def _opens(public: bytes) -> Callable[[bytes], bool]:
+    """A check that a rebuilt X25519 private key belongs to ``public``."""
+
+    def check(private: bytes) -> bool:
+        return KeyPair.from_private(private).public == public
+
+    return check
+
+
+def _commits(cfg: RoundConfig, client: int, table: dict[int, bytes]) -> Callable[[bytes], bool]:
+    """A check that a rebuilt self-mask seed is the one ``client`` committed to."""
+
+    def check(seed: bytes) -> bool:
+        return hmac.compare_digest(seed_commitment(cfg.round_id, client, seed), table[client])
+
+    return check

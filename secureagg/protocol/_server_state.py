@@ -64,11 +64,13 @@ class CollectKeys:
 class CollectShares:
     u1: dict[int, KeyEntry]
     inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
+    commitments: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class CollectMasked:
     u1: dict[int, KeyEntry]
+    commitments: dict[int, bytes]
     u2: frozenset[int]
     delivered: dict[int, frozenset[int]]
     acc: _Vector
@@ -78,6 +80,7 @@ class CollectMasked:
 @dataclass(slots=True)
 class CollectSignatures:
     u1: dict[int, KeyEntry]
+    commitments: dict[int, bytes]
     delivered: dict[int, frozenset[int]]
     acc: _Vector
     u3: tuple[int, ...]
@@ -88,6 +91,7 @@ class CollectSignatures:
 @dataclass(slots=True)
 class CollectUnmask:
     u1: dict[int, KeyEntry]
+    commitments: dict[int, bytes]
     delivered: dict[int, frozenset[int]]
     acc: _Vector
     u3: tuple[int, ...]
@@ -129,7 +133,7 @@ def tables(state: Collecting) -> list[dict[int, Any]]:
     if isinstance(state, CollectKeys):
         return [state.keys]
     if isinstance(state, CollectShares):
-        return [state.inbox]
+        return [state.inbox, state.commitments]
     if isinstance(state, CollectSignatures):
         return [state.signatures]
     if isinstance(state, CollectUnmask):

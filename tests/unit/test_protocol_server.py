@@ -21,6 +21,7 @@ from secureagg.protocol import (
     ShareKeys,
     SharesDelivery,
     Stage,
+    UnmaskResponse,
     decode,
     encode,
     new_round_id,
@@ -354,3 +355,29 @@ def test_server_memory_does_not_grow_with_n_times_d() -> None:
     assert large < 4 * d * 4 + 600_000  # the accumulator, one mask buffer, tables
     assert large < 8 * d * 4  # far below n * d (32 vectors = 5 MB)
     assert large < 1.5 * small + 200_000
+
+
+def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive() -> None:
+    """Client 1 answers with well-formed but wrong shares; the others' shares rebuild."""
+    xs = inputs()
+
+    def corrupt(data: bytes) -> bytes:
+        msg = decode(data)
+        assert isinstance(msg, UnmaskResponse)
+
+        def bad(pairs: tuple[tuple[int, bytes], ...]) -> tuple[tuple[int, bytes], ...]:
+            return tuple((v, s[:-1] + bytes([s[-1] ^ 1])) for v, s in pairs)
+
+        wrong = dataclasses.replace(
+            msg, seed_shares=bad(msg.seed_shares), key_shares=bad(msg.key_shares)
+        )
+        return encode(wrong)
+
+    res = run_round(
+        make_config(),
+        xs,
+        dropouts={Stage.MASKED_INPUT: [6]},
+        to_server=tamper(1, Stage.UNMASK, corrupt),
+    )
+    assert res.survivors == frozenset(IDS) - {6}
+    assert np.array_equal(res.total, expected(xs, res.survivors))

@@ -1,0 +1,21 @@
+"""The commitment to a client's self-mask seed, checked when the server rebuilds it."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+__all__ = ["COMMITMENT_SIZE", "seed_commitment"]
+
+COMMITMENT_SIZE = 32
+_LABEL = b"secureagg/v1/self-mask-commitment"
+
+
+def seed_commitment(round_id: bytes, client: int, seed: bytes) -> bytes:
+    """SHA-256(label || len(round id) || round id || u32 client || seed).
+
+    The seed is 32 uniformly random bytes, so the digest reveals nothing usable about it;
+    it lets the server tell a correctly rebuilt b_u from one spoiled by a wrong share.
+    """
+    head = _LABEL + bytes((len(round_id),)) + round_id + struct.pack(">I", client)
+    return hashlib.sha256(head + seed).digest()
