@@ -10,6 +10,7 @@ from secureagg.privacy.audit._ledger_audit import (
     RoundAudit,
     audit_ledger,
 )
+from secureagg.privacy.audit._statement import client_statement, common_statement
 
 __all__ = [
     "AGREEING_PAIRS",
@@ -19,6 +20,8 @@ __all__ = [
     "LedgerAudit",
     "RoundAudit",
     "audit_ledger",
+    "client_statement",
+    "common_statement",
     "epsilon_lower_bound",
     "p_value",
 ]

@@ -1,0 +1,158 @@
+"""``secureagg audit``: audit a privacy ledger, calculate epsilon or noise, audit empirically.
+
+``secureagg audit LEDGER.json`` is shorthand for ``secureagg audit report LEDGER.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from secureagg.privacy.accounting import ACCOUNTANTS, Step, epsilons, noise_for_epsilon
+
+__all__ = ["audit"]
+
+_CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _AuditGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to ``report``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["report", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_AuditGroup, context_settings=_CTX, no_args_is_help=True)
+def audit() -> None:
+    """Audit privacy budgets.
+
+    \b
+    secureagg audit LEDGER.json            audit a ledger (same as `audit report LEDGER.json`)
+    secureagg audit epsilon -z 1.1 -q 0.01 -s 10000 -d 1e-5
+    secureagg audit noise -e 3 -q 0.01 -s 10000 -d 1e-5
+    secureagg audit empirical              one-run empirical lower bound (Steinke et al. 2023)
+    """
+
+
+@audit.command(context_settings=_CTX)
+@click.argument("ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("audit-report"),
+    show_default=True,
+    help="Folder for audit.md, audit.json and epsilon.png.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Flag accountants of the same analysis that disagree by more than this (relative).",
+)
+@click.option(
+    "--reference",
+    type=click.Choice(ACCOUNTANTS),
+    default="opacus_rdp",
+    show_default=True,
+    help="The accountant whose epsilon is reported and compared with the budget.",
+)
+@click.option(
+    "--tight-points",
+    type=click.IntRange(min=0),
+    default=24,
+    show_default=True,
+    help="Checkpoints per client for PRV and PLD (0 = after every round; slower).",
+)
+@click.option("--client", "clients", type=int, multiple=True, help="Audit only these clients.")
+@click.option("--rounds", "per_round", is_flag=True, help="Also print every round's figures.")
+def report(
+    ledger: Path,
+    out: Path,
+    tolerance: float,
+    reference: str,
+    tight_points: int,
+    clients: tuple[int, ...],
+    per_round: bool,
+) -> None:
+    """Audit LEDGER.json: every client's epsilon after every round, four accountants."""
+    from secureagg.cli._report_audit import print_audit, write_report
+    from secureagg.privacy import PrivacyLedger
+    from secureagg.privacy.audit import audit_ledger
+
+    console = _console()
+    with console.status("auditing ledger..."):
+        result = audit_ledger(
+            PrivacyLedger.load(ledger),
+            reference=reference,
+            tolerance=tolerance,
+            tight_points=tight_points,
+            clients=list(clients) or None,
+        )
+        paths = write_report(result, out)
+    print_audit(console, result, per_round=per_round)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def _step_options(fn: Any) -> Any:
+    fn = click.option("--delta", "-d", type=float, required=True, help="Target delta.")(fn)
+    fn = click.option("--steps", "-s", type=int, required=True, help="DP-SGD steps.")(fn)
+    fn = click.option(
+        "--sample-rate", "-q", type=float, required=True, help="Poisson sample rate per step."
+    )(fn)
+    return fn
+
+
+@audit.command(context_settings=_CTX)
+@click.option("--noise-multiplier", "-z", type=float, required=True, help="Noise multiplier.")
+@_step_options
+def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> None:
+    """Epsilon after STEPS Poisson-sampled Gaussian steps, from each accountant."""
+    figures = epsilons([Step(noise_multiplier, sample_rate, steps)], delta)
+    table = Table(
+        title=f"ε for σ={noise_multiplier:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}"
+    )
+    table.add_column("accountant")
+    table.add_column("ε", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value:.4f}")
+    _console().print(table)
+
+
+@audit.command(context_settings=_CTX)
+@click.option("--target-epsilon", "-e", type=float, required=True, help="Epsilon to reach.")
+@_step_options
+@click.option(
+    "--accountant",
+    type=click.Choice([*ACCOUNTANTS, "all"]),
+    default="all",
+    show_default=True,
+    help="Calibrate with this accountant (PRV and PLD take a few seconds each).",
+)
+def noise(
+    target_epsilon: float, sample_rate: float, steps: int, delta: float, accountant: str
+) -> None:
+    """Smallest noise multiplier whose epsilon after STEPS steps is at most the target."""
+    names = ACCOUNTANTS if accountant == "all" else (accountant,)
+    table = Table(
+        title=f"σ for ε ≤ {target_epsilon:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}"
+    )
+    table.add_column("accountant")
+    table.add_column("noise multiplier", justify="right")
+    for name in names:
+        z = noise_for_epsilon(
+            target_epsilon, sample_rate=sample_rate, steps=steps, delta=delta, accountant=name
+        )
+        table.add_row(name, f"{z:.4f}")
+    _console().print(table)

@@ -1,0 +1,115 @@
+"""A plain statement of the guarantee, item by item, after the reporting checklist of
+Ponomareva et al., "How to DP-fy ML" (JAIR 2023): DP setting, the instantiated definition
+(data accesses covered, the released outputs, unit of privacy, adjacency), and the accounting
+(type, assumptions, formal statement, transparency).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from secureagg._version import __version__
+from secureagg.privacy.audit._ledger_audit import ClientAudit, LedgerAudit
+
+__all__ = ["client_statement", "common_statement"]
+
+_NAMES = {
+    "opacus_rdp": "Opacus RDP",
+    "opacus_prv": "Opacus PRV",
+    "dpa_rdp": "dp-accounting RDP",
+    "dpa_pld": "dp-accounting PLD",
+}
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:  # pragma: no cover - both are dependencies
+        return "not installed"
+
+
+def _fmt(x: float) -> str:
+    return "infinite (no noise)" if x == float("inf") else f"{x:.3f}"
+
+
+def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
+    """Checklist items that hold for every client in the ledger."""
+    names = ", ".join(_NAMES[a] for a in audit.accountants)
+    return [
+        (
+            "DP setting",
+            "Each client runs DP-SGD (Opacus) on its own data before its update leaves the "
+            "device; the guarantee holds against anyone who sees the client's updates, "
+            "including the server and other clients, whether or not secure aggregation holds.",
+        ),
+        (
+            "Unit of privacy and adjacency",
+            "One example (one row) of one client's local dataset; datasets are adjacent when "
+            "they differ by adding or removing one example (the relation Poisson-sampled "
+            "DP-SGD is analysed under). A person with several examples, or a client's "
+            "dataset as a whole, is not protected at the stated epsilon (no user- or "
+            "client-level guarantee is claimed).",
+        ),
+        (
+            "Data accesses covered",
+            "Every DP-SGD step recorded in the ledger for that client, in every round it took "
+            "part in, including rounds where it trained and then dropped out. Not covered: "
+            "hyper-parameter tuning, preprocessing, evaluation on private data, or any round "
+            "missing from the ledger.",
+        ),
+        (
+            "Released outputs",
+            "All of the client's model updates, round after round (so every intermediate "
+            "model, and the final one, is covered by post-processing).",
+        ),
+        (
+            "Accounting",
+            f"Composition over all recorded steps of the Poisson-subsampled Gaussian mechanism "
+            f"(sample rate q, noise multiplier sigma relative to the clipping norm), computed "
+            f"independently by {names}. RDP figures are upper bounds that are looser; PRV and "
+            f"PLD are numerically tight upper bounds. The reported epsilon is "
+            f"{_NAMES[audit.reference]}.",
+        ),
+        (
+            "Accounting assumptions",
+            "Each example is included in each step's batch independently with probability q "
+            "(Poisson sampling, as Opacus's DPDataLoader does). If batches were shuffled or "
+            "of fixed size instead, these figures do not apply. Per-example gradients are "
+            "clipped to max_grad_norm and Gaussian noise of standard deviation "
+            "sigma * max_grad_norm is added to their sum at every step.",
+        ),
+        (
+            "What secure aggregation adds",
+            "The server sees only the sum of the updates of a round's surviving clients, never "
+            "one client's update (against an honest-but-curious server colluding with fewer "
+            "than the threshold of clients). This is a separate, cryptographic protection: "
+            "the epsilon above does not count on it and claims no amplification from it.",
+        ),
+        (
+            "Transparency",
+            f"secureagg {__version__}, opacus {_version('opacus')}, dp-accounting "
+            f"{_version('dp-accounting')}; rerun `secureagg audit LEDGER.json` to reproduce "
+            "every figure from the ledger.",
+        ),
+    ]
+
+
+def client_statement(audit: LedgerAudit, client: ClientAudit) -> str:
+    """The formal (epsilon, delta) statement for one client, in one paragraph."""
+    others = ", ".join(
+        f"{_NAMES[a]} {_fmt(v)}" for a, v in client.final.items() if a != audit.reference
+    )
+    budget = (
+        "no budget was set"
+        if client.budget_epsilon is None
+        else f"its budget is epsilon {client.budget_epsilon:g} ({client.status})"
+    )
+    return (
+        f"Client {client.client_id}'s training is ({_fmt(client.spent)}, {client.delta:g})-DP "
+        f"({_NAMES[audit.reference]}) with respect to adding or removing one example of its "
+        f"data, composed over {client.total_steps} DP-SGD steps in "
+        f"{client.participated_rounds} of {len(client.rounds)} recorded rounds "
+        f"(sample rates {client.sample_rates}, noise multipliers {client.noise_multipliers}, "
+        f"clipping norms {client.max_grad_norms}); the other accountants give {others}; "
+        f"{budget}."
+    )
