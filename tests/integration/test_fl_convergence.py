@@ -1,0 +1,73 @@
+"""Federated DP + secure aggregation learns sklearn's digits about as well as plain FedAvg."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from secureagg.fl import FederatedResult, SecureAggConfig, run_federated
+from secureagg.privacy import PrivacyConfig, PrivacyLedger
+
+# Stated setting: 5 clients (~287 examples each), 15 rounds, 1 local epoch, expected batch
+# 128 (Poisson), noise 3.0, per-example clip 1.0, update L2 clip 10.0, delta 1e-5:
+# epsilon 3.72 per client (Opacus RDP). Over seeds 0-3 the gap to plain FedAvg measured
+# 0.3, 3.9, 3.9 and 1.7 points; this test runs seed 0.
+EPSILON_STATED = 3.72
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _federation(dp: bool) -> FederatedResult:
+    x, y = load_digits(return_X_y=True)
+    xt = torch.tensor(x / 16.0, dtype=torch.float32)
+    yt = torch.tensor(y)
+    perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(0))
+    test, train = perm[:360], perm[360:]
+    loaders = {
+        i + 1: DataLoader(TensorDataset(xt[p], yt[p]), batch_size=128, shuffle=True)
+        for i, p in enumerate(np.array_split(train.numpy(), 5))
+    }
+
+    def accuracy(model: nn.Module) -> float:
+        return float((model(xt[test]).argmax(1) == yt[test]).float().mean())
+
+    return run_federated(
+        lambda: nn.Sequential(nn.Linear(64, 10)),
+        loaders,
+        rounds=15,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=3.0),
+        privacy=PrivacyConfig(noise_multiplier=3.0, max_grad_norm=1.0, update_clip=10.0)
+        if dp
+        else None,
+        secure=SecureAggConfig() if dp else None,
+        evaluate=accuracy,
+        ledger=PrivacyLedger(accountants=("opacus_rdp",)) if dp else None,
+        seed=0,
+    )
+
+
+def test_dp_secure_run_is_within_5_points_of_the_plain_run() -> None:
+    private = _federation(dp=True)
+    plain = _federation(dp=False)
+    acc_private = private.rounds[-1].accuracy
+    acc_plain = plain.rounds[-1].accuracy
+    assert acc_private is not None and acc_plain is not None
+    eps = max(private.rounds[-1].epsilon.values())
+    print(f"digits: DP+secure {acc_private:.3f} vs plain {acc_plain:.3f} at epsilon {eps:.2f}")
+    assert acc_plain > 0.9  # the task is learnt at all
+    assert acc_private >= acc_plain - 0.05
+    assert eps == pytest.approx(EPSILON_STATED, abs=0.01)
+    assert all(m.max_abs_error <= m.error_bound for m in private.rounds)
+    assert all(m.members == [1, 2, 3, 4, 5] for m in private.rounds)
