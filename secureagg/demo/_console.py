@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 __all__ = ["LiveProgress", "summary_tables"]
 
@@ -23,11 +23,14 @@ class LiveProgress:
 
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.fields[phase]:<16}"),
-            BarColumn(bar_width=24),
+            TextColumn("[bold]{task.fields[phase]}", table_column=Column(width=16, no_wrap=True)),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn(
+                "{task.fields[detail]}",
+                table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+            ),
             console=console,
             disable=not enabled,
             transient=False,
@@ -48,6 +51,8 @@ class LiveProgress:
 
     def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
         """Update (or start) the bar of ``phase``."""
+        if detail.startswith("round ") and ": " in detail:
+            detail = detail.split(": ", 1)[1]  # the bar already counts rounds
         if phase not in self._tasks:
             self._tasks[phase] = self._progress.add_task(
                 "", total=total, phase=_PHASES.get(phase, phase), detail=detail
@@ -68,7 +73,7 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
     head.add_column("baseline", justify="right")
     head.add_row("test accuracy", _pct(s["final_accuracy"]), _pct(s["baseline_final_accuracy"]))
     head.add_row(
-        f"max epsilon (delta {p['delta']:g}, {p['accountant']})", f"{s['max_epsilon']:.3g}", "-"
+        f"max epsilon (delta {p['delta']:g}, {p['accountant']})", f"{s['max_epsilon']:.2f}", "-"
     )
     ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
     head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
@@ -90,7 +95,7 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
             cid,
             str(info["examples"]),
             "/".join(str(n) for n in info["label_counts"]),
-            f"{p['epsilon'][cid]:.3g}",
+            f"{p['epsilon'][cid]:.2f}",
             "-" if kib is None else f"{kib / 1024:.1f}",
             "-" if ms is None else f"{ms:.0f}",
             f"{in_sum}/{len(rounds)}",

@@ -160,7 +160,7 @@ def test_console_tables_show_private_vs_baseline(written: tuple[Path, dict[str, 
     text = console.export_text()
     assert "test accuracy" in text and "max epsilon" in text and "within bound" in text
     for cid in report["data"]["clients"]:
-        assert f"{report['privacy']['epsilon'][cid]:.3g}" in text
+        assert f"{report['privacy']['epsilon'][cid]:.2f}" in text
 
 
 def test_same_seed_reproduces_the_run(run: DemoResult) -> None:
