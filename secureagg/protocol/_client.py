@@ -41,7 +41,7 @@ from secureagg.protocol._client_state import (
     Signed,
 )
 from secureagg.protocol._codec import decode, encode
-from secureagg.protocol._commitment import seed_commitment
+from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
 from secureagg.protocol._messages import (
@@ -153,7 +153,7 @@ class ClientSession:
         if getattr(msg, "recipient", None) != self.client_id:
             self._abort(f"{type(msg).__name__} is not a server message addressed to this client")
         if isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
-            return self._on_keys(state, msg)
+            return self._on_keys(state, msg, keys_digest(data))
         if isinstance(msg, SharesDelivery) and isinstance(state, SharesSent):
             return self._on_shares(state, msg)
         if self.config.signed:
@@ -172,7 +172,7 @@ class ClientSession:
         self._input = None
         raise RoundAborted(f"client {self.client_id} refused: {reason}")
 
-    def _on_keys(self, state: Advertised, msg: KeysBroadcast) -> bytes:
+    def _on_keys(self, state: Advertised, msg: KeysBroadcast, digest: bytes) -> bytes:
         cfg, u = self.config, self.client_id
         entries = {e.client: e for e in msg.entries}
         own = entries.get(u)
@@ -209,7 +209,7 @@ class ClientSession:
         s_pks = {v: entries[v].s_pk for v in u1}
         self._state = SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
         commitment = seed_commitment(cfg.round_id, u, seed)
-        return encode(ShareKeys(cfg.round_id, u, commitment, tuple(ciphertexts)))
+        return encode(ShareKeys(cfg.round_id, u, commitment, digest, tuple(ciphertexts)))
 
     def _on_shares(self, state: SharesSent, msg: SharesDelivery) -> bytes:
         cfg, u = self.config, self.client_id

@@ -94,7 +94,7 @@ def encode(msg: Message) -> bytes:
         return _header(2, msg.round_id, msg.recipient) + u32(len(msg.entries)) + body
     if isinstance(msg, ShareKeys):
         head = _header(3, msg.round_id, msg.sender)
-        return head + msg.seed_commitment + _pairs(msg.ciphertexts)
+        return head + msg.seed_commitment + msg.keys_digest + _pairs(msg.ciphertexts)
     if isinstance(msg, SharesDelivery):
         return _header(4, msg.round_id, msg.recipient) + _pairs(msg.ciphertexts)
     if isinstance(msg, MaskedInput):
@@ -159,7 +159,8 @@ def _keys(r: Reader, rid: bytes, party: int) -> Message:
 
 def _share_keys(r: Reader, rid: bytes, party: int) -> Message:
     commitment = r.take(COMMITMENT_SIZE)
-    return ShareKeys(rid, party, commitment, _read_pairs(r, CIPHERTEXT_SIZE))
+    digest = r.take(COMMITMENT_SIZE)
+    return ShareKeys(rid, party, commitment, digest, _read_pairs(r, CIPHERTEXT_SIZE))
 
 
 def _delivery(r: Reader, rid: bytes, party: int) -> Message:

@@ -5,10 +5,16 @@ from __future__ import annotations
 import hashlib
 import struct
 
-__all__ = ["COMMITMENT_SIZE", "seed_commitment"]
+__all__ = ["COMMITMENT_SIZE", "keys_digest", "seed_commitment"]
 
 COMMITMENT_SIZE = 32
 _LABEL = b"secureagg/v1/self-mask-commitment"
+_KEYS_LABEL = b"secureagg/v1/keys-digest"
+
+
+def keys_digest(keys_broadcast: bytes) -> bytes:
+    """SHA-256(label || the KeysBroadcast bytes): both sides compute it over the same bytes."""
+    return hashlib.sha256(_KEYS_LABEL + keys_broadcast).digest()
 
 
 def seed_commitment(round_id: bytes, client: int, seed: bytes) -> bytes:

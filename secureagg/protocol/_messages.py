@@ -61,15 +61,17 @@ class KeysBroadcast:
 
 @dataclass(frozen=True, slots=True)
 class ShareKeys:
-    """Stage 1, client -> server: a commitment to b_u, and (recipient, ciphertext) pairs.
+    """Stage 1, client -> server: commitments, and (recipient, ciphertext) pairs.
 
-    Each ciphertext holds the recipient's shares of s_sk_u and b_u; the commitment lets the
-    server check a rebuilt b_u (see docs/protocol.md).
+    Each ciphertext holds the recipient's shares of s_sk_u and b_u. ``seed_commitment`` lets
+    the server check a rebuilt b_u; ``keys_digest`` is the digest of the KeysBroadcast the
+    client received, so the server knows the client masks with the keys it was sent.
     """
 
     round_id: bytes
     sender: int
     seed_commitment: bytes
+    keys_digest: bytes
     ciphertexts: tuple[tuple[int, bytes], ...]
 
 

@@ -19,7 +19,7 @@ from secureagg.hazmat import (
     zeros,
 )
 from secureagg.protocol._codec import decode, encode
-from secureagg.protocol._commitment import seed_commitment
+from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._messages import (
     AdvertiseKeys,
@@ -168,6 +168,8 @@ class ServerSession:
         expected = sorted(self.config.graph.neighbours(msg.sender) & state.u1.keys())
         if [v for v, _ in msg.ciphertexts] != expected:
             return "shares not addressed to exactly its neighbours in U1"
+        if not hmac.compare_digest(msg.keys_digest, state.sent_keys[msg.sender]):
+            return "it received other keys than the server sent"
         state.inbox[msg.sender] = msg.ciphertexts
         state.commitments[msg.sender] = msg.seed_commitment
         return None
@@ -257,7 +259,7 @@ class ServerSession:
             members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
             entries = tuple(u1[v] for v in members)
             out[u] = encode(KeysBroadcast(cfg.round_id, u, entries))
-        self._state = CollectShares(u1)
+        self._state = CollectShares(u1, {u: keys_digest(data) for u, data in out.items()})
         return out
 
     def _close_shares(self, state: CollectShares) -> dict[int, bytes]:

@@ -63,6 +63,7 @@ class CollectKeys:
 @dataclass(slots=True)
 class CollectShares:
     u1: dict[int, KeyEntry]
+    sent_keys: dict[int, bytes]  # digest of the KeysBroadcast each client was sent
     inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
     commitments: dict[int, bytes] = field(default_factory=dict)
 

@@ -42,7 +42,7 @@ def samples() -> list[object]:
         AdvertiseKeys(RID, 3, K1, K2, SIG),
         KeysBroadcast(RID, 2, (KeyEntry(1, K1, K2), KeyEntry(2, K2, K1, SIG))),
         KeysBroadcast(RID, 2, ()),
-        ShareKeys(RID, 1, b"\x03" * 32, ((2, CT), (9, CT))),
+        ShareKeys(RID, 1, b"\x03" * 32, b"\x04" * 32, ((2, CT), (9, CT))),
         SharesDelivery(RID, 9, ((1, CT),)),
         MaskedInput(RID, 4, (), vec16),
         MaskedInput(RID, 4, (2, 3), vec64),
@@ -94,7 +94,7 @@ def test_ids_must_be_sorted_and_unique() -> None:
         bad = head + struct.pack(">I", 2) + struct.pack(">2I", *ids)
         with pytest.raises(DecodeError, match="increasing"):
             decode(bad)
-    pairs = encode(ShareKeys(RID, 1, b"\x03" * 32, ((2, CT), (3, CT))))
+    pairs = encode(ShareKeys(RID, 1, b"\x03" * 32, b"\x04" * 32, ((2, CT), (3, CT))))
     swapped = pairs.replace(struct.pack(">I", 2) + CT, struct.pack(">I", 4) + CT)
     with pytest.raises(DecodeError):
         decode(swapped)

@@ -243,21 +243,22 @@ def test_client_treats_failed_shares_as_that_sender_dropping() -> None:
 # -- fuzzing --------------------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EDITS = st.one_of(
+    st.binary(max_size=80).map(lambda junk: lambda b: junk),
+    st.integers(0, 400).map(lambda cut: lambda b: b[: min(cut, len(b) - 1)]),
+    st.tuples(st.integers(0, 10**6), st.integers(1, 255)).map(
+        lambda p: (
+            lambda b: b[: p[0] % len(b)] + bytes([b[p[0] % len(b)] ^ p[1]]) + b[p[0] % len(b) + 1 :]
+        )
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stage=st.sampled_from([Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK]),
     victim=st.sampled_from(IDS),
-    edit=st.one_of(
-        st.binary(max_size=80).map(lambda junk: lambda b: junk),
-        st.integers(0, 400).map(lambda cut: lambda b: b[: min(cut, len(b) - 1)]),
-        st.tuples(st.integers(0, 10**6), st.integers(1, 255)).map(
-            lambda p: (
-                lambda b: (
-                    b[: p[0] % len(b)] + bytes([b[p[0] % len(b)] ^ p[1]]) + b[p[0] % len(b) + 1 :]
-                )
-            )
-        ),
-    ),
+    edit=EDITS,
 )
 def test_server_never_crashes_on_mangled_messages(
     stage: Stage, victim: int, edit: Callable[[bytes], bytes]
@@ -290,6 +291,24 @@ def test_server_never_crashes_on_mangled_messages(
     if victim in res.survivors:
         want = want + shift
     assert np.array_equal(res.total, want)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stage=st.sampled_from([Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK]),
+    victim=st.sampled_from(IDS),
+    edit=EDITS,
+)
+def test_mangled_server_messages_give_the_exact_sum_or_a_clean_abort(
+    stage: Stage, victim: int, edit: Callable[[bytes], bytes]
+) -> None:
+    """A server message damaged on its way: the client refuses or the sender counts as lost."""
+    xs = inputs()
+    try:
+        res = run_round(make_config(), xs, to_client=tamper(victim, stage, edit))
+    except RoundAborted:
+        return
+    assert np.array_equal(res.total, expected(xs, res.survivors))
 
 
 def test_server_ignores_garbage_in_every_state() -> None:
