@@ -185,19 +185,7 @@ def _record(
         assert isinstance(trainer, PrivateTrainer)
         reason = out.dropped.get(cid)
         code = None if reason is None else ("budget" if reason == "budget" else "dropout")
-        ledger.record(
-            cid,
-            rnd,
-            participated=cid in out.members,
-            steps=0 if code == "budget" else trainer.last_steps,
-            sample_rate=trainer.sample_rate,
-            noise_multiplier=trainer.noise_multiplier,
-            max_grad_norm=trainer.max_grad_norm,
-            delta=trainer.delta,
-            grad_sample_mode=trainer.grad_sample_mode,
-            budget_epsilon=trainer.budget_epsilon,
-            reason=code if cid not in out.members else None,
-        )
+        trainer.record_round(ledger, cid, rnd, participated=cid in out.members, reason=code)
     if ledger.path is not None:
         ledger.save()
 

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from secureagg._exceptions import BudgetExhaustedError, ConfigError
+from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
 from secureagg.privacy._loaders import check_loader, check_model, check_optimizer, mark_owned
 from secureagg.privacy._modes import choose_mode
 from secureagg.privacy._privacy_config import PrivacyConfig
@@ -268,6 +269,30 @@ class PrivateTrainer:
     def can_train(self) -> bool:
         """False when the next round would exceed ``budget_epsilon``."""
         return self.budget_epsilon is None or self.next_round_epsilon() <= self.budget_epsilon
+
+    def record_round(
+        self,
+        ledger: PrivacyLedger,
+        client_id: int,
+        round: int,
+        *,
+        participated: bool = True,
+        reason: str | None = None,
+    ) -> RoundRecord:
+        """Write this round into ``ledger``: the last round's steps, or none if it declined."""
+        return ledger.record(
+            client_id,
+            round,
+            participated=participated,
+            steps=0 if reason == "budget" else self.last_steps,
+            sample_rate=self.sample_rate,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            delta=self.delta,
+            grad_sample_mode=self.grad_sample_mode,
+            budget_epsilon=self.budget_epsilon,
+            reason=None if participated else reason,
+        )
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
         """Load ``global_state``, train one round privately, return local minus global."""
