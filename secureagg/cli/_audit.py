@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,64 @@ def noise(
         )
         table.add_row(name, f"{z:.4f}")
     _console().print(table)
+
+
+@audit.command(context_settings=_CTX)
+@click.option("--canaries", "-m", type=int, default=1000, show_default=True, help="Canaries m.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="Training epochs.")
+@click.option(
+    "--noise-multiplier", "-z", type=float, default=1.0, show_default=True, help="DP-SGD noise."
+)
+@click.option(
+    "--sample-rate", "-q", type=float, default=0.05, show_default=True, help="Poisson rate."
+)
+@click.option("--learning-rate", type=float, default=2.0, show_default=True, help="SGD step.")
+@click.option("--delta", "-d", type=float, default=1e-5, show_default=True, help="Delta.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of coins and noise.")
+@click.option(
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Also run the same setup with the noise off.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("audit-report"),
+    show_default=True,
+    help="Folder for empirical.json and empirical.md.",
+)
+def empirical(
+    canaries: int,
+    epochs: int,
+    noise_multiplier: float,
+    sample_rate: float,
+    learning_rate: float,
+    delta: float,
+    seed: int,
+    compare: bool,
+    out: Path,
+) -> None:
+    """One-run empirical lower bound on epsilon (Steinke, Nasr & Jagielski 2023)."""
+    from secureagg.cli._report_audit import print_empirical, write_empirical
+    from secureagg.privacy.audit import EmpiricalConfig, run_empirical_audit
+
+    config = EmpiricalConfig(
+        canaries=canaries,
+        epochs=epochs,
+        noise_multiplier=noise_multiplier,
+        sample_rate=sample_rate,
+        learning_rate=learning_rate,
+        delta=delta,
+        seed=seed,
+    )
+    configs = [config]
+    if compare and noise_multiplier > 0:
+        configs.append(dataclasses.replace(config, noise_multiplier=0.0))
+    console = _console()
+    runs = []
+    for cfg in configs:
+        with console.status(f"training with {cfg.canaries} canaries, noise {cfg.noise_multiplier}"):
+            runs.append(run_empirical_audit(cfg))
+    print_empirical(console, runs)
+    console.print("wrote " + ", ".join(str(p) for p in write_empirical(runs, out).values()))

@@ -1,6 +1,12 @@
 """Privacy audits: recompute a ledger with every accountant, and an empirical lower bound."""
 
 from secureagg.privacy.audit._bound import epsilon_lower_bound, p_value
+from secureagg.privacy.audit._empirical import (
+    EmpiricalAudit,
+    EmpiricalConfig,
+    GuessResult,
+    run_empirical_audit,
+)
 from secureagg.privacy.audit._ledger_audit import (
     AGREEING_PAIRS,
     CHEAP_ACCOUNTANTS,
@@ -17,6 +23,9 @@ __all__ = [
     "CHEAP_ACCOUNTANTS",
     "ClientAudit",
     "Disagreement",
+    "EmpiricalAudit",
+    "EmpiricalConfig",
+    "GuessResult",
     "LedgerAudit",
     "RoundAudit",
     "audit_ledger",
@@ -24,4 +33,5 @@ __all__ = [
     "common_statement",
     "epsilon_lower_bound",
     "p_value",
+    "run_empirical_audit",
 ]
