@@ -96,6 +96,11 @@ class DemoConfig:
         _real("clip_norm", self.clip_norm, low=0.0, high=1e6, open_low=True)
         _real("update_clip", self.update_clip, low=0.0, high=1e6, open_low=True)
         _real("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
+        if self.dropout_rate > 0 and self.clients < 4:
+            raise ConfigError(
+                f"with dropouts, {self.clients} clients cannot finish a round (the survivors "
+                "keep too few neighbours): use 4 or more clients, or --dropout-rate 0"
+            )
         _real("corrupt_fraction", self.corrupt_fraction, low=0.0, high=0.5)
         _int("frac_bits", self.frac_bits, 1, 40)
         _int("hidden", self.hidden, 0, 4096)

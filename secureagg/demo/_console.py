@@ -75,8 +75,11 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
     head.add_row(
         f"max epsilon (delta {p['delta']:g}, {p['accountant']})", f"{s['max_epsilon']:.2f}", "-"
     )
-    ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
-    head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
+    if s["all_rounds_within_bound"] is None:
+        head.add_row("max |recovered - true|", "[red]no round completed[/]", "-")
+    else:
+        ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
+        head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
     head.add_row(
         "rounds with a dropout / aborted", f"{s['dropout_rounds']} / {s['aborted_rounds']}", "-"
     )

@@ -64,6 +64,18 @@ def plot_epsilon(report: dict[str, Any], path: Path) -> None:
     for i, cid in enumerate(sorted(report["data"]["clients"], key=int)):
         y = [r["epsilon"].get(cid, np.nan) for r in rounds]
         ax.plot(x, y, styles[i % len(styles)], lw=1.4, label=f"client {cid}")
+    finals = {round(v, 9) for v in priv["epsilon"].values()}
+    if len(finals) == 1 and len(priv["epsilon"]) > 1:
+        ax.text(
+            0.98,
+            0.04,
+            "every client took the same steps (same sample rate and noise):\nthe lines coincide",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="0.35",
+        )
     target = report["config"].get("target_epsilon")
     if target is not None:
         ax.axhline(target, color="0.3", lw=0.8, ls=":", label=f"target {target:g}")

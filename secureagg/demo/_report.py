@@ -24,6 +24,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _verdict(ok: bool | None) -> str:
+    return "no round completed" if ok is None else ("yes" if ok else "NO")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """report.md: the story of the run, with the plots embedded."""
     s, p, sa, d = report["summary"], report["privacy"], report["secure_aggregation"], report["data"]
@@ -47,7 +51,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| epsilon per client (max, delta {p['delta']:g}) | {s['max_epsilon']:.3g} "
         "| none (no DP) |",
         f"| largest recovered-vs-true error | {s['max_abs_error']:.3g} "
-        f"(all rounds within bound: {'yes' if s['all_rounds_within_bound'] else 'NO'}) | - |",
+        f"(all rounds within bound: {_verdict(s['all_rounds_within_bound'])}) | - |",
         f"| rounds with a dropout / aborted | {s['dropout_rounds']} / {s['aborted_rounds']} | - |",
         f"| wall time | {s['seconds']['private']:.1f} s | {s['seconds']['baseline']:.1f} s |",
         "",

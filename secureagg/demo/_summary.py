@@ -189,7 +189,7 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             else 100.0 * (base_final - final),
             "max_epsilon": max(eps.values()),
             "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
-            "all_rounds_within_bound": all(r["within_bound"] for r in done),
+            "all_rounds_within_bound": all(r["within_bound"] for r in done) if done else None,
             "dropout_rounds": sum(
                 1 for r in rounds if any(w.startswith("dropout") for w in r["dropped"].values())
             ),

@@ -13,6 +13,7 @@ from secureagg.demo import DemoConfig, choose_graph
 BAD: list[tuple[dict[str, Any], str]] = [
     ({"clients": 0}, "clients must be in \\[3, 1000\\], got 0"),
     ({"clients": 2}, "clients must be"),
+    ({"clients": 3}, "with dropouts, 3 clients cannot finish a round"),
     ({"rounds": 0}, "rounds must be"),
     ({"local_epochs": -1}, "local_epochs must be"),
     ({"noise_multiplier": -1.0, "target_epsilon": None}, "noise_multiplier must be in"),
@@ -57,6 +58,10 @@ def test_defaults_are_valid_and_private() -> None:
     assert config.target_epsilon is not None and config.target_epsilon <= 8
     assert config.delta == 1e-5
     assert config.dropout_rate == 1.0  # one client drops every round by default
+
+
+def test_three_clients_need_dropouts_off() -> None:
+    assert DemoConfig(clients=3, dropout_rate=0.0).validate().clients == 3
 
 
 def test_complete_graph_uses_a_majority_threshold() -> None:
