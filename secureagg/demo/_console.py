@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from secureagg.demo._summary import epsilon_text
+
 __all__ = ["LiveProgress", "summary_tables"]
 
 _PHASES = {
@@ -73,7 +75,9 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
     head.add_column("baseline", justify="right")
     head.add_row("test accuracy", _pct(s["final_accuracy"]), _pct(s["baseline_final_accuracy"]))
     head.add_row(
-        f"max epsilon (delta {p['delta']:g}, {p['accountant']})", f"{s['max_epsilon']:.2f}", "-"
+        f"max epsilon (delta {p['delta']:g}, {p['accountant']})",
+        epsilon_text(s["max_epsilon"]),
+        "-",
     )
     if s["all_rounds_within_bound"] is None:
         head.add_row("max |recovered - true|", "[red]no round completed[/]", "-")
@@ -81,7 +85,9 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
         ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
         head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
     head.add_row(
-        "rounds with a dropout / aborted", f"{s['dropout_rounds']} / {s['aborted_rounds']}", "-"
+        "rounds missing a dropped update / aborted",
+        f"{s['dropout_rounds']} / {s['aborted_rounds']}",
+        "-",
     )
     head.add_row(
         "wall time", f"{s['seconds']['private']:.1f} s", f"{s['seconds']['baseline']:.1f} s"
@@ -98,7 +104,7 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
             cid,
             str(info["examples"]),
             "/".join(str(n) for n in info["label_counts"]),
-            f"{p['epsilon'][cid]:.2f}",
+            epsilon_text(p["epsilon"][cid]),
             "-" if kib is None else f"{kib / 1024:.1f}",
             "-" if ms is None else f"{ms:.0f}",
             f"{in_sum}/{len(rounds)}",

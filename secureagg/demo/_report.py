@@ -11,7 +11,7 @@ from typing import Any
 from secureagg._exceptions import ConfigError
 from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import build_report
+from secureagg.demo._summary import build_report, epsilon_text
 
 __all__ = ["LEDGER_FILE", "REPORT_FILES", "render_markdown", "write_report"]
 
@@ -48,11 +48,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- |",
         f"| final test accuracy | {_pct(s['final_accuracy'])} "
         f"| {_pct(s['baseline_final_accuracy'])} |",
-        f"| epsilon per client (max, delta {p['delta']:g}) | {s['max_epsilon']:.3g} "
+        f"| epsilon per client (max, delta {p['delta']:g}) | {epsilon_text(s['max_epsilon'])} "
         "| none (no DP) |",
         f"| largest recovered-vs-true error | {s['max_abs_error']:.3g} "
         f"(all rounds within bound: {_verdict(s['all_rounds_within_bound'])}) | - |",
-        f"| rounds with a dropout / aborted | {s['dropout_rounds']} / {s['aborted_rounds']} | - |",
+        f"| rounds missing a dropped update / aborted | {s['dropout_rounds']} / "
+        f"{s['aborted_rounds']} | - |",
         f"| wall time | {s['seconds']['private']:.1f} s | {s['seconds']['baseline']:.1f} s |",
         "",
         "## Privacy guarantee",
@@ -90,8 +91,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         kib_text = "-" if kib is None else f"{kib / 1024:.1f}"
         ms_text = "-" if ms is None else f"{ms:.0f}"
         lines.append(
-            f"| {cid} | {info['examples']} | {info['label_counts']} | {p['epsilon'][cid]:.3g} | "
-            f"{kib_text} | {ms_text} |"
+            f"| {cid} | {info['examples']} | {info['label_counts']} | "
+            f"{epsilon_text(p['epsilon'][cid])} | {kib_text} | {ms_text} |"
         )
     lines += [
         "",

@@ -12,7 +12,14 @@ from secureagg._version import __version__
 from secureagg.demo._run import DemoResult
 from secureagg.privacy import PrivacyLedger
 
-__all__ = ["ACCOUNTANT", "SCHEMA", "SCHEMA_VERSION", "build_report", "guarantee_text"]
+__all__ = [
+    "ACCOUNTANT",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "build_report",
+    "epsilon_text",
+    "guarantee_text",
+]
 
 SCHEMA = "secureagg.demo-report"
 SCHEMA_VERSION = 1
@@ -25,6 +32,13 @@ _ACCOUNTANT_NAMES = {
     "dpa_rdp": "Google dp-accounting RDP accountant",
     "dpa_pld": "Google dp-accounting PLD accountant",
 }
+
+
+def epsilon_text(eps: float) -> str:
+    """Epsilon for people: rounded up (never down) to two decimals."""
+    if not math.isfinite(eps):
+        return "inf"
+    return f"{math.ceil(eps * 100 - 1e-9) / 100:.2f}"
 
 
 def _round_epsilon(ledger: PrivacyLedger, rnd: int) -> dict[str, float]:
@@ -68,7 +82,7 @@ def guarantee_text(result: DemoResult) -> str:
     for name in ("opacus_prv", "dpa_rdp", "dpa_pld"):
         vals = [ledger.latest_epsilon(c, name) for c in ledger.clients()]
         if vals:
-            others.append(f"{_ACCOUNTANT_NAMES[name]}: {max(vals):.3g}")
+            others.append(f"{_ACCOUNTANT_NAMES[name]}: {epsilon_text(max(vals))}")
     last = {c: ledger.records(c)[-1] for c in ledger.clients()}
     sigmas = sorted({round(r.noise_multiplier, 4) for r in last.values()})
     rates = sorted({round(r.sample_rate, 4) for r in last.values()})
@@ -77,23 +91,26 @@ def guarantee_text(result: DemoResult) -> str:
         if cfg.target_epsilon is not None
         else f"noise multiplier {cfg.noise_multiplier:g} fixed by the user"
     )
+    full = " (full batch)" if rates == [1.0] else ""
+    eps_text = epsilon_text(worst)
     return (
-        f"Every client's training is ({worst:.3g}, {cfg.delta:g})-differentially private at "
-        f"the example level: for each of the {len(eps)} simulated hospitals, adding or removing "
-        f"one of its patients' records changes the distribution of everything that client "
-        f"released over all {cfg.rounds} rounds by at most epsilon = {worst:.3g} (the largest "
-        f"client's figure) except with probability delta = {cfg.delta:g}. The figure is the "
+        f"Every client's training is ({eps_text}, {cfg.delta:g})-differentially private at the "
+        f"example level: for each of the {len(eps)} simulated hospitals, adding or removing one "
+        f"of its patients' records changes the distribution of everything that client released "
+        f"over all {cfg.rounds} rounds by at most epsilon = {eps_text} (the largest client's "
+        f"figure) except with probability delta = {cfg.delta:g}. The figure is the "
         f"{_ACCOUNTANT_NAMES[ACCOUNTANT]}, converted to (epsilon, delta), over each client's "
         f"whole history of DP-SGD steps as recorded in ledger.json: per-example gradients "
         f"clipped to L2 norm {cfg.clip_norm:g}, Gaussian noise with multiplier "
-        f"{', '.join(f'{s:g}' for s in sigmas)} ({calibration}), Poisson sampling at rate "
-        f"{', '.join(f'{q:g}' for q in rates)}, {cfg.local_epochs} local epoch(s) per round; a "
-        f"client that trained and then dropped out is charged for that round. For comparison "
-        f"({', '.join(others)}). The guarantee does not count secure aggregation: masking "
-        f"additionally hides each update from the server, which sees only the survivors' sum, "
-        f"but epsilon holds even against a server that saw every update. Outside the guarantee: "
-        f"the features are standardised with the pooled training mean and deviation, and "
-        f"hyperparameters were chosen by the developers, not tuned on the clients' data."
+        f"{', '.join(f'{z:g}' for z in sigmas)} ({calibration}), Poisson sampling at rate "
+        f"{', '.join(f'{q:g}' for q in rates)}{full}, {cfg.local_epochs} local epoch(s) per "
+        f"round; a client that trained and then dropped out is charged for that round. For "
+        f"comparison: {'; '.join(others)}. The guarantee does not count secure aggregation: "
+        f"masking additionally hides each update from the server, which sees only the "
+        f"survivors' sum, but epsilon holds even against a server that saw every update. "
+        f"Outside the guarantee: the features are standardised with the pooled training mean "
+        f"and deviation, and the hyperparameters were picked by the developers on this public "
+        f"dataset; neither choice is accounted for."
     )
 
 

@@ -22,6 +22,7 @@ from secureagg.demo import (
     write_report,
 )
 from secureagg.demo._console import summary_tables
+from secureagg.demo._summary import epsilon_text
 from secureagg.privacy import PrivacyLedger
 
 SMALL = DemoConfig(clients=4, rounds=2, seed=5)
@@ -160,7 +161,7 @@ def test_console_tables_show_private_vs_baseline(written: tuple[Path, dict[str, 
     text = console.export_text()
     assert "test accuracy" in text and "max epsilon" in text and "within bound" in text
     for cid in report["data"]["clients"]:
-        assert f"{report['privacy']['epsilon'][cid]:.2f}" in text
+        assert epsilon_text(report["privacy"]["epsilon"][cid]) in text
 
 
 def test_same_seed_reproduces_the_run(run: DemoResult) -> None:
