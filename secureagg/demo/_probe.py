@@ -1,8 +1,9 @@
 """An independent check of each round: the plain average of the survivors' updates.
 
 run_federated reports ``max_abs_error`` itself; the probe recomputes the true side from the
-clients' own models (it keeps the models the run builds through ``model_fn``) and the
-recovered side from the change of the global model, for the report's scatter plot.
+clients' own models (it keeps the models the run builds through ``model_fn``; after a round
+each client's model still holds its local weights) and the recovered side from the change
+of the global model, for the report's scatter plot.
 """
 
 from __future__ import annotations
@@ -42,62 +43,59 @@ class RoundCheck:
 class SumProbe:
     """Wraps ``model_fn``; call :meth:`after_round` with the global model after every round.
 
-    The first model built is the global one, the next ones the clients' in ascending id
-    order (how run_federated builds them); :meth:`checks` verifies that mapping.
+    Every model built through :meth:`model_fn` other than the global one belongs to a
+    client; :meth:`checks` maps them to client ids by identity (the trainers' ``model``).
     """
 
-    def __init__(
-        self, model_fn: Callable[[], nn.Module], client_ids: Sequence[int], update_clip: float
-    ) -> None:
+    def __init__(self, model_fn: Callable[[], nn.Module], update_clip: float) -> None:
         self._inner = model_fn
-        self._ids = sorted(client_ids)
         self._clip = update_clip
         self._models: list[nn.Module] = []
-        self._start: npt.NDArray[np.float32] | None = None
-        self._rounds: list[
-            tuple[
-                npt.NDArray[np.float32], npt.NDArray[np.float32], dict[int, npt.NDArray[np.float32]]
-            ]
-        ] = []
+        self._start: dict[int, npt.NDArray[np.float32]] = {}
+        self._global: nn.Module | None = None
+        self._rounds: list[list[npt.NDArray[np.float32]]] = []
 
     def model_fn(self) -> nn.Module:
         """Build a model with the wrapped builder and keep it."""
         model = self._inner()
-        if not self._models:
-            self._start = _vector(model)
+        self._start[len(self._models)] = _vector(model)
         self._models.append(model)
         return model
 
     def after_round(self, global_model: nn.Module) -> None:
-        """Record the global model and every client's local model after a round."""
-        if len(self._models) != len(self._ids) + 1 or global_model is not self._models[0]:
-            raise ConfigError("internal: the probe cannot map models to clients")
-        assert self._start is not None
-        before = self._start if not self._rounds else self._rounds[-1][1]
-        after = _vector(global_model)
-        local = {
-            cid: _vector(m) - before for cid, m in zip(self._ids, self._models[1:], strict=True)
-        }
-        self._rounds.append((before, after, local))
+        """Record every model's parameters after a round."""
+        if self._global is None:
+            self._global = global_model
+        if global_model is not self._global:
+            raise ConfigError("internal: the probe was handed two different global models")
+        self._rounds.append([_vector(m) for m in self._models])
 
     def checks(
-        self, members: Sequence[Sequence[int]], examples: Mapping[int, int]
+        self,
+        members: Sequence[Sequence[int]],
+        examples: Mapping[int, int],
+        client_models: Mapping[int, nn.Module],
     ) -> list[RoundCheck]:
         """Per round, recovered (global change) and true (weighted plain average) vectors."""
         if len(members) != len(self._rounds):
             raise ConfigError("internal: the probe saw a different number of rounds")
+        index = {id(m): i for i, m in enumerate(self._models)}
+        if self._global is None or any(id(m) not in index for m in client_models.values()):
+            raise ConfigError("internal: the probe did not build every client's model")
+        g = index[id(self._global)]
+        slot = {cid: index[id(m)] for cid, m in client_models.items()}
         out: list[RoundCheck] = []
-        for (before, after, local), who in zip(self._rounds, members, strict=True):
-            recovered = after.astype(np.float64) - before.astype(np.float64)
-            if not who:
-                out.append(RoundCheck(recovered, np.zeros_like(recovered)))
-                continue
+        before = self._start[g]
+        for snap, who in zip(self._rounds, members, strict=True):
+            recovered = snap[g].astype(np.float64) - before.astype(np.float64)
             total = np.zeros_like(recovered)
             weight = 0
             for cid in who:
-                total += examples[cid] * self._clipped(local[cid]).astype(np.float64)
+                update = self._clipped(snap[slot[cid]] - before)
+                total += examples[cid] * update.astype(np.float64)
                 weight += examples[cid]
-            out.append(RoundCheck(recovered, total / weight))
+            out.append(RoundCheck(recovered, total / weight if weight else total))
+            before = snap[g]
         return out
 
     def _clipped(self, update: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -127,7 +127,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     tell("data", 1, 1, f"{len(data.clients)} clients, {data.y_test.shape[0]} held-out examples")
     evaluate = accuracy_on(data.x_test, data.y_test)
     build = model_factory(data.n_features, data.n_classes, config.hidden)
-    probe = SumProbe(build, sorted(data.clients), config.update_clip)
+    probe = SumProbe(build, config.update_clip)
 
     def optimizer_fn(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.learning_rate)
@@ -179,7 +179,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     )
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
-    checks = probe.checks([m.members for m in private.rounds], sizes)
+    models = {cid: trainer.model for cid, trainer in private.clients.items()}
+    checks = probe.checks([m.members for m in private.rounds], sizes, models)
     return DemoResult(
         config=config,
         data=data,
