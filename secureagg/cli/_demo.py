@@ -24,7 +24,11 @@ _D = DemoConfig()
     help="scikit-learn's bundled data: breast-cancer (569 patients) or digits (1797 images).",
 )
 @click.option(
-    "--clients", type=int, default=_D.clients, show_default=True, help="Simulated hospitals (>= 3)."
+    "--clients",
+    type=int,
+    default=_D.clients,
+    show_default=True,
+    help="Simulated hospitals (>= 4 with dropouts, else >= 3).",
 )
 @click.option("--rounds", type=int, default=_D.rounds, show_default=True, help="Federated rounds.")
 @click.option(
