@@ -18,7 +18,6 @@ from secureagg.privacy.accounting import (
     as_int,
     as_real,
     epsilon,
-    epsilons,
     step_problem,
 )
 
@@ -291,7 +290,7 @@ class PrivacyLedger:
             )
         step = Step(float(noise_multiplier), float(sample_rate), int(steps))
         history = [r.step for r in previous] + [step]
-        every = epsilons(history, float(delta))
+        figures = {name: epsilon(history, float(delta), name) for name in self.accountants}
         rec = RoundRecord(
             round=int(round),
             participated=participated,
@@ -303,7 +302,7 @@ class PrivacyLedger:
             delta=float(delta),
             grad_sample_mode=grad_sample_mode,
             budget_epsilon=None if budget_epsilon is None else float(budget_epsilon),
-            epsilon={name: every[name] for name in self.accountants},
+            epsilon=figures,
         )
         self._records.setdefault(cid, []).append(rec)
         return rec
