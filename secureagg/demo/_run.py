@@ -109,7 +109,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     """Train privately and securely across simulated hospitals, then the baseline.
 
     Both runs use the same split, loaders, model, optimiser, schedule and seed; the
-    baseline has no DP, no masking and no dropouts. ConfigError for a bad setting.
+    baseline has no DP (no clipping, no noise), no masking and no dropouts. ConfigError
+    for a bad setting.
     """
     config.validate()
     graph = choose_graph(config)
