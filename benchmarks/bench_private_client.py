@@ -1,0 +1,188 @@
+"""One client's local round: secureagg's PrivateTrainer against raw Opacus and plain training.
+
+Run: .venv/bin/python benchmarks/bench_private_client.py [--repeats N] [--threads T]
+
+For a 784-256-10 MLP and a small CNN (synthetic 28x28 data, 1024 examples, batch 64,
+one epoch = 16 steps) it prints the median time of one local round for:
+
+* non-private: the plain loop (shuffled DataLoader, same number of steps);
+* raw Opacus, defaults: ``PrivacyEngine().make_private(...)`` as documented (mode "hooks",
+  wrapped model), looping over its Poisson loader;
+* raw Opacus in the mode secureagg picks (same loop);
+* secureagg: ``PrivateTrainer.train_round`` (auto mode; includes loading the global
+  weights, the budget check and producing the flat update vector).
+
+Ratios: secureagg over raw Opacus in the same mode (target < 1.10) and secureagg over
+non-private (target for the MLP <= 5). All runs share this process and the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from secureagg.privacy import PrivateTrainer, choose_mode, parameters_of
+
+N, BATCH = 1024, 64
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5, 2),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5, 2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
+
+
+def data() -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(N, 1, 28, 28, generator=g), torch.randint(0, 10, (N,)))
+
+
+def plain_round(make: Callable[[], nn.Module], ds: TensorDataset) -> Callable[[], object]:
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = DataLoader(ds, batch_size=BATCH, shuffle=True)
+    crit = nn.CrossEntropyLoss()
+
+    def run() -> None:
+        for x, y in loader:
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+
+    return run
+
+
+def opacus_round(
+    make: Callable[[], nn.Module], ds: TensorDataset, mode: str | None
+) -> Callable[[], object]:
+    """Raw Opacus: ``mode`` None means every default (hooks, wrapped model)."""
+    from opacus import PrivacyEngine
+
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = DataLoader(ds, batch_size=BATCH)
+    crit = nn.CrossEntropyLoss()
+    engine = PrivacyEngine()
+    kwargs = {} if mode is None else {"grad_sample_mode": mode, "wrap_model": False}
+    out = engine.make_private(
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        criterion=crit,
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        **kwargs,
+    )
+    if mode == "ghost":
+        module, opt, crit, loader = out
+    else:
+        module, opt, loader = out
+    fwd = model if mode is not None else module
+
+    def run() -> None:
+        for x, y in loader:
+            opt.zero_grad()
+            crit(fwd(x), y).backward()
+            opt.step()
+
+    return run
+
+
+def secureagg_round(
+    make: Callable[[], nn.Module], ds: TensorDataset, mode: str = "auto"
+) -> Callable[[], object]:
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = PrivateTrainer(
+        model,
+        opt,
+        DataLoader(ds, batch_size=BATCH),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        grad_sample_mode=mode,
+    )
+    state = {k: v.clone() for k, v in parameters_of(model).items()}
+    return lambda: trainer.train_round(state)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Time each variant once per repeat, round-robin, so all see the same machine load."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def paired(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over repeats of the ratio a / b within the same repeat."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--quick", action="store_true", help="skip raw Opacus defaults on the MLP")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    ds = data()
+    print(
+        f"one local round = 1 epoch, {N // BATCH} expected steps of batch {BATCH}; torch threads"
+        f" {torch.get_num_threads()}; medians of {args.repeats} interleaved runs (ms)"
+    )
+    print(
+        f"{'model':6} {'mode':6} {'non-priv':>9} {'opacus-def':>11} {'opacus-mode':>12}"
+        f" {'secureagg':>10} {'sa/opacus-mode':>15} {'sa/non-priv':>12} {'opacus-def/np':>14}"
+    )
+    for name, make in (("mlp", mlp), ("cnn", cnn)):
+        mode = choose_mode(make())
+        fns = {
+            "plain": plain_round(make, ds),
+            "same": opacus_round(make, ds, mode),
+            "ours": secureagg_round(make, ds),
+        }
+        if not (args.quick and name == "mlp"):
+            fns["default"] = opacus_round(make, ds, None)
+        t = interleaved(fns, args.repeats)
+        med = {k: statistics.median(v) for k, v in t.items()}
+        default = med.get("default", float("nan"))
+        print(
+            f"{name:6} {mode:6} {med['plain']:9.1f} {default:11.1f} {med['same']:12.1f}"
+            f" {med['ours']:10.1f} {paired(t, 'ours', 'same'):15.3f}"
+            f" {paired(t, 'ours', 'plain'):12.2f}"
+            f" {paired(t, 'default', 'plain') if 'default' in t else float('nan'):14.1f}"
+        )
+    print("mode sweep, secureagg round, medians (ms):")
+    for name, make in (("mlp", mlp), ("cnn", cnn)):
+        modes = ("ghost", "hooks", "functorch")
+        t = interleaved({m: secureagg_round(make, ds, m) for m in modes}, max(3, args.repeats // 2))
+        print(f"  {name}: " + ", ".join(f"{m} {statistics.median(t[m]):.1f}" for m in modes))
+
+
+if __name__ == "__main__":
+    main()
