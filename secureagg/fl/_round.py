@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from secureagg._exceptions import BudgetExhaustedError, ConfigError, RoundAborted
+from secureagg._exceptions import BudgetExhaustedError, RoundAborted
 from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._encoding import plain_average
 from secureagg.privacy import LocalUpdate, unflatten
@@ -112,7 +112,6 @@ def _secure_round(
         encoded[pid[cid]] = aggregator.encode(out.trained[cid], rng)
         out.client_ms[cid] += (time.perf_counter() - start) * 1e3
     dropouts = {} if dropout is None else {dropout[1]: [pid[dropout[0]]]}
-    early = {Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT}
     watch = [p for p in sorted(encoded) if dropout is None or p != pid[dropout[0]]]
     capture = watch[:1] if capture_client else []
     try:
@@ -134,8 +133,6 @@ def _secure_round(
         if cost is not None:
             out.client_ms[cid] += cost.seconds * 1e3
             out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
-    if dropout is not None and dropout[1] in early and dropout[0] in out.members:
-        raise ConfigError("internal: a client that dropped before sending its input is a member")
     out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
     out.average = agg.average
     plain = plain_average([out.trained[c] for c in out.members])
