@@ -163,3 +163,17 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
         4: "aborted",
         5: "aborted",
     }
+
+
+def test_secure_aggregation_without_dp_matches_plain_fedavg() -> None:
+    loaders = {cid: data(cid, 32 + 8 * cid) for cid in range(1, 6)}
+    kw = {"rounds": 2, "optimizer_fn": lambda p: torch.optim.SGD(p, lr=0.1), "privacy": None}
+    secure = run_federated(model_fn, loaders, secure=SecureAggConfig(frac_bits=20), **kw)
+    plain = run_federated(model_fn, loaders, secure=None, **kw)
+    assert secure.ledger is None and plain.ledger is None
+    for m in secure.rounds:
+        assert m.members == [1, 2, 3, 4, 5] and m.epsilon == {}
+        assert 0 < m.max_abs_error <= m.error_bound
+    a = torch.cat([p.detach().reshape(-1) for p in secure.model.parameters()])
+    b = torch.cat([p.detach().reshape(-1) for p in plain.model.parameters()])
+    assert float((a - b).abs().max()) < 1e-3  # same seeds, same data: same run up to rounding
