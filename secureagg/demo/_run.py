@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from secureagg._exceptions import ConfigError
 from secureagg.demo._config import DemoConfig
@@ -22,6 +24,47 @@ __all__ = ["DemoResult", "GraphChoice", "Progress", "choose_graph", "run_demo"]
 
 Progress = Callable[[str, int, int, str], None]
 """``progress(phase, done, total, detail)``; phases: data, private, baseline."""
+
+
+class _StageTracker(nn.CrossEntropyLoss):
+    """The usual loss, counting training steps to show which client trains (display only).
+
+    run_federated trains the clients one after another in ascending id order, so the step
+    count within a round says whose turn it is; after the last one the round aggregates.
+    """
+
+    def __init__(
+        self, phase: str, tell: Progress, rounds: int, steps: dict[int, int], *, secure: bool
+    ) -> None:
+        super().__init__()
+        self._phase, self._tell, self._rounds = phase, tell, rounds
+        self._secure = secure
+        self._ends: list[tuple[int, int]] = []
+        total = 0
+        for cid in sorted(steps):
+            total += steps[cid]
+            self._ends.append((total, cid))
+        self.done = 0
+        self._count = 0
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self._count += 1
+        cid = next((c for end, c in self._ends if self._count <= end), None)
+        if cid is not None:
+            n, r = len(self._ends), self.done + 1
+            how = "DP-SGD" if self._secure else "SGD"
+            where = f"round {r}: client {cid} of {n} training ({how})"
+            if self._count == self._ends[-1][0]:
+                what = "masking, summing and unmasking" if self._secure else "averaging"
+                where = f"round {r}: {what} {n} updates"
+            self._tell(self._phase, self.done, self._rounds, where)
+        return super().forward(input, target)
+
+    def round_done(self, line: str) -> None:
+        """Called with run_federated's progress line at the end of each round."""
+        self.done += 1
+        self._count = 0
+        self._tell(self._phase, self.done, self._rounds, line)
 
 
 @dataclass(frozen=True)
@@ -137,20 +180,17 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         probe.after_round(model)
         return evaluate(model)
 
-    def lines(phase: str) -> Callable[[str], None]:
-        count = [0]
-
-        def on_progress(line: str) -> None:
-            count[0] += 1
-            tell(phase, count[0], config.rounds, line)
-
-        return on_progress
+    def tracker(phase: str, loaders: Mapping[int, DataLoader[Any]]) -> _StageTracker:
+        steps = {cid: config.local_epochs * len(loader) for cid, loader in loaders.items()}
+        return _StageTracker(phase, tell, config.rounds, steps, secure=phase == "private")
 
     t0 = time.perf_counter()
     tell("private", 0, config.rounds, "wrapping clients with Opacus")
+    loaders = make_loaders(data, config.sample_rate, config.seed)
+    live = tracker("private", loaders)
     private = run_federated(
         probe.model_fn,
-        make_loaders(data, config.sample_rate, config.seed),
+        loaders,
         rounds=config.rounds,
         optimizer_fn=optimizer_fn,
         local_epochs=config.local_epochs,
@@ -160,14 +200,17 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         seed=config.seed,
         ledger=PrivacyLedger(),
         evaluate=eval_private,
-        on_progress=lines("private"),
+        on_progress=live.round_done,
         capture_client=True,
+        criterion=live,
     )
     t1 = time.perf_counter()
     tell("baseline", 0, config.rounds, "no DP, no masking, no dropouts")
+    loaders = make_loaders(data, config.sample_rate, config.seed)
+    live = tracker("baseline", loaders)
     baseline = run_federated(
         build,
-        make_loaders(data, config.sample_rate, config.seed),
+        loaders,
         rounds=config.rounds,
         optimizer_fn=optimizer_fn,
         local_epochs=config.local_epochs,
@@ -176,7 +219,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         dropout_rate=0.0,
         seed=config.seed,
         evaluate=evaluate,
-        on_progress=lines("baseline"),
+        on_progress=live.round_done,
+        criterion=live,
     )
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
