@@ -220,6 +220,8 @@ class PrivateTrainer:
 
         if criterion is None:
             criterion = nn.CrossEntropyLoss()
+        if getattr(criterion, "reduction", "mean") != "mean":
+            raise ConfigError("the criterion must average over the batch (reduction='mean')")
         noise_gen = None if seed is None else torch.Generator().manual_seed(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

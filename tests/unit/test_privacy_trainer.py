@@ -133,6 +133,11 @@ def test_loader_without_length_is_an_error() -> None:
         )
 
 
+def test_summing_criterion_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="reduction"):
+        trainer(criterion=nn.CrossEntropyLoss(reduction="sum"))
+
+
 def test_mismatched_server_state_is_an_error() -> None:
     t = trainer()
     g = global_of(t)
