@@ -56,7 +56,7 @@ class _StageTracker(nn.CrossEntropyLoss):
             where = f"round {r}: client {cid} of {n} training ({how})"
             if self._count == self._ends[-1][0]:
                 what = "masking, summing and unmasking" if self._secure else "averaging"
-                where = f"round {r}: {what} {n} updates"
+                where = f"{where}, then {what} {n} updates"
             self._tell(self._phase, self.done, self._rounds, where)
         return super().forward(input, target)
 
