@@ -61,7 +61,6 @@ ROUND_FIELDS = {
 
 @pytest.fixture(scope="module")
 def run() -> DemoResult:
-    torch.set_num_threads(1)
     return run_demo(SMALL)
 
 
