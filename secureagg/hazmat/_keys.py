@@ -36,6 +36,7 @@ class KeyPair:
 
     private: bytes = field(repr=False)
     public: bytes
+    _loaded: X25519PrivateKey = field(repr=False, compare=False)
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -46,8 +47,12 @@ class KeyPair:
     def from_private(cls, private: bytes) -> KeyPair:
         """The key pair of a given 32-byte private key (clamped by X25519 itself)."""
         private = _check_key("private key", private)
-        pub = X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
-        return cls(private=private, public=pub)
+        loaded = X25519PrivateKey.from_private_bytes(private)
+        return cls(private=private, public=loaded.public_key().public_bytes_raw(), _loaded=loaded)
+
+    def agree(self, peer_public: bytes) -> bytes:
+        """X25519(self.private, peer_public), like :func:`agree` without reloading the key."""
+        return _exchange(self._loaded, peer_public)
 
 
 def agree(private: bytes, peer_public: bytes) -> bytes:
@@ -57,11 +62,14 @@ def agree(private: bytes, peer_public: bytes) -> bytes:
     (any key whose shared secret is all zero, RFC 7748 section 6.1).
     """
     private = _check_key("private key", private)
+    return _exchange(X25519PrivateKey.from_private_bytes(private), peer_public)
+
+
+def _exchange(sk: X25519PrivateKey, peer_public: bytes) -> bytes:
     peer_public = _check_key("peer public key", peer_public)
     if peer_public == _ZERO:
         raise InvalidKeyError("peer public key is all zero")
     try:
-        sk = X25519PrivateKey.from_private_bytes(private)
         shared = sk.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError as exc:  # OpenSSL refuses an all-zero result
         raise InvalidKeyError("peer public key is of low order") from exc

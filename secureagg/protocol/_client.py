@@ -22,7 +22,6 @@ from secureagg.hazmat import (
     SHARE_SIZE,
     KeyPair,
     MaskBuffer,
-    agree,
     derive_key,
     element_dtype,
     open_sealed,
@@ -199,7 +198,7 @@ class ClientSession:
         ciphertexts = []
         for v in u1:
             try:
-                shared = agree(state.c.private, entries[v].c_pk)
+                shared = state.c.agree(entries[v].c_pk)
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
             key = derive_key(shared, label=LABEL_SHARE_ENC, id_a=u, id_b=v, round_id=cfg.round_id)
@@ -238,7 +237,7 @@ class ClientSession:
         buf.add_mask(y, state.seed)
         for v in sorted(u2):
             try:
-                shared = agree(state.s.private, state.s_pks[v])
+                shared = state.s.agree(state.s_pks[v])
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
             seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)

@@ -12,7 +12,6 @@ from secureagg.hazmat import (
     KeyPair,
     MaskBuffer,
     add_into,
-    agree,
     combine,
     derive_key,
     element_dtype,
@@ -148,8 +147,8 @@ class ServerSession:
         if msg.c_pk == msg.s_pk or msg.c_pk in state.seen_keys or msg.s_pk in state.seen_keys:
             return "a key equal to one already advertised"
         try:
-            agree(self._probe.private, msg.c_pk)
-            agree(self._probe.private, msg.s_pk)
+            self._probe.agree(msg.c_pk)
+            self._probe.agree(msg.s_pk)
         except InvalidKeyError:
             return "an invalid (low-order) public key"
         if cfg.signed:
@@ -332,8 +331,9 @@ class ServerSession:
             if not partners:
                 continue
             s_sk = self._reconstruct(v, key_shares, "mask key", _opens(state.u1[v].s_pk))
+            dropped_keys = KeyPair.from_private(s_sk)
             for u in sorted(partners):
-                shared = agree(s_sk, state.u1[u].s_pk)
+                shared = dropped_keys.agree(state.u1[u].s_pk)
                 seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
                 pair_seeds.append((seed, u < v))
         acc = state.acc

@@ -62,3 +62,15 @@ def test_derive_key_bad_arguments(kwargs: dict[str, object]) -> None:
     args.update(kwargs)
     with pytest.raises(ConfigError):
         derive_key(bytes(range(32)), **args)  # type: ignore[arg-type]
+
+
+def test_keypair_agree_matches_function_and_refuses_low_order() -> None:
+    from secureagg import InvalidKeyError
+    from secureagg.hazmat import KeyPair, agree
+
+    a, b = KeyPair.generate(), KeyPair.generate()
+    assert a.agree(b.public) == agree(a.private, b.public) == b.agree(a.public)
+    with pytest.raises(InvalidKeyError):
+        a.agree(bytes(32))
+    with pytest.raises(InvalidKeyError):
+        a.agree(b"\x01" + bytes(31))  # the order-1 point
