@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,15 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path)
 
 
-def plot_epsilon(report: dict[str, Any], path: Path) -> None:
-    """Cumulative epsilon per client per round, as the ledger recorded it."""
+def plot_epsilon(
+    report: dict[str, Any],
+    path: Path,
+    others: Mapping[str, Sequence[tuple[int, float]]] | None = None,
+) -> None:
+    """Cumulative epsilon per client per round, as the ledger recorded it.
+
+    ``others`` maps a label to (round, epsilon) pairs of other accountants, drawn thin.
+    """
     rounds = report["rounds"]
     priv = report["privacy"]
     fig, ax = _figure(6.4, 3.8)
@@ -64,6 +71,17 @@ def plot_epsilon(report: dict[str, Any], path: Path) -> None:
     for i, cid in enumerate(sorted(report["data"]["clients"], key=int)):
         y = [r["epsilon"].get(cid, np.nan) for r in rounds]
         ax.plot(x, y, styles[i % len(styles)], lw=1.4, label=f"client {cid}")
+    for (label, points), color in zip((others or {}).items(), ("0.55", "0.75"), strict=False):
+        if points:
+            ax.plot(
+                [r + 1 for r, _ in points],
+                [e for _, e in points],
+                color=color,
+                lw=2.5,
+                alpha=0.8,
+                label=label,
+                zorder=0,
+            )
     finals = {round(v, 9) for v in priv["epsilon"].values()}
     if len(finals) == 1 and len(priv["epsilon"]) > 1:
         ax.text(

@@ -11,7 +11,7 @@ from typing import Any
 from secureagg._exceptions import ConfigError
 from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import build_report, epsilon_text
+from secureagg.demo._summary import ACCOUNTANT, build_report, epsilon_text
 
 __all__ = ["LEDGER_FILE", "REPORT_FILES", "render_markdown", "write_report"]
 
@@ -122,6 +122,21 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _other_accountants(result: DemoResult) -> dict[str, list[tuple[int, float]]]:
+    """Per-round epsilon of the most-spent client by two other accountants, for comparison."""
+    ledger = result.ledger
+    if not ledger.clients():
+        return {}
+    cid = max(ledger.clients(), key=lambda c: ledger.latest_epsilon(c, ACCOUNTANT))
+    names = {"opacus_prv": "Opacus PRV", "dpa_pld": "dp-accounting PLD"}
+    return {
+        f"client {cid}, {label}": [
+            (rec.round, rec.epsilon[name]) for rec in ledger.records(cid) if name in rec.epsilon
+        ]
+        for name, label in names.items()
+    }
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -138,7 +153,7 @@ def write_report(result: DemoResult, out: Path) -> dict[str, Any]:
     result.ledger.save(out / LEDGER_FILE)
     report = build_report(result)
     plot_accuracy(report, out / PLOTS["accuracy"])
-    plot_epsilon(report, out / PLOTS["epsilon"])
+    plot_epsilon(report, out / PLOTS["epsilon"], _other_accountants(result))
     view = report["secure_aggregation"]["server_view"]
     captured = None if view is None else result.private.rounds[view["round"]].captured
     plot_server_view(report, captured, result.checks, out / PLOTS["server_view"])
