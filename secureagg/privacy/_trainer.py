@@ -163,9 +163,10 @@ class PrivateTrainer:
         if not all(isinstance(s, Step) for s in prior):
             raise ConfigError("history must be a sequence of secureagg.privacy.Step")
 
-        self._wrap(loader, optimizer, criterion, seed)
-        self.sample_rate = float(self._loader.sample_rate)
-        self.steps_per_round = self.local_steps or self.local_epochs * len(self._loader)
+        # Opacus's Poisson loader: sample rate 1/len(loader), int(1/q) steps per epoch.
+        self.sample_rate = 1 / len(loader)
+        per_epoch = int(1 / self.sample_rate)
+        self.steps_per_round = self.local_steps or self.local_epochs * per_epoch
         if target_epsilon is not None:
             rounds = _count("planned_rounds", planned_rounds)
             if rounds is None:
@@ -179,7 +180,7 @@ class PrivateTrainer:
             )
         assert noise_multiplier is not None
         self.noise_multiplier = float(noise_multiplier)
-        self._optimizer.noise_multiplier = self.noise_multiplier
+        self._wrap(loader, optimizer, criterion, seed)  # last: a failed check leaves no trace
         self._engine.accountant.history.extend(
             (s.noise_multiplier, s.sample_rate, s.steps) for s in prior
         )
@@ -231,7 +232,7 @@ class PrivateTrainer:
                 optimizer=optimizer,
                 data_loader=loader,
                 criterion=criterion,
-                noise_multiplier=1.0,  # replaced once the sample rate is known
+                noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.max_grad_norm,
                 poisson_sampling=True,
                 grad_sample_mode=self.grad_sample_mode,

@@ -63,6 +63,7 @@ def test_accountant_is_never_reset_across_rounds() -> None:
         eps.append(t.epsilon())
     assert eps[0] < eps[1] < eps[2]
     assert t.history == [Step(1.0, 1 / 6, 18)]
+    assert len(t._loader) == 6 and t._loader.sample_rate == t.sample_rate
     fresh = RDPAccountant()
     fresh.history = [(1.0, 1 / 6, 18)]
     assert t.accountant.get_epsilon(1e-5) == pytest.approx(fresh.get_epsilon(1e-5), rel=1e-12)
@@ -226,8 +227,10 @@ def test_target_epsilon_is_reached_after_the_planned_rounds() -> None:
     for _ in range(2):
         t.train_round(g)
     assert 2.9 <= t.epsilon() <= 3.0
+    model = mlp()
     with pytest.raises(ConfigError, match="planned_rounds"):
-        trainer(noise_multiplier=None, target_epsilon=3.0)
+        trainer(model, noise_multiplier=None, target_epsilon=3.0)
+    trainer(model, noise_multiplier=None, target_epsilon=3.0, planned_rounds=1)  # not marked
     with pytest.raises(ConfigError, match="exactly one"):
         trainer(noise_multiplier=1.0, target_epsilon=3.0)
 
