@@ -294,8 +294,11 @@ class ClientSession:
             for v, sig in msg.signatures:
                 if v not in alive or not verify(cfg.identity_keys[v], sig, payload):
                     self._abort(f"bad consistency signature from client {v}")
-            if len(msg.signatures) < cfg.threshold:
-                self._abort(f"only {len(msg.signatures)} clients signed the survivor list")
+            if len(msg.signatures) < cfg.consistency_quorum:
+                self._abort(
+                    f"only {len(msg.signatures)} clients signed the survivor list "
+                    f"(quorum {cfg.consistency_quorum})"
+                )
         elif msg.signatures:
             self._abort("signatures in an unsigned round")
         seed_shares = tuple((v, holdings[v][1]) for v in sorted(alive_nb | {u}))

@@ -80,3 +80,13 @@ class RoundConfig:
             ]
             if bad:
                 raise ConfigError(f"identity keys must be 32-byte Ed25519 keys: {bad[:5]}")
+
+    @property
+    def consistency_quorum(self) -> int:
+        """Signed mode: how many valid signatures of U3 a client needs before it unmasks.
+
+        floor((n + t - 1) / 2) + 1, with n the clients in the graph: two quorums then share
+        at least t clients, so at least one honest client (fewer than t collude) signed
+        both lists, which an honest client never does. At least t.
+        """
+        return max(self.threshold, (len(self.graph) + self.threshold - 1) // 2 + 1)

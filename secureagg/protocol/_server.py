@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
+
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
 from secureagg.hazmat import (
@@ -69,7 +72,9 @@ class ServerSession:
         self.rejected: list[Rejection] = []
         self.dropouts: dict[int, Stage] = {}
         self._state: ServerState = CollectKeys()
-        self._seen: set[int] = set()
+        self.retransmissions = 0  # byte-identical repeats, ignored
+        self._fingerprints: dict[int, bytes] = {}  # this stage: sender -> tag of its message
+        self._fingerprint_key = os.urandom(32)  # tags never leave the session
         self._bad: set[int] = set()
         self._probe = KeyPair.generate()  # to test advertised keys for low order
 
@@ -108,10 +113,15 @@ class ServerSession:
         if not isinstance(msg, EXPECTED[type(state)]):
             self._reject(stage, sender, f"{type(msg).__name__} does not belong to {stage.name}")
             return
-        if sender in self._seen:
-            self._on_duplicate(state, stage, sender)
+        fingerprint = Poly1305.generate_tag(self._fingerprint_key, data)
+        first = self._fingerprints.get(sender)
+        if first is not None:
+            if hmac.compare_digest(first, fingerprint):
+                self.retransmissions += 1  # the same bytes again: harmless, already handled
+            else:
+                self._on_conflict(state, stage, sender)
             return
-        self._seen.add(sender)
+        self._fingerprints[sender] = fingerprint
         reason = self._accept(state, msg)
         if reason is not None:
             self._bad.add(sender)
@@ -120,15 +130,17 @@ class ServerSession:
     def _reject(self, stage: Stage, client: int | None, reason: str) -> None:
         self.rejected.append(Rejection(stage, client, reason))
 
-    def _on_duplicate(self, state: Collecting, stage: Stage, sender: int) -> None:
+    def _on_conflict(self, state: Collecting, stage: Stage, sender: int) -> None:
+        """A second, different message from one sender in one stage (see docs/protocol.md)."""
         if isinstance(state, CollectMasked):
-            # Already folded into the sum and not kept: the first masked input stands.
-            self._reject(stage, sender, "duplicate masked input ignored (the first one stands)")
+            # The first is already folded into the sum and cannot be taken out without
+            # revealing the input: it stands, the second is refused.
+            self._reject(stage, sender, "a different second masked input (the first one stands)")
             return
         self._bad.add(sender)
         for table in tables(state):
             table.pop(sender, None)
-        self._reject(stage, sender, "duplicate submission: client dropped")
+        self._reject(stage, sender, "two different messages in one stage: client dropped")
 
     def _accept(self, state: Collecting, msg: Any) -> str | None:
         """Store a message of the current stage; return why it is refused, or None."""
@@ -222,7 +234,7 @@ class ServerSession:
             raise RoundAborted(f"the round was aborted: {state.reason}")
         if isinstance(state, Finished):
             return {}
-        self._seen.clear()
+        self._fingerprints.clear()
         self._bad.clear()
         try:
             if isinstance(state, CollectKeys):
@@ -238,13 +250,17 @@ class ServerSession:
             self._state = Aborted(str(exc))
             raise
 
-    def _enough(self, stage: Stage, expected: Iterable[int], got: Iterable[int]) -> None:
+    def _enough(
+        self, stage: Stage, expected: Iterable[int], got: Iterable[int], need: int | None = None
+    ) -> None:
+        """Record who of ``expected`` is missing; abort unless ``need`` (default t) answered."""
         got_set = set(got)
         for u in expected:
             if u not in got_set:
                 self.dropouts.setdefault(u, stage)
-        if len(got_set) < self.config.threshold:
-            self._abort(f"only {len(got_set)} clients completed {stage.name}")
+        need = self.config.threshold if need is None else need
+        if len(got_set) < need:
+            self._abort(f"only {len(got_set)} clients completed {stage.name} (need {need})")
 
     def _abort(self, reason: str) -> NoReturn:
         raise RoundAborted(reason)
@@ -299,7 +315,7 @@ class ServerSession:
 
     def _close_signatures(self, state: CollectSignatures) -> dict[int, bytes]:
         cfg = self.config
-        self._enough(Stage.CONSISTENCY, state.u3, state.signatures)
+        self._enough(Stage.CONSISTENCY, state.u3, state.signatures, self.config.consistency_quorum)
         sigs = tuple(sorted(state.signatures.items()))
         asked = frozenset(state.signatures)
         self._state = CollectUnmask(

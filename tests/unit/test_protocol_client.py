@@ -27,6 +27,7 @@ from secureagg.protocol import (
     encode,
     new_round_id,
 )
+from secureagg.protocol._client_state import Aborted
 from secureagg.protocol._signing import identity_public
 
 D, BITS = 6, 16
@@ -70,16 +71,25 @@ class Round:
 
 
 def reencode(data: bytes, **changes: Any) -> bytes:
-    return encode(dataclasses.replace(decode(data), **changes))  # type: ignore[type-var]
+    return encode(dataclasses.replace(decode(data), **changes))
 
 
-def refuses(client: ClientSession, data: bytes, match: str) -> None:
+def refuses(r: Round, u: int, data: bytes, match: str) -> None:
+    """Client u refuses ``data``, reveals no share, and stays refused.
+
+    Nothing comes back from the refused call (it raises); the client drops every share it
+    held; and no later message, neither the bad one again nor the honest one the server
+    should have sent, gets a reply out of it.
+    """
+    client = r.clients[u]
     with pytest.raises(RoundAborted, match=match):
         client.receive(data)
-    assert client.aborted is not None
-    # once refused, it stays refused: no later message gets a share out of it
-    with pytest.raises(RoundAborted):
-        client.receive(data)
+    assert client.aborted is not None and client.stage is None
+    assert client.masked_with == frozenset()
+    assert isinstance(client._state, Aborted)  # holds no key, seed or share any more
+    for later in (data, r.out[u]):
+        with pytest.raises(RoundAborted, match="already aborted"):
+            client.receive(later)
 
 
 def test_honest_round_sums_exactly() -> None:
@@ -95,7 +105,7 @@ def test_refuses_overlapping_survivor_and_dropout_lists() -> None:
     r.until(Stage.UNMASK)
     msg = decode(r.out[1])
     assert isinstance(msg, UnmaskRequest)
-    refuses(r.clients[1], reencode(r.out[1], dropped=(2,)), "overlap")
+    refuses(r, 1, reencode(r.out[1], dropped=(2,)), "overlap")
 
 
 def test_refuses_a_second_unmask_request() -> None:
@@ -105,21 +115,21 @@ def test_refuses_a_second_unmask_request() -> None:
     assert isinstance(decode(first), UnmaskResponse)
     # a second request, e.g. now claiming 2 dropped, would reveal 2's mask key as well
     second = reencode(r.out[1], survivors=(1, 3, 4, 5, 6), dropped=(2,))
-    refuses(r.clients[1], second, "second unmask request")
+    refuses(r, 1, second, "second unmask request")
 
 
 def test_refuses_a_repeated_identical_unmask_request() -> None:
     r = Round()
     r.until(Stage.UNMASK)
     r.clients[1].receive(r.out[1])
-    refuses(r.clients[1], r.out[1], "second unmask request")
+    refuses(r, 1, r.out[1], "second unmask request")
 
 
 def test_refuses_when_fewer_than_t_neighbours_survive() -> None:
     r = Round(n=6, t=3)
     r.until(Stage.UNMASK)
     # the server claims that 3, 4, 5, 6 dropped: only one neighbour (2) survives
-    refuses(r.clients[1], reencode(r.out[1], survivors=(1, 2), dropped=(3, 4, 5, 6)), "survive")
+    refuses(r, 1, reencode(r.out[1], survivors=(1, 2), dropped=(3, 4, 5, 6)), "survive")
 
 
 def test_refuses_when_fewer_than_t_neighbours_advertise() -> None:
@@ -127,7 +137,7 @@ def test_refuses_when_fewer_than_t_neighbours_advertise() -> None:
     msg = decode(r.out[1])
     assert isinstance(msg, KeysBroadcast)
     fewer = [e for e in msg.entries if e.client in (1, 2, 3)]
-    refuses(r.clients[1], reencode(r.out[1], entries=tuple(fewer)), "advertised")
+    refuses(r, 1, reencode(r.out[1], entries=tuple(fewer)), "advertised")
 
 
 def test_refuses_its_own_keys_altered() -> None:
@@ -139,7 +149,15 @@ def test_refuses_its_own_keys_altered() -> None:
         dataclasses.replace(e, s_pk=other.c_pk[:-1] + b"\x00") if e.client == 1 else e
         for e in msg.entries
     ]
-    refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "own keys")
+    refuses(r, 1, reencode(r.out[1], entries=tuple(entries)), "own keys")
+
+
+def test_refuses_its_own_keys_missing() -> None:
+    r = Round()
+    msg = decode(r.out[1])
+    assert isinstance(msg, KeysBroadcast)
+    others = tuple(e for e in msg.entries if e.client != 1)
+    refuses(r, 1, reencode(r.out[1], entries=others), "own keys")
 
 
 def test_refuses_two_clients_with_the_same_key() -> None:
@@ -150,7 +168,7 @@ def test_refuses_two_clients_with_the_same_key() -> None:
     entries = [
         dataclasses.replace(e, c_pk=by_id[2].c_pk) if e.client == 3 else e for e in msg.entries
     ]
-    refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "keys are equal")
+    refuses(r, 1, reencode(r.out[1], entries=tuple(entries)), "keys are equal")
 
 
 @pytest.mark.parametrize("stage", [Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK])
@@ -158,16 +176,16 @@ def test_refuses_another_rounds_id(stage: Stage) -> None:
     r = Round()
     r.until(stage)
     other = new_round_id(8)
-    refuses(r.clients[1], reencode(r.out[1], round_id=other), "another round")
+    refuses(r, 1, reencode(r.out[1], round_id=other), "another round")
 
 
 def test_refuses_messages_out_of_order_and_misaddressed() -> None:
     r = Round()
     r.until(Stage.MASKED_INPUT)
     early = encode(UnmaskRequest(r.config.round_id, 1, (1, 2, 3, 4, 5, 6), ()))
-    refuses(r.clients[1], early, "unexpected UnmaskRequest")
-    refuses(r.clients[2], r.out[3], "not a server message addressed")
-    refuses(r.clients[4], b"garbage", "malformed")
+    refuses(r, 1, early, "unexpected UnmaskRequest")
+    refuses(r, 2, r.out[3], "not a server message addressed")
+    refuses(r, 4, b"garbage", "malformed")
 
 
 def test_refuses_lists_naming_clients_it_never_got_shares_from() -> None:
@@ -176,13 +194,13 @@ def test_refuses_lists_naming_clients_it_never_got_shares_from() -> None:
     r.until(Stage.UNMASK)
     c = r.clients[1]
     assert c.masked_with == {3, 4, 5, 6}
-    refuses(c, reencode(r.out[1], dropped=(2,)), "never received")
+    refuses(r, 1, reencode(r.out[1], dropped=(2,)), "never received")
 
 
 def test_refuses_ids_outside_the_round() -> None:
     r = Round()
     r.until(Stage.UNMASK)
-    refuses(r.clients[1], reencode(r.out[1], dropped=(99,)), "not in this round")
+    refuses(r, 1, reencode(r.out[1], dropped=(99,)), "not in this round")
 
 
 def test_input_checks() -> None:
@@ -219,16 +237,14 @@ class TestSignedMode:
         entries = [
             dataclasses.replace(e, signature=bytes(64)) if e.client == 4 else e for e in msg.entries
         ]
-        refuses(r.clients[1], reencode(r.out[1], entries=tuple(entries)), "signature")
+        refuses(r, 1, reencode(r.out[1], entries=tuple(entries)), "signature")
 
     def test_refuses_a_survivor_list_other_than_the_one_it_signed(self) -> None:
         r = Round(signed=True)
         r.until(Stage.CONSISTENCY)
         r.step()
         # the server shows client 1 a different U3 in the unmask request
-        refuses(
-            r.clients[1], reencode(r.out[1], survivors=(1, 3, 4, 5, 6), dropped=(2,)), "differs"
-        )
+        refuses(r, 1, reencode(r.out[1], survivors=(1, 3, 4, 5, 6), dropped=(2,)), "differs")
 
     def test_refuses_bad_or_too_few_consistency_signatures(self) -> None:
         r = Round(signed=True)
@@ -237,8 +253,54 @@ class TestSignedMode:
         msg = decode(r.out[1])
         assert isinstance(msg, UnmaskRequest)
         forged = tuple((v, bytes(64)) if v == 3 else (v, s) for v, s in msg.signatures)
-        refuses(r.clients[1], reencode(r.out[1], signatures=forged), "signature from client 3")
-        refuses(r.clients[2], reencode(r.out[2], signatures=msg.signatures[:2]), "only 2")
+        refuses(r, 1, reencode(r.out[1], signatures=forged), "signature from client 3")
+        refuses(r, 2, reencode(r.out[2], signatures=msg.signatures[:2]), "only 2")
+
+    def test_refuses_another_rounds_id_at_the_consistency_check(self) -> None:
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        refuses(r, 1, reencode(r.out[1], round_id=new_round_id(8)), "another round")
+
+    def test_refuses_a_second_consistency_request(self) -> None:
+        r = Round(signed=True)
+        r.until(Stage.CONSISTENCY)
+        r.clients[1].receive(r.out[1])
+        refuses(r, 1, reencode(r.out[1], survivors=(1, 2, 3, 4, 5)), "unexpected")
+
+    def test_two_groups_shown_two_lists_both_refuse(self) -> None:
+        """The partition attack: each group gets its own U3 and its own t signatures.
+
+        Group A = {1, 2, 3} is told U3 = {1, 2, 3, 4} (so 6 dropped), group B = {4, 5, 6} is
+        told U3 = {3, 4, 5, 6}. Each group signs its list honestly, so each request carries
+        t = 3 valid signatures on the list it names. Were t signatures enough, A would send
+        t shares of s_sk_6 and B t shares of b_6: the server would unmask x_6. The quorum of
+        floor((n + t - 1) / 2) + 1 = 5 signatures makes every client refuse.
+        """
+        r = Round(n=6, t=3, signed=True)
+        assert r.config.consistency_quorum == 5
+        r.until(Stage.CONSISTENCY)
+        views = {1: (1, 2, 3, 4), 2: (1, 2, 3, 4), 3: (1, 2, 3, 4)}
+        views |= {4: (3, 4, 5, 6), 5: (3, 4, 5, 6), 6: (3, 4, 5, 6)}
+        sigs: dict[int, bytes] = {}
+        for u, view in views.items():
+            reply = decode(r.clients[u].receive(reencode(r.out[u], survivors=view)))
+            assert isinstance(reply, ConsistencySignature)
+            sigs[u] = reply.signature
+        for u, view in views.items():
+            signers = tuple((v, sigs[v]) for v in sorted(views) if views[v] == view)
+            assert len(signers) == r.config.threshold
+            dropped = tuple(v for v in range(1, 7) if v not in view)
+            request = UnmaskRequest(r.config.round_id, u, view, dropped, signers)
+            refuses(r, u, encode(request), "only 3 clients signed")
+
+    def test_a_quorum_of_signatures_is_accepted(self) -> None:
+        r = Round(n=6, t=3, signed=True)
+        r.until(Stage.CONSISTENCY)
+        r.step(skip=(6,))  # 6 does not sign: 5 signatures, exactly the quorum
+        msg = decode(r.out[1])
+        assert isinstance(msg, UnmaskRequest) and len(msg.signatures) == 5
+        r.step()
+        assert np.array_equal(r.server.result.total, sum(r.inputs.values()))
 
     def test_showing_two_clients_two_views_is_caught(self) -> None:
         """The server tells client 2 that 6 dropped while the others saw 6 survive."""
@@ -255,7 +317,7 @@ class TestSignedMode:
         forged = tuple(sorted({**{u: sigs[u] for u in (1, 3, 4, 5)}, 2: reply2.signature}.items()))
         request = UnmaskRequest(r.config.round_id, 2, lie, (6,), forged)
         # the others' signatures are on the real U3, so they fail on the lie: no share of 6
-        refuses(r.clients[2], encode(request), "bad consistency signature from client 1")
+        refuses(r, 2, encode(request), "bad consistency signature from client 1")
 
 
 def test_masked_vector_leaves_no_input_behind() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from secureagg import DecodeError, RoundAborted
 from secureagg.protocol import (
+    AdvertiseKeys,
     ClientSession,
     Graph,
     MaskedInput,
@@ -106,10 +107,12 @@ def test_bad_messages_at_other_stages(stage: Stage, kind: str) -> None:
 
 
 class DuplicatingRound:
-    """Sends the victim's message of ``stage`` twice."""
+    """Sends the victim's message of ``stage`` twice: ``second(first bytes)`` follows it."""
 
-    def __init__(self, stage: Stage, victim: int) -> None:
-        self.stage, self.victim = stage, victim
+    def __init__(
+        self, stage: Stage, victim: int, second: Callable[[bytes], bytes] = lambda b: b
+    ) -> None:
+        self.stage, self.victim, self.second = stage, victim, second
 
     def run(self) -> tuple[dict[int, np.ndarray], frozenset[int], np.ndarray, ServerSession]:
         cfg = make_config()
@@ -121,7 +124,7 @@ class DuplicatingRound:
             data = c.advertise()
             server.receive(data)
             if (Stage.ADVERTISE, u) == (self.stage, self.victim):
-                server.receive(data)
+                server.receive(self.second(data))
         while True:
             out = server.close_stage()
             stage = server.stage
@@ -131,30 +134,81 @@ class DuplicatingRound:
                 reply = clients[u].receive(data)
                 server.receive(reply)
                 if (stage, u) == (self.stage, self.victim):
-                    server.receive(reply)
+                    server.receive(self.second(reply))
         return xs, server.result.survivors, server.result.total, server
 
 
-@pytest.mark.parametrize("stage", [Stage.ADVERTISE, Stage.SHARE_KEYS])
-def test_duplicate_submission_drops_the_client(stage: Stage) -> None:
+def _other_keys(data: bytes) -> bytes:
+    msg = decode(data)
+    assert isinstance(msg, AdvertiseKeys)
+    fresh = decode(ClientSession(make_config(), msg.sender).advertise())
+    assert isinstance(fresh, AdvertiseKeys)
+    return encode(dataclasses.replace(msg, c_pk=fresh.c_pk, s_pk=fresh.s_pk))
+
+
+def _other_commitment(data: bytes) -> bytes:
+    msg = decode(data)
+    assert isinstance(msg, ShareKeys)
+    return encode(dataclasses.replace(msg, seed_commitment=bytes(32)))
+
+
+def _other_share(data: bytes) -> bytes:
+    msg = decode(data)
+    assert isinstance(msg, UnmaskResponse)
+    (v, share), *rest = msg.seed_shares
+    return encode(dataclasses.replace(msg, seed_shares=((v, share[:-1] + b"\x01"), *rest)))
+
+
+ALL_STAGES = [Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK]
+
+
+@pytest.mark.parametrize("stage", ALL_STAGES)
+def test_identical_retransmission_is_harmless(stage: Stage) -> None:
     xs, survivors, total, server = DuplicatingRound(stage, 4).run()
+    assert survivors == frozenset(IDS)
+    assert np.array_equal(total, expected(xs, survivors))  # counted once
+    assert server.retransmissions == 1
+    assert server.rejected == [] and server.dropouts == {}
+
+
+@pytest.mark.parametrize(
+    ("stage", "second"),
+    [(Stage.ADVERTISE, _other_keys), (Stage.SHARE_KEYS, _other_commitment)],
+)
+def test_a_different_second_message_drops_the_client(
+    stage: Stage, second: Callable[[bytes], bytes]
+) -> None:
+    xs, survivors, total, server = DuplicatingRound(stage, 4, second).run()
     assert survivors == frozenset(IDS) - {4}
     assert np.array_equal(total, expected(xs, survivors))
-    assert any("duplicate" in r.reason for r in server.rejected)
+    assert [r.client for r in server.rejected] == [4]
+    assert "two different messages" in server.rejected[0].reason
+    assert server.dropouts == {4: stage}
 
 
-def test_duplicate_masked_input_keeps_only_the_first() -> None:
-    xs, survivors, total, server = DuplicatingRound(Stage.MASKED_INPUT, 4).run()
-    assert survivors == frozenset(IDS)
-    assert np.array_equal(total, expected(xs, survivors))  # not counted twice
-    assert any("first one stands" in r.reason for r in server.rejected)
+def test_a_different_second_masked_input_is_refused_and_the_first_stands() -> None:
+    changed = []
+
+    def second(data: bytes) -> bytes:
+        msg = decode(data)
+        assert isinstance(msg, MaskedInput)
+        changed.append(True)
+        return masked(data, (msg.vector + 1).astype(msg.vector.dtype))
+
+    xs, survivors, total, server = DuplicatingRound(Stage.MASKED_INPUT, 4, second).run()
+    assert changed and survivors == frozenset(IDS)
+    assert np.array_equal(total, expected(xs, survivors))  # the first, unchanged input
+    assert [r.client for r in server.rejected] == [4]
+    assert "the first one stands" in server.rejected[0].reason
+    assert server.retransmissions == 0
 
 
-def test_duplicate_unmask_response_discards_its_shares() -> None:
-    xs, survivors, total, server = DuplicatingRound(Stage.UNMASK, 4).run()
-    assert survivors == frozenset(IDS)
+def test_a_different_second_unmask_response_discards_its_shares() -> None:
+    xs, survivors, total, server = DuplicatingRound(Stage.UNMASK, 4, _other_share).run()
+    assert survivors == frozenset(IDS)  # its input is in; the others' shares rebuild
     assert np.array_equal(total, expected(xs, survivors))
     assert server.dropouts == {4: Stage.UNMASK}
+    assert [r.client for r in server.rejected] == [4]
 
 
 # -- replayed and re-addressed share ciphertexts ------------------------------------------
