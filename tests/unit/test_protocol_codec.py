@@ -25,7 +25,9 @@ from secureagg.protocol import (
     decode,
     encode,
 )
-from secureagg.protocol._codec import CIPHERTEXT_SIZE, MAGIC, VERSION
+from secureagg.protocol import _codec as codec
+from secureagg.protocol._codec import CIPHERTEXT_SIZE, MAGIC, MAX_CLIENTS, VERSION
+from secureagg.protocol._config import MAX_VECTOR_LENGTH
 
 RID = bytes(range(24))
 K1, K2 = b"\x01" * 32, b"\x02" * 32
@@ -148,3 +150,41 @@ def test_round_trip_random_fields(
 def test_random_bytes_never_escape_as_anything_but_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         decode(MAGIC + bytes((VERSION,)) + data)
+
+
+def test_round_id_length_limits() -> None:
+    for rid in (bytes(15), bytes(65)):
+        # encode does not check (sessions build messages); the decoder refuses both
+        with pytest.raises(DecodeError, match="round id"):
+            decode(encode(ConsistencySignature(rid, 5, SIG)))
+    for rid in (bytes(16), bytes(64)):
+        assert decode(encode(ConsistencySignature(rid, 5, SIG))).round_id == rid
+
+
+def test_counts_over_the_client_limit_are_refused() -> None:
+    head = encode(ConsistencyRequest(RID, 5, ()))[:-4]
+    with pytest.raises(DecodeError, match="limit"):
+        decode(head + struct.pack(">I", MAX_CLIENTS + 1))
+
+
+def test_vectors_over_the_length_limit_are_refused() -> None:
+    raw = encode(MaskedInput(RID, 4, (), np.arange(3, dtype=np.uint32)))
+    head = raw[: -(12 + 4)]
+    with pytest.raises(DecodeError, match="limit"):
+        decode(head + struct.pack(">I", MAX_VECTOR_LENGTH + 1))
+
+
+def test_oversize_messages_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(UnmaskResponse(RID, 5, ((1, SHARE),), ()))
+    monkeypatch.setattr(codec, "MAX_MESSAGE_BYTES", len(data) - 1)
+    with pytest.raises(DecodeError, match="exceeds"):
+        decode(data)
+    monkeypatch.setattr(codec, "MAX_MESSAGE_BYTES", len(data))
+    assert decode(data) == UnmaskResponse(RID, 5, ((1, SHARE),), ())
+
+
+def test_every_unknown_type_byte_is_refused() -> None:
+    data = encode(ConsistencySignature(RID, 5, SIG))
+    for t in (0, *range(10, 256)):
+        with pytest.raises(DecodeError, match="unknown message type"):
+            decode(data[:5] + bytes((t,)) + data[6:])

@@ -12,12 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secureagg import DecodeError, RoundAborted
+from secureagg.hazmat import open_sealed
 from secureagg.protocol import (
     AdvertiseKeys,
     ClientSession,
     Graph,
+    KeysBroadcast,
     MaskedInput,
     RoundConfig,
+    RoundResult,
     ServerSession,
     ShareKeys,
     SharesDelivery,
@@ -28,6 +31,7 @@ from secureagg.protocol import (
     new_round_id,
     run_round,
 )
+from secureagg.protocol._client_state import SharesSent
 
 N, D, BITS, T = 7, 12, 16, 3
 IDS = list(range(1, N + 1))
@@ -249,7 +253,7 @@ def test_share_ciphertext_replayed_from_another_round_fails_and_counts_as_a_drop
     # then leaves 1's input out (its masks with 2 would not cancel) and the sum stays exact.
     assert 1 not in res.survivors and 2 in res.survivors
     assert np.array_equal(res.total, expected(xs, res.survivors))
-    assert any("authenticate" in r.reason and r.client == 1 for r in res.rejected)
+    assert_named_as_dropped(res, by=1, sender=2)
 
 
 def test_share_ciphertext_readdressed_to_another_client_fails() -> None:
@@ -270,8 +274,59 @@ def test_share_ciphertext_readdressed_to_another_client_fails() -> None:
         return data
 
     res = run_round(cfg, xs, to_server=up, to_client=down)
-    assert 1 not in res.survivors
+    assert 1 not in res.survivors and {2, 3} <= res.survivors
     assert np.array_equal(res.total, expected(xs, res.survivors))
+    assert_named_as_dropped(res, by=1, sender=2)
+
+
+def assert_named_as_dropped(res: RoundResult, *, by: int, sender: int) -> None:
+    """Client ``by`` masked without ``sender`` and named it; the server left ``by`` out."""
+    (rejection,) = res.rejected
+    assert (rejection.stage, rejection.client) == (Stage.MASKED_INPUT, by)
+    assert f"could not authenticate the shares of [{sender}]" in rejection.reason
+    assert res.dropouts == {by: Stage.MASKED_INPUT}
+
+
+def test_reflected_share_ciphertext_fails_on_the_associated_data_alone() -> None:
+    """The server hands client 1 its own ciphertext for 2 as if it came from 2.
+
+    k_12 = k_21 (the key derivation orders the ids), so only the associated data (sender,
+    recipient) tells the two apart. Accepted, it would make 1 answer for "2" with shares of
+    its own secrets. It must fail and count as 2 dropping (from 1's point of view).
+    """
+    cfg = make_config()
+    xs = inputs()
+    clients = {u: ClientSession(cfg, u) for u in IDS}
+    server = ServerSession(cfg)
+    for u, c in clients.items():
+        c.provide_input(xs[u])
+        server.receive(c.advertise())
+    out = server.close_stage()
+    sent = {u: clients[u].receive(data) for u, data in out.items()}
+    for data in sent.values():
+        server.receive(data)
+    own = decode(sent[1])
+    assert isinstance(own, ShareKeys)
+    mine_for_2 = dict(own.ciphertexts)[2]
+    state = clients[1]._state
+    assert isinstance(state, SharesSent)
+    key = state.enc_keys[2]
+    # the same key opens it with the original addressing, so only the AD can refuse it
+    assert open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+    out = server.close_stage()
+    reflected = swap_ciphertext(2, mine_for_2)(out[1])
+    reply = decode(clients[1].receive(reflected))
+    assert isinstance(reply, MaskedInput) and reply.excluded == (2,)
+    assert clients[1].masked_with == frozenset(IDS) - {1, 2}
+    server.receive(encode(reply))
+    for u in IDS[1:]:
+        server.receive(clients[u].receive(out[u]))
+    out = server.close_stage()
+    for u, data in out.items():
+        server.receive(clients[u].receive(data))
+    server.close_stage()
+    assert server.result.survivors == frozenset(IDS) - {1}
+    assert np.array_equal(server.result.total, expected(xs, server.result.survivors))
 
 
 def test_client_treats_failed_shares_as_that_sender_dropping() -> None:
@@ -454,3 +509,140 @@ def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive() -> None:
     )
     assert res.survivors == frozenset(IDS) - {6}
     assert np.array_equal(res.total, expected(xs, res.survivors))
+
+
+# -- each meaning check of the server, by the reason it logs ------------------------------
+
+
+def edit(**changes: object) -> Callable[[bytes], bytes]:
+    """Re-encode a message with some fields changed."""
+    return lambda b: encode(dataclasses.replace(decode(b), **changes))  # type: ignore[arg-type]
+
+
+def edit_with(fn: Callable[[object], dict[str, object]]) -> Callable[[bytes], bytes]:
+    """Re-encode a message with fields computed from the decoded message."""
+    return lambda b: encode(dataclasses.replace(decode(b), **fn(decode(b))))  # type: ignore[arg-type]
+
+
+LOW_ORDER = (1).to_bytes(32, "little")  # the point u = 1 of RFC 7748 section 6.1
+SHARE66 = bytes(66)
+# (stage, victim, edit, reason, dropouts before, clients missing from the sum)
+MEANING_CASES = {
+    "zero key": (Stage.ADVERTISE, 3, edit(c_pk=bytes(32)), "invalid", {}, {3}),
+    "low-order key": (Stage.ADVERTISE, 3, edit(s_pk=LOW_ORDER), "invalid", {}, {3}),
+    "c_pk equal to s_pk": (
+        Stage.ADVERTISE,
+        3,
+        edit_with(lambda m: {"s_pk": m.c_pk}),  # type: ignore[attr-defined]
+        "a key equal",
+        {},
+        {3},
+    ),
+    "signature when unsigned": (
+        Stage.ADVERTISE,
+        3,
+        edit(signature=bytes(64)),
+        "signature in an unsigned round",
+        {},
+        {3},
+    ),
+    "unknown sender": (Stage.ADVERTISE, 3, edit(sender=99), "unknown", {}, {3}),
+    "server message": (
+        Stage.ADVERTISE,
+        3,
+        lambda b: encode(KeysBroadcast(decode(b).round_id, 3, ())),
+        "not a client message",
+        {},
+        {3},
+    ),
+    "wrong stage": (
+        Stage.SHARE_KEYS,
+        3,
+        lambda b: encode(
+            AdvertiseKeys(decode(b).round_id, 3, LOW_ORDER, LOW_ORDER)  # a stage-0 message
+        ),
+        "does not belong to SHARE_KEYS",
+        {},
+        {3},
+    ),
+    "shares for too few": (
+        Stage.SHARE_KEYS,
+        3,
+        edit_with(lambda m: {"ciphertexts": m.ciphertexts[1:]}),  # type: ignore[attr-defined]
+        "exactly its neighbours",
+        {},
+        {3},
+    ),
+    "other keys digest": (
+        Stage.SHARE_KEYS,
+        3,
+        edit(keys_digest=bytes(32)),
+        "other keys than the server sent",
+        {},
+        {3},
+    ),
+    "shares from a silent client": (
+        Stage.SHARE_KEYS,
+        5,
+        edit(sender=3),
+        "did not advertise",
+        {Stage.ADVERTISE: [3]},
+        {3, 5},
+    ),
+    "masked input from outside U2": (
+        Stage.MASKED_INPUT,
+        5,
+        edit(sender=3),
+        "not in U2",
+        {Stage.SHARE_KEYS: [3]},
+        {3, 5},
+    ),
+    "excludes a stranger": (
+        Stage.MASKED_INPUT,
+        3,
+        edit(excluded=(99,)),
+        "never sent",
+        {},
+        {3},
+    ),
+    "seed shares for the wrong clients": (
+        Stage.UNMASK,
+        3,
+        edit_with(lambda m: {"seed_shares": m.seed_shares[1:]}),  # type: ignore[attr-defined]
+        "self-mask shares for the wrong clients",
+        {},
+        set(),
+    ),
+    "key shares for a survivor": (
+        Stage.UNMASK,
+        3,
+        edit(key_shares=((2, SHARE66),)),
+        "key shares for the wrong clients",
+        {},
+        set(),
+    ),
+    "unmask answer from one not asked": (
+        Stage.UNMASK,
+        5,
+        edit(sender=3),
+        "not asked",
+        {Stage.MASKED_INPUT: [3]},
+        {3},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MEANING_CASES))
+def test_each_meaning_check_refuses_and_the_rest_sum_exactly(case: str) -> None:
+    stage, victim, fn, reason, dropouts, missing = MEANING_CASES[case]
+    xs = inputs()
+    res = run_round(
+        make_config(),
+        xs,
+        dropouts=dropouts,
+        to_server=tamper(victim, stage, fn),
+    )
+    assert res.survivors == frozenset(IDS) - missing
+    assert np.array_equal(res.total, expected(xs, res.survivors))
+    (rejection,) = res.rejected
+    assert rejection.stage is stage and reason in rejection.reason
