@@ -439,7 +439,11 @@ def test_server_ignores_garbage_in_every_state() -> None:
 
 
 def server_peak_bytes(n: int, d: int) -> int:
-    """Peak traced memory of the server's calls in the masked-input and unmask stages."""
+    """Peak traced memory of the server's calls in the masked-input and unmask stages.
+
+    Client 1 never sends its masked input (the server rebuilds its mask key and regenerates
+    its pairwise masks with its 4 neighbours); client 2 does not answer the unmask request.
+    """
     ids = list(range(1, n + 1))
     cfg = RoundConfig(new_round_id(), 32, d, 3, Graph.harary(ids, 4, b"m" * 16))
     clients = {u: ClientSession(cfg, u) for u in ids}
@@ -448,32 +452,30 @@ def server_peak_bytes(n: int, d: int) -> int:
         server.receive(c.advertise())
     for _ in range(2):
         out = server.close_stage()
-        replies = []
+        replies = {}
         for u, data in out.items():
             if server.stage is Stage.MASKED_INPUT:
                 clients[u].provide_input(np.full(d, u, np.uint32))
-            replies.append(clients[u].receive(data))
+            replies[u] = clients[u].receive(data)
         if server.stage is not Stage.MASKED_INPUT:
-            for r in replies:
+            for r in replies.values():
                 server.receive(r)
-    peak = 0
     # the masked inputs (n * d words) exist before tracing starts; the server sees them
     # one at a time, as a transport would hand them over
-    dropped = {ids[0]}
-    for phase in range(2):
+    peak = 0
+    for silent in (1, 2):
         tracemalloc.start()
-        if phase == 0:
-            for data in replies:
+        for u, data in replies.items():
+            if u != silent:
                 server.receive(data)
-        else:
-            for r in replies:
-                server.receive(r)
         out = server.close_stage()
         peak = max(peak, tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-        if phase == 0:
-            replies = [clients[u].receive(data) for u, data in out.items() if u not in dropped]
-    assert server.result.survivors == frozenset(ids)
+        replies = {u: clients[u].receive(data) for u, data in out.items()}
+    assert server.result.survivors == frozenset(ids) - {1}
+    want = (sum(ids) - 1) * np.ones(d, np.uint64) % 2**32
+    assert np.array_equal(server.result.total, want)
+    assert server.dropouts == {1: Stage.MASKED_INPUT, 2: Stage.UNMASK}
     return peak
 
 
