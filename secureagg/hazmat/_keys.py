@@ -12,7 +12,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from secureagg._exceptions import ConfigError, InvalidKeyError
 
-__all__ = ["KEY_SIZE", "LABEL_MASK", "LABEL_SHARE_ENC", "KeyPair", "agree", "derive_key"]
+__all__ = [
+    "KEY_SIZE",
+    "LABEL_MASK",
+    "LABEL_SHARE_ENC",
+    "KeyPair",
+    "agree",
+    "check_key",
+    "derive_key",
+]
 
 KEY_SIZE = 32
 LABEL_MASK: bytes = b"secureagg/v1/mask"
@@ -21,7 +29,8 @@ _MAX_ID = 2**32 - 1
 _ZERO = bytes(KEY_SIZE)
 
 
-def _check_key(name: str, key: object) -> bytes:
+def check_key(name: str, key: object) -> bytes:
+    """``key`` as bytes if it is 32 bytes long, else InvalidKeyError."""
     if not isinstance(key, (bytes, bytearray, memoryview)):
         raise InvalidKeyError(f"{name} must be bytes, not {type(key).__name__}")
     key = bytes(key)
@@ -46,7 +55,7 @@ class KeyPair:
     @classmethod
     def from_private(cls, private: bytes) -> KeyPair:
         """The key pair of a given 32-byte private key (clamped by X25519 itself)."""
-        private = _check_key("private key", private)
+        private = check_key("private key", private)
         loaded = X25519PrivateKey.from_private_bytes(private)
         return cls(private=private, public=loaded.public_key().public_bytes_raw(), _loaded=loaded)
 
@@ -61,12 +70,12 @@ def agree(private: bytes, peer_public: bytes) -> bytes:
     Raises InvalidKeyError for a wrong length, or a low-order / all-zero public key
     (any key whose shared secret is all zero, RFC 7748 section 6.1).
     """
-    private = _check_key("private key", private)
+    private = check_key("private key", private)
     return _exchange(X25519PrivateKey.from_private_bytes(private), peer_public)
 
 
 def _exchange(sk: X25519PrivateKey, peer_public: bytes) -> bytes:
-    peer_public = _check_key("peer public key", peer_public)
+    peer_public = check_key("peer public key", peer_public)
     if peer_public == _ZERO:
         raise InvalidKeyError("peer public key is all zero")
     try:
@@ -89,7 +98,7 @@ def derive_key(shared: bytes, *, label: bytes, id_a: int, id_b: int, round_id: b
 
     Returns 32 bytes; the order of the two ids does not matter.
     """
-    shared = _check_key("shared secret", shared)
+    shared = check_key("shared secret", shared)
     if not isinstance(label, bytes) or not label:
         raise ConfigError("label must be non-empty bytes")
     if not isinstance(round_id, bytes) or not round_id:

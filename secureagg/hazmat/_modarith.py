@@ -9,7 +9,15 @@ import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
 
-__all__ = ["MAX_BITS", "add_into", "check_bits", "element_dtype", "sub_into", "zeros"]
+__all__ = [
+    "MAX_BITS",
+    "add_into",
+    "check_bits",
+    "check_length",
+    "element_dtype",
+    "sub_into",
+    "zeros",
+]
 
 MAX_BITS = 64
 
@@ -21,6 +29,13 @@ def check_bits(bits: object) -> int:
     if not 1 <= int(bits) <= MAX_BITS:
         raise ConfigError(f"bits must be in [1, {MAX_BITS}], got {bits}")
     return int(bits)
+
+
+def check_length(d: object) -> int:
+    """``d`` as an int if it is a non-negative int, else ConfigError."""
+    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
+        raise ConfigError(f"d must be a non-negative int, got {d!r}")
+    return int(d)
 
 
 def element_dtype(bits: int) -> np.dtype[Any]:
@@ -41,9 +56,7 @@ def reduce_into(x: npt.NDArray[Any], bits: int) -> None:
 
 def zeros(d: int, bits: int) -> npt.NDArray[Any]:
     """A zero vector of length d in Z_{2^b}."""
-    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
-        raise ConfigError(f"d must be a non-negative int, got {d!r}")
-    return np.zeros(int(d), dtype=element_dtype(bits))
+    return np.zeros(check_length(d), dtype=element_dtype(bits))
 
 
 def _check_pair(acc: object, x: object, bits: int) -> None:

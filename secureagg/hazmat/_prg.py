@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from secureagg._exceptions import ConfigError, InvalidKeyError
-from secureagg.hazmat._modarith import check_bits, element_dtype, reduce_into
+from secureagg._exceptions import ConfigError
+from secureagg.hazmat._keys import check_key
+from secureagg.hazmat._modarith import check_bits, check_length, element_dtype, reduce_into
 
 __all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
 
@@ -22,18 +23,7 @@ _ZEROS = memoryview(bytes(_CHUNK_BYTES))  # shared read-only plaintext for the k
 
 
 def _check_seed(seed: object) -> bytes:
-    if not isinstance(seed, (bytes, bytearray, memoryview)):
-        raise InvalidKeyError(f"seed must be bytes, not {type(seed).__name__}")
-    seed = bytes(seed)
-    if len(seed) != SEED_SIZE:
-        raise InvalidKeyError(f"seed must be {SEED_SIZE} bytes, got {len(seed)}")
-    return seed
-
-
-def _check_d(d: object) -> int:
-    if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
-        raise ConfigError(f"d must be a non-negative int, got {d!r}")
-    return int(d)
+    return check_key("seed", seed)
 
 
 def _chunks(d: int, itemsize: int) -> range:
@@ -50,7 +40,7 @@ def expand_mask(
     writeable array of shape (d,) and that dtype), which is also returned.
     """
     seed = _check_seed(seed)
-    d = _check_d(d)
+    d = check_length(d)
     dtype = element_dtype(bits)
     if out is None:
         out = np.empty(d, dtype=dtype)
@@ -81,7 +71,7 @@ class MaskBuffer:
     """
 
     def __init__(self, d: int, bits: int) -> None:
-        self.d = _check_d(d)
+        self.d = check_length(d)
         self.bits = check_bits(bits)
         self.dtype = element_dtype(bits)
         self._step = _CHUNK_BYTES // self.dtype.itemsize

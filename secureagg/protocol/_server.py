@@ -61,10 +61,14 @@ _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebui
 class ServerSession:
     """The server's side of one round.
 
-    Call :meth:`receive` with each client message as it arrives (it never raises on bad
-    client bytes: the client is recorded in :attr:`rejected` and counts as dropped), then
-    :meth:`close_stage` when the stage's deadline passes: it returns the messages to send,
-    keyed by client id, or raises RoundAborted. After the unmask stage, :attr:`result`.
+    Call :meth:`receive` with each client message as it arrives, then :meth:`close_stage`
+    when the stage's deadline passes: it returns the messages to send, keyed by client id,
+    or raises RoundAborted. After the unmask stage, :attr:`result`.
+
+    ``receive`` never raises on client bytes. A bad message is logged in :attr:`rejected`
+    and its sender counts as dropped; a byte-identical repeat is only counted in
+    :attr:`retransmissions`; a different second masked input is logged and the first stands
+    (docs/protocol.md, "What the server does with bad client messages").
     """
 
     def __init__(self, config: RoundConfig) -> None:
