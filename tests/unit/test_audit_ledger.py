@@ -84,7 +84,11 @@ def test_a_disagreeing_accountant_is_flagged(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         accounting.clear_cache()
     d = audit.clients[0].disagreement
-    assert d.flagged and d.pair == ("opacus_rdp", "dpa_rdp") and d.value == pytest.approx(0.2, abs=1e-3)
+    assert (
+        d.flagged
+        and d.pair == ("opacus_rdp", "dpa_rdp")
+        and d.value == pytest.approx(0.2, abs=1e-3)
+    )
     assert audit.flagged == audit.clients
     assert any("disagree by 20.00%" in n for n in audit.clients[0].notes)
     # the ledger's recorded opacus_rdp figures still match
