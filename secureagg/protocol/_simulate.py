@@ -97,74 +97,110 @@ def run_round(
     to_client: Hook | None = None,
 ) -> RoundResult:
     """:func:`simulate_round` for a given config, with optional hooks on the bytes in flight."""
-    identities = identities or {}
-    gone_at: dict[int, int] = {}
+    net = _Network(config, inputs, identities or {}, capture, to_server, to_client)
     for stage, members in (dropouts or {}).items():
         for u in members:
-            gone_at[u] = min(gone_at.get(u, 99), stage.value)
-    clients = {u: ClientSession(config, u, identity=identities.get(u)) for u in config.graph.ids}
-    server = ServerSession(config)
-    costs = {u: Cost() for u in clients}
-    server_cost = Cost()
-    captured: dict[int, npt.NDArray[Any]] = {}
-    lost: set[int] = set()
-
-    def up(stage: Stage, u: int, data: bytes) -> None:
-        costs[u].bytes_sent += len(data)
-        if u in capture and stage is Stage.MASKED_INPUT:
-            msg = decode(data)
-            if isinstance(msg, MaskedInput):
-                captured[u] = msg.vector.copy()
-        delivered = data if to_server is None else to_server(stage, u, data)
-        if delivered is None:
-            return
-        server_cost.bytes_received += len(delivered)
-        start = time.perf_counter()
-        server.receive(delivered)
-        server_cost.seconds += time.perf_counter() - start
-
-    for u, client in clients.items():
-        if gone_at.get(u, 99) <= Stage.ADVERTISE.value:
-            continue
-        start = time.perf_counter()
-        data = client.advertise()
-        costs[u].seconds += time.perf_counter() - start
-        up(Stage.ADVERTISE, u, data)
-
+            net.gone_at[u] = min(net.gone_at.get(u, _NEVER), stage.value)
+    for u in net.clients:
+        if net.answers(u, Stage.ADVERTISE):
+            net.to_server_from(u, Stage.ADVERTISE, net.timed(u, net.clients[u].advertise))
     while True:
         start = time.perf_counter()
-        out = server.close_stage()
-        server_cost.seconds += time.perf_counter() - start
-        next_stage = server.stage
-        if next_stage is None:
+        out = net.server.close_stage()
+        net.server_cost.seconds += time.perf_counter() - start
+        current = net.server.stage
+        if current is None:
             break
-        stage = next_stage
         for u, data in out.items():
-            server_cost.bytes_sent += len(data)
-            if u in lost or gone_at.get(u, 99) <= stage.value:
-                continue
-            delivered = data if to_client is None else to_client(stage, u, data)
-            if delivered is None:
-                continue
-            costs[u].bytes_received += len(delivered)
-            start = time.perf_counter()
-            try:
-                if stage is Stage.MASKED_INPUT:
-                    clients[u].provide_input(inputs[u])
-                reply = clients[u].receive(delivered)
-            except RoundAborted:
-                lost.add(u)
-                continue
-            finally:
-                costs[u].seconds += time.perf_counter() - start
-            up(stage, u, reply)
-    result = server.result
+            net.server_cost.bytes_sent += len(data)
+            net.to_client(u, current, data)
+    result = net.server.result
     return RoundResult(
         total=result.total,
         survivors=result.survivors,
-        client_cost=costs,
-        server_cost=server_cost,
-        captured=captured,
-        dropouts=dict(server.dropouts),
-        rejected=list(server.rejected),
+        client_cost=net.costs,
+        server_cost=net.server_cost,
+        captured=net.captured,
+        dropouts=dict(net.server.dropouts),
+        rejected=list(net.server.rejected),
     )
+
+
+_NEVER = 99  # a stage value after every stage: the client never goes silent
+
+
+class _Network:
+    """The sessions of one simulated round, the bytes between them, and what they cost."""
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        inputs: Mapping[int, npt.NDArray[Any]],
+        identities: Mapping[int, Ed25519PrivateKey],
+        capture: Collection[int],
+        to_server: Hook | None,
+        to_client: Hook | None,
+    ) -> None:
+        self.clients = {
+            u: ClientSession(config, u, identity=identities.get(u)) for u in config.graph.ids
+        }
+        self.server = ServerSession(config)
+        self.inputs = inputs
+        self.costs = {u: Cost() for u in self.clients}
+        self.server_cost = Cost()
+        self.captured: dict[int, npt.NDArray[Any]] = {}
+        self.gone_at: dict[int, int] = {}  # client -> value of the first stage it misses
+        self._lost: set[int] = set()  # clients that refused (RoundAborted)
+        self._capture = capture
+        self._hooks = (to_server, to_client)
+
+    def answers(self, u: int, stage: Stage) -> bool:
+        """Whether client u still takes part at ``stage``."""
+        return u not in self._lost and self.gone_at.get(u, _NEVER) > stage.value
+
+    def timed(self, u: int, fn: Callable[[], bytes]) -> bytes:
+        """``fn()``, its time charged to client u."""
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.costs[u].seconds += time.perf_counter() - start
+
+    def to_server_from(self, u: int, stage: Stage, data: bytes) -> None:
+        """Client u sends ``data``; the hook may change or drop it on the way."""
+        self.costs[u].bytes_sent += len(data)
+        if u in self._capture and stage is Stage.MASKED_INPUT:
+            msg = decode(data)
+            if isinstance(msg, MaskedInput):
+                self.captured[u] = msg.vector.copy()
+        hook = self._hooks[0]
+        delivered = data if hook is None else hook(stage, u, data)
+        if delivered is None:
+            return
+        self.server_cost.bytes_received += len(delivered)
+        start = time.perf_counter()
+        self.server.receive(delivered)
+        self.server_cost.seconds += time.perf_counter() - start
+
+    def to_client(self, u: int, stage: Stage, data: bytes) -> None:
+        """The server sends ``data`` to client u, which answers unless it is gone or refuses."""
+        if not self.answers(u, stage):
+            return
+        hook = self._hooks[1]
+        delivered = data if hook is None else hook(stage, u, data)
+        if delivered is None:
+            return
+        self.costs[u].bytes_received += len(delivered)
+        client = self.clients[u]
+
+        def answer() -> bytes:
+            if stage is Stage.MASKED_INPUT:
+                client.provide_input(self.inputs[u])
+            return client.receive(delivered)
+
+        try:
+            reply = self.timed(u, answer)
+        except RoundAborted:
+            self._lost.add(u)
+            return
+        self.to_server_from(u, stage, reply)
