@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -121,3 +122,26 @@ def test_helper_refuses_infeasible_inputs() -> None:
             choose_parameters(100, **kwargs)
     with pytest.raises(ConfigError):
         choose_parameters(2, dropout_rate=0.1, corrupt_fraction=0.0)
+
+
+def _connected(g: Graph, alive: set[int]) -> bool:
+    start = next(iter(alive))
+    seen, todo = {start}, [start]
+    while todo:
+        for v in g.neighbours(todo.pop()) & alive:
+            if v not in seen:
+                seen.add(v)
+                todo.append(v)
+    return seen == alive
+
+
+@pytest.mark.parametrize(("n", "k", "bad"), [(14, 4, 6), (18, 4, 6), (18, 6, 8)])
+def test_disconnection_bound_is_an_upper_bound_by_enumeration(n: int, k: int, bad: int) -> None:
+    """Remove every set of ``bad`` clients from H(k, n): the fraction that cuts the graph
+    stays below the union bound the helper uses (which is not vacuous here)."""
+    ids = list(range(1, n + 1))
+    g = Graph.harary(ids, k, SEED)
+    subsets = list(itertools.combinations(ids, bad))
+    cut = sum(1 for gone in subsets if not _connected(g, set(ids) - set(gone)))
+    bound = 2.0 ** log2_disconnection_bound(n, k, bad)
+    assert 0 < cut / len(subsets) <= bound < 1
