@@ -164,7 +164,7 @@ class ClientSession:
             return self._on_unmask(state.holdings, state.u2, msg, None)
         if isinstance(msg, UnmaskRequest) and isinstance(state, Done):
             self._abort("a second unmask request in the same round")
-        self._abort(f"unexpected {type(msg).__name__} in state {type(state).__name__[1:]}")
+        self._abort(f"unexpected {type(msg).__name__} in state {type(state).__name__}")
 
     def _abort(self, reason: str) -> NoReturn:
         self._state = Aborted(reason)
