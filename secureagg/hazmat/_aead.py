@@ -52,6 +52,8 @@ def _cipher(key: bytes) -> ChaCha20Poly1305:
 def seal(key: bytes, plaintext: bytes, *, round_id: bytes, sender: int, recipient: int) -> bytes:
     """nonce (12 random bytes) || ChaCha20-Poly1305(key, nonce, plaintext, AD)."""
     ad = associated_data(round_id, sender, recipient)
+    if not isinstance(plaintext, (bytes, bytearray, memoryview)):
+        raise ConfigError(f"plaintext must be bytes, not {type(plaintext).__name__}")
     nonce = os.urandom(NONCE_SIZE)
     return nonce + _cipher(key).encrypt(nonce, bytes(plaintext), ad)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,8 @@ def split(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
     """
     if not isinstance(secret, (bytes, bytearray)) or len(secret) != SECRET_SIZE:
         raise ConfigError(f"secret must be {SECRET_SIZE} bytes")
+    if isinstance(xs, (str, bytes)) or not isinstance(xs, Iterable):
+        raise ConfigError("share points must be a sequence of ints")
     xs = list(xs)
     if not all(_is_int(x) and 1 <= int(x) <= _MAX_X for x in xs):
         raise ConfigError("share points must be ints in [1, 2^32-1]")

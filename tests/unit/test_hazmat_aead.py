@@ -61,3 +61,10 @@ def test_bad_context() -> None:
         seal(KEY, b"x", round_id=b"", sender=1, recipient=2)
     with pytest.raises(ConfigError):
         seal(KEY, b"x", round_id=b"r", sender=-1, recipient=2)
+
+
+@pytest.mark.parametrize("plaintext", ["shares", 5, None])
+def test_plaintext_must_be_bytes(plaintext: object) -> None:
+    # bytes(5) would silently seal five zero bytes
+    with pytest.raises(ConfigError):
+        seal(KEY, plaintext, **CTX)  # type: ignore[arg-type]

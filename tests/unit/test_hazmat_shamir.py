@@ -96,3 +96,9 @@ def test_numpy_integer_points() -> None:
     shares = split(secret, 2, np.array([3, 9], dtype=np.uint32))  # type: ignore[arg-type]
     assert set(shares) == {3, 9} and all(type(x) is int for x in shares)
     assert combine({np.int64(3): shares[3], 9: shares[9]}, 2) == secret  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("xs", [None, 5, "12", b"\x01\x02"])
+def test_share_points_must_be_a_sequence_of_ints(xs: object) -> None:
+    with pytest.raises(ConfigError):
+        split(bytes(32), 1, xs)  # type: ignore[arg-type]
