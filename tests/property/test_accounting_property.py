@@ -33,7 +33,9 @@ def test_canonical_keeps_every_leaking_step_and_forgets_order(
 
 @settings(max_examples=8, deadline=None)
 @given(
-    z=st.floats(0.6, 3.0),
+    # below z ~ 0.7 with q >= 0.1 dp-accounting drops fractional orders it cannot
+    # converge on (epsilon > 30 there, no meaningful guarantee), so the two grids part
+    z=st.floats(0.8, 3.0),
     q=st.floats(0.001, 0.2),
     n=st.integers(1, 2_000),
     more=st.integers(1, 2_000),
