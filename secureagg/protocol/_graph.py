@@ -45,6 +45,8 @@ class Graph:
 
     @staticmethod
     def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:
+        if not isinstance(ids, Iterable) or isinstance(ids, (str, bytes)):
+            raise ConfigError("client ids must be an iterable of ints")
         out = tuple(sorted(check_client_id(i) for i in ids))
         if len(out) < 2:
             raise ConfigError("a round needs at least 2 clients")

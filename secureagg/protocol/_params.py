@@ -38,6 +38,8 @@ class GraphParams:
 
 def default_threshold(degree: int) -> int:
     """A strict majority of a client's neighbourhood, the client included: floor((k+1)/2)+1."""
+    if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
+        raise ConfigError(f"degree must be a positive int, got {degree!r}")
     return (degree + 1) // 2 + 1
 
 

@@ -21,9 +21,9 @@ def test_complete_graph() -> None:
     assert g.neighbours(3) == {1, 5}
     with pytest.raises(ConfigError):
         g.neighbours(2)
-    for bad in ([1], [1, 1, 2], [0, 1], [1, 2**32]):
+    for bad in ([1], [1, 1, 2], [0, 1], [1, 2**32], None, "12", 5):
         with pytest.raises(ConfigError):
-            Graph.complete(bad)
+            Graph.complete(bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("n", "k"), [(5, 2), (12, 4), (40, 10), (101, 36)])
@@ -50,6 +50,9 @@ def test_harary_degree_checks() -> None:
 def test_default_threshold_is_a_majority_of_the_neighbourhood() -> None:
     assert default_threshold(49) == 26  # n = 50, complete
     assert default_threshold(10) == 6
+    for bad in (0, "5", 2.0, True):
+        with pytest.raises(ConfigError):
+            default_threshold(bad)  # type: ignore[arg-type]
 
 
 # (n, corrupt fraction, dropout rate) -> (degree, threshold), published in the tests of
