@@ -153,3 +153,16 @@ def test_long_masks_match_one_keystream(bits: int) -> None:
     assert np.array_equal(acc, want)
     MaskBuffer(d, bits).subtract_mask(acc, seed)
     assert not acc.any()
+
+
+def test_seed_is_not_folded() -> None:
+    """Flipping one bit in two bytes 4, 8 or 16 apart: an XOR fold of the seed to 32, 64 or
+    128 bits would cancel the two flips and repeat the mask; the full-seed PRG does not."""
+    seed = bytes(range(32))
+    base = expand_mask(seed, 16, 32)
+    for gap in (4, 8, 16):
+        for i in range(32 - gap):
+            twice = bytearray(seed)
+            twice[i] ^= 0x01
+            twice[i + gap] ^= 0x01
+            assert not np.array_equal(expand_mask(bytes(twice), 16, 32), base)
