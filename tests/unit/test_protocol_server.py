@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secureagg import DecodeError, RoundAborted
-from secureagg.hazmat import open_sealed
+from secureagg.hazmat import open_sealed, seal
 from secureagg.protocol import (
     AdvertiseKeys,
     ClientSession,
@@ -287,12 +287,15 @@ def assert_named_as_dropped(res: RoundResult, *, by: int, sender: int) -> None:
     assert res.dropouts == {by: Stage.MASKED_INPUT}
 
 
-def test_reflected_share_ciphertext_fails_on_the_associated_data_alone() -> None:
-    """The server hands client 1 its own ciphertext for 2 as if it came from 2.
+@pytest.mark.parametrize("forge", ["reflected", "other round"])
+def test_share_ciphertext_fails_on_the_associated_data_alone(forge: str) -> None:
+    """Ciphertexts under the *right* key that only the associated data can refuse.
 
-    k_12 = k_21 (the key derivation orders the ids), so only the associated data (sender,
-    recipient) tells the two apart. Accepted, it would make 1 answer for "2" with shares of
-    its own secrets. It must fail and count as 2 dropping (from 1's point of view).
+    "reflected": the server hands client 1 its own ciphertext for 2 as if it came from 2
+    (k_12 = k_21, the key derivation orders the ids). Accepted, 1 would later answer for
+    "2" with shares of its own secrets. "other round": a bundle under k_12, addressed from 2
+    to 1, but sealed with another round id. Either must fail and count, for client 1, as 2
+    dropping; the server then leaves 1 out and the rest sum exactly.
     """
     cfg = make_config()
     xs = inputs()
@@ -311,11 +314,16 @@ def test_reflected_share_ciphertext_fails_on_the_associated_data_alone() -> None
     state = clients[1]._state
     assert isinstance(state, SharesSent)
     key = state.enc_keys[2]
-    # the same key opens it with the original addressing, so only the AD can refuse it
-    assert open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+    if forge == "reflected":
+        assert open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+        bad = mine_for_2
+    else:
+        other = new_round_id()
+        bundle = open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+        bad = seal(key, bundle, round_id=other, sender=2, recipient=1)
+        assert open_sealed(key, bad, round_id=other, sender=2, recipient=1) == bundle
     out = server.close_stage()
-    reflected = swap_ciphertext(2, mine_for_2)(out[1])
-    reply = decode(clients[1].receive(reflected))
+    reply = decode(clients[1].receive(swap_ciphertext(2, bad)(out[1])))
     assert isinstance(reply, MaskedInput) and reply.excluded == (2,)
     assert clients[1].masked_with == frozenset(IDS) - {1, 2}
     server.receive(encode(reply))
