@@ -307,7 +307,13 @@ class ServerSession:
             )
             return {u: encode(ConsistencyRequest(cfg.round_id, u, u3)) for u in u3}
         self._state = CollectUnmask(
-            state.u1, state.commitments, state.delivered, state.acc, u3, dropped, frozenset(u3)
+            state.u1,
+            state.commitments,
+            state.delivered,
+            state.acc,
+            u3,
+            dropped,
+            asked=frozenset(u3),
         )
         out = {}
         for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
@@ -323,7 +329,13 @@ class ServerSession:
         sigs = tuple(sorted(state.signatures.items()))
         asked = frozenset(state.signatures)
         self._state = CollectUnmask(
-            state.u1, state.commitments, state.delivered, state.acc, state.u3, state.dropped, asked
+            state.u1,
+            state.commitments,
+            state.delivered,
+            state.acc,
+            state.u3,
+            state.dropped,
+            asked=asked,
         )
         msg = {u: UnmaskRequest(cfg.round_id, u, state.u3, state.dropped, sigs) for u in asked}
         return {u: encode(m) for u, m in msg.items()}

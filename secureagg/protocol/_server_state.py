@@ -79,25 +79,25 @@ class CollectMasked:
 
 
 @dataclass(slots=True)
-class CollectSignatures:
+class _Unmasking:
+    """What the stages after the masked inputs share: the sum so far and who is in it."""
+
     u1: dict[int, KeyEntry]
     commitments: dict[int, bytes]
     delivered: dict[int, frozenset[int]]
     acc: _Vector
     u3: tuple[int, ...]
     dropped: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class CollectSignatures(_Unmasking):
     signatures: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
-class CollectUnmask:
-    u1: dict[int, KeyEntry]
-    commitments: dict[int, bytes]
-    delivered: dict[int, frozenset[int]]
-    acc: _Vector
-    u3: tuple[int, ...]
-    dropped: tuple[int, ...]
-    asked: frozenset[int]
+class CollectUnmask(_Unmasking):
+    asked: frozenset[int] = field(kw_only=True)
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
 
 
