@@ -91,3 +91,17 @@ def test_too_few_clients_abort_cleanly() -> None:
         simulate_round(inputs, bits=BITS, dropouts={Stage.MASKED_INPUT: [1, 2, 3]})
     with pytest.raises(ConfigError):
         simulate_round({1: np.ones(3, np.uint16)}, bits=BITS)
+
+
+@pytest.mark.parametrize(("n", "degree", "bits"), [(12, None, 32), (20, 6, 16), (9, None, 64)])
+def test_bytes_per_client_within_the_stated_bound(n: int, degree: int | None, bits: int) -> None:
+    """docs/protocol.md: sent <= d*w + 234 B per neighbour + 380 B; received <= 241k + 300."""
+    d = 500
+    dtype = {16: np.uint16, 32: np.uint32, 64: np.uint64}[bits]
+    width = np.dtype(dtype).itemsize
+    inputs = {u: np.full(d, u, dtype) for u in range(1, n + 1)}
+    res = simulate_round(inputs, bits=bits, degree=degree)
+    k = n - 1 if degree is None else degree
+    for cost in res.client_cost.values():
+        assert d * width < cost.bytes_sent <= d * width + 234 * k + 380
+        assert cost.bytes_received <= 241 * k + 300
