@@ -68,3 +68,12 @@ def test_plaintext_must_be_bytes(plaintext: object) -> None:
     # bytes(5) would silently seal five zero bytes
     with pytest.raises(ConfigError):
         seal(KEY, plaintext, **CTX)  # type: ignore[arg-type]
+
+
+def test_version_is_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from secureagg.hazmat import _aead
+
+    ct = seal(KEY, b"shares", **CTX)  # type: ignore[arg-type]
+    monkeypatch.setattr(_aead, "AEAD_VERSION", _aead.AEAD_VERSION + 1)
+    with pytest.raises(AuthenticationError):
+        open_sealed(KEY, ct, **CTX)  # type: ignore[arg-type]
