@@ -14,6 +14,7 @@ results are cached per canonical history: two clients with the same steps cost o
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -218,11 +219,18 @@ def _dpa_unit_rdp(noise_multiplier: float, sample_rate: float) -> np.ndarray:
     from dp_accounting.rdp import RdpAccountant
 
     acc = RdpAccountant()
-    acc.compose(
-        dp_accounting.PoissonSampledDpEvent(
-            sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
-        )
+    event = dp_accounting.PoissonSampledDpEvent(
+        sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
     )
+    # dp-accounting logs a warning for every fractional order whose series does not
+    # converge (it then leaves that order out, which is sound); keep that out of user logs
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        acc.compose(event)
+    finally:
+        absl_log.setLevel(level)
     unit = np.asarray(acc.rdp, dtype=float)
     unit.setflags(write=False)
     return unit
