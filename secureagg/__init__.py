@@ -1,4 +1,14 @@
-"""secureagg: federated learning with differential privacy and secure aggregation."""
+"""secureagg: federated learning with differential privacy and secure aggregation.
+
+The recipes a user needs in an existing loop are exported here; they load torch and
+Opacus on first use, so ``import secureagg.protocol`` stays light. Primitives live in
+:mod:`secureagg.hazmat`, the sans-I/O protocol in :mod:`secureagg.protocol`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from secureagg._exceptions import (
     AuthenticationError,
@@ -15,17 +25,60 @@ from secureagg._exceptions import (
 )
 from secureagg._version import __version__
 
+if TYPE_CHECKING:
+    from secureagg.fl import (
+        FederatedResult,
+        RoundMetrics,
+        SecureAggConfig,
+        SecureAggregator,
+        UpdateEncoder,
+        run_federated,
+    )
+    from secureagg.privacy import LocalUpdate, PrivacyConfig, PrivacyLedger, PrivateTrainer
+
+_LAZY = {
+    "FederatedResult": "secureagg.fl",
+    "RoundMetrics": "secureagg.fl",
+    "SecureAggConfig": "secureagg.fl",
+    "SecureAggregator": "secureagg.fl",
+    "UpdateEncoder": "secureagg.fl",
+    "run_federated": "secureagg.fl",
+    "LocalUpdate": "secureagg.privacy",
+    "PrivacyConfig": "secureagg.privacy",
+    "PrivacyLedger": "secureagg.privacy",
+    "PrivateTrainer": "secureagg.privacy",
+}
+
 __all__ = [
     "AuthenticationError",
     "BudgetExhaustedError",
     "ConfigError",
     "CryptoError",
     "DecodeError",
+    "FederatedResult",
     "InvalidKeyError",
     "LedgerError",
+    "LocalUpdate",
+    "PrivacyConfig",
+    "PrivacyLedger",
+    "PrivateTrainer",
     "ProtocolError",
     "RoundAborted",
+    "RoundMetrics",
+    "SecureAggConfig",
     "SecureAggError",
+    "SecureAggregator",
     "ShareError",
+    "UpdateEncoder",
     "__version__",
+    "run_federated",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secureagg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,41 @@
-"""The package's public surface: exported names, version, and the error tree."""
+"""The package's public surface: exported names, version, lazy recipes, the error tree."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import secureagg
 from secureagg import _exceptions as exc
+
+EXPORTS = {
+    "AuthenticationError",
+    "BudgetExhaustedError",
+    "ConfigError",
+    "CryptoError",
+    "DecodeError",
+    "FederatedResult",
+    "InvalidKeyError",
+    "LedgerError",
+    "LocalUpdate",
+    "PrivacyConfig",
+    "PrivacyLedger",
+    "PrivateTrainer",
+    "ProtocolError",
+    "RoundAborted",
+    "RoundMetrics",
+    "SecureAggConfig",
+    "SecureAggError",
+    "SecureAggregator",
+    "ShareError",
+    "UpdateEncoder",
+    "__version__",
+    "run_federated",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(secureagg.__all__) == EXPORTS
 
 
 def test_version_is_a_release_string() -> None:
@@ -11,10 +43,35 @@ def test_version_is_a_release_string() -> None:
     assert len(parts) == 3 and all(p.isdigit() for p in parts)
 
 
+def test_every_export_resolves_to_the_layer_object() -> None:
+    import secureagg.fl
+    import secureagg.privacy
+
+    for name in secureagg.__all__:
+        value = getattr(secureagg, name)
+        for layer in (secureagg.fl, secureagg.privacy):
+            if hasattr(layer, name):
+                assert value is getattr(layer, name), name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        secureagg.NoSuchThing  # noqa: B018
+    except AttributeError as e:
+        assert "NoSuchThing" in str(e)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_protocol_layer_does_not_import_torch() -> None:
+    code = "import sys, secureagg.protocol, secureagg.hazmat; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_every_error_derives_from_secureagg_error() -> None:
     for name in exc.__all__:
-        cls = getattr(exc, name)
-        assert issubclass(cls, exc.SecureAggError), name
+        assert issubclass(getattr(exc, name), exc.SecureAggError), name
 
 
 def test_error_tree_shape() -> None:
@@ -23,8 +80,3 @@ def test_error_tree_shape() -> None:
     assert issubclass(exc.AuthenticationError, exc.CryptoError)
     assert issubclass(exc.RoundAborted, exc.ProtocolError)
     assert not issubclass(exc.DecodeError, ValueError)
-
-
-def test_exported_names_resolve() -> None:
-    for name in secureagg.__all__:
-        assert getattr(secureagg, name) is not None, name
