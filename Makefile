@@ -1,4 +1,5 @@
 # Two commands a newcomer needs: `make demo` and `make test`.
+# `make demo ARGS="--rounds 5 --dataset digits"` passes options to `secureagg demo`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/secureagg demo
+	$(BIN)/secureagg demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check secureagg tests benchmarks examples
