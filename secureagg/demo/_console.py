@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from secureagg.demo._summary import epsilon_text
+from secureagg.demo._summary import dropouts_text, epsilon_text
 
 __all__ = ["LiveProgress", "summary_tables"]
 
@@ -85,8 +85,8 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
         ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
         head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
     head.add_row(
-        "rounds missing a dropped update / aborted",
-        f"{s['dropout_rounds']} / {s['aborted_rounds']}",
+        "rounds with a dropout / update lost / aborted",
+        f"{s['rounds_with_dropout']} / {s['rounds_missing_update']} / {s['aborted_rounds']}",
         "-",
     )
     head.add_row(
@@ -109,4 +109,20 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
             "-" if ms is None else f"{ms:.0f}",
             f"{in_sum}/{len(rounds)}",
         )
-    return [head, per]
+    return [head, per, _rounds_table(report)]
+
+
+def _rounds_table(report: dict[str, Any]) -> Table:
+    table = Table(title="rounds", header_style="bold")
+    table.add_column("round", justify="right")
+    table.add_column("in sum", justify="right")
+    table.add_column("dropouts")
+    table.add_column("accuracy", justify="right")
+    for r in report["rounds"]:
+        table.add_row(
+            str(r["round"] + 1),
+            f"{len(r['members'])}/{len(r['participants'])}",
+            "[red]aborted[/] " * r["aborted"] + dropouts_text(r["dropouts"]),
+            _pct(r["accuracy"]),
+        )
+    return table

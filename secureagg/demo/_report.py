@@ -11,7 +11,7 @@ from typing import Any
 from secureagg._exceptions import ConfigError
 from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import ACCOUNTANT, build_report, epsilon_text
+from secureagg.demo._summary import ACCOUNTANT, build_report, dropouts_text, epsilon_text
 
 __all__ = ["LEDGER_FILE", "REPORT_FILES", "render_markdown", "write_report"]
 
@@ -52,8 +52,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| none (no DP) |",
         f"| largest recovered-vs-true error | {s['max_abs_error']:.3g} "
         f"(all rounds within bound: {_verdict(s['all_rounds_within_bound'])}) | - |",
-        f"| rounds missing a dropped update / aborted | {s['dropout_rounds']} / "
-        f"{s['aborted_rounds']} | - |",
+        f"| rounds with a dropout / with an update lost / aborted | {s['rounds_with_dropout']} / "
+        f"{s['rounds_missing_update']} / {s['aborted_rounds']} | - |",
         f"| wall time | {s['seconds']['private']:.1f} s | {s['seconds']['baseline']:.1f} s |",
         "",
         "## Privacy guarantee",
@@ -98,11 +98,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Rounds",
         "",
-        "| round | members | dropped | accuracy | baseline | max error | bound | server ms |",
+        "A client that drops at the unmasking stage has already sent its masked input: its "
+        "update is in the sum, and the others' shares remove only its self-mask.",
+        "",
+        "| round | in sum | dropouts | accuracy | baseline | max error | bound | server ms |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rounds"]:
-        dropped = ", ".join(f"{c} ({w})" for c, w in r["dropped"].items()) or "-"
+        dropped = ("aborted; " if r["aborted"] else "") + dropouts_text(r["dropouts"])
         lines.append(
             f"| {r['round'] + 1} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
             f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "

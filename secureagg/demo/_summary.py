@@ -10,6 +10,7 @@ import numpy as np
 
 from secureagg._version import __version__
 from secureagg.demo._run import DemoResult
+from secureagg.fl import RoundMetrics
 from secureagg.privacy import PrivacyLedger
 
 __all__ = [
@@ -17,12 +18,13 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "build_report",
+    "dropouts_text",
     "epsilon_text",
     "guarantee_text",
 ]
 
 SCHEMA = "secureagg.demo-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ACCOUNTANT = "opacus_rdp"
 """The accountant whose epsilon the report states (the others are listed for comparison)."""
 
@@ -39,6 +41,12 @@ def epsilon_text(eps: float) -> str:
     if not math.isfinite(eps):
         return "inf"
     return f"{math.ceil(eps * 100 - 1e-9) / 100:.2f}"
+
+
+def dropouts_text(dropouts: dict[str, dict[str, Any]]) -> str:
+    """A round's dropouts for people: "4 at unmask (update in sum)", or "-" for none."""
+    parts = [RoundMetrics.describe_dropout(c, d["stage"], d["in_sum"]) for c, d in dropouts.items()]
+    return ", ".join(parts) or "-"
 
 
 def _round_epsilon(ledger: PrivacyLedger, rnd: int) -> dict[str, float]:
@@ -126,6 +134,10 @@ def build_report(result: DemoResult) -> dict[str, Any]:
                 "participants": list(m.participants),
                 "members": list(m.members),
                 "dropped": {str(c): why for c, why in sorted(m.dropped.items())},
+                "dropouts": {
+                    str(c): {"stage": stage, "in_sum": m.in_sum(c)}
+                    for c, stage in sorted(m.dropouts.items())
+                },
                 "aborted": bool(m.aborted),
                 "accuracy": m.accuracy,
                 "baseline_accuracy": b,
@@ -207,8 +219,9 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             "max_epsilon": max(eps.values()),
             "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
             "all_rounds_within_bound": all(r["within_bound"] for r in done) if done else None,
-            "dropout_rounds": sum(
-                1 for r in rounds if any(w.startswith("dropout") for w in r["dropped"].values())
+            "rounds_with_dropout": sum(1 for r in rounds if r["dropouts"]),
+            "rounds_missing_update": sum(
+                1 for r in rounds if any(not d["in_sum"] for d in r["dropouts"].values())
             ),
             "aborted_rounds": len(rounds) - len(done),
             "client_bytes_per_round": bytes_per,

@@ -20,10 +20,14 @@ class RoundMetrics:
 
     ``dropped`` maps a client id to why its update is missing: "budget" (declined, next
     round would exceed its budget), "dropout:<stage>" (went silent at that protocol stage)
-    or "aborted" (the protocol round aborted). ``max_abs_error`` is the largest coordinate
-    difference between the securely aggregated average and the plain weighted average of
-    the members' updates; ``error_bound`` is what the encoding promises it stays under.
-    ``epsilon`` is each private client's cumulative epsilon (Opacus RDP) after the round.
+    or "aborted" (the protocol round aborted). ``dropouts`` maps every client that declined
+    or went silent to "budget" or the stage ("advertise", "share_keys", "masked_input",
+    "consistency", "unmask"), including one that dropped at "unmask" after sending its
+    input, which is a member: :meth:`in_sum` tells them apart. ``max_abs_error`` is the
+    largest coordinate difference between the securely aggregated average and the plain
+    weighted average of the members' updates; ``error_bound`` is what the encoding promises
+    it stays under. ``epsilon`` is each private client's cumulative epsilon (Opacus RDP)
+    after the round.
     """
 
     round: int
@@ -42,6 +46,21 @@ class RoundMetrics:
     aborted: bool = False
     update_norms: dict[int, float] = field(default_factory=dict)
     grad_sample_mode: dict[int, str] = field(default_factory=dict)
+    dropouts: dict[int, str] = field(default_factory=dict)
+
+    def in_sum(self, client: int) -> bool:
+        """Whether ``client``'s update is in this round's average."""
+        return client in self.members
+
+    def dropout_text(self, client: int) -> str:
+        """``client``'s dropout for people, e.g. "4 at unmask (update in sum)"."""
+        return self.describe_dropout(client, self.dropouts[client], self.in_sum(client))
+
+    @staticmethod
+    def describe_dropout(client: int | str, stage: str, in_sum: bool) -> str:
+        """One dropout for people: who, at which stage, and whether its update is in the sum."""
+        where = "declined (budget)" if stage == "budget" else f"at {stage}"
+        return f"{client} {where} ({'update in sum' if in_sum else 'update lost'})"
 
 
 @dataclass

@@ -40,6 +40,7 @@ class RoundOutcome:
     trained: dict[int, LocalUpdate]
     members: list[int]
     dropped: dict[int, str]
+    dropouts: dict[int, str] = field(default_factory=dict)
     max_abs_error: float = 0.0
     error_bound: float = 0.0
     client_ms: dict[int, float] = field(default_factory=dict)
@@ -63,6 +64,8 @@ def run_round(
     A client over budget declines (reason "budget"); ``dropout`` = (client, stage) makes that
     client go silent at that protocol stage (with no aggregator, its update is lost unless it
     drops at UNMASK, after sending it). The average is None when nothing could be averaged.
+    ``dropouts`` lists every client that declined or went silent, with the stage, whether
+    or not its update is in the average (``dropped`` lists only the clients left out).
     """
     out = RoundOutcome(average=None, trained={}, members=[], dropped={})
     for cid, trainer in clients.items():
@@ -70,11 +73,13 @@ def run_round(
         try:
             out.trained[cid] = trainer.train_round(global_state)
         except BudgetExhaustedError:
-            out.dropped[cid] = "budget"
+            out.dropped[cid] = out.dropouts[cid] = "budget"
             continue
         out.client_ms[cid] = (time.perf_counter() - start) * 1e3
     if dropout is not None and dropout[0] not in out.trained:
         dropout = None
+    if dropout is not None:
+        out.dropouts[dropout[0]] = stage_name(dropout[1])
     like = {k: v for k, v in global_state.items()}
     if aggregator is None:
         _plain_round(out, dropout, like)
@@ -88,7 +93,7 @@ def _plain_round(
 ) -> None:
     for cid in out.trained:
         if dropout is not None and cid == dropout[0] and dropout[1] is not Stage.UNMASK:
-            out.dropped[cid] = f"dropout:{dropout[1].name.lower()}"
+            out.dropped[cid] = f"dropout:{stage_name(dropout[1])}"
         else:
             out.members.append(cid)
     if out.members:
@@ -143,9 +148,14 @@ def _secure_round(
         out.captured = (cid_of[p], result.captured[p], encoded[p])
 
 
+def stage_name(stage: Stage) -> str:
+    """The name a dropout's stage has in metrics and reports: "advertise", ..., "unmask"."""
+    return stage.name.lower()
+
+
 def _reason(cid: int, dropout: tuple[int, Stage] | None) -> str:
     if dropout is not None and dropout[0] == cid:
-        return f"dropout:{dropout[1].name.lower()}"
+        return f"dropout:{stage_name(dropout[1])}"
     return "aborted"
 
 

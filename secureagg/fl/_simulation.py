@@ -209,6 +209,7 @@ def _metrics(
         participants=sorted(out.trained),
         members=list(out.members),
         dropped=dict(out.dropped),
+        dropouts=dict(out.dropouts),
         accuracy=accuracy,
         max_abs_error=out.max_abs_error,
         error_bound=out.error_bound,
@@ -226,8 +227,10 @@ def _metrics(
 
 def _progress_line(m: RoundMetrics, rounds: int) -> str:
     parts = [f"round {m.round + 1}/{rounds}: {len(m.members)}/{len(m.participants)} members"]
-    if m.dropped:
-        parts.append("dropped " + ", ".join(f"{c}({why})" for c, why in sorted(m.dropped.items())))
+    if m.dropouts:
+        parts.append("dropped " + ", ".join(m.dropout_text(c) for c in sorted(m.dropouts)))
+    elif m.aborted:
+        parts.append("aborted")
     if m.accuracy is not None:
         parts.append(f"accuracy {m.accuracy:.3f}")
     if m.epsilon:

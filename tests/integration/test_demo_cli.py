@@ -61,6 +61,9 @@ def test_error_within_the_bound_every_round_including_dropouts(
         assert not r["aborted"]
         for cid in r["dropped"]:
             assert int(cid) not in r["members"]
+        # dropout rate 1 (the default): one dropout every round, wherever it happened
+        [(cid, d)] = r["dropouts"].items()
+        assert d["in_sum"] == (int(cid) in r["members"]) == (d["stage"] == "unmask")
         assert r["max_abs_error"] <= r["error_bound"], r["round"]
         assert r["probe_max_abs_error"] <= r["error_bound"] + 1e-6, r["round"]
         assert r["error_bound"] < 1e-3  # 16 fractional bits: the bound is small

@@ -118,12 +118,49 @@ def test_run_federated_reports_error_within_bound_and_captures_masked_input() ->
         assert len(m.members) >= 4 and set(m.members) <= set(ids)
         assert len(m.dropped) <= 1
         assert all(why.startswith("dropout:") for why in m.dropped.values())
+        # dropout_rate 1: every round lists its dropout, including one at unmask (a member)
+        [(who, stage)] = m.dropouts.items()
+        assert m.in_sum(who) == (stage == "unmask") == (who in m.members)
+        assert m.dropped == ({} if stage == "unmask" else {who: f"dropout:{stage}"})
         assert m.bits is not None and m.server_ms > 0
         assert set(m.client_bytes) == set(m.participants)
         assert m.captured is not None
         cid, masked, true = m.captured
         assert cid in m.members
         assert masked.shape == true.shape and not np.array_equal(masked, true)
+
+
+class Canned:
+    """A client whose every round returns the same update."""
+
+    def __init__(self, u: LocalUpdate) -> None:
+        self.u, self.num_examples, self.last_steps, self.grad_sample_mode = u, 1, 1, "x"
+
+    def can_train(self) -> bool:
+        return True
+
+    def train_round(self, global_state: dict[str, torch.Tensor]) -> LocalUpdate:
+        return self.u
+
+
+@pytest.mark.parametrize("stage", [Stage.ADVERTISE, Stage.MASKED_INPUT, Stage.UNMASK])
+def test_run_round_lists_every_dropout_with_its_stage(
+    opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]], stage: Stage
+) -> None:
+    from secureagg.fl import run_round
+
+    server, updates = opacus_updates
+    agg = SecureAggregator(server, max_clients=5, max_examples=96, update_clip=0.5)
+    clients = {c: Canned(u) for c, u in updates.items()}
+    out = run_round(
+        clients, server, aggregator=agg, dropout=(3, stage), rng=np.random.default_rng()
+    )
+    name = stage.name.lower()
+    assert out.dropouts == {3: name}
+    if stage is Stage.UNMASK:  # input already sent: a member, not "dropped"
+        assert out.members == [1, 2, 3, 4, 5] and out.dropped == {}
+    else:
+        assert out.members == [1, 2, 4, 5] and out.dropped == {3: f"dropout:{name}"}
 
 
 def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
@@ -134,17 +171,6 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
     from secureagg.fl import run_round
 
     server, updates = opacus_updates
-
-    class Canned:
-        def __init__(self, u: LocalUpdate) -> None:
-            self.u, self.num_examples, self.last_steps, self.grad_sample_mode = u, 1, 1, "x"
-
-        def can_train(self) -> bool:
-            return True
-
-        def train_round(self, global_state: dict[str, torch.Tensor]) -> LocalUpdate:
-            return self.u
-
     agg = SecureAggregator(server, max_clients=5, max_examples=96, update_clip=0.5)
 
     def abort(*a: object, **k: object) -> None:
@@ -163,6 +189,7 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
         4: "aborted",
         5: "aborted",
     }
+    assert out.dropouts == {2: "share_keys"}  # the injected dropout, not the aborted rest
 
 
 def test_secure_aggregation_without_dp_matches_plain_fedavg() -> None:

@@ -125,9 +125,9 @@ def test_budgeted_client_stops_at_the_round_that_would_exceed_it() -> None:
     assert res.ledger is not None
     for m in res.rounds:
         if m.round < stop:
-            assert m.members == [1, 2, 3, 4] and m.dropped == {}
+            assert m.members == [1, 2, 3, 4] and m.dropped == m.dropouts == {}
         else:
-            assert m.dropped == {4: "budget"}
+            assert m.dropped == m.dropouts == {4: "budget"}
             assert m.members == [1, 2, 3]  # the round completes with the rest
             assert m.participants == [1, 2, 3]
         assert max(m.epsilon.values()) <= budget

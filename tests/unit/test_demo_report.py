@@ -44,6 +44,7 @@ ROUND_FIELDS = {
     "participants",
     "members",
     "dropped",
+    "dropouts",
     "aborted",
     "accuracy",
     "baseline_accuracy",
@@ -86,7 +87,7 @@ def test_json_on_disk_has_the_documented_fields(written: tuple[Path, dict[str, A
     doc = json.loads((out / "report.json").read_text())
     assert doc == report
     assert set(doc) == TOP_FIELDS
-    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 1
+    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 2
     assert len(doc["rounds"]) == SMALL.rounds
     for r in doc["rounds"]:
         assert set(r) == ROUND_FIELDS
@@ -138,6 +139,24 @@ def test_recovered_average_is_within_the_bound_every_round(
         assert r["max_abs_error"] <= r["error_bound"]
         # the probe's independent check; float32 rounding of the global model adds ~1e-7
         assert r["probe_max_abs_error"] <= r["error_bound"] + 1e-6
+
+
+def test_every_dropout_is_reported_with_its_stage(
+    run: DemoResult, written: tuple[Path, dict[str, Any]]
+) -> None:
+    out, report = written
+    md = (out / "report.md").read_text()
+    for m, r in zip(run.private.rounds, report["rounds"], strict=True):
+        assert len(m.dropouts) == 1  # the default dropout rate 1.0: one per round
+        for cid, stage in m.dropouts.items():
+            assert r["dropouts"][str(cid)] == {"stage": stage, "in_sum": cid in m.members}
+            assert (stage == "unmask") == (cid in m.members) == (str(cid) not in r["dropped"])
+            text = m.dropout_text(cid)
+            assert text.startswith(f"{cid} at {stage} (update ")
+            assert f"| {r['round'] + 1} | {len(m.members)}/{len(m.participants)} | {text} |" in md
+    s = report["summary"]
+    assert s["rounds_with_dropout"] == SMALL.rounds
+    assert s["rounds_missing_update"] == sum(1 for r in report["rounds"] if r["dropped"])
 
 
 def test_markdown_embeds_plots_and_states_the_guarantee(
