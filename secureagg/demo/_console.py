@@ -85,7 +85,7 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
         ok = "[green]within bound[/]" if s["all_rounds_within_bound"] else "[red]ABOVE BOUND[/]"
         head.add_row("max |recovered - true|", f"{s['max_abs_error']:.3g} {ok}", "-")
     head.add_row(
-        "rounds with a dropout / update lost / aborted",
+        "rounds: dropout / update lost / aborted",
         f"{s['rounds_with_dropout']} / {s['rounds_missing_update']} / {s['aborted_rounds']}",
         "-",
     )

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.ticker import MaxNLocator
 
-from secureagg.demo._probe import RoundCheck
+from secureagg.demo._check import RoundCheck
 
 __all__ = ["PLOTS", "plot_accuracy", "plot_cost", "plot_epsilon", "plot_server_view"]
 

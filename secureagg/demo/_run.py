@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from secureagg._exceptions import ConfigError
+from secureagg.demo._check import RoundCheck, check_rounds
 from secureagg.demo._config import DemoConfig
 from secureagg.demo._data import DemoData, make_loaders, prepare
 from secureagg.demo._models import accuracy_on, model_factory
-from secureagg.demo._probe import RoundCheck, SumProbe
-from secureagg.fl import FederatedResult, SecureAggConfig, run_federated
+from secureagg.fl import FederatedResult, ProgressEvent, SecureAggConfig, run_federated
 from secureagg.privacy import PrivacyConfig, PrivacyLedger
 from secureagg.protocol import choose_parameters, default_threshold
 
@@ -26,45 +24,18 @@ Progress = Callable[[str, int, int, str], None]
 """``progress(phase, done, total, detail)``; phases: data, private, baseline."""
 
 
-class _StageTracker(nn.CrossEntropyLoss):
-    """The usual loss, counting training steps to show which client trains (display only).
+def _relay(phase: str, tell: Progress, rounds: int, n: int) -> Callable[[ProgressEvent], None]:
+    """run_federated's progress events as ``tell(phase, done, total, detail)`` lines."""
+    how = "DP-SGD" if phase == "private" else "SGD"
 
-    run_federated trains the clients one after another in ascending id order, so the step
-    count within a round says whose turn it is; after the last one the round aggregates.
-    """
+    def on_progress(event: ProgressEvent) -> None:
+        if event.stage == "train":
+            detail = f"round {event.round + 1}: client {event.client} of {n} training ({how})"
+        else:
+            detail = str(event)
+        tell(phase, event.round + (event.stage == "done"), rounds, detail)
 
-    def __init__(
-        self, phase: str, tell: Progress, rounds: int, steps: dict[int, int], *, secure: bool
-    ) -> None:
-        super().__init__()
-        self._phase, self._tell, self._rounds = phase, tell, rounds
-        self._secure = secure
-        self._ends: list[tuple[int, int]] = []
-        total = 0
-        for cid in sorted(steps):
-            total += steps[cid]
-            self._ends.append((total, cid))
-        self.done = 0
-        self._count = 0
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        self._count += 1
-        cid = next((c for end, c in self._ends if self._count <= end), None)
-        if cid is not None:
-            n, r = len(self._ends), self.done + 1
-            how = "DP-SGD" if self._secure else "SGD"
-            where = f"round {r}: client {cid} of {n} training ({how})"
-            if self._count == self._ends[-1][0]:
-                what = "masking, summing and unmasking" if self._secure else "averaging"
-                where = f"{where}, then {what} {n} updates"
-            self._tell(self._phase, self.done, self._rounds, where)
-        return super().forward(input, target)
-
-    def round_done(self, line: str) -> None:
-        """Called with run_federated's progress line at the end of each round."""
-        self.done += 1
-        self._count = 0
-        self._tell(self._phase, self.done, self._rounds, line)
+    return on_progress
 
 
 @dataclass(frozen=True)
@@ -80,7 +51,7 @@ class GraphChoice:
 
 @dataclass
 class DemoResult:
-    """Everything the report needs: inputs, both runs, the probe's checks, wall times."""
+    """Everything the report needs: inputs, both runs, the demo's own checks, wall times."""
 
     config: DemoConfig
     data: DemoData
@@ -171,25 +142,15 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     tell("data", 1, 1, f"{len(data.clients)} clients, {data.y_test.shape[0]} held-out examples")
     evaluate = accuracy_on(data.x_test, data.y_test)
     build = model_factory(data.n_features, data.n_classes, config.hidden)
-    probe = SumProbe(build, config.update_clip)
 
     def optimizer_fn(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.learning_rate)
 
-    def eval_private(model: nn.Module) -> float:
-        probe.after_round(model)
-        return evaluate(model)
-
-    def tracker(phase: str, loaders: Mapping[int, DataLoader[Any]]) -> _StageTracker:
-        steps = {cid: config.local_epochs * len(loader) for cid, loader in loaders.items()}
-        return _StageTracker(phase, tell, config.rounds, steps, secure=phase == "private")
-
     t0 = time.perf_counter()
     tell("private", 0, config.rounds, "wrapping clients with Opacus")
     loaders = make_loaders(data, config.sample_rate, config.seed)
-    live = tracker("private", loaders)
     private = run_federated(
-        probe.model_fn,
+        build,
         loaders,
         rounds=config.rounds,
         optimizer_fn=optimizer_fn,
@@ -199,15 +160,14 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         dropout_rate=config.dropout_rate,
         seed=config.seed,
         ledger=PrivacyLedger(),
-        evaluate=eval_private,
-        on_progress=live.round_done,
+        evaluate=evaluate,
+        on_progress=_relay("private", tell, config.rounds, len(loaders)),
         capture_client=True,
-        criterion=live,
+        keep_vectors=True,
     )
     t1 = time.perf_counter()
     tell("baseline", 0, config.rounds, "no DP, no masking, no dropouts")
     loaders = make_loaders(data, config.sample_rate, config.seed)
-    live = tracker("baseline", loaders)
     baseline = run_federated(
         build,
         loaders,
@@ -219,13 +179,11 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         dropout_rate=0.0,
         seed=config.seed,
         evaluate=evaluate,
-        on_progress=live.round_done,
-        criterion=live,
+        on_progress=_relay("baseline", tell, config.rounds, len(loaders)),
     )
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
-    models = {cid: trainer.model for cid, trainer in private.clients.items()}
-    checks = probe.checks([m.members for m in private.rounds], sizes, models)
+    checks = check_rounds(private.rounds, sizes)
     return DemoResult(
         config=config,
         data=data,

@@ -144,7 +144,7 @@ def build_report(result: DemoResult) -> dict[str, Any]:
                 "max_abs_error": m.max_abs_error,
                 "error_bound": m.error_bound,
                 "within_bound": None if m.aborted else bool(m.max_abs_error <= m.error_bound),
-                "probe_max_abs_error": check.max_abs_error,
+                "check_max_abs_error": check.max_abs_error,
                 "epsilon": _round_epsilon(ledger, m.round),
                 "client_ms": {str(c): v for c, v in sorted(m.client_ms.items())},
                 "client_bytes": {str(c): v for c, v in sorted(m.client_bytes.items())},

@@ -3,7 +3,8 @@
 * :func:`flatten` / :func:`unflatten`: a model's named tensors as one vector and back;
 * :class:`SecureAggregator`: the server recipe (protocol over encoded updates -> average);
 * :func:`run_round`: one round joining local trainers to the aggregator;
-* :func:`run_federated`: n clients, R rounds, dropouts, per-round :class:`RoundMetrics`.
+* :func:`run_federated`: n clients, R rounds, dropouts, per-round :class:`RoundMetrics`,
+  live :class:`ProgressEvent` s.
 """
 
 from secureagg.fl._aggregator import Aggregate, SecureAggregator
@@ -11,6 +12,7 @@ from secureagg.fl._config import SecureAggConfig
 from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
 from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
+from secureagg.fl._progress import ProgressEvent
 from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
 from secureagg.fl._simulation import run_federated
 from secureagg.privacy import flatten, parameters_of, unflatten
@@ -21,6 +23,7 @@ __all__ = [
     "FederatedResult",
     "LocalTrainer",
     "PlainTrainer",
+    "ProgressEvent",
     "RoundMetrics",
     "RoundOutcome",
     "SecureAggConfig",

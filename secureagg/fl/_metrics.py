@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from secureagg.privacy import PrivacyLedger
+from secureagg.privacy import LocalUpdate, PrivacyLedger
 
 __all__ = ["FederatedResult", "RoundMetrics"]
 
@@ -27,7 +27,10 @@ class RoundMetrics:
     largest coordinate difference between the securely aggregated average and the plain
     weighted average of the members' updates; ``error_bound`` is what the encoding promises
     it stays under. ``epsilon`` is each private client's cumulative epsilon (Opacus RDP)
-    after the round.
+    after the round. With ``run_federated(keep_vectors=True)``, ``updates`` holds each
+    trained client's update as it was encoded, ``recovered`` the average the server decoded
+    and ``reference`` the plain weighted average of the members' updates (None when nothing
+    was averaged); without it they are empty / None.
     """
 
     round: int
@@ -47,6 +50,9 @@ class RoundMetrics:
     update_norms: dict[int, float] = field(default_factory=dict)
     grad_sample_mode: dict[int, str] = field(default_factory=dict)
     dropouts: dict[int, str] = field(default_factory=dict)
+    updates: dict[int, LocalUpdate] = field(default_factory=dict)
+    recovered: npt.NDArray[np.float64] | None = None
+    reference: npt.NDArray[np.float64] | None = None
 
     def in_sum(self, client: int) -> bool:
         """Whether ``client``'s update is in this round's average."""

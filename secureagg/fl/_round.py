@@ -14,10 +14,11 @@ import torch
 from secureagg._exceptions import BudgetExhaustedError, RoundAborted
 from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._encoding import plain_average
+from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.privacy import LocalUpdate, unflatten
 from secureagg.protocol import Stage
 
-__all__ = ["LocalTrainer", "RoundOutcome", "run_round"]
+__all__ = ["LocalTrainer", "RoundOutcome", "run_round", "stage_name"]
 
 
 class LocalTrainer(Protocol):
@@ -34,7 +35,12 @@ class LocalTrainer(Protocol):
 
 @dataclass
 class RoundOutcome:
-    """What one round produced, keyed by the caller's client ids."""
+    """What one round produced, keyed by the caller's client ids.
+
+    ``recovered`` is the average update as the server decoded it (the plain average without
+    an aggregator) and ``reference`` the plain weighted average of the members' updates;
+    both None when nothing was averaged.
+    """
 
     average: dict[str, torch.Tensor] | None
     trained: dict[int, LocalUpdate]
@@ -48,6 +54,13 @@ class RoundOutcome:
     server_ms: float = 0.0
     captured: tuple[int, npt.NDArray[Any], npt.NDArray[Any]] | None = None
     aborted: bool = False
+    recovered: npt.NDArray[np.float64] | None = None
+    reference: npt.NDArray[np.float64] | None = None
+
+
+def stage_name(stage: Stage) -> str:
+    """The name a dropout's stage has in metrics and reports: "advertise", ..., "unmask"."""
+    return stage.name.lower()
 
 
 def run_round(
@@ -58,6 +71,9 @@ def run_round(
     dropout: tuple[int, Stage] | None = None,
     rng: np.random.Generator,
     capture_client: bool = False,
+    on_progress: OnProgress | None = None,
+    round_index: int = 0,
+    rounds: int | None = None,
 ) -> RoundOutcome:
     """One round: every client that can afford it trains; the members' updates are averaged.
 
@@ -66,13 +82,23 @@ def run_round(
     drops at UNMASK, after sending it). The average is None when nothing could be averaged.
     ``dropouts`` lists every client that declined or went silent, with the stage, whether
     or not its update is in the average (``dropped`` lists only the clients left out).
+    ``on_progress`` gets a :class:`ProgressEvent` as each client's turn starts ("train",
+    then "declined" if it is over budget) and before the aggregation; ``round_index`` of
+    ``rounds`` name the round in them.
     """
+
+    def tell(stage: str, **kw: Any) -> None:
+        if on_progress is not None:
+            on_progress(ProgressEvent(round_index, stage, rounds, **kw))
+
     out = RoundOutcome(average=None, trained={}, members=[], dropped={})
     for cid, trainer in clients.items():
         start = time.perf_counter()
+        tell("train", client=cid)
         try:
             out.trained[cid] = trainer.train_round(global_state)
         except BudgetExhaustedError:
+            tell("declined", client=cid)
             out.dropped[cid] = out.dropouts[cid] = "budget"
             continue
         out.client_ms[cid] = (time.perf_counter() - start) * 1e3
@@ -80,25 +106,24 @@ def run_round(
         dropout = None
     if dropout is not None:
         out.dropouts[dropout[0]] = stage_name(dropout[1])
-    like = {k: v for k, v in global_state.items()}
+    tell("aggregate", clients=len(out.trained), secure=aggregator is not None)
     if aggregator is None:
-        _plain_round(out, dropout, like)
+        _plain_round(out, dropout)
     else:
         _secure_round(out, dropout, aggregator, rng, capture_client)
+    if out.recovered is not None:
+        out.average = unflatten(out.recovered, global_state)
     return out
 
 
-def _plain_round(
-    out: RoundOutcome, dropout: tuple[int, Stage] | None, like: Mapping[str, torch.Tensor]
-) -> None:
+def _plain_round(out: RoundOutcome, dropout: tuple[int, Stage] | None) -> None:
     for cid in out.trained:
         if dropout is not None and cid == dropout[0] and dropout[1] is not Stage.UNMASK:
             out.dropped[cid] = f"dropout:{stage_name(dropout[1])}"
         else:
             out.members.append(cid)
     if out.members:
-        avg = plain_average([out.trained[c] for c in out.members])
-        out.average = _shaped(avg, like)
+        out.reference = out.recovered = plain_average([out.trained[c] for c in out.members])
 
 
 def _secure_round(
@@ -139,27 +164,16 @@ def _secure_round(
             out.client_ms[cid] += cost.seconds * 1e3
             out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
     out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
-    out.average = agg.average
-    plain = plain_average([out.trained[c] for c in out.members])
-    out.max_abs_error = float(np.max(np.abs(agg.vector - plain)))
+    out.recovered = agg.vector
+    out.reference = plain_average([out.trained[c] for c in out.members])
+    out.max_abs_error = float(np.max(np.abs(agg.vector - out.reference)))
     out.error_bound = agg.error_bound
     if capture and capture[0] in result.captured:
         p = capture[0]
         out.captured = (cid_of[p], result.captured[p], encoded[p])
 
 
-def stage_name(stage: Stage) -> str:
-    """The name a dropout's stage has in metrics and reports: "advertise", ..., "unmask"."""
-    return stage.name.lower()
-
-
 def _reason(cid: int, dropout: tuple[int, Stage] | None) -> str:
     if dropout is not None and dropout[0] == cid:
         return f"dropout:{stage_name(dropout[1])}"
     return "aborted"
-
-
-def _shaped(
-    vec: npt.NDArray[np.float64], like: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    return unflatten(vec, like)

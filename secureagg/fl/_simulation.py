@@ -16,6 +16,7 @@ from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._config import SecureAggConfig
 from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
+from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
 from secureagg.privacy import PrivacyConfig, PrivacyLedger, PrivateTrainer, parameters_of
 from secureagg.privacy._trainer import load_global_state
@@ -39,8 +40,9 @@ def run_federated(
     seed: int = 0,
     ledger: PrivacyLedger | None = None,
     evaluate: Callable[[nn.Module], float] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: OnProgress | None = None,
     capture_client: bool = False,
+    keep_vectors: bool = False,
     criterion: Callable[..., torch.Tensor] | None = None,
     server_lr: float = 1.0,
 ) -> FederatedResult:
@@ -53,6 +55,9 @@ def run_federated(
     Each round, with probability ``dropout_rate``, one random client drops at a random
     protocol stage. A ledger (created if None and ``privacy`` is set) gets one record per
     client per round and is saved after every round if it is bound to a path.
+    ``on_progress`` gets a :class:`ProgressEvent` at each step of each round;
+    ``capture_client`` keeps one masked vector per round as the server saw it, and
+    ``keep_vectors`` every round's updates, recovered and reference averages (RoundMetrics).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be a positive int, got {rounds!r}")
@@ -104,6 +109,9 @@ def run_federated(
             dropout=dropout,
             rng=rng,
             capture_client=capture_client,
+            on_progress=on_progress,
+            round_index=r,
+            rounds=rounds,
         )
         if out.average is not None:
             with torch.no_grad():
@@ -112,10 +120,10 @@ def run_federated(
         load_global_state(model, state)
         if ledger is not None and configs is not None:
             _record(ledger, clients, out, first + r)
-        metrics = _metrics(r, clients, out, model, evaluate, aggregator)
+        metrics = _metrics(r, clients, out, model, evaluate, aggregator, keep_vectors)
         history.append(metrics)
         if on_progress is not None:
-            on_progress(_progress_line(metrics, rounds))
+            on_progress(ProgressEvent(r, "done", rounds, metrics=metrics))
     return FederatedResult(rounds=history, model=model, ledger=ledger, clients=clients)
 
 
@@ -197,6 +205,7 @@ def _metrics(
     model: nn.Module,
     evaluate: Callable[[nn.Module], float] | None,
     aggregator: SecureAggregator | None,
+    keep_vectors: bool,
 ) -> RoundMetrics:
     accuracy = None
     if evaluate is not None:
@@ -222,17 +231,7 @@ def _metrics(
         aborted=out.aborted,
         update_norms={c: u.norm for c, u in out.trained.items()},
         grad_sample_mode={c: t.grad_sample_mode for c, t in clients.items()},
+        updates=dict(out.trained) if keep_vectors else {},
+        recovered=out.recovered if keep_vectors else None,
+        reference=out.reference if keep_vectors else None,
     )
-
-
-def _progress_line(m: RoundMetrics, rounds: int) -> str:
-    parts = [f"round {m.round + 1}/{rounds}: {len(m.members)}/{len(m.participants)} members"]
-    if m.dropouts:
-        parts.append("dropped " + ", ".join(m.dropout_text(c) for c in sorted(m.dropouts)))
-    elif m.aborted:
-        parts.append("aborted")
-    if m.accuracy is not None:
-        parts.append(f"accuracy {m.accuracy:.3f}")
-    if m.epsilon:
-        parts.append(f"epsilon <= {max(m.epsilon.values()):.3g}")
-    return "; ".join(parts)

@@ -1,0 +1,63 @@
+"""ProgressEvent: what run_federated and run_round tell an ``on_progress`` callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from secureagg.fl._metrics import RoundMetrics
+
+__all__ = ["STAGES", "OnProgress", "ProgressEvent"]
+
+STAGES: tuple[str, ...] = ("train", "declined", "aggregate", "done")
+"""In order within a round: each client's turn to train ("declined" follows "train" for a
+client over budget); the trained updates are aggregated; the round is done (``metrics``)."""
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a round: ``round`` (from 0) of ``rounds``, ``stage``, and its client.
+
+    ``client`` is set for "train" and "declined", ``clients`` (how many updates) for
+    "aggregate", ``metrics`` for "done". ``str(event)`` is a one-line description.
+    """
+
+    round: int
+    stage: str
+    rounds: int | None = None
+    client: int | None = None
+    clients: int | None = None
+    secure: bool = False
+    metrics: RoundMetrics | None = None
+
+    def __str__(self) -> str:
+        head = f"round {self.round + 1}" + ("" if self.rounds is None else f"/{self.rounds}")
+        if self.stage == "train":
+            return f"{head}: client {self.client} training"
+        if self.stage == "declined":
+            return f"{head}: client {self.client} declined (budget)"
+        if self.stage == "aggregate":
+            how = "masking, summing and unmasking" if self.secure else "averaging"
+            return f"{head}: {how} {self.clients} updates"
+        if self.metrics is None:
+            return f"{head}: {self.stage}"
+        return f"{head}: {_summary(self.metrics)}"
+
+
+def _summary(m: RoundMetrics) -> str:
+    parts = [f"{len(m.members)}/{len(m.participants)} members"]
+    if m.aborted:
+        parts.append("aborted")
+    if m.dropouts:
+        parts.append("dropped " + ", ".join(m.dropout_text(c) for c in sorted(m.dropouts)))
+    if m.accuracy is not None:
+        parts.append(f"accuracy {m.accuracy:.3f}")
+    if m.epsilon:
+        parts.append(f"epsilon <= {max(m.epsilon.values()):.2f}")
+    return "; ".join(parts)
+
+
+OnProgress = Callable[[ProgressEvent], None]
+"""The type of an ``on_progress`` callback."""
