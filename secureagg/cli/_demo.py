@@ -64,7 +64,7 @@ _D = DemoConfig()
     type=float,
     default=None,
     help=f"Epsilon each client reaches after the last round  [default: "
-    f"{_D.target_epsilon:g} unless --noise-multiplier is given]",
+    f"{_D.target_epsilon:.2f} unless --noise-multiplier is given]",
 )
 @click.option("--delta", type=float, default=_D.delta, show_default=True, help="DP delta.")
 @click.option(

@@ -96,11 +96,13 @@ def plot_epsilon(
         )
     target = report["config"].get("target_epsilon")
     if target is not None:
-        ax.axhline(target, color="0.3", lw=0.8, ls=":", label=f"target {target:g}")
+        ax.axhline(target, color="0.3", lw=0.8, ls=":", label=f"target {target:.2f}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(f"cumulative epsilon (delta = {priv['delta']:g})")
-    ax.set_title(f"privacy spent per client ({priv['accountant']})")
+    ax.set_title(
+        f"privacy spent per client ({priv['accountant']}; max {priv['max_epsilon']:.2f})"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.savefig(path)

@@ -24,6 +24,10 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _setting(name: str, value: Any) -> str:
+    return epsilon_text(value) if name == "target_epsilon" and value is not None else str(value)
+
+
 def _verdict(ok: bool | None) -> str:
     return "no round completed" if ok is None else ("yes" if ok else "NO")
 
@@ -101,15 +105,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "A client that drops at the unmasking stage has already sent its masked input: its "
         "update is in the sum, and the others' shares remove only its self-mask.",
         "",
-        "| round | in sum | dropouts | accuracy | baseline | max error | bound | server ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| round | in sum | dropouts | accuracy | baseline | max epsilon | max error | bound "
+        "| server ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rounds"]:
         dropped = ("aborted; " if r["aborted"] else "") + dropouts_text(r["dropouts"])
         lines.append(
             f"| {r['round'] + 1} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
             f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
-            f"{r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
+            f"{epsilon_text(max(r['epsilon'].values(), default=0.0))} | {r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
         )
     lines += [
         "",
@@ -119,7 +124,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- `{LEDGER_FILE}`: the privacy ledger the epsilon figures come from; "
         f"check it with `secureagg audit {LEDGER_FILE}`",
         "",
-        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items()),
+        "Settings: " + ", ".join(f"`{k}={_setting(k, v)}`" for k, v in cfg.items()),
         "",
     ]
     return "\n".join(lines)

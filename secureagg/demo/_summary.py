@@ -37,10 +37,8 @@ _ACCOUNTANT_NAMES = {
 
 
 def epsilon_text(eps: float) -> str:
-    """Epsilon for people: rounded up (never down) to two decimals."""
-    if not math.isfinite(eps):
-        return "inf"
-    return f"{math.ceil(eps * 100 - 1e-9) / 100:.2f}"
+    """Epsilon for people: the ledger's figure to two decimals (report.json keeps it all)."""
+    return f"{eps:.2f}" if math.isfinite(eps) else "inf"
 
 
 def dropouts_text(dropouts: dict[str, dict[str, Any]]) -> str:
@@ -95,7 +93,8 @@ def guarantee_text(result: DemoResult) -> str:
     sigmas = sorted({round(r.noise_multiplier, 4) for r in last.values()})
     rates = sorted({round(r.sample_rate, 4) for r in last.values()})
     calibration = (
-        f"noise calibrated so that epsilon reaches {cfg.target_epsilon:g} after {cfg.rounds} rounds"
+        f"noise calibrated so that epsilon reaches {epsilon_text(cfg.target_epsilon)} after "
+        f"{cfg.rounds} rounds"
         if cfg.target_epsilon is not None
         else f"noise multiplier {cfg.noise_multiplier:g} fixed by the user"
     )

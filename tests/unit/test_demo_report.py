@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,33 @@ def test_epsilon_figures_equal_the_ledgers(written: tuple[Path, dict[str, Any]])
         ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients()
     )
     assert report["summary"]["max_epsilon"] <= SMALL.target_epsilon + 1e-9  # type: ignore[operator]
+
+
+def test_markdown_epsilons_are_the_ledgers_to_two_decimals(
+    written: tuple[Path, dict[str, Any]],
+) -> None:
+    out, report = written
+    ledger = PrivacyLedger.load(out / LEDGER_FILE)
+    md = (out / "report.md").read_text()
+    for c in ledger.clients():
+        row = re.search(rf"^\| {c} \| \d+ \| \[[0-9, ]+\] \| ([^|]+) \|", md, re.M)
+        assert row and row.group(1).strip() == f"{ledger.latest_epsilon(c, ACCOUNTANT):.2f}"
+    worst = max(ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients())
+    assert f"({worst:.2f}, 1e-05)-differentially private" in md
+    assert f"| epsilon per client (max, delta 1e-05) | {worst:.2f} |" in md
+    for r in report["rounds"]:
+        top = max(
+            rec.epsilon[ACCOUNTANT]
+            for c in ledger.clients()
+            for rec in ledger.records(c)
+            if rec.round == r["round"]
+        )
+        assert re.search(rf"^\| {r['round'] + 1} \| .*\| {top:.2f} \| ", md, re.M)
+    assert f"reaches {SMALL.target_epsilon:.2f} after" in md
+    assert "`target_epsilon=4.00`" in md
+    story = md.split("Settings")[0].replace("delta 1e-05", "delta")
+    shown = re.findall(r"epsilon[^0-9|\n]{0,30}?(\d[\d.]*)", story)
+    assert shown and all(re.fullmatch(r"\d+\.\d\d", x) for x in shown), shown
 
 
 def test_accuracy_is_measured_on_the_held_out_set(
