@@ -100,9 +100,7 @@ def plot_epsilon(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(f"cumulative epsilon (delta = {priv['delta']:g})")
-    ax.set_title(
-        f"privacy spent per client ({priv['accountant']}; max {priv['max_epsilon']:.2f})"
-    )
+    ax.set_title(f"privacy spent per client ({priv['accountant']}; max {priv['max_epsilon']:.2f})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.savefig(path)

@@ -114,7 +114,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['round'] + 1} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
             f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
-            f"{epsilon_text(max(r['epsilon'].values(), default=0.0))} | {r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
+            f"{epsilon_text(max(r['epsilon'].values(), default=0.0))} | "
+            f"{r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
         )
     lines += [
         "",
