@@ -1,10 +1,12 @@
 """A classic federated PyTorch loop, made private (Opacus DP-SGD) and secure (masked sums).
 
-Every line that secureagg adds or changes ends with ``# secureagg``; run with ``--plain`` to
-run the same loop without them. The task is sklearn's bundled digits (no download), split
-across a few clients.
+``federated_private_secure`` is the classic loop of ``federated_plain`` with the lines that
+secureagg adds or changes marked ``# secureagg``; the classic lines they replace are kept
+as ``# was:`` comments. The task is sklearn's bundled digits (no download), split across a
+few clients.
 
     python examples/plain_pytorch_loop.py --rounds 5
+    python examples/plain_pytorch_loop.py --rounds 5 --plain   # the classic loop alone
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg.fl import SecureAggConfig, SecureAggregator  # secureagg
-from secureagg.privacy import PrivacyLedger, PrivateTrainer, parameters_of  # secureagg
+from secureagg.fl import SecureAggregator  # secureagg
+from secureagg.privacy import PrivacyLedger, PrivateTrainer  # secureagg
+
+UPDATE_CLIP = 10.0  # secureagg: bound on each client's update (L2), public
 
 
 def load_clients(n_clients: int, seed: int) -> tuple[list[TensorDataset], TensorDataset]:
+    """The digits split into ``n_clients`` client datasets and a held-out test set."""
     x, y = load_digits(return_X_y=True)
     xt, yt = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
     perm = torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed))
@@ -41,6 +46,82 @@ def accuracy(model: nn.Module, test: TensorDataset) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
+def federated_plain(args: argparse.Namespace) -> None:
+    """The classic loop: every client trains a copy, the server averages the updates."""
+    datasets, test = load_clients(args.clients, args.seed)
+    global_model = make_model()
+    criterion = nn.CrossEntropyLoss()
+    clients = []
+    for dataset in datasets:
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+        loader = DataLoader(dataset, batch_size=128, shuffle=True)
+        clients.append((model, optimizer, loader))
+
+    for rnd in range(args.rounds):
+        global_state = global_model.state_dict()
+        updates, weights = [], []
+        for model, optimizer, loader in clients:
+            model.load_state_dict(global_model.state_dict())
+            for x, y in loader:  # one local epoch
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+            updates.append({k: v - global_state[k] for k, v in model.state_dict().items()})
+            weights.append(len(loader.dataset))
+        average = {
+            k: sum(w * u[k] for w, u in zip(weights, updates, strict=True)) / sum(weights)
+            for k in global_state
+        }
+        with torch.no_grad():
+            for name, param in global_model.named_parameters():
+                param += average[name]
+        print(f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}")
+
+
+def federated_private_secure(args: argparse.Namespace) -> None:
+    """The same loop: DP-SGD at every client, and the server sees only the sum of updates."""
+    datasets, test = load_clients(args.clients, args.seed)
+    global_model = make_model()
+    clients = []
+    for dataset in datasets:
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+        loader = DataLoader(dataset, batch_size=128, shuffle=True)
+        trainer = PrivateTrainer(  # secureagg: wraps with Opacus once, for the client's lifetime
+            model, optimizer, loader, noise_multiplier=args.noise, update_clip=UPDATE_CLIP
+        )
+        clients.append(trainer)  # secureagg  (was: clients.append((model, optimizer, loader)))
+
+    # secureagg: the server fixes the encoding from public bounds; every client gets a copy
+    max_examples = max(len(d) for d in datasets)  # secureagg
+    aggregator = SecureAggregator(  # secureagg
+        global_model, max_clients=len(clients), max_examples=max_examples, update_clip=UPDATE_CLIP
+    )
+    encoder = aggregator.client_encoder()  # secureagg
+    ledger = PrivacyLedger(accountants=("opacus_rdp", "dpa_rdp"))  # secureagg
+
+    for rnd in range(args.rounds):
+        global_state = global_model.state_dict()
+        encoded = {}  # secureagg  (was: updates, weights = [], [])
+        for cid, trainer in enumerate(clients, start=1):  # secureagg: ids name ledger entries
+            # client side
+            update = trainer.train_round(global_state)  # secureagg: load, DP-SGD epoch, update
+            encoded[cid] = encoder.encode(update)  # secureagg  (was: updates.append(...))
+            trainer.record_round(ledger, cid, rnd)  # secureagg: what this round cost in privacy
+        # server side
+        result = aggregator.aggregate(encoded)  # secureagg: masked inputs in, only the sum out
+        average = result.average  # secureagg  (was: the weighted average of updates)
+        with torch.no_grad():
+            for name, param in global_model.named_parameters():
+                param += average[name]
+        eps = max(ledger.latest_epsilon(c) for c in ledger.clients())  # secureagg
+        print(
+            f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}, "
+            f"epsilon {eps:.2f}, error <= {result.error_bound:.1e}"  # secureagg
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -48,70 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3.0)
     p.add_argument("--noise", type=float, default=3.0, help="DP noise multiplier")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plain", action="store_true", help="the loop without secureagg")
+    p.add_argument("--plain", action="store_true", help="run the classic loop instead")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # quiet dp-accounting's log
     torch.manual_seed(args.seed)
-
-    datasets, test = load_clients(args.clients, args.seed)
-    global_model = make_model()
-    criterion = nn.CrossEntropyLoss()
-    clients = []
-    for cid, dataset in enumerate(datasets, start=1):
-        model = make_model()
-        optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-        loader = DataLoader(dataset, batch_size=128, shuffle=True)
-        # fmt: off
-        if not args.plain:  # secureagg
-            trainer = PrivateTrainer(  # secureagg: wraps with Opacus once, for good
-                model, optimizer, loader, noise_multiplier=args.noise,  # secureagg
-                max_grad_norm=1.0, update_clip=10.0, seed=args.seed * 1000 + cid,  # secureagg
-            )  # secureagg
-            clients.append((cid, trainer, model, optimizer, loader))  # secureagg
-            continue  # secureagg
-        # fmt: on
-        clients.append((cid, None, model, optimizer, loader))
-    # fmt: off
-    aggregator = SecureAggregator(  # secureagg
-        global_model, SecureAggConfig(), max_clients=len(clients),  # secureagg
-        max_examples=max(len(d) for d in datasets), update_clip=10.0,  # secureagg
-    )  # secureagg
-    # fmt: on
-    ledger = PrivacyLedger(accountants=("opacus_rdp", "dpa_rdp"))  # secureagg
-    rng = np.random.default_rng(args.seed)  # secureagg
-
-    for rnd in range(args.rounds):
-        global_state = parameters_of(global_model)
-        updates, weights, encoded = [], [], {}
-        for cid, trainer, model, optimizer, loader in clients:
-            if trainer is not None:  # secureagg
-                update = trainer.train_round(global_state)  # secureagg
-                encoded[cid] = aggregator.encode(update, rng)  # secureagg
-                trainer.record_round(ledger, cid, rnd)  # secureagg
-                continue  # secureagg
-            model.load_state_dict(global_model.state_dict())
-            for x, y in loader:  # the classic local epoch
-                optimizer.zero_grad()
-                criterion(model(x), y).backward()
-                optimizer.step()
-            updates.append({k: v - global_state[k] for k, v in parameters_of(model).items()})
-            weights.append(len(loader.dataset))
-        if encoded:  # secureagg
-            result = aggregator.aggregate(encoded)  # secureagg: the server sees only the sum
-            average = result.average  # secureagg
-        else:
-            average = {
-                k: sum(w * u[k] for w, u in zip(weights, updates, strict=True)) / sum(weights)
-                for k in global_state
-            }
-        with torch.no_grad():
-            for name, param in global_model.named_parameters():
-                param += average[name]
-        line = f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}"
-        if encoded:  # secureagg
-            eps = max(ledger.latest_epsilon(c) for c in ledger.clients())  # secureagg
-            line += f", epsilon {eps:.2f}, error <= {result.error_bound:.1e}"  # secureagg
-        print(line, flush=True)
+    (federated_plain if args.plain else federated_private_secure)(args)
 
 
 if __name__ == "__main__":

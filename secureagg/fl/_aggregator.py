@@ -66,8 +66,14 @@ class SecureAggregator:
             frac_bits=self.config.frac_bits,
         )
 
-    def encode(self, update: LocalUpdate, rng: np.random.Generator) -> npt.NDArray[Any]:
-        """Client side: the update as this federation's protocol input."""
+    def client_encoder(self) -> UpdateEncoder:
+        """The encoding the clients use (public settings only: no key, no secret)."""
+        return self.encoder
+
+    def encode(
+        self, update: LocalUpdate, rng: np.random.Generator | None = None
+    ) -> npt.NDArray[Any]:
+        """Client side: the update as this federation's protocol input (``client_encoder()``)."""
         return self.encoder.encode(update, rng)
 
     def aggregate(

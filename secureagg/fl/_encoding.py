@@ -36,7 +36,12 @@ class Decoded:
 
 
 class UpdateEncoder:
-    """The encoding every client and the server agree on for one federation."""
+    """The encoding every client and the server agree on for one federation.
+
+    The client side of secure aggregation: :meth:`encode` turns a client's update into its
+    protocol input. The server's :class:`SecureAggregator` builds one from the federation's
+    public settings; :meth:`SecureAggregator.client_encoder` hands it to the clients.
+    """
 
     def __init__(self, d: int, *, max_clients: int, max_examples: int, clip: float, frac_bits: int):
         if isinstance(d, bool) or not isinstance(d, int) or d < 1:
@@ -80,9 +85,14 @@ class UpdateEncoder:
         v = self.weighted(update)[: self.d]
         return int(np.count_nonzero(np.abs(v) > self.quant.clip * (1 + _F32_SLACK)))
 
-    def encode(self, update: LocalUpdate, rng: np.random.Generator) -> npt.NDArray[Any]:
-        """The client's protocol input: quantised ``[w * x, w * c]`` in Z_{2^b}."""
-        return quantize(self.weighted(update), self.quant, rng)
+    def encode(
+        self, update: LocalUpdate, rng: np.random.Generator | None = None
+    ) -> npt.NDArray[Any]:
+        """The client's protocol input: quantised ``[w * x, w * c]`` in Z_{2^b}.
+
+        ``rng`` drives the stochastic rounding (default: a fresh generator seeded by the OS).
+        """
+        return quantize(self.weighted(update), self.quant, rng or np.random.default_rng())
 
     def decode(self, total: npt.NDArray[Any], members: int) -> Decoded:
         """Weighted average from the sum of ``members`` encoded updates, with its error bound.

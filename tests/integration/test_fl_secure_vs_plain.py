@@ -86,6 +86,19 @@ def test_secure_average_matches_plain_on_opacus_updates(
     assert min(np.linalg.norm(u.vector) for u in updates.values()) > 1e-3
 
 
+def test_client_encoder_is_the_client_side_of_the_same_encoding(
+    opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]],
+) -> None:
+    server, updates = opacus_updates
+    agg = SecureAggregator(server, max_clients=5, max_examples=96, update_clip=0.5)
+    encoder = agg.client_encoder()
+    assert (encoder.bits, encoder.length) == (agg.encoder.bits, agg.encoder.length)
+    encoded = {cid: encoder.encode(u) for cid, u in updates.items()}  # the OS seeds rounding
+    out = agg.aggregate(encoded)
+    plain = plain_average(list(updates.values()))
+    assert float(np.max(np.abs(out.vector - plain))) <= out.error_bound
+
+
 def test_model_shape_mismatch_is_a_config_error(
     opacus_updates: tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]],
 ) -> None:
