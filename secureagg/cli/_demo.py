@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -13,45 +15,30 @@ from secureagg.demo._config import DATASETS, GRAPHS, DemoConfig
 __all__ = ["demo"]
 
 _D = DemoConfig()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _knob(flag: str, help: str, **kw: Any) -> Callable[[_F], _F]:
+    """A ``--flag`` option whose default and type are DemoConfig's field of the same name."""
+    name = kw.pop("field", flag.lstrip("-").replace("-", "_"))
+    default = getattr(_D, name)
+    kw.setdefault("type", type(default))
+    return click.option(flag, name, default=default, show_default=True, help=help, **kw)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
+@_knob(
     "--dataset",
-    default=_D.dataset,
-    show_default=True,
+    "scikit-learn's bundled data: breast-cancer (569 patients) or digits (1797 images).",
     metavar="|".join(DATASETS),
-    help="scikit-learn's bundled data: breast-cancer (569 patients) or digits (1797 images).",
 )
-@click.option(
-    "--clients",
-    type=int,
-    default=_D.clients,
-    show_default=True,
-    help="Simulated hospitals (>= 4 with dropouts, else >= 3).",
-)
-@click.option("--rounds", type=int, default=_D.rounds, show_default=True, help="Federated rounds.")
-@click.option(
-    "--local-epochs",
-    type=int,
-    default=_D.local_epochs,
-    show_default=True,
-    help="Local epochs per round at each client.",
-)
-@click.option(
-    "--lr",
-    "learning_rate",
-    type=float,
-    default=_D.learning_rate,
-    show_default=True,
-    help="Local SGD learning rate.",
-)
-@click.option(
+@_knob("--clients", "Simulated hospitals (>= 4 with dropouts, else >= 3).")
+@_knob("--rounds", "Federated rounds.")
+@_knob("--local-epochs", "Local epochs per round at each client.")
+@_knob("--lr", "Local SGD learning rate.", field="learning_rate")
+@_knob(
     "--sample-rate",
-    type=float,
-    default=_D.sample_rate,
-    show_default=True,
-    help="Poisson sampling rate per DP-SGD step (1 = full-batch DP gradient descent).",
+    "Poisson sampling rate per DP-SGD step (1 = full-batch DP gradient descent).",
 )
 @click.option(
     "--noise-multiplier",
@@ -66,35 +53,11 @@ _D = DemoConfig()
     help=f"Epsilon each client reaches after the last round  [default: "
     f"{_D.target_epsilon:.2f} unless --noise-multiplier is given]",
 )
-@click.option("--delta", type=float, default=_D.delta, show_default=True, help="DP delta.")
-@click.option(
-    "--clip-norm",
-    type=float,
-    default=_D.clip_norm,
-    show_default=True,
-    help="Per-example gradient L2 clip (DP-SGD).",
-)
-@click.option(
-    "--update-clip",
-    type=float,
-    default=_D.update_clip,
-    show_default=True,
-    help="L2 clip of each client's round update (also the quantisation range).",
-)
-@click.option(
-    "--dropout-rate",
-    type=float,
-    default=_D.dropout_rate,
-    show_default=True,
-    help="Probability per round that one random client drops at a random stage.",
-)
-@click.option(
-    "--graph",
-    default=_D.graph,
-    show_default=True,
-    metavar="|".join(GRAPHS),
-    help="complete (SecAgg) or sparse (SecAgg+ Harary graph).",
-)
+@_knob("--delta", "DP delta.")
+@_knob("--clip-norm", "Per-example gradient L2 clip (DP-SGD).")
+@_knob("--update-clip", "L2 clip of each client's round update (also the quantisation range).")
+@_knob("--dropout-rate", "Probability per round that one random client drops at a random stage.")
+@_knob("--graph", "complete (SecAgg) or sparse (SecAgg+ Harary graph).", metavar="|".join(GRAPHS))
 @click.option(
     "--degree",
     type=int,
@@ -107,60 +70,17 @@ _D = DemoConfig()
     default=None,
     help="Shamir threshold t  [default: majority / protocol helper]",
 )
-@click.option(
-    "--corrupt-fraction",
-    type=float,
-    default=_D.corrupt_fraction,
-    show_default=True,
-    help="Colluding clients the sparse graph's helper must tolerate.",
-)
-@click.option(
-    "--frac-bits",
-    type=int,
-    default=_D.frac_bits,
-    show_default=True,
-    help="Fixed-point precision of the encoded updates.",
-)
-@click.option(
-    "--signed/--unsigned",
-    default=_D.signed,
-    show_default=True,
-    help="Ed25519-signed mode with the consistency round.",
-)
-@click.option(
-    "--hidden",
-    type=int,
-    default=_D.hidden,
-    show_default=True,
-    help="Hidden units (0 = logistic regression).",
-)
-@click.option(
-    "--skew",
-    type=float,
-    default=_D.skew,
-    show_default=True,
-    help="Dirichlet concentration of the label split (smaller = more skewed).",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=_D.test_fraction,
-    show_default=True,
-    help="Share of the data held out for testing (never seen by a client).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_D.seed,
-    show_default=True,
-    help="Seed of the split, initialisation, sampling and noise.",
-)
-@click.option(
+@_knob("--corrupt-fraction", "Colluding clients the sparse graph's helper must tolerate.")
+@_knob("--frac-bits", "Fixed-point precision of the encoded updates.")
+@_knob("--signed/--unsigned", "Ed25519-signed mode with the consistency round.", field="signed")
+@_knob("--hidden", "Hidden units (0 = logistic regression).")
+@_knob("--skew", "Dirichlet concentration of the label split (smaller = more skewed).")
+@_knob("--test-fraction", "Share of the data held out for testing (never seen by a client).")
+@_knob("--seed", "Seed of the split, initialisation, sampling and noise.")
+@_knob(
     "--out",
+    "Report folder (created; files in it are replaced).",
     type=click.Path(path_type=Path, file_okay=False),
-    default=_D.out,
-    show_default=True,
-    help="Report folder (created; files in it are replaced).",
 )
 @click.option("--quiet", is_flag=True, help="No live progress, only the final tables.")
 def demo(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,41 +147,34 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
     def optimizer_fn(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.learning_rate)
 
+    def run(phase: str, **kw: Any) -> FederatedResult:
+        loaders = make_loaders(data, config.sample_rate, config.seed)  # fresh samplers
+        return run_federated(
+            build,
+            loaders,
+            rounds=config.rounds,
+            optimizer_fn=optimizer_fn,
+            local_epochs=config.local_epochs,
+            seed=config.seed,
+            evaluate=evaluate,
+            on_progress=_relay(phase, tell, config.rounds, len(loaders)),
+            **kw,
+        )
+
     t0 = time.perf_counter()
     tell("private", 0, config.rounds, "wrapping clients with Opacus")
-    loaders = make_loaders(data, config.sample_rate, config.seed)
-    private = run_federated(
-        build,
-        loaders,
-        rounds=config.rounds,
-        optimizer_fn=optimizer_fn,
-        local_epochs=config.local_epochs,
+    private = run(
+        "private",
         privacy=_privacy(config),
         secure=_secure(config, graph),
         dropout_rate=config.dropout_rate,
-        seed=config.seed,
         ledger=PrivacyLedger(),
-        evaluate=evaluate,
-        on_progress=_relay("private", tell, config.rounds, len(loaders)),
         capture_client=True,
         keep_vectors=True,
     )
     t1 = time.perf_counter()
     tell("baseline", 0, config.rounds, "no DP, no masking, no dropouts")
-    loaders = make_loaders(data, config.sample_rate, config.seed)
-    baseline = run_federated(
-        build,
-        loaders,
-        rounds=config.rounds,
-        optimizer_fn=optimizer_fn,
-        local_epochs=config.local_epochs,
-        privacy=None,
-        secure=None,
-        dropout_rate=0.0,
-        seed=config.seed,
-        evaluate=evaluate,
-        on_progress=_relay("baseline", tell, config.rounds, len(loaders)),
-    )
+    baseline = run("baseline", privacy=None, secure=None, dropout_rate=0.0)
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
     checks = check_rounds(private.rounds, sizes)

@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from secureagg._exceptions import ConfigError
-from secureagg.privacy import LocalUpdate, flatten, parameters_of
-from secureagg.privacy._trainer import clip_update, load_global_state
+from secureagg.privacy import LocalUpdate
+from secureagg.privacy._trainer import round_batches, train_local
 
 __all__ = ["PlainTrainer"]
 
@@ -48,16 +48,14 @@ class PlainTrainer:
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
         """Load ``global_state``, train ``local_epochs`` epochs, return local minus global."""
-        load_global_state(self.model, global_state)
-        start = flatten(parameters_of(self.model)).copy()
-        self.model.train()
-        steps = 0
-        for _ in range(self.local_epochs):
-            for *inputs, target in self.loader:
-                self.optimizer.zero_grad(set_to_none=True)
-                self.criterion(self.model(*inputs), target).backward()
-                self.optimizer.step()
-                steps += 1
-        self.last_steps = steps
-        delta = flatten(parameters_of(self.model)) - start
-        return clip_update(delta, self.update_clip, self.num_examples, steps)
+        update = train_local(
+            self.model,
+            self.optimizer,
+            self.criterion,
+            round_batches(self.loader, self.local_epochs, None),
+            global_state,
+            update_clip=self.update_clip,
+            num_examples=self.num_examples,
+        )
+        self.last_steps = update.steps
+        return update

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,14 @@ from secureagg.privacy._privacy_config import PrivacyConfig
 from secureagg.privacy._tensors import flatten, parameters_of
 from secureagg.privacy.accounting import Step, epsilon, noise_for_epsilon
 
-__all__ = ["LocalUpdate", "PrivateTrainer", "load_global_state"]
+__all__ = [
+    "LocalUpdate",
+    "PrivateTrainer",
+    "clip_update",
+    "load_global_state",
+    "round_batches",
+    "train_local",
+]
 
 _PREFIX = "_module."
 
@@ -91,7 +98,8 @@ def load_global_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> No
             own[name].copy_(value)
 
 
-def _batches(loader: DataLoader[Any], epochs: int | None, steps: int | None) -> Iterator[Any]:
+def round_batches(loader: DataLoader[Any], epochs: int | None, steps: int | None) -> Iterator[Any]:
+    """The loader's batches for ``epochs`` epochs, or exactly ``steps`` steps if given."""
     if steps is None:
         for _ in range(epochs or 1):
             yield from loader
@@ -304,24 +312,50 @@ class PrivateTrainer:
                 f"the next round would take epsilon to {self.next_round_epsilon():.4g} "
                 f"> budget {self.budget_epsilon:.4g} (spent so far {self.epsilon():.4g})"
             )
-        load_global_state(self.model, global_state)
-        start = flatten(parameters_of(self.model)).copy()
-        self.model.train()
-        steps = 0
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
-            for batch in _batches(self._loader, self.local_epochs, self.local_steps):
-                *inputs, target = batch
-                self._optimizer.zero_grad(set_to_none=True)
-                loss = self._criterion(self.model(*inputs), target)
-                loss.backward()
-                self._optimizer.step()
-                steps += 1
-        self._optimizer.zero_grad(set_to_none=True)
+            update = train_local(
+                self.model,
+                self._optimizer,
+                self._criterion,
+                round_batches(self._loader, self.local_epochs, self.local_steps),
+                global_state,
+                update_clip=self.update_clip,
+                num_examples=self.num_examples,
+            )
         self.rounds_trained += 1
-        self.last_steps = steps
-        delta = flatten(parameters_of(self.model)) - start
-        return clip_update(delta, self.update_clip, self.num_examples, steps)
+        self.last_steps = update.steps
+        return update
+
+
+def train_local(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    criterion: Callable[..., Any],
+    batches: Iterable[Any],
+    global_state: Mapping[str, torch.Tensor],
+    *,
+    update_clip: float | None,
+    num_examples: int,
+) -> LocalUpdate:
+    """Load ``global_state`` into ``model``, take one step per batch, return local minus global.
+
+    The one local-training loop of the private and the plain trainer; a batch is
+    ``(*inputs, target)``; ``criterion`` returns the loss (a tensor, or Opacus's ghost
+    clipping loss).
+    """
+    load_global_state(model, global_state)
+    start = flatten(parameters_of(model)).copy()
+    model.train()
+    steps = 0
+    for *inputs, target in batches:
+        optimizer.zero_grad(set_to_none=True)
+        criterion(model(*inputs), target).backward()
+        optimizer.step()
+        steps += 1
+    optimizer.zero_grad(set_to_none=True)
+    delta = flatten(parameters_of(model)) - start
+    return clip_update(delta, update_clip, num_examples, steps)
 
 
 def clip_update(
