@@ -20,8 +20,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg.fl import SecureAggregator  # secureagg
-from secureagg.privacy import PrivacyLedger, PrivateTrainer  # secureagg
+from secureagg import PrivacyLedger, PrivateTrainer, SecureAggregator  # secureagg
 
 UPDATE_CLIP = 10.0  # secureagg: bound on each client's update (L2), public
 
