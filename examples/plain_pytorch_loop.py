@@ -1,8 +1,8 @@
 """A classic federated PyTorch loop, made private (Opacus DP-SGD) and secure (masked sums).
 
 ``federated_private_secure`` is the classic loop of ``federated_plain`` with the lines that
-secureagg adds or changes marked ``# secureagg``; the classic lines they replace are kept
-as ``# was:`` comments. The task is sklearn's bundled digits (no download), split across a
+secureagg adds or changes marked ``# secureagg``, with the classic line a change replaces
+noted as ``(was: ...)``. The task is sklearn's bundled digits (no download), split across a
 few clients.
 
     python examples/plain_pytorch_loop.py --rounds 5
@@ -109,7 +109,7 @@ def federated_private_secure(args: argparse.Namespace) -> None:
             encoded[cid] = encoder.encode(update)  # secureagg  (was: updates.append(...))
             trainer.record_round(ledger, cid, rnd)  # secureagg: what this round cost in privacy
         # server side
-        result = aggregator.aggregate(encoded)  # secureagg: masked inputs in, only the sum out
+        result = aggregator.aggregate(encoded)  # secureagg: masks them, the server sees a sum
         average = result.average  # secureagg  (was: the weighted average of updates)
         with torch.no_grad():
             for name, param in global_model.named_parameters():
