@@ -12,7 +12,6 @@ few clients.
 from __future__ import annotations
 
 import argparse
-import logging
 
 import numpy as np
 import torch
@@ -130,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plain", action="store_true", help="run the classic loop instead")
     args = p.parse_args(argv)
-    logging.getLogger("absl").setLevel(logging.ERROR)  # quiet dp-accounting's log
     torch.manual_seed(args.seed)
     (federated_plain if args.plain else federated_private_secure)(args)
 
