@@ -67,9 +67,9 @@ def audit() -> None:
 @click.option(
     "--tight-points",
     type=click.IntRange(min=0),
-    default=24,
+    default=0,
     show_default=True,
-    help="Checkpoints per client for PRV and PLD (0 = after every round; slower).",
+    help="PRV and PLD only at this many checkpoints per client (0 = after every round).",
 )
 @click.option("--client", "clients", type=int, multiple=True, help="Audit only these clients.")
 @click.option("--rounds", "per_round", is_flag=True, help="Also print every round's figures.")

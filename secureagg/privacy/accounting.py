@@ -41,6 +41,7 @@ __all__ = [
     "epsilons",
     "evaluations",
     "noise_for_epsilon",
+    "prv_domain",
     "step_problem",
 ]
 
@@ -173,27 +174,49 @@ def _opacus_rdp(history: Canonical, delta: float) -> float:
     return float(eps)
 
 
-def _opacus_prv(history: Canonical, delta: float) -> float:
-    """Opacus ``PRVAccountant`` with its safe domain widened to an FFT-friendly size.
+def prv_domain(
+    prvs: Sequence[Any], counts: Sequence[int], eps_error: float, delta_error: float
+) -> Any:
+    """The Opacus PRV domain for ``counts`` steps of ``prvs``, widened to an FFT-friendly size.
 
-    Opacus sizes the grid from eps_error and the step count; sizes with a large prime
+    Opacus sizes the grid from eps_error and the step counts; sizes with a large prime
     factor make its FFTs several times slower. Widening the domain at the same mesh only
-    shrinks the truncated tails, so the bound stays valid; figures agree with the plain
-    accountant to about 1e-8 (``test_accounting_unit`` checks the pinned figures).
+    shrinks the truncated tails, so the bound stays valid.
     """
     from opacus.accountants import PRVAccountant
     from opacus.accountants.analysis.prv import Domain
     from scipy.fft import next_fast_len
 
+    d = PRVAccountant()._get_domain(
+        prvs=list(prvs),
+        num_self_compositions=list(counts),
+        eps_error=eps_error,
+        delta_error=delta_error,
+    )
+    size = next_fast_len(d.size, real=True)
+    while size % 2:
+        size = next_fast_len(size + 1, real=True)
+    left = (size - d.size) // 2
+    right = size - d.size - left
+    return Domain(d.t_min - left * d.dt, d.t_max + right * d.dt, size)
+
+
+def _opacus_prv(history: Canonical, delta: float) -> float:
+    """Opacus ``PRVAccountant`` on the domain of :func:`prv_domain`.
+
+    Figures agree with the plain accountant to about 1e-8 (``test_accounting_unit`` checks
+    the pinned figures).
+    """
+    from opacus.accountants import PRVAccountant
+
     class _PaddedPRVAccountant(PRVAccountant):  # type: ignore[misc]
         def _get_domain(self, **kwargs: Any) -> Any:
-            d = super()._get_domain(**kwargs)
-            size = next_fast_len(d.size, real=True)
-            while size % 2:
-                size = next_fast_len(size + 1, real=True)
-            left = (size - d.size) // 2
-            right = size - d.size - left
-            return Domain(d.t_min - left * d.dt, d.t_max + right * d.dt, size)
+            return prv_domain(
+                kwargs["prvs"],
+                kwargs["num_self_compositions"],
+                kwargs["eps_error"],
+                kwargs["delta_error"],
+            )
 
     acc = _PaddedPRVAccountant()
     acc.history = list(history)

@@ -11,6 +11,12 @@ from typing import Any
 from secureagg._exceptions import ConfigError
 from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
 from secureagg.privacy.accounting import ACCOUNTANTS, Canonical, epsilon_canonical, evaluations
+from secureagg.privacy.audit._series import (
+    SERIES_ACCOUNTANTS,
+    SERIES_AGREEMENT,
+    series_epsilons,
+    series_evaluations,
+)
 
 __all__ = [
     "AGREEING_PAIRS",
@@ -23,7 +29,8 @@ __all__ = [
 ]
 
 CHEAP_ACCOUNTANTS = ("opacus_rdp", "dpa_rdp")
-"""Accountants evaluated after every round; the others at checkpoints (see ``tight_points``)."""
+"""Accountants computed one history at a time (about a millisecond each); the others, PRV and
+PLD, take their series form and may be limited to checkpoints (see ``tight_points``)."""
 
 AGREEING_PAIRS: tuple[tuple[str, str], ...] = (("opacus_rdp", "dpa_rdp"), ("opacus_prv", "dpa_pld"))
 """Pairs that implement the same analysis independently, so should agree closely."""
@@ -187,34 +194,59 @@ def _checkpoints(records: list[RoundRecord], stride: int) -> set[int]:
     return picks
 
 
-def _audit_client(
-    cid: int,
-    records: list[RoundRecord],
-    *,
-    accountants: tuple[str, ...],
-    reference: str,
-    tolerance: float,
-    stride: int | None,
-) -> ClientAudit:
-    tight = [a for a in accountants if a not in CHEAP_ACCOUNTANTS]
-    cheap = [a for a in accountants if a in CHEAP_ACCOUNTANTS]
-    picks = set(range(len(records))) if stride is None else _checkpoints(records, stride)
+def _histories(records: list[RoundRecord]) -> list[Canonical]:
+    """The client's canonical history after each record."""
     merged: dict[tuple[float, float], int] = {}
     key: Canonical = ()
-    total = 0
-    rounds: list[RoundAudit] = []
-    worst = Disagreement(0.0, None, None, False)
-    mismatch = 0.0
-    for i, rec in enumerate(records):
+    out: list[Canonical] = []
+    for rec in records:
         if rec.steps and rec.sample_rate:
             pair = (rec.noise_multiplier, rec.sample_rate)
             merged[pair] = merged.get(pair, 0) + rec.steps
             key = tuple((z, q, n) for (z, q), n in sorted(merged.items()))
+        out.append(key)
+    return out
+
+
+def _recorded_gap(name: str, recorded: float, mine: float) -> float:
+    """Relative gap between a ledger figure and the audit's, less what the method allows.
+
+    The series form of PRV/PLD (see ``_series``) may differ from the library run on one
+    history, which is what the trainer records, by up to ``SERIES_AGREEMENT``.
+    """
+    if name not in SERIES_ACCOUNTANTS or math.isinf(recorded) or math.isinf(mine):
+        return _relative_gap(recorded, mine)
+    return max(0.0, abs(recorded - mine) - SERIES_AGREEMENT) / max(1.0, min(recorded, mine))
+
+
+_Tight = dict[str, dict[tuple[Canonical, float], float]]
+
+
+def _audit_client(
+    cid: int,
+    records: list[RoundRecord],
+    keys: list[Canonical],
+    picks: set[int],
+    *,
+    accountants: tuple[str, ...],
+    tight: _Tight,
+    reference: str,
+    tolerance: float,
+) -> ClientAudit:
+    rounds: list[RoundAudit] = []
+    worst = Disagreement(0.0, None, None, False)
+    mismatch = 0.0
+    total = 0
+    for i, (rec, key) in enumerate(zip(records, keys, strict=True)):
+        if rec.steps and rec.sample_rate:
             total += rec.steps
-        names = cheap + (tight if i in picks else [])
         eps: dict[str, float | None] = dict.fromkeys(accountants)
-        for name in names:
-            eps[name] = epsilon_canonical(name, key, rec.delta)
+        for name in accountants:
+            if name in tight:
+                if i in picks:
+                    eps[name] = tight[name][(key, rec.delta)]
+            else:
+                eps[name] = epsilon_canonical(name, key, rec.delta)
         for a, b in AGREEING_PAIRS:
             ea, eb = eps.get(a), eps.get(b)
             if ea is not None and eb is not None:
@@ -224,7 +256,7 @@ def _audit_client(
         for name, value in rec.epsilon.items():
             mine = eps.get(name)
             if mine is not None:
-                mismatch = max(mismatch, _relative_gap(value, mine))
+                mismatch = max(mismatch, _recorded_gap(name, value, mine))
         rounds.append(
             RoundAudit(
                 rec.round,
@@ -237,7 +269,13 @@ def _audit_client(
                 dict(rec.epsilon),
             )
         )
-    final = {a: epsilon_canonical(a, key, records[-1].delta) for a in accountants}
+    last_key, last_delta = keys[-1], records[-1].delta
+    final = {
+        a: tight[a][(last_key, last_delta)]
+        if a in tight
+        else epsilon_canonical(a, last_key, last_delta)
+        for a in accountants
+    }
     return _summarise(cid, records, rounds, final, reference, worst, mismatch)
 
 
@@ -315,15 +353,16 @@ def audit_ledger(
     accountants: Sequence[str] = ACCOUNTANTS,
     reference: str = "opacus_rdp",
     tolerance: float = 0.05,
-    tight_points: int = 24,
+    tight_points: int = 0,
     clients: Sequence[int] | None = None,
 ) -> LedgerAudit:
     """Recompute every client's cumulative epsilon after every round, from its step history.
 
-    RDP accountants run after every round; PRV and PLD (about 100x costlier) run at up to
-    ``tight_points`` checkpoints per client on a grid of total steps shared by all clients
-    (so identical histories meet in the cache), plus each client's first and last round.
-    ``tight_points=0`` runs them after every round. Every history is computed once.
+    Every accountant runs after every round by default. PRV and PLD take their series form
+    (``_series``: many histories share one discretisation or composition; within
+    ``SERIES_AGREEMENT`` of the libraries run on each history alone). ``tight_points=N > 0``
+    runs them only at up to N checkpoints per client on a grid of total steps shared by all
+    clients, plus each client's first and last round. Every history is computed once.
     """
     accs = tuple(a for a in ACCOUNTANTS if a in accountants)
     if not accs or len(accs) != len(set(accountants)):
@@ -342,18 +381,37 @@ def audit_ledger(
     all_records = {c: ledger.records(c) for c in ids}
     most = max((sum(r.steps for r in recs) for recs in all_records.values()), default=0)
     stride = None if tight_points == 0 else max(1, math.ceil(most / tight_points))
-    before = evaluations()
+    before = {**evaluations(), **series_evaluations()}
+    keys = {c: _histories(recs) for c, recs in all_records.items()}
+    picks = {
+        c: set(range(len(recs))) if stride is None else _checkpoints(recs, stride)
+        for c, recs in all_records.items()
+    }
+    wanted: dict[float, set[Canonical]] = {}
+    for c, recs in all_records.items():
+        for i in (*picks[c], len(recs) - 1):
+            wanted.setdefault(recs[i].delta, set()).add(keys[c][i])
+    tight: _Tight = {}
+    for name in (a for a in accs if a in SERIES_ACCOUNTANTS):
+        tight[name] = {
+            (key, d): value
+            for d, histories in wanted.items()
+            for key, value in series_epsilons(name, histories, d).items()
+        }
     audits = [
         _audit_client(
             c,
             all_records[c],
+            keys[c],
+            picks[c],
             accountants=accs,
+            tight=tight,
             reference=reference,
             tolerance=tolerance,
-            stride=stride,
         )
         for c in ids
     ]
+    after = {**evaluations(), **series_evaluations()}
     return LedgerAudit(
         clients=audits,
         accountants=accs,
@@ -361,6 +419,6 @@ def audit_ledger(
         tolerance=float(tolerance),
         tight_points=tight_points,
         seconds=time.perf_counter() - start,
-        evaluations={a: n - before[a] for a, n in evaluations().items() if a in accs},
+        evaluations={a: after[a] - before[a] for a in accs},
         source=None if ledger.path is None else str(ledger.path),
     )
