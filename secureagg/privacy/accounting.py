@@ -42,6 +42,7 @@ __all__ = [
     "evaluations",
     "noise_for_epsilon",
     "prv_domain",
+    "register_cache",
     "step_problem",
 ]
 
@@ -339,11 +340,22 @@ def epsilon_canonical(accountant: str, history: Canonical, delta: float) -> floa
     return _cached(accountant, history, delta)
 
 
+_OTHER_CACHES: list[Callable[[], None]] = []
+
+
+def register_cache(clear: Callable[[], None]) -> None:
+    """Have :func:`clear_cache` also call ``clear`` (for caches of figures kept elsewhere)."""
+    if clear not in _OTHER_CACHES:
+        _OTHER_CACHES.append(clear)
+
+
 def clear_cache() -> None:
     """Forget every cached figure (for tests and benchmarks)."""
     _cached.cache_clear()
     _opacus_unit_rdp.cache_clear()
     _dpa_unit_rdp.cache_clear()
+    for clear in _OTHER_CACHES:
+        clear()
 
 
 def epsilon(history: Sequence[Step], delta: float, accountant: str = "opacus_rdp") -> float:

@@ -11,6 +11,7 @@ from secureagg import ConfigError
 from secureagg.privacy import PrivacyLedger, Step, accounting
 from secureagg.privacy.accounting import ACCOUNTANTS, epsilons
 from secureagg.privacy.audit import audit_ledger
+from secureagg.privacy.audit._series import SERIES_ACCOUNTANTS, SERIES_AGREEMENT
 
 ARGS: dict[str, Any] = dict(
     sample_rate=0.05, noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5, grad_sample_mode="hooks"
@@ -39,8 +40,15 @@ def test_every_round_and_final_figures_match_the_accountants() -> None:
     c = audit.clients[0]
     assert [r.total_steps for r in c.rounds] == [10, 20, 30, 40]
     for r in c.rounds:
-        assert r.epsilon == epsilons([Step(1.1, 0.05, r.total_steps)], 1e-5)
-    assert c.final == epsilons([Step(1.1, 0.05, 40)], 1e-5)
+        lib = epsilons([Step(1.1, 0.05, r.total_steps)], 1e-5)
+        for name in ACCOUNTANTS:
+            mine = r.epsilon[name]
+            assert mine is not None
+            if name in SERIES_ACCOUNTANTS:  # computed for all rounds at once
+                assert mine == pytest.approx(lib[name], abs=SERIES_AGREEMENT)
+            else:
+                assert mine == lib[name]
+    assert c.final == c.rounds[-1].epsilon
     assert c.recorded_mismatch < 1e-12 and not c.notes
     assert c.disagreement.pair == ("opacus_prv", "dpa_pld") and not c.disagreement.flagged
 

@@ -73,6 +73,9 @@ def clear_series_cache() -> None:
     _unit_pld.cache_clear()
 
 
+accounting.register_cache(clear_series_cache)
+
+
 def series_epsilons(
     accountant: str, histories: Iterable[Canonical], delta: float
 ) -> dict[Canonical, float]:
