@@ -113,10 +113,25 @@ def _ledger() -> PrivacyLedger:
             noise_multiplier=0.8,
             **common,
         )
+        # client 3: a different step count every round (uneven local data)
+        led.record(
+            3,
+            r,
+            participated=True,
+            steps=5 + (r * 7) % 23,
+            sample_rate=0.01,
+            noise_multiplier=1.1,
+            **common,
+        )
     return led
 
 
-CHECKED_ROUNDS = {0: (0, 3, 4, 31, 59), 1: (0, 10, 29, 30, 44, 45, 59), 2: (0, 1, 20, 59)}
+CHECKED_ROUNDS = {
+    0: (0, 3, 4, 31, 59),
+    1: (0, 10, 29, 30, 44, 45, 59),
+    2: (0, 1, 20, 59),
+    3: (1, 17, 40, 59),
+}
 
 
 def test_audit_per_round_prv_and_pld_agree_with_the_libraries_from_scratch() -> None:
@@ -185,3 +200,18 @@ def test_pld_series_against_the_library_on_heterogeneous_histories() -> None:
     assert got[((0.8, 0.004, 5_000),)] == pytest.approx(2.50, abs=0.02)  # the pinned figure
     assert series_epsilons("dpa_pld", [()], DELTA) == {(): 0.0}
     assert math.isinf(series_epsilons("opacus_prv", [((0.0, 0.1, 3),)], DELTA)[((0.0, 0.1, 3),)])
+
+
+def test_a_prv_bucket_that_fails_falls_back_to_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secureagg.privacy.audit import _series
+
+    def broken(bucket: list[accounting.Canonical], delta: float) -> dict[object, float]:
+        raise RuntimeError("Floating point errors will dominate")
+
+    clear_series_cache()
+    monkeypatch.setattr(_series, "_prv_bucket", broken)
+    hs = [((1.1, 0.01, 100),), ((1.1, 0.01, 120),)]
+    got = series_epsilons("opacus_prv", hs, DELTA)
+    assert got == {h: accounting.epsilon_canonical("opacus_prv", h, DELTA) for h in hs}

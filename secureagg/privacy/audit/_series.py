@@ -32,7 +32,12 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError
 from secureagg.privacy import accounting
-from secureagg.privacy.accounting import PLD_VALUE_DISCRETIZATION, PRV_EPS_ERROR, Canonical
+from secureagg.privacy.accounting import (
+    PLD_VALUE_DISCRETIZATION,
+    PRV_EPS_ERROR,
+    Canonical,
+    epsilon_canonical,
+)
 
 __all__ = [
     "PRV_BUCKET_RATIO",
@@ -57,6 +62,7 @@ PRV_BUCKET_RATIO = 1.5
 """Largest over smallest total steps among the histories sharing one PRV discretisation."""
 
 _KEEP_RECENT = 32
+_KEEP_FACTORS = 4
 _Key = tuple[str, Canonical, float]
 _CACHE: dict[_Key, float] = {}
 _EVALUATIONS: dict[str, int] = dict.fromkeys(SERIES_ACCOUNTANTS, 0)
@@ -187,7 +193,12 @@ def _prv_series(histories: list[Canonical], delta: float) -> dict[Canonical, flo
                 len(members),
             )
             bucket, members = members[:cut], members[cut:]
-            out.update(_prv_bucket(bucket[::-1], delta))
+            try:
+                out.update(_prv_bucket(bucket[::-1], delta))
+            except (ValueError, ArithmeticError, RuntimeError):
+                # e.g. a domain too large for Opacus' float check at this delta: fall back to
+                # the library on each history alone (which raises a ConfigError if it fails too)
+                out.update({h: epsilon_canonical("opacus_prv", h, delta) for h in bucket})
     return out
 
 
@@ -226,7 +237,10 @@ def _prv_bucket(bucket: list[Canonical], delta: float) -> dict[Canonical, float]
             elif gap > 0:
                 factor = steps.get((i, gap))
                 if factor is None:
-                    factor = steps[(i, gap)] = spectra[i] ** gap
+                    factor = spectra[i] ** gap
+                    if len(steps) >= _KEEP_FACTORS:  # each is as large as the domain
+                        steps.pop(next(iter(steps)))
+                    steps[(i, gap)] = factor
                 power = power * factor
             last[i] = (n, power)
             composed.append(_from_spectrum(DiscretePRV, dprvs[i], power, n, size, irfft))
