@@ -17,11 +17,10 @@ import pytest
 
 from secureagg.privacy import PrivacyLedger, Step, accounting
 from secureagg.privacy.accounting import PLD_VALUE_DISCRETIZATION, PRV_EPS_ERROR
-from secureagg.privacy.audit import audit_ledger
-from secureagg.privacy.audit._series import (
+from secureagg.privacy.audit import (
     PRV_BUCKET_RATIO,
     SERIES_AGREEMENT,
-    clear_series_cache,
+    audit_ledger,
     series_epsilons,
 )
 
@@ -166,7 +165,7 @@ def test_prv_histories_discretised_for_a_larger_count_stay_within_the_bound() ->
     # one call, so every count shares the domain of the largest in its bucket; the checked
     # counts sit at the bottom of their buckets, where the shared mesh is finest relative
     # to what Opacus would pick for them alone
-    clear_series_cache()
+    accounting.clear_cache()
     counts = list(range(50, 10_001, 50))
     got = series_epsilons("opacus_prv", [((1.1, 0.01, n),) for n in counts], DELTA)
     bottoms, top, prev = [], counts[-1], counts[-1]
@@ -183,7 +182,7 @@ def test_prv_histories_discretised_for_a_larger_count_stay_within_the_bound() ->
 
 
 def test_pld_series_against_the_library_on_heterogeneous_histories() -> None:
-    clear_series_cache()
+    accounting.clear_cache()
     # prefixes of a history with three components, given out of order and with gaps, so
     # some histories are composed onto a smaller one and some start from nothing
     hs = [
@@ -210,7 +209,7 @@ def test_a_prv_bucket_that_fails_falls_back_to_the_library(
     def broken(bucket: list[accounting.Canonical], delta: float) -> dict[object, float]:
         raise RuntimeError("Floating point errors will dominate")
 
-    clear_series_cache()
+    accounting.clear_cache()
     monkeypatch.setattr(_series, "_prv_bucket", broken)
     hs = [((1.1, 0.01, 100),), ((1.1, 0.01, 120),)]
     got = series_epsilons("opacus_prv", hs, DELTA)

@@ -10,8 +10,7 @@ import pytest
 from secureagg import ConfigError
 from secureagg.privacy import PrivacyLedger, Step, accounting
 from secureagg.privacy.accounting import ACCOUNTANTS, epsilons
-from secureagg.privacy.audit import audit_ledger
-from secureagg.privacy.audit._series import SERIES_ACCOUNTANTS, SERIES_AGREEMENT
+from secureagg.privacy.audit import SERIES_ACCOUNTANTS, SERIES_AGREEMENT, audit_ledger
 
 ARGS: dict[str, Any] = dict(
     sample_rate=0.05, noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5, grad_sample_mode="hooks"
@@ -134,3 +133,27 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ConfigError, match="no records for clients \\[9\\]"):
         audit_ledger(led, clients=[9])
     assert set(ACCOUNTANTS) == set(audit_ledger(led, tight_points=0).accountants)
+
+
+def test_recorded_prv_and_pld_figures_from_the_trainer_are_not_reported_as_edited(
+    tmp_path: Any,
+) -> None:
+    # the ledger records each history's figures alone; the audit computes PRV/PLD for all
+    # rounds at once, so the two may differ slightly, and that is not an edit
+    led = PrivacyLedger(accountants=ACCOUNTANTS)
+    for r in range(4):
+        led.record(0, r, participated=True, steps=25, **ARGS)
+    accounting.clear_cache()
+    audit = audit_ledger(led)
+    assert audit.clients[0].recorded_mismatch == 0.0
+    assert not any("differ from recomputed" in n for n in audit.clients[0].notes)
+    # an edit beyond what the method allows is still noticed
+    led.save(tmp_path / "l.json")
+    text = (tmp_path / "l.json").read_text()
+    prv = led.records(0)[2].epsilon["opacus_prv"]
+    (tmp_path / "l.json").write_text(text.replace(repr(prv), repr(prv + 0.1)))
+    edited = audit_ledger(PrivacyLedger.load(tmp_path / "l.json"))
+    assert edited.clients[0].recorded_mismatch == pytest.approx(
+        (0.1 - SERIES_AGREEMENT) / max(1.0, prv), abs=1e-4
+    )
+    assert any("differ from recomputed" in n for n in edited.clients[0].notes)

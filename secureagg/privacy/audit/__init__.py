@@ -16,11 +16,20 @@ from secureagg.privacy.audit._ledger_audit import (
     RoundAudit,
     audit_ledger,
 )
+from secureagg.privacy.audit._series import (
+    PRV_BUCKET_RATIO,
+    SERIES_ACCOUNTANTS,
+    SERIES_AGREEMENT,
+    series_epsilons,
+)
 from secureagg.privacy.audit._statement import client_statement, common_statement
 
 __all__ = [
     "AGREEING_PAIRS",
     "CHEAP_ACCOUNTANTS",
+    "PRV_BUCKET_RATIO",
+    "SERIES_ACCOUNTANTS",
+    "SERIES_AGREEMENT",
     "ClientAudit",
     "Disagreement",
     "EmpiricalAudit",
@@ -34,4 +43,5 @@ __all__ = [
     "epsilon_lower_bound",
     "p_value",
     "run_empirical_audit",
+    "series_epsilons",
 ]

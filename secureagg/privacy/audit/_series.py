@@ -62,6 +62,8 @@ PRV_BUCKET_RATIO = 1.5
 """Largest over smallest total steps among the histories sharing one PRV discretisation."""
 
 _KEEP_RECENT = 32
+_KEEP_PER_FAMILY = 4
+_CACHE_LIMIT = 1 << 18
 _KEEP_FACTORS = 4
 _Key = tuple[str, Canonical, float]
 _CACHE: dict[_Key, float] = {}
@@ -114,6 +116,8 @@ def series_epsilons(
         except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
             raise ConfigError(f"{accountant} cannot account for these histories: {exc}") from exc
         _EVALUATIONS[accountant] += len(fresh)
+        if len(_CACHE) + len(fresh) > _CACHE_LIMIT:
+            _CACHE.clear()
         for h, value in fresh.items():
             value = value if math.isfinite(value) and value >= 0 else math.inf
             _CACHE[(accountant, h, delta)] = out[h] = value
@@ -147,15 +151,20 @@ def _unit_pld(noise_multiplier: float, sample_rate: float) -> Any:
 def _pld_series(histories: list[Canonical], delta: float) -> dict[Canonical, float]:
     """Walk the histories by total steps; each is a recent smaller one plus the missing steps."""
     out: dict[Canonical, float] = {}
-    recent: list[tuple[dict[tuple[float, float], int], Any]] = []
+    # the last few PLDs of each set of (sigma, q) components: where a history's base is found
+    recent: dict[frozenset[tuple[float, float]], list[tuple[dict[tuple[float, float], int], Any]]]
+    recent = {}
     powers: dict[tuple[float, float, int], Any] = {}
     for h in sorted(histories, key=lambda h: (_total(h), h)):
         want = _counts(h)
         base: tuple[dict[tuple[float, float], int], Any] | None = None
-        for counts, pld in recent:
-            below = all(k in want and n <= want[k] for k, n in counts.items())
-            if below and (base is None or sum(counts.values()) > sum(base[0].values())):
-                base = (counts, pld)
+        for parts, kept in recent.items():
+            if not parts <= want.keys():
+                continue
+            for counts, pld in kept:
+                below = all(n <= want[k] for k, n in counts.items())
+                if below and (base is None or sum(counts.values()) > sum(base[0].values())):
+                    base = (counts, pld)
         have, current = base if base is not None else ({}, None)
         for (z, q), n in sorted(want.items()):
             missing = n - have.get((z, q), 0)
@@ -170,9 +179,13 @@ def _pld_series(histories: list[Canonical], delta: float) -> dict[Canonical, flo
             current = piece if current is None else current.compose(piece)
         assert current is not None  # h is non-empty and differs from every earlier history
         out[h] = float(current.get_epsilon_for_delta(delta))
-        recent.append((want, current))
+        kept = recent.pop(frozenset(want), [])  # re-inserted last: the newest family
+        recent[frozenset(want)] = kept
         if len(recent) > _KEEP_RECENT:
-            recent.pop(0)
+            recent.pop(next(iter(recent)))
+        kept.append((want, current))
+        if len(kept) > _KEEP_PER_FAMILY:
+            kept.pop(0)
     return out
 
 
