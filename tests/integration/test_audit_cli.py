@@ -58,8 +58,12 @@ def test_audit_writes_the_report(
     for phrase in ("Poisson", "adding or removing one example", "secure aggregation", "1e-05"):
         assert phrase in md
     assert (out / "epsilon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the explicit subcommand is the same thing
+    # the explicit subcommand is the same thing; by default every accountant, every round
     assert main(["audit", "report", str(ledger_path), "--out", str(out), "--client", "2"]) == 0
+    (two,) = json.loads((out / "audit.json").read_text())["clients"]
+    for figures in two["per_round"]["epsilon"].values():
+        assert None not in figures and figures == sorted(figures)
+    assert "Every round, every accountant" in (out / "audit.md").read_text()
 
 
 def test_epsilon_and_noise_calculators(capsys: pytest.CaptureFixture[str]) -> None:
