@@ -45,7 +45,10 @@ def test_rdp_grows_with_steps_and_both_rdp_accountants_agree(
 ) -> None:
     a = epsilon([Step(z, q, n)], 1e-5, "opacus_rdp")
     assert epsilon([Step(z, q, n + more)], 1e-5, "opacus_rdp") > a
-    # both convert RDP with the same theorem; only their grids of orders differ, which
-    # shows at epsilons of tens (z = 0.81, q = 0.19, 212 steps: 33.3 vs 34.3, 3%)
+    # both convert RDP with the same theorem; only their grids of orders differ. Above
+    # epsilon ~20 dp-accounting drops fractional orders it cannot converge on and the two
+    # part widely (z = 0.8, q = 0.2, 2,000 steps: 170 vs 252), with no guarantee left to
+    # speak of, so agreement is claimed only below that
     b = epsilon([Step(z, q, n)], 1e-5, "dpa_rdp")
-    assert abs(a - b) <= (0.03 if a <= 20 else 0.05) * max(1.0, a)
+    if a <= 20:
+        assert abs(a - b) <= 0.03 * max(1.0, a)
