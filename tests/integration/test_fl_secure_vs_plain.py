@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -15,13 +13,7 @@ from secureagg.fl import SecureAggConfig, SecureAggregator, plain_average, run_f
 from secureagg.privacy import LocalUpdate, PrivacyConfig, PrivateTrainer, parameters_of
 from secureagg.protocol import Stage
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def model_fn() -> nn.Module:

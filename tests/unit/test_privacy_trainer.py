@@ -16,13 +16,7 @@ from secureagg import BudgetExhaustedError, ConfigError
 from secureagg.privacy import PrivateTrainer, Step, choose_mode, parameters_of
 from secureagg.privacy.accounting import epsilon
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def mlp() -> nn.Module:
