@@ -148,7 +148,11 @@ def prepare(
 
 
 def batch_size_for(n: int, sample_rate: float) -> int:
-    """Batch size whose loader has ceil(1 / sample_rate) batches (Opacus: rate = 1 / batches)."""
+    """ceil(n * sample_rate): Opacus then samples at 1 / ceil(n / batch), not always the rate.
+
+    The two agree when 1 / sample_rate is a whole number dividing n evenly enough; else the
+    real rate is higher (n = 11, rate 0.1: batch 2, 6 batches, rate 1/6).
+    """
     return max(1, math.ceil(n * sample_rate))
 
 

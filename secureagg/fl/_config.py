@@ -14,7 +14,8 @@ class SecureAggConfig:
     ``clip`` bounds each coordinate of a weighted update (used unless the clients L2-clip
     their updates with ``update_clip``, which then serves as the bound); ``frac_bits`` is the
     fixed-point precision (error per client and coordinate < 2^-frac_bits). ``degree`` None
-    means the complete graph; ``threshold`` None lets the protocol's helper choose.
+    means the complete graph; ``threshold`` None means a strict majority of each
+    neighbourhood (``default_threshold``). ``signed`` runs the protocol's signed mode.
     """
 
     frac_bits: int = 16
