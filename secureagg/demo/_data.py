@@ -150,8 +150,8 @@ def prepare(
 def batch_size_for(n: int, sample_rate: float) -> int:
     """ceil(n * sample_rate): Opacus then samples at 1 / ceil(n / batch), not always the rate.
 
-    The two agree when 1 / sample_rate is a whole number dividing n evenly enough; else the
-    real rate is higher (n = 11, rate 0.1: batch 2, 6 batches, rate 1/6).
+    Not always the same: n = 11, rate 0.1 gives batch 2, 6 batches, rate 1/6; n = 26,
+    rate 0.3 gives batch 8, 4 batches, rate 1/4. The trainer accounts for the real rate.
     """
     return max(1, math.ceil(n * sample_rate))
 
