@@ -65,7 +65,8 @@ class Graph:
         """The Harary graph H(k, n), even k, over a permutation of ``ids`` fixed by ``rng_seed``.
 
         The clients sit on a ring in the order of SHA-256(label || seed || id); each is joined
-        to the k/2 nearest on either side. A degree of n-1 or more gives the complete graph.
+        to the k/2 nearest on either side. An even degree of n-1 or more gives the complete
+        graph; an odd degree is a ConfigError. ``rng_seed`` is at least 16 bytes.
         """
         sorted_ids = cls._check_ids(ids)
         n = len(sorted_ids)
