@@ -72,7 +72,7 @@ def print_audit(console: Console, audit: LedgerAudit, *, per_round: bool = False
         title += f" (δ = {deltas[0]:g})"
     table = Table(title=title, caption="ε: cumulative after the last round; ! = above tolerance")
     table.add_column("client", justify="right")
-    table.add_column("rounds", justify="right")
+    table.add_column("rounds trained/in sum/recorded", justify="right")
     table.add_column("steps", justify="right")
     if len(deltas) > 1:
         table.add_column("δ", justify="right")
@@ -87,7 +87,7 @@ def print_audit(console: Console, audit: LedgerAudit, *, per_round: bool = False
         gap = _short_gap(c)
         table.add_row(
             str(c.client_id),
-            f"{c.participated_rounds}/{len(c.rounds)}",
+            f"{c.trained_rounds}/{c.participated_rounds}/{len(c.rounds)}",
             str(c.total_steps),
             *([f"{c.delta:g}"] if len(deltas) > 1 else []),
             *(_eps(c.final[a]) for a in audit.accountants),
@@ -136,14 +136,15 @@ def _markdown(audit: LedgerAudit) -> str:
         "",
         "## Per client, after the last round",
         "",
-        "| client | rounds taken part / recorded | steps | delta | "
+        "| client | rounds trained / in sum / recorded | steps | delta | "
         + " | ".join(f"ε {SHORT[a]}" for a in accs)
         + " | largest disagreement | budget | status |",
         "|" + "---:|" * (4 + len(accs)) + "---|---:|---|",
     ]
     for c in audit.clients:
         lines.append(
-            f"| {c.client_id} | {c.participated_rounds}/{len(c.rounds)} | {c.total_steps} | "
+            f"| {c.client_id} | {c.trained_rounds}/{c.participated_rounds}/{len(c.rounds)} | "
+            f"{c.total_steps} | "
             f"{c.delta:g} | "
             + " | ".join(_eps(c.final[a]) for a in accs)
             + f" | {_gap(c)} | {_budget(c)} | {c.status} |"

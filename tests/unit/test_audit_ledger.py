@@ -157,3 +157,25 @@ def test_recorded_prv_and_pld_figures_from_the_trainer_are_not_reported_as_edite
         (0.1 - SERIES_AGREEMENT) / max(1.0, prv), abs=1e-4
     )
     assert any("differ from recomputed" in n for n in edited.clients[0].notes)
+
+
+def test_over_budget_by_rdp_but_within_by_the_tight_accountants_is_noted() -> None:
+    # sigma 1.1, q 0.01, 500 steps: RDP about 1.32, PRV and PLD about 1.09
+    led = PrivacyLedger(accountants=("opacus_rdp",))
+    args = {**ARGS, "sample_rate": 0.01}
+    for r in range(5):
+        led.record(0, r, participated=True, steps=100, budget_epsilon=1.2, **args)
+    c = audit_ledger(led, tight_points=0).clients[0]
+    assert c.status == "over budget"
+    assert c.final["opacus_rdp"] > 1.2 > c.final["opacus_prv"]
+    assert any("within it by" in n and "opacus_prv" in n for n in c.notes)
+
+
+def test_statement_counts_rounds_trained_apart_from_rounds_in_the_sum() -> None:
+    from secureagg.privacy.audit import client_statement
+
+    audit = audit_ledger(_ledger(clients=2, rounds=4), tight_points=0)
+    c = audit.clients[1]  # trained in all 4 rounds, dropped after training in round 2
+    assert (c.trained_rounds, c.participated_rounds, c.total_steps) == (4, 3, 40)
+    text = client_statement(audit, c)
+    assert "40 DP-SGD steps taken in 4 of 4 recorded rounds (3 with its update in the sum)" in text

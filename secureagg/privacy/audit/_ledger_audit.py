@@ -83,6 +83,11 @@ class ClientAudit:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def trained_rounds(self) -> int:
+        """Rounds in which this client took DP-SGD steps (including ones it then dropped)."""
+        return sum(r.steps > 0 for r in self.rounds)
+
+    @property
     def total_steps(self) -> int:
         """DP-SGD steps taken on this client's data, over the whole ledger."""
         return self.rounds[-1].total_steps if self.rounds else 0
@@ -142,6 +147,7 @@ def _client_json(c: ClientAudit, accountants: Sequence[str]) -> dict[str, Any]:
         "status": c.status,
         "final_epsilon": {k: _num(v) for k, v in c.final.items()},
         "rounds_recorded": len(c.rounds),
+        "rounds_trained": c.trained_rounds,
         "rounds_participated": c.participated_rounds,
         "dropouts": c.dropouts,
         "budget_declines": c.budget_declines,
@@ -311,8 +317,14 @@ def _summarise(
         )
     if budget is not None:
         over = [a for a, v in final.items() if v > budget]
+        within = [a for a, v in final.items() if v <= budget]
         if over and status == "within budget":
             notes.append(f"within budget by {reference} but not by {', '.join(over)}")
+        elif within and status == "over budget":
+            notes.append(
+                f"over budget by {reference} but within it by {', '.join(within)} "
+                "(tighter accountants; the status follows the reference)"
+            )
     if any(math.isinf(v) for v in final.values()):
         notes.append("some steps ran without noise (noise_multiplier 0): no finite guarantee")
     if worst.flagged and worst.pair is not None:

@@ -107,8 +107,9 @@ def client_statement(audit: LedgerAudit, client: ClientAudit) -> str:
     return (
         f"Client {client.client_id}'s training is ({_fmt(client.spent)}, {client.delta:g})-DP "
         f"({_NAMES[audit.reference]}) with respect to adding or removing one example of its "
-        f"data, composed over {client.total_steps} DP-SGD steps in "
-        f"{client.participated_rounds} of {len(client.rounds)} recorded rounds "
+        f"data, composed over {client.total_steps} DP-SGD steps taken in "
+        f"{client.trained_rounds} of {len(client.rounds)} recorded rounds "
+        f"({client.participated_rounds} with its update in the sum) "
         f"(sample rates {client.sample_rates}, noise multipliers {client.noise_multipliers}, "
         f"clipping norms {client.max_grad_norms}); the other accountants give {others}; "
         f"{budget}."
