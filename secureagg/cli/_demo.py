@@ -38,7 +38,9 @@ def _knob(flag: str, help: str, **kw: Any) -> Callable[[_F], _F]:
 @_knob("--lr", "Local SGD learning rate.", field="learning_rate")
 @_knob(
     "--sample-rate",
-    "Poisson sampling rate per DP-SGD step (1 = full-batch DP gradient descent).",
+    "Poisson sampling rate per DP-SGD step (1 = full-batch DP gradient descent); a client"
+    " of n examples samples at 1/ceil(n/ceil(rate*n)), the rate Opacus can give its loader,"
+    " which report.json and the ledger record.",
 )
 @click.option(
     "--noise-multiplier",

@@ -43,9 +43,10 @@ class DemoConfig:
     """The demo's settings; :meth:`validate` raises ConfigError naming the bad one.
 
     ``noise_multiplier`` and ``target_epsilon`` are exclusive: with neither, the default
-    target epsilon applies. ``sample_rate`` is each client's Poisson sampling rate per
-    DP-SGD step (1.0 = full-batch DP gradient descent). ``degree`` and ``threshold`` None
-    let the protocol's helper choose.
+    target epsilon applies. ``sample_rate`` asks for each client's Poisson sampling rate per
+    DP-SGD step (1.0 = full-batch DP gradient descent); a client of n examples gets
+    1/ceil(n/ceil(rate*n)), the nearest rate Opacus gives its loader (see batch_size_for).
+    ``degree`` and ``threshold`` None let the protocol's helper choose.
     """
 
     dataset: str = "breast-cancer"
