@@ -91,7 +91,7 @@ def _ledger() -> PrivacyLedger:
             **common,
         )
         # client 1: noise lowered at round 30, sample rate raised at round 45; an unmask-stage
-        # dropout (steps taken, update lost) at round 10
+        # dropout (steps taken and charged; the update still reached the sum) at round 10
         led.record(
             1,
             r,
