@@ -43,14 +43,23 @@ class UpdateEncoder:
     public settings; :meth:`SecureAggregator.client_encoder` hands it to the clients.
     """
 
-    def __init__(self, d: int, *, max_clients: int, max_examples: int, clip: float, frac_bits: int):
+    def __init__(
+        self,
+        d: int,
+        *,
+        max_clients: int,
+        max_examples: int,
+        clip: float,
+        frac_bits: int,
+        bits: int | None = None,
+    ):
         if isinstance(d, bool) or not isinstance(d, int) or d < 1:
             raise ConfigError(f"d must be a positive int, got {d!r}")
         if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1:
             raise ConfigError(f"max_examples must be a positive int, got {max_examples!r}")
         self.d = d
         self.max_examples = max_examples
-        self.quant: QuantConfig = make_config(max_clients, clip, frac_bits)
+        self.quant: QuantConfig = make_config(max_clients, clip, frac_bits, bits)
 
     @property
     def bits(self) -> int:

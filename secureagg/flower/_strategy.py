@@ -1,0 +1,357 @@
+"""The server side: a Flower strategy wrapper that aggregates training updates securely."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app.typing import ConfigRecordValues
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from secureagg._exceptions import ConfigError, RoundAborted, SecureAggError
+from secureagg.fl._encoding import UpdateEncoder
+from secureagg.flower._records import (
+    RECORD_KEY,
+    SETUP,
+    arrays_like,
+    flat_arrays,
+    record_of,
+    stage_name,
+)
+from secureagg.protocol import (
+    Graph,
+    RoundConfig,
+    ServerSession,
+    Stage,
+    default_threshold,
+    new_round_id,
+)
+
+__all__ = ["RoundReport", "SecureAggregation"]
+
+log = logging.getLogger("secureagg.flower")
+
+
+@dataclass
+class RoundReport:
+    """What one secure round did: who is in the sum, who dropped where, and what it cost."""
+
+    round: int
+    nodes: list[int]
+    survivors: list[int] = field(default_factory=list)
+    dropouts: dict[int, str] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    declined: dict[int, str] = field(default_factory=dict)
+    aborted: str | None = None
+    total_examples: float = 0.0
+    error_bound: float = 0.0
+    server_seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+@dataclass
+class _Round:
+    session: ServerSession
+    encoder: UpdateEncoder
+    global_arrays: ArrayRecord
+    node_of: dict[int, int]  # client id -> Flower node id
+    client_of: dict[int, int]  # Flower node id -> client id
+    grid: Grid
+    report: RoundReport
+
+
+class SecureAggregation(Strategy):
+    """Wraps a Flower strategy so that training updates are only ever summed securely.
+
+    The wrapped strategy picks the nodes and sees one reply per round: the secure weighted
+    average of the survivors' models, weighted by ``num-examples``. ``max_examples`` is
+    the public bound on a client's example count (weights are ``n / max_examples``);
+    ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
+    bounds each protocol stage after training, in seconds. Evaluation passes through.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        max_examples: int,
+        threshold: int | None = None,
+        degree: int | None = None,
+        frac_bits: int = 16,
+        clip: float = 1.0,
+        bits: int | None = None,
+        max_clients: int | None = None,
+        timeout: float | None = 120.0,
+    ) -> None:
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
+        self.strategy = strategy
+        UpdateEncoder(  # fail now, not in round 1, for bad settings
+            1,
+            max_clients=max_clients or 2,
+            max_examples=max_examples,
+            clip=clip,
+            frac_bits=frac_bits,
+            bits=bits,
+        )
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int)
+        ):
+            raise ConfigError(f"threshold must be an int, got {threshold!r}")
+        if degree is not None and (isinstance(degree, bool) or not isinstance(degree, int)):
+            raise ConfigError(f"degree must be an int, got {degree!r}")
+        if timeout is not None and not timeout > 0:
+            raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
+        self.max_examples = max_examples
+        self.threshold = threshold
+        self.degree = degree
+        self.frac_bits = frac_bits
+        self.clip = float(clip)
+        self.bits = bits
+        self.max_clients = max_clients
+        self.timeout = timeout
+        self.reports: dict[int, RoundReport] = {}
+        self._round: _Round | None = None
+
+    @classmethod
+    def from_config(cls, strategy: Strategy, config: Mapping[str, Any]) -> SecureAggregation:
+        """Settings from a Flower run config: ``secureagg-max-examples`` (required), and
+        optionally ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means
+        the default), ``-frac-bits``, ``-clip``, ``-timeout``."""
+
+        def get(name: str, kind: type, default: Any) -> Any:
+            value = config.get(f"secureagg-{name}", default)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"secureagg-{name} must be {kind.__name__}, got {value!r}")
+            return value
+
+        if "secureagg-max-examples" not in config:
+            raise ConfigError("the run config needs secureagg-max-examples")
+        return cls(
+            strategy,
+            max_examples=get("max-examples", int, 0),
+            threshold=get("threshold", int, 0) or None,
+            degree=get("degree", int, 0) or None,
+            bits=get("bits", int, 0) or None,
+            max_clients=get("max-clients", int, 0) or None,
+            frac_bits=get("frac-bits", int, 16),
+            clip=get("clip", float, 1.0),
+            timeout=get("timeout", float, 120.0),
+        )
+
+    # -- training: set the round up, then run the protocol in aggregate_train ----------------
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's train messages, each with this round's secure setup."""
+        self._round = None
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        nodes = sorted({m.metadata.dst_node_id for m in messages})
+        report = RoundReport(round=server_round, nodes=nodes)
+        self.reports[server_round] = report
+        if len(nodes) < 3:
+            report.aborted = f"secure aggregation needs at least 3 nodes, {len(nodes)} sampled"
+            log.error("secureagg round %d skipped: %s", server_round, report.aborted)
+            return []
+        d = flat_arrays(arrays).shape[0]
+        encoder = UpdateEncoder(
+            d,
+            max_clients=self.max_clients or len(nodes),
+            max_examples=self.max_examples,
+            clip=self.clip,
+            frac_bits=self.frac_bits,
+            bits=self.bits,
+        )
+        if len(nodes) > encoder.quant.max_clients:
+            raise ConfigError(f"{len(nodes)} nodes sampled, max_clients is {self.max_clients}")
+        round_id = new_round_id(server_round)
+        ids = list(range(1, len(nodes) + 1))
+        degree = self.degree
+        graph = (
+            Graph.complete(ids)
+            if degree is None or degree >= len(nodes) - 1
+            else Graph.harary(ids, degree, rng_seed=round_id)
+        )
+        threshold = self.threshold or default_threshold(graph.degree)
+        cfg = RoundConfig(
+            round_id=round_id, bits=encoder.bits, d=encoder.length, threshold=threshold, graph=graph
+        )
+        raw = cfg.to_bytes()
+        client_of = {node: i + 1 for i, node in enumerate(nodes)}
+        self._round = _Round(
+            session=ServerSession(cfg),
+            encoder=encoder,
+            global_arrays=arrays,
+            node_of={c: n for n, c in client_of.items()},
+            client_of=client_of,
+            grid=grid,
+            report=report,
+        )
+        setup: dict[str, ConfigRecordValues] = {
+            "stage": SETUP,
+            "config": raw,
+            "max-clients": encoder.quant.max_clients,
+            "max-examples": self.max_examples,
+            "clip": self.clip,
+            "frac-bits": self.frac_bits,
+            "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
+            "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
+        }
+        out = []
+        for m in messages:
+            content = RecordDict(dict(m.content.items()))
+            node = m.metadata.dst_node_id
+            content[RECORD_KEY] = ConfigRecord({**setup, "client-id": client_of[node]})
+            out.append(
+                Message(
+                    content=content,
+                    dst_node_id=node,
+                    message_type=MessageType.TRAIN,
+                    group_id=m.metadata.group_id or str(server_round),
+                )
+            )
+        report.bytes_sent += len(raw) * len(out)
+        return out
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Run the rest of the protocol over the grid; hand the secure average on."""
+        rnd, self._round = self._round, None
+        report = self.reports.get(server_round)
+        if rnd is None or report is None or rnd.report is not report:
+            return None, None
+        start = time.perf_counter()
+        waited = 0.0
+        session = rnd.session
+        try:
+            self._feed(rnd, Stage.ADVERTISE, replies)
+            while True:
+                out = session.close_stage()
+                stage = session.stage
+                if stage is None:
+                    break
+                messages = [
+                    Message(
+                        content=RecordDict(
+                            {RECORD_KEY: ConfigRecord({"stage": stage_name(stage), "data": data})}
+                        ),
+                        dst_node_id=rnd.node_of[cid],
+                        message_type=MessageType.TRAIN,
+                        group_id=str(server_round),
+                    )
+                    for cid, data in out.items()
+                ]
+                report.bytes_sent += sum(len(data) for data in out.values())
+                t0 = time.perf_counter()
+                answers = rnd.grid.send_and_receive(messages, timeout=self.timeout)
+                waited += time.perf_counter() - t0
+                self._feed(rnd, stage, answers)
+        except RoundAborted as exc:
+            report.aborted = str(exc)
+        finally:
+            report.dropouts = {
+                rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())
+            }
+            report.rejected = [
+                f"{stage_name(r.stage)}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
+                for r in session.rejected
+            ]
+        if report.aborted is not None:
+            report.server_seconds = time.perf_counter() - start - waited
+            log.error("secureagg round %d aborted: %s", server_round, report.aborted)
+            return None, MetricRecord({"secureagg-aborted": 1})
+        result = session.result
+        decoded = rnd.encoder.decode(result.total, len(result.survivors))
+        new = arrays_like(flat_arrays(rnd.global_arrays) + decoded.average, rnd.global_arrays)
+        report.survivors = sorted(rnd.node_of[c] for c in result.survivors)
+        report.total_examples = decoded.total_examples
+        report.error_bound = decoded.error_bound
+        report.server_seconds = time.perf_counter() - start - waited
+        weighted_by = str(getattr(self.strategy, "weighted_by_key", "num-examples"))
+        arrays_key = str(getattr(self.strategy, "arrayrecord_key", "arrays"))
+        examples = max(1, round(decoded.total_examples))
+        average = Message(
+            content=RecordDict({arrays_key: new, "metrics": MetricRecord({weighted_by: examples})}),
+            dst_node_id=0,
+            message_type=MessageType.TRAIN,
+        )
+        arrays, metrics = self.strategy.aggregate_train(server_round, [average])
+        merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
+        merged["secureagg-survivors"] = len(report.survivors)
+        merged["secureagg-dropped"] = len(report.nodes) - len(report.survivors)
+        merged["secureagg-error-bound"] = float(report.error_bound)
+        log.info(
+            "secureagg round %d: %d of %d nodes in the sum, error bound %.3g",
+            server_round,
+            len(report.survivors),
+            len(report.nodes),
+            report.error_bound,
+        )
+        return arrays, merged
+
+    def _feed(self, rnd: _Round, stage: Stage, replies: Iterable[Message]) -> None:
+        """Hand each reply's bytes to the session; anything else counts its node as dropped."""
+        want = stage_name(stage)
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            client = rnd.client_of.get(node)
+            if client is None:
+                continue  # not a node of this round
+            if msg.has_error():
+                rnd.report.declined[node] = f"error reply: {msg.error.reason}"
+                continue
+            try:
+                rec = record_of(msg)
+                if rec is None:
+                    rnd.report.declined[node] = "reply without secureagg's record"
+                    continue
+                if "declined" in rec:
+                    rnd.report.declined[node] = str(rec["declined"])[:200]
+                    continue
+                data = rec.get("data")
+                if rec.get("stage") != want or not isinstance(data, bytes):
+                    rnd.report.declined[node] = f"reply is not a {want} message"
+                    continue
+            except (SecureAggError, TypeError, ValueError, KeyError) as exc:
+                rnd.report.declined[node] = f"unreadable reply ({type(exc).__name__})"
+                continue
+            rnd.report.bytes_received += len(data)
+            rnd.session.receive(data, sender=client)
+
+    # -- everything else is the wrapped strategy's --------------------------------------------
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """The wrapped strategy's evaluation messages (evaluation metrics are not secured)."""
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        """The wrapped strategy's evaluation aggregate."""
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        """Log the secure-aggregation settings, then the wrapped strategy's summary."""
+        log.info(
+            "SecureAggregation: max_examples=%d threshold=%s degree=%s frac_bits=%d clip=%g "
+            "timeout=%s",
+            self.max_examples,
+            self.threshold or "majority",
+            self.degree or "complete",
+            self.frac_bits,
+            self.clip,
+            self.timeout,
+        )
+        self.strategy.summary()
