@@ -11,6 +11,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp import Grid
+from flwr.serverapp import strategy as strategies
 from flwr.serverapp.strategy import Strategy
 
 from secureagg._exceptions import ConfigError, RoundAborted, SecureAggError
@@ -35,6 +36,20 @@ from secureagg.protocol import (
 __all__ = ["RoundReport", "SecureAggregation"]
 
 log = logging.getLogger("secureagg.flower")
+
+_NEEDS_EACH_UPDATE: tuple[type[Strategy], ...] = (
+    strategies.Krum,
+    strategies.MultiKrum,
+    strategies.Bulyan,
+    strategies.FedMedian,
+    strategies.FedTrimmedAvg,
+    strategies.QFedAvg,
+    strategies.FedXgbBagging,
+    strategies.FedXgbCyclic,
+    strategies.DifferentialPrivacyServerSideFixedClipping,
+    strategies.DifferentialPrivacyServerSideAdaptiveClipping,
+)
+"""Strategies that need each client's update (robust or server-side-clipped aggregation)."""
 
 
 @dataclass
@@ -104,8 +119,16 @@ class SecureAggregation(Strategy):
             isinstance(threshold, bool) or not isinstance(threshold, int)
         ):
             raise ConfigError(f"threshold must be an int, got {threshold!r}")
-        if degree is not None and (isinstance(degree, bool) or not isinstance(degree, int)):
-            raise ConfigError(f"degree must be an int, got {degree!r}")
+        if degree is not None and (
+            isinstance(degree, bool) or not isinstance(degree, int) or degree < 2 or degree % 2
+        ):
+            raise ConfigError(f"degree must be an even int >= 2 (Harary graph), got {degree!r}")
+        if isinstance(strategy, _NEEDS_EACH_UPDATE):
+            raise ConfigError(
+                f"{type(strategy).__name__} needs each client's update; secure aggregation "
+                "reveals only their sum: wrap FedAvg, FedAvgM, FedProx, FedAdam, FedYogi or "
+                "FedAdagrad"
+            )
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
         self.max_examples = max_examples
@@ -182,6 +205,12 @@ class SecureAggregation(Strategy):
             else Graph.harary(ids, degree, rng_seed=round_id)
         )
         threshold = self.threshold or default_threshold(graph.degree)
+        if threshold < default_threshold(graph.degree):
+            raise ConfigError(
+                f"threshold {threshold} is at or below half of a neighbourhood of "
+                f"{graph.degree + 1}; clients refuse it (at least "
+                f"{default_threshold(graph.degree)} for {len(nodes)} nodes)"
+            )
         cfg = RoundConfig(
             round_id=round_id, bits=encoder.bits, d=encoder.length, threshold=threshold, graph=graph
         )
