@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
 from secureagg._exceptions import ConfigError
 from secureagg.protocol import Stage
@@ -74,7 +74,7 @@ def arrays_like(vec: npt.NDArray[np.floating], like: ArrayRecord) -> ArrayRecord
         shape = tuple(int(s) for s in arr.shape)
         size = int(np.prod(shape, dtype=np.int64))
         piece = np.asarray(vec[start : start + size]).reshape(shape).astype(arr.dtype)
-        out[name] = ArrayRecord.from_numpy_ndarrays([piece])["0"]
+        out[name] = Array.from_numpy_ndarray(piece)
         start += size
     if start != len(vec):
         raise ConfigError(f"vector has {len(vec)} elements, the arrays hold {start}")
