@@ -54,6 +54,7 @@ from secureagg.protocol._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+from secureagg.protocol._persist import decode_state, encode_state
 from secureagg.protocol._signing import (
     advertise_payload,
     identity_public,
@@ -95,6 +96,29 @@ class ClientSession:
         self._neighbours = config.graph.neighbours(client_id)
         self._input: npt.NDArray[Any] | None = None
         self._state: ClientState = Fresh()
+
+    def export_state(self) -> bytes:
+        """This session's state as bytes, for :meth:`restore_state` in a later process.
+
+        The bytes hold the client's private keys, shares and (until masked) its input: keep
+        them where its secrets live. The identity key is not included. See docs/protocol.md.
+        """
+        return encode_state(self.config, self.client_id, self._input, self._state)
+
+    @classmethod
+    def restore_state(
+        cls, data: bytes, *, identity: Ed25519PrivateKey | None = None
+    ) -> ClientSession:
+        """The session :meth:`export_state` saved, ready to go on.
+
+        DecodeError for malformed, truncated, corrupt or unknown-version bytes; ConfigError
+        when ``identity`` does not fit the saved config (as in ``__init__``).
+        """
+        saved = decode_state(data)
+        session = cls(saved.config, saved.client_id, identity=identity)
+        session._input = saved.vector
+        session._state = saved.state
+        return session
 
     @property
     def stage(self) -> Stage | None:

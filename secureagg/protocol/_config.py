@@ -8,16 +8,31 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from secureagg._exceptions import ConfigError
+from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat import MAX_BITS
-from secureagg.protocol._graph import Graph
+from secureagg.protocol._graph import Graph, check_client_id
+from secureagg.protocol._wire import Reader, check_increasing, u8, u32
 
-__all__ = ["ROUND_ID_MAX", "ROUND_ID_MIN", "RoundConfig", "Stage", "new_round_id"]
+__all__ = [
+    "CONFIG_MAGIC",
+    "CONFIG_VERSION",
+    "MAX_CLIENTS",
+    "ROUND_ID_MAX",
+    "ROUND_ID_MIN",
+    "RoundConfig",
+    "Stage",
+    "new_round_id",
+]
 
 ROUND_ID_MIN = 16
 ROUND_ID_MAX = 64
 MAX_VECTOR_LENGTH = 2**28
+MAX_CLIENTS = 2**20  # the wire codec's limit on clients too
+CONFIG_MAGIC = b"SACF"
+CONFIG_VERSION = 1
 _IDENTITY_KEY_SIZE = 32
+_SIGNED, _HARARY = 1, 2  # flag bits
+_SEED_MIN, _SEED_MAX = 16, 255
 
 
 class Stage(enum.Enum):
@@ -90,3 +105,86 @@ class RoundConfig:
         both lists, which an honest client never does. At least t.
         """
         return max(self.threshold, (len(self.graph) + self.threshold - 1) // 2 + 1)
+
+    def to_bytes(self) -> bytes:
+        """Strict, versioned bytes for :meth:`from_bytes` (layout in docs/protocol.md)."""
+        graph = self.graph
+        if len(graph.ids) > MAX_CLIENTS:
+            raise ConfigError(f"{len(graph.ids)} clients exceed the limit {MAX_CLIENTS}")
+        flags = (_SIGNED if self.signed else 0) | (0 if graph.is_complete else _HARARY)
+        parts = [
+            CONFIG_MAGIC,
+            u8(CONFIG_VERSION),
+            u8(len(self.round_id)),
+            self.round_id,
+            u8(self.bits),
+            u32(self.d),
+            u32(self.threshold),
+            u8(flags),
+            u32(len(graph.ids)),
+            struct.pack(f">{len(graph.ids)}I", *graph.ids),
+            u32(graph.degree),
+        ]
+        if not graph.is_complete:
+            seed = graph.rng_seed
+            if seed is None or not _SEED_MIN <= len(seed) <= _SEED_MAX:
+                raise ConfigError(f"the Harary seed must be {_SEED_MIN}..{_SEED_MAX} bytes")
+            parts += [u8(len(seed)), seed]
+        keys = sorted(check_client_id(u) for u in self.identity_keys)
+        if len(keys) > MAX_CLIENTS:
+            raise ConfigError(f"{len(keys)} identity keys exceed the limit {MAX_CLIENTS}")
+        for u in keys:
+            key = self.identity_keys[u]
+            if not isinstance(key, bytes) or len(key) != _IDENTITY_KEY_SIZE:
+                raise ConfigError(f"the identity key of client {u} is not 32 bytes")
+        parts.append(u32(len(keys)))
+        parts += [u32(u) + self.identity_keys[u] for u in keys]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RoundConfig:
+        """Parse :meth:`to_bytes` output.
+
+        DecodeError for malformed bytes (truncated, trailing, wrong magic or version, unsorted
+        ids, counts over the limits, a graph that does not rebuild); ConfigError when the
+        decoded values fail the config's own checks.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"a round config is bytes, not {type(data).__name__}")
+        r = Reader(bytes(data))
+        if r.take(4) != CONFIG_MAGIC:
+            raise DecodeError("not a secureagg round config (bad magic)")
+        version = r.u8()
+        if version != CONFIG_VERSION:
+            raise DecodeError(
+                f"unsupported round config version {version} (this is {CONFIG_VERSION})"
+            )
+        rid_len = r.u8()
+        if not ROUND_ID_MIN <= rid_len <= ROUND_ID_MAX:
+            raise DecodeError(f"round id of {rid_len} bytes")
+        round_id = r.take(rid_len)
+        bits, d, threshold, flags = r.u8(), r.u32(), r.u32(), r.u8()
+        if d > MAX_VECTOR_LENGTH:
+            raise DecodeError(f"vector length {d} exceeds the limit {MAX_VECTOR_LENGTH}")
+        if flags & ~(_SIGNED | _HARARY):
+            raise DecodeError(f"unknown flag bits {flags:#04x}")
+        ids = r.ids(MAX_CLIENTS)
+        graph = _read_graph(r, ids, harary=bool(flags & _HARARY))
+        n_keys = r.count(4 + _IDENTITY_KEY_SIZE, MAX_CLIENTS)
+        keys = [(r.u32(), r.take(_IDENTITY_KEY_SIZE)) for _ in range(n_keys)]
+        check_increasing([u for u, _ in keys])
+        r.finish()
+        return cls(round_id, bits, d, threshold, graph, bool(flags & _SIGNED), dict(keys))
+
+
+def _read_graph(r: Reader, ids: tuple[int, ...], *, harary: bool) -> Graph:
+    """The graph after its ids: degree, then (Harary) the seed; rebuilt and checked."""
+    degree = r.u32()
+    seed = r.take(r.u8()) if harary else None
+    try:
+        graph = Graph.complete(ids) if seed is None else Graph.harary(ids, degree, seed)
+    except ConfigError as exc:
+        raise DecodeError(f"the graph does not rebuild: {exc}") from exc
+    if graph.degree != degree or graph.is_complete != (seed is None):
+        raise DecodeError(f"degree {degree} does not match the graph it rebuilds ({graph!r})")
+    return graph

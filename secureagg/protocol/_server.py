@@ -23,6 +23,7 @@ from secureagg.hazmat import (
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
+from secureagg.protocol._graph import check_client_id
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -96,8 +97,15 @@ class ServerSession:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> None:
-        """Take one client message. Bad messages are recorded, never raised."""
+    def receive(self, data: bytes, *, sender: int | None = None) -> None:
+        """Take one client message. Bad messages are recorded, never raised.
+
+        ``sender`` is the client id the transport authenticated, if it has one: a message
+        that claims another id is rejected, counted against ``sender``, not the claimed id.
+        ConfigError if ``sender`` is not a client id.
+        """
+        if sender is not None:
+            check_client_id(sender)
         state = self._state
         if isinstance(state, (Finished, Aborted)):
             return
@@ -105,12 +113,19 @@ class ServerSession:
         try:
             msg = decode(data)
         except DecodeError as exc:
-            self._reject(stage, None, f"malformed message ({exc})")
+            self._reject(stage, sender, f"malformed message ({exc})")
             return
-        sender = getattr(msg, "sender", None)
-        if sender is None or msg.round_id != self.config.round_id:
-            self._reject(stage, None, "not a client message of this round")
+        claimed = getattr(msg, "sender", None)
+        if claimed is None or msg.round_id != self.config.round_id:
+            self._reject(stage, sender, "not a client message of this round")
             return
+        if sender is not None and claimed != sender:
+            self._bad.add(sender)
+            self._reject(
+                stage, sender, f"client {sender} sent a message claiming to be client {claimed}"
+            )
+            return
+        sender = claimed
         if sender not in self.config.graph or sender in self._bad:
             self._reject(stage, sender, "unknown or already rejected client")
             return

@@ -1,0 +1,109 @@
+"""ServerSession.receive(sender=...): the transport's id of the sender against the claimed one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from secureagg import ConfigError
+from secureagg.protocol import (
+    ClientSession,
+    Graph,
+    RoundConfig,
+    ServerSession,
+    Stage,
+    new_round_id,
+)
+
+D, BITS = 4, 16
+IDS = list(range(1, 7))
+
+
+def sessions() -> tuple[RoundConfig, dict[int, ClientSession], ServerSession]:
+    config = RoundConfig(new_round_id(1), BITS, D, 3, Graph.complete(IDS))
+    clients = {u: ClientSession(config, u) for u in IDS}
+    for u, c in clients.items():
+        c.provide_input(np.full(D, u, dtype=np.uint16))
+    return config, clients, ServerSession(config)
+
+
+def finish(clients: dict[int, ClientSession], server: ServerSession) -> None:
+    """Run the rest of the round honestly, each reply with its true sender."""
+    while True:
+        out = server.close_stage()
+        if server.stage is None:
+            return
+        for u, data in out.items():
+            server.receive(clients[u].receive(data), sender=u)
+
+
+def test_a_message_claiming_another_id_is_refused_and_blamed_on_its_sender() -> None:
+    _, clients, server = sessions()
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    server.receive(adverts[2], sender=3)  # 3 relays (or forged) a message claiming to be 2
+    (rej,) = server.rejected
+    assert rej.stage is Stage.ADVERTISE and rej.client == 3
+    assert "client 3" in rej.reason and "client 2" in rej.reason
+    server.receive(adverts[2], sender=2)  # 2's own genuine message is still taken
+    assert server.rejected == [rej] and server.retransmissions == 0
+    server.receive(adverts[3], sender=3)  # 3 lied: it is out for this stage
+    assert server.rejected[-1].client == 3 and "already rejected" in server.rejected[-1].reason
+    for u in (1, 4, 5, 6):
+        server.receive(adverts[u], sender=u)
+    server.close_stage()
+    assert server.dropouts == {3: Stage.ADVERTISE}
+
+
+def test_a_forged_copy_after_the_genuine_message_changes_nothing_for_the_claimed_id() -> None:
+    _, clients, server = sessions()
+    for u, c in clients.items():
+        data = c.advertise()
+        server.receive(data, sender=u)
+        if u == 2:
+            server.receive(data, sender=4)  # not a retransmission of 2, not a conflict for 2
+    assert server.retransmissions == 0
+    lie, own = server.rejected  # 4's own advert, later in the stage, is refused too
+    assert (lie.client, own.client) == (4, 4) and "claiming to be client 2" in lie.reason
+    finish(clients, server)
+    assert server.result.survivors == frozenset(IDS) - {4}
+    assert server.dropouts == {4: Stage.ADVERTISE}
+    expected = sum(u for u in IDS if u != 4)
+    assert np.array_equal(server.result.total, np.full(D, expected, dtype=np.uint16))
+
+
+def test_in_a_later_stage_too() -> None:
+    _, clients, server = sessions()
+    for u, c in clients.items():
+        server.receive(c.advertise(), sender=u)
+    out = server.close_stage()
+    shares = {u: clients[u].receive(out[u]) for u in IDS}
+    server.receive(shares[1], sender=5)
+    for u in IDS:
+        server.receive(shares[u], sender=u)
+    assert [r.client for r in server.rejected] == [5, 5]  # the lie, then its own message
+    finish(clients, server)
+    assert server.result.survivors == frozenset(IDS) - {5}
+    assert server.dropouts == {5: Stage.SHARE_KEYS}
+
+
+def test_matching_senders_give_the_same_round_as_no_sender() -> None:
+    _, clients, server = sessions()
+    for u, c in clients.items():
+        server.receive(c.advertise(), sender=u)
+    finish(clients, server)
+    assert server.rejected == [] and server.result.survivors == frozenset(IDS)
+    assert np.array_equal(server.result.total, np.full(D, sum(IDS), dtype=np.uint16))
+
+
+def test_unreadable_bytes_name_the_transport_sender() -> None:
+    _, _, server = sessions()
+    server.receive(b"junk", sender=4)
+    server.receive(b"junk")
+    assert [r.client for r in server.rejected] == [4, None]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**32, True, "2"])
+def test_sender_must_be_a_client_id(bad: object) -> None:
+    _, clients, server = sessions()
+    with pytest.raises(ConfigError, match="client ids"):
+        server.receive(clients[1].advertise(), sender=bad)  # type: ignore[arg-type]
