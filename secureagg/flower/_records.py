@@ -69,6 +69,9 @@ def flat_arrays(record: ArrayRecord) -> npt.NDArray[np.float64]:
 def arrays_like(vec: npt.NDArray[np.floating], like: ArrayRecord) -> ArrayRecord:
     """``vec`` cut into arrays named, shaped and typed like ``like``."""
     out = ArrayRecord()
+    held = sum(int(np.prod(tuple(arr.shape), dtype=np.int64)) for arr in like.values())
+    if held != len(vec):
+        raise ConfigError(f"vector has {len(vec)} elements, the arrays hold {held}")
     start = 0
     for name, arr in like.items():
         shape = tuple(int(s) for s in arr.shape)
@@ -76,8 +79,6 @@ def arrays_like(vec: npt.NDArray[np.floating], like: ArrayRecord) -> ArrayRecord
         piece = np.asarray(vec[start : start + size]).reshape(shape).astype(arr.dtype)
         out[name] = Array.from_numpy_ndarray(piece)
         start += size
-    if start != len(vec):
-        raise ConfigError(f"vector has {len(vec)} elements, the arrays hold {start}")
     return out
 
 
