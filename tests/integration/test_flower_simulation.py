@@ -1,0 +1,222 @@
+"""secureagg inside Flower's own simulation engine: 10 SuperNodes, 3 rounds, nodes that drop.
+
+One secure run (``SecureAggregation(FedAvg)`` + ``secureagg_mod``) and one plain run
+(Flower's ``FedAvg``, the nodes that were out of the secure sum failing their training),
+both through ``flwr.simulation.run_simulation`` with Ray. Misbehaviour comes from a test
+mod placed before ``secureagg_mod`` (tests/integration/_flower_apps.py):
+
+- round 1: node 3 fails (error reply) at share-keys, the one dropout of that round;
+- round 2: node 9 replies with no content at share-keys; at masked-input node 6 sends
+  random bytes and node 7 a well-formed masked vector one element short;
+- round 3: at masked-input node 5 says nothing until the stage times out (in the last
+  round: when it wakes, the engine writes back its stale node state); at unmask node 2
+  fails and node 8 sends random bytes, after their masked inputs arrived: both stay in
+  the sum.
+
+Each round's model must equal plain FedAvg over the nodes in the sum within the reported
+quantisation bound (plus float32 rounding), from the secure run's own start model and,
+accumulated over rounds, against the plain run (local training is a contraction, so a
+start-model difference never grows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("ray")
+
+import _flower_apps as apps  # tests/integration is on sys.path under pytest
+from flwr.app import ArrayRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+from flwr.simulation import run_simulation
+
+from secureagg.flower import SecureAggregation
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+N = 10
+ROUNDS = 3
+STAGE_TIMEOUT = 6.0  # seconds per protocol stage after training
+SLEEP = STAGE_TIMEOUT + 2.0  # the silent node answers only after the stage has closed
+MAX_EXAMPLES = 50
+F32_SLACK = 1e-6
+"""Float32 rounding per round: the stored model (|values| < 1, half an ulp is 3e-8) and
+Flower's FedAvg, which accumulates 10 float32 products (at most 10 more ulps)."""
+
+SECURE_PLAN = {
+    (3, 1, "share-keys"): apps.RAISE,
+    (9, 2, "share-keys"): apps.EMPTY,
+    (6, 2, "masked-input"): apps.GARBAGE,
+    (7, 2, "masked-input"): apps.SHORT,
+    (5, 3, "masked-input"): apps.SLEEP,
+    (2, 3, "unmask"): apps.RAISE,
+    (8, 3, "unmask"): apps.GARBAGE,
+}
+DROPPED = {  # partition -> stage it is reported dropped at
+    1: {3: "share-keys"},
+    2: {9: "share-keys", 6: "masked-input", 7: "masked-input"},
+    3: {5: "masked-input", 2: "unmask", 8: "unmask"},
+}
+OUT_OF_SUM = {1: {3}, 2: {6, 7, 9}, 3: {5}}
+PLAIN_PLAN = {(p, r, "train"): apps.RAISE for r, ps in OUT_OF_SUM.items() for p in ps}
+
+
+def _server_app(out: Path, *, secure: bool) -> ServerApp:
+    """A ServerApp that saves the global model after each round (and the secure reports)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        fedavg = FedAvg(
+            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
+        )
+        strategy = (
+            SecureAggregation(fedavg, max_examples=MAX_EXAMPLES, timeout=STAGE_TIMEOUT)
+            if secure
+            else fedavg
+        )
+
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            np.savez(out / f"round-{server_round}.npz", **apps.from_record(arrays))
+            return None
+
+        strategy.start(
+            grid=grid,
+            initial_arrays=apps.to_record(apps.initial_arrays()),
+            num_rounds=ROUNDS,
+            evaluate_fn=evaluate,
+        )
+        if isinstance(strategy, SecureAggregation):
+            reports = {r: asdict(rep) for r, rep in strategy.reports.items()}
+            (out / "reports.json").write_text(json.dumps(reports))
+
+    return app
+
+
+def _simulate(out: Path, *, secure: bool) -> float:
+    out.mkdir()
+    (out / "nodes").mkdir()
+    plan = SECURE_PLAN if secure else PLAIN_PLAN
+    script = apps.Script(plan, str(out / "nodes"), sleep=SLEEP)
+    t0 = time.perf_counter()
+    run_simulation(
+        server_app=_server_app(out, secure=secure),
+        client_app=apps.client_app(script, secure=secure),
+        num_supernodes=N,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2},
+        },
+    )
+    return time.perf_counter() - t0
+
+
+class Runs:
+    def __init__(self, root: Path, seconds: dict[str, float]) -> None:
+        self.root = root
+        self.seconds = seconds
+        raw = json.loads((root / "secure" / "reports.json").read_text())
+        self.reports: dict[int, dict[str, Any]] = {int(r): rep for r, rep in raw.items()}
+        nodes = root / "secure" / "nodes"
+        self.node_of = {int(p.name): int(p.read_text()) for p in nodes.iterdir()}
+        self.partition_of = {n: p for p, n in self.node_of.items()}
+
+    def model(self, run: str, server_round: int) -> dict[str, np.ndarray]:
+        with np.load(self.root / run / f"round-{server_round}.npz") as f:
+            return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    root = tmp_path_factory.mktemp("flower-sim")
+    home = root / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("FLWR_HOME", str(home / ".flwr"))
+        mp.setenv("FLWR_TELEMETRY_ENABLED", "0")
+        mp.setenv("FLWR_DISABLE_UPDATE_CHECK", "1")
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        mp.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU here: silence its tip
+        seconds = {
+            "secure": _simulate(root / "secure", secure=True),
+            "plain": _simulate(root / "plain", secure=False),
+        }
+    yield Runs(root, seconds)
+
+
+def _members(server_round: int) -> list[int]:
+    return sorted(set(range(N)) - OUT_OF_SUM[server_round])
+
+
+def _max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    assert a.keys() == b.keys()
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
+
+
+def test_every_round_completes_with_the_expected_survivors(runs: Runs) -> None:
+    assert sorted(runs.node_of) == list(range(N))
+    assert sorted(runs.reports) == [1, 2, 3]
+    for r, rep in runs.reports.items():
+        assert rep["aborted"] is None, rep
+        assert sorted(rep["nodes"]) == sorted(runs.node_of.values())
+        survivors = sorted(runs.partition_of[n] for n in rep["survivors"])
+        assert survivors == _members(r), (r, rep)
+        dropped = {runs.partition_of[int(n)]: s for n, s in rep["dropouts"].items()}
+        assert dropped == DROPPED[r], (r, rep)
+        assert rep["error_bound"] > 0.0
+
+
+def test_silent_garbage_short_empty_and_failing_nodes_are_dropped_not_fatal(runs: Runs) -> None:
+    """The reasons the reports give match what each node did."""
+
+    def declined(r: int) -> dict[int, str]:
+        return {runs.partition_of[int(n)]: why for n, why in runs.reports[r]["declined"].items()}
+
+    def rejected(r: int) -> str:
+        return " | ".join(runs.reports[r]["rejected"])
+
+    assert list(declined(1)) == [3] and "error reply" in declined(1)[3]
+    assert rejected(1) == ""
+    assert list(declined(2)) == [9] and "without secureagg's record" in declined(2)[9]
+    assert f"node {runs.node_of[6]}: malformed message" in rejected(2)
+    assert f"node {runs.node_of[7]}: vector of length" in rejected(2)
+    assert sorted(declined(3)) == [2] and "error reply" in declined(3)[2]
+    assert f"node {runs.node_of[8]}: malformed message" in rejected(3)
+    assert str(runs.node_of[5]) not in rejected(3)  # it sent nothing in time: a plain dropout
+
+
+def test_each_round_is_fedavg_of_its_survivors_from_its_start_model(runs: Runs) -> None:
+    """From the secure run's own start model, within that round's bound."""
+    for r in range(1, ROUNDS + 1):
+        start = runs.model("secure", r - 1)
+        got = runs.model("secure", r)
+        want = apps.plain_fedavg(start, _members(r))
+        bound = runs.reports[r]["error_bound"]
+        assert bound < 1e-3
+        diff = _max_diff(got, want)
+        assert diff <= bound + F32_SLACK, (r, diff, bound)
+        if OUT_OF_SUM[r]:  # the tolerance is far tighter than what a dropped update moves
+            everyone = apps.plain_fedavg(start, list(range(N)))
+            assert _max_diff(got, everyone) > 100 * (bound + F32_SLACK)
+
+
+def test_secure_run_matches_flowers_fedavg_run_every_round(runs: Runs) -> None:
+    """Against the plain run: the bounds add up over rounds (training is a contraction)."""
+    assert apps.CONTRACTION <= 1.0
+    tolerance = 0.0
+    assert _max_diff(runs.model("secure", 0), runs.model("plain", 0)) == 0.0
+    for r in range(1, ROUNDS + 1):
+        tolerance += runs.reports[r]["error_bound"] + F32_SLACK
+        diff = _max_diff(runs.model("secure", r), runs.model("plain", r))
+        assert diff <= tolerance, (r, diff, tolerance)

@@ -1,0 +1,173 @@
+"""secureagg.flower's record helpers and SecureAggregation's settings, on real Flower records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, RecordDict
+from flwr.serverapp.strategy import FedAvg, Krum
+from flwr.supercore.task_identity import TaskIdentity
+
+from secureagg import ConfigError, SecureAggError
+from secureagg.flower import RECORD_KEY, SecureAggregation
+from secureagg.flower._records import (
+    arrays_like,
+    flat_arrays,
+    record_of,
+    reply,
+    same_layout,
+    stage_name,
+)
+from secureagg.protocol import Stage
+
+
+@pytest.fixture(autouse=True)
+def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps new messages with the process's task identity; give it one."""
+    monkeypatch.setattr(TaskIdentity, "_run_id", 7)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 1)
+
+
+def _record(**arrays: np.ndarray) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def test_flat_arrays_and_arrays_like_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    like = _record(
+        w=rng.normal(size=(3, 4)).astype(np.float32),
+        b=rng.normal(size=(4,)).astype(np.float64),
+        h=rng.normal(size=(2, 1, 2)).astype(np.float16),
+        s=np.array(0.5, dtype=np.float32),
+    )
+    flat = flat_arrays(like)
+    assert flat.dtype == np.float64 and flat.shape == (12 + 4 + 4 + 1,)
+    assert np.array_equal(flat[:12], like["w"].numpy().ravel())
+    back = arrays_like(flat, like)
+    assert list(back.keys()) == ["w", "b", "h", "s"]
+    for name in like:
+        a, b = like[name].numpy(), back[name].numpy()
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    assert same_layout(like, back) is None
+    moved = arrays_like(flat + 1.0, like)
+    assert np.allclose(flat_arrays(moved) - flat, 1.0, atol=1e-3)  # float16 keeps ~3 digits
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
+def test_flat_arrays_refuses_non_floating_arrays(dtype: Any) -> None:
+    record = _record(w=np.zeros(3, np.float32), steps=np.ones(2, dtype=dtype))
+    with pytest.raises(ConfigError, match=r"'steps'.*floating arrays only"):
+        flat_arrays(record)
+
+
+def test_flat_arrays_refuses_an_empty_record() -> None:
+    with pytest.raises(ConfigError, match="empty"):
+        flat_arrays(ArrayRecord())
+
+
+@pytest.mark.parametrize("length", [6, 8])
+def test_arrays_like_refuses_a_vector_of_another_length(length: int) -> None:
+    like = _record(w=np.zeros((2, 2), np.float32), b=np.zeros(3, np.float32))
+    with pytest.raises(ConfigError, match=f"{length} elements, the arrays hold 7"):
+        arrays_like(np.zeros(length), like)
+
+
+def test_same_layout_names_the_difference() -> None:
+    a = _record(w=np.zeros((2, 3), np.float32), b=np.zeros(3, np.float32))
+    assert "other names" in str(same_layout(a, _record(w=np.zeros((2, 3), np.float32))))
+    reshaped = _record(w=np.zeros((3, 2), np.float32), b=np.zeros(3, np.float32))
+    assert same_layout(a, reshaped) == "array 'w' has shape (3, 2), expected (2, 3)"
+
+
+def test_stage_names_are_the_wire_tags() -> None:
+    assert [stage_name(s) for s in Stage] == [
+        "advertise",
+        "share-keys",
+        "masked-input",
+        "consistency",
+        "unmask",
+    ]
+
+
+def test_record_of_reads_only_a_config_record_of_a_content_message() -> None:
+    msg = Message(RecordDict({RECORD_KEY: ConfigRecord({"stage": "setup"})}), 5, "train")
+    rec = record_of(msg)
+    assert rec is not None and rec["stage"] == "setup"
+    assert record_of(Message(RecordDict({}), 5, "train")) is None
+    assert record_of(Message(RecordDict({RECORD_KEY: _record(w=np.zeros(2))}), 5, "train")) is None
+    assert record_of(Message(Error(code=0, reason="boom"), reply_to=msg)) is None
+    answer = reply(msg, {"stage": "advertise", "data": b"\x01"})
+    assert list(answer.content.keys()) == [RECORD_KEY]
+    assert answer.metadata.dst_node_id == msg.metadata.src_node_id
+
+
+# -- SecureAggregation settings --------------------------------------------------------------
+
+
+def test_from_config_reads_every_setting_and_zero_means_default() -> None:
+    s = SecureAggregation.from_config(
+        FedAvg(),
+        {
+            "secureagg-max-examples": 64,
+            "secureagg-threshold": 4,
+            "secureagg-degree": 0,
+            "secureagg-bits": 0,
+            "secureagg-max-clients": 20,
+            "secureagg-frac-bits": 12,
+            "secureagg-clip": 2,  # an int where a float is expected is fine
+            "secureagg-timeout": 30,
+            "other-app-setting": "ignored",
+        },
+    )
+    assert (s.max_examples, s.threshold, s.degree, s.bits) == (64, 4, None, None)
+    assert (s.max_clients, s.frac_bits, s.clip, s.timeout) == (20, 12, 2.0, 30.0)
+    assert isinstance(s.clip, float) and isinstance(s.timeout, float)
+    assert SecureAggregation.from_config(FedAvg(), {"secureagg-max-examples": 1}).timeout == 120.0
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({}, "needs secureagg-max-examples"),
+        ({"secureagg-max-examples": "64"}, "secureagg-max-examples must be int, got '64'"),
+        ({"secureagg-max-examples": 64.0}, "secureagg-max-examples must be int"),
+        ({"secureagg-max-examples": True}, "secureagg-max-examples must be int, got True"),
+        ({"secureagg-max-examples": 0}, "max_examples must be a positive int"),
+        ({"secureagg-max-examples": 9, "secureagg-threshold": 2.5}, "secureagg-threshold"),
+        ({"secureagg-max-examples": 9, "secureagg-degree": "4"}, "secureagg-degree"),
+        ({"secureagg-max-examples": 9, "secureagg-bits": False}, "secureagg-bits"),
+        ({"secureagg-max-examples": 9, "secureagg-clip": "1.0"}, "secureagg-clip must be float"),
+        ({"secureagg-max-examples": 9, "secureagg-clip": True}, "secureagg-clip"),
+        ({"secureagg-max-examples": 9, "secureagg-timeout": "9"}, "secureagg-timeout"),
+        ({"secureagg-max-examples": 9, "secureagg-timeout": 0}, "timeout must be positive"),
+        ({"secureagg-max-examples": 9, "secureagg-frac-bits": 1.5}, "secureagg-frac-bits"),
+    ],
+)
+def test_from_config_refuses_wrong_types_with_a_typed_error(
+    config: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SecureAggregation.from_config(FedAvg(), config)
+
+
+def test_constructor_refuses_bad_settings_before_any_round() -> None:
+    with pytest.raises(ConfigError, match="must be a Flower Strategy"):
+        SecureAggregation(object(), max_examples=10)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="threshold must be an int"):
+        SecureAggregation(FedAvg(), max_examples=10, threshold=True)
+    with pytest.raises(ConfigError, match="degree must be an even int"):
+        SecureAggregation(FedAvg(), max_examples=10, degree=2.0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="degree must be an even int"):
+        SecureAggregation(FedAvg(), max_examples=10, degree=3)
+    with pytest.raises(ConfigError, match="timeout must be positive"):
+        SecureAggregation(FedAvg(), max_examples=10, timeout=-1.0)
+    with pytest.raises(ConfigError, match="Krum needs each client's update"):
+        SecureAggregation(Krum(), max_examples=10)
+    with pytest.raises(SecureAggError):  # a sum that cannot fit 64 bits
+        SecureAggregation(FedAvg(), max_examples=10, frac_bits=60, clip=1e6)
