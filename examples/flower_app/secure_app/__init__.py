@@ -1,0 +1,1 @@
+"""secure-app: a Flower app trained privately (DP-SGD) and securely (secureagg)."""

@@ -1,0 +1,58 @@
+"""examples/flower_app in Flower's deployment engine: a SuperLink and 3 SuperNodes as real
+processes on 127.0.0.1, the app run against them with ``flwr run`` for 2 secure rounds.
+
+It takes about 3 to 4 minutes on a 2-core machine (every protocol stage starts a fresh ClientApp
+process on each node), so it runs from ``make e2e`` (``SECUREAGG_E2E=1``), not ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flwr")
+from _flower_engine import APP, Engine, check_results, free_ports, run_config
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SECUREAGG_E2E") != "1", reason="3 to 4 minutes: run it with `make e2e`"
+)
+
+NODES = 3
+ROUNDS = 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> None:
+    engine = Engine(tmp_path)
+    try:
+        link, *node_ports = free_ports(1 + NODES)
+        engine.superlink(link)
+        names = [f"supernode-{i}" for i in range(NODES)]
+        for i, (name, port) in enumerate(zip(names, node_ports, strict=True)):
+            engine.supernode(name, link, port, f"partition-id={i} num-partitions={NODES}")
+        engine.wait_connected(names)
+        out = engine.flwr_run(
+            str(APP),
+            "test",  # the SuperLink connection Engine.superlink wrote
+            "--stream",
+            *run_config(
+                num_server_rounds=ROUNDS,
+                results_path=str(tmp_path / "results.json"),
+                ledger_dir=str(tmp_path),
+            ),
+            timeout=720,
+        )
+        logs = {name: engine.log(name) for name in names}
+    finally:
+        engine.close()
+    assert "Traceback" not in out, out[-4000:]
+    assert out.count(f"'secureagg-survivors': {NODES}") == ROUNDS
+    check_results(tmp_path, rounds=ROUNDS, nodes=NODES)
+    for name, log in logs.items():
+        # per round: the setup message (train, then advertise keys) and 3 protocol stages
+        assert log.count("Receiving: train message") == 4 * ROUNDS, name
+        assert log.count("Receiving: evaluate message") == ROUNDS, name
+        assert "Traceback" not in log, log[-3000:]
