@@ -5,17 +5,45 @@
 * :func:`run_round`: one round joining local trainers to the aggregator;
 * :func:`run_federated`: n clients, R rounds, dropouts, per-round :class:`RoundMetrics`,
   live :class:`ProgressEvent` s.
+
+Names load on first use: :class:`UpdateEncoder` alone does not import torch.
 """
 
-from secureagg.fl._aggregator import Aggregate, SecureAggregator
-from secureagg.fl._config import SecureAggConfig
-from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
-from secureagg.fl._metrics import FederatedResult, RoundMetrics
-from secureagg.fl._plain import PlainTrainer
-from secureagg.fl._progress import ProgressEvent
-from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
-from secureagg.fl._simulation import run_federated
-from secureagg.privacy import flatten, parameters_of, unflatten
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secureagg.fl._aggregator import Aggregate, SecureAggregator
+    from secureagg.fl._config import SecureAggConfig
+    from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
+    from secureagg.fl._metrics import FederatedResult, RoundMetrics
+    from secureagg.fl._plain import PlainTrainer
+    from secureagg.fl._progress import ProgressEvent
+    from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
+    from secureagg.fl._simulation import run_federated
+    from secureagg.privacy._tensors import flatten, parameters_of, unflatten
+
+_LAZY = {
+    "Aggregate": "secureagg.fl._aggregator",
+    "Decoded": "secureagg.fl._encoding",
+    "FederatedResult": "secureagg.fl._metrics",
+    "LocalTrainer": "secureagg.fl._round",
+    "PlainTrainer": "secureagg.fl._plain",
+    "ProgressEvent": "secureagg.fl._progress",
+    "RoundMetrics": "secureagg.fl._metrics",
+    "RoundOutcome": "secureagg.fl._round",
+    "SecureAggConfig": "secureagg.fl._config",
+    "SecureAggregator": "secureagg.fl._aggregator",
+    "UpdateEncoder": "secureagg.fl._encoding",
+    "flatten": "secureagg.privacy._tensors",
+    "parameters_of": "secureagg.privacy._tensors",
+    "plain_average": "secureagg.fl._encoding",
+    "run_federated": "secureagg.fl._simulation",
+    "run_round": "secureagg.fl._round",
+    "unflatten": "secureagg.privacy._tensors",
+}
 
 __all__ = [
     "Aggregate",
@@ -36,3 +64,16 @@ __all__ = [
     "run_round",
     "unflatten",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secureagg.fl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

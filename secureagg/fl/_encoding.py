@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat import QuantConfig, dequantize_sum, make_config, quantize
-from secureagg.privacy import LocalUpdate
+from secureagg.privacy._update import LocalUpdate
 
 __all__ = ["Decoded", "UpdateEncoder", "plain_average"]
 

@@ -3,10 +3,13 @@
 Two changed lines turn a Flower app secure: the ClientApp gets ``mods=[secureagg_mod]`` and
 the ServerApp wraps its strategy, ``SecureAggregation(FedAvg(...), max_examples=...)``.
 ``train_privately`` trains a client with Opacus DP-SGD and keeps its privacy history across
-rounds. See docs/flower.md.
+rounds. Only ``train_privately`` loads torch, so the protocol-stage messages (a fresh
+ClientApp process each, in Flower's deployment engine) start fast. See docs/flower.md.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 try:
     import flwr  # noqa: F401
@@ -14,9 +17,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("secureagg.flower needs Flower: pip install 'secureagg[flower]'") from exc
 
 from secureagg.flower._mod import secureagg_mod
-from secureagg.flower._private import train_privately
 from secureagg.flower._records import RECORD_KEY, STATE_KEY
 from secureagg.flower._strategy import RoundReport, SecureAggregation
+
+if TYPE_CHECKING:
+    from secureagg.flower._private import train_privately
 
 __all__ = [
     "RECORD_KEY",
@@ -26,3 +31,12 @@ __all__ = [
     "secureagg_mod",
     "train_privately",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train_privately":
+        from secureagg.flower._private import train_privately
+
+        globals()[name] = train_privately
+        return train_privately
+    raise AttributeError(f"module 'secureagg.flower' has no attribute {name!r}")

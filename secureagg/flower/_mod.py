@@ -21,7 +21,7 @@ from secureagg.flower._records import (
     same_layout,
     stage_name,
 )
-from secureagg.privacy import LocalUpdate
+from secureagg.privacy._update import LocalUpdate
 from secureagg.protocol import ClientSession, RoundConfig, Stage
 
 __all__ = ["secureagg_mod"]

@@ -1,11 +1,35 @@
-"""Differential privacy: accountants, the privacy ledger, and the private trainer."""
+"""Differential privacy: accountants, the privacy ledger, and the private trainer.
 
-from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
-from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
-from secureagg.privacy._privacy_config import PrivacyConfig
-from secureagg.privacy._tensors import flatten, parameters_of, unflatten
-from secureagg.privacy._trainer import LocalUpdate, PrivateTrainer
-from secureagg.privacy.accounting import Step
+Names load on first use, so ``PrivacyConfig`` or ``LocalUpdate`` do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
+    from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
+    from secureagg.privacy._privacy_config import PrivacyConfig
+    from secureagg.privacy._tensors import flatten, parameters_of, unflatten
+    from secureagg.privacy._trainer import PrivateTrainer
+    from secureagg.privacy._update import LocalUpdate
+    from secureagg.privacy.accounting import Step
+
+_LAZY = {
+    "GRAD_SAMPLE_MODES": "secureagg.privacy._modes",
+    "LocalUpdate": "secureagg.privacy._update",
+    "PrivacyConfig": "secureagg.privacy._privacy_config",
+    "PrivacyLedger": "secureagg.privacy._ledger",
+    "PrivateTrainer": "secureagg.privacy._trainer",
+    "RoundRecord": "secureagg.privacy._ledger",
+    "Step": "secureagg.privacy.accounting",
+    "choose_mode": "secureagg.privacy._modes",
+    "flatten": "secureagg.privacy._tensors",
+    "parameters_of": "secureagg.privacy._tensors",
+    "unflatten": "secureagg.privacy._tensors",
+}
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
@@ -20,3 +44,16 @@ __all__ = [
     "parameters_of",
     "unflatten",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'secureagg.privacy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from secureagg.privacy._loaders import check_loader, check_model, check_optimize
 from secureagg.privacy._modes import choose_mode
 from secureagg.privacy._privacy_config import PrivacyConfig
 from secureagg.privacy._tensors import flatten, parameters_of
+from secureagg.privacy._update import LocalUpdate
 from secureagg.privacy.accounting import Step, epsilon, noise_for_epsilon
 
 __all__ = [
@@ -32,21 +32,6 @@ __all__ = [
 ]
 
 _PREFIX = "_module."
-
-
-@dataclass(frozen=True)
-class LocalUpdate:
-    """One client's round: ``vector`` = local minus global parameters (float32, flat).
-
-    ``norm`` is the update's L2 norm before any user-level clipping; ``clipped`` says
-    whether ``update_clip`` scaled it down.
-    """
-
-    vector: npt.NDArray[np.float32]
-    num_examples: int
-    steps: int
-    norm: float = 0.0
-    clipped: bool = False
 
 
 def _positive(name: str, value: float | None, *, allow_none: bool = True) -> float | None:

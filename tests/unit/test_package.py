@@ -69,6 +69,31 @@ def test_protocol_layer_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_flower_protocol_stages_do_not_import_torch() -> None:
+    # In Flower's deployment engine every protocol-stage message starts a fresh ClientApp
+    # process: the mod, the strategy, UpdateEncoder and PrivacyConfig must load without torch.
+    code = (
+        "import sys\n"
+        "from secureagg.flower import secureagg_mod, SecureAggregation\n"
+        "from secureagg.fl import UpdateEncoder\n"
+        "from secureagg import PrivacyConfig, LocalUpdate\n"
+        "print('torch' in sys.modules, 'opacus' in sys.modules)\n"
+        "from secureagg.flower import train_privately\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]
+
+
+def test_subpackage_exports_resolve() -> None:
+    import secureagg.fl
+    import secureagg.privacy
+
+    for pkg in (secureagg.fl, secureagg.privacy):
+        for name in pkg.__all__:
+            assert getattr(pkg, name) is not None, (pkg.__name__, name)
+
+
 def test_every_error_derives_from_secureagg_error() -> None:
     for name in exc.__all__:
         assert issubclass(getattr(exc, name), exc.SecureAggError), name
