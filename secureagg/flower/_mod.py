@@ -113,6 +113,14 @@ def _setup(
     if vector.shape[0] != encoder.d:
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
     update = LocalUpdate(vector=vector, num_examples=num_examples, steps=0)
+    top = float(np.max(np.abs(vector))) * num_examples / encoder.max_examples if vector.size else 0
+    if top > encoder.quant.clip:
+        log.warning(
+            "secureagg: weighted update values up to %.3g are clipped to %.3g; raise "
+            "secureagg-clip or clip updates before sending",
+            top,
+            encoder.quant.clip,
+        )
     session.provide_input(encoder.encode(update))
     data = session.advertise()
     context.state.config_records[STATE_KEY] = ConfigRecord({"session": session.export_state()})

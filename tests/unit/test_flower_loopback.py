@@ -529,3 +529,25 @@ def test_a_later_stage_without_a_session_or_out_of_order_is_declined() -> None:
     rec = _ask(grid, lost).content[RECORD_KEY]  # the session expects share-keys first
     assert "out of order" in str(rec["declined"])
     assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
+
+
+def _large(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    out = call_next(msg, context)
+    w = out.content["arrays"]["w"].numpy()
+    out.content["arrays"]["w"] = Array((w + 50.0).astype(np.float32))
+    return out
+
+
+def test_an_update_beyond_the_clip_is_sent_clipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    grid, messages, _ = _setup_messages(3, inner=[_large])
+    with caplog.at_level("WARNING", logger="secureagg.flower"):
+        answer = _ask(grid, messages[0])
+    assert answer.content[RECORD_KEY]["stage"] == "advertise"  # still takes part
+    assert any("clipped" in r.getMessage() for r in caplog.records)
+    grid, messages, _ = _setup_messages(3)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="secureagg.flower"):
+        _ask(grid, messages[0])
+    assert not any("clipped" in r.getMessage() for r in caplog.records)

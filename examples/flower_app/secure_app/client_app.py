@@ -1,16 +1,19 @@
-"""The ClientApp: DP-SGD on this node's digits; the update leaves only through secureagg."""
+"""The ClientApp: DP-SGD on this node's digits; the update leaves only through secureagg.
+
+torch, the data and the model are imported inside the functions: in Flower's deployment
+engine every message starts a fresh ClientApp process, and the protocol messages of a round
+(answered by secureagg_mod alone) then start without loading them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from secure_app.task import Net, load_data, test
 from secureagg import PrivacyConfig
-from secureagg.flower import secureagg_mod, train_privately
+from secureagg.flower import secureagg_mod
 
 app = ClientApp(mods=[secureagg_mod])
 
@@ -18,6 +21,11 @@ app = ClientApp(mods=[secureagg_mod])
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the global model on local data."""
+    import torch
+
+    from secure_app.task import Net, load_data
+    from secureagg.flower import train_privately
+
     cfg, node = context.run_config, context.node_config
     model = Net()
     trainloader, _ = load_data(node["partition-id"], node["num-partitions"], cfg["batch-size"])
@@ -37,6 +45,8 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on local data (these metrics travel in clear)."""
+    from secure_app.task import Net, load_data, test
+
     node = context.node_config
     model = Net()
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
