@@ -28,17 +28,21 @@ __all__ = ["secureagg_mod"]
 
 log = logging.getLogger("secureagg.flower")
 
+_ENCODING = ("max-clients", "max-examples", "clip", "frac-bits", "weighted-by", "arrays-key")
+"""Setup fields the client keeps until it encodes its update."""
+
 
 class _Declined(Exception):
     """This client does not take part in the round (the reason goes to the server)."""
 
 
 def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Run the ClientApp's training, then send its update only masked, through the protocol.
+    """Send the ClientApp's training update only masked, through the secure-aggregation protocol.
 
-    Messages without secureagg's record pass through untouched. The reply to the first
-    message of a round carries the client's advertised keys, never its arrays or metrics;
-    later messages are answered by the saved protocol session without calling the app.
+    Messages without secureagg's record pass through untouched. A round's first two messages
+    (keys, then shares) are answered by the protocol session alone; the third carries the
+    global model: the app trains, and the reply is the masked update, never arrays or
+    metrics. The session is kept in ``context.state`` between messages.
     """
     if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
@@ -48,8 +52,8 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     stage = rec.get("stage")
     try:
         if stage == SETUP:
-            return _setup(msg, context, call_next, rec)
-        return _step(msg, context, rec)
+            return _setup(msg, context, rec)
+        return _step(msg, context, call_next, rec)
     except (_Declined, SecureAggError) as exc:
         context.state.config_records.pop(STATE_KEY, None)
         log.warning("secureagg: this client leaves the round: %s", exc)
@@ -63,24 +67,11 @@ def _int(rec: ConfigRecord, key: str) -> int:
     return value
 
 
-def _setup(
-    msg: Message, context: Context, call_next: ClientAppCallable, rec: ConfigRecord
-) -> Message:
-    raw = rec.get("config")
-    if not isinstance(raw, bytes):
-        raise _Declined("the server sent no round config")
-    config = RoundConfig.from_bytes(raw)
-    client_id = _int(rec, "client-id")
-    degree = config.graph.degree
-    if 2 * config.threshold <= degree + 1:
-        raise _Declined(
-            f"threshold {config.threshold} is not above half of a neighbourhood of "
-            f"{degree + 1}: too few neighbours could rebuild this client's secrets"
-        )
+def _encoder(config: RoundConfig, rec: ConfigRecord) -> UpdateEncoder:
     clip = rec.get("clip")
     if not isinstance(clip, float):
         raise _Declined("the server's 'clip' is not a float")
-    encoder = UpdateEncoder(
+    return UpdateEncoder(
         config.d - 1,
         max_clients=_int(rec, "max-clients"),
         max_examples=_int(rec, "max-examples"),
@@ -88,17 +79,81 @@ def _setup(
         frac_bits=_int(rec, "frac-bits"),
         bits=config.bits,
     )
-    weighted_by = str(rec.get("weighted-by", "num-examples"))
-    arrays_key = str(rec.get("arrays-key", "arrays"))
+
+
+def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
+    raw = rec.get("config")
+    if not isinstance(raw, bytes):
+        raise _Declined("the server sent no round config")
+    config = RoundConfig.from_bytes(raw)
+    degree = config.graph.degree
+    if 2 * config.threshold <= degree + 1:
+        raise _Declined(
+            f"threshold {config.threshold} is not above half of a neighbourhood of "
+            f"{degree + 1}: too few neighbours could rebuild this client's secrets"
+        )
+    _encoder(config, rec)  # refuse bad encoding settings now, before any key leaves
+    for key in ("weighted-by", "arrays-key"):
+        if not isinstance(rec.get(key), str):
+            raise _Declined(f"the server's {key!r} is not a str")
+    session = ClientSession(config, _int(rec, "client-id"))
+    data = session.advertise()
+    _save(context, session, {key: rec[key] for key in _ENCODING})
+    return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
+
+
+def _step(
+    msg: Message, context: Context, call_next: ClientAppCallable, rec: ConfigRecord
+) -> Message:
+    saved = context.state.config_records.get(STATE_KEY)
+    blob = saved.get("session") if saved is not None else None
+    if saved is None or not isinstance(blob, bytes):
+        raise _Declined("no protocol session for this round (was the setup message lost?)")
+    data = rec.get("data")
+    if not isinstance(data, bytes):
+        raise _Declined("the server's message carries no protocol bytes")
+    session = ClientSession.restore_state(blob)
+    expected = session.stage
+    if expected is None or rec.get("stage") != stage_name(expected):
+        raise _Declined(f"the server asked for stage {rec.get('stage')!r} out of order")
+    if expected is Stage.MASKED_INPUT:
+        out = _train_and_mask(msg, context, call_next, session, saved, data)
+        if out.has_error():
+            context.state.config_records.pop(STATE_KEY, None)
+            return out  # the app failed: Flower reports its error, the server drops this client
+    else:
+        out = reply(msg, {"stage": stage_name(expected), "data": session.receive(data)})
+    if session.stage is None:
+        context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
+    else:
+        _save(context, session, {key: saved[key] for key in _ENCODING})
+    return out
+
+
+def _save(context: Context, session: ClientSession, encoding: dict[str, Any]) -> None:
+    context.state.config_records[STATE_KEY] = ConfigRecord(
+        {"session": session.export_state(), **encoding}
+    )
+
+
+def _train_and_mask(
+    msg: Message,
+    context: Context,
+    call_next: ClientAppCallable,
+    session: ClientSession,
+    saved: ConfigRecord,
+    data: bytes,
+) -> Message:
+    """Train on the global model in ``msg``; the reply is the masked update."""
+    encoder = _encoder(session.config, saved)
+    weighted_by, arrays_key = str(saved["weighted-by"]), str(saved["arrays-key"])
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
-    session = ClientSession(config, client_id)  # before training: a bad config costs nothing
     del msg.content.config_records[RECORD_KEY]  # the app sees what plain Flower would send
-
     out = call_next(msg, context)
     if out.has_error():
-        return out  # the app failed: Flower reports its error, the server drops this client
+        return out
     declined = record_of(out)
     if declined is not None and "declined" in declined:
         raise _Declined(str(declined["declined"]))
@@ -122,29 +177,8 @@ def _setup(
             encoder.quant.clip,
         )
     session.provide_input(encoder.encode(update))
-    data = session.advertise()
-    context.state.config_records[STATE_KEY] = ConfigRecord({"session": session.export_state()})
-    return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
-
-
-def _step(msg: Message, context: Context, rec: ConfigRecord) -> Message:
-    saved = context.state.config_records.get(STATE_KEY)
-    blob = saved.get("session") if saved is not None else None
-    if not isinstance(blob, bytes):
-        raise _Declined("no protocol session for this round (was the setup message lost?)")
-    data = rec.get("data")
-    if not isinstance(data, bytes):
-        raise _Declined("the server's message carries no protocol bytes")
-    session = ClientSession.restore_state(blob)
-    expected = session.stage
-    if expected is None or rec.get("stage") != stage_name(expected):
-        raise _Declined(f"the server asked for stage {rec.get('stage')!r} out of order")
-    out = session.receive(data)
-    if session.stage is None:
-        context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
-    else:
-        context.state.config_records[STATE_KEY] = ConfigRecord({"session": session.export_state()})
-    return reply(msg, {"stage": stage_name(expected), "data": out})
+    masked = session.receive(data)
+    return reply(msg, {"stage": stage_name(Stage.MASKED_INPUT), "data": masked})
 
 
 def _arrays(msg: Message, key: str) -> ArrayRecord | None:

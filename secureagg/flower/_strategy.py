@@ -81,6 +81,11 @@ class _Round:
     report: RoundReport
 
 
+def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> ConfigRecord:
+    """The first message's record for ``client``: the round config and the encoding."""
+    return ConfigRecord({**setup, "client-id": client})
+
+
 class SecureAggregation(Strategy):
     """Wraps a Flower strategy so that training updates are only ever summed securely.
 
@@ -177,6 +182,7 @@ class SecureAggregation(Strategy):
     ) -> Iterable[Message]:
         """The wrapped strategy's train messages, each with this round's secure setup."""
         self._round = None
+        start = time.perf_counter()
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
         nodes = sorted({m.metadata.dst_node_id for m in messages})
         report = RoundReport(round=server_round, nodes=nodes)
@@ -216,7 +222,7 @@ class SecureAggregation(Strategy):
         )
         raw = cfg.to_bytes()
         client_of = {node: i + 1 for i, node in enumerate(nodes)}
-        self._round = _Round(
+        rnd = _Round(
             session=ServerSession(cfg),
             encoder=encoder,
             global_arrays=arrays,
@@ -225,6 +231,7 @@ class SecureAggregation(Strategy):
             grid=grid,
             report=report,
         )
+        self._round = rnd
         setup: dict[str, ConfigRecordValues] = {
             "stage": SETUP,
             "config": raw,
@@ -235,11 +242,34 @@ class SecureAggregation(Strategy):
             "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
             "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
         }
+        outgoing = {client_of[node]: encode_setup(setup, client_of[node]) for node in nodes}
+        report.bytes_sent += len(raw) * len(nodes)
+        waited = 0.0
+        try:
+            # Keys and shares first; the model goes out with the third message, so the
+            # update is masked as soon as it exists and never waits in a saved session.
+            waited += self._exchange(rnd, SETUP, Stage.ADVERTISE, outgoing, server_round)
+            keys = rnd.session.close_stage()  # each client's neighbours' keys
+            waited += self._exchange(
+                rnd, stage_name(Stage.SHARE_KEYS), Stage.SHARE_KEYS, keys, server_round
+            )
+            deliveries = rnd.session.close_stage()  # SharesDelivery for every client in U2
+        except RoundAborted as exc:
+            self._round = None
+            self._end(rnd, time.perf_counter() - start - waited, aborted=str(exc))
+            return []
+        rnd.report.server_seconds += time.perf_counter() - start - waited
         out = []
         for m in messages:
-            content = RecordDict(dict(m.content.items()))
             node = m.metadata.dst_node_id
-            content[RECORD_KEY] = ConfigRecord({**setup, "client-id": client_of[node]})
+            delivery = deliveries.get(client_of[node])
+            if delivery is None:
+                continue  # dropped before its shares were routed: it gets no model
+            content = RecordDict(dict(m.content.items()))
+            content[RECORD_KEY] = ConfigRecord(
+                {"stage": stage_name(Stage.MASKED_INPUT), "data": delivery}
+            )
+            report.bytes_sent += len(delivery)
             out.append(
                 Message(
                     content=content,
@@ -248,13 +278,12 @@ class SecureAggregation(Strategy):
                     group_id=m.metadata.group_id or str(server_round),
                 )
             )
-        report.bytes_sent += len(raw) * len(out)
         return out
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Run the rest of the protocol over the grid; hand the secure average on."""
+        """Collect the masked updates, unmask over the grid, hand the secure average on."""
         rnd, self._round = self._round, None
         report = self.reports.get(server_round)
         if rnd is None or report is None or rnd.report is not report:
@@ -263,41 +292,15 @@ class SecureAggregation(Strategy):
         waited = 0.0
         session = rnd.session
         try:
-            self._feed(rnd, Stage.ADVERTISE, replies)
+            self._feed(rnd, Stage.MASKED_INPUT, replies)
             while True:
                 out = session.close_stage()
                 stage = session.stage
                 if stage is None:
                     break
-                messages = [
-                    Message(
-                        content=RecordDict(
-                            {RECORD_KEY: ConfigRecord({"stage": stage_name(stage), "data": data})}
-                        ),
-                        dst_node_id=rnd.node_of[cid],
-                        message_type=MessageType.TRAIN,
-                        group_id=str(server_round),
-                    )
-                    for cid, data in out.items()
-                ]
-                report.bytes_sent += sum(len(data) for data in out.values())
-                t0 = time.perf_counter()
-                answers = rnd.grid.send_and_receive(messages, timeout=self.timeout)
-                waited += time.perf_counter() - t0
-                self._feed(rnd, stage, answers)
+                waited += self._exchange(rnd, stage_name(stage), stage, out, server_round)
         except RoundAborted as exc:
-            report.aborted = str(exc)
-        finally:
-            report.dropouts = {
-                rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())
-            }
-            report.rejected = [
-                f"{stage_name(r.stage)}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
-                for r in session.rejected
-            ]
-        if report.aborted is not None:
-            report.server_seconds = time.perf_counter() - start - waited
-            log.error("secureagg round %d aborted: %s", server_round, report.aborted)
+            self._end(rnd, time.perf_counter() - start - waited, aborted=str(exc))
             return None, MetricRecord({"secureagg-aborted": 1})
         result = session.result
         decoded = rnd.encoder.decode(result.total, len(result.survivors))
@@ -305,7 +308,6 @@ class SecureAggregation(Strategy):
         report.survivors = sorted(rnd.node_of[c] for c in result.survivors)
         report.total_examples = decoded.total_examples
         report.error_bound = decoded.error_bound
-        report.server_seconds = time.perf_counter() - start - waited
         weighted_by = str(getattr(self.strategy, "weighted_by_key", "num-examples"))
         arrays_key = str(getattr(self.strategy, "arrayrecord_key", "arrays"))
         examples = max(1, round(decoded.total_examples))
@@ -315,6 +317,7 @@ class SecureAggregation(Strategy):
             message_type=MessageType.TRAIN,
         )
         arrays, metrics = self.strategy.aggregate_train(server_round, [average])
+        self._end(rnd, time.perf_counter() - start - waited)
         merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
         merged["secureagg-survivors"] = len(report.survivors)
         merged["secureagg-dropped"] = len(report.nodes) - len(report.survivors)
@@ -327,6 +330,53 @@ class SecureAggregation(Strategy):
             report.error_bound,
         )
         return arrays, merged
+
+    def _exchange(
+        self,
+        rnd: _Round,
+        tag: str,
+        stage: Stage,
+        outgoing: Mapping[int, bytes | ConfigRecord],
+        server_round: int,
+    ) -> float:
+        """Send one stage's messages, feed the replies; the seconds spent waiting."""
+        messages = []
+        for cid, data in outgoing.items():
+            record = (
+                data
+                if isinstance(data, ConfigRecord)
+                else ConfigRecord({"stage": tag, "data": data})
+            )
+            if not isinstance(data, ConfigRecord):
+                rnd.report.bytes_sent += len(data)
+            messages.append(
+                Message(
+                    content=RecordDict({RECORD_KEY: record}),
+                    dst_node_id=rnd.node_of[cid],
+                    message_type=MessageType.TRAIN,
+                    group_id=str(server_round),
+                )
+            )
+        t0 = time.perf_counter()
+        answers = rnd.grid.send_and_receive(messages, timeout=self.timeout)
+        waited = time.perf_counter() - t0
+        self._feed(rnd, stage, answers)
+        return waited
+
+    def _end(self, rnd: _Round, seconds: float, aborted: str | None = None) -> None:
+        """Fill the round's report from its session."""
+        report, session = rnd.report, rnd.session
+        report.server_seconds += seconds
+        report.aborted = aborted
+        report.dropouts = {
+            rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())
+        }
+        report.rejected = [
+            f"{stage_name(r.stage)}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
+            for r in session.rejected
+        ]
+        if aborted is not None:
+            log.error("secureagg round %d aborted: %s", report.round, aborted)
 
     def _feed(self, rnd: _Round, stage: Stage, replies: Iterable[Message]) -> None:
         """Hand each reply's bytes to the session; anything else counts its node as dropped."""
