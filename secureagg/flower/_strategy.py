@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp import Grid
@@ -75,6 +77,7 @@ class _Round:
     session: ServerSession
     encoder: UpdateEncoder
     global_arrays: ArrayRecord
+    global_vector: npt.NDArray[np.float64]
     node_of: dict[int, int]  # client id -> Flower node id
     client_of: dict[int, int]  # Flower node id -> client id
     grid: Grid
@@ -191,7 +194,8 @@ class SecureAggregation(Strategy):
             report.aborted = f"secure aggregation needs at least 3 nodes, {len(nodes)} sampled"
             log.error("secureagg round %d skipped: %s", server_round, report.aborted)
             return []
-        d = flat_arrays(arrays).shape[0]
+        global_vector = flat_arrays(arrays)
+        d = global_vector.shape[0]
         encoder = UpdateEncoder(
             d,
             max_clients=self.max_clients or len(nodes),
@@ -223,9 +227,10 @@ class SecureAggregation(Strategy):
         raw = cfg.to_bytes()
         client_of = {node: i + 1 for i, node in enumerate(nodes)}
         rnd = _Round(
-            session=ServerSession(cfg),
+            session=ServerSession(cfg, transport_dedupes=True),  # one reply per message
             encoder=encoder,
             global_arrays=arrays,
+            global_vector=global_vector,
             node_of={c: n for n, c in client_of.items()},
             client_of=client_of,
             grid=grid,
@@ -304,7 +309,8 @@ class SecureAggregation(Strategy):
             return None, MetricRecord({"secureagg-aborted": 1})
         result = session.result
         decoded = rnd.encoder.decode(result.total, len(result.survivors))
-        new = arrays_like(flat_arrays(rnd.global_arrays) + decoded.average, rnd.global_arrays)
+        model = decoded.average + rnd.global_vector
+        new = arrays_like(model, rnd.global_arrays)
         report.survivors = sorted(rnd.node_of[c] for c in result.survivors)
         report.total_examples = decoded.total_examples
         report.error_bound = decoded.error_bound

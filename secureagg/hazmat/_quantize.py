@@ -150,15 +150,24 @@ def dequantize_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[np.floa
     if not isinstance(s, np.ndarray) or s.dtype != dtype:
         raise ConfigError(f"s must be a numpy array of dtype {dtype}")
     b = cfg.bits
-    if b == 64:
-        signed = s.view(np.int64)
-    else:
-        v = s.astype(np.int64)
-        half = 1 << (b - 1)
-        v &= (1 << b) - 1
-        v ^= half
-        v -= half
-        signed = v
-    out = signed.astype(np.float64)
-    out /= cfg.scale
+    if b > 32:
+        if b == 64:
+            signed = s.view(np.int64)
+        else:
+            signed = s.astype(np.int64)
+            signed &= (1 << b) - 1
+            signed ^= 1 << (b - 1)
+            signed -= 1 << (b - 1)
+        wide: npt.NDArray[np.float64] = signed.astype(np.float64)  # rounds only beyond 2^53
+        wide /= cfg.scale
+        return wide
+    # Offset binary: (s mod 2^b) XOR 2^(b-1) is s + 2^(b-1) as an unsigned number, so the
+    # signed value is that minus 2^(b-1). Both terms are exact in float64 (b <= 32 here,
+    # far below 2^53), and scaling by the power of two 2^-f is exact too.
+    half = 1 << (b - 1)
+    shifted = s & dtype.type((1 << b) - 1)
+    shifted ^= dtype.type(half)
+    out: npt.NDArray[np.float64] = shifted.astype(np.float64)
+    out -= half
+    out *= 1.0 / cfg.scale
     return out

@@ -70,10 +70,15 @@ class ServerSession:
     and its sender counts as dropped; a byte-identical repeat is only counted in
     :attr:`retransmissions`; a different second masked input is logged and the first stands
     (docs/protocol.md, "What the server does with bad client messages").
+
+    ``transport_dedupes``: the transport delivers at most one message per client per stage
+    (Flower does: one reply per instruction). Messages are then not fingerprinted, and any
+    second message from a client in a stage is handled as a conflicting one.
     """
 
-    def __init__(self, config: RoundConfig) -> None:
+    def __init__(self, config: RoundConfig, *, transport_dedupes: bool = False) -> None:
         self.config = config
+        self.transport_dedupes = bool(transport_dedupes)
         self.rejected: list[Rejection] = []
         self.dropouts: dict[int, Stage] = {}
         self._state: ServerState = CollectKeys()
@@ -132,10 +137,12 @@ class ServerSession:
         if not isinstance(msg, EXPECTED[type(state)]):
             self._reject(stage, sender, f"{type(msg).__name__} does not belong to {stage.name}")
             return
-        fingerprint = Poly1305.generate_tag(self._fingerprint_key, data)
         first = self._fingerprints.get(sender)
+        fingerprint = (
+            b"" if self.transport_dedupes else Poly1305.generate_tag(self._fingerprint_key, data)
+        )
         if first is not None:
-            if hmac.compare_digest(first, fingerprint):
+            if not self.transport_dedupes and hmac.compare_digest(first, fingerprint):
                 self.retransmissions += 1  # the same bytes again: harmless, already handled
             else:
                 self._on_conflict(state, stage, sender)

@@ -107,3 +107,38 @@ def test_sender_must_be_a_client_id(bad: object) -> None:
     _, clients, server = sessions()
     with pytest.raises(ConfigError, match="client ids"):
         server.receive(clients[1].advertise(), sender=bad)  # type: ignore[arg-type]
+
+
+def test_with_a_deduplicating_transport_any_repeat_is_a_conflict() -> None:
+    """transport_dedupes: no fingerprints; a repeat (even byte-identical) is a conflict."""
+    config, clients, _ = sessions()
+    server = ServerSession(config, transport_dedupes=True)
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    for u, data in adverts.items():
+        server.receive(data, sender=u)
+    server.receive(adverts[4], sender=4)  # the same bytes again: not a retransmission here
+    assert server.retransmissions == 0
+    assert server.rejected[-1].client == 4
+    keys = server.close_stage()
+    assert server.dropouts == {4: Stage.ADVERTISE}
+    shares = {u: clients[u].receive(data) for u, data in keys.items()}
+    for u, data in shares.items():
+        server.receive(data, sender=u)
+    masked = {u: clients[u].receive(data) for u, data in server.close_stage().items()}
+    for u, data in masked.items():
+        server.receive(data, sender=u)
+    server.receive(masked[5], sender=5)  # a repeated masked input: the first one stands
+    assert "first one stands" in server.rejected[-1].reason
+    finish(clients, server)
+    assert server.result.survivors == {1, 2, 3, 5, 6}
+    expected = sum(np.full(D, u, dtype=np.int64) for u in (1, 2, 3, 5, 6))
+    assert np.array_equal(server.result.total.astype(np.int64), expected)
+
+
+def test_the_default_session_still_tells_a_retransmission_from_a_conflict() -> None:
+    _, clients, server = sessions()
+    adverts = {u: c.advertise() for u, c in clients.items()}
+    for u, data in adverts.items():
+        server.receive(data, sender=u)
+    server.receive(adverts[4], sender=4)
+    assert server.retransmissions == 1 and server.rejected == []
