@@ -71,8 +71,8 @@ class UpdateEncoder:
         """Length of an encoded vector: the d update coordinates plus the weight."""
         return self.d + 1
 
-    def weighted(self, update: LocalUpdate) -> npt.NDArray[np.floating]:
-        """The float vector a client encodes: ``[w * x, w * c]`` (float32 for float32 x)."""
+    def _weight(self, update: LocalUpdate) -> float:
+        """``w = n / max_examples`` after checking the update's shape and count."""
         x = update.vector
         if not isinstance(x, np.ndarray) or x.ndim != 1 or x.shape[0] != self.d:
             got = getattr(x, "shape", None)
@@ -83,12 +83,13 @@ class UpdateEncoder:
         n = update.num_examples
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.max_examples:
             raise ConfigError(f"num_examples must be in 1..{self.max_examples}, got {n!r}")
-        w = n / self.max_examples
-        # float32 updates stay float32 (half the memory traffic of the quantiser); the
-        # rounding, at most c * 2^-24 per coordinate, is inside the decode bound's slack.
-        dtype = np.float32 if x.dtype == np.float32 else np.float64
-        out: npt.NDArray[np.floating] = np.empty(self.length, dtype=dtype)
-        np.multiply(x, dtype(w), out=out[: self.d])
+        return n / self.max_examples
+
+    def weighted(self, update: LocalUpdate) -> npt.NDArray[np.float64]:
+        """The float vector a client encodes: ``[w * x, w * c]``."""
+        w = self._weight(update)
+        out = np.empty(self.length, dtype=np.float64)
+        np.multiply(update.vector, w, out=out[: self.d])
         out[self.d] = w * self.quant.clip
         return out
 
@@ -104,7 +105,16 @@ class UpdateEncoder:
 
         ``rng`` drives the stochastic rounding (default: a fresh generator seeded by the OS).
         """
-        return quantize(self.weighted(update), self.quant, rng or np.random.default_rng())
+        rng = rng or np.random.default_rng()
+        if not isinstance(update.vector, np.ndarray) or update.vector.dtype != np.float32:
+            return quantize(self.weighted(update), self.quant, rng)
+        # float32 fast path: w * x in float32 (half the quantiser's memory traffic; rounding
+        # of at most c * 2^-24 per coordinate, inside the decode bound's slack); the weight
+        # coordinate in float64, so the summed weight keeps its 2^-f resolution.
+        w = self._weight(update)
+        body = quantize(np.multiply(update.vector, np.float32(w)), self.quant, rng)
+        weight = quantize(np.array([w * self.quant.clip]), self.quant, rng)
+        return np.concatenate([body, weight])
 
     def decode(self, total: npt.NDArray[Any], members: int) -> Decoded:
         """Weighted average from the sum of ``members`` encoded updates, with its error bound.
