@@ -15,11 +15,11 @@ from secureagg.flower._records import (
     RECORD_KEY,
     SETUP,
     STATE_KEY,
-    flat_arrays,
     record_of,
     reply,
     same_layout,
     stage_name,
+    update_vector,
 )
 from secureagg.privacy._update import LocalUpdate
 from secureagg.protocol import ClientSession, RoundConfig, Stage
@@ -164,7 +164,7 @@ def _train_and_mask(
     if why is not None:
         raise _Declined(why)
     num_examples = _num_examples(out, weighted_by)
-    vector = (flat_arrays(local) - flat_arrays(global_arrays)).astype(np.float32)
+    vector = update_vector(local, global_arrays)
     if vector.shape[0] != encoder.d:
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
     update = LocalUpdate(vector=vector, num_examples=num_examples, steps=0)

@@ -66,6 +66,27 @@ def flat_arrays(record: ArrayRecord) -> npt.NDArray[np.float64]:
     return np.concatenate(parts)
 
 
+def update_vector(local: ArrayRecord, start: ArrayRecord) -> npt.NDArray[np.float32]:
+    """``local - start`` over every array, in order, as one float32 vector.
+
+    Both records must have the same names and shapes (see :func:`same_layout`); float32
+    arrays are subtracted in float32, others in float64, each written once into the result.
+    """
+    sizes = [int(np.prod(tuple(a.shape), dtype=np.int64)) for a in start.values()]
+    out = np.empty(sum(sizes), dtype=np.float32)
+    pos = 0
+    for (name, a), b, size in zip(local.items(), start.values(), sizes, strict=True):
+        x, g = a.numpy(), b.numpy()
+        for arr in (x, g):
+            if arr.dtype.kind != "f":
+                raise ConfigError(
+                    f"array {name!r} is {arr.dtype}: secure aggregation sums floating arrays only"
+                )
+        np.subtract(x.ravel(), g.ravel(), out=out[pos : pos + size], casting="same_kind")
+        pos += size
+    return out
+
+
 def arrays_like(vec: npt.NDArray[np.floating], like: ArrayRecord) -> ArrayRecord:
     """``vec`` cut into arrays named, shaped and typed like ``like``."""
     out = ArrayRecord()
