@@ -84,9 +84,9 @@ class Reader:
         dtype = _WIDTH_DTYPE.get(width)
         if dtype is None:
             raise DecodeError(f"element width must be 2, 4 or 8 bytes, got {width}")
-        n = self.count(width, limit)
+        n = self.count(width, limit)  # checked to fit in the bytes left
         start = self._pos
-        self.take(n * width)
+        self._pos += n * width  # no slice: the words are read in place, not copied
         out: npt.NDArray[Any] = np.frombuffer(self._data, dtype=dtype, count=n, offset=start)
         return out
 
