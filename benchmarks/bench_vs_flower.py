@@ -295,7 +295,7 @@ def main() -> None:
     print_table(results)
 
     inputs = make_inputs(drop_row.n, drop_row.d)
-    drop = {DROPPED: 1}  # answers the first message (keys advertised), nothing after
+    drop = {DROPPED: 1}  # answers the first message (keys advertised), not share-keys on
     ours_drop = run_secureagg(drop_row, inputs, drop)
     theirs_drop = run_flower(drop_row, inputs, drop)
     rest = drop_row.n - 1
@@ -307,7 +307,8 @@ def main() -> None:
     )
     print(
         f"\nDropout round ({drop_row.name}): node {DROPPED} answers the first message "
-        "(its keys: secureagg's advertise, Flower's setup) and nothing after (share-keys on)."
+        "(its keys: secureagg's advertise, Flower's setup) and nothing after (share-keys on);\n"
+        "both send the model only with the masked-input stage, so it is never sent the model."
     )
     print(f"dropout secureagg: {ours_drop.outcome}")
     if ours_drop.completed:

@@ -5,7 +5,8 @@ Local training is ``k`` gradient steps on the node's quadratic loss ``|theta - t
 only on the node's partition id and the start model, so a secure run and a plain FedAvg run
 see the same updates, and a difference in the start model shrinks by ``c`` in the next
 round. A :class:`Script` mod, placed before ``secureagg_mod``, makes chosen nodes misbehave
-at chosen (round, stage) points; the test reads the partition -> node id map it writes.
+at chosen (round, stage) points; the test reads the partition -> node id map it writes, and
+the log of what each node received and when it trained.
 """
 
 from __future__ import annotations
@@ -94,17 +95,29 @@ EMPTY = "empty"  # a reply with no content at all
 class Script:
     """A Flower mod: at ``(partition, round, stage)`` in ``plan``, do the planned misbehaviour.
 
-    ``stage`` is the stage tag of the incoming secureagg message ("share-keys", ...); "train"
-    matches any train message (the plain run's way of leaving a node out). Each node writes
-    its Flower node id to ``nodes_dir / <partition>``.
+    ``stage`` is the stage tag of the incoming secureagg message ("setup", "share-keys",
+    "masked-input", "unmask"); "train" matches any train message (the plain run's way of
+    leaving a node out). Each node writes its Flower node id to ``nodes_dir / <partition>``
+    and, if ``events_dir`` is set, a line ``<round> <stage>`` to ``events_dir / <partition>``
+    for every train message it receives (and ``<round> trained`` from the train function).
     """
 
     def __init__(
-        self, plan: Mapping[tuple[int, int, str], str], nodes_dir: str, sleep: float = 0.0
+        self,
+        plan: Mapping[tuple[int, int, str], str],
+        nodes_dir: str,
+        sleep: float = 0.0,
+        events_dir: str | None = None,
     ) -> None:
         self.plan = dict(plan)
         self.nodes_dir = nodes_dir
         self.sleep = sleep
+        self.events_dir = events_dir
+
+    def log(self, partition: int, rnd: int, event: str) -> None:
+        if self.events_dir is not None:
+            with Path(self.events_dir, str(partition)).open("a") as f:
+                f.write(f"{rnd} {event}\n")
 
     def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         partition = int(context.node_config["partition-id"])
@@ -114,6 +127,7 @@ class Script:
         rnd = _round_of(msg)
         rec = msg.content.config_records.get(RECORD_KEY) if msg.has_content() else None
         stage = str(rec.get("stage")) if rec is not None else "train"
+        self.log(partition, rnd, stage)
         action = self.plan.get((partition, rnd, stage)) or self.plan.get((partition, rnd, "train"))
         if action is None:
             return call_next(msg, context)
@@ -158,6 +172,7 @@ def client_app(script: Script, *, secure: bool) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         partition = int(context.node_config["partition-id"])
+        script.log(partition, _round_of(msg), "trained")
         start = from_record(msg.content["arrays"])
         local = local_train(start, partition)
         content = RecordDict(

@@ -52,7 +52,7 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
     assert out.count(f"'secureagg-survivors': {NODES}") == ROUNDS
     check_results(tmp_path, rounds=ROUNDS, nodes=NODES)
     for name, log in logs.items():
-        # per round: the setup message (train, then advertise keys) and 3 protocol stages
+        # per round: setup (keys), share-keys, masked-input (trains) and unmask
         assert log.count("Receiving: train message") == 4 * ROUNDS, name
         assert log.count("Receiving: evaluate message") == ROUNDS, name
         assert "Traceback" not in log, log[-3000:]

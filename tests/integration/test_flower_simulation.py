@@ -2,16 +2,21 @@
 
 One secure run (``SecureAggregation(FedAvg)`` + ``secureagg_mod``) and one plain run
 (Flower's ``FedAvg``, the nodes that were out of the secure sum failing their training),
-both through ``flwr.simulation.run_simulation`` with Ray. Misbehaviour comes from a test
-mod placed before ``secureagg_mod`` (tests/integration/_flower_apps.py):
+both through ``flwr.simulation.run_simulation`` with Ray. A secure round is four train
+messages per node: "setup" (keys) and "share-keys", sent by ``SecureAggregation`` within
+``configure_train``, then "masked-input" (FedAvg's train message: the node trains, and its
+update leaves masked) and "unmask". Misbehaviour comes from a test mod placed before
+``secureagg_mod`` (tests/integration/_flower_apps.py):
 
-- round 1: node 3 fails (error reply) at share-keys, the one dropout of that round;
-- round 2: node 9 replies with no content at share-keys; at masked-input node 6 sends
-  random bytes and node 7 a well-formed masked vector one element short;
-- round 3: at masked-input node 5 says nothing until the stage times out (in the last
-  round: when it wakes, the engine writes back its stale node state); at unmask node 2
-  fails and node 8 sends random bytes, after their masked inputs arrived: both stay in
-  the sum.
+- round 1: node 3 fails (error reply) at share-keys, before training: the one dropout of
+  that round, never sent the model;
+- round 2: node 9 replies with no content at share-keys (never sent the model); at
+  masked-input node 6 trains, then sends random bytes, and node 7 a well-formed masked
+  vector one element short;
+- round 3: node 0 fails at setup; at masked-input node 5 says nothing until ``start()``'s
+  timeout (in the last round: when it wakes, the engine writes back its stale node state);
+  at unmask node 2 fails and node 8 sends random bytes, after their masked inputs arrived:
+  both stay in the sum.
 
 Each round's model must equal plain FedAvg over the nodes in the sum within the reported
 quantisation bound (plus float32 rounding), from the secure run's own start model and,
@@ -46,8 +51,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 N = 10
 ROUNDS = 3
-STAGE_TIMEOUT = 6.0  # seconds per protocol stage after training
-SLEEP = STAGE_TIMEOUT + 2.0  # the silent node answers only after the stage has closed
+STAGE_TIMEOUT = 60.0  # SecureAggregation's, per protocol stage; the first one starts Ray's actors
+TRAIN_TIMEOUT = 6.0  # start()'s: the masked-input (train) message, where node 5 is silent
+SLEEP = TRAIN_TIMEOUT + 2.0  # the silent node answers only after the stage has closed
 MAX_EXAMPLES = 50
 F32_SLACK = 1e-6
 """Float32 rounding per round: the stored model (|values| < 1, half an ulp is 3e-8) and
@@ -58,6 +64,7 @@ SECURE_PLAN = {
     (9, 2, "share-keys"): apps.EMPTY,
     (6, 2, "masked-input"): apps.GARBAGE,
     (7, 2, "masked-input"): apps.SHORT,
+    (0, 3, "setup"): apps.RAISE,
     (5, 3, "masked-input"): apps.SLEEP,
     (2, 3, "unmask"): apps.RAISE,
     (8, 3, "unmask"): apps.GARBAGE,
@@ -65,9 +72,10 @@ SECURE_PLAN = {
 DROPPED = {  # partition -> stage it is reported dropped at
     1: {3: "share-keys"},
     2: {9: "share-keys", 6: "masked-input", 7: "masked-input"},
-    3: {5: "masked-input", 2: "unmask", 8: "unmask"},
+    3: {0: "advertise", 5: "masked-input", 2: "unmask", 8: "unmask"},
 }
-OUT_OF_SUM = {1: {3}, 2: {6, 7, 9}, 3: {5}}
+OUT_OF_SUM = {1: {3}, 2: {6, 7, 9}, 3: {0, 5}}
+NO_MODEL = {1: {3}, 2: {9}, 3: {0}}  # out before their shares were routed: never sent the model
 PLAIN_PLAN = {(p, r, "train"): apps.RAISE for r, ps in OUT_OF_SUM.items() for p in ps}
 
 
@@ -94,6 +102,7 @@ def _server_app(out: Path, *, secure: bool) -> ServerApp:
             grid=grid,
             initial_arrays=apps.to_record(apps.initial_arrays()),
             num_rounds=ROUNDS,
+            timeout=TRAIN_TIMEOUT if secure else 3600.0,
             evaluate_fn=evaluate,
         )
         if isinstance(strategy, SecureAggregation):
@@ -106,8 +115,9 @@ def _server_app(out: Path, *, secure: bool) -> ServerApp:
 def _simulate(out: Path, *, secure: bool) -> float:
     out.mkdir()
     (out / "nodes").mkdir()
+    (out / "events").mkdir()
     plan = SECURE_PLAN if secure else PLAIN_PLAN
-    script = apps.Script(plan, str(out / "nodes"), sleep=SLEEP)
+    script = apps.Script(plan, str(out / "nodes"), sleep=SLEEP, events_dir=str(out / "events"))
     t0 = time.perf_counter()
     run_simulation(
         server_app=_server_app(out, secure=secure),
@@ -130,6 +140,11 @@ class Runs:
         nodes = root / "secure" / "nodes"
         self.node_of = {int(p.name): int(p.read_text()) for p in nodes.iterdir()}
         self.partition_of = {n: p for p, n in self.node_of.items()}
+
+    def events(self, run: str, partition: int, server_round: int) -> list[str]:
+        """What the node received (stage tags) and when it trained, in that round, in order."""
+        lines = (self.root / run / "events" / str(partition)).read_text().splitlines()
+        return [e for r, e in (line.split() for line in lines) if int(r) == server_round]
 
     def model(self, run: str, server_round: int) -> dict[str, np.ndarray]:
         with np.load(self.root / run / f"round-{server_round}.npz") as f:
@@ -177,6 +192,29 @@ def test_every_round_completes_with_the_expected_survivors(runs: Runs) -> None:
         assert rep["error_bound"] > 0.0
 
 
+def test_keys_and_shares_come_before_the_model_and_training(runs: Runs) -> None:
+    """Every node of a round gets setup, then share-keys, then the model; it trains once,
+    inside the masked-input message. A node out before its shares were routed never gets
+    the model; one silent or failing later has trained."""
+    full = ["setup", "share-keys", "masked-input", "trained", "unmask"]
+    for r in range(1, ROUNDS + 1):
+        for p in range(N):
+            got = runs.events("secure", p, r)
+            if p in NO_MODEL[r]:
+                want = ["setup"] if DROPPED[r][p] == "advertise" else ["setup", "share-keys"]
+                assert got == want, (r, p, got)
+            elif DROPPED[r].get(p) == "masked-input" and p != 5:
+                assert got == full[:4], (r, p, got)  # trained, then its masked input was bad
+            elif p == 5 and r == 3:  # silent past the timeout: it may train after the round
+                assert got[:3] == full[:3] and "unmask" not in got, got
+            else:
+                assert got == full, (r, p, got)
+        # The plain run: one train message per node and round.
+        for p in range(N):
+            want = ["train"] if p in OUT_OF_SUM[r] else ["train", "trained"]
+            assert runs.events("plain", p, r) == want
+
+
 def test_silent_garbage_short_empty_and_failing_nodes_are_dropped_not_fatal(runs: Runs) -> None:
     """The reasons the reports give match what each node did."""
 
@@ -191,7 +229,8 @@ def test_silent_garbage_short_empty_and_failing_nodes_are_dropped_not_fatal(runs
     assert list(declined(2)) == [9] and "without secureagg's record" in declined(2)[9]
     assert f"node {runs.node_of[6]}: malformed message" in rejected(2)
     assert f"node {runs.node_of[7]}: vector of length" in rejected(2)
-    assert sorted(declined(3)) == [2] and "error reply" in declined(3)[2]
+    assert sorted(declined(3)) == [0, 2] and "error reply" in declined(3)[2]
+    assert "error reply" in declined(3)[0] and "fails at round 3, stage setup" in declined(3)[0]
     assert f"node {runs.node_of[8]}: malformed message" in rejected(3)
     assert str(runs.node_of[5]) not in rejected(3)  # it sent nothing in time: a plain dropout
 

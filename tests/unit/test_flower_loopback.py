@@ -4,6 +4,10 @@ Every message crosses Flower's own wire form both ways (the object tree a deploy
 pushes: ``get_all_nested_objects`` + ``deflate`` on one side, ``inflate_object_from_contents``
 on the other), and a ClientApp that raises becomes an error reply, as Flower's engines do.
 Misbehaving nodes are mods placed before ``secureagg_mod``, or replies the grid loses.
+
+A round is four train messages per node: "setup" (the mod answers with keys), "share-keys",
+"masked-input" (the wrapped strategy's train message: the app trains, the mod masks) and
+"unmask"; the first two are sent from ``configure_train``.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ Lose = Callable[[int, Message], bool]
 class LoopbackGrid(Grid):
     """``n`` nodes, each a real ClientApp call with its own Context; no threads, no network.
 
-    ``lose(partition, message)`` says which replies never reach the server.
+    ``lose(partition, message)`` says which replies never reach the server (the node still
+    handles the message). ``sent`` keeps every message the server sent, as it sent it.
     """
 
     def __init__(self, app: ClientApp, n: int, lose: Lose | None = None) -> None:
@@ -87,6 +92,7 @@ class LoopbackGrid(Grid):
         }
         self.lose = lose or (lambda p, m: False)
         self.replies: list[Message] = []  # every reply the server received, for inspection
+        self.sent: list[Message] = []
 
     def set_run(self, run: Any) -> None:
         raise NotImplementedError
@@ -112,14 +118,17 @@ class LoopbackGrid(Grid):
     ) -> Iterable[Message]:
         out = []
         for msg in messages:
+            self.sent.append(msg)
             received = _wire(msg)
             context = self.contexts[received.metadata.dst_node_id]
+            # Asked before the app runs: secureagg_mod takes its record out of a train message.
+            lost = self.lose(int(context.node_config["partition-id"]), received)
             try:
                 answer = self.app(received, context)
             except Exception as exc:  # what Flower's engines do with a failing ClientApp
                 error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=repr(exc))
                 answer = Message(error, reply_to=received)
-            if self.lose(int(context.node_config["partition-id"]), received):
+            if lost:
                 continue
             back = _wire(answer)
             self.replies.append(back)
@@ -166,15 +175,27 @@ def _fedavg(start: dict[str, np.ndarray], members: Iterable[int], rnd: int) -> d
 Mod = Callable[[Message, Context, ClientAppCallable], Message]
 
 
-def _app(*mods: Mod, inner: Iterable[Mod] = (), calls: list[int] | None = None) -> ClientApp:
-    """``mods`` run before ``secureagg_mod`` (they see its replies); ``inner`` after it."""
-    app = ClientApp(mods=[*mods, secureagg_mod, *inner])
+def _app(
+    *mods: Mod,
+    inner: Iterable[Mod] = (),
+    calls: list[int] | None = None,
+    events: list[tuple[int, str]] | None = None,
+) -> ClientApp:
+    """``mods`` run before ``secureagg_mod`` (they see its replies); ``inner`` after it.
+
+    ``calls`` gets the partition of each training; ``events`` gets (partition, stage) for
+    each incoming message and (partition, "train") when the app trains.
+    """
+    outer = [_recorder(events)] if events is not None else []
+    app = ClientApp(mods=[*outer, *mods, secureagg_mod, *inner])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         p = int(context.node_config["partition-id"])
         if calls is not None:
             calls.append(p)
+        if events is not None:
+            events.append((p, "train"))
         rnd = int(msg.content["config"]["server-round"])
         local = _step(_from_record(msg.content["arrays"]), p, rnd)
         content = RecordDict(
@@ -189,22 +210,32 @@ def _app(*mods: Mod, inner: Iterable[Mod] = (), calls: list[int] | None = None) 
     return app
 
 
+def _recorder(events: list[tuple[int, str]]) -> Mod:
+    def record(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        events.append((int(context.node_config["partition-id"]), _stage(msg)))
+        return call_next(msg, context)
+
+    return record
+
+
 def _strategy(**kwargs: Any) -> SecureAggregation:
     fedavg = FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
     return SecureAggregation(fedavg, max_examples=MAX_EXAMPLES, **kwargs)
 
 
 def _run(
-    grid: LoopbackGrid, strategy: SecureAggregation, rounds: int
+    grid: LoopbackGrid,
+    strategy: SecureAggregation,
+    rounds: int,
+    initial: dict[str, np.ndarray] | None = None,
 ) -> dict[int, dict[str, np.ndarray]]:
     models: dict[int, dict[str, np.ndarray]] = {}
 
     def keep(rnd: int, arrays: ArrayRecord) -> None:
         models[rnd] = _from_record(arrays)
 
-    strategy.start(
-        grid=grid, initial_arrays=_to_record(_initial()), num_rounds=rounds, evaluate_fn=keep
-    )
+    start = _initial() if initial is None else initial
+    strategy.start(grid=grid, initial_arrays=_to_record(start), num_rounds=rounds, evaluate_fn=keep)
     return models
 
 
@@ -217,6 +248,8 @@ def _partition(node: int) -> int:
 
 
 def _stage(msg: Message) -> str:
+    """The secureagg stage of ``msg``; read an incoming train message's before ``call_next``:
+    ``secureagg_mod`` takes its record out before the app sees the message."""
     rec = msg.content.config_records.get(RECORD_KEY) if msg.has_content() else None
     return str(rec["stage"]) if rec is not None else ""
 
@@ -224,8 +257,12 @@ def _stage(msg: Message) -> str:
 # -- whole rounds ----------------------------------------------------------------------------------
 
 
+STAGES = ("setup", "share-keys", "masked-input", "unmask")
+
+
 def test_rounds_equal_fedavg_and_no_plaintext_leaves_a_node() -> None:
-    grid = LoopbackGrid(_app(), 5)
+    events: list[tuple[int, str]] = []
+    grid = LoopbackGrid(_app(events=events), 5)
     strategy = _strategy()
     models = _run(grid, strategy, 2)
     for rnd in (1, 2):
@@ -237,6 +274,17 @@ def test_rounds_equal_fedavg_and_no_plaintext_leaves_a_node() -> None:
         want = _fedavg(models[rnd - 1], range(5), rnd)
         assert 0.0 < report.error_bound < 1e-3
         assert _max_diff(models[rnd], want) <= report.error_bound + F32_SLACK
+    # Keys, then shares; the model comes with the third message, where the app trains (once).
+    for p in range(5):
+        seen = [e for q, e in events if q == p]
+        assert seen == ["setup", "share-keys", "masked-input", "train", "unmask"] * 2
+    assert [_stage(m) for m in grid.sent] == [s for s in STAGES for _ in range(5)] * 2
+    for msg in grid.sent:
+        if _stage(msg) == "masked-input":  # FedAvg's own train message, plus the shares
+            assert set(msg.content.keys()) == {"arrays", "config", RECORD_KEY}
+            assert set(msg.content[RECORD_KEY].keys()) == {"stage", "data"}
+        else:  # the protocol alone: no model, no train config
+            assert list(msg.content.keys()) == [RECORD_KEY]
     # Every reply carried secureagg's bytes only: no arrays, no metrics, not even the count.
     assert len(grid.replies) == 2 * 4 * 5
     for reply in grid.replies:
@@ -246,9 +294,44 @@ def test_rounds_equal_fedavg_and_no_plaintext_leaves_a_node() -> None:
     assert all(STATE_KEY not in c.state.config_records for c in grid.contexts.values())
 
 
+def test_the_saved_session_holds_keys_and_shares_never_the_update() -> None:
+    """The update is masked in the message that trains: between messages a node keeps only
+    its keys and shares, a few KB whatever the model's size."""
+    kept: list[tuple[str, int]] = []  # (stage just answered, saved session bytes)
+    masked: list[int] = []
+
+    def measure(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        stage = _stage(msg)
+        out = call_next(msg, context)
+        saved = context.state.config_records.get(STATE_KEY)
+        kept.append((stage, len(saved["session"]) if saved is not None else 0))
+        if stage == "masked-input":
+            masked.append(len(out.content[RECORD_KEY]["data"]))
+        return out
+
+    d = 30_000
+    rng = np.random.default_rng(4)
+    big = {
+        "w": rng.uniform(-1, 1, size=(2, d // 2 - 2)).astype(np.float32),
+        "b": rng.uniform(-1, 1, size=4).astype(np.float32),
+    }
+    grid = LoopbackGrid(_app(measure), 4)
+    strategy = _strategy()
+    _run(grid, strategy, 1, initial=big)
+    assert strategy.reports[1].aborted is None and len(strategy.reports[1].survivors) == 4
+    assert [stage for stage, _ in kept] == [s for s in STAGES for _ in range(4)]
+    assert min(masked) >= 2 * d  # the masked vector: d elements of at least 2 bytes
+    for stage, size in kept:
+        if stage == "unmask":
+            assert size == 0  # the round is over: nothing kept
+        else:
+            assert 0 < size < 4000, (stage, size)
+
+
 def _short(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    stage = _stage(msg)
     out = call_next(msg, context)
-    if _stage(msg) == "masked-input" and context.node_config["partition-id"] == 1:
+    if stage == "masked-input" and context.node_config["partition-id"] == 1:
         rec = out.content[RECORD_KEY]
         m = decode(rec["data"])
         assert isinstance(m, MaskedInput)
@@ -268,8 +351,9 @@ def _garbage(msg: Message, context: Context, call_next: ClientAppCallable) -> Me
 
 def _impostor(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Node 3 relabels its masked input as client 1's (the server knows who sent it)."""
+    stage = _stage(msg)
     out = call_next(msg, context)
-    if _stage(msg) == "masked-input" and context.node_config["partition-id"] == 3:
+    if stage == "masked-input" and context.node_config["partition-id"] == 3:
         rec = out.content[RECORD_KEY]
         m = decode(rec["data"])
         assert isinstance(m, MaskedInput)
@@ -298,13 +382,19 @@ def test_garbage_short_silent_failing_and_impostor_nodes_are_dropped() -> None:
         return p == 7 and _stage(msg) == "masked-input"
 
     n = 18  # threshold 10: each of the 11 well-behaved nodes keeps 10 surviving neighbours
-    grid = LoopbackGrid(_app(_short, _garbage, _impostor, _wrong_kinds), n, lose=lose)
+    calls: list[int] = []
+    grid = LoopbackGrid(_app(_short, _garbage, _impostor, _wrong_kinds, calls=calls), n, lose=lose)
     strategy = _strategy()
     models = _run(grid, strategy, 1)
     report = strategy.reports[1]
     assert report.aborted is None
     out = {1, 2, 3, 4, 5, 6, 7}
     rest = sorted(set(range(n)) - out)
+    # Nodes out at share-keys were never sent the model, so never trained; 1, 3 and 7 trained
+    # and then their masked inputs were refused or lost.
+    assert sorted(calls) == sorted(set(range(n)) - {2, 4, 5, 6})
+    trained = {_partition(m.metadata.dst_node_id) for m in grid.sent if "arrays" in m.content}
+    assert trained == set(calls)
     assert [_partition(node) for node in report.survivors] == rest
     want = _fedavg(models[0], rest, 1)
     assert _max_diff(models[1], want) <= report.error_bound + F32_SLACK
@@ -348,6 +438,69 @@ def test_a_round_that_loses_too_many_nodes_is_aborted_and_the_next_one_runs() ->
     assert _max_diff(models[2], want) <= second.error_bound + F32_SLACK
 
 
+def _fails_training(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    if context.node_config["partition-id"] == 2:
+        raise RuntimeError("node 2's training fails")
+    return call_next(msg, context)
+
+
+def test_nodes_lost_before_their_shares_are_routed_are_never_sent_the_model() -> None:
+    """Node 0's keys and node 1's shares never arrive: neither gets the model. Node 2 gets it
+    and fails in training, after its shares went out: a masked-input dropout."""
+
+    def lose(p: int, msg: Message) -> bool:
+        return (p, _stage(msg)) in {(0, "setup"), (1, "share-keys")}
+
+    calls: list[int] = []
+    app = _app(inner=[_fails_training], calls=calls)
+    grid = LoopbackGrid(app, 9, lose=lose)  # threshold 5 of 8 neighbours
+    strategy = _strategy()
+    models = _run(grid, strategy, 1)
+    report = strategy.reports[1]
+    assert report.aborted is None
+    assert {_partition(n): s for n, s in report.dropouts.items()} == {
+        0: "advertise",
+        1: "share-keys",
+        2: "masked-input",
+    }
+    assert "node 2's training fails" in report.declined[FIRST_NODE + 2]
+    model_to = sorted(
+        _partition(m.metadata.dst_node_id) for m in grid.sent if "arrays" in m.content
+    )
+    assert model_to == list(range(2, 9))
+    assert sorted(calls) == list(range(3, 9))
+    assert [_partition(n) for n in report.survivors] == list(range(3, 9))
+    want = _fedavg(models[0], range(3, 9), 1)
+    assert _max_diff(models[1], want) <= report.error_bound + F32_SLACK
+
+
+def test_a_round_aborted_before_training_leaves_the_model_and_the_next_round_runs() -> None:
+    """4 nodes, threshold 3: when node 0's keys are lost, each other node has 2 neighbours
+    left (it does not count itself) and refuses to share; nobody trains in round 1."""
+
+    def lose(p: int, msg: Message) -> bool:
+        return msg.metadata.group_id == "1" and p == 0 and _stage(msg) == "setup"
+
+    events: list[tuple[int, str]] = []
+    grid = LoopbackGrid(_app(events=events), 4, lose=lose)
+    strategy = _strategy()
+    models = _run(grid, strategy, 2)
+    first, second = strategy.reports[1], strategy.reports[2]
+    assert first.aborted is not None and "SHARE_KEYS" in first.aborted
+    assert first.survivors == []
+    declined = {_partition(n): why for n, why in first.declined.items()}
+    assert declined.keys() == {1, 2, 3}
+    assert all("only 2 neighbours advertised keys (threshold 3)" in w for w in declined.values())
+    for k in SHAPES:
+        assert np.array_equal(models[1][k], models[0][k])
+    round_1 = events[: len(events) - 4 * 5]  # round 2: 4 nodes, 4 stages and one training
+    assert round_1 == [(p, "setup") for p in range(4)] + [(p, "share-keys") for p in (1, 2, 3)]
+    assert sum(e == "train" for _, e in events) == 4
+    assert second.aborted is None and len(second.survivors) == 4
+    want = _fedavg(models[1], range(4), 2)
+    assert _max_diff(models[2], want) <= second.error_bound + F32_SLACK
+
+
 def test_fewer_than_three_nodes_skips_the_round_without_crashing() -> None:
     calls: list[int] = []
     grid = LoopbackGrid(_app(calls=calls), 2)
@@ -365,17 +518,26 @@ def test_fewer_than_three_nodes_skips_the_round_without_crashing() -> None:
 # -- the client mod on its own -------------------------------------------------------------------
 
 
-def _setup_messages(
+def _train_messages(
     n: int, inner: Iterable[Mod] = (), **kwargs: Any
 ) -> tuple[LoopbackGrid, list[Message], list[int]]:
+    """``configure_train``: setup and share-keys over the grid, then one train (masked-input)
+    message per node, sorted by node."""
     calls: list[int] = []
     grid = LoopbackGrid(_app(inner=inner, calls=calls), n)
     strategy = _strategy(**kwargs)
     messages = list(
         strategy.configure_train(1, _to_record(_initial()), ConfigRecord({"server-round": 1}), grid)
     )
-    assert len(messages) == n
+    assert len(messages) == n and calls == []  # keys and shares only: nobody trained yet
+    assert all(STATE_KEY in c.state.config_records for c in grid.contexts.values())
     return grid, sorted(messages, key=lambda m: m.metadata.dst_node_id), calls
+
+
+def _sent(grid: LoopbackGrid, stage: str, node: int = FIRST_NODE) -> Message:
+    """The message of ``stage`` the server sent ``node``."""
+    [msg] = [m for m in grid.sent if _stage(m) == stage and m.metadata.dst_node_id == node]
+    return msg
 
 
 def _ask(grid: LoopbackGrid, msg: Message) -> Message:
@@ -383,8 +545,18 @@ def _ask(grid: LoopbackGrid, msg: Message) -> Message:
     return answer
 
 
+def _declined(answer: Message, stage: str) -> str:
+    """The reason of a declining reply to a ``stage`` message (nothing else in it)."""
+    assert not answer.has_error()
+    assert list(answer.content.keys()) == [RECORD_KEY]
+    rec = answer.content[RECORD_KEY]
+    assert set(rec.keys()) == {"stage", "declined"} and rec["stage"] == stage
+    return str(rec["declined"])
+
+
 def test_messages_without_secureagg_record_pass_through_untouched() -> None:
-    grid, messages, calls = _setup_messages(3)
+    grid, messages, calls = _train_messages(3)
+    session = grid.contexts[FIRST_NODE].state.config_records[STATE_KEY]["session"]
     plain = Message(
         RecordDict(
             {
@@ -405,7 +577,8 @@ def test_messages_without_secureagg_record_pass_through_untouched() -> None:
     answer = _ask(grid, evaluate)
     assert set(answer.content.keys()) == {"metrics"}
     assert answer.content["metrics"]["loss"] == 0.5
-    assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
+    # The round's saved session is untouched by both.
+    assert grid.contexts[FIRST_NODE].state.config_records[STATE_KEY]["session"] == session
 
 
 def _with(msg: Message, **fields: Any) -> Message:
@@ -441,23 +614,39 @@ def _low_threshold(raw: bytes) -> bytes:
         ({"clip": 1}, "'clip' is not a float"),
         ({"max_examples": None}, "'max-examples' is not an int"),
         ({"frac_bits": 2.0}, "'frac-bits' is not an int"),
-        ({"arrays_key": "weights"}, "no global model arrays"),
+        ({"weighted_by": 3}, "'weighted-by' is not a str"),
+        ({"arrays_key": None}, "'arrays-key' is not a str"),
     ],
 )
-def test_a_bad_setup_record_is_declined_before_training(fields: dict[str, Any], why: str) -> None:
-    grid, messages, calls = _setup_messages(5)
-    msg = messages[0]
-    raw = msg.content[RECORD_KEY]["config"]
+def test_a_bad_setup_record_is_declined_before_any_key_leaves(
+    fields: dict[str, Any], why: str
+) -> None:
+    sender, _, _ = _train_messages(5)
+    setup = _sent(sender, "setup")
+    assert list(setup.content.keys()) == [RECORD_KEY]  # no model in the setup message
+    calls: list[int] = []
+    grid = LoopbackGrid(_app(calls=calls), 5)  # a node that has not seen this round yet
+    raw = setup.content[RECORD_KEY]["config"]
     fields = {k: (v(raw) if callable(v) else v) for k, v in fields.items()}
-    if "arrays_key" in fields:  # the arrays under a key the server did not name, plus another
-        msg.content["other"] = _to_record(_initial())
-    answer = _ask(grid, _with(msg, **fields))
-    assert not answer.has_error()
-    assert list(answer.content.keys()) == [RECORD_KEY]
-    rec = answer.content[RECORD_KEY]
-    assert rec["stage"] == "setup" and "data" not in rec
-    assert why in str(rec["declined"])
-    assert calls == []  # refused before the app trained
+    assert why in _declined(_ask(grid, _with(setup, **fields)), "setup")
+    assert calls == []
+    assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
+    # The same message unchanged: keys advertised, the session saved, still no training.
+    answer = _ask(grid, setup).content[RECORD_KEY]
+    assert answer["stage"] == "advertise" and isinstance(answer["data"], bytes)
+    assert STATE_KEY in grid.contexts[FIRST_NODE].state.config_records
+    assert calls == []
+
+
+def test_a_train_message_without_the_global_model_is_declined_before_training() -> None:
+    grid, messages, calls = _train_messages(3)
+    msg = messages[0]
+    content = RecordDict({k: v for k, v in msg.content.items() if k != "arrays"})
+    content["weights"] = _to_record(_initial())  # not under the key the setup named, and
+    content["other"] = _to_record(_initial())  # not the only arrays record either
+    moved = Message(content, dst_node_id=FIRST_NODE, message_type=MessageType.TRAIN, group_id="1")
+    assert "no global model arrays" in _declined(_ask(grid, moved), "masked-input")
+    assert calls == []
     assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
 
 
@@ -504,30 +693,32 @@ def _too_many(msg: Message, context: Context, call_next: ClientAppCallable) -> M
 )
 def test_an_unusable_training_result_is_declined_not_sent(inner: Mod, why: str) -> None:
     """The app trained, but its result cannot be encoded: the node declines, nothing leaks."""
-    grid, messages, calls = _setup_messages(3, inner=[inner])
-    answer = _ask(grid, messages[0])
-    assert list(answer.content.keys()) == [RECORD_KEY]
-    rec = answer.content[RECORD_KEY]
-    assert rec["stage"] == "setup" and why in str(rec["declined"])
-    assert set(rec.keys()) == {"stage", "declined"}
+    grid, messages, calls = _train_messages(3, inner=[inner])
+    assert why in _declined(_ask(grid, messages[0]), "masked-input")
     assert calls == [0]
+    assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
 
 
 def test_a_later_stage_without_a_session_or_out_of_order_is_declined() -> None:
-    grid, messages, _ = _setup_messages(3)
-    lost = Message(
-        RecordDict({RECORD_KEY: ConfigRecord({"stage": "masked-input", "data": b"\x01"})}),
-        dst_node_id=FIRST_NODE,
-        message_type=MessageType.TRAIN,
-        group_id="1",
-    )
-    rec = _ask(grid, lost).content[RECORD_KEY]
-    assert "no protocol session" in str(rec["declined"])
-    advertised = _ask(grid, messages[0]).content[RECORD_KEY]
+    sender, messages, _ = _train_messages(3)
+    calls: list[int] = []
+    grid = LoopbackGrid(_app(calls=calls), 3)  # a node that has not seen this round yet
+    for stage in ("share-keys", "unmask"):
+        lost = Message(
+            RecordDict({RECORD_KEY: ConfigRecord({"stage": stage, "data": b"\x01"})}),
+            dst_node_id=FIRST_NODE,
+            message_type=MessageType.TRAIN,
+            group_id="1",
+        )
+        assert "no protocol session" in _declined(_ask(grid, lost), stage)
+    assert "no protocol session" in _declined(_ask(grid, messages[0]), "masked-input")
+    assert calls == []  # the model came, but without a session the node does not train
+    advertised = _ask(grid, _sent(sender, "setup")).content[RECORD_KEY]
     assert advertised["stage"] == "advertise" and isinstance(advertised["data"], bytes)
     assert STATE_KEY in grid.contexts[FIRST_NODE].state.config_records
-    rec = _ask(grid, lost).content[RECORD_KEY]  # the session expects share-keys first
-    assert "out of order" in str(rec["declined"])
+    # The session expects share-keys first: the model out of order is refused untrained.
+    assert "out of order" in _declined(_ask(grid, messages[0]), "masked-input")
+    assert calls == []
     assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
 
 
@@ -541,12 +732,13 @@ def _large(msg: Message, context: Context, call_next: ClientAppCallable) -> Mess
 def test_an_update_beyond_the_clip_is_sent_clipped_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    grid, messages, _ = _setup_messages(3, inner=[_large])
+    grid, messages, _ = _train_messages(3, inner=[_large])
     with caplog.at_level("WARNING", logger="secureagg.flower"):
         answer = _ask(grid, messages[0])
-    assert answer.content[RECORD_KEY]["stage"] == "advertise"  # still takes part
+    rec = answer.content[RECORD_KEY]  # still takes part: its masked input
+    assert rec["stage"] == "masked-input" and isinstance(rec["data"], bytes)
     assert any("clipped" in r.getMessage() for r in caplog.records)
-    grid, messages, _ = _setup_messages(3)
+    grid, messages, _ = _train_messages(3)
     caplog.clear()
     with caplog.at_level("WARNING", logger="secureagg.flower"):
         _ask(grid, messages[0])
