@@ -150,8 +150,11 @@ def _train_and_mask(
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
-    del msg.content.config_records[RECORD_KEY]  # the app sees what plain Flower would send
-    out = call_next(msg, context)
+    own = msg.content.config_records.pop(RECORD_KEY)  # the app sees what plain Flower sends
+    try:
+        out = call_next(msg, context)
+    finally:
+        msg.content.config_records[RECORD_KEY] = own  # outer mods still see the stage
     if out.has_error():
         return out
     declined = record_of(out)

@@ -96,7 +96,8 @@ class SecureAggregation(Strategy):
     average of the survivors' models, weighted by ``num-examples``. ``max_examples`` is
     the public bound on a client's example count (weights are ``n / max_examples``);
     ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
-    bounds each protocol stage after training, in seconds. Evaluation passes through.
+    bounds each protocol stage but training (setup, share-keys, unmask), in seconds; the
+    training message waits for ``start(timeout=...)``. Evaluation passes through.
     """
 
     def __init__(
@@ -178,12 +179,14 @@ class SecureAggregation(Strategy):
             timeout=get("timeout", float, 120.0),
         )
 
-    # -- training: set the round up, then run the protocol in aggregate_train ----------------
+    # -- training: keys and shares in configure_train, the model with the masked-input -----
+    # -- message, unmasking in aggregate_train ------------------------------------------------
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """The wrapped strategy's train messages, each with this round's secure setup."""
+        """Run the key and share stages over ``grid``; then the wrapped strategy's train
+        messages, each with the shares for its node (none for nodes that cannot go on)."""
         self._round = None
         start = time.perf_counter()
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
@@ -259,6 +262,15 @@ class SecureAggregation(Strategy):
                 rnd, stage_name(Stage.SHARE_KEYS), Stage.SHARE_KEYS, keys, server_round
             )
             deliveries = rnd.session.close_stage()  # SharesDelivery for every client in U2
+            # A client masks only with t or more neighbours' shares: one with fewer would
+            # train and then refuse, so it gets no model (it drops at masked-input).
+            u2 = set(deliveries)
+            ready = {u for u in u2 if len(graph.neighbours(u) & u2) >= threshold}
+            if len(ready) < threshold:
+                raise RoundAborted(
+                    f"only {len(ready)} clients have {threshold} neighbours' shares "
+                    f"(need {threshold}): aborted before training"
+                )
         except RoundAborted as exc:
             self._round = None
             self._end(rnd, time.perf_counter() - start - waited, aborted=str(exc))
@@ -268,8 +280,8 @@ class SecureAggregation(Strategy):
         for m in messages:
             node = m.metadata.dst_node_id
             delivery = deliveries.get(client_of[node])
-            if delivery is None:
-                continue  # dropped before its shares were routed: it gets no model
+            if delivery is None or client_of[node] not in ready:
+                continue  # dropped before its shares were routed, or would refuse: no model
             content = RecordDict(dict(m.content.items()))
             content[RECORD_KEY] = ConfigRecord(
                 {"stage": stage_name(Stage.MASKED_INPUT), "data": delivery}

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
+import numpy as np
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
@@ -14,12 +15,12 @@ from secureagg.hazmat import (
     LABEL_MASK,
     KeyPair,
     MaskBuffer,
-    add_into,
     combine,
     derive_key,
     element_dtype,
     zeros,
 )
+from secureagg.hazmat._modarith import reduce_into
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
@@ -226,7 +227,9 @@ class ServerSession:
             return "excluded clients whose shares it was never sent"
         if msg.excluded:
             return f"could not authenticate the shares of {list(msg.excluded)}: input discarded"
-        add_into(state.acc, vec.astype(state.acc.dtype, copy=False), cfg.bits)
+        # Summed mod 2^(word width), reduced mod 2^b once when the stage closes: 2^b divides
+        # the word's modulus, so the result is the same and each input costs one pass less.
+        np.add(state.acc, vec.astype(state.acc.dtype, copy=False), out=state.acc)
         state.u3.add(msg.sender)
         return None
 
@@ -321,6 +324,7 @@ class ServerSession:
     def _close_masked(self, state: CollectMasked) -> dict[int, bytes]:
         cfg = self.config
         self._enough(Stage.MASKED_INPUT, state.u2, state.u3)
+        reduce_into(state.acc, cfg.bits)
         u3 = tuple(sorted(state.u3))
         dropped = tuple(sorted(state.u2 - state.u3))
         if cfg.signed:

@@ -501,6 +501,27 @@ def test_a_round_aborted_before_training_leaves_the_model_and_the_next_round_run
     assert _max_diff(models[2], want) <= second.error_bound + F32_SLACK
 
 
+def test_when_lost_shares_leave_nodes_short_of_neighbours_nobody_trains() -> None:
+    """4 nodes, threshold 3: node 0's share-keys reply is lost, so each other node would hold
+    only 2 neighbours' shares and refuse after training. The server sees it and aborts the
+    round before sending the model: no DP budget is spent on a round that cannot finish."""
+
+    def lose(p: int, msg: Message) -> bool:
+        return msg.metadata.group_id == "1" and p == 0 and _stage(msg) == "share-keys"
+
+    events: list[tuple[int, str]] = []
+    grid = LoopbackGrid(_app(events=events), 4, lose=lose)
+    strategy = _strategy()
+    models = _run(grid, strategy, 2)
+    first, second = strategy.reports[1], strategy.reports[2]
+    assert first.aborted is not None and "aborted before training" in first.aborted
+    round_1 = events[: len(events) - 4 * 5]
+    assert not any(e == "train" for _, e in round_1)
+    for k in SHAPES:
+        assert np.array_equal(models[1][k], models[0][k])
+    assert second.aborted is None and len(second.survivors) == 4
+
+
 def test_fewer_than_three_nodes_skips_the_round_without_crashing() -> None:
     calls: list[int] = []
     grid = LoopbackGrid(_app(calls=calls), 2)
