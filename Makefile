@@ -36,9 +36,9 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 
-# Flower's deployment engine end to end: a SuperLink and 3 SuperNodes as processes on
-# 127.0.0.1 run examples/flower_app for 2 secure rounds (about 3 to 4 minutes on 2 cores, so
-# not in `make test`; tests/integration/test_flower_deployment.py).
+# Flower's deployment engine end to end, alone: a SuperLink and 3 SuperNodes as processes on
+# 127.0.0.1 run examples/flower_app for 2 secure rounds (about 2 minutes on 2 cores; it is
+# also part of `make test`; tests/integration/test_flower_deployment.py).
 .PHONY: e2e
 e2e: $(STAMP)
-	SECUREAGG_E2E=1 $(BIN)/python -m pytest -q tests/integration/test_flower_deployment.py
+	$(BIN)/python -m pytest -q tests/integration/test_flower_deployment.py
