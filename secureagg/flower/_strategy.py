@@ -320,9 +320,15 @@ class SecureAggregation(Strategy):
             self._end(rnd, time.perf_counter() - start - waited, aborted=str(exc))
             return None, MetricRecord({"secureagg-aborted": 1})
         result = session.result
-        decoded = rnd.encoder.decode(result.total, len(result.survivors))
-        model = decoded.average + rnd.global_vector
-        new = arrays_like(model, rnd.global_arrays)
+        try:
+            decoded = rnd.encoder.decode(result.total, len(result.survivors))
+            new = arrays_like(decoded.average + rnd.global_vector, rnd.global_arrays)
+        except SecureAggError as exc:
+            # A client can put any value in its masked input: a sum whose weight does not
+            # decode (zero or negative) fails the round; it must not stop the ServerApp.
+            why = f"the unmasked sum does not decode ({exc}): a client sent a bad input"
+            self._end(rnd, time.perf_counter() - start - waited, aborted=why)
+            return None, MetricRecord({"secureagg-aborted": 1})
         report.survivors = sorted(rnd.node_of[c] for c in result.survivors)
         report.total_examples = decoded.total_examples
         report.error_bound = decoded.error_bound

@@ -420,6 +420,40 @@ def test_garbage_short_silent_failing_and_impostor_nodes_are_dropped() -> None:
     assert "without secureagg's record" in declined[6]
 
 
+def test_a_masked_input_that_makes_the_sum_undecodable_aborts_the_round_not_the_app() -> None:
+    """In round 1 node 1 adds 2^(b-1) to its weight coordinate: a well-formed masked input
+    (the server cannot tell), but the unmasked weight is negative. The round is aborted,
+    the model stays, and round 2 runs."""
+    bits: dict[int, int] = {}
+
+    def bad_weight(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        p, stage = int(context.node_config["partition-id"]), _stage(msg)
+        if stage == "setup":
+            bits[p] = RoundConfig.from_bytes(msg.content[RECORD_KEY]["config"]).bits
+        out = call_next(msg, context)
+        if stage != "masked-input" or p != 1 or msg.metadata.group_id != "1":
+            return out
+        rec = out.content[RECORD_KEY]
+        m = decode(rec["data"])
+        assert isinstance(m, MaskedInput)
+        vector = m.vector.copy()
+        vector[-1] = (int(vector[-1]) + (1 << (bits[p] - 1))) % (1 << bits[p])
+        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, vector))
+        return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
+
+    grid = LoopbackGrid(_app(bad_weight), 4)
+    strategy = _strategy()
+    models = _run(grid, strategy, 2)
+    first, second = strategy.reports[1], strategy.reports[2]
+    assert first.aborted is not None and "does not decode" in first.aborted
+    assert first.survivors == []
+    for k in SHAPES:
+        assert np.array_equal(models[1][k], models[0][k])
+    assert second.aborted is None and len(second.survivors) == 4
+    want = _fedavg(models[1], range(4), 2)
+    assert _max_diff(models[2], want) <= second.error_bound + F32_SLACK
+
+
 def test_a_round_that_loses_too_many_nodes_is_aborted_and_the_next_one_runs() -> None:
     def lose(p: int, msg: Message) -> bool:
         rnd = msg.metadata.group_id
