@@ -39,16 +39,20 @@ class _Declined(Exception):
 def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """Send the ClientApp's training update only masked, through the secure-aggregation protocol.
 
-    Messages without secureagg's record pass through untouched. A round's first two messages
-    (keys, then shares) are answered by the protocol session alone; the third carries the
-    global model: the app trains, and the reply is the masked update, never arrays or
-    metrics. The session is kept in ``context.state`` between messages.
+    Evaluate and query messages pass through untouched. A train message (``"train"`` or
+    ``"train.<action>"``) without secureagg's record is declined: the app never trains for
+    a reply that would carry its update in clear. A round's first two messages (keys, then
+    shares) are answered by the protocol session alone; the third carries the global model:
+    the app trains, and the reply is the masked update, never arrays or metrics. The
+    session is kept in ``context.state`` between messages.
     """
-    if msg.metadata.message_type != MessageType.TRAIN:
+    if msg.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
         return call_next(msg, context)
     rec = record_of(msg)
     if rec is None:
-        return call_next(msg, context)
+        why = "a train message without secure aggregation: this client sends updates only masked"
+        log.warning("secureagg: %s", why)
+        return reply(msg, {"stage": "", "declined": why})
     stage = rec.get("stage")
     try:
         if stage == SETUP:

@@ -609,31 +609,39 @@ def _declined(answer: Message, stage: str) -> str:
     return str(rec["declined"])
 
 
-def test_messages_without_secureagg_record_pass_through_untouched() -> None:
+def test_a_train_message_without_secureagg_is_declined_untrained_and_evaluate_passes() -> None:
+    """A server that sends plain Flower train messages (a bare FedAvg, or one that skips the
+    protocol) gets no arrays and no metrics from a node with the mod: it declines untrained.
+    ``train.<action>`` types reach the same train function, so they are guarded too."""
     grid, messages, calls = _train_messages(3)
     session = grid.contexts[FIRST_NODE].state.config_records[STATE_KEY]["session"]
-    plain = Message(
-        RecordDict(
-            {
-                "arrays": _to_record(_initial()),
-                "config": ConfigRecord({"server-round": 1}),
-            }
-        ),
-        dst_node_id=FIRST_NODE,
-        message_type=MessageType.TRAIN,
-    )
-    answer = _ask(grid, plain)
-    assert calls == [0]
-    assert set(answer.content.keys()) == {"arrays", "metrics"}
-    assert answer.content["metrics"]["num-examples"] == _examples(0)
+    for message_type in (MessageType.TRAIN, f"{MessageType.TRAIN}.default"):
+        plain = Message(
+            RecordDict(
+                {
+                    "arrays": _to_record(_initial()),
+                    "config": ConfigRecord({"server-round": 1}),
+                }
+            ),
+            dst_node_id=FIRST_NODE,
+            message_type=message_type,
+        )
+        assert "without secure aggregation" in _declined(_ask(grid, plain), "")
+    assert calls == []
     # An evaluate message passes through even if it carries a record named like ours.
     content = RecordDict(dict(messages[0].content.items()))
     evaluate = Message(content, dst_node_id=FIRST_NODE, message_type=MessageType.EVALUATE)
     answer = _ask(grid, evaluate)
     assert set(answer.content.keys()) == {"metrics"}
     assert answer.content["metrics"]["loss"] == 0.5
-    # The round's saved session is untouched by both.
+    # The round's saved session is untouched by all three.
     assert grid.contexts[FIRST_NODE].state.config_records[STATE_KEY]["session"] == session
+    # The round's own train message typed "train.default": trained, and only masked out.
+    content = RecordDict(dict(messages[0].content.items()))
+    action = Message(content, dst_node_id=FIRST_NODE, message_type="train.default", group_id="1")
+    rec = _ask(grid, action).content
+    assert calls == [0] and list(rec.keys()) == [RECORD_KEY]
+    assert rec[RECORD_KEY]["stage"] == "masked-input" and isinstance(rec[RECORD_KEY]["data"], bytes)
 
 
 def _with(msg: Message, **fields: Any) -> Message:
