@@ -75,14 +75,17 @@ def _encoder(config: RoundConfig, rec: ConfigRecord) -> UpdateEncoder:
     clip = rec.get("clip")
     if not isinstance(clip, float):
         raise _Declined("the server's 'clip' is not a float")
-    return UpdateEncoder(
-        config.d - 1,
-        max_clients=_int(rec, "max-clients"),
-        max_examples=_int(rec, "max-examples"),
-        clip=clip,
-        frac_bits=_int(rec, "frac-bits"),
-        bits=config.bits,
-    )
+    try:
+        return UpdateEncoder(
+            config.d - 1,
+            max_clients=_int(rec, "max-clients"),
+            max_examples=_int(rec, "max-examples"),
+            clip=clip,
+            frac_bits=_int(rec, "frac-bits"),
+            bits=config.bits,
+        )
+    except OverflowError as exc:  # a clip so large that c * 2^f overflows a float
+        raise _Declined(f"the server's clip {clip!r} is out of range") from exc
 
 
 def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:

@@ -116,14 +116,17 @@ class SecureAggregation(Strategy):
         if not isinstance(strategy, Strategy):
             raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
         self.strategy = strategy
-        UpdateEncoder(  # fail now, not in round 1, for bad settings
-            1,
-            max_clients=max_clients or 2,
-            max_examples=max_examples,
-            clip=clip,
-            frac_bits=frac_bits,
-            bits=bits,
-        )
+        try:
+            UpdateEncoder(  # fail now, not in round 1, for bad settings
+                1,
+                max_clients=max_clients or 2,
+                max_examples=max_examples,
+                clip=clip,
+                frac_bits=frac_bits,
+                bits=bits,
+            )
+        except OverflowError as exc:
+            raise ConfigError(f"clip {clip!r} is out of range") from exc
         if threshold is not None and (
             isinstance(threshold, bool) or not isinstance(threshold, int)
         ):

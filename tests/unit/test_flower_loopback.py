@@ -675,6 +675,7 @@ def _low_threshold(raw: bytes) -> bytes:
         ({"client_id": "1"}, "'client-id' is not an int"),
         ({"client_id": True}, "'client-id' is not an int"),
         ({"clip": 1}, "'clip' is not a float"),
+        ({"clip": 1e308}, "clip 1e+308 is out of range"),  # c * 2^f overflows a float
         ({"max_examples": None}, "'max-examples' is not an int"),
         ({"frac_bits": 2.0}, "'frac-bits' is not an int"),
         ({"weighted_by": 3}, "'weighted-by' is not a str"),

@@ -171,3 +171,9 @@ def test_constructor_refuses_bad_settings_before_any_round() -> None:
         SecureAggregation(Krum(), max_examples=10)
     with pytest.raises(SecureAggError):  # a sum that cannot fit 64 bits
         SecureAggregation(FedAvg(), max_examples=10, frac_bits=60, clip=1e6)
+    with pytest.raises(ConfigError, match=r"clip 1e\+308 is out of range"):
+        SecureAggregation(FedAvg(), max_examples=10, clip=1e308)
+    with pytest.raises(ConfigError, match=r"clip 1e\+308 is out of range"):
+        SecureAggregation.from_config(
+            FedAvg(), {"secureagg-max-examples": 10, "secureagg-clip": 1e308}
+        )
