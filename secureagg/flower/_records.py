@@ -82,6 +82,8 @@ def update_vector(local: ArrayRecord, start: ArrayRecord) -> npt.NDArray[np.floa
                 raise ConfigError(
                     f"array {name!r} is {arr.dtype}: secure aggregation sums floating arrays only"
                 )
+            if arr.size != size:  # Flower does not check an Array's data against its shape
+                raise ConfigError(f"array {name!r} holds {arr.size} values, its shape {size}")
         np.subtract(x.ravel(), g.ravel(), out=out[pos : pos + size], casting="same_kind")
         pos += size
     return out

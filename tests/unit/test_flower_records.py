@@ -22,6 +22,7 @@ from secureagg.flower._records import (
     reply,
     same_layout,
     stage_name,
+    update_vector,
 )
 from secureagg.protocol import Stage
 
@@ -83,6 +84,18 @@ def test_same_layout_names_the_difference() -> None:
     assert "other names" in str(same_layout(a, _record(w=np.zeros((2, 3), np.float32))))
     reshaped = _record(w=np.zeros((3, 2), np.float32), b=np.zeros(3, np.float32))
     assert same_layout(a, reshaped) == "array 'w' has shape (3, 2), expected (2, 3)"
+
+
+def test_update_vector_refuses_an_array_whose_data_does_not_fill_its_shape() -> None:
+    """Flower takes an Array's shape as given: one claiming 7 values over 6 of data is a
+    typed error, not numpy's broadcast ValueError."""
+    six = Array(np.zeros(6, np.float32))
+    liar = Array(dtype=six.dtype, shape=(7,), stype=six.stype, data=six.data)
+    honest = _record(w=np.ones(7, np.float32))
+    assert update_vector(honest, _record(w=np.zeros(7, np.float32))).tolist() == [1.0] * 7
+    for local, start in ((honest, ArrayRecord({"w": liar})), (ArrayRecord({"w": liar}), honest)):
+        with pytest.raises(ConfigError, match="'w' holds 6 values, its shape 7"):
+            update_vector(local, start)
 
 
 def test_stage_names_are_the_wire_tags() -> None:
