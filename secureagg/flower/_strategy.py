@@ -131,6 +131,8 @@ class SecureAggregation(Strategy):
             isinstance(threshold, bool) or not isinstance(threshold, int)
         ):
             raise ConfigError(f"threshold must be an int, got {threshold!r}")
+        if threshold is not None and threshold < 2:
+            raise ConfigError(f"threshold must be at least 2, got {threshold!r}")
         if degree is not None and (
             isinstance(degree, bool) or not isinstance(degree, int) or degree < 2 or degree % 2
         ):
@@ -201,36 +203,16 @@ class SecureAggregation(Strategy):
             log.error("secureagg round %d skipped: %s", server_round, report.aborted)
             return []
         global_vector = flat_arrays(arrays)
-        d = global_vector.shape[0]
-        encoder = UpdateEncoder(
-            d,
-            max_clients=self.max_clients or len(nodes),
-            max_examples=self.max_examples,
-            clip=self.clip,
-            frac_bits=self.frac_bits,
-            bits=self.bits,
-        )
-        if len(nodes) > encoder.quant.max_clients:
-            raise ConfigError(f"{len(nodes)} nodes sampled, max_clients is {self.max_clients}")
-        round_id = new_round_id(server_round)
-        ids = list(range(1, len(nodes) + 1))
-        degree = self.degree
-        graph = (
-            Graph.complete(ids)
-            if degree is None or degree >= len(nodes) - 1
-            else Graph.harary(ids, degree, rng_seed=round_id)
-        )
-        threshold = self.threshold or default_threshold(graph.degree)
-        if threshold < default_threshold(graph.degree):
-            raise ConfigError(
-                f"threshold {threshold} is at or below half of a neighbourhood of "
-                f"{graph.degree + 1}; clients refuse it (at least "
-                f"{default_threshold(graph.degree)} for {len(nodes)} nodes)"
-            )
-        cfg = RoundConfig(
-            round_id=round_id, bits=encoder.bits, d=encoder.length, threshold=threshold, graph=graph
-        )
+        try:
+            encoder, cfg = self._round_config(server_round, len(nodes), global_vector.shape[0])
+        except ConfigError as exc:
+            # How many nodes a round samples depends on who connected: settings that do not
+            # fit this many skip the round (logged), they do not stop the ServerApp.
+            report.aborted = f"{exc} ({len(nodes)} nodes sampled)"
+            log.error("secureagg round %d skipped: %s", server_round, report.aborted)
+            return []
         raw = cfg.to_bytes()
+        graph, threshold = cfg.graph, cfg.threshold
         client_of = {node: i + 1 for i, node in enumerate(nodes)}
         rnd = _Round(
             session=ServerSession(cfg, transport_dedupes=True),  # one reply per message
@@ -299,6 +281,38 @@ class SecureAggregation(Strategy):
                 )
             )
         return out
+
+    def _round_config(self, server_round: int, n: int, d: int) -> tuple[UpdateEncoder, RoundConfig]:
+        """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit."""
+        encoder = UpdateEncoder(
+            d,
+            max_clients=self.max_clients or n,
+            max_examples=self.max_examples,
+            clip=self.clip,
+            frac_bits=self.frac_bits,
+            bits=self.bits,
+        )
+        if n > encoder.quant.max_clients:
+            raise ConfigError(f"{n} nodes sampled, max_clients is {self.max_clients}")
+        round_id = new_round_id(server_round)
+        ids = list(range(1, n + 1))
+        degree = self.degree
+        graph = (
+            Graph.complete(ids)
+            if degree is None or degree >= n - 1
+            else Graph.harary(ids, degree, rng_seed=round_id)
+        )
+        threshold = self.threshold or default_threshold(graph.degree)
+        if threshold < default_threshold(graph.degree):
+            raise ConfigError(
+                f"threshold {threshold} is at or below half of a neighbourhood of "
+                f"{graph.degree + 1}; clients refuse it (at least "
+                f"{default_threshold(graph.degree)} for {n} nodes)"
+            )
+        cfg = RoundConfig(
+            round_id=round_id, bits=encoder.bits, d=encoder.length, threshold=threshold, graph=graph
+        )
+        return encoder, cfg
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

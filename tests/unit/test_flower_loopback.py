@@ -570,6 +570,36 @@ def test_fewer_than_three_nodes_skips_the_round_without_crashing() -> None:
             assert np.array_equal(models[rnd][k], models[0][k])
 
 
+@pytest.mark.parametrize(
+    ("n", "settings", "why"),
+    [
+        (5, {"max_clients": 4}, "5 nodes sampled, max_clients is 4"),
+        (5, {"bits": 19, "frac_bits": 16, "max_clients": None}, "lets a sum of 5 inputs wrap"),
+        (7, {"threshold": 3}, "threshold 3 is at or below half of a neighbourhood of 7"),
+        (4, {"threshold": 4}, "threshold must be an int in [2, degree=3]"),
+    ],
+)
+def test_settings_that_do_not_fit_the_nodes_sampled_skip_the_round(
+    n: int, settings: dict[str, Any], why: str
+) -> None:
+    """How many nodes a round samples depends on who connected (one more node joining can
+    break a fixed max_clients, bits or threshold): that round is skipped, no node is sent
+    anything, and the ServerApp goes on."""
+    grid = LoopbackGrid(_app(), n)
+    strategy = _strategy(**settings)
+    models = _run(grid, strategy, 2)
+    assert grid.sent == []
+    for rnd in (1, 2):
+        report = strategy.reports[rnd]
+        assert report.aborted is not None and why in report.aborted, report.aborted
+        assert f"({n} nodes sampled)" in report.aborted
+        for k in SHAPES:
+            assert np.array_equal(models[rnd][k], models[0][k])
+    fits = _strategy(**{**settings, "max_clients": None, "bits": None, "threshold": None})
+    _run(LoopbackGrid(_app(), n), fits, 1)
+    assert fits.reports[1].aborted is None and len(fits.reports[1].survivors) == n
+
+
 # -- the client mod on its own -------------------------------------------------------------------
 
 

@@ -174,6 +174,8 @@ def test_constructor_refuses_bad_settings_before_any_round() -> None:
         SecureAggregation(object(), max_examples=10)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="threshold must be an int"):
         SecureAggregation(FedAvg(), max_examples=10, threshold=True)
+    with pytest.raises(ConfigError, match="threshold must be at least 2"):
+        SecureAggregation(FedAvg(), max_examples=10, threshold=1)
     with pytest.raises(ConfigError, match="degree must be an even int"):
         SecureAggregation(FedAvg(), max_examples=10, degree=2.0)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="degree must be an even int"):
