@@ -11,8 +11,9 @@ The server side packs each ``send_and_receive`` batch as ``HttpGrid.push_message
 one object-id pass for the batch, and an object shared by several messages (a broadcast
 model) deflated and uploaded once; a node packs its reply as ``run_clientapp`` does.
 Like a SuperNode's ClientApp process, each call also reads the node's ``Context`` from its
-protobuf bytes and writes it back (an exception leaves the saved context unchanged and
-becomes an error reply, as in ``flwr.supernode.runtime.run_clientapp``).
+protobuf bytes and writes it back, also when the ClientApp raised (the exception becomes
+an error reply; ``flwr.supernode.runtime.run_clientapp`` pushes the Context, as the app left
+it, from its exit handler either way).
 
 Attribution, the same for every app run through it: a node's time is what its side does
 (unpack the instruction, load the context, run the ClientApp and its mods, save the
@@ -231,7 +232,7 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
             )
         else:
             cost.app_seconds += time.perf_counter() - t1
-            self._contexts[dst] = context_to_proto(context).SerializeToString()
+        self._contexts[dst] = context_to_proto(context).SerializeToString()
         back = pack(reply)
         cost.seconds += time.perf_counter() - t0
         cost.messages += 1
