@@ -174,6 +174,8 @@ def _train_and_mask(
     if why is not None:
         raise _Declined(why)
     num_examples = _num_examples(out, weighted_by)
+    if num_examples > encoder.max_examples:  # the reason goes to the server: not the count
+        raise _Declined(f"its {weighted_by!r} is above the round's max-examples")
     vector = update_vector(local, global_arrays)
     if vector.shape[0] != encoder.d:
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
@@ -207,6 +209,6 @@ def _num_examples(msg: Message, key: str) -> int:
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise _Declined(f"{key!r} must be a positive int, got {value!r}")
+                raise _Declined(f"{key!r} is not a positive int")  # the value stays here
             return value
     raise _Declined(f"the ClientApp's reply has no {key!r} metric to weight its update by")

@@ -775,20 +775,30 @@ def _too_many(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     return out
 
 
+def _fractional_count(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    out = call_next(msg, context)
+    out.content["metrics"] = MetricRecord({"num-examples": 12.5})
+    return out
+
+
 @pytest.mark.parametrize(
     ("inner", "why"),
     [
         (_integer_model, "'b' is int64"),
         (_reshaped, "array 'w' has shape (3, 2), expected (2, 3)"),
         (_no_count, "no 'num-examples' metric"),
-        (_zero_count, "'num-examples' must be a positive int"),
-        (_too_many, f"num_examples must be in 1..{MAX_EXAMPLES}"),
+        (_zero_count, "'num-examples' is not a positive int"),
+        (_fractional_count, "'num-examples' is not a positive int"),
+        (_too_many, "'num-examples' is above the round's max-examples"),
     ],
 )
 def test_an_unusable_training_result_is_declined_not_sent(inner: Mod, why: str) -> None:
-    """The app trained, but its result cannot be encoded: the node declines, nothing leaks."""
+    """The app trained, but its result cannot be encoded: the node declines, nothing leaks
+    (the reason goes to the server: it never carries the example count)."""
     grid, messages, calls = _train_messages(3, inner=[inner])
-    assert why in _declined(_ask(grid, messages[0]), "masked-input")
+    reason = _declined(_ask(grid, messages[0]), "masked-input")
+    assert why in reason
+    assert str(MAX_EXAMPLES + 1) not in reason and "12.5" not in reason
     assert calls == [0]
     assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
 
