@@ -428,7 +428,7 @@ class SecureAggregation(Strategy):
             if client is None:
                 continue  # not a node of this round
             if msg.has_error():
-                rnd.report.declined[node] = f"error reply: {msg.error.reason}"
+                rnd.report.declined[node] = f"error reply: {str(msg.error.reason)[:200]}"
                 continue
             try:
                 rec = record_of(msg)
