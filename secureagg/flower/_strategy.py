@@ -84,6 +84,13 @@ class _Round:
     report: RoundReport
 
 
+def _cut(text: str, limit: int = 1000) -> str:
+    """``text``, or its start and end if it is longer than ``limit`` (a node chooses it)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]} [...] {text[-limit // 2 :]}"
+
+
 def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> ConfigRecord:
     """The first message's record for ``client``: the round config and the encoding."""
     return ConfigRecord({**setup, "client-id": client})
@@ -428,7 +435,7 @@ class SecureAggregation(Strategy):
             if client is None:
                 continue  # not a node of this round
             if msg.has_error():
-                rnd.report.declined[node] = f"error reply: {str(msg.error.reason)[:200]}"
+                rnd.report.declined[node] = f"error reply: {_cut(str(msg.error.reason))}"
                 continue
             try:
                 rec = record_of(msg)
