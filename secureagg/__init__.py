@@ -7,8 +7,7 @@ Opacus on first use, so ``import secureagg.protocol`` stays light. Primitives li
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from secureagg._exceptions import (
     AuthenticationError,
@@ -23,6 +22,7 @@ from secureagg._exceptions import (
     SecureAggError,
     ShareError,
 )
+from secureagg._lazy import lazy_exports
 from secureagg._version import __version__
 
 if TYPE_CHECKING:
@@ -75,10 +75,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'secureagg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
