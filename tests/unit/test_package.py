@@ -85,6 +85,19 @@ def test_flower_protocol_stages_do_not_import_torch() -> None:
     assert out.stdout.split() == ["False", "False", "True"]
 
 
+def test_flower_package_without_flower_says_which_extra_to_install() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['flwr'] = None  # as if Flower were not installed\n"
+        "try:\n"
+        "    import secureagg.flower\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'secureagg[flower]'" in out.stdout
+
+
 def test_subpackage_exports_resolve() -> None:
     import secureagg.fl
     import secureagg.privacy
