@@ -4,7 +4,8 @@ Two changed lines turn a Flower app secure: the ClientApp gets ``mods=[secureagg
 the ServerApp wraps its strategy, ``SecureAggregation(FedAvg(...), max_examples=...)``.
 ``train_privately`` trains a client with Opacus DP-SGD and keeps its privacy history across
 rounds. Only ``train_privately`` loads torch, so the protocol-stage messages (a fresh
-ClientApp process each, in Flower's deployment engine) start fast. See docs/flower.md.
+ClientApp process each, in Flower's deployment engine) start fast. ``generate_identity``
+and ``load_members`` handle signed mode's key and members files. See docs/flower.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("secureagg.flower needs Flower: pip install 'secureagg[flower]'") from exc
 
+from secureagg.flower._identity import generate_identity, load_identity, load_members
 from secureagg.flower._mod import secureagg_mod
 from secureagg.flower._records import RECORD_KEY, STATE_KEY
 from secureagg.flower._strategy import RoundReport, SecureAggregation
@@ -28,6 +30,9 @@ __all__ = [
     "STATE_KEY",
     "RoundReport",
     "SecureAggregation",
+    "generate_identity",
+    "load_identity",
+    "load_members",
     "secureagg_mod",
     "train_privately",
 ]

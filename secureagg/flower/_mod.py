@@ -6,12 +6,15 @@ import logging
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg._exceptions import SecureAggError
 from secureagg.fl._encoding import UpdateEncoder
+from secureagg.flower._identity import load_identity, load_members, public_bytes
 from secureagg.flower._records import (
+    IDENTIFY,
     RECORD_KEY,
     SETUP,
     STATE_KEY,
@@ -31,6 +34,12 @@ log = logging.getLogger("secureagg.flower")
 _ENCODING = ("max-clients", "max-examples", "clip", "frac-bits", "weighted-by", "arrays-key")
 """Setup fields the client keeps until it encodes its update."""
 
+IDENTITY_KEY = "secureagg-identity-key"
+"""Node config key: the path of the node's Ed25519 identity key (signed mode)."""
+MEMBERS_KEY = "secureagg-members"
+"""Node config key: the path of the trusted identity public keys; a node with it only
+takes part in signed rounds."""
+
 
 class _Declined(Exception):
     """This client does not take part in the round (the reason goes to the server)."""
@@ -45,6 +54,11 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     shares) are answered by the protocol session alone; the third carries the global model:
     the app trains, and the reply is the masked update, never arrays or metrics. The
     session is kept in ``context.state`` between messages.
+
+    Signed mode (docs/flower.md): a node whose node config names ``secureagg-identity-key``
+    answers an "identify" message with its public key, and one that names
+    ``secureagg-members`` takes part only in signed rounds whose identity keys are all
+    in that list, its own key for its own id.
     """
     if msg.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
         return call_next(msg, context)
@@ -54,6 +68,13 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
         log.warning("secureagg: %s", why)
         return reply(msg, {"stage": "", "declined": why})
     stage = rec.get("stage")
+    if stage == IDENTIFY:  # may come between rounds: a saved session is left alone
+        try:
+            public = public_bytes(_identity(context))
+        except (_Declined, SecureAggError) as exc:
+            log.warning("secureagg: this client cannot identify itself: %s", exc)
+            return reply(msg, {"stage": IDENTIFY, "declined": str(exc)})
+        return reply(msg, {"stage": IDENTIFY, "data": public})
     try:
         if stage == SETUP:
             return _setup(msg, context, rec)
@@ -103,10 +124,55 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     for key in ("weighted-by", "arrays-key"):
         if not isinstance(rec.get(key), str):
             raise _Declined(f"the server's {key!r} is not a str")
-    session = ClientSession(config, _int(rec, "client-id"))
+    client_id = _int(rec, "client-id")
+    identity = _check_signed(context, config, client_id)
+    session = ClientSession(config, client_id, identity=identity)
     data = session.advertise()
     _save(context, session, {key: rec[key] for key in _ENCODING})
     return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
+
+
+def _path(context: Context, key: str) -> str | None:
+    value = context.node_config.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _Declined(f"the node config's {key!r} is not a path")
+    return value
+
+
+def _identity(context: Context) -> Ed25519PrivateKey:
+    """This node's identity key (its node config names the file)."""
+    path = _path(context, IDENTITY_KEY)
+    if path is None:
+        raise _Declined(f"this node has no identity key (node config {IDENTITY_KEY!r})")
+    return load_identity(path)
+
+
+def _check_signed(
+    context: Context, config: RoundConfig, client_id: int
+) -> Ed25519PrivateKey | None:
+    """The identity key for a signed round whose keys are all trusted; None for an unsigned
+    round, which a node with a members list declines (a server could otherwise skip the
+    signatures)."""
+    members_path = _path(context, MEMBERS_KEY)
+    if not config.signed:
+        if members_path is not None:
+            raise _Declined("an unsigned round: this node takes part only in signed rounds")
+        return None
+    if members_path is None:
+        raise _Declined(f"a signed round, but this node has no members list ({MEMBERS_KEY!r})")
+    members = load_members(members_path)
+    identity = _identity(context)
+    keys = config.identity_keys
+    if keys.get(client_id) != public_bytes(identity):
+        raise _Declined(f"the round gives client {client_id} another identity key than this node's")
+    strangers = sorted(u for u, key in keys.items() if key not in members)
+    if strangers:
+        raise _Declined(f"the identity keys of clients {strangers[:5]} are not in the members list")
+    if len(set(keys.values())) != len(keys):
+        raise _Declined("two clients of the round have the same identity key")
+    return identity
 
 
 def _step(
@@ -119,7 +185,8 @@ def _step(
     data = rec.get("data")
     if not isinstance(data, bytes):
         raise _Declined("the server's message carries no protocol bytes")
-    session = ClientSession.restore_state(blob)
+    identity = _identity(context) if saved.get("signed") is True else None
+    session = ClientSession.restore_state(blob, identity=identity)
     expected = session.stage
     if expected is None or rec.get("stage") != stage_name(expected):
         raise _Declined(f"the server asked for stage {rec.get('stage')!r} out of order")
@@ -139,7 +206,7 @@ def _step(
 
 def _save(context: Context, session: ClientSession, encoding: dict[str, Any]) -> None:
     context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"session": session.export_state(), **encoding}
+        {"session": session.export_state(), "signed": session.config.signed, **encoding}
     )
 
 

@@ -12,6 +12,7 @@ from secureagg._exceptions import ConfigError
 from secureagg.protocol import Stage
 
 __all__ = [
+    "IDENTIFY",
     "PRIVACY_KEY",
     "RECORD_KEY",
     "SETUP",
@@ -28,7 +29,9 @@ STATE_KEY = "secureagg-session"
 PRIVACY_KEY = "secureagg-privacy"
 """The ConfigRecord, in a client's Context.state, that holds its DP-SGD history."""
 SETUP = "setup"
-"""Stage tag of the first message of a round: the global model plus the round's config."""
+"""Stage tag of the first message of a round: the round's config (no model)."""
+IDENTIFY = "identify"
+"""Stage tag of a signed round's message before setup: the node answers with its identity key."""
 
 _NAMES = {s: s.name.lower().replace("_", "-") for s in Stage}
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp import Grid
@@ -19,6 +20,7 @@ from flwr.serverapp.strategy import Strategy
 from secureagg._exceptions import ConfigError, RoundAborted, SecureAggError
 from secureagg.fl._encoding import UpdateEncoder
 from secureagg.flower._records import (
+    IDENTIFY,
     RECORD_KEY,
     SETUP,
     arrays_like,
@@ -105,6 +107,8 @@ class SecureAggregation(Strategy):
     ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
     bounds each protocol stage but training (setup, share-keys, unmask), in seconds; the
     training message waits for ``start(timeout=...)``. Evaluation passes through.
+    ``signed=True`` runs signed rounds: each node is first asked for its Ed25519 identity
+    key, and a consistency stage comes before unmasking (docs/flower.md, "Signed mode").
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class SecureAggregation(Strategy):
         bits: int | None = None,
         max_clients: int | None = None,
         timeout: float | None = 120.0,
+        signed: bool = False,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
@@ -152,6 +157,9 @@ class SecureAggregation(Strategy):
             )
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
+        if not isinstance(signed, bool):
+            raise ConfigError(f"signed must be a bool, got {signed!r}")
+        self.signed = signed
         self.max_examples = max_examples
         self.threshold = threshold
         self.degree = degree
@@ -167,13 +175,13 @@ class SecureAggregation(Strategy):
     def from_config(cls, strategy: Strategy, config: Mapping[str, Any]) -> SecureAggregation:
         """Settings from a Flower run config: ``secureagg-max-examples`` (required), and
         optionally ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means
-        the default), ``-frac-bits``, ``-clip``, ``-timeout``."""
+        the default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``."""
 
         def get(name: str, kind: type, default: Any) -> Any:
             value = config.get(f"secureagg-{name}", default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if isinstance(value, bool) or not isinstance(value, kind):
+            if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
                 raise ConfigError(f"secureagg-{name} must be {kind.__name__}, got {value!r}")
             return value
 
@@ -189,6 +197,7 @@ class SecureAggregation(Strategy):
             frac_bits=get("frac-bits", int, 16),
             clip=get("clip", float, 1.0),
             timeout=get("timeout", float, 120.0),
+            signed=get("signed", bool, False),
         )
 
     # -- training: keys and shares in configure_train, the model with the masked-input -----
@@ -210,8 +219,23 @@ class SecureAggregation(Strategy):
             log.error("secureagg round %d skipped: %s", server_round, report.aborted)
             return []
         global_vector = flat_arrays(arrays)
+        start_identify = time.perf_counter()
+        identities = self._identify(grid, nodes, server_round, report) if self.signed else {}
+        identify_wait = time.perf_counter() - start_identify
+        if self.signed:
+            nodes = sorted(identities)
+            if len(nodes) < 3:
+                report.aborted = (
+                    f"secure aggregation needs at least 3 nodes, {len(nodes)} identified"
+                )
+                log.error("secureagg round %d skipped: %s", server_round, report.aborted)
+                return []
+        client_of = {node: i + 1 for i, node in enumerate(nodes)}
+        keys = {client_of[node]: key for node, key in identities.items()}
         try:
-            encoder, cfg = self._round_config(server_round, len(nodes), global_vector.shape[0])
+            encoder, cfg = self._round_config(
+                server_round, len(nodes), global_vector.shape[0], keys
+            )
         except ConfigError as exc:
             # How many nodes a round samples depends on who connected: settings that do not
             # fit this many skip the round (logged), they do not stop the ServerApp.
@@ -220,7 +244,6 @@ class SecureAggregation(Strategy):
             return []
         raw = cfg.to_bytes()
         graph, threshold = cfg.graph, cfg.threshold
-        client_of = {node: i + 1 for i, node in enumerate(nodes)}
         rnd = _Round(
             session=ServerSession(cfg, transport_dedupes=True),  # one reply per message
             encoder=encoder,
@@ -244,7 +267,7 @@ class SecureAggregation(Strategy):
         }
         outgoing = {client_of[node]: encode_setup(setup, client_of[node]) for node in nodes}
         report.bytes_sent += len(raw) * len(nodes)
-        waited = 0.0
+        waited = identify_wait
         try:
             # Keys and shares first; the model goes out with the third message, so the
             # update is masked as soon as it exists and never waits in a saved session.
@@ -271,8 +294,9 @@ class SecureAggregation(Strategy):
         out = []
         for m in messages:
             node = m.metadata.dst_node_id
-            delivery = deliveries.get(client_of[node])
-            if delivery is None or client_of[node] not in ready:
+            client = client_of.get(node)  # None: left out at identify
+            delivery = deliveries.get(client) if client is not None else None
+            if delivery is None or client not in ready:
                 continue  # dropped before its shares were routed, or would refuse: no model
             content = RecordDict(dict(m.content.items()))
             content[RECORD_KEY] = ConfigRecord(
@@ -289,7 +313,62 @@ class SecureAggregation(Strategy):
             )
         return out
 
-    def _round_config(self, server_round: int, n: int, d: int) -> tuple[UpdateEncoder, RoundConfig]:
+    def _identify(
+        self, grid: Grid, nodes: list[int], server_round: int, report: RoundReport
+    ) -> dict[int, bytes]:
+        """Signed mode: ask every node for its identity public key; {node: key} for those
+        that answer with a well-formed key no other node gave."""
+        messages = [
+            Message(
+                content=RecordDict({RECORD_KEY: ConfigRecord({"stage": IDENTIFY})}),
+                dst_node_id=node,
+                message_type=MessageType.TRAIN,
+                group_id=str(server_round),
+            )
+            for node in nodes
+        ]
+        answers = grid.send_and_receive(messages, timeout=self.timeout)
+        sampled = set(nodes)
+        given: dict[int, bytes] = {}
+        for msg in answers:
+            node = msg.metadata.src_node_id
+            if node not in sampled or node in given:
+                continue
+            if msg.has_error():
+                report.declined[node] = f"error reply: {_cut(str(msg.error.reason))}"
+                continue
+            try:
+                rec = record_of(msg)
+                if rec is None:
+                    report.declined[node] = "reply without secureagg's record"
+                    continue
+                if "declined" in rec:
+                    report.declined[node] = str(rec["declined"])[:200]
+                    continue
+                key = rec.get("data")
+                if rec.get("stage") != IDENTIFY or not isinstance(key, bytes) or len(key) != 32:
+                    report.declined[node] = "reply is not an identify message with a 32-byte key"
+                    continue
+                Ed25519PublicKey.from_public_bytes(key)
+            except (SecureAggError, TypeError, ValueError, KeyError) as exc:
+                report.declined[node] = f"unreadable reply ({type(exc).__name__})"
+                continue
+            report.bytes_received += len(key)
+            given[node] = key
+        count: dict[bytes, int] = {}
+        for key in given.values():
+            count[key] = count.get(key, 0) + 1
+        for node, key in list(given.items()):
+            if count[key] > 1:  # which node owns it is unknowable: none of them takes part
+                report.declined[node] = "its identity key is another node's too"
+                del given[node]
+        for node in sorted(sampled - given.keys()):
+            report.dropouts[node] = IDENTIFY
+        return given
+
+    def _round_config(
+        self, server_round: int, n: int, d: int, keys: Mapping[int, bytes]
+    ) -> tuple[UpdateEncoder, RoundConfig]:
         """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit."""
         encoder = UpdateEncoder(
             d,
@@ -317,7 +396,13 @@ class SecureAggregation(Strategy):
                 f"{default_threshold(graph.degree)} for {n} nodes)"
             )
         cfg = RoundConfig(
-            round_id=round_id, bits=encoder.bits, d=encoder.length, threshold=threshold, graph=graph
+            round_id=round_id,
+            bits=encoder.bits,
+            d=encoder.length,
+            threshold=threshold,
+            graph=graph,
+            signed=self.signed,
+            identity_keys=dict(keys),
         )
         return encoder, cfg
 
@@ -416,8 +501,10 @@ class SecureAggregation(Strategy):
         report, session = rnd.report, rnd.session
         report.server_seconds += seconds
         report.aborted = aborted
+        left_out = {n: s for n, s in report.dropouts.items() if s == IDENTIFY}
         report.dropouts = {
-            rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())
+            **left_out,
+            **{rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())},
         }
         report.rejected = [
             f"{stage_name(r.stage)}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
@@ -473,12 +560,13 @@ class SecureAggregation(Strategy):
         """Log the secure-aggregation settings, then the wrapped strategy's summary."""
         log.info(
             "SecureAggregation: max_examples=%d threshold=%s degree=%s frac_bits=%d clip=%g "
-            "timeout=%s",
+            "timeout=%s signed=%s",
             self.max_examples,
             self.threshold or "majority",
             self.degree or "complete",
             self.frac_bits,
             self.clip,
             self.timeout,
+            self.signed,
         )
         self.strategy.summary()
