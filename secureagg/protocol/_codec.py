@@ -15,7 +15,7 @@ import numpy as np
 from secureagg._exceptions import DecodeError
 from secureagg.hazmat import OVERHEAD, SHARE_SIZE
 from secureagg.protocol._commitment import COMMITMENT_SIZE
-from secureagg.protocol._config import MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
+from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -48,7 +48,6 @@ VERSION = 1
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 CIPHERTEXT_SIZE = OVERHEAD + 2 * SHARE_SIZE  # nonce + (share of s_sk, share of b) + tag
-MAX_CLIENTS = 2**20
 MAX_MESSAGE_BYTES = 2**31
 
 _TYPES: dict[type, int] = {
