@@ -56,9 +56,9 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     session is kept in ``context.state`` between messages.
 
     Signed mode (docs/flower.md): a node whose node config names ``secureagg-identity-key``
-    answers an "identify" message with its public key, and one that names
-    ``secureagg-members`` takes part only in signed rounds whose identity keys are all
-    in that list, its own key for its own id.
+    answers an "identify" message with its public key; a node that names it or
+    ``secureagg-members`` takes part only in signed rounds, and only in those whose identity
+    keys are all in its members list, its own key for its own id.
     """
     if msg.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
         return call_next(msg, context)
@@ -153,11 +153,11 @@ def _check_signed(
     context: Context, config: RoundConfig, client_id: int
 ) -> Ed25519PrivateKey | None:
     """The identity key for a signed round whose keys are all trusted; None for an unsigned
-    round, which a node with a members list declines (a server could otherwise skip the
-    signatures)."""
+    round, which a node with a members list or an identity key declines (a server could
+    otherwise skip the signatures)."""
     members_path = _path(context, MEMBERS_KEY)
     if not config.signed:
-        if members_path is not None:
+        if members_path is not None or _path(context, IDENTITY_KEY) is not None:
             raise _Declined("an unsigned round: this node takes part only in signed rounds")
         return None
     if members_path is None:

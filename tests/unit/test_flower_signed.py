@@ -198,9 +198,12 @@ def test_a_key_outside_the_members_list_makes_the_members_decline(tmp_path: Path
     assert all("not in the members list" in why for why in declined.values())
 
 
-def test_a_member_declines_an_unsigned_round(tmp_path: Path) -> None:
+@pytest.mark.parametrize("has_members", [True, False])
+def test_a_member_declines_an_unsigned_round(tmp_path: Path, has_members: bool) -> None:
+    """So does a node with an identity key and no members file: it meant to run signed."""
     calls: list[int] = []
-    grid, _ = _grid(tmp_path, lb._app(calls=calls), 4)
+    no_file: dict[int, Path | None] = {p: None for p in range(4)}
+    grid, _ = _grid(tmp_path, lb._app(calls=calls), 4, members=None if has_members else no_file)
     strategy = lb._strategy()  # unsigned
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
