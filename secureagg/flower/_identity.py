@@ -27,6 +27,8 @@ def generate_identity(path: str | os.PathLike[str]) -> bytes:
     (ConfigError). Share the returned 32 bytes (``.hex()``) with the round's other members.
     """
     target = Path(path)
+    if not target.name:
+        raise ConfigError(f"{str(path)!r} does not name a file for the identity key")
     key = Ed25519PrivateKey.generate()
     secret = key.private_bytes_raw().hex().encode() + b"\n"
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")

@@ -307,6 +307,9 @@ def test_identity_and_members_files(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["id.key"]  # no temporary file left
     with pytest.raises(ConfigError, match="never overwritten"):
         generate_identity(path)
+    for nameless in ("", "/"):
+        with pytest.raises(ConfigError, match="does not name a file"):
+            generate_identity(nameless)
     raw = Ed25519PrivateKey.generate()
     (tmp_path / "raw.key").write_bytes(raw.private_bytes_raw())
     loaded = load_identity(tmp_path / "raw.key").public_key().public_bytes_raw()
