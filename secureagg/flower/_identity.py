@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from secureagg._exceptions import ConfigError
 
-__all__ = ["generate_identity", "load_identity", "load_members", "public_bytes"]
+__all__ = ["claim_round", "generate_identity", "load_identity", "load_members", "public_bytes"]
 
 log = logging.getLogger("secureagg.flower")
 
@@ -118,3 +118,34 @@ def load_members(path: str | os.PathLike[str]) -> frozenset[bytes]:
     if not keys:
         raise ConfigError(f"the members file {str(path)!r} lists no key")
     return frozenset(keys)
+
+
+_MAX_ROUND_LOG = 1 << 26  # 64 MiB: more than a million rounds
+
+
+def claim_round(key_path: str | os.PathLike[str], round_id: bytes) -> None:
+    """Record that this node takes part in signed round ``round_id``; ConfigError if it
+    already has, in any run.
+
+    Signatures bind the round id and config, so a round id used twice would let a server
+    count a node's old consistency signature in a new round with the same config. The log
+    is ``<key file>.rounds`` (hex, one round id a line, appended and synced before the node
+    advertises its keys).
+    """
+    log_path = Path(f"{os.fspath(key_path)}.rounds")
+    entry = round_id.hex()
+    try:
+        if log_path.exists():
+            if log_path.stat().st_size > _MAX_ROUND_LOG:
+                raise ConfigError(f"the round log {str(log_path)!r} is too large; rotate it")
+            seen = log_path.read_text(encoding="ascii").split()
+            if entry in seen:
+                raise ConfigError(f"round id {entry[:16]}... was used before: a replayed round")
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, entry.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot use the round log {str(log_path)!r}: {exc}") from exc

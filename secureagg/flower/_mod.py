@@ -12,7 +12,7 @@ from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg._exceptions import SecureAggError
 from secureagg.fl._encoding import UpdateEncoder
-from secureagg.flower._identity import load_identity, load_members, public_bytes
+from secureagg.flower._identity import claim_round, load_identity, load_members, public_bytes
 from secureagg.flower._records import (
     IDENTIFY,
     RECORD_KEY,
@@ -172,6 +172,9 @@ def _check_signed(
         raise _Declined(f"the identity keys of clients {strangers[:5]} are not in the members list")
     if len(set(keys.values())) != len(keys):
         raise _Declined("two clients of the round have the same identity key")
+    key_path = _path(context, IDENTITY_KEY)
+    if key_path is not None:
+        claim_round(key_path, config.round_id)  # a round id is signed for once, ever
     return identity
 
 

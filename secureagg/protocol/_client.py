@@ -156,7 +156,7 @@ class ClientSession:
         c, s = KeyPair.generate(), KeyPair.generate()
         signature = b""
         if self._identity is not None and self.config.signed:
-            payload = advertise_payload(self.config.round_id, self.client_id, c.public, s.public)
+            payload = advertise_payload(self.config, self.client_id, c.public, s.public)
             signature = sign(self._identity, payload)
         self._state = Advertised(c, s)
         msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
@@ -208,7 +208,7 @@ class ClientSession:
             self._abort("two advertised keys are equal")
         if cfg.signed:
             for v, e in entries.items():
-                payload = advertise_payload(cfg.round_id, v, e.c_pk, e.s_pk)
+                payload = advertise_payload(cfg, v, e.c_pk, e.s_pk)
                 if not verify(cfg.identity_keys[v], e.signature, payload):
                     self._abort(f"bad signature on the keys of client {v}")
         u1 = sorted(set(entries) - {u})
@@ -297,7 +297,7 @@ class ClientSession:
     def _on_consistency(self, state: InputSent, msg: ConsistencyRequest) -> bytes:
         self._check_lists(state.u2, msg.survivors, ())
         assert self._identity is not None  # guaranteed by __init__ in signed mode
-        signature = sign(self._identity, survivors_payload(self.config.round_id, msg.survivors))
+        signature = sign(self._identity, survivors_payload(self.config, msg.survivors))
         self._state = Signed(state.holdings, state.u2, msg.survivors)
         return encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
 
@@ -313,7 +313,7 @@ class ClientSession:
         if signed_survivors is not None:
             if msg.survivors != signed_survivors:
                 self._abort("the survivor list differs from the one it signed")
-            payload = survivors_payload(cfg.round_id, msg.survivors)
+            payload = survivors_payload(cfg, msg.survivors)
             alive = frozenset(msg.survivors)
             for v, sig in msg.signatures:
                 if v not in alive or not verify(cfg.identity_keys[v], sig, payload):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+import hashlib
 import os
 import struct
 from collections.abc import Mapping
@@ -52,6 +54,9 @@ def new_round_id(counter: int = 0) -> bytes:
     return os.urandom(16) + struct.pack(">Q", counter)
 
 
+_DIGEST_LABEL = b"secureagg/v1/config"
+
+
 @dataclass(frozen=True)
 class RoundConfig:
     """What every party of one round agrees on before it starts.
@@ -95,6 +100,14 @@ class RoundConfig:
             ]
             if bad:
                 raise ConfigError(f"identity keys must be 32-byte Ed25519 keys: {bad[:5]}")
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of the whole config (:meth:`to_bytes`): what signed mode signs with U3 and
+        the advertised keys, so a signature made under one config never counts under another
+        (a server that showed clients different configs under one round id would otherwise
+        split them into groups whose quorums share no honest signer)."""
+        return hashlib.sha256(_DIGEST_LABEL + self.to_bytes()).digest()
 
     @property
     def consistency_quorum(self) -> int:

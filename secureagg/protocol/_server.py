@@ -191,7 +191,7 @@ class ServerSession:
         except InvalidKeyError:
             return "an invalid (low-order) public key"
         if cfg.signed:
-            payload = advertise_payload(cfg.round_id, msg.sender, msg.c_pk, msg.s_pk)
+            payload = advertise_payload(cfg, msg.sender, msg.c_pk, msg.s_pk)
             if not verify(cfg.identity_keys[msg.sender], msg.signature, payload):
                 return "bad signature on advertised keys"
         elif msg.signature:
@@ -236,7 +236,7 @@ class ServerSession:
     def _accept_signature(self, state: CollectSignatures, msg: ConsistencySignature) -> str | None:
         if msg.sender not in state.u3:
             return "a signature from a client not in U3"
-        payload = survivors_payload(self.config.round_id, state.u3)
+        payload = survivors_payload(self.config, state.u3)
         if not verify(self.config.identity_keys[msg.sender], msg.signature, payload):
             return "bad signature on the survivor list"
         state.signatures[msg.sender] = msg.signature

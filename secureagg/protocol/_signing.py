@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+if TYPE_CHECKING:
+    from secureagg.protocol._config import RoundConfig
+
 __all__ = ["advertise_payload", "identity_public", "sign", "survivors_payload", "verify"]
 
-_ADVERTISE = b"secureagg/v1/advertise"
-_SURVIVORS = b"secureagg/v1/survivors"
+_ADVERTISE = b"secureagg/v2/advertise"
+_SURVIVORS = b"secureagg/v2/survivors"
 
 
-def advertise_payload(round_id: bytes, client: int, c_pk: bytes, s_pk: bytes) -> bytes:
-    """The bytes a client signs when it advertises its keys."""
-    return _ADVERTISE + bytes((len(round_id),)) + round_id + struct.pack(">I", client) + c_pk + s_pk
+def _round(config: RoundConfig) -> bytes:
+    """The round id and the digest of the whole config: a signature binds both."""
+    rid = config.round_id
+    return bytes((len(rid),)) + rid + config.digest
 
 
-def survivors_payload(round_id: bytes, survivors: tuple[int, ...]) -> bytes:
-    """The bytes a client signs in the consistency check: the round and U3."""
+def advertise_payload(config: RoundConfig, client: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """The bytes a client signs when it advertises its keys (under this exact config)."""
+    return _ADVERTISE + _round(config) + struct.pack(">I", client) + c_pk + s_pk
+
+
+def survivors_payload(config: RoundConfig, survivors: tuple[int, ...]) -> bytes:
+    """The bytes a client signs in the consistency check: the round, its config and U3."""
     ids = struct.pack(f">I{len(survivors)}I", len(survivors), *survivors)
-    return _SURVIVORS + bytes((len(round_id),)) + round_id + ids
+    return _SURVIVORS + _round(config) + ids
 
 
 def identity_public(key: Ed25519PrivateKey) -> bytes:

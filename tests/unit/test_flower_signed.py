@@ -337,3 +337,36 @@ def test_signed_is_a_bool_setting() -> None:
         SecureAggregation.from_config(fedavg, {**base, "secureagg-signed": 1})
     with pytest.raises(ConfigError, match="signed"):
         SecureAggregation(fedavg, max_examples=10, signed="yes")  # type: ignore[arg-type]
+
+
+class _ReusesRoundIds(SecureAggregation):
+    """A server that gives every round the same round id."""
+
+    def configure_train(self, server_round: int, *args: Any, **kwargs: Any) -> Any:
+        import secureagg.flower._strategy as strategy_module
+
+        real = strategy_module.new_round_id
+        strategy_module.new_round_id = lambda counter=0: bytes(16) + bytes(8)  # type: ignore[assignment]
+        try:
+            return super().configure_train(server_round, *args, **kwargs)
+        finally:
+            strategy_module.new_round_id = real  # type: ignore[assignment]
+
+
+def test_a_replayed_round_id_is_declined_by_every_member(tmp_path: Path) -> None:
+    """Signatures bind the round id and the config; a round id a node signed for once is
+    refused ever after (the node's round log sits next to its key), so old consistency
+    signatures can never count in a new round."""
+    grid, _ = _grid(tmp_path, lb._app(), 4)
+    strategy = _ReusesRoundIds(
+        lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2),
+        max_examples=lb.MAX_EXAMPLES,
+        signed=True,
+    )
+    lb._run(grid, strategy, 2)
+    assert strategy.reports[1].aborted is None
+    second = strategy.reports[2]
+    assert second.aborted is not None
+    assert len(_declined(second)) == 4
+    assert all("used before" in why for why in _declined(second).values())
+    assert (tmp_path / "node0.key.rounds").read_text().split() == [(bytes(24)).hex()]

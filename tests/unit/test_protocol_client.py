@@ -328,3 +328,32 @@ def test_masked_vector_leaves_no_input_behind() -> None:
     assert isinstance(msg, MaskedInput) and msg.excluded == ()
     assert r.clients[1]._input is None
     assert isinstance(decode(r.out[2]), SharesDelivery)
+
+
+def test_signatures_made_under_one_config_do_not_count_under_another() -> None:
+    """A server that shows two groups two configs under one round id (another n, t or
+    graph) would get two quorums with no honest signer in common. Every signed payload
+    carries the config's digest, so the groups' signatures never verify across configs,
+    and a client shown another group's signatures refuses to unmask."""
+    from secureagg.protocol._signing import advertise_payload, survivors_payload, verify
+
+    r = Round(n=6, t=3, signed=True)
+    r.until(Stage.CONSISTENCY)
+    r.step()  # every client signs the real U3 under r.config
+    msg = decode(r.out[1])
+    assert isinstance(msg, UnmaskRequest)
+    other = dataclasses.replace(r.config, threshold=4)  # same round id, same keys
+    assert other.round_id == r.config.round_id and other.digest != r.config.digest
+    keys = r.config.identity_keys
+    for v, sig in msg.signatures:
+        assert verify(keys[v], sig, survivors_payload(r.config, msg.survivors))
+        assert not verify(keys[v], sig, survivors_payload(other, msg.survivors))
+    key = r.identities[3]
+    c_pk, s_pk = bytes(32), bytes(range(32))
+    signed = key.sign(advertise_payload(r.config, 3, c_pk, s_pk))
+    assert not verify(keys[3], signed, advertise_payload(other, 3, c_pk, s_pk))
+    # A client holding the other config rejects the first group's signatures outright.
+    c1 = ClientSession(other, 1, identity=r.identities[1])
+    c1._state = r.clients[1]._state  # the same secrets and signed U3, only the config differs
+    with pytest.raises(RoundAborted, match="bad consistency signature"):
+        c1.receive(r.out[1])
