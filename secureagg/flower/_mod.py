@@ -41,6 +41,10 @@ MEMBERS_KEY = "secureagg-members"
 takes part in signed rounds."""
 
 
+_UNMASKED = b"/unmask"
+"""Suffix of a round id in the round log once the node has answered its unmask request."""
+
+
 class _Declined(Exception):
     """This client does not take part in the round (the reason goes to the server)."""
 
@@ -199,7 +203,15 @@ def _step(
             context.state.config_records.pop(STATE_KEY, None)
             return out  # the app failed: Flower reports its error, the server drops this client
     else:
-        out = reply(msg, {"stage": stage_name(expected), "data": session.receive(data)})
+        answer = session.receive(data)
+        if expected is Stage.UNMASK and session.config.signed:
+            # The Context is saved after the reply leaves: a node that dies in between would
+            # restore a session that answers unmask again. The round log, written first,
+            # refuses that second answer (signed mode, where a key file names its place).
+            key_path = _path(context, IDENTITY_KEY)
+            if key_path is not None:
+                claim_round(key_path, session.config.round_id + _UNMASKED)
+        out = reply(msg, {"stage": stage_name(expected), "data": answer})
     if session.stage is None:
         context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
     else:

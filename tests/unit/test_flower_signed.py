@@ -9,6 +9,7 @@ own, gets declines instead of keys.
 
 from __future__ import annotations
 
+import copy
 import os
 import stat
 from collections.abc import Iterable, Mapping
@@ -369,4 +370,35 @@ def test_a_replayed_round_id_is_declined_by_every_member(tmp_path: Path) -> None
     assert second.aborted is not None
     assert len(_declined(second)) == 4
     assert all("used before" in why for why in _declined(second).values())
-    assert (tmp_path / "node0.key.rounds").read_text().split() == [(bytes(24)).hex()]
+    rid = bytes(24)
+    assert (tmp_path / "node0.key.rounds").read_text().split() == [
+        rid.hex(),
+        (rid + b"/unmask").hex(),  # logged before the unmask answer left the node
+    ]
+
+
+def test_a_session_rolled_back_to_before_unmask_does_not_answer_again(tmp_path: Path) -> None:
+    """Flower saves a ClientApp's Context after its reply leaves; a node that dies in between
+    restores the session from before unmask. Asked again (the server names other dropouts,
+    say), it must not answer: its round log already holds the unmask answer."""
+    snapshots: dict[int, RecordDict] = {}
+
+    def keep_state(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if lb._stage(msg) == "unmask":
+            snapshots[lb._partition(context.node_id)] = copy.deepcopy(context.state)
+        return call_next(msg, context)
+
+    grid, _ = _grid(tmp_path, lb._app(keep_state), 4)
+    strategy = _signed()
+    lb._run(grid, strategy, 1)
+    assert strategy.reports[1].aborted is None
+    (unmask,) = [
+        m
+        for m in grid.sent
+        if lb._stage(m) == "unmask" and lb._partition(m.metadata.dst_node_id) == 0
+    ]
+    node = next(n for n in grid.contexts if lb._partition(n) == 0)
+    grid.contexts[node].state = snapshots[0]  # the rollback
+    answer = lb._ask(grid, copy.deepcopy(unmask))
+    rec = answer.content[RECORD_KEY]
+    assert "data" not in rec and "used before" in str(rec["declined"])
