@@ -29,7 +29,7 @@ from secureagg.protocol._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from secureagg.protocol._wire import Reader, check_increasing, u8, u32
+from secureagg.protocol._wire import Reader, check_increasing, id_list, u8, u32
 
 __all__ = [
     "CIPHERTEXT_SIZE",
@@ -77,10 +77,6 @@ def _pairs(items: tuple[tuple[int, bytes], ...]) -> bytes:
     return u32(len(items)) + b"".join(u32(i) + blob for i, blob in items)
 
 
-def _ids(ids: tuple[int, ...]) -> bytes:
-    return u32(len(ids)) + struct.pack(f">{len(ids)}I", *ids)
-
-
 def encode(msg: Message) -> bytes:
     """The wire bytes of ``msg``. Assumes a well-formed message (sessions build them)."""
     if isinstance(msg, AdvertiseKeys):
@@ -103,19 +99,19 @@ def encode(msg: Message) -> bytes:
         return b"".join(
             (
                 _header(5, msg.round_id, msg.sender),
-                _ids(msg.excluded),
+                id_list(msg.excluded),
                 u8(width),
                 u32(vec.shape[0]),
                 words,
             )
         )
     if isinstance(msg, ConsistencyRequest):
-        return _header(6, msg.round_id, msg.recipient) + _ids(msg.survivors)
+        return _header(6, msg.round_id, msg.recipient) + id_list(msg.survivors)
     if isinstance(msg, ConsistencySignature):
         return _header(7, msg.round_id, msg.sender) + msg.signature
     if isinstance(msg, UnmaskRequest):
         head = _header(8, msg.round_id, msg.recipient)
-        return head + _ids(msg.survivors) + _ids(msg.dropped) + _pairs(msg.signatures)
+        return head + id_list(msg.survivors) + id_list(msg.dropped) + _pairs(msg.signatures)
     head = _header(9, msg.round_id, msg.sender)
     return head + _pairs(msg.seed_shares) + _pairs(msg.key_shares)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat import MAX_BITS
 from secureagg.protocol._graph import Graph, check_client_id
-from secureagg.protocol._wire import Reader, check_increasing, u8, u32
+from secureagg.protocol._wire import Reader, check_increasing, id_list, u8, u32
 
 __all__ = [
     "CONFIG_MAGIC",
@@ -134,8 +134,7 @@ class RoundConfig:
             u32(self.d),
             u32(self.threshold),
             u8(flags),
-            u32(len(graph.ids)),
-            struct.pack(f">{len(graph.ids)}I", *graph.ids),
+            id_list(graph.ids),
             u32(graph.degree),
         ]
         if not graph.is_complete:

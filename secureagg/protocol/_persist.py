@@ -28,7 +28,7 @@ from secureagg.protocol._client_state import (
     Signed,
 )
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, RoundConfig
-from secureagg.protocol._wire import Reader, check_increasing, u8, u32
+from secureagg.protocol._wire import Reader, check_increasing, id_list, u8, u32
 
 __all__ = ["STATE_MAGIC", "STATE_VERSION", "SavedSession", "decode_state", "encode_state"]
 
@@ -69,10 +69,6 @@ def _holdings(holdings: dict[int, tuple[bytes, bytes]]) -> bytes:
     return u32(len(items)) + b"".join(u32(v) + s + b for v, (s, b) in items)
 
 
-def _ids(ids: tuple[int, ...] | list[int]) -> bytes:
-    return u32(len(ids)) + struct.pack(f">{len(ids)}I", *ids)
-
-
 def _body(state: ClientState) -> bytes:
     if isinstance(state, Advertised):
         return state.c.private + state.s.private
@@ -83,9 +79,9 @@ def _body(state: ClientState) -> bytes:
             (state.s.private, u32(len(peers)), rows, state.seed, state.own[0], state.own[1])
         )
     if isinstance(state, InputSent):
-        return _holdings(state.holdings) + _ids(sorted(state.u2))
+        return _holdings(state.holdings) + id_list(sorted(state.u2))
     if isinstance(state, Signed):
-        return _holdings(state.holdings) + _ids(sorted(state.u2)) + _ids(state.survivors)
+        return _holdings(state.holdings) + id_list(sorted(state.u2)) + id_list(state.survivors)
     if isinstance(state, Aborted):
         reason = state.reason[: _MAX_REASON_BYTES // 4].encode()
         return u32(len(reason)) + reason

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,11 @@ def u8(value: int) -> bytes:
 def u32(value: int) -> bytes:
     """A big-endian unsigned 32-bit int."""
     return _U32.pack(value)
+
+
+def id_list(ids: Sequence[int]) -> bytes:
+    """A u32 count, then each client id as a big-endian u32 (what :meth:`Reader.ids` reads)."""
+    return u32(len(ids)) + struct.pack(f">{len(ids)}I", *ids)
 
 
 class Reader:
