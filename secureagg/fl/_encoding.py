@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
-from secureagg.hazmat import QuantConfig, dequantize_sum, make_config, quantize
+from secureagg.hazmat import QuantConfig, centered_sum, make_config, quantize
 from secureagg.privacy._update import LocalUpdate
 
 __all__ = ["Decoded", "UpdateEncoder", "plain_average"]
@@ -125,18 +125,20 @@ class UpdateEncoder:
         """
         if members < 1:
             raise ConfigError("no client update to decode")
-        s = dequantize_sum(total, self.quant)
-        if s.shape != (self.length,):
-            raise ConfigError(f"sum has shape {s.shape}, expected ({self.length},)")
-        c = self.quant.clip
-        w = float(s[self.d]) / c
+        q = centered_sum(total, self.quant)  # the sum times 2^f, as exact integers
+        if q.shape != (self.length,):
+            raise ConfigError(f"sum has shape {q.shape}, expected ({self.length},)")
+        c, scale = self.quant.clip, self.quant.scale
+        w = float(q[self.d]) / scale / c
         ulp = math.ldexp(1.0, -self.quant.frac_bits)
         e_s = members * (ulp + c * _F32_SLACK)
         e_w = e_s / c
         if w <= e_w:
             raise ConfigError("the summed weight is lost in quantisation error; raise frac_bits")
-        avg = s[: self.d] / w
-        top = float(np.max(np.abs(avg))) if self.d else 0.0
+        body = q[: self.d]
+        factor = 1.0 / (scale * w)
+        avg = np.multiply(body, factor, dtype=np.float64)  # one pass: (q / 2^f) / w
+        top = max(int(body.max()), -int(body.min())) * factor if self.d else 0.0
         bound = (top * e_w + e_s) / (w - e_w)
         bound = bound * (1 + 1e-9) + 1e-15  # float64 rounding of the divisions
         return Decoded(avg, w * self.max_examples, bound)

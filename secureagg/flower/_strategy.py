@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.app.typing import ConfigRecordValues
@@ -23,8 +21,9 @@ from secureagg.flower._records import (
     IDENTIFY,
     RECORD_KEY,
     SETUP,
-    arrays_like,
-    flat_arrays,
+    apply_update,
+    model_size,
+    payload,
     record_of,
     stage_name,
 )
@@ -79,7 +78,6 @@ class _Round:
     session: ServerSession
     encoder: UpdateEncoder
     global_arrays: ArrayRecord
-    global_vector: npt.NDArray[np.float64]
     node_of: dict[int, int]  # client id -> Flower node id
     client_of: dict[int, int]  # Flower node id -> client id
     grid: Grid
@@ -218,7 +216,7 @@ class SecureAggregation(Strategy):
             report.aborted = f"secure aggregation needs at least 3 nodes, {len(nodes)} sampled"
             log.error("secureagg round %d skipped: %s", server_round, report.aborted)
             return []
-        global_vector = flat_arrays(arrays)
+        d = model_size(arrays)
         start_identify = time.perf_counter()
         identities = self._identify(grid, nodes, server_round, report) if self.signed else {}
         identify_wait = time.perf_counter() - start_identify
@@ -233,9 +231,7 @@ class SecureAggregation(Strategy):
         client_of = {node: i + 1 for i, node in enumerate(nodes)}
         keys = {client_of[node]: key for node, key in identities.items()}
         try:
-            encoder, cfg = self._round_config(
-                server_round, len(nodes), global_vector.shape[0], keys
-            )
+            encoder, cfg = self._round_config(server_round, len(nodes), d, keys)
         except ConfigError as exc:
             # How many nodes a round samples depends on who connected: settings that do not
             # fit this many skip the round (logged), they do not stop the ServerApp.
@@ -248,7 +244,6 @@ class SecureAggregation(Strategy):
             session=ServerSession(cfg, transport_dedupes=True),  # one reply per message
             encoder=encoder,
             global_arrays=arrays,
-            global_vector=global_vector,
             node_of={c: n for n, c in client_of.items()},
             client_of=client_of,
             grid=grid,
@@ -345,7 +340,7 @@ class SecureAggregation(Strategy):
                 if "declined" in rec:
                     report.declined[node] = str(rec["declined"])[:200]
                     continue
-                key = rec.get("data")
+                key = payload(msg, rec)
                 if rec.get("stage") != IDENTIFY or not isinstance(key, bytes) or len(key) != 32:
                     report.declined[node] = "reply is not an identify message with a 32-byte key"
                     continue
@@ -431,7 +426,7 @@ class SecureAggregation(Strategy):
         result = session.result
         try:
             decoded = rnd.encoder.decode(result.total, len(result.survivors))
-            new = arrays_like(decoded.average + rnd.global_vector, rnd.global_arrays)
+            new = apply_update(rnd.global_arrays, decoded.average)
         except SecureAggError as exc:
             # A client can put any value in its masked input: a sum whose weight does not
             # decode (zero or negative) fails the round; it must not stop the ServerApp.
@@ -532,8 +527,8 @@ class SecureAggregation(Strategy):
                 if "declined" in rec:
                     rnd.report.declined[node] = str(rec["declined"])[:200]
                     continue
-                data = rec.get("data")
-                if rec.get("stage") != want or not isinstance(data, bytes):
+                data = payload(msg, rec)
+                if rec.get("stage") != want or data is None:
                     rnd.report.declined[node] = f"reply is not a {want} message"
                     continue
             except (SecureAggError, TypeError, ValueError, KeyError) as exc:

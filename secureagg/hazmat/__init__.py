@@ -18,7 +18,7 @@ What is here:
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
-  :func:`quantize`, :func:`dequantize_sum`.
+  :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`.
 """
 
 from secureagg.hazmat._aead import AEAD_VERSION, OVERHEAD, associated_data, open_sealed, seal
@@ -34,6 +34,7 @@ from secureagg.hazmat._modarith import MAX_BITS, add_into, element_dtype, sub_in
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
+    centered_sum,
     choose_bits,
     dequantize_sum,
     make_config,
@@ -58,6 +59,7 @@ __all__ = [
     "add_into",
     "agree",
     "associated_data",
+    "centered_sum",
     "choose_bits",
     "combine",
     "dequantize_sum",

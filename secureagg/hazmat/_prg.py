@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,11 @@ _ZEROS = memoryview(bytes(_CHUNK_BYTES))  # shared read-only plaintext for the k
 
 def _check_seed(seed: object) -> bytes:
     return check_key("seed", seed)
+
+
+def _stream(seed: bytes) -> Any:
+    """The AES-256-CTR keystream of ``seed`` (zero IV), as an encryptor of zeros."""
+    return Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
 
 
 def _chunks(d: int, itemsize: int) -> range:
@@ -52,7 +58,7 @@ def expand_mask(
         or not out.flags.writeable
     ):
         raise ConfigError(f"out must be a writeable contiguous {dtype} array of shape ({d},)")
-    enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
+    enc = _stream(seed)
     step = _CHUNK_BYTES // dtype.itemsize
     for i in _chunks(d, dtype.itemsize):
         part = out[i : i + step]
@@ -77,28 +83,44 @@ class MaskBuffer:
         self._step = _CHUNK_BYTES // self.dtype.itemsize
         self._scratch = np.empty(min(self.d, self._step), dtype=self.dtype)
 
-    def _apply(self, acc: npt.NDArray[Any], seed: bytes, subtract: bool) -> None:
-        seed = _check_seed(seed)
+    def apply(
+        self,
+        acc: npt.NDArray[Any],
+        *,
+        add: Sequence[bytes] = (),
+        subtract: Sequence[bytes] = (),
+    ) -> None:
+        """acc += sum of PRG(s) for s in ``add``, minus those in ``subtract``, mod 2^b.
+
+        In place, in one pass over ``acc``: each cache-sized piece of ``acc`` takes every
+        mask's piece before the next is read, so ``acc`` crosses memory once, not once per
+        mask. Every seed is checked before ``acc`` changes.
+        """
+        plus = [_check_seed(seed) for seed in add]
+        minus = [_check_seed(seed) for seed in subtract]
         if not isinstance(acc, np.ndarray) or acc.dtype != self.dtype or acc.shape != (self.d,):
             raise ConfigError(f"acc must be a {self.dtype} array of shape ({self.d},)")
         if not acc.flags.writeable:
             raise ConfigError("acc must be writeable")
-        enc = Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
-        op = np.subtract if subtract else np.add
+        streams: list[tuple[Any, np.ufunc]] = [(_stream(seed), np.add) for seed in plus]
+        streams += [(_stream(seed), np.subtract) for seed in minus]
+        if not streams:
+            return
         for i in _chunks(self.d, self.dtype.itemsize):
             part = acc[i : i + self._step]
             mask = self._scratch[: part.size]
             view = memoryview(mask).cast("B")  # type: ignore[arg-type]
-            enc.update_into(_ZEROS[: mask.nbytes], view)
-            if _BIG_ENDIAN:
-                mask.byteswap(inplace=True)
-            op(part, mask, out=part)  # wraps mod 2^w; 2^b divides 2^w
+            for enc, op in streams:
+                enc.update_into(_ZEROS[: mask.nbytes], view)
+                if _BIG_ENDIAN:
+                    mask.byteswap(inplace=True)
+                op(part, mask, out=part)  # wraps mod 2^w; 2^b divides 2^w
             reduce_into(part, self.bits)
 
     def add_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
         """acc += PRG(seed) mod 2^b, in place."""
-        self._apply(acc, seed, subtract=False)
+        self.apply(acc, add=(seed,))
 
     def subtract_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
         """acc -= PRG(seed) mod 2^b, in place."""
-        self._apply(acc, seed, subtract=True)
+        self.apply(acc, subtract=(seed,))

@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._modarith import MAX_BITS, check_bits, element_dtype, reduce_into
 
-__all__ = ["QuantConfig", "choose_bits", "dequantize_sum", "make_config", "quantize"]
+__all__ = [
+    "QuantConfig",
+    "centered_sum",
+    "choose_bits",
+    "dequantize_sum",
+    "make_config",
+    "quantize",
+]
 
 _MAX_FRAC_BITS = 62
 _SIGNED = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -144,30 +151,32 @@ def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) ->
     return out.reshape(x.shape)
 
 
-def dequantize_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[np.float64]:
-    """A sum of quantised inputs mod 2^b, read as two's complement and divided by 2^f."""
+def centered_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[Any]:
+    """A sum of quantised inputs mod 2^b as signed integers in [-2^(b-1), 2^(b-1)).
+
+    Two's complement in the word width (int16, int32 or int64): the b bits are shifted to
+    the top of the word and shifted back arithmetically, which sign-extends them. May share
+    memory with ``s`` (when b fills the word); do not write to it.
+    """
     dtype = element_dtype(cfg.bits)
     if not isinstance(s, np.ndarray) or s.dtype != dtype:
         raise ConfigError(f"s must be a numpy array of dtype {dtype}")
-    b = cfg.bits
-    if b > 32:
-        if b == 64:
-            signed = s.view(np.int64)
-        else:
-            signed = s.astype(np.int64)
-            signed &= (1 << b) - 1
-            signed ^= 1 << (b - 1)
-            signed -= 1 << (b - 1)
-        wide: npt.NDArray[np.float64] = signed.astype(np.float64)  # rounds only beyond 2^53
-        wide /= cfg.scale
-        return wide
-    # Offset binary: (s mod 2^b) XOR 2^(b-1) is s + 2^(b-1) as an unsigned number, so the
-    # signed value is that minus 2^(b-1). Both terms are exact in float64 (b <= 32 here,
-    # far below 2^53), and scaling by the power of two 2^-f is exact too.
-    half = 1 << (b - 1)
-    shifted = s & dtype.type((1 << b) - 1)
-    shifted ^= dtype.type(half)
-    out: npt.NDArray[np.float64] = shifted.astype(np.float64)
-    out -= half
-    out *= 1.0 / cfg.scale
+    width = 8 * dtype.itemsize
+    signed = np.dtype(f"int{width}")
+    if cfg.bits == width:
+        return s.view(signed)
+    gap = width - cfg.bits
+    out: npt.NDArray[Any] = np.left_shift(s, dtype.type(gap)).view(signed)  # drops bits above b
+    np.right_shift(out, signed.type(gap), out=out)
+    return out
+
+
+def dequantize_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[np.float64]:
+    """A sum of quantised inputs mod 2^b, read as two's complement and divided by 2^f.
+
+    Exact for b <= 53 (every integer converts to float64 exactly and 2^-f is a power of two).
+    """
+    out: npt.NDArray[np.float64] = np.multiply(
+        centered_sum(s, cfg), 1.0 / cfg.scale, dtype=np.float64
+    )
     return out

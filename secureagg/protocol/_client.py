@@ -257,18 +257,16 @@ class ClientSession:
         y = self._input
         if y is None:
             self._abort("no input was provided before the masked-input stage")
-        buf = MaskBuffer(cfg.d, cfg.bits)
-        buf.add_mask(y, state.seed)
+        add: list[bytes] = [state.seed]
+        subtract: list[bytes] = []
         for v in sorted(u2):
             try:
                 shared = state.s.agree(state.s_pks[v])
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
             seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
-            if u < v:
-                buf.add_mask(y, seed)
-            else:
-                buf.subtract_mask(y, seed)
+            (add if u < v else subtract).append(seed)
+        MaskBuffer(cfg.d, cfg.bits).apply(y, add=add, subtract=subtract)
         self._input = None
         self._state = InputSent(holdings, u2)
         return encode(MaskedInput(cfg.round_id, u, tuple(failed), y))

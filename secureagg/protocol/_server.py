@@ -395,14 +395,11 @@ class ServerSession:
                 seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
                 pair_seeds.append((seed, u < v))
         acc = state.acc
-        buf = MaskBuffer(cfg.d, cfg.bits)
-        for seed in seeds:
-            buf.subtract_mask(acc, seed)
-        for seed, added in pair_seeds:
-            if added:
-                buf.subtract_mask(acc, seed)
-            else:
-                buf.add_mask(acc, seed)
+        MaskBuffer(cfg.d, cfg.bits).apply(
+            acc,
+            subtract=seeds + [seed for seed, added in pair_seeds if added],
+            add=[seed for seed, added in pair_seeds if not added],
+        )
         self._state = Finished(AggregateResult(acc, alive))
         return {}
 

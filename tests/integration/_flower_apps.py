@@ -23,6 +23,7 @@ from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg.flower import RECORD_KEY, secureagg_mod
+from secureagg.flower._records import payload
 from secureagg.protocol import MaskedInput, decode, encode
 
 SHAPES = {"w": (3, 4), "b": (4,)}
@@ -140,7 +141,7 @@ class Script:
             return Message(RecordDict(), reply_to=msg)
         out = call_next(msg, context)
         record = out.content.config_records[RECORD_KEY]
-        data = record["data"]
+        data = payload(out, record)
         assert isinstance(data, bytes)
         if action == GARBAGE:
             data = os.urandom(len(data))

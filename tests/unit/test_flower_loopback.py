@@ -43,6 +43,7 @@ from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_conte
 from flwr.supercore.task_identity import TaskIdentity
 
 from secureagg.flower import RECORD_KEY, STATE_KEY, SecureAggregation, secureagg_mod
+from secureagg.flower._records import DATA_KEY, INLINE_MAX, payload
 from secureagg.protocol import MaskedInput, RoundConfig, decode, encode
 
 SHAPES = {"w": (2, 3), "b": (3,)}
@@ -287,7 +288,7 @@ def test_rounds_equal_fedavg_and_no_plaintext_leaves_a_node() -> None:
             assert list(msg.content.keys()) == [RECORD_KEY]
     # Every reply carried secureagg's bytes only: no arrays, no metrics, not even the count.
     assert len(grid.replies) == 2 * 4 * 5
-    for reply in grid.replies:
+    for reply in grid.replies:  # a 9-value model: every payload fits inline
         assert list(reply.content.keys()) == [RECORD_KEY]
         assert set(reply.content[RECORD_KEY].keys()) == {"stage", "data"}
     # Nothing secret is kept between rounds once a round is over.
@@ -306,7 +307,12 @@ def test_the_saved_session_holds_keys_and_shares_never_the_update() -> None:
         saved = context.state.config_records.get(STATE_KEY)
         kept.append((stage, len(saved["session"]) if saved is not None else 0))
         if stage == "masked-input":
-            masked.append(len(out.content[RECORD_KEY]["data"]))
+            # A large payload travels as one raw-bytes Array beside the stage record.
+            assert set(out.content.keys()) == {RECORD_KEY, DATA_KEY}
+            assert set(out.content[RECORD_KEY].keys()) == {"stage"}
+            data = payload(out, out.content[RECORD_KEY])
+            assert data is not None and len(data) > INLINE_MAX
+            masked.append(len(data))
         return out
 
     d = 30_000
@@ -333,7 +339,7 @@ def _short(msg: Message, context: Context, call_next: ClientAppCallable) -> Mess
     out = call_next(msg, context)
     if stage == "masked-input" and context.node_config["partition-id"] == 1:
         rec = out.content[RECORD_KEY]
-        m = decode(rec["data"])
+        m = decode(payload(out, rec) or b"")
         assert isinstance(m, MaskedInput)
         data = encode(MaskedInput(m.round_id, m.sender, m.excluded, m.vector[:-1]))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
@@ -344,7 +350,7 @@ def _garbage(msg: Message, context: Context, call_next: ClientAppCallable) -> Me
     out = call_next(msg, context)
     if _stage(msg) == "share-keys" and context.node_config["partition-id"] == 2:
         rec = out.content[RECORD_KEY]
-        data = os.urandom(len(rec["data"]))
+        data = os.urandom(len(payload(out, rec) or b""))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
     return out
 
@@ -355,11 +361,62 @@ def _impostor(msg: Message, context: Context, call_next: ClientAppCallable) -> M
     out = call_next(msg, context)
     if stage == "masked-input" and context.node_config["partition-id"] == 3:
         rec = out.content[RECORD_KEY]
-        m = decode(rec["data"])
+        m = decode(payload(out, rec) or b"")
         assert isinstance(m, MaskedInput)
         data = encode(MaskedInput(m.round_id, 1, m.excluded, m.vector))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
     return out
+
+
+def _carry(kind: str) -> Mod:
+    """Node 1 re-sends its masked input's bytes in another wrapping (``kind``)."""
+
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        stage = _stage(msg)
+        out = call_next(msg, context)
+        if stage != "masked-input" or context.node_config["partition-id"] != 1:
+            return out
+        data = payload(out, out.content[RECORD_KEY])
+        assert data is not None
+        raw = Array(dtype="uint8", shape=(len(data),), stype="secureagg.bytes", data=data)
+        head = {"stage": "masked-input"}
+        records: dict[str, Any] = {
+            "raw": {RECORD_KEY: ConfigRecord(head), DATA_KEY: ArrayRecord({"data": raw})},
+            "both": {
+                RECORD_KEY: ConfigRecord({**head, "data": data}),
+                DATA_KEY: ArrayRecord({"data": raw}),
+            },
+            "numpy": {
+                RECORD_KEY: ConfigRecord(head),
+                DATA_KEY: ArrayRecord({"data": Array(np.frombuffer(data, np.uint8))}),
+            },
+            "two": {
+                RECORD_KEY: ConfigRecord(head),
+                DATA_KEY: ArrayRecord({"data": raw, "more": raw}),
+            },
+            "none": {RECORD_KEY: ConfigRecord(head)},
+        }
+        return Message(RecordDict(records[kind]), reply_to=msg)
+
+    return mod
+
+
+@pytest.mark.parametrize("kind", ["raw", "both", "numpy", "two", "none"])
+def test_a_masked_input_is_read_inline_or_as_one_raw_bytes_array_only(kind: str) -> None:
+    """Large payloads travel as one raw-bytes Array (see ``_records.reply``); the server
+    takes that form from any node, and drops a node whose reply holds bytes in both places,
+    a numpy array, two arrays, or none."""
+    n = 5
+    grid = LoopbackGrid(_app(_carry(kind)), n)
+    strategy = _strategy()
+    models = _run(grid, strategy, 1)
+    report = strategy.reports[1]
+    assert report.aborted is None
+    members = range(n) if kind == "raw" else [0, 2, 3, 4]
+    assert [_partition(node) for node in report.survivors] == list(members)
+    assert _max_diff(models[1], _fedavg(models[0], members, 1)) <= report.error_bound + F32_SLACK
+    declined = {_partition(node): why for node, why in report.declined.items()}
+    assert declined == ({} if kind == "raw" else {1: "reply is not a masked-input message"})
 
 
 def _wrong_kinds(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -435,7 +492,7 @@ def test_a_masked_input_that_makes_the_sum_undecodable_aborts_the_round_not_the_
         if stage != "masked-input" or p != 1 or msg.metadata.group_id != "1":
             return out
         rec = out.content[RECORD_KEY]
-        m = decode(rec["data"])
+        m = decode(payload(out, rec) or b"")
         assert isinstance(m, MaskedInput)
         vector = m.vector.copy()
         vector[-1] = (int(vector[-1]) + (1 << (bits[p] - 1))) % (1 << bits[p])
@@ -670,9 +727,10 @@ def test_a_train_message_without_secureagg_is_declined_untrained_and_evaluate_pa
     # The round's own train message typed "train.default": trained, and only masked out.
     content = RecordDict(dict(messages[0].content.items()))
     action = Message(content, dst_node_id=FIRST_NODE, message_type="train.default", group_id="1")
-    rec = _ask(grid, action).content
-    assert calls == [0] and list(rec.keys()) == [RECORD_KEY]
-    assert rec[RECORD_KEY]["stage"] == "masked-input" and isinstance(rec[RECORD_KEY]["data"], bytes)
+    answer = _ask(grid, action)
+    assert calls == [0] and list(answer.content.keys()) == [RECORD_KEY]
+    rec = answer.content[RECORD_KEY]
+    assert rec["stage"] == "masked-input" and isinstance(payload(answer, rec), bytes)
 
 
 def _with(msg: Message, **fields: Any) -> Message:
@@ -841,7 +899,7 @@ def test_an_update_beyond_the_clip_is_sent_clipped_with_a_warning(
     with caplog.at_level("WARNING", logger="secureagg.flower"):
         answer = _ask(grid, messages[0])
     rec = answer.content[RECORD_KEY]  # still takes part: its masked input
-    assert rec["stage"] == "masked-input" and isinstance(rec["data"], bytes)
+    assert rec["stage"] == "masked-input" and isinstance(payload(answer, rec), bytes)
     assert any("clipped" in r.getMessage() for r in caplog.records)
     grid, messages, _ = _train_messages(3)
     caplog.clear()

@@ -16,8 +16,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from secureagg import ConfigError, SecureAggError
 from secureagg.flower import RECORD_KEY, SecureAggregation
 from secureagg.flower._records import (
-    arrays_like,
-    flat_arrays,
+    apply_update,
+    model_size,
     record_of,
     reply,
     same_layout,
@@ -39,7 +39,7 @@ def _record(**arrays: np.ndarray) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
 
 
-def test_flat_arrays_and_arrays_like_round_trip() -> None:
+def test_apply_update_adds_in_float64_and_keeps_names_shapes_and_dtypes() -> None:
     rng = np.random.default_rng(1)
     like = _record(
         w=rng.normal(size=(3, 4)).astype(np.float32),
@@ -47,36 +47,50 @@ def test_flat_arrays_and_arrays_like_round_trip() -> None:
         h=rng.normal(size=(2, 1, 2)).astype(np.float16),
         s=np.array(0.5, dtype=np.float32),
     )
-    flat = flat_arrays(like)
-    assert flat.dtype == np.float64 and flat.shape == (12 + 4 + 4 + 1,)
-    assert np.array_equal(flat[:12], like["w"].numpy().ravel())
-    back = arrays_like(flat, like)
-    assert list(back.keys()) == ["w", "b", "h", "s"]
+    assert model_size(like) == 12 + 4 + 4 + 1
+    update = rng.normal(size=21)
+    want = np.concatenate([like[k].numpy().astype(np.float64).ravel() for k in like]) + update
+    out = apply_update(like, update.copy())
+    assert list(out.keys()) == ["w", "b", "h", "s"]
+    assert same_layout(like, out) is None
+    start = 0
     for name in like:
-        a, b = like[name].numpy(), back[name].numpy()
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-    assert same_layout(like, back) is None
-    moved = arrays_like(flat + 1.0, like)
-    assert np.allclose(flat_arrays(moved) - flat, 1.0, atol=1e-3)  # float16 keeps ~3 digits
+        a, b = like[name].numpy(), out[name].numpy()
+        assert a.dtype == b.dtype and a.shape == b.shape
+        piece = want[start : start + a.size].reshape(a.shape)
+        assert np.array_equal(b, piece.astype(a.dtype))  # the float64 sum, rounded once
+        start += a.size
+    zero = apply_update(like, np.zeros(21))
+    assert all(np.array_equal(like[k].numpy(), zero[k].numpy()) for k in like)
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_])
-def test_flat_arrays_refuses_non_floating_arrays(dtype: Any) -> None:
+def test_model_size_refuses_non_floating_arrays(dtype: Any) -> None:
     record = _record(w=np.zeros(3, np.float32), steps=np.ones(2, dtype=dtype))
     with pytest.raises(ConfigError, match=r"'steps'.*floating arrays only"):
-        flat_arrays(record)
+        model_size(record)
 
 
-def test_flat_arrays_refuses_an_empty_record() -> None:
+def test_model_size_refuses_an_empty_record_and_an_unknown_dtype() -> None:
     with pytest.raises(ConfigError, match="empty"):
-        flat_arrays(ArrayRecord())
+        model_size(ArrayRecord())
+    odd = ArrayRecord({"x": Array(dtype="not-a-dtype", shape=(2,), stype="raw", data=b"ab")})
+    with pytest.raises(ConfigError, match="floating arrays only"):
+        model_size(odd)
 
 
 @pytest.mark.parametrize("length", [6, 8])
-def test_arrays_like_refuses_a_vector_of_another_length(length: int) -> None:
+def test_apply_update_refuses_a_vector_of_another_length(length: int) -> None:
     like = _record(w=np.zeros((2, 2), np.float32), b=np.zeros(3, np.float32))
-    with pytest.raises(ConfigError, match=f"{length} elements, the arrays hold 7"):
-        arrays_like(np.zeros(length), like)
+    with pytest.raises(ConfigError, match=f"shape \\({length},\\), the arrays hold 7"):
+        apply_update(like, np.zeros(length))
+
+
+def test_apply_update_refuses_an_array_whose_data_is_not_its_shape() -> None:
+    lying = ArrayRecord({"w": Array(np.zeros(4, np.float32))})
+    lying["w"].shape = (5,)
+    with pytest.raises(ConfigError, match="holds 4 values, its shape 5"):
+        apply_update(lying, np.zeros(5))
 
 
 def test_same_layout_names_the_difference() -> None:

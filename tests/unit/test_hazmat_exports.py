@@ -7,7 +7,7 @@ import secureagg.hazmat as hz
 EXPECTED = {
     "AEAD_VERSION", "KEY_SIZE", "LABEL_MASK", "LABEL_SHARE_ENC", "MAX_BITS", "OVERHEAD",
     "PRIME", "SECRET_SIZE", "SEED_SIZE", "SHARE_SIZE", "KeyPair", "MaskBuffer", "QuantConfig",
-    "add_into", "agree", "associated_data", "choose_bits", "combine", "derive_key",
+    "add_into", "agree", "associated_data", "centered_sum", "choose_bits", "combine", "derive_key",
     "dequantize_sum", "element_dtype", "expand_mask", "make_config", "open_sealed",
     "quantize", "seal", "split", "sub_into", "zeros",
 }  # fmt: skip

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secureagg import ConfigError, InvalidKeyError
 from secureagg.hazmat import (
@@ -166,3 +168,38 @@ def test_seed_is_not_folded() -> None:
             twice[i] ^= 0x01
             twice[i + gap] ^= 0x01
             assert not np.array_equal(expand_mask(bytes(twice), 16, 32), base)
+
+
+@settings(max_examples=40)
+@given(
+    bits=st.sampled_from([3, 16, 22, 32, 40, 64]),
+    d=st.integers(min_value=0, max_value=70_000),
+    signs=st.lists(st.booleans(), max_size=5),
+)
+def test_apply_equals_one_mask_at_a_time(bits: int, d: int, signs: list[bool]) -> None:
+    """``apply`` (every mask per cache-sized piece) gives what adding and subtracting each
+    mask in turn gives, for lengths across several pieces and every word width."""
+    seeds = [os.urandom(32) for _ in signs]
+    x = expand_mask(os.urandom(32), d, bits)
+    one, buf = x.copy(), MaskBuffer(d, bits)
+    for seed, plus in zip(seeds, signs, strict=True):
+        (buf.add_mask if plus else buf.subtract_mask)(one, seed)
+    together = x.copy()
+    buf.apply(
+        together,
+        add=[s for s, plus in zip(seeds, signs, strict=True) if plus],
+        subtract=[s for s, plus in zip(seeds, signs, strict=True) if not plus],
+    )
+    assert np.array_equal(together, one)
+    if bits < 8 * together.dtype.itemsize:
+        assert int(together.max(initial=0)) < 1 << bits
+
+
+def test_apply_checks_every_seed_before_touching_acc() -> None:
+    acc = expand_mask(os.urandom(32), 1000, 32)
+    before = acc.copy()
+    with pytest.raises(InvalidKeyError):
+        MaskBuffer(1000, 32).apply(acc, add=[os.urandom(32)], subtract=[os.urandom(32), b"short"])
+    assert np.array_equal(acc, before)
+    MaskBuffer(1000, 32).apply(acc)  # no seeds: nothing to do
+    assert np.array_equal(acc, before)

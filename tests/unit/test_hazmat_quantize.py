@@ -6,11 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secureagg import ConfigError
 from secureagg.hazmat import (
     QuantConfig,
     add_into,
+    centered_sum,
     choose_bits,
     dequantize_sum,
     element_dtype,
@@ -142,3 +145,26 @@ def test_long_vector_bound_and_reproducible() -> None:
     err = dequantize_sum(q1, cfg) - np.clip(x, -1.0, 1.0)
     assert np.abs(err).max() < 2.0**-12
     assert abs(err.mean()) < 5 * 2.0**-12 / np.sqrt(x.size)  # rounding is unbiased
+
+
+@settings(max_examples=200)
+@given(data=st.data(), bits=st.integers(min_value=2, max_value=64))
+def test_centered_sum_is_twos_complement_of_the_low_b_bits(data: st.DataObject, bits: int) -> None:
+    """Every value in [-2^(b-1), 2^(b-1)), stored mod 2^b, reads back as itself; bits above
+    b (a word not yet reduced) do not change it; dequantize_sum divides it by 2^f."""
+    half = 1 << (bits - 1)
+    values = data.draw(st.lists(st.integers(-half, half - 1), min_size=1, max_size=20))
+    dtype = element_dtype(bits)
+    width = 8 * dtype.itemsize
+    junk = data.draw(
+        st.lists(
+            st.integers(0, (1 << (width - bits)) - 1), min_size=len(values), max_size=len(values)
+        )
+    )
+    words = np.array(
+        [(v % (1 << bits)) | (j << bits) for v, j in zip(values, junk, strict=True)], dtype=dtype
+    )
+    cfg = QuantConfig(max_clients=1, clip=1.0, frac_bits=0, bits=bits)
+    assert centered_sum(words, cfg).tolist() == values
+    if bits <= 53:
+        assert dequantize_sum(words, cfg).tolist() == [float(v) for v in values]
