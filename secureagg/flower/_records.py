@@ -27,7 +27,7 @@ __all__ = [
 RECORD_KEY = "secureagg"
 """The ConfigRecord, in a message's content, that carries secureagg's bytes."""
 DATA_KEY = "secureagg-data"
-"""The ArrayRecord, in a node's reply, that carries a large payload (a masked input)."""
+"""The ArrayRecord, in a node's reply, that carries a payload over :data:`INLINE_MAX` bytes."""
 STATE_KEY = "secureagg-session"
 """The ConfigRecord, in a client's Context.state, that holds its saved protocol session."""
 PRIVACY_KEY = "secureagg-privacy"

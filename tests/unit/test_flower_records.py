@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,11 @@ from flwr.supercore.task_identity import TaskIdentity
 from secureagg import ConfigError, SecureAggError
 from secureagg.flower import RECORD_KEY, SecureAggregation
 from secureagg.flower._records import (
+    DATA_KEY,
+    INLINE_MAX,
     apply_update,
     model_size,
+    payload,
     record_of,
     reply,
     same_layout,
@@ -132,6 +136,38 @@ def test_record_of_reads_only_a_config_record_of_a_content_message() -> None:
     answer = reply(msg, {"stage": "advertise", "data": b"\x01"})
     assert list(answer.content.keys()) == [RECORD_KEY]
     assert answer.metadata.dst_node_id == msg.metadata.src_node_id
+
+
+@pytest.mark.parametrize("size", [0, 1, INLINE_MAX, INLINE_MAX + 1, 300_000])
+def test_reply_inlines_up_to_inline_max_and_payload_reads_either_form(size: int) -> None:
+    msg = Message(RecordDict({RECORD_KEY: ConfigRecord({"stage": "setup"})}), 5, "train")
+    data = os.urandom(size)
+    answer = reply(msg, {"stage": "masked-input", "data": data})
+    rec = record_of(answer)
+    assert rec is not None and rec["stage"] == "masked-input"
+    if size <= INLINE_MAX:
+        assert list(answer.content.keys()) == [RECORD_KEY] and rec["data"] == data
+    else:
+        assert list(answer.content.keys()) == [RECORD_KEY, DATA_KEY] and "data" not in rec
+        (arr,) = answer.content.array_records[DATA_KEY].values()
+        assert (arr.dtype, tuple(arr.shape), arr.stype) == ("uint8", (size,), "secureagg.bytes")
+    assert payload(answer, rec) == data
+
+
+def test_payload_refuses_an_array_of_another_stype() -> None:
+    msg = Message(RecordDict({RECORD_KEY: ConfigRecord({"stage": "setup"})}), 5, "train")
+    data = os.urandom(INLINE_MAX + 1)
+    for stype in ("raw", "secureagg.Bytes", "numpy.ndarray"):
+        odd = Array(dtype="uint8", shape=(len(data),), stype=stype, data=data)
+        content = RecordDict(
+            {
+                RECORD_KEY: ConfigRecord({"stage": "masked-input"}),
+                DATA_KEY: ArrayRecord({"data": odd}),
+            }
+        )
+        answer = Message(content, reply_to=msg)
+        rec = record_of(answer)
+        assert rec is not None and payload(answer, rec) is None, stype
 
 
 # -- SecureAggregation settings --------------------------------------------------------------
