@@ -95,6 +95,21 @@ def main() -> None:
     t = median_ms(lambda: buf.add_mask(acc, seed), repeats)
     rows.append(("MaskBuffer.add_mask d=1e6 b=32", t, "raw AES-256-CTR 4 MB", base, ""))
 
+    # Ten masks into one accumulator (a client with nine neighbours; a server removing ten
+    # self-masks), b = 21: one at a time, and MaskBuffer.apply's one pass over acc.
+    seeds = [os.urandom(32) for _ in range(10)]
+    base10 = median_ms(lambda: [raw_keystream(s, src, ks) for s in seeds], repeats)
+    buf21, acc21 = MaskBuffer(D, 21), zeros(D, 21)
+
+    def one_at_a_time() -> None:
+        for i, s in enumerate(seeds):
+            (buf21.add_mask if i % 2 else buf21.subtract_mask)(acc21, s)
+
+    t = median_ms(one_at_a_time, repeats)
+    rows.append(("10 x add/subtract_mask b=21", t, "raw AES-256-CTR 10 x 4 MB", base10, ""))
+    t = median_ms(lambda: buf21.apply(acc21, add=seeds[1::2], subtract=seeds[::2]), repeats)
+    rows.append(("MaskBuffer.apply 10 masks b=21", t, "raw AES-256-CTR 10 x 4 MB", base10, ""))
+
     # Quantisation of 1e6 float32 values.
     rng = np.random.default_rng(0)
     x = rng.standard_normal(D).astype(np.float32)
