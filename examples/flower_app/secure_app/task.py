@@ -12,14 +12,15 @@ TEST_SIZE = 297  # held out for the ServerApp; the other 1500 digits are split a
 
 
 class Net(nn.Module):
-    """Multinomial logistic regression on 8x8 digit images."""
+    """A small MLP on 8x8 digit images: 64 -> 32 (ReLU) -> 10, 2,410 parameters."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.fc = nn.Linear(64, 10)
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
+        return self.fc2(torch.relu(self.fc1(x)))
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
