@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
@@ -262,7 +261,8 @@ def _train_and_mask(
     if vector.shape[0] != encoder.d:
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
     update = LocalUpdate(vector=vector, num_examples=num_examples, steps=0)
-    top = float(np.max(np.abs(vector))) * num_examples / encoder.max_examples if vector.size else 0
+    peak = max(float(vector.max()), -float(vector.min())) if vector.size else 0.0  # no |x| copy
+    top = peak * num_examples / encoder.max_examples
     if top > encoder.quant.clip:
         log.warning(
             "secureagg: weighted update values up to %.3g are clipped to %.3g; raise "
