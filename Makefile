@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check secureagg tests benchmarks examples
 	$(BIN)/ruff format --check secureagg tests benchmarks examples
+	$(BIN)/lint-imports  # the layers and private modules of [tool.importlinter] in pyproject.toml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,7 +35,7 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build dist
 
 # Flower's deployment engine end to end, alone: a SuperLink and 3 SuperNodes as processes on
 # 127.0.0.1 run examples/flower_app for 2 secure rounds (about 2 minutes on 2 cores; it is

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from secureagg.demo._config import DATASETS, GRAPHS, DemoConfig
+from secureagg.demo import DATASETS, GRAPHS, DemoConfig
 
 __all__ = ["demo"]
 
@@ -152,8 +152,7 @@ def _run(config: DemoConfig, *, quiet: bool) -> None:
     import torch
     from rich.console import Console
 
-    from secureagg.demo import choose_graph, run_demo, write_report
-    from secureagg.demo._console import LiveProgress, summary_tables
+    from secureagg.demo import LiveProgress, choose_graph, run_demo, summary_tables, write_report
 
     choose_graph(config)  # a bad graph setting fails before any work
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's convergence chatter

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from secureagg.fl._progress import ProgressEvent
     from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
     from secureagg.fl._simulation import run_federated
-    from secureagg.privacy._tensors import flatten, parameters_of, unflatten
+    from secureagg.privacy import flatten, parameters_of, unflatten
 
 _LAZY = {
     "Aggregate": "secureagg.fl._aggregator",
@@ -38,12 +38,12 @@ _LAZY = {
     "SecureAggConfig": "secureagg.fl._config",
     "SecureAggregator": "secureagg.fl._aggregator",
     "UpdateEncoder": "secureagg.fl._encoding",
-    "flatten": "secureagg.privacy._tensors",
-    "parameters_of": "secureagg.privacy._tensors",
+    "flatten": "secureagg.privacy",
+    "parameters_of": "secureagg.privacy",
     "plain_average": "secureagg.fl._encoding",
     "run_federated": "secureagg.fl._simulation",
     "run_round": "secureagg.fl._round",
-    "unflatten": "secureagg.privacy._tensors",
+    "unflatten": "secureagg.privacy",
 }
 
 __all__ = [

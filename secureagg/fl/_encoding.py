@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat import QuantConfig, centered_sum, make_config, quantize
-from secureagg.privacy._update import LocalUpdate
+from secureagg.privacy import LocalUpdate
 
 __all__ = ["Decoded", "UpdateEncoder", "plain_average"]
 

@@ -10,8 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from secureagg._exceptions import ConfigError
-from secureagg.privacy import LocalUpdate
-from secureagg.privacy._trainer import round_batches, train_local
+from secureagg.privacy import LocalUpdate, round_batches, train_local
 
 __all__ = ["PlainTrainer"]
 

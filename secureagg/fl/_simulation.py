@@ -18,8 +18,13 @@ from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
 from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
-from secureagg.privacy import PrivacyConfig, PrivacyLedger, PrivateTrainer, parameters_of
-from secureagg.privacy._trainer import load_global_state
+from secureagg.privacy import (
+    PrivacyConfig,
+    PrivacyLedger,
+    PrivateTrainer,
+    load_global_state,
+    parameters_of,
+)
 from secureagg.protocol import Stage
 
 __all__ = ["run_federated"]

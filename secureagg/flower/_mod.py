@@ -10,7 +10,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg._exceptions import SecureAggError
-from secureagg.fl._encoding import UpdateEncoder
+from secureagg.fl import UpdateEncoder
 from secureagg.flower._identity import claim_round, load_identity, load_members, public_bytes
 from secureagg.flower._records import (
     IDENTIFY,
@@ -23,7 +23,7 @@ from secureagg.flower._records import (
     stage_name,
     update_vector,
 )
-from secureagg.privacy._update import LocalUpdate
+from secureagg.privacy import LocalUpdate
 from secureagg.protocol import ClientSession, RoundConfig, Stage
 
 __all__ = ["secureagg_mod"]

@@ -16,7 +16,7 @@ from flwr.serverapp import strategy as strategies
 from flwr.serverapp.strategy import Strategy
 
 from secureagg._exceptions import ConfigError, RoundAborted, SecureAggError
-from secureagg.fl._encoding import UpdateEncoder
+from secureagg.fl import UpdateEncoder
 from secureagg.flower._records import (
     IDENTIFY,
     RECORD_KEY,

@@ -14,7 +14,7 @@ What is here:
   :func:`derive_key` (HKDF-SHA256, one label per use, round id as salt);
 * the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed);
 * arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
-  :func:`sub_into`;
+  :func:`sub_into`, :func:`reduce_into`;
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
@@ -30,7 +30,14 @@ from secureagg.hazmat._keys import (
     agree,
     derive_key,
 )
-from secureagg.hazmat._modarith import MAX_BITS, add_into, element_dtype, sub_into, zeros
+from secureagg.hazmat._modarith import (
+    MAX_BITS,
+    add_into,
+    element_dtype,
+    reduce_into,
+    sub_into,
+    zeros,
+)
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
@@ -69,6 +76,7 @@ __all__ = [
     "make_config",
     "open_sealed",
     "quantize",
+    "reduce_into",
     "seal",
     "split",
     "sub_into",

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
     from secureagg.privacy._privacy_config import PrivacyConfig
     from secureagg.privacy._tensors import flatten, parameters_of, unflatten
-    from secureagg.privacy._trainer import PrivateTrainer
+    from secureagg.privacy._trainer import (
+        PrivateTrainer,
+        load_global_state,
+        round_batches,
+        train_local,
+    )
     from secureagg.privacy._update import LocalUpdate
     from secureagg.privacy.accounting import Step
 
@@ -28,7 +33,10 @@ _LAZY = {
     "Step": "secureagg.privacy.accounting",
     "choose_mode": "secureagg.privacy._modes",
     "flatten": "secureagg.privacy._tensors",
+    "load_global_state": "secureagg.privacy._trainer",
     "parameters_of": "secureagg.privacy._tensors",
+    "round_batches": "secureagg.privacy._trainer",
+    "train_local": "secureagg.privacy._trainer",
     "unflatten": "secureagg.privacy._tensors",
 }
 
@@ -42,7 +50,10 @@ __all__ = [
     "Step",
     "choose_mode",
     "flatten",
+    "load_global_state",
     "parameters_of",
+    "round_batches",
+    "train_local",
     "unflatten",
 ]
 

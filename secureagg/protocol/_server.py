@@ -18,9 +18,9 @@ from secureagg.hazmat import (
     combine,
     derive_key,
     element_dtype,
+    reduce_into,
     zeros,
 )
-from secureagg.hazmat._modarith import reduce_into
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage

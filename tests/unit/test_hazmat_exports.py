@@ -9,7 +9,7 @@ EXPECTED = {
     "PRIME", "SECRET_SIZE", "SEED_SIZE", "SHARE_SIZE", "KeyPair", "MaskBuffer", "QuantConfig",
     "add_into", "agree", "associated_data", "centered_sum", "choose_bits", "combine", "derive_key",
     "dequantize_sum", "element_dtype", "expand_mask", "make_config", "open_sealed",
-    "quantize", "seal", "split", "sub_into", "zeros",
+    "quantize", "reduce_into", "seal", "split", "sub_into", "zeros",
 }  # fmt: skip
 
 
