@@ -18,7 +18,9 @@ What is here:
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
-  :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`.
+  :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`;
+* integer noise for distributed DP: :class:`NoiseStream` (AES-256-CTR keyed by the OS),
+  :func:`discrete_gaussian` (exact, Canonne-Kamath-Steinke 2020), :func:`skellam`.
 """
 
 from secureagg.hazmat._aead import AEAD_VERSION, OVERHEAD, associated_data, open_sealed, seal
@@ -38,6 +40,7 @@ from secureagg.hazmat._modarith import (
     sub_into,
     zeros,
 )
+from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
@@ -62,6 +65,7 @@ __all__ = [
     "SHARE_SIZE",
     "KeyPair",
     "MaskBuffer",
+    "NoiseStream",
     "QuantConfig",
     "add_into",
     "agree",
@@ -71,6 +75,7 @@ __all__ = [
     "combine",
     "dequantize_sum",
     "derive_key",
+    "discrete_gaussian",
     "element_dtype",
     "expand_mask",
     "make_config",
@@ -78,6 +83,7 @@ __all__ = [
     "quantize",
     "reduce_into",
     "seal",
+    "skellam",
     "split",
     "sub_into",
     "zeros",

@@ -10,6 +10,7 @@ EXPECTED = {
     "add_into", "agree", "associated_data", "centered_sum", "choose_bits", "combine", "derive_key",
     "dequantize_sum", "element_dtype", "expand_mask", "make_config", "open_sealed",
     "quantize", "reduce_into", "seal", "split", "sub_into", "zeros",
+    "NoiseStream", "discrete_gaussian", "skellam",
 }  # fmt: skip
 
 
