@@ -50,6 +50,7 @@ def run_federated(
     keep_vectors: bool = False,
     criterion: Callable[..., torch.Tensor] | None = None,
     server_lr: float = 1.0,
+    insecure_noise_seed: int | None = None,
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
@@ -63,6 +64,11 @@ def run_federated(
     ``on_progress`` gets a :class:`ProgressEvent` at each step of each round;
     ``capture_client`` keeps one masked vector per round as the server saw it, and
     ``keep_vectors`` every round's updates, recovered and reference averages (RoundMetrics).
+
+    ``seed`` fixes the model's initialisation, the dropouts and the quantiser's rounding;
+    it never reaches DP noise or Poisson sampling, which every client draws each round from
+    generators seeded by the OS CSPRNG. ``insecure_noise_seed`` (tests only) makes the noise
+    repeatable and marks every trainer and ledger record as not private.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be a positive int, got {rounds!r}")
@@ -87,7 +93,7 @@ def run_federated(
         configs,
         rounds,
         local_epochs,
-        seed,
+        insecure_noise_seed,
         criterion,
         ledger,
     )
@@ -162,7 +168,7 @@ def _make_clients(
     configs: Mapping[int, PrivacyConfig] | None,
     rounds: int,
     local_epochs: int,
-    seed: int,
+    insecure_noise_seed: int | None,
     criterion: Callable[..., torch.Tensor] | None,
     ledger: PrivacyLedger | None,
 ) -> dict[int, LocalTrainer]:
@@ -184,7 +190,9 @@ def _make_clients(
             loaders[cid],
             config,
             local_epochs=local_epochs,
-            seed=seed * 100_003 + i,
+            insecure_noise_seed=(
+                None if insecure_noise_seed is None else insecure_noise_seed * 100_003 + i
+            ),
             criterion=criterion,
             history=ledger.history(cid) if ledger is not None else (),
         )

@@ -176,6 +176,7 @@ class PrivacyLedger:
         self.path = None if path is None else Path(path)
         self.accountants = tuple(accountants)
         self._records: dict[int, list[RoundRecord]] = {}
+        self._not_private: dict[int, str] = {}
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -223,6 +224,13 @@ class PrivacyLedger:
                 f"{where}: ledger schema version {version} is newer than this secureagg "
                 f"understands ({SCHEMA_VERSION}); upgrade secureagg"
             )
+        marks = doc.get("not_private", {})
+        if not isinstance(marks, dict) or not all(
+            isinstance(k, str) and k.isascii() and k.isdigit() and isinstance(v, str)
+            for k, v in marks.items()
+        ):
+            raise LedgerError(f"{where}: 'not_private' must map client ids to reasons")
+        self._not_private = {int(k): v for k, v in marks.items()}
         clients = doc.get("clients")
         if not isinstance(clients, dict):
             raise LedgerError(f"{where}: 'clients' must be an object")
@@ -307,11 +315,20 @@ class PrivacyLedger:
         self._records.setdefault(cid, []).append(rec)
         return rec
 
+    def mark_not_private(self, client_id: int, reason: str) -> None:
+        """Record that ``client_id``'s figures do not hold (e.g. its noise was repeatable)."""
+        self._not_private[int(client_id)] = str(reason)
+
+    def not_private(self) -> dict[int, str]:
+        """Clients whose epsilons are void, with the reason (empty for an honest ledger)."""
+        return dict(self._not_private)
+
     def to_json(self) -> dict[str, Any]:
         """The whole ledger as the JSON document written to disk."""
-        return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
+        doc: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
+        if self._not_private:
+            doc["not_private"] = {str(c): r for c, r in sorted(self._not_private.items())}
+        return doc | {
             "clients": {
                 str(cid): {"records": [r.to_json() for r in recs]}
                 for cid, recs in sorted(self._records.items())

@@ -18,6 +18,7 @@ from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
 from secureagg.privacy._loaders import check_loader, check_model, check_optimizer, mark_owned
 from secureagg.privacy._modes import choose_mode
 from secureagg.privacy._privacy_config import PrivacyConfig
+from secureagg.privacy._randomness import fresh_generator, reproducible_generator
 from secureagg.privacy._tensors import flatten, parameters_of
 from secureagg.privacy._update import LocalUpdate
 from secureagg.privacy.accounting import Step, epsilon, noise_for_epsilon
@@ -108,6 +109,11 @@ class PrivateTrainer:
     ``local_epochs`` epochs or ``local_steps`` steps with Poisson sampling, and returns the
     update. A round that would take the client past ``budget_epsilon`` raises
     BudgetExhaustedError before any step is taken.
+
+    Every round draws its DP noise and its Poisson sampling from new generators whose whole
+    state comes from ``os.urandom`` (:func:`fresh_generator`); no user seed reaches them.
+    ``insecure_noise_seed`` makes both repeatable, for tests only: such a trainer is not
+    private (:attr:`private` is False, and its ledger records say so).
     """
 
     def __init__(
@@ -126,7 +132,7 @@ class PrivateTrainer:
         grad_sample_mode: str = "auto",
         budget_epsilon: float | None = None,
         update_clip: float | None = None,
-        seed: int | None = None,
+        insecure_noise_seed: int | None = None,
         criterion: Callable[..., torch.Tensor] | None = None,
         history: Sequence[Step] = (),
     ) -> None:
@@ -152,6 +158,11 @@ class PrivateTrainer:
             or noise_multiplier < 0
         ):
             raise ConfigError(f"noise_multiplier must be finite and >= 0, got {noise_multiplier}")
+        if insecure_noise_seed is not None and (
+            isinstance(insecure_noise_seed, bool) or not isinstance(insecure_noise_seed, int)
+        ):
+            raise ConfigError(f"insecure_noise_seed must be an int, got {insecure_noise_seed!r}")
+        self.insecure_noise_seed = insecure_noise_seed
         prior = list(history)
         if not all(isinstance(s, Step) for s in prior):
             raise ConfigError("history must be a sequence of secureagg.privacy.Step")
@@ -173,7 +184,7 @@ class PrivateTrainer:
             )
         assert noise_multiplier is not None
         self.noise_multiplier = float(noise_multiplier)
-        self._wrap(loader, optimizer, criterion, seed)  # last: a failed check leaves no trace
+        self._wrap(loader, optimizer, criterion)  # last: a failed check leaves no trace
         self._engine.accountant.history.extend(
             (s.noise_multiplier, s.sample_rate, s.steps) for s in prior
         )
@@ -208,7 +219,6 @@ class PrivateTrainer:
         loader: DataLoader[Any],
         optimizer: torch.optim.Optimizer,
         criterion: Callable[..., torch.Tensor] | None,
-        seed: int | None,
     ) -> None:
         from opacus import PrivacyEngine
 
@@ -216,7 +226,6 @@ class PrivateTrainer:
             criterion = nn.CrossEntropyLoss()
         if getattr(criterion, "reduction", "mean") != "mean":
             raise ConfigError("the criterion must average over the batch (reduction='mean')")
-        noise_gen = None if seed is None else torch.Generator().manual_seed(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._engine = PrivacyEngine(accountant="rdp")
@@ -229,7 +238,7 @@ class PrivateTrainer:
                 max_grad_norm=self.max_grad_norm,
                 poisson_sampling=True,
                 grad_sample_mode=self.grad_sample_mode,
-                noise_generator=noise_gen,
+                noise_generator=None,  # replaced by a fresh generator every round
                 wrap_model=False,
             )
         mark_owned(self.model)
@@ -238,8 +247,18 @@ class PrivateTrainer:
         else:
             self._hooks, self._optimizer, self._loader = out
             self._criterion = criterion
-        if seed is not None:
-            self._loader.batch_sampler.generator = torch.Generator().manual_seed(seed + 1)
+
+    def _reseed(self) -> None:
+        """New noise and sampling generators for the coming round (OS CSPRNG unless insecure)."""
+        device = next(iter(self.model.parameters())).device
+        if self.insecure_noise_seed is None:
+            noise, sampling = fresh_generator(device), fresh_generator("cpu")
+        else:
+            base = self.insecure_noise_seed * 1_000_003 + 2 * self.rounds_trained
+            noise = reproducible_generator(base, device)
+            sampling = reproducible_generator(base + 1, "cpu")
+        self._optimizer.generator = noise
+        self._loader.batch_sampler.generator = sampling
 
     # --- public API ------------------------------------------------------------------------
 
@@ -247,6 +266,11 @@ class PrivateTrainer:
     def accountant(self) -> Any:
         """The Opacus RDP accountant that counted every step (read it, do not reset it)."""
         return self._engine.accountant
+
+    @property
+    def private(self) -> bool:
+        """False when the noise is repeatable (``insecure_noise_seed``) or absent."""
+        return self.insecure_noise_seed is None and self.noise_multiplier > 0
 
     @property
     def history(self) -> list[Step]:
@@ -275,7 +299,14 @@ class PrivateTrainer:
         participated: bool = True,
         reason: str | None = None,
     ) -> RoundRecord:
-        """Write this round into ``ledger``: the last round's steps, or none if it declined."""
+        """Write this round into ``ledger``: the last round's steps, or none if it declined.
+
+        A trainer with repeatable noise marks the client not private in the ledger.
+        """
+        if self.insecure_noise_seed is not None:
+            ledger.mark_not_private(
+                client_id, "insecure_noise_seed: the DP noise and sampling were repeatable"
+            )
         return ledger.record(
             client_id,
             round,
@@ -297,6 +328,7 @@ class PrivateTrainer:
                 f"the next round would take epsilon to {self.next_round_epsilon():.4g} "
                 f"> budget {self.budget_epsilon:.4g} (spent so far {self.epsilon():.4g})"
             )
+        self._reseed()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
             update = train_local(

@@ -39,7 +39,6 @@ def opacus_updates() -> tuple[dict[str, torch.Tensor], dict[int, LocalUpdate]]:
             data(cid, n),
             noise_multiplier=0.8,
             update_clip=0.5,
-            seed=cid,
         )
         updates[cid] = t.train_round(server)
     return server, updates

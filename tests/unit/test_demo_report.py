@@ -211,14 +211,11 @@ def test_console_tables_show_private_vs_baseline(written: tuple[Path, dict[str, 
         assert epsilon_text(report["privacy"]["epsilon"][cid]) in text
 
 
-def test_same_seed_reproduces_the_run(run: DemoResult) -> None:
+def test_same_seed_repeats_all_but_the_dp_noise(run: DemoResult) -> None:
     again = run_demo(SMALL)
     for a, b in zip(run.private.rounds, again.private.rounds, strict=True):
-        assert (a.accuracy, a.members, a.dropped, a.epsilon) == (
-            b.accuracy,
-            b.members,
-            b.dropped,
-            b.epsilon,
-        )
-        assert a.max_abs_error == b.max_abs_error
+        assert (a.members, a.dropped, a.epsilon) == (b.members, b.dropped, b.epsilon)
+    first, second = run.private.rounds[0].updates, again.private.rounds[0].updates
+    for cid in first:  # the seed fixes the split and the start; the noise is fresh
+        assert not np.allclose(first[cid].vector, second[cid].vector, atol=1e-6)
     assert [m.accuracy for m in run.baseline.rounds] == [m.accuracy for m in again.baseline.rounds]

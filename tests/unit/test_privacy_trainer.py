@@ -48,7 +48,7 @@ def global_of(t: PrivateTrainer) -> dict[str, torch.Tensor]:
 
 
 def test_accountant_is_never_reset_across_rounds() -> None:
-    t = trainer(seed=3)
+    t = trainer()
     g = global_of(t)
     eps = []
     for _ in range(3):
@@ -65,7 +65,7 @@ def test_accountant_is_never_reset_across_rounds() -> None:
 
 
 def test_update_is_local_minus_global_and_state_keys_are_unprefixed() -> None:
-    t = trainer(seed=0)
+    t = trainer()
     assert all(not k.startswith("_module.") for k in t.model.state_dict())
     g = global_of(t)
     u = t.train_round(g)
@@ -77,7 +77,7 @@ def test_update_is_local_minus_global_and_state_keys_are_unprefixed() -> None:
 
 
 def test_each_round_starts_from_the_global_weights_even_with_prefixed_keys() -> None:
-    t = trainer(seed=1)
+    t = trainer()
     g = global_of(t)
     t.train_round(g)
     prefixed = {f"_module.{k}": v + 1.0 for k, v in g.items()}
@@ -175,7 +175,7 @@ def test_ghost_mode_computes_the_same_clipped_update_as_per_sample_modes(mode: s
             noise_multiplier=0.0,
             max_grad_norm=0.05,  # small: clipping is active for every example
             grad_sample_mode=m,
-            seed=11,
+            insecure_noise_seed=11,  # both modes must draw the same batches
         )
         ups.append(t.train_round(parameters_of(base)).vector)
     assert np.linalg.norm(ups[0]) > 0
@@ -197,7 +197,7 @@ def test_conv_model_trains_in_its_auto_mode() -> None:
 
 
 def test_update_clip_bounds_the_update_norm() -> None:
-    t = trainer(noise_multiplier=0.5, update_clip=1e-3, seed=2)
+    t = trainer(noise_multiplier=0.5, update_clip=1e-3)
     u = t.train_round(global_of(t))
     assert u.clipped and u.norm > 1e-3
     assert np.linalg.norm(u.vector) == pytest.approx(1e-3, rel=1e-5)
@@ -206,7 +206,7 @@ def test_update_clip_bounds_the_update_norm() -> None:
 def test_budget_declines_the_round_that_would_exceed_it() -> None:
     one = epsilon([Step(1.0, 1 / 6, 6)], 1e-5)
     two = epsilon([Step(1.0, 1 / 6, 12)], 1e-5)
-    t = trainer(budget_epsilon=(one + two) / 2, seed=4)
+    t = trainer(budget_epsilon=(one + two) / 2)
     g = global_of(t)
     t.train_round(g)
     assert not t.can_train()
@@ -216,7 +216,7 @@ def test_budget_declines_the_round_that_would_exceed_it() -> None:
 
 
 def test_target_epsilon_is_reached_after_the_planned_rounds() -> None:
-    t = trainer(noise_multiplier=None, target_epsilon=3.0, planned_rounds=2, seed=5)
+    t = trainer(noise_multiplier=None, target_epsilon=3.0, planned_rounds=2)
     g = global_of(t)
     for _ in range(2):
         t.train_round(g)
@@ -231,7 +231,7 @@ def test_target_epsilon_is_reached_after_the_planned_rounds() -> None:
 
 def test_history_from_an_earlier_process_counts() -> None:
     prior = [Step(1.0, 1 / 6, 12)]
-    t = trainer(history=prior, seed=6)
+    t = trainer(history=prior)
     assert t.epsilon() == pytest.approx(epsilon(prior, 1e-5))
     t.train_round(global_of(t))
     assert t.epsilon() == pytest.approx(epsilon([Step(1.0, 1 / 6, 18)], 1e-5))
