@@ -1,5 +1,9 @@
 """A classic federated PyTorch loop, made private (Opacus DP-SGD) and secure (masked sums).
 
+All parties run in this one process; only bytes pass between each client's
+``SecureAggClient`` and the ``SecureAggServer``, as they would over a network
+(examples/http_transport runs them as separate processes over HTTP).
+
 ``federated_private_secure`` is the classic loop of ``federated_plain`` with the lines that
 secureagg adds or changes marked ``# secureagg``, with the classic line a change replaces
 noted as ``(was: ...)``. The task is sklearn's bundled digits (no download), split across a
@@ -19,7 +23,14 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg import PrivacyLedger, PrivateTrainer, SecureAggregator  # secureagg
+from secureagg import (  # secureagg
+    PrivacyLedger,
+    PrivateTrainer,
+    SecureAggClient,
+    SecureAggregator,
+    SecureAggServer,
+)
+from secureagg.fl import Aggregate  # secureagg
 
 UPDATE_CLIP = 10.0  # secureagg: bound on each client's update (L2), public
 
@@ -77,8 +88,23 @@ def federated_plain(args: argparse.Namespace) -> None:
         print(f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}")
 
 
+def exchange(server: SecureAggServer, sessions: dict[int, SecureAggClient]) -> Aggregate:
+    """secureagg: the protocol's bytes between clients and server, one exchange per stage.
+
+    Your transport's job: here a function call, in examples/http_transport HTTP requests.
+    The server object only ever receives bytes: keys, encrypted shares, masked updates.
+    """
+    to_server = {cid: s.join(server.config_bytes) for cid, s in sessions.items()}
+    while server.stage is not None:
+        for cid, data in to_server.items():
+            server.receive(cid, data)
+        replies = server.close_stage().items()  # at the stage's deadline
+        to_server = {cid: sessions[cid].receive(msg) for cid, msg in replies}
+    return server.result()  # the survivors' average: masks removed from the sum only
+
+
 def federated_private_secure(args: argparse.Namespace) -> None:
-    """The same loop: DP-SGD at every client, and the server sees only the sum of updates."""
+    """The same loop: DP-SGD at every client; the server gets only masked updates and sums them."""
     datasets, test = load_clients(args.clients, args.seed)
     global_model = make_model()
     clients = []
@@ -101,14 +127,17 @@ def federated_private_secure(args: argparse.Namespace) -> None:
 
     for rnd in range(args.rounds):
         global_state = global_model.state_dict()
-        encoded = {}  # secureagg  (was: updates, weights = [], [])
-        for cid, trainer in enumerate(clients, start=1):  # secureagg: ids name ledger entries
+        sessions = {  # secureagg: each client's side of this round; ids name ledger entries
+            cid: SecureAggClient(encoder, cid) for cid in range(1, len(clients) + 1)
+        }
+        server = SecureAggServer(aggregator, sessions, round_counter=rnd)  # secureagg
+        for cid, trainer in enumerate(clients, start=1):  # secureagg
             # client side
             update = trainer.train_round(global_state)  # secureagg: load, DP-SGD epoch, update
-            encoded[cid] = encoder.encode(update)  # secureagg  (was: updates.append(...))
+            sessions[cid].provide_update(update)  # secureagg  (was: updates.append(...))
             trainer.record_round(ledger, cid, rnd)  # secureagg: what this round cost in privacy
         # server side
-        result = aggregator.aggregate(encoded)  # secureagg: masks them, the server sees a sum
+        result = exchange(server, sessions)  # secureagg: masked updates in, their average out
         average = result.average  # secureagg  (was: the weighted average of updates)
         with torch.no_grad():
             for name, param in global_model.named_parameters():

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from secureagg.fl import (
         FederatedResult,
         RoundMetrics,
+        SecureAggClient,
         SecureAggConfig,
         SecureAggregator,
+        SecureAggServer,
         UpdateEncoder,
         run_federated,
     )
@@ -39,7 +41,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "FederatedResult": "secureagg.fl",
     "RoundMetrics": "secureagg.fl",
+    "SecureAggClient": "secureagg.fl",
     "SecureAggConfig": "secureagg.fl",
+    "SecureAggServer": "secureagg.fl",
     "SecureAggregator": "secureagg.fl",
     "UpdateEncoder": "secureagg.fl",
     "run_federated": "secureagg.fl",
@@ -65,8 +69,10 @@ __all__ = [
     "ProtocolError",
     "RoundAborted",
     "RoundMetrics",
+    "SecureAggClient",
     "SecureAggConfig",
     "SecureAggError",
+    "SecureAggServer",
     "SecureAggregator",
     "ShareError",
     "UpdateEncoder",

@@ -1,7 +1,10 @@
 """Federated learning glue: encode updates, aggregate them securely, run rounds in-process.
 
 * :func:`flatten` / :func:`unflatten`: a model's named tensors as one vector and back;
-* :class:`SecureAggregator`: the server recipe (protocol over encoded updates -> average);
+* :class:`SecureAggClient` / :class:`SecureAggServer`: one round of secure aggregation over
+  the caller's own transport (bytes in, bytes out, one call per stage);
+* :class:`SecureAggregator`: the federation's encoding and decoding, and ``simulate``, an
+  in-process round simulator (it is handed every unmasked input);
 * :func:`run_round`: one round joining local trainers to the aggregator;
 * :func:`run_federated`: n clients, R rounds, dropouts, per-round :class:`RoundMetrics`,
   live :class:`ProgressEvent` s.
@@ -17,12 +20,14 @@ from secureagg._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from secureagg.fl._aggregator import Aggregate, SecureAggregator
+    from secureagg.fl._client_recipe import SecureAggClient
     from secureagg.fl._config import SecureAggConfig
     from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
     from secureagg.fl._metrics import FederatedResult, RoundMetrics
     from secureagg.fl._plain import PlainTrainer
     from secureagg.fl._progress import ProgressEvent
     from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
+    from secureagg.fl._server_recipe import SecureAggServer
     from secureagg.fl._simulation import run_federated
     from secureagg.privacy import flatten, parameters_of, unflatten
 
@@ -35,7 +40,9 @@ _LAZY = {
     "ProgressEvent": "secureagg.fl._progress",
     "RoundMetrics": "secureagg.fl._metrics",
     "RoundOutcome": "secureagg.fl._round",
+    "SecureAggClient": "secureagg.fl._client_recipe",
     "SecureAggConfig": "secureagg.fl._config",
+    "SecureAggServer": "secureagg.fl._server_recipe",
     "SecureAggregator": "secureagg.fl._aggregator",
     "UpdateEncoder": "secureagg.fl._encoding",
     "flatten": "secureagg.privacy",
@@ -55,7 +62,9 @@ __all__ = [
     "ProgressEvent",
     "RoundMetrics",
     "RoundOutcome",
+    "SecureAggClient",
     "SecureAggConfig",
+    "SecureAggServer",
     "SecureAggregator",
     "UpdateEncoder",
     "flatten",

@@ -1,8 +1,14 @@
-"""SecureAggregator: the server recipe that turns clients' encoded updates into their average."""
+"""SecureAggregator: a federation's encoding and decoding, and an in-process round simulator.
+
+Over a real transport, :class:`SecureAggServer` and :class:`SecureAggClient` run a round
+with this object's settings; :meth:`SecureAggregator.simulate` runs every party in one
+process and is a simulation: it is handed every client's unmasked encoding.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +42,12 @@ class Aggregate:
 
 
 class SecureAggregator:
-    """Runs secure aggregation over encoded client updates and returns their average.
+    """The federation's public encoding settings; decodes a protocol sum into an average.
+
+    It is what :class:`SecureAggServer` (the server of a real round) decodes with, and what
+    :meth:`client_encoder` gives the clients. :meth:`simulate` is an in-process simulator:
+    it takes every client's *unmasked* encoding and runs all sessions in this process, so
+    it hides nothing from whoever calls it; use it for tests, demos and measurements.
 
     ``like`` (a model or its named parameters) fixes the update's layout; ``max_clients``
     and ``max_examples`` (public bounds: clients per round, examples per client) fix the
@@ -76,16 +87,18 @@ class SecureAggregator:
         """Client side: the update as this federation's protocol input (``client_encoder()``)."""
         return self.encoder.encode(update, rng)
 
-    def aggregate(
+    def simulate(
         self,
         encoded: Mapping[int, npt.NDArray[Any]],
         *,
         dropouts: Mapping[Stage, Collection[int]] | None = None,
         capture: Collection[int] = (),
     ) -> Aggregate:
-        """Run the protocol in-process over ``encoded`` and decode the survivors' average.
+        """Simulate one round in-process over ``encoded`` and decode the survivors' average.
 
-        RoundAborted when too few clients remain; ConfigError for a malformed input.
+        A simulation: the caller holds every unmasked input (simulate_round runs every
+        client and the server here, over the real wire bytes). RoundAborted when too few
+        clients remain; ConfigError for a malformed input.
         """
         if len(encoded) > self.encoder.quant.max_clients:
             raise ConfigError(
@@ -109,6 +122,22 @@ class SecureAggregator:
         agg = self.decode(result.total, result.survivors)
         agg.protocol = result
         return agg
+
+    def aggregate(
+        self,
+        encoded: Mapping[int, npt.NDArray[Any]],
+        *,
+        dropouts: Mapping[Stage, Collection[int]] | None = None,
+        capture: Collection[int] = (),
+    ) -> Aggregate:
+        """Deprecated name of :meth:`simulate` (an in-process simulation, not a server)."""
+        warnings.warn(
+            "SecureAggregator.aggregate is the in-process simulator and is now called "
+            "simulate(); over a real transport use SecureAggServer and SecureAggClient",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.simulate(encoded, dropouts=dropouts, capture=capture)
 
     def decode(self, total: npt.NDArray[Any], members: Collection[int]) -> Aggregate:
         """The average update from a protocol sum over ``members``."""

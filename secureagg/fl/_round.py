@@ -147,7 +147,7 @@ def _secure_round(
     try:
         if len(encoded) < 2:
             raise RoundAborted("fewer than 2 clients trained this round")
-        agg = aggregator.aggregate(encoded, dropouts=dropouts, capture=capture)
+        agg = aggregator.simulate(encoded, dropouts=dropouts, capture=capture)
     except RoundAborted:
         for cid in ids:
             out.dropped[cid] = _reason(cid, dropout)

@@ -68,7 +68,15 @@ def test_secureagg_changes_only_the_marked_lines_of_the_classic_loop() -> None:
     assert "# fmt:" not in source and "continue" not in source
     classic = _function(tree, "federated_plain")
     ours = _function(tree, "federated_private_secure")
-    secureagg_names = {"PrivateTrainer", "SecureAggregator", "PrivacyLedger", "UPDATE_CLIP"}
+    secureagg_names = {
+        "PrivateTrainer",
+        "SecureAggregator",
+        "SecureAggClient",
+        "SecureAggServer",
+        "PrivacyLedger",
+        "UPDATE_CLIP",
+        "exchange",
+    }
     used = {n.id for n in ast.walk(classic) if isinstance(n, ast.Name)}
     assert not used & secureagg_names  # the classic loop is plain PyTorch
     classic_code = {ast.unparse(n) for n in _simple_statements(classic)}

@@ -57,7 +57,7 @@ def test_secure_average_matches_plain_on_opacus_updates(
     rng = np.random.default_rng(7)
     encoded = {cid: agg.encode(u, rng) for cid, u in updates.items()}
     dropouts = {} if stage is None else {stage: [3]}
-    out = agg.aggregate(encoded, dropouts=dropouts)
+    out = agg.simulate(encoded, dropouts=dropouts)
     expect = (
         [1, 2, 4, 5]
         if stage in (Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT)
@@ -85,7 +85,7 @@ def test_client_encoder_is_the_client_side_of_the_same_encoding(
     encoder = agg.client_encoder()
     assert (encoder.bits, encoder.length) == (agg.encoder.bits, agg.encoder.length)
     encoded = {cid: encoder.encode(u) for cid, u in updates.items()}  # the OS seeds rounding
-    out = agg.aggregate(encoded)
+    out = agg.simulate(encoded)
     plain = plain_average(list(updates.values()))
     assert float(np.max(np.abs(out.vector - plain))) <= out.error_bound
 
@@ -100,7 +100,7 @@ def test_model_shape_mismatch_is_a_config_error(
         agg.encode(updates[1], np.random.default_rng())
     good = SecureAggregator(server, max_clients=5, max_examples=96)
     with pytest.raises(ConfigError, match="models differ"):
-        good.aggregate({1: np.zeros(3, dtype=np.uint32), 2: np.zeros(3, dtype=np.uint32)})
+        good.simulate({1: np.zeros(3, dtype=np.uint32), 2: np.zeros(3, dtype=np.uint32)})
 
 
 def test_run_federated_reports_error_within_bound_and_captures_masked_input() -> None:
@@ -180,7 +180,7 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
     def abort(*a: object, **k: object) -> None:
         raise RoundAborted("too few")
 
-    monkeypatch.setattr(agg, "aggregate", abort)
+    monkeypatch.setattr(agg, "simulate", abort)
     clients = {c: Canned(u) for c, u in updates.items()}
     out = run_round(
         clients, server, aggregator=agg, dropout=(2, Stage.SHARE_KEYS), rng=np.random.default_rng()

@@ -1,0 +1,136 @@
+"""SecureAggClient: one client's round of secure aggregation over the caller's own transport."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from secureagg._exceptions import ConfigError, DecodeError, ProtocolError, RoundAborted
+from secureagg.fl._encoding import UpdateEncoder
+from secureagg.privacy._update import LocalUpdate
+from secureagg.protocol import ClientSession, RoundConfig, Stage
+
+__all__ = ["SecureAggClient"]
+
+
+def _as_bytes(data: object, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"{what} must be bytes, not {type(data).__name__}")
+    return bytes(data)
+
+
+class SecureAggClient:
+    """The client's side of one round, bytes in and bytes out; the transport is the caller's.
+
+    1. :meth:`join` with the server's round config bytes -> the advertise message;
+    2. :meth:`receive` with each server message -> the reply to send back (one per stage).
+       The reply to the shares message is the masked update: give the update to
+       :meth:`provide_update` before it (or as ``receive(data, update=...)``).
+
+    The update is encoded (``encoder``: the federation's public settings, the same as the
+    server's) and handed to the protocol session inside this object; the only bytes that
+    leave are the session's messages, so the update leaves this process only masked.
+    Timeouts are the caller's: a client that stops calling simply drops out.
+
+    Errors: DecodeError for a round config that is not one; ConfigError when the config
+    does not fit this client (another model, other settings, not a member, untrusted
+    identity keys) or no update was given in time; RoundAborted, after which the client
+    stays aborted and reveals nothing more, when a server message is malformed or deviates.
+    ``identity`` (signed mode) is the client's Ed25519 key; ``trusted_keys`` (client id ->
+    raw public key), when given, makes the client join only signed rounds whose identity
+    keys are exactly these. ``session_options`` go to :class:`ClientSession` unchanged.
+    """
+
+    def __init__(
+        self,
+        encoder: UpdateEncoder,
+        client_id: int,
+        *,
+        identity: Ed25519PrivateKey | None = None,
+        trusted_keys: Mapping[int, bytes] | None = None,
+        **session_options: Any,
+    ) -> None:
+        if not isinstance(encoder, UpdateEncoder):
+            raise ConfigError(f"encoder must be an UpdateEncoder, got {type(encoder).__name__}")
+        self.encoder = encoder
+        self.client_id = client_id
+        self._identity = identity
+        self._trusted = None if trusted_keys is None else dict(trusted_keys)
+        self._options = session_options
+        self._session: ClientSession | None = None
+        self._encoded: npt.NDArray[Any] | None = None  # until the session has it
+        self._has_update = False
+
+    @property
+    def session(self) -> ClientSession | None:
+        """The protocol session, once :meth:`join` has run (e.g. for ``export_state``)."""
+        return self._session
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage whose message the client sends next; None when done or aborted."""
+        return Stage.ADVERTISE if self._session is None else self._session.stage
+
+    @property
+    def needs_update(self) -> bool:
+        """True while the next server message asks for the masked update and none is given."""
+        return self.stage is Stage.MASKED_INPUT and not self._has_update
+
+    @property
+    def aborted(self) -> str | None:
+        """Why the client refused, or None."""
+        return None if self._session is None else self._session.aborted
+
+    def join(self, config: bytes) -> bytes:
+        """Check the server's round config and return this client's advertise message."""
+        if self._session is not None:
+            raise ProtocolError("join called twice: one SecureAggClient serves one round")
+        cfg = RoundConfig.from_bytes(_as_bytes(config, "the round config"))
+        if (cfg.d, cfg.bits) != (self.encoder.length, self.encoder.bits):
+            raise ConfigError(
+                f"the server's round has d={cfg.d}, bits={cfg.bits}; this client encodes "
+                f"d={self.encoder.length}, bits={self.encoder.bits}: models or settings differ"
+            )
+        if self._trusted is not None:
+            keys = {u: cfg.identity_keys.get(u) for u in cfg.graph.ids}
+            if not cfg.signed or any(self._trusted.get(u) != k for u, k in keys.items()):
+                raise ConfigError("the round is not signed by the identity keys this client trusts")
+        session = ClientSession(cfg, self.client_id, identity=self._identity, **self._options)
+        self._session = session
+        if self._encoded is not None:
+            session.provide_input(self._encoded)
+            self._encoded = None
+        return session.advertise()
+
+    def provide_update(self, update: LocalUpdate, rng: np.random.Generator | None = None) -> None:
+        """Encode ``update`` for this round (``rng``: stochastic rounding; default OS-seeded)."""
+        if self._session is not None and self._session.aborted is not None:
+            raise RoundAborted(f"client {self.client_id} aborted: {self._session.aborted}")
+        if self._session is not None and self._session.stage not in (
+            Stage.ADVERTISE,
+            Stage.SHARE_KEYS,
+            Stage.MASKED_INPUT,
+        ):
+            raise ProtocolError("the masked update of this round has already been sent")
+        encoded = self.encoder.encode(update, rng)
+        if self._session is None:
+            self._encoded = encoded
+        else:
+            self._session.provide_input(encoded)  # keeps its own copy until it masks it
+        self._has_update = True
+
+    def receive(self, data: bytes, *, update: LocalUpdate | None = None) -> bytes:
+        """The reply to one server message (``update``: as :meth:`provide_update`)."""
+        session = self._session
+        if session is None:
+            raise ProtocolError("receive before join: the round config comes first")
+        message = _as_bytes(data, "a server message")
+        if update is not None:
+            self.provide_update(update)
+        if session.stage is Stage.MASKED_INPUT and not self._has_update:
+            raise ConfigError("the server asks for the masked update: call provide_update first")
+        return session.receive(message)

@@ -1,0 +1,141 @@
+"""SecureAggServer: the server's round of secure aggregation over the caller's own transport."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from secureagg._exceptions import ConfigError, DecodeError, RoundAborted
+from secureagg.fl._aggregator import Aggregate, SecureAggregator
+from secureagg.protocol import (
+    Cost,
+    Graph,
+    Rejection,
+    RoundConfig,
+    RoundResult,
+    ServerSession,
+    Stage,
+    default_threshold,
+    new_round_id,
+)
+
+__all__ = ["SecureAggServer"]
+
+
+class SecureAggServer:
+    """The server's side of one round, bytes in and bytes out; the transport is the caller's.
+
+    1. send :attr:`config_bytes` to every client in ``clients``;
+    2. pass each client message to :meth:`receive` with the id the transport knows it by;
+    3. when every client in :attr:`waiting_for` has answered or the stage's deadline has
+       passed (the deadline is the caller's to keep), :meth:`close_stage` returns the
+       message for each client still in the round; clients that said nothing count as
+       dropped. Repeat 2-3 until :attr:`stage` is None, then :meth:`result`.
+
+    The server only ever holds masked inputs and the shares it needs to remove the masks
+    of the sum: :meth:`result` is the survivors' average, nothing per client.
+    ``aggregator`` supplies the encoding and protocol settings (its ``config``) and
+    decodes the sum; ``round_counter`` goes into the fresh round id (new_round_id);
+    ``identity_keys`` (client id -> raw Ed25519 public key) are required in signed mode.
+    ``session_options`` go to :class:`ServerSession` unchanged (e.g. ``transport_dedupes``).
+    RoundAborted from :meth:`close_stage` when too few clients remain.
+    """
+
+    def __init__(
+        self,
+        aggregator: SecureAggregator,
+        clients: Collection[int],
+        *,
+        round_counter: int = 0,
+        identity_keys: Mapping[int, bytes] | None = None,
+        **session_options: Any,
+    ) -> None:
+        ids = sorted(set(clients))
+        if len(ids) < 2:
+            raise ConfigError("a round needs at least 2 clients")
+        if len(ids) > aggregator.encoder.quant.max_clients:
+            raise ConfigError(
+                f"{len(ids)} clients exceed max_clients={aggregator.encoder.quant.max_clients}"
+            )
+        settings = aggregator.config
+        if settings.signed and identity_keys is None:
+            raise ConfigError("signed mode needs every client's identity public key")
+        round_id = new_round_id(round_counter)
+        graph = (
+            Graph.complete(ids)
+            if settings.degree is None
+            else Graph.harary(ids, settings.degree, rng_seed=round_id)
+        )
+        threshold = settings.threshold
+        self.config = RoundConfig(
+            round_id=round_id,
+            bits=aggregator.encoder.bits,
+            d=aggregator.encoder.length,
+            threshold=default_threshold(graph.degree) if threshold is None else threshold,
+            graph=graph,
+            signed=settings.signed,
+            identity_keys=dict(identity_keys or {}),
+        )
+        self.aggregator = aggregator
+        self._session = ServerSession(self.config, **session_options)
+        self._addressed: frozenset[int] = frozenset(ids)
+        self._heard: set[int] = set()
+
+    @property
+    def config_bytes(self) -> bytes:
+        """The round config every client needs to :meth:`SecureAggClient.join`."""
+        return self.config.to_bytes()
+
+    @property
+    def stage(self) -> Stage | None:
+        """The stage being collected; None when finished."""
+        return self._session.stage
+
+    @property
+    def waiting_for(self) -> frozenset[int]:
+        """Clients asked for a message in this stage that have sent nothing yet."""
+        return self._addressed - self._heard if self.stage is not None else frozenset()
+
+    @property
+    def dropouts(self) -> dict[int, Stage]:
+        """Clients that dropped out (silent, refused or rejected) and the stage they missed."""
+        return dict(self._session.dropouts)
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        """Every client message the server refused, with the reason."""
+        return list(self._session.rejected)
+
+    def receive(self, client_id: int, data: bytes) -> None:
+        """Take one message from ``client_id``; a bad message drops its sender, never raises.
+
+        DecodeError only when ``data`` is not bytes at all (a caller's mistake).
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"a client message must be bytes, not {type(data).__name__}")
+        self._session.receive(bytes(data), sender=client_id)
+        if client_id in self._addressed:
+            self._heard.add(client_id)
+
+    def close_stage(self) -> dict[int, bytes]:
+        """End the current stage: client id -> the bytes to send it next (empty at the end)."""
+        out = self._session.close_stage()
+        self._addressed = frozenset(out)
+        self._heard = set()
+        return out
+
+    def result(self) -> Aggregate:
+        """The survivors' average update, once the last stage is closed; RoundAborted before."""
+        if self.stage is not None:
+            raise RoundAborted(f"the round is still collecting {self.stage.name}")
+        res = self._session.result
+        agg = self.aggregator.decode(res.total, res.survivors)
+        agg.protocol = RoundResult(
+            total=res.total,
+            survivors=res.survivors,
+            client_cost={},
+            server_cost=Cost(),
+            dropouts=self.dropouts,
+            rejected=self.rejected,
+        )
+        return agg
