@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secureagg._exceptions import ConfigError, DecodeError, ProtocolError, RoundAborted
 from secureagg.fl._encoding import UpdateEncoder
-from secureagg.privacy._update import LocalUpdate
+from secureagg.privacy import LocalUpdate
 from secureagg.protocol import ClientSession, RoundConfig, Stage
 
 __all__ = ["SecureAggClient"]
