@@ -20,10 +20,23 @@ What is here:
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
   :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`;
 * integer noise for distributed DP: :class:`NoiseStream` (AES-256-CTR keyed by the OS),
-  :func:`discrete_gaussian` (exact, Canonne-Kamath-Steinke 2020), :func:`skellam`.
+  :func:`discrete_gaussian` (exact, Canonne-Kamath-Steinke 2020), :func:`skellam`;
+* the distributed-DP integer pipeline: :class:`DDPParams`, :func:`ddp_encode`,
+  :func:`ddp_decode`, :func:`fwht`, :func:`rotation_signs`, :func:`rounded_l2_bound`.
 """
 
 from secureagg.hazmat._aead import AEAD_VERSION, OVERHEAD, associated_data, open_sealed, seal
+from secureagg.hazmat._ddp import (
+    BETA,
+    MECHANISMS,
+    DDPParams,
+    ddp_decode,
+    ddp_encode,
+    fwht,
+    padded_length,
+    rotation_signs,
+    rounded_l2_bound,
+)
 from secureagg.hazmat._keys import (
     KEY_SIZE,
     LABEL_MASK,
@@ -54,15 +67,18 @@ from secureagg.hazmat._shamir import PRIME, SECRET_SIZE, SHARE_SIZE, combine, sp
 
 __all__ = [
     "AEAD_VERSION",
+    "BETA",
     "KEY_SIZE",
     "LABEL_MASK",
     "LABEL_SHARE_ENC",
     "MAX_BITS",
+    "MECHANISMS",
     "OVERHEAD",
     "PRIME",
     "SECRET_SIZE",
     "SEED_SIZE",
     "SHARE_SIZE",
+    "DDPParams",
     "KeyPair",
     "MaskBuffer",
     "NoiseStream",
@@ -73,15 +89,21 @@ __all__ = [
     "centered_sum",
     "choose_bits",
     "combine",
+    "ddp_decode",
+    "ddp_encode",
     "dequantize_sum",
     "derive_key",
     "discrete_gaussian",
     "element_dtype",
     "expand_mask",
+    "fwht",
     "make_config",
     "open_sealed",
+    "padded_length",
     "quantize",
     "reduce_into",
+    "rotation_signs",
+    "rounded_l2_bound",
     "seal",
     "skellam",
     "split",

@@ -10,7 +10,8 @@ EXPECTED = {
     "add_into", "agree", "associated_data", "centered_sum", "choose_bits", "combine", "derive_key",
     "dequantize_sum", "element_dtype", "expand_mask", "make_config", "open_sealed",
     "quantize", "reduce_into", "seal", "split", "sub_into", "zeros",
-    "NoiseStream", "discrete_gaussian", "skellam",
+    "NoiseStream", "discrete_gaussian", "skellam", "BETA", "MECHANISMS", "DDPParams",
+    "ddp_decode", "ddp_encode", "fwht", "padded_length", "rotation_signs", "rounded_l2_bound",
 }  # fmt: skip
 
 
