@@ -106,5 +106,9 @@ def derive_key(shared: bytes, *, label: bytes, id_a: int, id_b: int, round_id: b
     a = _check_id("id_a", id_a)
     b = _check_id("id_b", id_b)
     info = label + struct.pack(">II", min(a, b), max(a, b))
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=round_id, info=info)
-    return hkdf.derive(shared)
+    return _hkdf_sha256(shared, salt=round_id, info=info, length=KEY_SIZE)
+
+
+def _hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869) of ``ikm``; an empty salt means the RFC's default, HashLen zeros."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info).derive(ikm)

@@ -27,9 +27,10 @@ def _check_seed(seed: object) -> bytes:
     return check_key("seed", seed)
 
 
-def _stream(seed: bytes) -> Any:
-    """The AES-256-CTR keystream of ``seed`` (zero IV), as an encryptor of zeros."""
-    return Cipher(algorithms.AES256(seed), modes.CTR(_ZERO_IV)).encryptor()
+def _stream(seed: bytes, counter: bytes = _ZERO_IV) -> Any:
+    """The AES-256-CTR keystream of ``seed`` from ``counter`` (the PRG's: zero), as an encryptor
+    of zeros."""
+    return Cipher(algorithms.AES256(seed), modes.CTR(counter)).encryptor()
 
 
 def _chunks(d: int, itemsize: int) -> range:

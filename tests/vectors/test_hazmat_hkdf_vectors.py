@@ -1,10 +1,11 @@
-"""RFC 5869 appendix A.1-A.3 (HKDF-SHA256), through the same HKDF derive_key uses."""
+"""RFC 5869 appendix A.1-A.3 (HKDF-SHA256), through the function derive_key calls."""
 
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from secureagg.hazmat import derive_key
+from secureagg.hazmat._keys import _hkdf_sha256
 
 h = bytes.fromhex
 
@@ -37,5 +38,17 @@ CASES = [
 
 @pytest.mark.parametrize(("ikm", "salt", "info", "length", "okm"), CASES)
 def test_rfc5869(ikm: str, salt: str, info: str, length: int, okm: str) -> None:
-    kdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=h(salt) or None, info=h(info))
-    assert kdf.derive(h(ikm)) == h(okm)
+    assert _hkdf_sha256(h(ikm), salt=h(salt), info=h(info), length=length) == h(okm)
+
+
+def test_derive_key_is_that_hkdf() -> None:
+    """derive_key = HKDF-SHA256(shared, salt=round_id, info=label||u32be(min)||u32be(max)).
+
+    The RFC cases cannot go through derive_key itself (its secret is 32 bytes, its output
+    32 bytes); tests/vectors/test_hazmat_derivation_vectors.py checks derive_key end to end
+    against pycryptodome.
+    """
+    shared, rid = bytes(range(32)), h(CASES[0][1])
+    info = b"secureagg/v1/mask" + (3).to_bytes(4, "big") + (10).to_bytes(4, "big")
+    want = _hkdf_sha256(shared, salt=rid, info=info, length=32)
+    assert derive_key(shared, label=b"secureagg/v1/mask", id_a=10, id_b=3, round_id=rid) == want
