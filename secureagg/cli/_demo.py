@@ -159,8 +159,22 @@ def _run(config: DemoConfig, *, quiet: bool) -> None:
     torch.set_num_threads(1)  # tiny models: one thread is faster and bit-reproducible
     console = Console()
     start = time.perf_counter()
-    with LiveProgress(console, enabled=not quiet) as progress:
-        result = run_demo(config, progress)
+    if config.out.exists() and not config.out.is_dir():
+        raise click.UsageError(f"--out {config.out} exists and is not a folder")
+    config.out.mkdir(parents=True, exist_ok=True)
+    ledger = config.out / "ledger.json"
+    ledger.unlink(missing_ok=True)  # a new run: its ledger starts empty
+    try:
+        with LiveProgress(console, enabled=not quiet) as progress:
+            result = run_demo(config, progress, ledger_path=ledger)
+    except KeyboardInterrupt:
+        kept = (
+            f"the ledger of the rounds released so far is in {ledger}"
+            if ledger.exists()
+            else ("no round finished, so no privacy was spent and no ledger was written")
+        )
+        console.print(f"interrupted: {kept} (read it with: secureagg audit {ledger})")
+        raise SystemExit(130) from None
     report = write_report(result, config.out)
     for table in summary_tables(report):
         console.print(table)

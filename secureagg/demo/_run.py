@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -120,12 +121,19 @@ def _secure(config: DemoConfig, graph: GraphChoice) -> SecureAggConfig:
     )
 
 
-def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult:
+def run_demo(
+    config: DemoConfig,
+    progress: Progress | None = None,
+    *,
+    ledger_path: str | os.PathLike[str] | None = None,
+) -> DemoResult:
     """Train privately and securely across simulated hospitals, then the baseline.
 
-    Both runs use the same split, loaders, model, optimiser, schedule and seed; the
-    baseline has no DP (no clipping, no noise), no masking and no dropouts. ConfigError
-    for a bad setting.
+    Both runs use the same split, loaders, model, optimiser, schedule and seed (the seed
+    never reaches the DP noise); the baseline has no DP (no clipping, no noise), no
+    masking and no dropouts. With ``ledger_path`` the privacy ledger is written there,
+    atomically, after every round, so an interrupted run leaves the record of every round
+    already released. ConfigError for a bad setting.
     """
     config.validate()
     graph = choose_graph(config)
@@ -168,7 +176,7 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult
         privacy=_privacy(config),
         secure=_secure(config, graph),
         dropout_rate=config.dropout_rate,
-        ledger=PrivacyLedger(),
+        ledger=PrivacyLedger(ledger_path),
         capture_client=True,
         keep_vectors=True,
     )

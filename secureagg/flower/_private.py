@@ -1,4 +1,4 @@
-"""Private training inside a Flower ClientApp, with the DP history kept across rounds."""
+"""Private training inside a Flower ClientApp; the node's ledger keeps its DP history."""
 
 from __future__ import annotations
 
@@ -45,10 +45,16 @@ def train_privately(
     """One round of Opacus DP-SGD on ``model`` from the message's global arrays.
 
     Returns the reply a Flower train function returns (``arrays`` and ``num-examples``), to
-    be sent through ``secureagg_mod``. The client's DP history lives in ``context.state``,
-    so its accountant is never restarted; a client whose next round would pass
-    ``privacy.budget_epsilon`` declines. ``ledger`` (a JSON path on the client's machine)
-    gets one record per round under ``client_id`` (default: the partition id or node id).
+    be sent through ``secureagg_mod``. ``ledger`` (a JSON path on the client's machine) is
+    the node's privacy record and the source of truth: it is read before training, so the
+    accountant counts every step of every earlier round of every run on this node, and the
+    round is written to it, atomically, before the reply leaves. Records are keyed by the
+    Flower run id and server round under ``client_id`` (default: the partition id or node
+    id); a (run, round) already answered is declined, not trained again. A client whose next
+    round would pass ``privacy.budget_epsilon`` declines. ``context.state`` keeps a cache
+    of the history (counted instead when it holds more steps than the ledger); without a
+    ledger it is the only record, and a new run (a new Context) starts it at zero, so
+    budgets across runs and restarts need the ledger.
     """
     if not isinstance(privacy, PrivacyConfig):
         raise ConfigError(f"privacy must be a PrivacyConfig, got {type(privacy).__name__}")
@@ -57,6 +63,29 @@ def train_privately(
         raise ConfigError(f"the server's message has no {arrays_key!r} ArrayRecord")
     global_state = records[arrays_key].to_torch_state_dict()
     model.load_state_dict(global_state)
+    server_round = msg.content.config_records.get("config", ConfigRecord()).get("server-round", 0)
+    rnd = server_round if isinstance(server_round, int) else 0
+    run = int(context.run_id)
+    who = client_id if client_id is not None else _default_id(context)
+    book = PrivacyLedger.open(ledger) if ledger is not None else None
+    cached = _history(context)
+    if book is None:
+        history = cached
+    else:
+        history = book.history(who)
+        if _total(cached) > _total(history):  # the ledger lost steps: count the cache's
+            log.warning(
+                "ledger %s records %d DP-SGD steps for client %s, fewer than the %d this run "
+                "has taken (was it replaced or rolled back?): counting the larger history",
+                ledger,
+                _total(history),
+                who,
+                _total(cached),
+            )
+            history = cached
+        if book.has(who, run, rnd):
+            log.warning("client %s declines run %d round %d: already answered", who, run, rnd)
+            return _decline(msg, "this round was already answered")
     trainer = PrivateTrainer.from_config(
         model,
         optimizer,
@@ -64,27 +93,20 @@ def train_privately(
         privacy,
         local_epochs=local_epochs,
         criterion=criterion,
-        history=_history(context),
+        history=history,
     )
-    server_round = msg.content.config_records.get("config", ConfigRecord()).get("server-round", 0)
-    rnd = server_round if isinstance(server_round, int) else 0
-    who = client_id if client_id is not None else _default_id(context)
-    book = PrivacyLedger.open(ledger) if ledger is not None else None
     if not trainer.can_train():
         if book is not None:
-            trainer.record_round(book, who, rnd, participated=False, reason="budget")
+            trainer.record_round(book, who, rnd, participated=False, reason="budget", run=run)
             book.save()
         log.warning("client %s declines round %d: its privacy budget is spent", who, rnd)
-        return Message(
-            RecordDict({RECORD_KEY: ConfigRecord({"declined": "privacy budget spent"})}),
-            reply_to=msg,
-        )
+        return _decline(msg, "privacy budget spent")
     params = {k: v.detach().clone() for k, v in parameters_of(model).items()}
     update = trainer.train_round(params)
-    _save_history(context, trainer.history)
-    if book is not None:
-        trainer.record_round(book, who, rnd)
+    if book is not None:  # durable before the reply leaves
+        trainer.record_round(book, who, rnd, run=run)
         book.save()
+    _save_history(context, trainer.history)
     delta = unflatten(update.vector, params)
     state = {k: v.detach().clone() for k, v in global_state.items()}
     for name, change in delta.items():
@@ -97,6 +119,14 @@ def train_privately(
         }
     )
     return Message(content, reply_to=msg)
+
+
+def _decline(msg: Message, why: str) -> Message:
+    return Message(RecordDict({RECORD_KEY: ConfigRecord({"declined": why})}), reply_to=msg)
+
+
+def _total(history: list[Step]) -> int:
+    return sum(s.steps for s in history if s.sample_rate > 0)
 
 
 def _default_id(context: Context) -> int:

@@ -39,6 +39,8 @@ _FIELDS = (
     "budget_epsilon",
     "epsilon",
 )
+_OPTIONAL = ("run",)
+"""Fields a record may lack: ``run`` (the Flower run id) is written only when known."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class RoundRecord:
     grad_sample_mode: str
     budget_epsilon: float | None
     epsilon: Mapping[str, float] = field(default_factory=dict)
+    run: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(run, round)``: what a record is unique by (run -1 when not given)."""
+        return (-1 if self.run is None else self.run, self.round)
 
     @property
     def step(self) -> Step:
@@ -71,6 +79,8 @@ class RoundRecord:
         """The record as written in the ledger file."""
         out = {name: getattr(self, name) for name in _FIELDS[:-1]}
         out["epsilon"] = {k: (v if math.isfinite(v) else None) for k, v in self.epsilon.items()}
+        if self.run is not None:
+            out["run"] = self.run
         return out
 
 
@@ -130,13 +140,16 @@ def _parse_record(raw: object) -> RoundRecord:
     if not isinstance(raw, dict):
         raise ValueError(f"a record must be an object, got {type(raw).__name__}")
     missing = [f for f in _FIELDS if f not in raw]
-    extra = sorted(set(raw) - set(_FIELDS))
+    extra = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL))
     if missing or extra:
         raise ValueError(f"missing fields {missing}" if missing else f"unknown fields {extra}")
     problem = _record_problem(raw)
     if problem is not None:
         raise ValueError(problem)
     budget = raw["budget_epsilon"]
+    run = raw.get("run")
+    if run is not None and (as_int(run) is None or int(run) < 0):
+        raise ValueError(f"run must be an integer >= 0, got {run!r}")
     return RoundRecord(
         round=int(raw["round"]),
         participated=raw["participated"],
@@ -149,7 +162,19 @@ def _parse_record(raw: object) -> RoundRecord:
         grad_sample_mode=raw["grad_sample_mode"],
         budget_epsilon=None if budget is None else float(budget),
         epsilon=_parse_epsilon(raw["epsilon"]),
+        run=None if run is None else int(run),
     )
+
+
+def _clash(previous: list[RoundRecord], run: int | None, rnd: int) -> str | None:
+    """Why a record for ``(run, rnd)`` cannot follow ``previous``, or None if it can."""
+    key = (-1 if run is None else run, rnd)
+    if any(r.key == key for r in previous):
+        return "this run and round is already recorded"
+    same = [r.round for r in previous if r.run == run]
+    if same and rnd <= same[-1]:
+        return f"rounds of one run must increase, previous was {same[-1]}"
+    return None
 
 
 def _reject_constant(token: str) -> float:
@@ -240,7 +265,6 @@ class PrivacyLedger:
             cid = int(key)
             if not isinstance(body, dict) or not isinstance(body.get("records"), list):
                 raise LedgerError(f"{where}: client {cid}: expected {{'records': [...]}}")
-            last = -1
             parsed: list[RoundRecord] = []
             for i, raw in enumerate(body["records"]):
                 rnd = raw.get("round") if isinstance(raw, dict) else None
@@ -249,9 +273,9 @@ class PrivacyLedger:
                     rec = _parse_record(raw)
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     raise LedgerError(f"{label}: {exc}") from exc
-                if rec.round <= last:
-                    raise LedgerError(f"{label}: rounds must increase, previous was {last}")
-                last = rec.round
+                clash = _clash(parsed, rec.run, rec.round)
+                if clash is not None:
+                    raise LedgerError(f"{label}: {clash}")
                 parsed.append(rec)
             self._records[cid] = parsed
 
@@ -271,8 +295,12 @@ class PrivacyLedger:
         grad_sample_mode: str,
         budget_epsilon: float | None = None,
         reason: str | None = None,
+        run: int | None = None,
     ) -> RoundRecord:
-        """Append one round for one client; epsilons are cumulative over its whole history."""
+        """Append one round for one client; epsilons are cumulative over its whole history.
+
+        Records are unique by ``(run, round)``; within one run rounds increase (LedgerError).
+        """
         cid = as_int(client_id)
         if cid is None or cid < 0:
             raise ConfigError(f"client_id must be an integer >= 0, got {client_id!r}")
@@ -291,11 +319,12 @@ class PrivacyLedger:
         problem = _record_problem(entry)
         if problem is not None:
             raise ConfigError(f"client {cid}, round {round!r}: {problem}")
+        if run is not None and (as_int(run) is None or run < 0):
+            raise ConfigError(f"run must be an integer >= 0, got {run!r}")
         previous = self._records.get(cid, [])
-        if previous and round <= previous[-1].round:
-            raise LedgerError(
-                f"client {cid}, round {round}: already recorded up to round {previous[-1].round}"
-            )
+        clash = _clash(previous, run, int(round))
+        if clash is not None:
+            raise LedgerError(f"client {cid}, run {run}, round {round}: {clash}")
         step = Step(float(noise_multiplier), float(sample_rate), int(steps))
         history = [r.step for r in previous] + [step]
         figures = {name: epsilon(history, float(delta), name) for name in self.accountants}
@@ -311,6 +340,7 @@ class PrivacyLedger:
             grad_sample_mode=grad_sample_mode,
             budget_epsilon=None if budget_epsilon is None else float(budget_epsilon),
             epsilon=figures,
+            run=None if run is None else int(run),
         )
         self._records.setdefault(cid, []).append(rec)
         return rec
@@ -365,6 +395,11 @@ class PrivacyLedger:
     def records(self, client_id: int) -> list[RoundRecord]:
         """The client's records in round order (empty if unknown)."""
         return list(self._records.get(client_id, []))
+
+    def has(self, client_id: int, run: int | None, round: int) -> bool:
+        """Whether the client already has a record for ``(run, round)``."""
+        key = (-1 if run is None else run, round)
+        return any(r.key == key for r in self._records.get(client_id, []))
 
     def history(self, client_id: int) -> list[Step]:
         """The client's DP-SGD steps, one entry per record, in round order."""

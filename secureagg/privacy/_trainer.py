@@ -298,6 +298,7 @@ class PrivateTrainer:
         *,
         participated: bool = True,
         reason: str | None = None,
+        run: int | None = None,
     ) -> RoundRecord:
         """Write this round into ``ledger``: the last round's steps, or none if it declined.
 
@@ -319,6 +320,7 @@ class PrivateTrainer:
             grad_sample_mode=self.grad_sample_mode,
             budget_epsilon=self.budget_epsilon,
             reason=None if participated else reason,
+            run=run,
         )
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:

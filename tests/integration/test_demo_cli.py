@@ -110,3 +110,39 @@ def test_bad_value_in_the_real_command_has_no_traceback() -> None:
     proc = _secureagg("demo", "--clients", "0", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr == "error: clients must be in [3, 1000], got 0\n"
+
+
+def test_an_interrupted_demo_leaves_a_ledger_the_audit_reads(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "report"
+    ledger = out / LEDGER_FILE
+    proc = subprocess.Popen(
+        [str(EXE), "demo", "--rounds", "500", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not ledger.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert ledger.exists(), "no ledger was written while the demo ran"
+        time.sleep(0.5)  # let it go on into a later round
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in stdout
+    book = PrivacyLedger.load(ledger)
+    rounds = {len(book.records(c)) for c in book.clients()}
+    assert book.clients() == list(range(1, 9)) and len(rounds) == 1
+    (done,) = rounds
+    assert 1 <= done < 500
+    audit = _secureagg("audit", str(ledger), "--out", str(tmp_path / "audit"))
+    assert audit.returncode == 0, audit.stderr
+    doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert len(doc["clients"]) == 8

@@ -92,7 +92,7 @@ def test_the_accountant_keeps_counting_across_rounds_and_fresh_trainers(tmp_path
         eps.append(epsilon(history, DELTA))
         state = new
     assert eps[0] < eps[1] < eps[2]
-    (entry,) = _saved_history(context)
+    entry = _saved_history(context)[0]  # one (z, q) throughout
     one_round = epsilon([Step(entry.noise_multiplier, entry.sample_rate, 4)], DELTA)
     twelve = epsilon([Step(entry.noise_multiplier, entry.sample_rate, 12)], DELTA)
     assert eps[2] == pytest.approx(twelve, rel=1e-9)  # all 12 steps of the 3 rounds count
@@ -140,3 +140,44 @@ def test_the_message_must_carry_the_global_arrays() -> None:
             _loader(),
             PrivacyConfig(noise_multiplier=1.0),
         )
+
+
+def _run_context(run_id: int) -> Context:
+    return Context(
+        run_id=run_id, node_id=1, node_config={"partition-id": 4}, state=RecordDict(), run_config={}
+    )
+
+
+def test_two_runs_against_one_budget_stop_at_the_budget(tmp_path: Path) -> None:
+    """Each Flower run brings a fresh Context; the node's ledger carries the spend across."""
+    one = epsilon([Step(1.0, 0.25, 4)], DELTA)  # one round: 4 steps at sample rate 1/4
+    budget = epsilon([Step(1.0, 0.25, 4 * 5)], DELTA) * 1.001  # five rounds fit, not six
+    privacy = PrivacyConfig(noise_multiplier=1.0, budget_epsilon=budget)
+    ledger = tmp_path / "ledger.json"
+    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
+    trained = 0
+    for run_id in (21, 22):  # two runs of 4 rounds, numbered 1..4 each time
+        context = _run_context(run_id)
+        for rnd in (1, 2, 3, 4):
+            reply = _round(context, state, rnd, privacy, ledger=ledger)
+            trained += RECORD_KEY not in reply.content.config_records
+    assert trained == 5
+    book = json.loads(ledger.read_text())["clients"]["4"]["records"]
+    assert [(r["run"], r["round"]) for r in book] == [(21, r) for r in (1, 2, 3, 4)] + [
+        (22, r) for r in (1, 2, 3, 4)
+    ]
+    assert sum(r["steps"] for r in book) == 20
+    spent = epsilon([Step(1.0, 0.25, 20)], DELTA)
+    assert spent <= budget and spent > one
+
+
+def test_a_replayed_round_is_declined_not_trained_again(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.json"
+    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
+    privacy = PrivacyConfig(noise_multiplier=1.0)
+    first = _round(_run_context(5), state, 3, privacy, ledger=ledger)
+    assert RECORD_KEY not in first.content.config_records
+    again = _round(_run_context(5), state, 3, privacy, ledger=ledger)  # a restarted process
+    assert "already answered" in str(again.content[RECORD_KEY]["declined"])
+    (record,) = json.loads(ledger.read_text())["clients"]["4"]["records"]
+    assert record["steps"] == 4

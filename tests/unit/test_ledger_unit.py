@@ -132,7 +132,9 @@ def test_record_refuses_impossible_values(change: dict[str, Any], match: str) ->
 
 def test_record_refuses_inconsistent_rounds_and_reasons() -> None:
     led = _ledger()
-    with pytest.raises(LedgerError, match="client 3, round 2: already recorded up to round 2"):
+    with pytest.raises(
+        LedgerError, match="client 3, run None, round 2: this run and round is already recorded"
+    ):
         led.record(3, 2, participated=True, **ARGS)
     with pytest.raises(ConfigError, match="reason"):
         led.record(3, 5, participated=False, reason="bored", **ARGS)
@@ -179,7 +181,10 @@ BAD_FILES = [
     (_with_record({"steps": -10}), r"client 7, record #1 \(round 1\): steps must be >= 0"),
     (_with_record({"sample_rate": 1.2}), r"client 7, record #1 \(round 1\): sample_rate"),
     (_with_record({"steps": 2.5}), r"record #1 \(round 1\): steps must be an integer"),
-    (_with_record({"round": 0}), r"record #1 \(round 0\): rounds must increase"),
+    (
+        _with_record({"round": 0}),
+        r"record #1 \(round 0\): (this run and round is already|rounds of one run must)",
+    ),
     (_with_record({"participated": "yes"}), "participated must be true or false"),
     (_with_record({"epsilon": {"opacus_rdp": -1.0}}), r"epsilon\['opacus_rdp'\]"),
     (_with_record({"epsilon": {"moments": 1.0}}), "unknown accountant 'moments'"),
@@ -207,3 +212,19 @@ def test_binary_garbage_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(LedgerError, match="UTF-8"):
         PrivacyLedger.load(path)
+
+
+def test_records_are_keyed_by_run_and_round() -> None:
+    led = PrivacyLedger(accountants=("opacus_rdp",))
+    led.record(3, 1, participated=True, run=10, **ARGS)
+    led.record(3, 2, participated=True, run=10, **ARGS)
+    led.record(3, 1, participated=True, run=11, **ARGS)  # a new run starts its rounds again
+    with pytest.raises(LedgerError, match="already recorded"):
+        led.record(3, 2, participated=True, run=10, **ARGS)
+    with pytest.raises(LedgerError, match="must increase"):
+        led.record(3, 0, participated=True, run=11, **ARGS)
+    assert led.has(3, 10, 2) and not led.has(3, 11, 2)
+    again = PrivacyLedger(accountants=("opacus_rdp",))
+    again._load_doc(led.to_json(), "mem")
+    assert [(r.run, r.round) for r in again.records(3)] == [(10, 1), (10, 2), (11, 1)]
+    assert sum(s.steps for s in again.history(3)) == 3 * ARGS["steps"]
