@@ -67,7 +67,7 @@ def federated_plain(args: argparse.Namespace) -> None:
         loader = DataLoader(dataset, batch_size=128, shuffle=True)
         clients.append((model, optimizer, loader))
 
-    for rnd in range(args.rounds):
+    for rnd in range(1, args.rounds + 1):
         global_state = global_model.state_dict()
         updates, weights = [], []
         for model, optimizer, loader in clients:
@@ -85,7 +85,7 @@ def federated_plain(args: argparse.Namespace) -> None:
         with torch.no_grad():
             for name, param in global_model.named_parameters():
                 param += average[name]
-        print(f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}")
+        print(f"round {rnd}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}")
 
 
 def exchange(server: SecureAggServer, sessions: dict[int, SecureAggClient]) -> Aggregate:
@@ -125,7 +125,7 @@ def federated_private_secure(args: argparse.Namespace) -> None:
     encoder = aggregator.client_encoder()  # secureagg
     ledger = PrivacyLedger(accountants=("opacus_rdp", "dpa_rdp"))  # secureagg
 
-    for rnd in range(args.rounds):
+    for rnd in range(1, args.rounds + 1):
         global_state = global_model.state_dict()
         sessions = {  # secureagg: each client's side of this round; ids name ledger entries
             cid: SecureAggClient(encoder, cid) for cid in range(1, len(clients) + 1)
@@ -144,7 +144,7 @@ def federated_private_secure(args: argparse.Namespace) -> None:
                 param += average[name]
         eps = max(ledger.latest_epsilon(c) for c in ledger.clients())  # secureagg
         print(
-            f"round {rnd + 1}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}, "
+            f"round {rnd}/{args.rounds}: accuracy {accuracy(global_model, test):.3f}, "
             f"epsilon {eps:.2f}, error <= {result.error_bound:.1e}"  # secureagg
         )
 

@@ -1,49 +1,59 @@
-"""The ``secureagg`` command line: ``demo`` and ``audit``."""
+"""The ``secureagg`` command line: ``demo`` and ``audit``.
+
+The entry point :func:`main` imports nothing beyond the standard library until it runs, so
+an install without the ``cli`` extra gets one line naming the extra, not a traceback.
+"""
 
 from __future__ import annotations
 
 import sys
 
-import click
+__all__ = ["CLI_EXTRA", "main"]
 
-from secureagg._exceptions import SecureAggError
-from secureagg._version import __version__
+CLI_EXTRA = "cli"
+"""The extra that brings the command line's dependencies: ``pip install 'secureagg[cli]'``."""
 
-__all__ = ["cli", "main"]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="secureagg")
-def cli() -> None:
-    """Federated learning with differential privacy and secure aggregation."""
+_EXTRA_MODULES = frozenset({"click", "rich", "matplotlib", "sklearn"})
 
 
-def _register() -> None:
-    from secureagg.cli._audit import audit
-    from secureagg.cli._demo import demo
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a module of the ``cli`` extra that is not installed, else None.
 
-    cli.add_command(demo)
-    cli.add_command(audit)
+    Parameters:
+        exc: The error raised by the failed import.
+
+    Returns:
+        The message naming the extra to install, or None when ``exc`` is about another module.
+    """
+    top = (exc.name or "").partition(".")[0]
+    if top not in _EXTRA_MODULES:
+        return None
+    return (
+        f"secureagg: the command line needs the '{CLI_EXTRA}' extra ({top} is not installed):"
+        f" pip install 'secureagg[{CLI_EXTRA}]'"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; a user mistake ends in one line on stderr, never a traceback."""
-    _register()
+    """Run the command line; a user mistake ends in one line on stderr, never a traceback.
+
+    Parameters:
+        argv: The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 for a bad setting, 1 for a file system error or a
+        missing extra, 130 when interrupted.
+    """
     try:
-        cli.main(args=argv, prog_name="secureagg", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except SecureAggError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 2
-    except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
+        from secureagg.cli._app import run
+
+        return run(argv)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from secureagg.cli._out import usable_folder
 from secureagg.privacy.accounting import ACCOUNTANTS, Step, epsilons, noise_for_epsilon
 
 __all__ = ["audit"]
@@ -87,6 +88,7 @@ def report(
     from secureagg.privacy import PrivacyLedger
     from secureagg.privacy.audit import audit_ledger
 
+    usable_folder(out)
     console = _console()
     with console.status("auditing ledger..."):
         result = audit_ledger(
@@ -208,6 +210,7 @@ def empirical(
         delta=delta,
         seed=seed,
     )
+    usable_folder(out)
     configs = [config]
     if compare and noise_multiplier > 0:
         configs.append(dataclasses.replace(config, noise_multiplier=0.0))

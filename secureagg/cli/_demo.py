@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from secureagg.cli._out import usable_folder
 from secureagg.demo import DATASETS, GRAPHS, DemoConfig
 
 __all__ = ["demo"]
@@ -145,6 +146,7 @@ def demo(
         seed=seed,
         out=out,
     ).validate()
+    usable_folder(config.out)  # a folder that cannot be written fails before any training
     _run(config, quiet=quiet)
 
 

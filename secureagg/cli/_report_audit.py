@@ -202,6 +202,12 @@ def _plot(audit: LedgerAudit, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    if not audit.clients:
+        for ax in (left, right):
+            ax.text(0.5, 0.5, "no client in this ledger", ha="center", transform=ax.transAxes)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     ref = audit.reference
     alpha = 0.9 if len(audit.clients) <= 10 else max(0.15, 3 / len(audit.clients))
     for c in audit.clients:

@@ -120,7 +120,7 @@ def _rounds_table(report: dict[str, Any]) -> Table:
     table.add_column("accuracy", justify="right")
     for r in report["rounds"]:
         table.add_row(
-            str(r["round"] + 1),
+            str(r["round"]),
             f"{len(r['members'])}/{len(r['participants'])}",
             "[red]aborted[/] " * r["aborted"] + dropouts_text(r["dropouts"]),
             _pct(r["accuracy"]),

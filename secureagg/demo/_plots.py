@@ -36,21 +36,30 @@ def _figure(width: float, height: float, cols: int = 1) -> tuple[Any, Any]:
 def plot_accuracy(report: dict[str, Any], path: Path) -> None:
     """Held-out accuracy per round: private + secure against the baseline; dropouts marked."""
     rounds = report["rounds"]
-    x = [r["round"] + 1 for r in rounds]
+    x = [r["round"] for r in rounds]
     fig, ax = _figure(6.4, 3.8)
     ax.plot(x, [r["baseline_accuracy"] for r in rounds], "-", color="0.45", label="baseline")
     ax.plot(
         x, [r["accuracy"] for r in rounds], "-o", ms=3, color="tab:blue", label="private + secure"
     )
-    drop = [(r["round"] + 1, r["accuracy"]) for r in rounds if r["dropped"]]
-    if drop:
-        ax.plot(*zip(*drop, strict=True), "x", color="tab:red", ms=7, label="a client dropped")
+    lost = [(r["round"], r["accuracy"]) for r in rounds if r["dropped"]]
+    kept = [
+        (r["round"], r["accuracy"])
+        for r in rounds
+        if any(d["in_sum"] for d in r["dropouts"].values())
+    ]
+    if lost:
+        label = "a client's update lost (dropped before sending it)"
+        ax.plot(*zip(*lost, strict=True), "x", color="tab:red", ms=8, label=label)
+    if kept:
+        label = "a client dropped at unmask (update in the sum)"
+        ax.plot(*zip(*kept, strict=True), "o", mfc="none", color="tab:orange", ms=9, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy on held-out test set")
     ax.set_title(f"{report['data']['dataset']}: {len(report['data']['clients'])} clients")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     fig.savefig(path)
 
 
@@ -66,7 +75,7 @@ def plot_epsilon(
     rounds = report["rounds"]
     priv = report["privacy"]
     fig, ax = _figure(6.4, 3.8)
-    x = [r["round"] + 1 for r in rounds]
+    x = [r["round"] for r in rounds]
     styles = ["-", "--", "-.", ":"]
     for i, cid in enumerate(sorted(report["data"]["clients"], key=int)):
         y = [r["epsilon"].get(cid, np.nan) for r in rounds]
@@ -127,7 +136,7 @@ def plot_server_view(
         bits = view["bits"]
         axes[0].hist(np.asarray(masked).astype(np.float64) / 2.0**bits, bins=16, range=(0, 1))
         axes[0].set_title(
-            f"what the server saw from client {cid}\n(round {view['round'] + 1}, "
+            f"what the server saw from client {cid}\n(round {view['round']}, "
             f"KS p = {view['masked_uniform_ks_pvalue']:.2f} vs uniform)",
             fontsize=9,
         )

@@ -112,7 +112,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for r in report["rounds"]:
         dropped = ("aborted; " if r["aborted"] else "") + dropouts_text(r["dropouts"])
         lines.append(
-            f"| {r['round'] + 1} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
+            f"| {r['round']} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
             f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
             f"{epsilon_text(max(r['epsilon'].values(), default=0.0))} | "
             f"{r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
@@ -164,7 +164,7 @@ def write_report(result: DemoResult, out: Path) -> dict[str, Any]:
     plot_accuracy(report, out / PLOTS["accuracy"])
     plot_epsilon(report, out / PLOTS["epsilon"], _other_accountants(result))
     view = report["secure_aggregation"]["server_view"]
-    captured = None if view is None else result.private.rounds[view["round"]].captured
+    captured = None if view is None else result.private.rounds[view["round"] - 1].captured
     plot_server_view(report, captured, result.checks, out / PLOTS["server_view"])
     plot_cost(report, out / PLOTS["cost"])
     seconds = report["summary"]["seconds"]

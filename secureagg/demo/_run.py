@@ -32,10 +32,10 @@ def _relay(phase: str, tell: Progress, rounds: int, n: int) -> Callable[[Progres
 
     def on_progress(event: ProgressEvent) -> None:
         if event.stage == "train":
-            detail = f"round {event.round + 1}: client {event.client} of {n} training ({how})"
+            detail = f"round {event.round}: client {event.client} of {n} training ({how})"
         else:
             detail = str(event)
-        tell(phase, event.round + (event.stage == "done"), rounds, detail)
+        tell(phase, event.round - (event.stage != "done"), rounds, detail)
 
     return on_progress
 

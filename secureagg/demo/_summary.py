@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 SCHEMA = "secureagg.demo-report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ACCOUNTANT = "opacus_rdp"
 """The accountant whose epsilon the report states (the others are listed for comparison)."""
 

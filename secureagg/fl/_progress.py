@@ -18,7 +18,7 @@ client over budget); the trained updates are aggregated; the round is done (``me
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One step of a round: ``round`` (from 0) of ``rounds``, ``stage``, and its client.
+    """One step of a round: ``round`` (from 1) of ``rounds``, ``stage``, and its client.
 
     ``client`` is set for "train" and "declined", ``clients`` (how many updates) for
     "aggregate", ``metrics`` for "done". ``str(event)`` is a one-line description.
@@ -33,7 +33,7 @@ class ProgressEvent:
     metrics: RoundMetrics | None = None
 
     def __str__(self) -> str:
-        head = f"round {self.round + 1}" + ("" if self.rounds is None else f"/{self.rounds}")
+        head = f"round {self.round}" + ("" if self.rounds is None else f"/{self.rounds}")
         if self.stage == "train":
             return f"{head}: client {self.client} training"
         if self.stage == "declined":

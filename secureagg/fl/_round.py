@@ -72,7 +72,7 @@ def run_round(
     rng: np.random.Generator,
     capture_client: bool = False,
     on_progress: OnProgress | None = None,
-    round_index: int = 0,
+    round_index: int = 1,
     rounds: int | None = None,
 ) -> RoundOutcome:
     """One round: every client that can afford it trains; the members' updates are averaged.
@@ -83,8 +83,8 @@ def run_round(
     ``dropouts`` lists every client that declined or went silent, with the stage, whether
     or not its update is in the average (``dropped`` lists only the clients left out).
     ``on_progress`` gets a :class:`ProgressEvent` as each client's turn starts ("train",
-    then "declined" if it is over budget) and before the aggregation; ``round_index`` of
-    ``rounds`` name the round in them.
+    then "declined" if it is over budget) and before the aggregation; ``round_index`` (from 1)
+    of ``rounds`` name the round in them.
     """
 
     def tell(stage: str, **kw: Any) -> None:

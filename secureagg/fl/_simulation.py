@@ -83,9 +83,9 @@ def run_federated(
     state = {k: v.clone() for k, v in parameters_of(model).items()}
     if configs is not None and ledger is None:
         ledger = PrivacyLedger()
-    first = 0
+    last = 0  # rounds are numbered from 1, as in Flower; a reopened ledger goes on counting
     if ledger is not None:
-        first = 1 + max((r.round for c in ledger.clients() for r in ledger.records(c)), default=-1)
+        last = max((r.round for c in ledger.clients() for r in ledger.records(c)), default=0)
     clients = _make_clients(
         model_fn,
         client_loaders,
@@ -107,7 +107,7 @@ def run_federated(
             update_clip=_update_clip(configs),
         )
     history: list[RoundMetrics] = []
-    for r in range(rounds):
+    for r in range(1, rounds + 1):
         dropout = None
         if dropout_rate > 0 and rng.random() < dropout_rate:
             stages = _STAGES if secure is None or not secure.signed else tuple(Stage)
@@ -130,7 +130,7 @@ def run_federated(
                     state[name] = state[name] + server_lr * delta.to(state[name].dtype)
         load_global_state(model, state)
         if ledger is not None and configs is not None:
-            _record(ledger, clients, out, first + r)
+            _record(ledger, clients, out, last + r)
         metrics = _metrics(r, clients, out, model, evaluate, aggregator, keep_vectors)
         history.append(metrics)
         if on_progress is not None:

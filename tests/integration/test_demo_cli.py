@@ -77,9 +77,9 @@ def test_epsilon_figures_equal_the_ledgers(short_run: tuple[Path, dict[str, Any]
     for c in ledger.clients():
         assert report["privacy"]["epsilon"][str(c)] == ledger.latest_epsilon(c, ACCOUNTANT)
         recs = ledger.records(c)
-        assert [r.round for r in recs] == [0, 1]
+        assert [r.round for r in recs] == [1, 2]  # numbered from 1, as everywhere
         for rec in recs:
-            assert report["rounds"][rec.round]["epsilon"][str(c)] == rec.epsilon[ACCOUNTANT]
+            assert report["rounds"][rec.round - 1]["epsilon"][str(c)] == rec.epsilon[ACCOUNTANT]
             assert report["privacy"]["epsilon_by_accountant"][str(c)] == recs[-1].epsilon
     assert 0 < report["summary"]["max_epsilon"] <= 4.0 + 1e-9
 

@@ -76,7 +76,7 @@ def test_ledger_epsilon_is_the_opacus_accountant_over_the_whole_history(tmp_path
     for cid, trainer in res.clients.items():
         assert isinstance(trainer, PrivateTrainer)
         recs = ledger.records(cid)
-        assert [r.round for r in recs] == [0, 1, 2]
+        assert [r.round for r in recs] == [1, 2, 3]
         assert all(r.grad_sample_mode == "ghost" for r in recs)
         steps = sum(r.steps for r in recs)
         assert steps == 3 * trainer.steps_per_round
@@ -118,7 +118,7 @@ def test_budgeted_client_stops_at_the_round_that_would_exceed_it() -> None:
     )
     assert res.ledger is not None
     for m in res.rounds:
-        if m.round < stop:
+        if m.round <= stop:  # rounds from 1: the first `stop` rounds are affordable
             assert m.members == [1, 2, 3, 4] and m.dropped == m.dropouts == {}
         else:
             assert m.dropped == m.dropouts == {4: "budget"}
@@ -142,7 +142,7 @@ def test_a_restarted_run_continues_the_ledger(tmp_path: Path) -> None:
     run(cfg, 2, {1: 30, 2: 30}, ledger=PrivacyLedger.open(path, accountants=CHEAP))
     res = run(cfg, 1, {1: 30, 2: 30}, ledger=PrivacyLedger.open(path, accountants=CHEAP))
     ledger = PrivacyLedger.load(path, accountants=CHEAP)
-    assert [r.round for r in ledger.records(1)] == [0, 1, 2]
+    assert [r.round for r in ledger.records(1)] == [1, 2, 3]
     trainer = res.clients[1]
     assert trainer.epsilon() == pytest.approx(ledger.latest_epsilon(1), rel=1e-9)
     assert trainer.epsilon() == pytest.approx(epsilon([Step(1.0, 1 / 3, 9)], DELTA), rel=1e-9)

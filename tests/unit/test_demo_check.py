@@ -15,7 +15,7 @@ def _round(
     recovered: np.ndarray | None, members: list[int], updates: dict[int, list[float]]
 ) -> RoundMetrics:
     return RoundMetrics(
-        round=0,
+        round=1,
         participants=sorted(updates),
         members=members,
         dropped={},

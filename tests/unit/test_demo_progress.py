@@ -11,7 +11,7 @@ from secureagg.fl import ProgressEvent, RoundMetrics
 
 def _metrics() -> RoundMetrics:
     return RoundMetrics(
-        round=0,
+        round=1,
         participants=[1, 2],
         members=[1],
         dropped={2: "dropout:advertise"},
@@ -29,11 +29,11 @@ def _metrics() -> RoundMetrics:
 def test_relay_names_the_training_client_then_the_aggregation_then_the_round() -> None:
     seen: list[tuple[str, int, int, str]] = []
     relay = _relay("private", lambda *a: seen.append(a), 5, 2)
-    relay(ProgressEvent(0, "train", 5, client=1))
-    relay(ProgressEvent(0, "train", 5, client=2))
-    relay(ProgressEvent(0, "aggregate", 5, clients=2, secure=True))
-    relay(ProgressEvent(0, "done", 5, metrics=_metrics()))
-    relay(ProgressEvent(1, "train", 5, client=1))
+    relay(ProgressEvent(1, "train", 5, client=1))  # rounds are numbered from 1
+    relay(ProgressEvent(1, "train", 5, client=2))
+    relay(ProgressEvent(1, "aggregate", 5, clients=2, secure=True))
+    relay(ProgressEvent(1, "done", 5, metrics=_metrics()))
+    relay(ProgressEvent(2, "train", 5, client=1))
     assert [s[3] for s in seen] == [
         "round 1: client 1 of 2 training (DP-SGD)",
         "round 1: client 2 of 2 training (DP-SGD)",
@@ -48,8 +48,8 @@ def test_relay_names_the_training_client_then_the_aggregation_then_the_round() -
 def test_baseline_relay_does_not_claim_masking() -> None:
     seen: list[str] = []
     relay = _relay("baseline", lambda *a: seen.append(a[3]), 1, 1)
-    relay(ProgressEvent(0, "train", 1, client=1))
-    relay(ProgressEvent(0, "aggregate", 1, clients=1, secure=False))
+    relay(ProgressEvent(1, "train", 1, client=1))
+    relay(ProgressEvent(1, "aggregate", 1, clients=1, secure=False))
     assert seen == ["round 1: client 1 of 1 training (SGD)", "round 1/1: averaging 1 updates"]
 
 

@@ -88,7 +88,7 @@ def test_json_on_disk_has_the_documented_fields(written: tuple[Path, dict[str, A
     doc = json.loads((out / "report.json").read_text())
     assert doc == report
     assert set(doc) == TOP_FIELDS
-    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 2
+    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 3
     assert len(doc["rounds"]) == SMALL.rounds
     for r in doc["rounds"]:
         assert set(r) == ROUND_FIELDS
@@ -105,7 +105,7 @@ def test_epsilon_figures_equal_the_ledgers(written: tuple[Path, dict[str, Any]])
     for c in ledger.clients():
         assert report["privacy"]["epsilon"][str(c)] == ledger.latest_epsilon(c, ACCOUNTANT)
         for rec in ledger.records(c):
-            assert report["rounds"][rec.round]["epsilon"][str(c)] == rec.epsilon[ACCOUNTANT]
+            assert report["rounds"][rec.round - 1]["epsilon"][str(c)] == rec.epsilon[ACCOUNTANT]
     assert report["summary"]["max_epsilon"] == max(
         ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients()
     )
@@ -131,7 +131,7 @@ def test_markdown_epsilons_are_the_ledgers_to_two_decimals(
             for rec in ledger.records(c)
             if rec.round == r["round"]
         )
-        assert re.search(rf"^\| {r['round'] + 1} \| .*\| {top:.2f} \| ", md, re.M)
+        assert re.search(rf"^\| {r['round']} \| .*\| {top:.2f} \| ", md, re.M)
     assert f"reaches {SMALL.target_epsilon:.2f} after" in md
     assert "`target_epsilon=4.00`" in md
     story = md.split("Settings")[0].replace("delta 1e-05", "delta")
@@ -182,7 +182,7 @@ def test_every_dropout_is_reported_with_its_stage(
             assert (stage == "unmask") == (cid in m.members) == (str(cid) not in r["dropped"])
             text = m.dropout_text(cid)
             assert text.startswith(f"{cid} at {stage} (update ")
-            assert f"| {r['round'] + 1} | {len(m.members)}/{len(m.participants)} | {text} |" in md
+            assert f"| {r['round']} | {len(m.members)}/{len(m.participants)} | {text} |" in md
     s = report["summary"]
     assert s["rounds_with_dropout"] == SMALL.rounds
     assert s["rounds_missing_update"] == sum(1 for r in report["rounds"] if r["dropped"])

@@ -38,7 +38,7 @@ def _run(**kw: Any) -> tuple[list[ProgressEvent], FederatedResult]:
 
 def test_events_name_round_stage_and_client_in_order() -> None:
     events, res = _run(privacy=None, secure=SecureAggConfig(threshold=2), dropout_rate=1.0)
-    for r in range(2):
+    for r in (1, 2):  # rounds are numbered from 1
         mine = [e for e in events if e.round == r]
         assert [(e.stage, e.client) for e in mine] == [
             ("train", 3),
@@ -51,8 +51,8 @@ def test_events_name_round_stage_and_client_in_order() -> None:
         assert all(e.rounds == 2 for e in mine)
         assert mine[4].clients == 4 and mine[4].secure
         m = mine[5].metrics
-        assert m is res.rounds[r] and not m.aborted
-        assert str(mine[5]).startswith(f"round {r + 1}/2: {len(m.members)}/4 members; dropped ")
+        assert m is res.rounds[r - 1] and m.round == r and not m.aborted
+        assert str(mine[5]).startswith(f"round {r}/2: {len(m.members)}/4 members; dropped ")
         [who] = m.dropouts
         assert m.dropout_text(who) in str(mine[5])
 
@@ -60,7 +60,7 @@ def test_events_name_round_stage_and_client_in_order() -> None:
 def test_budget_declines_are_events_and_dropouts() -> None:
     privacy = PrivacyConfig(noise_multiplier=1.0, budget_epsilon=1e-3)  # nobody can afford it
     events, res = _run(privacy=privacy, secure=None)
-    assert [(e.stage, e.client) for e in events if e.round == 0][:2] == [
+    assert [(e.stage, e.client) for e in events if e.round == 1][:2] == [
         ("train", 3),
         ("declined", 3),
     ]
