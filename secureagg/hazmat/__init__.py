@@ -14,7 +14,8 @@ What is here:
   :func:`derive_key` (HKDF-SHA256, one label per use, round id as salt);
 * the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed);
 * arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
-  :func:`sub_into`, :func:`reduce_into`;
+  :func:`sub_into`, :func:`reduce_into`; b-bit packing: :func:`pack_bits`,
+  :func:`unpack_bits`, :func:`packed_size`;
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
@@ -54,6 +55,7 @@ from secureagg.hazmat._modarith import (
     zeros,
 )
 from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
+from secureagg.hazmat._pack import pack_bits, packed_size, unpack_bits
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
@@ -99,6 +101,8 @@ __all__ = [
     "fwht",
     "make_config",
     "open_sealed",
+    "pack_bits",
+    "packed_size",
     "padded_length",
     "quantize",
     "reduce_into",
@@ -108,5 +112,6 @@ __all__ = [
     "skellam",
     "split",
     "sub_into",
+    "unpack_bits",
     "zeros",
 ]

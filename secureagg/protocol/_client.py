@@ -269,7 +269,7 @@ class ClientSession:
         MaskBuffer(cfg.d, cfg.bits).apply(y, add=add, subtract=subtract)
         self._input = None
         self._state = InputSent(holdings, u2)
-        return encode(MaskedInput(cfg.round_id, u, tuple(failed), y))
+        return encode(MaskedInput(cfg.round_id, u, tuple(failed), y, cfg.bits))
 
     def _check_lists(
         self, u2: frozenset[int], survivors: tuple[int, ...], dropped: tuple[int, ...]

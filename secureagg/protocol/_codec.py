@@ -10,10 +10,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-import numpy as np
-
 from secureagg._exceptions import DecodeError
-from secureagg.hazmat import OVERHEAD, SHARE_SIZE
+from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE
+from secureagg.hazmat._pack import pack_bits, packed_size, unpack_bits
 from secureagg.protocol._commitment import COMMITMENT_SIZE
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
@@ -41,10 +40,11 @@ __all__ = [
     "VERSION",
     "decode",
     "encode",
+    "masked_input_size",
 ]
 
 MAGIC = b"SAGG"
-VERSION = 1
+VERSION = 2  # 2: masked inputs carry b-bit packed elements (1: 2/4/8-byte words)
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 CIPHERTEXT_SIZE = OVERHEAD + 2 * SHARE_SIZE  # nonce + (share of s_sk, share of b) + tag
@@ -62,7 +62,6 @@ _TYPES: dict[type, int] = {
     UnmaskResponse: 9,
 }
 _ID_PAIR = struct.Struct(">I")
-_WIDTHS = {np.dtype(np.uint16): 2, np.dtype(np.uint32): 4, np.dtype(np.uint64): 8}
 
 
 def _header(msg_type: int, round_id: bytes, party: int) -> bytes:
@@ -94,15 +93,13 @@ def encode(msg: Message) -> bytes:
         return _header(4, msg.round_id, msg.recipient) + _pairs(msg.ciphertexts)
     if isinstance(msg, MaskedInput):
         vec = msg.vector
-        width = _WIDTHS[vec.dtype]
-        words = vec.astype(vec.dtype.newbyteorder("<"), copy=False).tobytes()
         return b"".join(
             (
                 _header(5, msg.round_id, msg.sender),
                 id_list(msg.excluded),
-                u8(width),
+                u8(msg.width),
                 u32(vec.shape[0]),
-                words,
+                pack_bits(vec, msg.width),
             )
         )
     if isinstance(msg, ConsistencyRequest):
@@ -164,7 +161,23 @@ def _delivery(r: Reader, rid: bytes, party: int) -> Message:
 
 def _masked(r: Reader, rid: bytes, party: int) -> Message:
     excluded = r.ids(MAX_CLIENTS)
-    return MaskedInput(rid, party, excluded, r.words(MAX_VECTOR_LENGTH))
+    bits = r.u8()
+    if not 1 <= bits <= MAX_BITS:
+        raise DecodeError(f"element width must be 1 to {MAX_BITS} bits, got {bits}")
+    d = r.u32()
+    if d > MAX_VECTOR_LENGTH:
+        raise DecodeError(f"vector length {d} exceeds the limit {MAX_VECTOR_LENGTH}")
+    size = packed_size(d, bits)
+    if size > r.remaining():
+        raise DecodeError(f"{d} elements of {bits} bits do not fit in {r.remaining()} bytes")
+    vector = unpack_bits(r.view(size), d, bits)  # DecodeError on nonzero padding bits
+    return MaskedInput(rid, party, excluded, vector, bits)
+
+
+def masked_input_size(d: int, bits: int, *, round_id_len: int, excluded: int = 0) -> int:
+    """The wire bytes of a MaskedInput: header, excluded ids, b, d, ceil(b*d/8) bytes."""
+    header = len(MAGIC) + 3 + round_id_len + 4
+    return header + 4 + 4 * excluded + 1 + 4 + packed_size(d, bits)
 
 
 def _check_request(r: Reader, rid: bytes, party: int) -> Message:

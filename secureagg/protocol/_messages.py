@@ -88,20 +88,27 @@ class SharesDelivery:
 class MaskedInput:
     """Stage 2, client -> server: y_u, and the neighbours whose shares failed authentication.
 
-    ``vector`` holds little-endian words of 2, 4 or 8 bytes (the element width of b).
+    ``vector`` holds elements of Z_{2^b} in element_dtype(b); ``bits`` is b, and the wire
+    carries each element in exactly b bits. None means the full width of the dtype.
     """
 
     round_id: bytes
     sender: int
     excluded: tuple[int, ...]
     vector: npt.NDArray[Any]
+    bits: int | None = None
+
+    @property
+    def width(self) -> int:
+        """b: ``bits``, or the dtype's width in bits when ``bits`` is None."""
+        return 8 * self.vector.dtype.itemsize if self.bits is None else self.bits
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MaskedInput):
             return NotImplemented
         return (
-            (self.round_id, self.sender, self.excluded)
-            == (other.round_id, other.sender, other.excluded)
+            (self.round_id, self.sender, self.excluded, self.width)
+            == (other.round_id, other.sender, other.excluded, other.width)
             and self.vector.dtype == other.vector.dtype
             and bool(np.array_equal(self.vector, other.vector))
         )

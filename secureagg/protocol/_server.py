@@ -217,12 +217,11 @@ class ServerSession:
         vec = msg.vector
         if msg.sender not in state.u2:
             return "a masked input from a client not in U2"
-        if vec.dtype.itemsize != element_dtype(cfg.bits).itemsize:
-            return f"element width {vec.dtype.itemsize} bytes, expected for b={cfg.bits}"
+        if msg.width != cfg.bits or vec.dtype != element_dtype(cfg.bits):
+            return f"elements of {msg.width} bits, expected b={cfg.bits}"
         if vec.shape != (cfg.d,):
             return f"vector of length {vec.shape[0]}, expected {cfg.d}"
-        if cfg.bits < 8 * vec.dtype.itemsize and int(vec.max()) >> cfg.bits:
-            return f"elements outside Z_2^{cfg.bits}"
+        # decoding unpacked exactly b bits per element: every element lies in Z_{2^b}
         if not set(msg.excluded) <= state.delivered[msg.sender]:
             return "excluded clients whose shares it was never sent"
         if msg.excluded:

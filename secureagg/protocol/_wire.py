@@ -59,6 +59,15 @@ class Reader:
         self._pos = end
         return out
 
+    def view(self, n: int) -> memoryview:
+        """The next ``n`` bytes as a read-only view (no copy)."""
+        end = self._pos + n
+        if n < 0 or end > len(self._data):
+            raise DecodeError(f"truncated message: wanted {n} bytes at offset {self._pos}")
+        out = memoryview(self._data)[self._pos : end]
+        self._pos = end
+        return out
+
     def u8(self) -> int:
         """The next unsigned byte."""
         return int(self.take(1)[0])

@@ -149,7 +149,9 @@ class Script:
             masked = decode(data)
             assert isinstance(masked, MaskedInput)
             data = encode(
-                MaskedInput(masked.round_id, masked.sender, masked.excluded, masked.vector[:-1])
+                MaskedInput(
+                    masked.round_id, masked.sender, masked.excluded, masked.vector[:-1], masked.bits
+                )
             )
         else:
             raise AssertionError(f"unknown action {action!r}")

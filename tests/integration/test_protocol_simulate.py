@@ -93,15 +93,18 @@ def test_too_few_clients_abort_cleanly() -> None:
         simulate_round({1: np.ones(3, np.uint16)}, bits=BITS)
 
 
-@pytest.mark.parametrize(("n", "degree", "bits"), [(12, None, 32), (20, 6, 16), (9, None, 64)])
+@pytest.mark.parametrize(
+    ("n", "degree", "bits"), [(12, None, 32), (20, 6, 16), (9, None, 64), (10, None, 21), (8, 4, 5)]
+)
 def test_bytes_per_client_within_the_stated_bound(n: int, degree: int | None, bits: int) -> None:
-    """docs/protocol.md: sent <= d*w + 234 B per neighbour + 380 B; received <= 241k + 300."""
+    """docs/protocol.md: sent <= ceil(b*d/8) + 234 B per neighbour + 380 B; received <=
+    241k + 300. The masked vector travels in exactly b bits per element."""
     d = 500
-    dtype = {16: np.uint16, 32: np.uint32, 64: np.uint64}[bits]
-    width = np.dtype(dtype).itemsize
-    inputs = {u: np.full(d, u, dtype) for u in range(1, n + 1)}
+    dtype = np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64
+    packed = (bits * d + 7) // 8
+    inputs = {u: np.full(d, u % 2**bits, dtype) for u in range(1, n + 1)}
     res = simulate_round(inputs, bits=bits, degree=degree)
     k = n - 1 if degree is None else degree
     for cost in res.client_cost.values():
-        assert d * width < cost.bytes_sent <= d * width + 234 * k + 380
+        assert packed < cost.bytes_sent <= packed + 234 * k + 380
         assert cost.bytes_received <= 241 * k + 300

@@ -341,7 +341,7 @@ def _short(msg: Message, context: Context, call_next: ClientAppCallable) -> Mess
         rec = out.content[RECORD_KEY]
         m = decode(payload(out, rec) or b"")
         assert isinstance(m, MaskedInput)
-        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, m.vector[:-1]))
+        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, m.vector[:-1], m.bits))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
     return out
 
@@ -363,7 +363,7 @@ def _impostor(msg: Message, context: Context, call_next: ClientAppCallable) -> M
         rec = out.content[RECORD_KEY]
         m = decode(payload(out, rec) or b"")
         assert isinstance(m, MaskedInput)
-        data = encode(MaskedInput(m.round_id, 1, m.excluded, m.vector))
+        data = encode(MaskedInput(m.round_id, 1, m.excluded, m.vector, m.bits))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
     return out
 
@@ -496,7 +496,7 @@ def test_a_masked_input_that_makes_the_sum_undecodable_aborts_the_round_not_the_
         assert isinstance(m, MaskedInput)
         vector = m.vector.copy()
         vector[-1] = (int(vector[-1]) + (1 << (bits[p] - 1))) % (1 << bits[p])
-        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, vector))
+        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, vector, m.bits))
         return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
 
     grid = LoopbackGrid(_app(bad_weight), 4)

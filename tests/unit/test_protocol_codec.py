@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secureagg import DecodeError
+from secureagg.hazmat import element_dtype
 from secureagg.protocol import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -78,7 +79,8 @@ def test_header_checks() -> None:
     good = encode(ConsistencySignature(RID, 5, SIG))
     for bad in (
         b"XAGG" + good[4:],  # magic
-        good[:4] + b"\x02" + good[5:],  # version
+        good[:4] + bytes((VERSION + 1,)) + good[5:],  # a later version
+        good[:4] + b"\x01" + good[5:],  # version 1: masked inputs in 2/4/8-byte words
         good[:5] + b"\x63" + good[6:],  # unknown type
         good[:6] + b"\x08" + good[7:],  # round id too short for the bytes that follow
         good[: 7 + 24] + b"\x00\x00\x00\x00" + good[7 + 24 + 4 :],  # client id 0
@@ -109,15 +111,55 @@ def test_counts_that_cannot_fit_are_refused_before_reading() -> None:
 
 
 def test_vector_width_and_signature_length_checks() -> None:
-    raw = encode(MaskedInput(RID, 4, (), np.arange(3, dtype=np.uint32)))
-    width_at = len(raw) - 12 - 4 - 1
-    assert raw[width_at] == 4
-    for width in (0, 1, 3, 16):
+    raw = encode(MaskedInput(RID, 4, (), np.arange(3, dtype=np.uint32), 21))
+    width_at = len(raw) - 8 - 4 - 1  # 3 elements of 21 bits: 8 bytes
+    assert raw[width_at] == 21
+    for width in (0, 65, 255):
         with pytest.raises(DecodeError, match="width"):
+            decode(raw[:width_at] + bytes((width,)) + raw[width_at + 1 :])
+    for width in (16, 24):  # a valid width whose size is not the bytes that follow
+        with pytest.raises(DecodeError):
             decode(raw[:width_at] + bytes((width,)) + raw[width_at + 1 :])
     adv = encode(AdvertiseKeys(RID, 3, K1, K2, SIG))
     with pytest.raises(DecodeError, match="signature"):
         decode(adv[:-65] + b"\x20" + SIG[:32])
+
+
+@pytest.mark.parametrize("bits", [1, 5, 12, 21, 34, 63])
+def test_masked_input_is_b_bits_per_element(bits: int) -> None:
+    d = 1001
+    vec = np.random.default_rng(bits).integers(0, 2**bits, d, dtype=np.uint64)
+    msg = MaskedInput(RID, 4, (2,), vec.astype(element_dtype(bits)), bits)
+    raw = encode(msg)
+    assert len(raw) == codec.masked_input_size(d, bits, round_id_len=len(RID), excluded=1)
+    assert len(raw) - (bits * d + 7) // 8 == 4 + 3 + len(RID) + 4 + 4 + 4 + 1 + 4
+    assert decode(raw) == msg
+
+
+@settings(max_examples=80, deadline=None)
+@given(bits=st.integers(1, 64), d=st.integers(1, 40), data=st.data())
+def test_masked_input_padding_bits_and_flips(bits: int, d: int, data: st.DataObject) -> None:
+    """Nonzero padding bits are refused; flipping any packed bit changes exactly one element."""
+    words = data.draw(st.lists(st.integers(0, 2**bits - 1), min_size=d, max_size=d))
+    vec = np.array(words, dtype=np.uint64).astype(element_dtype(bits))
+    raw = encode(MaskedInput(RID, 4, (), vec, bits))
+    size = (bits * d + 7) // 8
+    body = len(raw) - size
+    used = bits * d
+    for pad in range(used, 8 * size):  # every padding bit, set alone
+        bad = bytearray(raw)
+        bad[body + pad // 8] |= 1 << (pad % 8)
+        with pytest.raises(DecodeError, match="padding"):
+            decode(bytes(bad))
+    flip = data.draw(st.integers(0, used - 1))
+    bad = bytearray(raw)
+    bad[body + flip // 8] ^= 1 << (flip % 8)
+    got = decode(bytes(bad))
+    assert isinstance(got, MaskedInput)
+    differs = np.flatnonzero(got.vector != vec)
+    assert differs.size == 1
+    diff = int(got.vector[differs[0]]) ^ int(vec[differs[0]])
+    assert diff & (diff - 1) == 0  # one bit
 
 
 ids_strategy = st.lists(st.integers(1, 2**32 - 1), max_size=20, unique=True).map(
@@ -170,6 +212,7 @@ def test_counts_over_the_client_limit_are_refused() -> None:
 def test_vectors_over_the_length_limit_are_refused() -> None:
     raw = encode(MaskedInput(RID, 4, (), np.arange(3, dtype=np.uint32)))
     head = raw[: -(12 + 4)]
+    assert raw[len(head) - 1] == 32  # b, just before the length
     with pytest.raises(DecodeError, match="limit"):
         decode(head + struct.pack(">I", MAX_VECTOR_LENGTH + 1))
 

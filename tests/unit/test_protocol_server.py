@@ -58,10 +58,11 @@ def tamper(victim: int, stage: Stage, fn: Callable[[bytes], bytes]) -> Callable[
     return hook
 
 
-def masked(data: bytes, vector: np.ndarray) -> bytes:
+def masked(data: bytes, vector: np.ndarray, bits: int | None = None) -> bytes:
+    """The masked input re-encoded with another vector (and, if given, another b)."""
     msg = decode(data)
     assert isinstance(msg, MaskedInput)
-    return encode(dataclasses.replace(msg, vector=vector))
+    return encode(dataclasses.replace(msg, vector=vector, bits=msg.bits if bits is None else bits))
 
 
 BAD_MASKED: dict[str, Callable[[bytes], bytes]] = {
@@ -70,8 +71,10 @@ BAD_MASKED: dict[str, Callable[[bytes], bytes]] = {
     "extended": lambda b: b + b"\x00",
     "short vector": lambda b: masked(b, np.zeros(D - 1, np.uint16)),
     "long vector": lambda b: masked(b, np.zeros(D + 1, np.uint16)),
-    "wide elements": lambda b: masked(b, np.zeros(D, np.uint32)),
-    "narrow elements": lambda b: masked(b, np.zeros(D, np.uint64)),
+    "wide elements": lambda b: masked(b, np.zeros(D, np.uint32), 32),
+    "one bit wider": lambda b: masked(b, np.zeros(D, np.uint32), BITS + 1),
+    "one bit narrower": lambda b: masked(b, np.zeros(D, np.uint16), BITS - 1),
+    "64-bit elements": lambda b: masked(b, np.zeros(D, np.uint64), 64),
     "bit flip in header": lambda b: b[:5] + bytes([b[5] ^ 0x40]) + b[6:],
     "another round": lambda b: encode(dataclasses.replace(decode(b), round_id=new_round_id())),
     "empty": lambda b: b"",
@@ -89,9 +92,10 @@ def test_bad_masked_input_is_a_dropout(kind: str) -> None:
 
 
 def test_out_of_range_elements_are_refused_for_narrow_b() -> None:
+    """At b = 12 an element 2^12 needs a 13th bit: a 13-bit vector is refused whole."""
     cfg = RoundConfig(new_round_id(), 12, D, T, Graph.complete(IDS))
     xs = {u: (v % 2**12).astype(np.uint16) for u, v in inputs().items()}
-    hook = tamper(2, Stage.MASKED_INPUT, lambda b: masked(b, np.full(D, 2**12, np.uint16)))
+    hook = tamper(2, Stage.MASKED_INPUT, lambda b: masked(b, np.full(D, 2**12, np.uint16), 13))
     res = run_round(cfg, xs, to_server=hook)
     assert res.survivors == frozenset(IDS) - {2}
     want = sum(xs[u].astype(np.uint64) for u in res.survivors) % 2**12

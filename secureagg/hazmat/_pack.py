@@ -1,0 +1,184 @@
+"""b-bit packing of vectors over Z_{2^b}: d elements in exactly ceil(b*d/8) bytes.
+
+With b = 8a + r (0 <= r < 8), the bytes are two parts, each with no gaps:
+
+* the low 8a bits of every element, as a-byte little-endian integers (a*d bytes);
+* then the high r bits of every element as one little-endian bit string: element i's
+  high bits are bits [i*r, (i+1)*r) of it, where bit j of the string is bit (j mod 8) of
+  its byte j // 8; the bits after the last element, up to the byte boundary, are zero.
+
+Eight elements' high bits fill exactly r bytes, so both parts are fixed-width fields of
+whole bytes, read and written as 8-byte words at byte strides, in cache-sized pieces.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secureagg._exceptions import ConfigError, DecodeError
+from secureagg.hazmat._modarith import check_bits, check_length, element_dtype
+
+__all__ = ["pack_bits", "packed_size", "unpack_bits"]
+
+_LE: dict[int, np.dtype[Any]] = {
+    1: np.dtype("<u1"),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
+_LE64 = np.dtype("<u8")
+_U32 = np.dtype(np.uint32)
+_U64 = np.dtype(np.uint64)
+_NATIVE_LE = sys.byteorder == "little"
+_PIECE = 1 << 19  # elements per piece (a multiple of 8): scratch stays in cache
+
+
+def packed_size(d: int, bits: int) -> int:
+    """ceil(bits * d / 8): the bytes :func:`pack_bits` gives for d elements of ``bits`` bits."""
+    return (check_bits(bits) * check_length(d) + 7) // 8
+
+
+def _fields(buf: npt.NDArray[np.uint8], offset: int, n: int, w: int, step: int = 1) -> Any:
+    """8-byte little-endian words at ``offset + i*step*w`` of ``buf``, i < n (may overlap)."""
+    return np.ndarray((n,), dtype=_LE64, buffer=buf, offset=offset, strides=(step * w,))
+
+
+def _put_fields(buf: npt.NDArray[np.uint8], offset: int, values: Any, w: int) -> None:
+    """OR each value (< 2^(8w)) into its w-byte field; ``buf`` has 8 spare bytes at the end.
+
+    Fields written together lie at least 8 bytes apart, so no word overlaps another.
+    """
+    phases = -(-8 // w)
+    n = values.shape[0]
+    for p in range(min(phases, n)):
+        count = len(range(p, n, phases))
+        dst = _fields(buf, offset + p * w, count, w, phases)
+        np.bitwise_or(dst, values[p::phases], out=dst)
+
+
+def _lanes(r: int) -> tuple[tuple[int, int, int], ...]:
+    """(mask, high mask, shift) of the three steps that bring eight r-bit values from one
+    per byte down to r-bit spacing: 8 -> 16-bit lanes of 2r bits -> 32 of 4r -> 64 of 8r."""
+    return (
+        (0x00FF00FF00FF00FF, 0xFF00FF00FF00FF00, 8 - r),
+        (0x0000FFFF0000FFFF, 0xFFFF0000FFFF0000, 16 - 2 * r),
+        (0x00000000FFFFFFFF, 0xFFFFFFFF00000000, 32 - 4 * r),
+    )
+
+
+def pack_bits(x: npt.NDArray[Any], bits: int) -> bytes:
+    """The ceil(b*d/8) bytes of the elements of ``x`` (unsigned ints, each < 2^b).
+
+    ``x`` is a one-dimensional array of any unsigned integer dtype; ConfigError if an
+    element has a bit at or above ``bits`` (nothing is silently cut off).
+    """
+    b = check_bits(bits)
+    if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype.kind != "u":
+        raise ConfigError("x must be a one-dimensional array of unsigned ints")
+    d = x.shape[0]
+    if d and b < 8 * x.dtype.itemsize and int(x.max()) >> b:
+        raise ConfigError(f"an element of x does not fit in {b} bits")
+    a, r = divmod(b, 8)
+    if not d:
+        return b""
+    if not r and a in _LE:  # whole words
+        whole: bytes = x.astype(_LE[a], copy=False).tobytes()  # wraps: keeps the low bytes
+        return whole
+    size = (b * d + 7) // 8
+    buf = np.zeros(size + 8, dtype=np.uint8)
+    if a in _LE:
+        np.copyto(buf[: a * d].view(_LE[a]), x, casting="unsafe")
+    elif a:
+        for i in range(0, d, _PIECE):
+            low = x[i : i + _PIECE].astype(_U64) & _U64.type((1 << 8 * a) - 1)
+            _put_fields(buf, a * i, low, a)
+    if not r:
+        return buf[:size].tobytes()
+    # The high r bits of an element are the low bits of its byte a (little-endian).
+    wide = element_dtype(b) if 8 * x.dtype.itemsize < b else x.dtype
+    xb = x.astype(wide.newbyteorder("<"), copy=False).view(np.uint8).reshape(d, -1)
+    hb = np.zeros(_PIECE, dtype=np.uint8)
+    g = hb.view(_LE64).astype(_U64, copy=False) if not _NATIVE_LE else hb.view(_U64)
+    t = np.empty_like(g)
+    steps = _lanes(r)
+    for i in range(0, d, _PIECE):
+        n = min(_PIECE, d - i)
+        c = -(-n // 8) * 8
+        hb[:n] = xb[i : i + n, a]
+        hb[n:c] = 0
+        gc, tc = g[: c // 8], t[: c // 8]
+        if not _NATIVE_LE:
+            gc[:] = hb[:c].view(_LE64)
+        for mask, high, shift in steps:  # join neighbours: 8 elements in 8r bits
+            np.bitwise_and(gc, _U64.type(high), out=tc)
+            np.right_shift(tc, _U64.type(shift), out=tc)
+            np.bitwise_and(gc, _U64.type(mask), out=gc)
+            np.bitwise_or(gc, tc, out=gc)
+        _put_fields(buf, a * d + i // 8 * r, gc, r)
+    return buf[:size].tobytes()
+
+
+def unpack_bits(
+    data: bytes | bytearray | memoryview, d: int, bits: int, *, dtype: Any = None
+) -> npt.NDArray[Any]:
+    """The d elements of ``bits`` bits that :func:`pack_bits` put in ``data``.
+
+    ``data`` must be exactly ceil(b*d/8) bytes with zero padding bits, else DecodeError.
+    The result has ``dtype`` (an unsigned dtype of at least b bits; default
+    element_dtype(bits)) and is a fresh, writeable array.
+    """
+    b = check_bits(bits)
+    d = check_length(d)
+    want = element_dtype(b) if dtype is None else np.dtype(dtype)
+    if want.kind != "u" or 8 * want.itemsize < b:
+        raise ConfigError(f"dtype {want} cannot hold {b}-bit elements")
+    view = memoryview(data).cast("B")
+    size = (b * d + 7) // 8
+    if len(view) != size:
+        raise DecodeError(f"{d} elements of {b} bits are {size} bytes, got {len(view)}")
+    a, r = divmod(b, 8)
+    if r and (r * d) % 8 and view[size - 1] >> ((r * d) % 8):
+        raise DecodeError("nonzero padding bits after the last element")
+    raw = np.frombuffer(view, dtype=np.uint8)
+    if not d:
+        return np.zeros(0, dtype=want)
+    out: npt.NDArray[Any]
+    if a in _LE:
+        out = raw[: a * d].view(_LE[a]).astype(want)  # a native, writeable copy
+        if not r:
+            return out
+    else:
+        out = np.zeros(d, dtype=want)
+    buf = np.zeros(size + 8, dtype=np.uint8)  # 8 spare bytes for the last word's read
+    buf[:size] = raw
+    if a and a not in _LE:
+        for i in range(0, d, _PIECE):
+            n = min(_PIECE, d - i)
+            low = _fields(buf, a * i, n, a) & _U64.type((1 << 8 * a) - 1)
+            np.copyto(out[i : i + n], low, casting="unsafe")
+    if not r:
+        return out
+    g = np.empty(_PIECE // 8, dtype=_U64)
+    t = np.empty_like(g)
+    steps = _lanes(r)[::-1]
+    ob = out.view(np.uint8).reshape(d, -1) if _NATIVE_LE else None
+    for i in range(0, d, _PIECE):
+        n = min(_PIECE, d - i)
+        c = -(-n // 8) * 8
+        gc, tc = g[: c // 8], t[: c // 8]
+        np.bitwise_and(_fields(buf, a * d + i // 8 * r, c // 8, r), (1 << 8 * r) - 1, out=gc)
+        for mask, high, shift in steps:  # spread: 8r bits back to one element per byte
+            np.left_shift(gc, _U64.type(shift), out=tc)
+            np.bitwise_and(tc, _U64.type(high), out=tc)
+            np.bitwise_and(gc, _U64.type(mask >> shift & mask), out=gc)
+            np.bitwise_or(gc, tc, out=gc)
+        hb = gc.astype(_LE64, copy=False).view(np.uint8)[:n]
+        if ob is not None:
+            ob[i : i + n, a] = hb
+        else:
+            out[i : i + n] |= hb.astype(want) << want.type(8 * a)
+    return out
