@@ -133,6 +133,7 @@ CHECKED_ROUNDS = {
 }
 
 
+@pytest.mark.slow  # ~10 s of accounting from scratch: in make test, not make test-fast
 def test_audit_per_round_prv_and_pld_agree_with_the_libraries_from_scratch() -> None:
     accounting.clear_cache()
     led = _ledger()

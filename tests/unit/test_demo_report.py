@@ -26,6 +26,8 @@ from secureagg.demo._console import summary_tables
 from secureagg.demo._summary import epsilon_text
 from secureagg.privacy import PrivacyLedger
 
+pytestmark = pytest.mark.slow  # a whole demo run (~10 s): in make test, not make test-fast
+
 SMALL = DemoConfig(clients=4, rounds=2, seed=5)
 
 TOP_FIELDS = {
