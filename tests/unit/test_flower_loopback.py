@@ -40,7 +40,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
-from flwr.supercore.task_identity import TaskIdentity
 
 from secureagg.flower import RECORD_KEY, STATE_KEY, SecureAggregation, secureagg_mod
 from secureagg.flower._records import DATA_KEY, INLINE_MAX, payload
@@ -52,12 +51,7 @@ FIRST_NODE = 101
 F32_SLACK = 1e-6  # the model is stored in float32 (|values| < 2: half an ulp is 1.2e-7)
 
 
-@pytest.fixture(autouse=True)
-def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flower stamps new messages with the process's task identity; give it one."""
-    monkeypatch.setattr(TaskIdentity, "_run_id", 7)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 1)
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 def _wire(msg: Message) -> Message:

@@ -12,7 +12,6 @@ pytest.importorskip("flwr")
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, RecordDict
 from flwr.serverapp.strategy import FedAvg, Krum
-from flwr.supercore.task_identity import TaskIdentity
 
 from secureagg import ConfigError, SecureAggError
 from secureagg.flower import RECORD_KEY, SecureAggregation
@@ -30,13 +29,7 @@ from secureagg.flower._records import (
 )
 from secureagg.protocol import Stage
 
-
-@pytest.fixture(autouse=True)
-def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flower stamps new messages with the process's task identity; give it one."""
-    monkeypatch.setattr(TaskIdentity, "_run_id", 7)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 1)
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 def _record(**arrays: np.ndarray) -> ArrayRecord:

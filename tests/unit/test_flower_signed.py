@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp import Grid
-from flwr.supercore.task_identity import TaskIdentity
 
 from secureagg import ConfigError
 from secureagg.flower import (
@@ -42,11 +41,7 @@ from secureagg.protocol import RoundConfig
 SIGNED_STAGES = ("identify", "setup", "share-keys", "masked-input", "consistency", "unmask")
 
 
-@pytest.fixture(autouse=True)
-def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(TaskIdentity, "_run_id", 7)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 1)
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 def _keys(tmp: Path, n: int) -> list[bytes]:
