@@ -29,7 +29,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
+
+# The documentation site with its API reference (mkdocs.yml), into site/; --strict: a broken
+# link, snippet or docstring reference fails the build.
+.PHONY: docs
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The inner loop: unit, vector and property tests not marked slow (under 3 minutes on
 # 2 cores). `make test` is still the whole suite, and what CI runs.
@@ -40,11 +46,11 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build dist site
 
 # Flower's deployment engine end to end, alone: a SuperLink and 3 SuperNodes as processes on
-# 127.0.0.1 run examples/flower_app for 2 secure rounds (about 2 minutes on 2 cores; it is
-# also part of `make test`; tests/integration/test_flower_deployment.py).
+# 127.0.0.1 run examples/flower_app for 2 secure rounds (157 s measured on 2 busy cores, see
+# docs/benchmarks.md; it is also part of `make test`; tests/integration/test_flower_deployment.py).
 .PHONY: e2e
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration/test_flower_deployment.py

@@ -88,11 +88,12 @@ def report(
     from secureagg.privacy import PrivacyLedger
     from secureagg.privacy.audit import audit_ledger
 
+    book = PrivacyLedger.load(ledger)  # a bad ledger is refused before --out is created
     usable_folder(out)
     console = _console()
     with console.status("auditing ledger..."):
         result = audit_ledger(
-            PrivacyLedger.load(ledger),
+            book,
             reference=reference,
             tolerance=tolerance,
             tight_points=tight_points,

@@ -105,6 +105,7 @@ def test_bad_ledgers_end_in_one_line(
     err = capsys.readouterr().err.strip()
     assert "client 2, record #3 (round 3): sample_rate must be in [0, 1]" in err
     assert "\n" not in err
+    assert not (tmp_path / "r").exists()  # refused before --out was created
     old = tmp_path / "old.json"
     old.write_text(json.dumps({**doc, "schema_version": 0}))
     assert main(["audit", str(old)]) == 2
