@@ -11,8 +11,7 @@ import struct
 from collections.abc import Callable
 
 from secureagg._exceptions import DecodeError
-from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE
-from secureagg.hazmat._pack import pack_bits, packed_size, unpack_bits
+from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE, pack_bits, packed_size, unpack_bits
 from secureagg.protocol._commitment import COMMITMENT_SIZE
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
