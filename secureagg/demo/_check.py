@@ -34,12 +34,16 @@ class RoundCheck:
         return float(np.max(np.abs(self.recovered - self.true))) if self.true.size else 0.0
 
 
-def check_rounds(rounds: Sequence[RoundMetrics], sizes: Mapping[int, int]) -> list[RoundCheck]:
-    """Per round, the recovered average and the true weighted average of its members.
+def check_rounds(
+    rounds: Sequence[RoundMetrics], sizes: Mapping[int, int], weighting: str = "uniform"
+) -> list[RoundCheck]:
+    """Per round, the recovered average and the true average of its members.
 
     ``rounds`` must come from ``run_federated(..., keep_vectors=True)``; ``sizes`` are the
-    clients' example counts.
+    clients' example counts, the weights under ``weighting="examples-public"`` (under
+    ``"uniform"`` every member weighs 1).
     """
+    weight = dict(sizes) if weighting == "examples-public" else dict.fromkeys(sizes, 1)
     out: list[RoundCheck] = []
     for m in rounds:
         if m.recovered is None:
@@ -49,6 +53,6 @@ def check_rounds(rounds: Sequence[RoundMetrics], sizes: Mapping[int, int]) -> li
             raise ConfigError("internal: run_federated kept no updates (keep_vectors=True)")
         total = np.zeros(m.recovered.shape[0], dtype=np.float64)
         for cid in m.members:
-            total += sizes[cid] * m.updates[cid].vector.astype(np.float64)
-        out.append(RoundCheck(m.recovered, total / sum(sizes[c] for c in m.members)))
+            total += weight[cid] * m.updates[cid].vector.astype(np.float64)
+        out.append(RoundCheck(m.recovered, total / sum(weight[c] for c in m.members)))
     return out

@@ -15,6 +15,7 @@ DATASETS: tuple[str, ...] = ("breast-cancer", "digits")
 """Datasets bundled with scikit-learn (no download)."""
 
 GRAPHS: tuple[str, ...] = ("complete", "sparse")
+
 """Neighbour graphs: complete (SecAgg) or a Harary graph (SecAgg+)."""
 
 
@@ -67,6 +68,7 @@ class DemoConfig:
     corrupt_fraction: float = 0.1
     frac_bits: int = 16
     signed: bool = False
+    weighting: str = "uniform"
     hidden: int = 0
     test_fraction: float = 0.25
     skew: float = 1.0
@@ -119,6 +121,8 @@ class DemoConfig:
             # each client shares among its neighbours: at most n - 1 (complete) or the degree
             top = self.clients - 1 if self.degree is None else self.degree
             _int("threshold", self.threshold, 2, top)
+        if self.weighting != "uniform":  # the demo trains privately: counts must stay home
+            raise ConfigError(f"the demo weights clients uniformly, got {self.weighting!r}")
         if not isinstance(self.signed, bool):
             raise ConfigError(f"signed must be a bool, got {self.signed!r}")
         return self

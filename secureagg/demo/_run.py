@@ -118,6 +118,7 @@ def _secure(config: DemoConfig, graph: GraphChoice) -> SecureAggConfig:
         degree=None if graph.kind == "complete" else graph.degree,
         threshold=graph.threshold,
         signed=config.signed,
+        weighting=config.weighting,
     )
 
 
@@ -182,10 +183,12 @@ def run_demo(
     )
     t1 = time.perf_counter()
     tell("baseline", 0, config.rounds, "no DP, no masking, no dropouts")
-    baseline = run("baseline", privacy=None, secure=None, dropout_rate=0.0)
+    baseline = run(
+        "baseline", privacy=None, secure=None, dropout_rate=0.0, weighting=config.weighting
+    )
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
-    checks = check_rounds(private.rounds, sizes)
+    checks = check_rounds(private.rounds, sizes, config.weighting)
     return DemoResult(
         config=config,
         data=data,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from secureagg.fl._aggregator import Aggregate, SecureAggregator
     from secureagg.fl._client_recipe import SecureAggClient
     from secureagg.fl._config import SecureAggConfig
-    from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
+    from secureagg.fl._encoding import WEIGHTINGS, Decoded, UpdateEncoder, plain_average
     from secureagg.fl._metrics import FederatedResult, RoundMetrics
     from secureagg.fl._plain import PlainTrainer
     from secureagg.fl._progress import ProgressEvent
@@ -48,12 +48,14 @@ _LAZY = {
     "flatten": "secureagg.privacy",
     "parameters_of": "secureagg.privacy",
     "plain_average": "secureagg.fl._encoding",
+    "WEIGHTINGS": "secureagg.fl._encoding",
     "run_federated": "secureagg.fl._simulation",
     "run_round": "secureagg.fl._round",
     "unflatten": "secureagg.privacy",
 }
 
 __all__ = [
+    "WEIGHTINGS",
     "Aggregate",
     "Decoded",
     "FederatedResult",

@@ -75,6 +75,7 @@ class SecureAggregator:
             max_examples=max_examples,
             clip=clip,
             frac_bits=self.config.frac_bits,
+            weighting=self.config.weighting,
         )
 
     def client_encoder(self) -> UpdateEncoder:

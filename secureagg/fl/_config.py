@@ -16,6 +16,9 @@ class SecureAggConfig:
     fixed-point precision (error per client and coordinate < 2^-frac_bits). ``degree`` None
     means the complete graph; ``threshold`` None means a strict majority of each
     neighbourhood (``default_threshold``). ``signed`` runs the protocol's signed mode.
+    ``weighting`` is the averaging rule (``secureagg.fl.WEIGHTINGS``): ``"uniform"`` (the
+    default; no private count reaches the server) or ``"examples-public"`` (weights
+    ``n / max_examples``: the server decodes the summed counts, so declare them public).
     """
 
     frac_bits: int = 16
@@ -23,3 +26,4 @@ class SecureAggConfig:
     degree: int | None = None
     threshold: int | None = None
     signed: bool = False
+    weighting: str = "uniform"

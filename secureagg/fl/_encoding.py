@@ -1,9 +1,16 @@
 """Encode a weighted update into Z_{2^b} and decode a sum back into a weighted average.
 
-A client with update x and n examples sends ``quantize([w * x, w * c])`` with
-``w = n / max_examples`` in (0, 1] and ``c`` the quantisation clip, so its weight is one
-more masked coordinate and the server learns only sums. Decoding divides the summed
-weighted update by the summed weight. See docs/privacy.md for the error bound.
+A client with update x sends ``quantize([w * x, w * c])`` with ``c`` the quantisation clip
+and its weight ``w`` set by the federation's weighting rule (:data:`WEIGHTINGS`):
+
+* ``"uniform"`` (the default): ``w = 1``. The weight depends on no private count, so the
+  server learns the sum of the updates and the number of clients in it, nothing else.
+* ``"examples-public"``: ``w = n / max_examples``, n the client's example count. The server
+  decodes the sum of the counts exactly: use it only when the counts are public (then the
+  DP guarantee holds for replace-one neighbours only, not add/remove; docs/privacy.md).
+
+Decoding divides the summed weighted update by the summed weight. See docs/privacy.md for
+the error bound.
 """
 
 from __future__ import annotations
@@ -20,7 +27,19 @@ from secureagg._exceptions import ConfigError
 from secureagg.hazmat import QuantConfig, centered_sum, make_config, quantize
 from secureagg.privacy import LocalUpdate
 
-__all__ = ["Decoded", "UpdateEncoder", "plain_average"]
+__all__ = ["WEIGHTINGS", "Decoded", "UpdateEncoder", "check_weighting", "plain_average"]
+
+WEIGHTINGS: tuple[str, ...] = ("uniform", "examples-public")
+"""Weighting rules: every client alike, or by an example count declared public."""
+
+
+def check_weighting(weighting: object) -> str:
+    """``weighting`` if it names a rule in WEIGHTINGS, else ConfigError."""
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    assert isinstance(weighting, str)
+    return weighting
+
 
 _F32_SLACK = 2.0**-22
 """Relative slack for float32 inputs that sit a rounding step above the clip."""
@@ -28,7 +47,11 @@ _F32_SLACK = 2.0**-22
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded sum: the weighted average update, the summed weight, and the error bound."""
+    """A decoded sum: the weighted average update, the summed weight, and the error bound.
+
+    ``total_examples`` is the summed weight in its unit: clients under uniform weighting,
+    examples under ``"examples-public"``.
+    """
 
     average: npt.NDArray[np.float64]
     total_examples: float
@@ -52,6 +75,7 @@ class UpdateEncoder:
         clip: float,
         frac_bits: int,
         bits: int | None = None,
+        weighting: str = "uniform",
     ):
         if isinstance(d, bool) or not isinstance(d, int) or d < 1:
             raise ConfigError(f"d must be a positive int, got {d!r}")
@@ -59,6 +83,7 @@ class UpdateEncoder:
             raise ConfigError(f"max_examples must be a positive int, got {max_examples!r}")
         self.d = d
         self.max_examples = max_examples
+        self.weighting = check_weighting(weighting)
         self.quant: QuantConfig = make_config(max_clients, clip, frac_bits, bits)
 
     @property
@@ -71,8 +96,12 @@ class UpdateEncoder:
         """Length of an encoded vector: the d update coordinates plus the weight."""
         return self.d + 1
 
+    def weight(self, update: LocalUpdate) -> float:
+        """The weight this client's update is encoded with (1 under uniform weighting)."""
+        return self._weight(update)
+
     def _weight(self, update: LocalUpdate) -> float:
-        """``w = n / max_examples`` after checking the update's shape and count."""
+        """The client's weight (1, or ``n / max_examples``) after checking the update."""
         x = update.vector
         if not isinstance(x, np.ndarray) or x.ndim != 1 or x.shape[0] != self.d:
             got = getattr(x, "shape", None)
@@ -80,6 +109,8 @@ class UpdateEncoder:
                 f"update has shape {got}, the server's model has {self.d} parameters: "
                 "server and client models differ"
             )
+        if self.weighting == "uniform":
+            return 1.0  # the count is not read: nothing of it reaches the server
         n = update.num_examples
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.max_examples:
             raise ConfigError(f"num_examples must be in 1..{self.max_examples}, got {n!r}")
@@ -141,11 +172,16 @@ class UpdateEncoder:
         top = max(int(body.max()), -int(body.min())) * factor if self.d else 0.0
         bound = (top * e_w + e_s) / (w - e_w)
         bound = bound * (1 + 1e-9) + 1e-15  # float64 rounding of the divisions
-        return Decoded(avg, w * self.max_examples, bound)
+        unit = 1 if self.weighting == "uniform" else self.max_examples
+        return Decoded(avg, w * unit, bound)
 
 
-def plain_average(updates: Sequence[LocalUpdate]) -> npt.NDArray[np.float64]:
-    """The insecure reference: sum(n_u * x_u) / sum(n_u) in float64."""
+def plain_average(
+    updates: Sequence[LocalUpdate], weighting: str = "uniform"
+) -> npt.NDArray[np.float64]:
+    """The insecure reference in float64: the mean of the updates, or under
+    ``"examples-public"`` sum(n_u * x_u) / sum(n_u)."""
+    check_weighting(weighting)
     if not updates:
         raise ConfigError("no client update to average")
     total = np.zeros(updates[0].vector.shape[0], dtype=np.float64)
@@ -153,7 +189,8 @@ def plain_average(updates: Sequence[LocalUpdate]) -> npt.NDArray[np.float64]:
     for u in updates:
         if u.vector.shape != total.shape:
             raise ConfigError("client updates differ in length: their models differ")
-        total += u.num_examples * u.vector.astype(np.float64)
-        weight += u.num_examples
+        n = 1 if weighting == "uniform" else u.num_examples
+        total += n * u.vector.astype(np.float64)
+        weight += n
     out: npt.NDArray[np.float64] = total / weight
     return out

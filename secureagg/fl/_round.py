@@ -74,6 +74,7 @@ def run_round(
     on_progress: OnProgress | None = None,
     round_index: int = 1,
     rounds: int | None = None,
+    weighting: str = "uniform",
 ) -> RoundOutcome:
     """One round: every client that can afford it trains; the members' updates are averaged.
 
@@ -84,7 +85,8 @@ def run_round(
     or not its update is in the average (``dropped`` lists only the clients left out).
     ``on_progress`` gets a :class:`ProgressEvent` as each client's turn starts ("train",
     then "declined" if it is over budget) and before the aggregation; ``round_index`` (from 1)
-    of ``rounds`` name the round in them.
+    of ``rounds`` name the round in them. ``weighting`` is the plain average's rule (the
+    aggregator's own rule applies when there is one).
     """
 
     def tell(stage: str, **kw: Any) -> None:
@@ -108,7 +110,7 @@ def run_round(
         out.dropouts[dropout[0]] = stage_name(dropout[1])
     tell("aggregate", clients=len(out.trained), secure=aggregator is not None)
     if aggregator is None:
-        _plain_round(out, dropout)
+        _plain_round(out, dropout, weighting)
     else:
         _secure_round(out, dropout, aggregator, rng, capture_client)
     if out.recovered is not None:
@@ -116,14 +118,15 @@ def run_round(
     return out
 
 
-def _plain_round(out: RoundOutcome, dropout: tuple[int, Stage] | None) -> None:
+def _plain_round(out: RoundOutcome, dropout: tuple[int, Stage] | None, weighting: str) -> None:
     for cid in out.trained:
         if dropout is not None and cid == dropout[0] and dropout[1] is not Stage.UNMASK:
             out.dropped[cid] = f"dropout:{stage_name(dropout[1])}"
         else:
             out.members.append(cid)
     if out.members:
-        out.reference = out.recovered = plain_average([out.trained[c] for c in out.members])
+        members = [out.trained[c] for c in out.members]
+        out.reference = out.recovered = plain_average(members, weighting)
 
 
 def _secure_round(
@@ -165,7 +168,8 @@ def _secure_round(
             out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
     out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
     out.recovered = agg.vector
-    out.reference = plain_average([out.trained[c] for c in out.members])
+    members = [out.trained[c] for c in out.members]
+    out.reference = plain_average(members, aggregator.encoder.weighting)
     out.max_abs_error = float(np.max(np.abs(agg.vector - out.reference)))
     out.error_bound = agg.error_bound
     if capture and capture[0] in result.captured:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from secureagg._exceptions import ConfigError
 from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._config import SecureAggConfig
+from secureagg.fl._encoding import check_weighting
 from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
 from secureagg.fl._progress import OnProgress, ProgressEvent
@@ -51,6 +52,7 @@ def run_federated(
     criterion: Callable[..., torch.Tensor] | None = None,
     server_lr: float = 1.0,
     insecure_noise_seed: int | None = None,
+    weighting: str | None = None,
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
@@ -65,6 +67,7 @@ def run_federated(
     ``capture_client`` keeps one masked vector per round as the server saw it, and
     ``keep_vectors`` every round's updates, recovered and reference averages (RoundMetrics).
 
+    ``weighting`` is the averaging rule (default: ``secure.weighting``, else "uniform").
     ``seed`` fixes the model's initialisation, the dropouts and the quantiser's rounding;
     it never reaches DP noise or Poisson sampling, which every client draws each round from
     generators seeded by the OS CSPRNG. ``insecure_noise_seed`` (tests only) makes the noise
@@ -77,6 +80,16 @@ def run_federated(
     if not client_loaders:
         raise ConfigError("client_loaders is empty")
     configs = _configs(privacy, client_loaders)
+    if weighting is None:
+        weighting = "uniform" if secure is None else secure.weighting
+    check_weighting(weighting)
+    if secure is not None and secure.weighting != weighting:
+        raise ConfigError(f"weighting {weighting!r} differs from secure.weighting")
+    if configs is not None and weighting != "uniform":
+        raise ConfigError(
+            f"weighting {weighting!r} sends each client's example count, which the DP "
+            "accounting (add/remove one example) does not cover; use weighting='uniform'"
+        )
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model_fn()
@@ -123,6 +136,7 @@ def run_federated(
             on_progress=on_progress,
             round_index=r,
             rounds=rounds,
+            weighting=weighting,
         )
         if out.average is not None:
             with torch.no_grad():

@@ -262,7 +262,7 @@ def _train_and_mask(
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
     update = LocalUpdate(vector=vector, num_examples=num_examples, steps=0)
     peak = max(float(vector.max()), -float(vector.min())) if vector.size else 0.0  # no |x| copy
-    top = peak * num_examples / encoder.max_examples
+    top = peak * encoder.weight(update)
     if top > encoder.quant.clip:
         log.warning(
             "secureagg: weighted update values up to %.3g are clipped to %.3g; raise "

@@ -99,9 +99,11 @@ def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> Config
 class SecureAggregation(Strategy):
     """Wraps a Flower strategy so that training updates are only ever summed securely.
 
-    The wrapped strategy picks the nodes and sees one reply per round: the secure weighted
-    average of the survivors' models, weighted by ``num-examples``. ``max_examples`` is
-    the public bound on a client's example count (weights are ``n / max_examples``);
+    The wrapped strategy picks the nodes and sees one reply per round: the secure average
+    of the survivors' models, every node weighted alike (uniform weighting: no example
+    count reaches the server; the reply's ``num-examples`` is checked against
+    ``max_examples`` on the node and goes no further). ``max_examples`` is the public bound
+    on a client's example count;
     ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
     bounds each protocol stage but training (setup, share-keys, unmask), in seconds; the
     training message waits for ``start(timeout=...)``. Evaluation passes through.

@@ -11,7 +11,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg import LedgerError
+from secureagg import ConfigError, LedgerError
 from secureagg.fl import FederatedResult, SecureAggConfig, run_federated
 from secureagg.privacy import PrivacyConfig, PrivacyLedger, PrivateTrainer, Step
 from secureagg.privacy.accounting import epsilon
@@ -157,3 +157,13 @@ def test_a_corrupt_ledger_is_a_typed_error(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(LedgerError, match="client 1"):
         run(PrivacyConfig(noise_multiplier=1.0), 1, {1: 30, 2: 30}, ledger=PrivacyLedger.open(path))
+
+
+def test_private_runs_refuse_example_count_weighting() -> None:
+    with pytest.raises(ConfigError, match="example count"):
+        run(
+            PrivacyConfig(noise_multiplier=1.0, update_clip=1.0),
+            1,
+            {1: 20, 2: 20},
+            secure=SecureAggConfig(weighting="examples-public"),
+        )
