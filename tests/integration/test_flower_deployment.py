@@ -1,9 +1,9 @@
 """examples/flower_app in Flower's deployment engine: a SuperLink and 3 SuperNodes as real
 processes on 127.0.0.1, the app run against them with ``flwr run`` for 2 secure rounds.
 
-It takes about 2 minutes on a 2-core machine (every message starts a fresh ClientApp process
-on each node; the protocol stages' processes do not load torch), so it runs in ``make test``;
-``make e2e`` runs it alone.
+It took 157 s on the shared 2-core development machine (every message starts a fresh
+ClientApp process on each node; the protocol stages' processes do not load torch; see
+docs/benchmarks.md); it runs in ``make test``, and ``make e2e`` runs it alone.
 """
 
 from __future__ import annotations

@@ -112,3 +112,33 @@ def test_the_app_runs_in_the_simulation_engine(tmp_path: Path) -> None:
     assert "Traceback" not in out, out[-4000:]
     assert "'secureagg-survivors': 3" in out
     check_results(tmp_path, rounds=2, nodes=3)
+
+
+def test_the_app_declares_every_package_it_imports() -> None:
+    """Copied out of this repository, ``pip install -e .`` in the app's folder must bring all
+    it imports (the ServerApp imports scikit-learn) and the ``secureagg audit`` its README runs."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    config = tomllib.loads((APP / "pyproject.toml").read_text())
+    declared = {
+        (r := Requirement(d)).name.lower().replace("_", "-"): r
+        for d in config["project"]["dependencies"]
+    }
+    imported: set[str] = set()
+    for path in (APP / "secure_app").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__", "secure_app"}
+    assert {"sklearn", "torch", "flwr", "secureagg"} <= third_party  # the check sees them
+    dists = packages_distributions()
+    for module in sorted(third_party):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+        assert names & set(declared), f"{module} ({names}) is not in the app's dependencies"
+    assert {"cli", "flower"} <= declared["secureagg"].extras  # `secureagg audit` needs cli
