@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from secureagg.fl._aggregator import Aggregate, SecureAggregator
     from secureagg.fl._client_recipe import SecureAggClient
     from secureagg.fl._config import SecureAggConfig
+    from secureagg.fl._distributed import DistributedDP, DistributedEncoder
     from secureagg.fl._encoding import WEIGHTINGS, Decoded, UpdateEncoder, plain_average
     from secureagg.fl._metrics import FederatedResult, RoundMetrics
     from secureagg.fl._plain import PlainTrainer
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "Aggregate": "secureagg.fl._aggregator",
     "Decoded": "secureagg.fl._encoding",
+    "DistributedDP": "secureagg.fl._distributed",
+    "DistributedEncoder": "secureagg.fl._distributed",
     "FederatedResult": "secureagg.fl._metrics",
     "LocalTrainer": "secureagg.fl._round",
     "PlainTrainer": "secureagg.fl._plain",
@@ -58,6 +61,8 @@ __all__ = [
     "WEIGHTINGS",
     "Aggregate",
     "Decoded",
+    "DistributedDP",
+    "DistributedEncoder",
     "FederatedResult",
     "LocalTrainer",
     "PlainTrainer",

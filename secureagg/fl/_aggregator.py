@@ -18,11 +18,12 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from secureagg._exceptions import ConfigError
+from secureagg._exceptions import ConfigError, RoundAborted
 from secureagg.fl._config import SecureAggConfig
-from secureagg.fl._encoding import UpdateEncoder
+from secureagg.fl._distributed import DistributedDP, DistributedEncoder
+from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
 from secureagg.privacy import LocalUpdate, parameters_of, unflatten
-from secureagg.protocol import RoundResult, Stage, simulate_round
+from secureagg.protocol import RoundResult, Stage, default_threshold, simulate_round
 
 __all__ = ["Aggregate", "SecureAggregator"]
 
@@ -53,6 +54,11 @@ class SecureAggregator:
     and ``max_examples`` (public bounds: clients per round, examples per client) fix the
     bit width so that no sum can wrap. ``update_clip``, when the clients L2-clip their
     updates to it, replaces ``config.clip`` as the quantisation bound.
+
+    With ``distributed``, the updates are encoded for client-level distributed DP instead
+    (:class:`DistributedEncoder`): clipped, rotated, rounded and noised in the integers, with
+    the protocol threshold fixed at ``config.threshold`` (default: a majority of
+    ``max_clients``) and the noise calibrated for ``threshold - colluders`` honest clients.
     """
 
     def __init__(
@@ -63,8 +69,10 @@ class SecureAggregator:
         max_clients: int,
         max_examples: int,
         update_clip: float | None = None,
+        distributed: DistributedDP | None = None,
     ) -> None:
         self.config = config or SecureAggConfig()
+        self.max_clients = max_clients
         named = parameters_of(like) if isinstance(like, nn.Module) else dict(like)
         self.like = {k: v.detach().clone() for k, v in named.items()}
         d = sum(int(t.numel()) for t in self.like.values())
@@ -77,6 +85,27 @@ class SecureAggregator:
             frac_bits=self.config.frac_bits,
             weighting=self.config.weighting,
         )
+        self.threshold = self.config.threshold
+        self.distributed: DistributedEncoder | None = None
+        self.distributed_threshold = 0
+        if distributed is not None:
+            if max_clients < 2:
+                raise ConfigError("distributed DP needs max_clients >= 2")
+            if self.config.weighting != "uniform":
+                raise ConfigError("distributed DP weights clients uniformly")
+            t = self.config.threshold or default_threshold(max_clients - 1)
+            self.threshold = self.distributed_threshold = t
+            self.distributed = DistributedEncoder(d, distributed, t - distributed.colluders)
+
+    @property
+    def length(self) -> int:
+        """Length of a client's protocol input."""
+        return self.encoder.length if self.distributed is None else self.distributed.length
+
+    @property
+    def bits(self) -> int:
+        """Bit width of the summed vectors."""
+        return self.encoder.bits if self.distributed is None else self.distributed.bits
 
     def client_encoder(self) -> UpdateEncoder:
         """The encoding the clients use (public settings only: no key, no secret)."""
@@ -85,8 +114,24 @@ class SecureAggregator:
     def encode(
         self, update: LocalUpdate, rng: np.random.Generator | None = None
     ) -> npt.NDArray[Any]:
-        """Client side: the update as this federation's protocol input (``client_encoder()``)."""
+        """Client side: the update as this federation's protocol input (``client_encoder()``).
+
+        Under distributed DP, ``rng`` is ignored: rounding and noise come from the OS.
+        """
+        if self.distributed is not None:
+            return self.distributed.encode(update)
         return self.encoder.encode(update, rng)
+
+    def reference_average(self, updates: list[LocalUpdate]) -> npt.NDArray[np.float64]:
+        """What the decoded average estimates, computed in the clear (for metrics and tests).
+
+        The weighted average; under distributed DP the uniform mean of the clipped updates.
+        """
+        if self.distributed is None:
+            return plain_average(updates, self.encoder.weighting)
+        dist = self.distributed
+        out: npt.NDArray[np.float64] = np.mean([dist.clipped(u) for u in updates], axis=0)
+        return out
 
     def simulate(
         self,
@@ -101,26 +146,31 @@ class SecureAggregator:
         client and the server here, over the real wire bytes). RoundAborted when too few
         clients remain; ConfigError for a malformed input.
         """
-        if len(encoded) > self.encoder.quant.max_clients:
-            raise ConfigError(
-                f"{len(encoded)} clients exceed max_clients={self.encoder.quant.max_clients}"
-            )
+        if len(encoded) > self.max_clients:
+            raise ConfigError(f"{len(encoded)} clients exceed max_clients={self.max_clients}")
         for cid, vec in encoded.items():
-            if getattr(vec, "shape", None) != (self.encoder.length,):
+            if getattr(vec, "shape", None) != (self.length,):
                 raise ConfigError(
                     f"client {cid} sent shape {getattr(vec, 'shape', None)}, "
-                    f"expected ({self.encoder.length},): server and client models differ"
+                    f"expected ({self.length},): server and client models differ"
                 )
+        if self.distributed is not None and len(encoded) <= self.distributed_threshold:
+            # each survivor needs `threshold` live neighbours: too few clients to start
+            raise RoundAborted(f"{len(encoded)} clients cannot meet the threshold {self.threshold}")
         result = simulate_round(
             encoded,
-            bits=self.encoder.bits,
-            threshold=self.config.threshold,
+            bits=self.bits,
+            threshold=self.threshold,
             degree=self.config.degree,
             dropouts=dropouts,
             signed=self.config.signed,
             capture=capture,
         )
-        agg = self.decode(result.total, result.survivors)
+        try:
+            agg = self.decode(result.total, result.survivors)
+        finally:
+            if self.distributed is not None:
+                self.distributed.next_round()
         agg.protocol = result
         return agg
 
@@ -143,7 +193,11 @@ class SecureAggregator:
     def decode(self, total: npt.NDArray[Any], members: Collection[int]) -> Aggregate:
         """The average update from a protocol sum over ``members``."""
         start = time.perf_counter()
-        dec = self.encoder.decode(total, len(members))
+        dec: Decoded
+        if self.distributed is not None:
+            dec = self.distributed.decode(total, len(members))
+        else:
+            dec = self.encoder.decode(total, len(members))
         average = unflatten(dec.average, self.like)
         return Aggregate(
             average=average,

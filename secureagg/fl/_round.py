@@ -168,8 +168,7 @@ def _secure_round(
             out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
     out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
     out.recovered = agg.vector
-    members = [out.trained[c] for c in out.members]
-    out.reference = plain_average(members, aggregator.encoder.weighting)
+    out.reference = aggregator.reference_average([out.trained[c] for c in out.members])
     out.max_abs_error = float(np.max(np.abs(agg.vector - out.reference)))
     out.error_bound = agg.error_bound
     if capture and capture[0] in result.captured:

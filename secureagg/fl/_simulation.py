@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 from secureagg._exceptions import ConfigError
 from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._config import SecureAggConfig
+from secureagg.fl._distributed import DistributedDP
 from secureagg.fl._encoding import check_weighting
 from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
@@ -53,6 +55,7 @@ def run_federated(
     server_lr: float = 1.0,
     insecure_noise_seed: int | None = None,
     weighting: str | None = None,
+    distributed: DistributedDP | None = None,
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
@@ -79,6 +82,10 @@ def run_federated(
         raise ConfigError(f"dropout_rate must be in [0, 1], got {dropout_rate!r}")
     if not client_loaders:
         raise ConfigError("client_loaders is empty")
+    if distributed is not None and (secure is None or privacy is not None):
+        raise ConfigError("distributed DP needs secure aggregation and replaces privacy=")
+    if distributed is not None and secure is not None and secure.weighting != "uniform":
+        raise ConfigError("distributed DP weights clients uniformly: use weighting='uniform'")
     configs = _configs(privacy, client_loaders)
     if weighting is None:
         weighting = "uniform" if secure is None else secure.weighting
@@ -118,6 +125,7 @@ def run_federated(
             max_clients=len(clients),
             max_examples=max(c.num_examples for c in clients.values()),
             update_clip=_update_clip(configs),
+            distributed=distributed,
         )
     history: list[RoundMetrics] = []
     for r in range(1, rounds + 1):
@@ -127,7 +135,7 @@ def run_federated(
             who = sorted(clients)[int(rng.integers(len(clients)))]
             dropout = (who, stages[int(rng.integers(len(stages)))])
         out = run_round(
-            clients,
+            _sampled(clients, distributed),
             state,
             aggregator=aggregator,
             dropout=dropout,
@@ -150,6 +158,17 @@ def run_federated(
         if on_progress is not None:
             on_progress(ProgressEvent(r, "done", rounds, metrics=metrics))
     return FederatedResult(rounds=history, model=model, ledger=ledger, clients=clients)
+
+
+def _sampled(
+    clients: dict[int, LocalTrainer], distributed: DistributedDP | None
+) -> dict[int, LocalTrainer]:
+    """This round's participants: each client by its own OS coin of bias ``sample_rate``."""
+    q = None if distributed is None else distributed.sample_rate
+    if q is None:
+        return clients
+    scale = 1 << 53
+    return {c: t for c, t in clients.items() if secrets.randbelow(scale) < q * scale}
 
 
 def _configs(

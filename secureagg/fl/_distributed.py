@@ -1,0 +1,141 @@
+"""Client-level distributed DP as an encoding: each client's share of discrete noise rides
+inside the masked sum, so the sum the server unmasks is already differentially private.
+
+Privacy unit: one client's whole update (L2-clipped to ``clip``), add/remove-one-client
+neighbours, uniform weights. Released: each round's secure-aggregation sum (and the model
+built from it). Against: the server and up to ``colluders`` clients, provided at least
+``threshold - colluders`` honest clients' noise is in every sum: the protocol aborts a
+round with fewer than ``threshold`` survivors, and :class:`DistributedEncoder` is calibrated
+for that floor. See docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from secureagg._exceptions import ConfigError, RoundAborted
+from secureagg.fl._encoding import Decoded
+from secureagg.hazmat import DDPParams, ddp_decode, ddp_encode
+from secureagg.privacy import LocalUpdate
+from secureagg.privacy.distributed import DistributedPlan, epsilon, plan
+
+__all__ = ["DistributedDP", "DistributedEncoder"]
+
+
+@dataclass(frozen=True)
+class DistributedDP:
+    """Settings of client-level distributed DP for a whole training run.
+
+    ``epsilon``/``delta`` is the target after ``rounds`` rounds; ``bits`` the modulus of
+    the masked sum (12..20 is the useful range); ``colluders`` how many clients may share
+    their noise with the server; ``sample_rate`` the probability with which each client
+    joins a round by its own OS coin (None: every client every round, no amplification);
+    ``k`` the standard deviations of the sum that must fit in 2^bits.
+    """
+
+    epsilon: float
+    delta: float
+    clip: float
+    rounds: int
+    bits: int = 16
+    mechanism: str = "dgauss"
+    colluders: int = 0
+    sample_rate: float | None = None
+    k: float = 4.0
+
+
+class DistributedEncoder:
+    """Encodes updates for one federation under distributed DP and decodes their sum.
+
+    Built by :class:`SecureAggregator` from public settings; ``n_min`` is the floor of
+    honest clients whose noise the sum always carries. The rotation seed is public and
+    fresh for every round (:meth:`next_round`).
+    """
+
+    def __init__(self, d: int, settings: DistributedDP, n_min: int) -> None:
+        if isinstance(n_min, bool) or not isinstance(n_min, int) or n_min < 1:
+            raise ConfigError(f"the honest floor threshold - colluders must be >= 1, got {n_min!r}")
+        self.settings = settings
+        self.n_min = n_min
+        self.plan: DistributedPlan = plan(
+            settings.mechanism,
+            epsilon=settings.epsilon,
+            delta=settings.delta,
+            clip=settings.clip,
+            bits=settings.bits,
+            n_min=n_min,
+            d=d,
+            rounds=settings.rounds,
+            sample_rate=settings.sample_rate,
+            k=settings.k,
+        )
+        self.params: DDPParams = self.plan.params(d)
+        self.d = d
+        self.seed = os.urandom(16)
+
+    @property
+    def bits(self) -> int:
+        """Bit width b of the summed vectors."""
+        return self.params.bits
+
+    @property
+    def length(self) -> int:
+        """Length of an encoded vector: d padded to a power of two."""
+        return self.params.padded
+
+    def next_round(self) -> None:
+        """Draw the public rotation seed of the next round."""
+        self.seed = os.urandom(16)
+
+    def clipped(self, update: LocalUpdate) -> npt.NDArray[np.float64]:
+        """The update as the encoding sees it: L2-clipped to ``clip`` (float64)."""
+        x = np.asarray(update.vector, dtype=np.float64)
+        if x.shape != (self.d,):
+            raise ConfigError(
+                f"update has shape {x.shape}, the server's model has {self.d} parameters"
+            )
+        norm = float(np.linalg.norm(x))
+        c = self.params.clip
+        return x * (c / norm) if norm > c else x
+
+    def encode(self, update: LocalUpdate) -> npt.NDArray[np.generic]:
+        """The client's protocol input; its rounding and noise come from the OS (no seed)."""
+        return ddp_encode(self.clipped(update), self.params, self.seed)
+
+    def decode(self, total: npt.NDArray[np.generic], members: int) -> Decoded:
+        """The uniform average of ``members`` noisy, clipped updates.
+
+        RoundAborted if fewer than ``n_min`` clients are in the sum (the noise would be too
+        small). The bound is infinite: the average carries DP noise of std
+        :meth:`noise_std` (members) per coordinate by design.
+        """
+        if members < self.n_min:
+            raise RoundAborted(
+                f"only {members} clients in the sum; distributed DP needs {self.n_min}"
+            )
+        total_vec = ddp_decode(np.asarray(total), self.params, self.seed)
+        return Decoded(total_vec / members, float(members), math.inf)
+
+    def noise_std(self, members: int) -> float:
+        """Per-coordinate noise std of the decoded average with ``members`` clients."""
+        return math.sqrt(members) * self.plan.local_std / members
+
+    def epsilon_after(self, rounds: int) -> float:
+        """The (epsilon, delta) guarantee after ``rounds`` rounds (the plan's accounting)."""
+        p = self.plan
+        return epsilon(
+            p.mechanism,
+            clip=p.clip,
+            gamma=p.gamma,
+            variance=p.variance,
+            n=self.n_min,
+            dim=p.dim,
+            rounds=rounds,
+            delta=p.delta,
+            sample_rate=p.sample_rate,
+        )

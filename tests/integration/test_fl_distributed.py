@@ -1,0 +1,130 @@
+"""Client-level distributed DP through the real secure-aggregation round and run_federated."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from secureagg import ConfigError, RoundAborted
+from secureagg.fl import DistributedDP, SecureAggConfig, SecureAggregator, run_federated
+from secureagg.privacy import LocalUpdate, PrivacyConfig, parameters_of
+from secureagg.protocol import Stage
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+SETTINGS = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=20, bits=16)
+
+
+def model_fn() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def loader(cid: int, n: int = 48) -> DataLoader:
+    g = torch.Generator().manual_seed(100 + cid)
+    x = torch.randn(n, 10, generator=g)
+    return DataLoader(TensorDataset(x, x[:, :4].argmax(1)), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def aggregator() -> SecureAggregator:
+    return SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=SETTINGS)
+
+
+def _updates(d: int, n: int, norm: float) -> dict[int, LocalUpdate]:
+    rng = np.random.default_rng(n)
+    out = {}
+    for cid in range(1, n + 1):
+        v = rng.normal(size=d).astype(np.float32)
+        out[cid] = LocalUpdate(v * np.float32(norm / np.linalg.norm(v)), 10, 1)
+    return out
+
+
+def test_plan_matches_the_settings(aggregator: SecureAggregator) -> None:
+    dist = aggregator.distributed
+    assert dist is not None
+    assert aggregator.threshold == 5 and dist.n_min == 5  # majority of 8, no colluders
+    assert dist.epsilon_after(SETTINGS.rounds) == pytest.approx(SETTINGS.epsilon, abs=1e-3)
+    assert dist.length == 256 and aggregator.bits == 16  # 244 parameters padded
+
+
+def test_decoded_average_carries_the_planned_noise_with_dropouts(
+    aggregator: SecureAggregator,
+) -> None:
+    dist = aggregator.distributed
+    assert dist is not None
+    errs = []
+    for _ in range(6):  # several rounds: fresh rotation seeds, fresh noise
+        updates = _updates(dist.d, 8, 0.4)
+        encoded = {cid: aggregator.encode(u) for cid, u in updates.items()}
+        agg = aggregator.simulate(encoded, dropouts={Stage.MASKED_INPUT: [3]})
+        assert agg.members == [1, 2, 4, 5, 6, 7, 8]
+        ref = aggregator.reference_average([updates[c] for c in agg.members])
+        errs.append((agg.vector - ref) / dist.noise_std(len(agg.members)))
+    z = np.concatenate(errs)
+    # noise of 7 survivors' shares; rounding adds gamma^2/4 per client at most (tiny here)
+    rounding = 7 * dist.plan.gamma**2 / 4 / 49 / dist.noise_std(7) ** 2
+    tol = 5 * math.sqrt(2 / z.size)
+    assert 1 - tol <= float(np.mean(z**2)) <= 1 + rounding + tol
+
+
+def test_too_few_clients_in_the_sum_is_refused(aggregator: SecureAggregator) -> None:
+    dist = aggregator.distributed
+    assert dist is not None
+    total = np.zeros(dist.length, dtype=np.uint16)
+    with pytest.raises(RoundAborted):
+        dist.decode(total, dist.n_min - 1)
+
+
+def test_rotation_seed_is_fresh_each_round(aggregator: SecureAggregator) -> None:
+    dist = aggregator.distributed
+    assert dist is not None
+    before = dist.seed
+    updates = _updates(dist.d, 6, 0.1)
+    aggregator.simulate({c: aggregator.encode(u) for c, u in updates.items()})
+    assert dist.seed != before
+
+
+def test_run_federated_in_distributed_mode_with_client_sampling() -> None:
+    settings = DistributedDP(epsilon=8.0, delta=1e-5, clip=0.5, rounds=3, bits=16, sample_rate=0.6)
+    res = run_federated(
+        model_fn,
+        {cid: loader(cid) for cid in range(1, 11)},
+        rounds=3,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+        privacy=None,
+        secure=SecureAggConfig(threshold=3),
+        distributed=settings,
+    )
+    assert len(res.rounds) == 3
+    for m in res.rounds:
+        assert set(m.participants) <= set(range(1, 11))
+        assert m.aborted or len(m.members) >= 3
+    # each client's own coin: all 30 landing heads has probability 0.6^30 ~ 2e-7
+    assert any(len(m.participants) < 10 for m in res.rounds)
+    before = parameters_of(model_fn())
+    assert set(parameters_of(res.model)) == set(before)
+
+
+def test_distributed_mode_needs_secure_aggregation_and_no_dp_sgd() -> None:
+    kw = dict(rounds=1, optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.1), distributed=SETTINGS)
+    with pytest.raises(ConfigError):
+        run_federated(model_fn, {1: loader(1)}, privacy=None, secure=None, **kw)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        run_federated(
+            model_fn,
+            {1: loader(1)},
+            privacy=PrivacyConfig(noise_multiplier=1.0, update_clip=0.5),
+            secure=SecureAggConfig(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+def test_colluders_beyond_the_threshold_are_refused() -> None:
+    bad = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=5)
+    with pytest.raises(ConfigError):
+        SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=bad)
