@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from secureagg.privacy.accounting import ACCOUNTANT_NAMES
 from secureagg.privacy.audit import (
     ClientAudit,
     EmpiricalAudit,
@@ -20,12 +21,7 @@ from secureagg.privacy.audit import (
 
 __all__ = ["print_audit", "print_empirical", "write_empirical", "write_report"]
 
-SHORT = {
-    "opacus_rdp": "Opacus RDP",
-    "opacus_prv": "Opacus PRV",
-    "dpa_rdp": "DPA RDP",
-    "dpa_pld": "DPA PLD",
-}
+SHORT = ACCOUNTANT_NAMES
 
 
 def _eps(x: float | None) -> str:

@@ -12,6 +12,7 @@ from secureagg._version import __version__
 from secureagg.demo._run import DemoResult
 from secureagg.fl import RoundMetrics
 from secureagg.privacy import PrivacyLedger
+from secureagg.privacy.accounting import ACCOUNTANT_NAMES
 
 __all__ = [
     "ACCOUNTANT",
@@ -28,12 +29,7 @@ SCHEMA_VERSION = 3
 ACCOUNTANT = "opacus_rdp"
 """The accountant whose epsilon the report states (the others are listed for comparison)."""
 
-_ACCOUNTANT_NAMES = {
-    "opacus_rdp": "Opacus RDP accountant (Rényi DP of the subsampled Gaussian mechanism)",
-    "opacus_prv": "Opacus PRV accountant",
-    "dpa_rdp": "Google dp-accounting RDP accountant",
-    "dpa_pld": "Google dp-accounting PLD accountant",
-}
+_RDP = "Rényi DP of the subsampled Gaussian mechanism"
 
 
 def epsilon_text(eps: float) -> str:
@@ -88,7 +84,7 @@ def guarantee_text(result: DemoResult) -> str:
     for name in ("opacus_prv", "dpa_rdp", "dpa_pld"):
         vals = [ledger.latest_epsilon(c, name) for c in ledger.clients()]
         if vals:
-            others.append(f"{_ACCOUNTANT_NAMES[name]}: {epsilon_text(max(vals))}")
+            others.append(f"{ACCOUNTANT_NAMES[name]} accountant: {epsilon_text(max(vals))}")
     last = {c: ledger.records(c)[-1] for c in ledger.clients()}
     sigmas = sorted({round(r.noise_multiplier, 4) for r in last.values()})
     rates = sorted({round(r.sample_rate, 4) for r in last.values()})
@@ -106,7 +102,8 @@ def guarantee_text(result: DemoResult) -> str:
         f"of its patients' records changes the distribution of everything that client released "
         f"over all {cfg.rounds} rounds by at most epsilon = {eps_text} (the largest client's "
         f"figure) except with probability delta = {cfg.delta:g}. The figure is the "
-        f"{_ACCOUNTANT_NAMES[ACCOUNTANT]}, converted to (epsilon, delta), over each client's "
+        f"{ACCOUNTANT_NAMES[ACCOUNTANT]} accountant ({_RDP}), converted to (epsilon, delta), "
+        f"over each client's "
         f"whole history of DP-SGD steps as recorded in ledger.json: per-example gradients "
         f"clipped to L2 norm {cfg.clip_norm:g}, Gaussian noise with multiplier "
         f"{', '.join(f'{z:g}' for z in sigmas)} ({calibration}), Poisson sampling at rate "

@@ -227,7 +227,8 @@ class PrivateTrainer:
         if getattr(criterion, "reduction", "mean") != "mean":
             raise ConfigError("the criterion must average over the batch (reduction='mean')")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # Opacus' secure_mode is off: the noise and sampling generators come from os.urandom
+            warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
             self._engine = PrivacyEngine(accountant="rdp")
             out = self._engine.make_private(
                 module=self.model,

@@ -28,6 +28,7 @@ from secureagg._exceptions import ConfigError
 
 __all__ = [
     "ACCOUNTANTS",
+    "ACCOUNTANT_NAMES",
     "PLD_VALUE_DISCRETIZATION",
     "PRV_EPS_ERROR",
     "Canonical",
@@ -42,12 +43,21 @@ __all__ = [
     "evaluations",
     "noise_for_epsilon",
     "prv_domain",
+    "quiet_accountant_warnings",
     "register_cache",
     "step_problem",
 ]
 
 ACCOUNTANTS: tuple[str, ...] = ("opacus_rdp", "opacus_prv", "dpa_rdp", "dpa_pld")
 """Names of the accountants, in report order."""
+
+ACCOUNTANT_NAMES: dict[str, str] = {
+    "opacus_rdp": "Opacus RDP",
+    "opacus_prv": "Opacus PRV",
+    "dpa_rdp": "dp-accounting RDP",
+    "dpa_pld": "dp-accounting PLD",
+}
+"""Each accountant's name for people (reports, statements, tables)."""
 
 PRV_EPS_ERROR = 0.01
 """Opacus PRV ``eps_error`` (its default); the figure returned is the PRV upper bound."""
@@ -323,11 +333,24 @@ def _cached(accountant: str, history: Canonical, delta: float) -> float:
     _EVALUATIONS[accountant] += 1
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            quiet_accountant_warnings()
             value = _COMPUTE[accountant](history, delta)
     except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
         raise ConfigError(f"{accountant} cannot account for {history}: {exc}") from exc
     return value if math.isfinite(value) and value >= 0 else math.inf
+
+
+def quiet_accountant_warnings() -> None:
+    """Inside ``warnings.catch_warnings()``: silence the accountants' known, handled warnings.
+
+    Opacus' RDP warns when the best order is at the end of its grid (the figure is still a
+    valid upper bound), and numpy warns of overflow or log(0) inside the libraries' code (a
+    result that is not finite is reported as inf). Every other warning is shown.
+    """
+    warnings.filterwarnings(
+        "ignore", message=r"Optimal order is the (smallest|largest) alpha", category=UserWarning
+    )
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(opacus|dp_accounting)\.")
 
 
 def evaluations() -> dict[str, int]:

@@ -159,7 +159,10 @@ def _train(cfg: EmpiricalConfig, train_x: np.ndarray, train_y: np.ndarray) -> tu
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # a seeded experiment by design (the audit's trials must be repeatable)
+        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
+        # torch, for Opacus' hooks on a model whose inputs need no gradient (as in the trainer)
+        warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
         model, optimizer, loader = PrivacyEngine().make_private(
             module=model,
             optimizer=optimizer,

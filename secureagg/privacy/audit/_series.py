@@ -111,7 +111,7 @@ def series_epsilons(
         compute = _prv_series if accountant == "opacus_prv" else _pld_series
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                accounting.quiet_accountant_warnings()
                 fresh = compute(todo, delta)
         except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
             raise ConfigError(f"{accountant} cannot account for these histories: {exc}") from exc

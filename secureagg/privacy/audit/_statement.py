@@ -9,16 +9,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from secureagg._version import __version__
+from secureagg.privacy.accounting import ACCOUNTANT_NAMES
 from secureagg.privacy.audit._ledger_audit import ClientAudit, LedgerAudit
 
 __all__ = ["client_statement", "common_statement"]
 
-_NAMES = {
-    "opacus_rdp": "Opacus RDP",
-    "opacus_prv": "Opacus PRV",
-    "dpa_rdp": "dp-accounting RDP",
-    "dpa_pld": "dp-accounting PLD",
-}
+_NAMES = ACCOUNTANT_NAMES
 
 
 def _version(pkg: str) -> str:
