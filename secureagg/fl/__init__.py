@@ -1,6 +1,5 @@
 """Federated learning glue: encode updates, aggregate them securely, run rounds in-process.
 
-* :func:`flatten` / :func:`unflatten`: a model's named tensors as one vector and back;
 * :class:`SecureAggClient` / :class:`SecureAggServer`: one round of secure aggregation over
   the caller's own transport (bytes in, bytes out, one call per stage);
 * :class:`SecureAggregator`: the federation's encoding and decoding, and ``simulate``, an
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
     from secureagg.fl._server_recipe import SecureAggServer
     from secureagg.fl._simulation import run_federated
-    from secureagg.privacy import flatten, parameters_of, unflatten
 
 _LAZY = {
     "Aggregate": "secureagg.fl._aggregator",
@@ -48,13 +46,10 @@ _LAZY = {
     "SecureAggServer": "secureagg.fl._server_recipe",
     "SecureAggregator": "secureagg.fl._aggregator",
     "UpdateEncoder": "secureagg.fl._encoding",
-    "flatten": "secureagg.privacy",
-    "parameters_of": "secureagg.privacy",
     "plain_average": "secureagg.fl._encoding",
     "WEIGHTINGS": "secureagg.fl._encoding",
     "run_federated": "secureagg.fl._simulation",
     "run_round": "secureagg.fl._round",
-    "unflatten": "secureagg.privacy",
 }
 
 __all__ = [
@@ -74,12 +69,9 @@ __all__ = [
     "SecureAggServer",
     "SecureAggregator",
     "UpdateEncoder",
-    "flatten",
-    "parameters_of",
     "plain_average",
     "run_federated",
     "run_round",
-    "unflatten",
 ]
 
 

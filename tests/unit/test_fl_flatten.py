@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from secureagg import ConfigError
-from secureagg.fl import flatten, parameters_of, unflatten
+from secureagg.privacy import flatten, parameters_of, unflatten
 
 shapes = st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3), min_size=1, max_size=5)
 
