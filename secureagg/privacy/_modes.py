@@ -27,7 +27,11 @@ def _has_tied_parameters(model: nn.Module) -> bool:
 
 
 def choose_mode(model: nn.Module, requested: str = "auto") -> str:
-    """Resolve ``requested`` for ``model``; ConfigError for an unknown mode.
+    """Resolve ``requested`` for ``model`` without running it; ConfigError for an unknown mode.
+
+    A guess by layer type: :class:`PrivateTrainer` measures instead ("auto" times both modes
+    on the model, see ``secureagg.privacy._probe``) and falls back to this guess only when
+    neither mode runs in the probe.
 
     Ghost clipping (Opacus's fast gradient clipping) computes the per-example gradient
     norms of Linear and Embedding layers without materialising per-example gradients, at

@@ -32,8 +32,10 @@ def flatten(tensors: Mapping[str, torch.Tensor]) -> npt.NDArray[np.float32]:
             raise ConfigError(f"{name!r} is a {type(t).__name__}, not a torch.Tensor")
         if not t.is_floating_point():
             raise ConfigError(f"{name!r} has dtype {t.dtype}; only float tensors are flattened")
-        parts.append(t.detach().reshape(-1).to(device="cpu", dtype=torch.float32))
-    return torch.cat(parts).numpy()
+        parts.append(t.detach().reshape(-1).to(dtype=torch.float32))
+    if len({p.device for p in parts}) > 1:
+        parts = [p.cpu() for p in parts]
+    return torch.cat(parts).cpu().numpy()  # one device-to-host copy for a GPU model
 
 
 def check_like(vec: npt.NDArray[np.floating], like: Mapping[str, torch.Tensor]) -> int:

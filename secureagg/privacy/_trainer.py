@@ -14,10 +14,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from secureagg._exceptions import BudgetExhaustedError, ConfigError
+from secureagg.privacy._batches import split_batch, to_device
 from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
 from secureagg.privacy._loaders import check_loader, check_model, check_optimizer, mark_owned
 from secureagg.privacy._modes import choose_mode
 from secureagg.privacy._privacy_config import PrivacyConfig
+from secureagg.privacy._probe import fastest_mode
 from secureagg.privacy._randomness import fresh_generator, reproducible_generator
 from secureagg.privacy._tensors import flatten, parameters_of
 from secureagg.privacy._update import LocalUpdate
@@ -110,6 +112,14 @@ class PrivateTrainer:
     update. A round that would take the client past ``budget_epsilon`` raises
     BudgetExhaustedError before any step is taken.
 
+    On a GPU: put the model on the device before building the trainer (the optimizer over
+    its parameters); every batch then moves to the model's device in ``train_round``, so an
+    ordinary CPU DataLoader works. A batch is ``(*inputs, target)`` (tuple or list), or a
+    dict holding its target under "labels" or "target" and the model's keyword arguments
+    under its other keys. The DP noise is drawn on the model's device.
+    ``grad_sample_mode="auto"`` times a few steps of "ghost" and "hooks" on a copy of the
+    model with a synthetic batch shaped like the loader's, and keeps the faster.
+
     Every round draws its DP noise and its Poisson sampling from new generators whose whole
     state comes from ``os.urandom`` (:func:`fresh_generator`); no user seed reaches them.
     ``insecure_noise_seed`` makes both repeatable, for tests only: such a trainer is not
@@ -148,6 +158,7 @@ class PrivateTrainer:
         self.local_epochs = _count("local_epochs", local_epochs) or 1
         self.local_steps = _count("local_steps", local_steps)
         self.grad_sample_mode = choose_mode(self.model, grad_sample_mode)
+        self._measure_mode = grad_sample_mode == "auto"
         self.num_examples = len(loader.dataset)  # type: ignore[arg-type]
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ConfigError("give exactly one of noise_multiplier and target_epsilon")
@@ -226,6 +237,10 @@ class PrivateTrainer:
             criterion = nn.CrossEntropyLoss()
         if getattr(criterion, "reduction", "mean") != "mean":
             raise ConfigError("the criterion must average over the batch (reduction='mean')")
+        if self._measure_mode:  # "auto": time both modes on this model and this data's shapes
+            self.grad_sample_mode = fastest_mode(
+                self.model, loader, criterion, fallback=self.grad_sample_mode
+            )
         with warnings.catch_warnings():
             # Opacus' secure_mode is off: the noise and sampling generators come from os.urandom
             warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
@@ -360,17 +375,23 @@ def train_local(
 ) -> LocalUpdate:
     """Load ``global_state`` into ``model``, take one step per batch, return local minus global.
 
-    The one local-training loop of the private and the plain trainer; a batch is
-    ``(*inputs, target)``; ``criterion`` returns the loss (a tensor, or Opacus's ghost
+    The one local-training loop of the private and the plain trainer. Each batch first
+    moves to the model's device (the device of its first parameter; see
+    :func:`to_device`), so a CPU DataLoader feeds a CUDA model. A batch is
+    ``(*inputs, target)`` (tuple or list) for ``model(*inputs)``, or a dict with its target
+    under "labels" or "target" and keyword inputs under the other keys for
+    ``model(**inputs)``. ``criterion`` returns the loss (a tensor, or Opacus's ghost
     clipping loss).
     """
     load_global_state(model, global_state)
     start = flatten(parameters_of(model)).copy()
+    device = next(iter(model.parameters())).device
     model.train()
     steps = 0
-    for *inputs, target in batches:
+    for batch in batches:
+        args, kwargs, target = split_batch(to_device(batch, device))
         optimizer.zero_grad(set_to_none=True)
-        criterion(model(*inputs), target).backward()
+        criterion(model(*args, **kwargs), target).backward()
         optimizer.step()
         steps += 1
     optimizer.zero_grad(set_to_none=True)
