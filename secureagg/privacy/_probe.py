@@ -88,7 +88,8 @@ def _dp_step(
     optimizer = torch.optim.SGD(twin.parameters(), lr=0.0)
     dummy: DataLoader[Any] = DataLoader(TensorDataset(torch.zeros(1, 1)), batch_size=1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # as in PrivateTrainer: secure_mode is off, the probe's noise protects nothing
+        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
         out = PrivacyEngine(accountant="rdp").make_private(
             module=twin,
             optimizer=optimizer,
@@ -133,7 +134,7 @@ def measure_modes(
             try:
                 step = _dp_step(model, criterion, mode, fake)
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                    warnings.filterwarnings("ignore", message="Full backward hook")
                     step()  # warm-up
                     seconds[mode] = statistics.median(timer(mode, step) for _ in range(steps))
             except Exception:  # a mode this model cannot run is not a candidate
