@@ -37,7 +37,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> None:
     """Held-out accuracy per round: private + secure against the baseline; dropouts marked."""
     rounds = report["rounds"]
     x = [r["round"] for r in rounds]
-    fig, ax = _figure(6.4, 3.8)
+    fig, ax = _figure(6.4, 4.4)
     ax.plot(x, [r["baseline_accuracy"] for r in rounds], "-", color="0.45", label="baseline")
     ax.plot(
         x, [r["accuracy"] for r in rounds], "-o", ms=3, color="tab:blue", label="private + secure"
@@ -59,7 +59,7 @@ def plot_accuracy(report: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("accuracy on held-out test set")
     ax.set_title(f"{report['data']['dataset']}: {len(report['data']['clients'])} clients")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)  # below: never on the data
     fig.savefig(path)
 
 
