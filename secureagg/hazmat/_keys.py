@@ -20,6 +20,7 @@ __all__ = [
     "agree",
     "check_key",
     "derive_key",
+    "is_low_order",
 ]
 
 KEY_SIZE = 32
@@ -85,6 +86,33 @@ def _exchange(sk: X25519PrivateKey, peer_public: bytes) -> bytes:
     if shared == _ZERO:
         raise InvalidKeyError("peer public key is of low order")
     return shared
+
+
+_P25519 = 2**255 - 19
+# u-coordinates of the points of order dividing 8 on Curve25519 and its twist: 0 (order 2),
+# 1 and p - 1 (order 4, on the twist and the curve), and the two of order 8. Every X25519
+# output for these is zero (the clamped scalar is a multiple of 8).
+_SMALL_ORDER_U = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
+
+
+def is_low_order(public: bytes) -> bool:
+    """Whether an X25519 public key is of small order (every shared secret with it is zero).
+
+    Decodes u as X25519 does (RFC 7748: little-endian, top bit ignored, taken mod p) and
+    looks it up among the five small-order u-coordinates: no scalar multiplication.
+    InvalidKeyError for a wrong length.
+    """
+    key = check_key("public key", public)
+    u = (int.from_bytes(key, "little") & ((1 << 255) - 1)) % _P25519
+    return u in _SMALL_ORDER_U
 
 
 def _check_id(name: str, value: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,15 +11,18 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError, ShareError
 
-__all__ = ["PRIME", "SECRET_SIZE", "SHARE_SIZE", "combine", "split"]
+__all__ = ["PRIME", "SECRET_SIZE", "SHARE_SIZE", "combine", "combine_many", "split"]
 
 PRIME = 2**521 - 1
+_BITS = 521
 SECRET_SIZE = 32
 SHARE_SIZE = 66  # ceil(521 / 8): one big-endian field element
 _MAX_X = 2**32 - 1
 
 
 def _is_int(v: object) -> bool:
+    if type(v) is int:  # the common case, without the slower abstract-class check
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
@@ -76,36 +80,85 @@ def _parse(shares: Mapping[int, bytes], threshold: int) -> tuple[list[int], list
     return xs, ys
 
 
+def _denominators(xs: Sequence[int]) -> list[int]:
+    """x_i * prod_{j != i} (x_j - x_i), exactly (ids are below 2^32: no reduction needed)."""
+    return [
+        xi * math.prod(map(xi.__rsub__, xs[:i])) * math.prod(map(xi.__rsub__, xs[i + 1 :]))
+        for i, xi in enumerate(xs)
+    ]
+
+
+def _mulmod(a: int, b: int) -> int:
+    """a * b mod PRIME for a, b < PRIME: PRIME = 2^521 - 1, so 2^521 = 1 (one fold)."""
+    x = a * b
+    x = (x & PRIME) + (x >> _BITS)
+    return x - PRIME if x >= PRIME else x
+
+
+def _inverses(values: Sequence[int]) -> list[int]:
+    """Every value's inverse mod PRIME with one modular inversion (Montgomery's trick)."""
+    prefix = [1] * (len(values) + 1)
+    acc = 1
+    for i, v in enumerate(values):
+        acc = _mulmod(acc, v)
+        prefix[i + 1] = acc
+    inv = pow(acc, -1, PRIME)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = _mulmod(inv, prefix[i])
+        inv = _mulmod(inv, values[i])
+    return out
+
+
+def _secret(value: int) -> bytes:
+    if value >> (8 * SECRET_SIZE):
+        raise ShareError("shares do not reconstruct a 32-byte secret (wrong or mixed shares)")
+    return value.to_bytes(SECRET_SIZE, "big")
+
+
 def combine(shares: Mapping[int, bytes], threshold: int) -> bytes:
     """The 32-byte secret from exactly ``threshold`` shares; ShareError otherwise.
 
     Also ShareError when the interpolated value is not a 32-byte secret, which is what
     shares from different secrets or a wrong threshold give with overwhelming probability.
     """
-    xs, ys = _parse(shares, threshold)
-    # Lagrange at 0: s = sum_i y_i * prod_{j!=i} x_j / (x_j - x_i)
-    #                  = N * sum_i y_i / (x_i * prod_{j!=i} (x_j - x_i)),  N = prod_j x_j.
-    n_all = 1
-    for x in xs:
-        n_all = n_all * x % PRIME
-    dens = []
-    for i, xi in enumerate(xs):
-        den = xi
-        for j, xj in enumerate(xs):
-            if j != i:
-                den = den * (xj - xi) % PRIME
-        dens.append(den)
-    # Batch inversion: one modular inverse for all denominators.
-    prefix = [1] * (len(dens) + 1)
-    for i, den in enumerate(dens):
-        prefix[i + 1] = prefix[i] * den % PRIME
-    inv = pow(prefix[-1], -1, PRIME)
-    total = 0
-    for i in range(len(dens) - 1, -1, -1):
-        inv_i = inv * prefix[i] % PRIME
-        inv = inv * dens[i] % PRIME
-        total += ys[i] * inv_i
-    secret = total % PRIME * n_all % PRIME
-    if secret >> (8 * SECRET_SIZE):
-        raise ShareError("shares do not reconstruct a 32-byte secret (wrong or mixed shares)")
-    return secret.to_bytes(SECRET_SIZE, "big")
+    result = combine_many([shares], threshold)[0]
+    if isinstance(result, ShareError):
+        raise result
+    return result
+
+
+def combine_many(
+    share_sets: Sequence[Mapping[int, bytes]], threshold: int
+) -> list[bytes | ShareError]:
+    """:func:`combine` for many secrets at once: each one's secret, or its ShareError.
+
+    Lagrange at 0: s = N * sum_i y_i / (x_i * prod_{j != i} (x_j - x_i)), N = prod_j x_j.
+    The denominators are exact integers (ids are small), and one modular inversion serves
+    every denominator of every secret.
+    """
+    parsed: list[tuple[list[int], list[int]] | ShareError] = []
+    dens: list[int] = []
+    for shares in share_sets:
+        try:
+            xs, ys = _parse(shares, threshold)
+        except ShareError as exc:
+            parsed.append(exc)
+            continue
+        parsed.append((xs, ys))
+        dens += _denominators(xs)
+    invs = _inverses([den % PRIME for den in dens]) if dens else []
+    out: list[bytes | ShareError] = []
+    k = 0
+    for item in parsed:
+        if isinstance(item, ShareError):
+            out.append(item)
+            continue
+        xs, ys = item
+        total = sum(y * inv for y, inv in zip(ys, invs[k : k + len(xs)], strict=True))
+        k += len(xs)
+        try:
+            out.append(_secret(total % PRIME * (math.prod(xs) % PRIME) % PRIME))
+        except ShareError as exc:
+            out.append(exc)
+    return out

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from secureagg._exceptions import DecodeError, InvalidKeyError, RoundAborted, ShareError
+from secureagg._exceptions import DecodeError, RoundAborted, ShareError
 from secureagg.hazmat import (
     LABEL_MASK,
     KeyPair,
@@ -21,6 +21,8 @@ from secureagg.hazmat import (
     reduce_into,
     zeros,
 )
+from secureagg.hazmat._keys import is_low_order
+from secureagg.hazmat._shamir import combine_many
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
@@ -87,7 +89,6 @@ class ServerSession:
         self._fingerprints: dict[int, bytes] = {}  # this stage: sender -> tag of its message
         self._fingerprint_key = os.urandom(32)  # tags never leave the session
         self._bad: set[int] = set()
-        self._probe = KeyPair.generate()  # to test advertised keys for low order
 
     @property
     def stage(self) -> Stage | None:
@@ -185,10 +186,7 @@ class ServerSession:
         cfg = self.config
         if msg.c_pk == msg.s_pk or msg.c_pk in state.seen_keys or msg.s_pk in state.seen_keys:
             return "a key equal to one already advertised"
-        try:
-            self._probe.agree(msg.c_pk)
-            self._probe.agree(msg.s_pk)
-        except InvalidKeyError:
+        if is_low_order(msg.c_pk) or is_low_order(msg.s_pk):  # a table lookup, no X25519
             return "an invalid (low-order) public key"
         if cfg.signed:
             payload = advertise_payload(cfg, msg.sender, msg.c_pk, msg.s_pk)
@@ -245,10 +243,10 @@ class ServerSession:
         u = msg.sender
         if u not in state.asked:
             return "an unmask response from a client that was not asked"
-        nbrs = self.config.graph.neighbours(u)
-        if [v for v, _ in msg.seed_shares] != sorted((nbrs & set(state.u3)) | {u}):
+        nbrs = self.config.graph.neighbours(u)  # O(k) checks: alive/gone are built once
+        if [v for v, _ in msg.seed_shares] != sorted((nbrs & state.alive) | {u}):
             return "self-mask shares for the wrong clients"
-        if [v for v, _ in msg.key_shares] != sorted(nbrs & set(state.dropped)):
+        if [v for v, _ in msg.key_shares] != sorted(nbrs & state.gone):
             return "key shares for the wrong clients"
         state.responses[u] = msg
         return None
@@ -341,10 +339,11 @@ class ServerSession:
             asked=frozenset(u3),
         )
         out = {}
+        alive_set, gone_set = frozenset(u3), frozenset(dropped)
         for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
-            mine = cfg.graph.neighbours(u) | {u}
-            alive = tuple(v for v in u3 if v in mine)
-            gone = tuple(v for v in dropped if v in mine)
+            mine = cfg.graph.neighbours(u) | {u}  # O(k log k): no scan of U3 per client
+            alive = tuple(sorted(mine & alive_set))
+            gone = tuple(sorted(mine & gone_set))
             out[u] = encode(UnmaskRequest(cfg.round_id, u, alive, gone))
         return out
 
@@ -375,21 +374,27 @@ class ServerSession:
                 seed_shares.setdefault(v, {})[holder] = share
             for v, share in resp.key_shares:
                 key_shares.setdefault(v, {})[holder] = share
-        seeds = [
-            self._reconstruct(v, seed_shares, "self-mask seed", _commits(cfg, v, state.commitments))
-            for v in state.u3
-        ]
-        alive = frozenset(state.u3)
-        pair_seeds: list[tuple[bytes, bool]] = []  # (seed, the survivor added it)
+        seeds = self._reconstruct_all(
+            state.u3,
+            seed_shares,
+            "self-mask seed",
+            lambda v: _commits(cfg, v, state.commitments),
+        )
+        alive = state.alive
+        partners_of: dict[int, list[int]] = {}
         for v in state.dropped:
             partners = [
                 u for u in cfg.graph.neighbours(v) & alive if v in state.delivered.get(u, ())
             ]
-            if not partners:
-                continue
-            s_sk = self._reconstruct(v, key_shares, "mask key", _opens(state.u1[v].s_pk))
+            if partners:
+                partners_of[v] = sorted(partners)
+        keys = self._reconstruct_all(
+            list(partners_of), key_shares, "mask key", lambda v: _opens(state.u1[v].s_pk)
+        )
+        pair_seeds: list[tuple[bytes, bool]] = []  # (seed, the survivor added it)
+        for (v, partners), s_sk in zip(partners_of.items(), keys, strict=True):
             dropped_keys = KeyPair.from_private(s_sk)
-            for u in sorted(partners):
+            for u in partners:
                 shared = dropped_keys.agree(state.u1[u].s_pk)
                 seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
                 pair_seeds.append((seed, u < v))
@@ -401,6 +406,31 @@ class ServerSession:
         )
         self._state = Finished(AggregateResult(acc, alive))
         return {}
+
+    def _reconstruct_all(
+        self,
+        vs: Sequence[int],
+        table: dict[int, dict[int, bytes]],
+        what: str,
+        check_of: Callable[[int], Callable[[bytes], bool]],
+    ) -> list[bytes]:
+        """:meth:`_reconstruct` for each of ``vs``: first every secret from its first t
+        shares in one batch (one modular inversion for all), then the slow path with
+        retries for any that did not rebuild or failed its check."""
+        t = self.config.threshold
+        firsts = []
+        for v in vs:
+            shares = table.get(v, {})
+            if len(shares) < t:
+                self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
+            firsts.append({x: shares[x] for x in sorted(shares)[:t]})
+        out = []
+        for v, secret in zip(vs, combine_many(firsts, t), strict=True):
+            if isinstance(secret, bytes) and check_of(v)(secret):
+                out.append(secret)
+            else:
+                out.append(self._reconstruct(v, table, what, check_of(v)))
+        return out
 
     def _reconstruct(
         self,

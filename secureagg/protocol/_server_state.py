@@ -80,7 +80,11 @@ class CollectMasked:
 
 @dataclass(slots=True)
 class _Unmasking:
-    """What the stages after the masked inputs share: the sum so far and who is in it."""
+    """What the stages after the masked inputs share: the sum so far and who is in it.
+
+    ``u3``/``dropped`` are sorted tuples (what goes on the wire); ``alive``/``gone`` are the
+    same ids as sets, built once, for the per-message membership checks.
+    """
 
     u1: dict[int, KeyEntry]
     commitments: dict[int, bytes]
@@ -88,6 +92,12 @@ class _Unmasking:
     acc: _Vector
     u3: tuple[int, ...]
     dropped: tuple[int, ...]
+    alive: frozenset[int] = field(init=False)
+    gone: frozenset[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.alive = frozenset(self.u3)
+        self.gone = frozenset(self.dropped)
 
 
 @dataclass(slots=True)

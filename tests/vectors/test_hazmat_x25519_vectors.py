@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secureagg import InvalidKeyError
 from secureagg.hazmat import KeyPair, agree
+from secureagg.hazmat._keys import is_low_order
 
 h = bytes.fromhex
 
@@ -79,3 +82,49 @@ def test_low_order_points_really_give_zero(point: str) -> None:
     sk = X25519PrivateKey.generate()
     with pytest.raises(ValueError):
         sk.exchange(X25519PublicKey.from_public_bytes(h(point)))
+
+
+def _encodings(point: str) -> list[bytes]:
+    """The point, with the top bit set, and as u + p where that still fits in 255 bits."""
+    u = int.from_bytes(h(point), "little")
+    out = [u, u | 1 << 255]
+    if u + P25519 < 2**255:
+        out += [u + P25519, (u + P25519) | 1 << 255]
+    return [v.to_bytes(32, "little") for v in out]
+
+
+P25519 = 2**255 - 19
+ALL_LOW = sorted({e for p in LOW_ORDER for e in _encodings(p)})
+
+
+def _zero_secret(public: bytes) -> bool:
+    """What the X25519 library says: every shared secret with ``public`` is zero (refused)."""
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("public", ALL_LOW, ids=lambda b: b.hex()[:8] + b.hex()[-2:])
+def test_is_low_order_finds_every_encoding_of_the_list(public: bytes) -> None:
+    """All 5 small-order u, each with the top bit set and as u + p: the table lookup and the
+    library's scalar multiplication agree (22 encodings)."""
+    assert is_low_order(public)
+    assert _zero_secret(public)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(min_size=32, max_size=32), st.sampled_from(ALL_LOW)), st.integers(0, 2))
+def test_is_low_order_agrees_with_the_library(public: bytes, tweak: int) -> None:
+    """Random keys, the list, and near misses (u +- 1 of a listed u): the lookup says low
+    order exactly when X25519 gives the all-zero secret."""
+    if tweak:
+        u = (int.from_bytes(public, "little") + (1 if tweak == 1 else -1)) % 2**256
+        public = u.to_bytes(32, "little")
+    assert is_low_order(public) == _zero_secret(public)
+
+
+def test_is_low_order_checks_the_length() -> None:
+    with pytest.raises(InvalidKeyError):
+        is_low_order(bytes(31))
