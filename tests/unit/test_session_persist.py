@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from functools import partial
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import HandRound
 
 from secureagg import ConfigError, DecodeError, RoundAborted
 from secureagg.protocol import (
     ClientSession,
+    Graph,
+    RoundConfig,
+    ServerSession,
     Stage,
     UnmaskRequest,
     decode,
     encode,
+    new_round_id,
 )
 from secureagg.protocol._client_state import (
     Aborted,
@@ -30,14 +33,41 @@ from secureagg.protocol._client_state import (
     Signed,
 )
 from secureagg.protocol._persist import decode_state
+from secureagg.protocol._signing import identity_public
 
 D, BITS = 5, 12
 
 
-# Honest sessions driven by hand (tests/support.py), inputs 0, u, 2u, ...
-Round = partial(
-    HandRound, d=D, bits=BITS, counter=3, inputs=lambda u: np.arange(D, dtype=np.uint16) * u
-)
+class Round:
+    """Honest sessions driven by hand; ``saved[u]`` records client u's bytes after each call."""
+
+    def __init__(self, signed: bool = False, n: int = 6, t: int = 3) -> None:
+        ids = list(range(1, n + 1))
+        self.identities = {u: Ed25519PrivateKey.generate() for u in ids}
+        self.config = RoundConfig(
+            new_round_id(3),
+            BITS,
+            D,
+            t,
+            Graph.complete(ids),
+            signed=signed,
+            identity_keys={u: identity_public(k) for u, k in self.identities.items()},
+        )
+        self.inputs = {u: np.arange(D, dtype=np.uint16) * u for u in ids}
+        self.clients = {u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids}
+        self.server = ServerSession(self.config)
+        for u, c in self.clients.items():
+            c.provide_input(self.inputs[u])
+            self.server.receive(c.advertise())
+        self.out = self.server.close_stage()
+
+    def restore(self, u: int, blob: bytes) -> ClientSession:
+        return ClientSession.restore_state(blob, identity=self.identities[u])
+
+    def step(self) -> None:
+        for u, data in self.out.items():
+            self.server.receive(self.clients[u].receive(data))
+        self.out = self.server.close_stage()
 
 
 def same_session(a: ClientSession, b: ClientSession) -> None:
