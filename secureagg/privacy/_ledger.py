@@ -184,9 +184,16 @@ def _reject_constant(token: str) -> float:
 class PrivacyLedger:
     """Per-client, per-round privacy records with cumulative epsilons from every accountant.
 
-    ``accountants`` picks which figures :meth:`record` computes (default: all four).
     Nothing is written until :meth:`save`; a saved ledger reopened with :meth:`open` can be
     appended to by a later process.
+
+    Parameters:
+        path: The JSON file :meth:`save` writes by default (None: in memory until saved).
+        accountants: Which figures :meth:`record` computes (default: all four of
+            ``secureagg.privacy.accounting.ACCOUNTANTS``).
+
+    Raises:
+        ConfigError: An unknown accountant name.
     """
 
     def __init__(
@@ -209,7 +216,19 @@ class PrivacyLedger:
     def load(
         cls, path: str | os.PathLike[str], *, accountants: tuple[str, ...] = ACCOUNTANTS
     ) -> PrivacyLedger:
-        """Read a ledger file; LedgerError names the file, client and entry that is wrong."""
+        """Read a ledger file.
+
+        Parameters:
+            path: The ledger's JSON file.
+            accountants: The figures later :meth:`record` calls compute.
+
+        Returns:
+            The ledger, bound to ``path``.
+
+        Raises:
+            LedgerError: The file is not a valid ledger; the message names the file, client and
+                entry that is wrong.
+        """
         ledger = cls(path, accountants=accountants)
         where = str(path)
         try:
@@ -227,7 +246,15 @@ class PrivacyLedger:
     def open(
         cls, path: str | os.PathLike[str], *, accountants: tuple[str, ...] = ACCOUNTANTS
     ) -> PrivacyLedger:
-        """Load the ledger at ``path`` if the file exists, else a new empty one bound to it."""
+        """Load the ledger at ``path`` if the file exists, else a new empty one bound to it.
+
+        Parameters:
+            path: The ledger's JSON file.
+            accountants: The figures :meth:`record` computes.
+
+        Returns:
+            The loaded or new ledger, bound to ``path``.
+        """
         if Path(path).exists():
             return cls.load(path, accountants=accountants)
         return cls(path, accountants=accountants)
@@ -299,7 +326,29 @@ class PrivacyLedger:
     ) -> RoundRecord:
         """Append one round for one client; epsilons are cumulative over its whole history.
 
-        Records are unique by ``(run, round)``; within one run rounds increase (LedgerError).
+        Records are unique by ``(run, round)``; within one run rounds increase. Rounds are
+        numbered from 1, as in Flower and ``run_federated``.
+
+        Parameters:
+            client_id: The client, an integer >= 0.
+            round: The round number.
+            participated: Whether the client's update reached the aggregate.
+            steps: DP-SGD steps the client took this round (0 if it declined).
+            sample_rate: Poisson sampling rate of each step.
+            noise_multiplier: Gaussian noise standard deviation relative to ``max_grad_norm``.
+            max_grad_norm: Per-example gradient clipping norm.
+            delta: The delta each epsilon is computed for.
+            grad_sample_mode: How per-example gradients were computed ("hooks", "ghost", ...).
+            budget_epsilon: The client's epsilon budget, if it has one.
+            reason: Why a client did not participate: "budget" or "dropout".
+            run: Which run the round belongs to (None: not given).
+
+        Returns:
+            The new record, with the cumulative epsilon from each of the ledger's accountants.
+
+        Raises:
+            ConfigError: An impossible field value.
+            LedgerError: A record for this ``(run, round)`` exists, or the round does not follow.
         """
         cid = as_int(client_id)
         if cid is None or cid < 0:
@@ -346,15 +395,28 @@ class PrivacyLedger:
         return rec
 
     def mark_not_private(self, client_id: int, reason: str) -> None:
-        """Record that ``client_id``'s figures do not hold (e.g. its noise was repeatable)."""
+        """Record that a client's figures do not hold (e.g. its noise was repeatable).
+
+        Parameters:
+            client_id: The client.
+            reason: Why, in a few words; written to the ledger file.
+        """
         self._not_private[int(client_id)] = str(reason)
 
     def not_private(self) -> dict[int, str]:
-        """Clients whose epsilons are void, with the reason (empty for an honest ledger)."""
+        """Clients whose epsilons are void.
+
+        Returns:
+            Client id -> the reason (empty for an honest ledger).
+        """
         return dict(self._not_private)
 
     def to_json(self) -> dict[str, Any]:
-        """The whole ledger as the JSON document written to disk."""
+        """The whole ledger as the JSON document written to disk.
+
+        Returns:
+            A JSON-ready dict (schema, schema version, clients and their records).
+        """
         doc: dict[str, Any] = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         if self._not_private:
             doc["not_private"] = {str(c): r for c, r in sorted(self._not_private.items())}
@@ -366,7 +428,15 @@ class PrivacyLedger:
         }
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
-        """Write atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+        """Write atomically: a temp file in the same folder, fsync, then ``os.replace``.
+
+        Parameters:
+            path: Where to write (default: the ledger's path); a ledger saved to a path is bound
+                to it from then on.
+
+        Raises:
+            ConfigError: The ledger has no path and none was given.
+        """
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ConfigError("this ledger is in memory only: pass a path to save()")
@@ -389,24 +459,59 @@ class PrivacyLedger:
     # --- queries ----------------------------------------------------------------------------
 
     def clients(self) -> list[int]:
-        """Client ids with at least one record, ascending."""
+        """Client ids with at least one record.
+
+        Returns:
+            The ids, ascending.
+        """
         return sorted(self._records)
 
     def records(self, client_id: int) -> list[RoundRecord]:
-        """The client's records in round order (empty if unknown)."""
+        """The client's records in round order.
+
+        Parameters:
+            client_id: The client.
+
+        Returns:
+            A copy of its records (empty if the client is unknown).
+        """
         return list(self._records.get(client_id, []))
 
     def has(self, client_id: int, run: int | None, round: int) -> bool:
-        """Whether the client already has a record for ``(run, round)``."""
+        """Whether the client already has a record for ``(run, round)``.
+
+        Parameters:
+            client_id: The client.
+            run: The run (None: not given).
+            round: The round number.
+
+        Returns:
+            True if such a record exists.
+        """
         key = (-1 if run is None else run, round)
         return any(r.key == key for r in self._records.get(client_id, []))
 
     def history(self, client_id: int) -> list[Step]:
-        """The client's DP-SGD steps, one entry per record, in round order."""
+        """The client's DP-SGD steps, one entry per record, in round order.
+
+        Parameters:
+            client_id: The client.
+
+        Returns:
+            One :class:`~secureagg.privacy.accounting.Step` per record.
+        """
         return [r.step for r in self._records.get(client_id, [])]
 
     def latest_epsilon(self, client_id: int, accountant: str = "opacus_rdp") -> float:
-        """Cumulative epsilon of the client's latest record (0.0 for a client with none)."""
+        """Cumulative epsilon of the client's latest record.
+
+        Parameters:
+            client_id: The client.
+            accountant: Which accountant's figure (computed now if the record lacks it).
+
+        Returns:
+            The epsilon (0.0 for a client with no record; inf without noise).
+        """
         recs = self._records.get(client_id)
         if not recs:
             return 0.0

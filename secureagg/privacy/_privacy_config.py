@@ -12,10 +12,19 @@ class PrivacyConfig:
     """Example-level DP-SGD settings for each client (checked when a trainer is built).
 
     Give ``noise_multiplier``, or ``target_epsilon`` (reached after ``planned_rounds``
-    rounds; run_federated fills in its own round count). ``budget_epsilon`` makes a client
-    decline a round that would take it past that epsilon. ``update_clip`` L2-clips each
-    client's whole update (user-level) before it is encoded; the secure aggregator then
-    uses it as the quantisation clip.
+    rounds; run_federated fills in its own round count).
+
+    Attributes:
+        noise_multiplier: Gaussian noise standard deviation relative to ``max_grad_norm``.
+        target_epsilon: Instead of ``noise_multiplier``: the epsilon to reach after
+            ``planned_rounds`` rounds.
+        max_grad_norm: Per-example gradient clipping norm.
+        delta: The delta of every epsilon.
+        grad_sample_mode: "auto" (time "ghost" and "hooks", keep the faster) or an Opacus mode.
+        budget_epsilon: A client declines a round that would take it past this epsilon.
+        update_clip: L2 bound of each client's whole update (user-level), applied before it
+            is encoded; the secure aggregator then uses it as the quantisation clip.
+        planned_rounds: The rounds ``target_epsilon`` is spread over.
     """
 
     noise_multiplier: float | None = None

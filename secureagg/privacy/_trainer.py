@@ -124,6 +124,28 @@ class PrivateTrainer:
     state comes from ``os.urandom`` (:func:`fresh_generator`); no user seed reaches them.
     ``insecure_noise_seed`` makes both repeatable, for tests only: such a trainer is not
     private (:attr:`private` is False, and its ledger records say so).
+
+    Parameters:
+        model: The client's model (on the device it trains on).
+        optimizer: An optimizer over ``model``'s parameters.
+        data_loader: The client's training data; its dataset size is the example count.
+        noise_multiplier: Gaussian noise standard deviation relative to ``max_grad_norm``.
+        target_epsilon: Instead of ``noise_multiplier``: the epsilon to reach after
+            ``planned_rounds`` rounds (the noise is calibrated once, here).
+        planned_rounds: The rounds ``target_epsilon`` is spread over.
+        max_grad_norm: Per-example gradient clipping norm.
+        delta: The delta of every epsilon this trainer reports.
+        local_epochs: Epochs per round (ignored when ``local_steps`` is given).
+        local_steps: Exactly this many DP-SGD steps per round.
+        grad_sample_mode: "auto", "hooks", "ghost", or another mode of Opacus.
+        budget_epsilon: Decline (BudgetExhaustedError) a round that would pass this epsilon.
+        update_clip: L2 bound of the whole round update (user-level clipping), if any.
+        insecure_noise_seed: Tests only: repeatable noise and sampling; not private.
+        criterion: The loss (default: cross-entropy).
+        history: DP-SGD steps this client took in earlier processes (from the ledger).
+
+    Raises:
+        ConfigError: An impossible setting, or a model or optimizer Opacus cannot train.
     """
 
     def __init__(
@@ -211,7 +233,19 @@ class PrivateTrainer:
         config: PrivacyConfig,
         **kwargs: Any,
     ) -> PrivateTrainer:
-        """A trainer with the settings of ``config`` (keyword arguments add to or override it)."""
+        """A trainer with the settings of ``config``.
+
+        Parameters:
+            model: The client's model.
+            optimizer: An optimizer over ``model``'s parameters.
+            data_loader: The client's training data.
+            config: The DP-SGD settings.
+            **kwargs: More keyword arguments of :class:`PrivateTrainer`; they add to or override
+                ``config``.
+
+        Returns:
+            The trainer.
+        """
         settings: dict[str, Any] = {
             "noise_multiplier": config.noise_multiplier,
             "target_epsilon": config.target_epsilon,
@@ -294,16 +328,32 @@ class PrivateTrainer:
         return [Step(float(z), float(q), int(n)) for z, q, n in self._engine.accountant.history]
 
     def epsilon(self, delta: float | None = None, accountant: str = "opacus_rdp") -> float:
-        """Epsilon spent so far at ``delta`` (default: the trainer's delta)."""
+        """Epsilon spent so far.
+
+        Parameters:
+            delta: The delta (default: the trainer's delta).
+            accountant: Which accountant computes it.
+
+        Returns:
+            The cumulative epsilon over every step this client took (inf without noise).
+        """
         return epsilon(self.history, self.delta if delta is None else delta, accountant)
 
     def next_round_epsilon(self) -> float:
-        """Epsilon the client would have spent after one more round."""
+        """Epsilon the client would have spent after one more round.
+
+        Returns:
+            The cumulative epsilon after one more round, at the trainer's delta.
+        """
         step = Step(self.noise_multiplier, self.sample_rate, self.steps_per_round)
         return epsilon([*self.history, step], self.delta)
 
     def can_train(self) -> bool:
-        """False when the next round would exceed ``budget_epsilon``."""
+        """Whether one more round stays within ``budget_epsilon``.
+
+        Returns:
+            False when the next round would exceed the budget.
+        """
         return self.budget_epsilon is None or self.next_round_epsilon() <= self.budget_epsilon
 
     def record_round(
@@ -319,6 +369,17 @@ class PrivateTrainer:
         """Write this round into ``ledger``: the last round's steps, or none if it declined.
 
         A trainer with repeatable noise marks the client not private in the ledger.
+
+        Parameters:
+            ledger: The ledger to append to.
+            client_id: The client's id in the ledger.
+            round: The round number (from 1, as in Flower).
+            participated: Whether the update reached the aggregate (default: it did).
+            reason: Why not: "budget" (declined; no steps recorded) or "dropout".
+            run: The run the round belongs to, if the ledger spans several.
+
+        Returns:
+            The new ledger record.
         """
         if self.insecure_noise_seed is not None:
             ledger.mark_not_private(
@@ -340,7 +401,17 @@ class PrivateTrainer:
         )
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
-        """Load ``global_state``, train one round privately, return local minus global."""
+        """Load ``global_state``, train one round privately, return local minus global.
+
+        Parameters:
+            global_state: The server's model tensors, by parameter name.
+
+        Returns:
+            The update, with the example count and the steps taken.
+
+        Raises:
+            BudgetExhaustedError: The round would take the client past ``budget_epsilon``.
+        """
         if not self.can_train():
             raise BudgetExhaustedError(
                 f"the next round would take epsilon to {self.next_round_epsilon():.4g} "

@@ -14,8 +14,12 @@ __all__ = ["LocalUpdate"]
 class LocalUpdate:
     """One client's round: ``vector`` = local minus global parameters (float32, flat).
 
-    ``norm`` is the update's L2 norm before any user-level clipping; ``clipped`` says
-    whether ``update_clip`` scaled it down.
+    Attributes:
+        vector: The update, flattened in the model's parameter order.
+        num_examples: The client's example count (the update's weight in the average).
+        steps: DP-SGD (or SGD) steps taken this round.
+        norm: The update's L2 norm before any user-level clipping.
+        clipped: Whether ``update_clip`` scaled it down.
     """
 
     vector: npt.NDArray[np.float32]
