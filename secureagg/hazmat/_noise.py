@@ -96,7 +96,7 @@ def bernoulli_exp(
     lo = np.where(big, 0.0, np.maximum(p * (1.0 - g), 0.0)) * _TWO64
     hi = np.where(big, 1.0 / _TWO64, p * (1.0 + g)) * _TWO64
     accept_below = np.floor(lo).astype(np.uint64)  # U < A implies U + 1 <= p 2^64
-    never_reject = hi >= _TWO64
+    never_reject = hi >= _TWO64  # no float64 lies strictly between _TOP and 2^64
     reject_from = np.ceil(np.minimum(hi, _TOP)).astype(np.uint64)  # U >= B implies U >= p 2^64
     u = stream.words(x.size)
     accept = u < accept_below
@@ -140,7 +140,9 @@ def discrete_laplace(t: int, n: int, stream: NoiseStream) -> npt.NDArray[np.int6
         uf = u.astype(np.float64)
         with np.errstate(divide="ignore"):
             top = -np.log(uf * 2.0**-64)  # -ln of the low end of U's interval (inf at 0)
-        bottom = -np.log1p((uf + 1.0 - _TWO64) * 2.0**-64)  # -ln of the high end
+        # -ln of the high end; the argument is within 2^-52 relative of (U + 1) / 2^64, so
+        # both logs are within 2^-51 absolute (plus |ln| 2^-52), far inside eps
+        bottom = -np.log((uf + 1.0) * 2.0**-64)
         eps = t * _GUARD * (1.0 + top)
         m = np.floor(t * bottom - eps)
         settled = (m == np.floor(t * top + eps)) & (m >= 0)

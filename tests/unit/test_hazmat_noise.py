@@ -139,3 +139,37 @@ def test_bad_variance_is_a_config_error(bad: object) -> None:
 def test_bad_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         NoiseStream(b"short")
+
+
+class _Words:
+    """A stand-in stream: the given words first, then zeros."""
+
+    def __init__(self, words: list[int]) -> None:
+        self.queue = list(words)
+
+    def words(self, n: int) -> np.ndarray:
+        take, self.queue = self.queue[:n], self.queue[n:]
+        return np.array(take + [0] * (n - len(take)), dtype=np.uint64)
+
+
+def test_laplace_magnitude_stays_inside_its_word_interval() -> None:
+    # For U = u / 2^64 in [u, u + 1) / 2^64 the magnitude floor(-t ln U) must lie between
+    # floor(-t ln((u + 1) / 2^64)) and -t ln(u / 2^64), for words of every size: small words
+    # are where a float64 shortcut on 1 - U loses all precision.
+    from decimal import Context, Decimal
+
+    rng = np.random.default_rng(11)
+    ctx = Context(prec=80)
+    randoms = [int(w) for w in np.unique(np.exp2(rng.uniform(1, 64, 400)).astype(np.uint64))]
+    for t in (1, 7, 1000, 123_457):
+        # and the words next to each integer boundary k = -t ln(u / 2^64), down to small u
+        edges = []
+        for k in np.unique(np.geomspace(1, 43 * t, 120).astype(np.int64)):
+            u = int(ctx.exp(Decimal(-int(k)) / t) * Decimal(2**64))
+            edges += [u - 1, u, u + 1]
+        words = [w for w in randoms + edges if 0 < w < 2**64]
+        mags = discrete_laplace(t, len(words), _Words(words))  # type: ignore[arg-type]
+        for w, m in zip(words, mags, strict=True):
+            lo = -t * ctx.ln(Decimal(w + 1) / Decimal(2**64))
+            hi = -t * ctx.ln(Decimal(w) / Decimal(2**64))
+            assert math.floor(lo) <= m <= hi, (t, w, m)
