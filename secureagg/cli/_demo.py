@@ -156,10 +156,12 @@ def _run(config: DemoConfig, *, quiet: bool) -> None:
 
     from secureagg.demo import LiveProgress, choose_graph, run_demo, summary_tables, write_report
 
-    choose_graph(config)  # a bad graph setting fails before any work
+    note = choose_graph(config).note()  # a bad graph setting fails before any work
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting's convergence chatter
     torch.set_num_threads(1)  # tiny models: one thread is faster and bit-reproducible
     console = Console()
+    if note is not None:
+        console.print(f"[bold yellow]note:[/] {note}")
     start = time.perf_counter()
     if config.out.exists() and not config.out.is_dir():
         raise click.UsageError(f"--out {config.out} exists and is not a folder")

@@ -48,6 +48,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{sa['bits']}-bit ring). The baseline is the same training on the same split and seed "
         f"without DP, masking or dropouts.",
         "",
+        *([f"**Note:** {sa['threshold_note']}.", ""] if sa.get("threshold_note") else []),
         "| | private + secure | baseline |",
         "| --- | --- | --- |",
         f"| final test accuracy | {_pct(s['final_accuracy'])} "

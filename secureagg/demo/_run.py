@@ -18,7 +18,7 @@ from secureagg.demo._data import DemoData, make_loaders, prepare
 from secureagg.demo._models import accuracy_on, model_factory
 from secureagg.fl import FederatedResult, ProgressEvent, SecureAggConfig, run_federated
 from secureagg.privacy import PrivacyConfig, PrivacyLedger
-from secureagg.protocol import choose_parameters, default_threshold
+from secureagg.protocol import default_threshold, plan_round
 
 __all__ = ["DemoResult", "GraphChoice", "Progress", "choose_graph", "run_demo"]
 
@@ -50,6 +50,27 @@ class GraphChoice:
     explicit_degree: int | None
     explicit_threshold: int | None
 
+    @property
+    def majority(self) -> int:
+        """The lowest threshold above half a neighbourhood (the client included)."""
+        return default_threshold(self.degree)
+
+    @property
+    def below_majority(self) -> bool:
+        """True when the demo's clients run with the minority-threshold opt-out."""
+        return self.threshold < self.majority
+
+    def note(self) -> str | None:
+        """What the output and the report say when the threshold is below a majority."""
+        if not self.below_majority:
+            return None
+        return (
+            f"threshold {self.threshold} is below a majority of a neighbourhood of "
+            f"{self.degree + 1} (at least {self.majority}): the clients run with the "
+            "protocol's minority-threshold opt-out, for simulation only; a deployment's "
+            "clients refuse it"
+        )
+
 
 @dataclass
 class DemoResult:
@@ -72,33 +93,35 @@ class DemoResult:
 
 
 def choose_graph(config: DemoConfig) -> GraphChoice:
-    """Degree and threshold: the user's, else the protocol helper's (majority on complete).
+    """Degree and threshold from the protocol's :func:`plan_round`: the user's, else a
+    majority on the complete graph, or the helper's on the sparse one.
 
     On the complete graph the majority is lowered, when dropouts are on, to at most
     degree - 1, so that the one client that drops cannot make a round abort (n < 6 only).
+    A threshold below a majority is allowed here (a simulation) and said so in the output
+    and the report (:meth:`GraphChoice.note`).
     """
     n = config.clients
     if config.graph == "complete":
-        degree = n - 1
-        # a majority of the neighbours, but low enough that one dropout cannot abort a round
-        majority = default_threshold(degree)
-        fallback = max(2, min(majority, degree - 1)) if config.dropout_rate > 0 else majority
+        majority = default_threshold(n - 1)
+        fallback = max(2, min(majority, n - 2)) if config.dropout_rate > 0 else majority
         threshold = config.threshold or fallback
-        return GraphChoice("complete", degree, threshold, None, config.threshold)
+        plan = plan_round(n, threshold=threshold, allow_minority_threshold=True)
+        return GraphChoice("complete", plan.degree, plan.threshold, None, config.threshold)
     if config.degree is not None:
-        degree = config.degree
-        threshold = config.threshold or default_threshold(degree)
+        top = config.degree
+        plan_args: dict[str, Any] = {"degree": config.degree}
     else:
         drop = min(1.0 / n, 0.9 - config.corrupt_fraction) if config.dropout_rate > 0 else 0.0
-        params = choose_parameters(n, dropout_rate=drop, corrupt_fraction=config.corrupt_fraction)
-        degree = params.degree
-        threshold = config.threshold or params.threshold
-    if threshold > degree:
+        plan_args = {"dropout_rate": drop, "corrupt_fraction": config.corrupt_fraction}
+        top = plan_round(n, allow_minority_threshold=True, **plan_args).degree
+    if config.threshold is not None and config.threshold > top:
         raise ConfigError(
-            f"threshold {threshold} is above the graph degree {degree}: each client shares "
-            "its keys among its neighbours only"
+            f"threshold {config.threshold} is above the graph degree {top}: each client "
+            "shares its keys among its neighbours only"
         )
-    return GraphChoice("sparse", degree, threshold, config.degree, config.threshold)
+    plan = plan_round(n, threshold=config.threshold, allow_minority_threshold=True, **plan_args)
+    return GraphChoice("sparse", plan.degree, plan.threshold, config.degree, config.threshold)
 
 
 def _privacy(config: DemoConfig) -> PrivacyConfig:
@@ -119,6 +142,7 @@ def _secure(config: DemoConfig, graph: GraphChoice) -> SecureAggConfig:
         threshold=graph.threshold,
         signed=config.signed,
         weighting=config.weighting,
+        allow_minority_threshold=graph.below_majority,
     )
 
 

@@ -199,6 +199,8 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             "graph": result.graph.kind,
             "degree": result.graph.degree,
             "threshold": result.graph.threshold,
+            "majority": result.graph.majority,
+            "threshold_note": result.graph.note(),
             "bits": next((r["bits"] for r in rounds if r["bits"] is not None), None),
             "frac_bits": cfg.frac_bits,
             "signed": cfg.signed,

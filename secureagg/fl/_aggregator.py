@@ -165,6 +165,7 @@ class SecureAggregator:
             dropouts=dropouts,
             signed=self.config.signed,
             capture=capture,
+            allow_minority_threshold=self.config.allow_minority_threshold,
         )
         try:
             agg = self.decode(result.total, result.survivors)

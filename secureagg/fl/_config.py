@@ -19,6 +19,8 @@ class SecureAggConfig:
     ``weighting`` is the averaging rule (``secureagg.fl.WEIGHTINGS``): ``"uniform"`` (the
     default; no private count reaches the server) or ``"examples-public"`` (weights
     ``n / max_examples``: the server decodes the summed counts, so declare them public).
+    ``allow_minority_threshold`` is the protocol's opt-out for simulations that study a
+    threshold at or below half a neighbourhood (clients refuse one without it).
     """
 
     frac_bits: int = 16
@@ -27,3 +29,4 @@ class SecureAggConfig:
     threshold: int | None = None
     signed: bool = False
     weighting: str = "uniform"
+    allow_minority_threshold: bool = False

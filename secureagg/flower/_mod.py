@@ -24,24 +24,47 @@ from secureagg.flower._records import (
     update_vector,
 )
 from secureagg.privacy import LocalUpdate
-from secureagg.protocol import ClientSession, RoundConfig, Stage
+from secureagg.protocol import (
+    ClientPolicy,
+    ClientSession,
+    FileJournal,
+    Journal,
+    MemoryJournal,
+    RoundConfig,
+    Stage,
+)
 
 __all__ = ["secureagg_mod"]
 
 log = logging.getLogger("secureagg.flower")
-
-_ENCODING = ("max-clients", "max-examples", "clip", "frac-bits", "weighted-by", "arrays-key")
-"""Setup fields the client keeps until it encodes its update."""
 
 IDENTITY_KEY = "secureagg-identity-key"
 """Node config key: the path of the node's Ed25519 identity key (signed mode)."""
 MEMBERS_KEY = "secureagg-members"
 """Node config key: the path of the trusted identity public keys; a node with it only
 takes part in signed rounds."""
+JOURNAL_KEY = "secureagg-journal"
+"""Node config key: the path of the node's journal file (default in signed mode: the
+identity key's path + ``.journal``; without either, a journal in the process's memory)."""
 
+PINNED: dict[str, type] = {
+    "max-examples": int,
+    "clip": float,
+    "frac-bits": int,
+    "max-clients": int,
+    "weighted-by": str,
+    "arrays-key": str,
+}
+"""Encoding settings a node can pin in its node config as ``secureagg-<name>``: it then
+declines any round whose config carries another value."""
+MIN_CLIENTS_KEY = "secureagg-min-clients"
+"""Node config key: the fewest clients a round may have for this node to take part."""
+MIN_THRESHOLD_KEY = "secureagg-min-threshold"
+"""Node config key: the lowest Shamir threshold this node accepts (never below a majority)."""
 
-_UNMASKED = b"/unmask"
-"""Suffix of a round id in the round log once the node has answered its unmask request."""
+_MEMORY_JOURNALS: dict[tuple[int, int], MemoryJournal] = {}
+"""Journals of nodes that name no journal file, by (run id, node id): they last as long
+as this process, so they do not survive the crash that makes Flower roll a Context back."""
 
 
 class _Declined(Exception):
@@ -95,21 +118,66 @@ def _int(rec: ConfigRecord, key: str) -> int:
     return value
 
 
-def _encoder(config: RoundConfig, rec: ConfigRecord) -> UpdateEncoder:
-    clip = rec.get("clip")
-    if not isinstance(clip, float):
-        raise _Declined("the server's 'clip' is not a float")
+def _setting(config: RoundConfig, key: str, kind: type) -> Any:
+    """An encoding setting from the round config (bound into its digest), never from a
+    per-node field of the setup record."""
+    value = config.encoding.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _Declined(f"the round config's {key!r} is not a {kind.__name__}")
+    return value
+
+
+def _encoder(config: RoundConfig) -> UpdateEncoder:
+    clip = _setting(config, "clip", float)
     try:
         return UpdateEncoder(
             config.d - 1,
-            max_clients=_int(rec, "max-clients"),
-            max_examples=_int(rec, "max-examples"),
+            max_clients=_setting(config, "max-clients", int),
+            max_examples=_setting(config, "max-examples", int),
             clip=clip,
-            frac_bits=_int(rec, "frac-bits"),
+            frac_bits=_setting(config, "frac-bits", int),
             bits=config.bits,
         )
     except OverflowError as exc:  # a clip so large that c * 2^f overflows a float
         raise _Declined(f"the server's clip {clip!r} is out of range") from exc
+
+
+def _policy(context: Context) -> ClientPolicy:
+    """What this node accepts, from its own node config (never from the server)."""
+    pinned: dict[str, int | float | str | bool] = {}
+    for name, kind in PINNED.items():
+        value = context.node_config.get(f"secureagg-{name}")
+        if value is None or value == "":
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise _Declined(f"the node config's secureagg-{name} is not a {kind.__name__}")
+        pinned[name] = value
+    bounds = []
+    for key, default in ((MIN_CLIENTS_KEY, 3), (MIN_THRESHOLD_KEY, 2)):
+        value = context.node_config.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _Declined(f"the node config's {key} is not a positive int")
+        bounds.append(value)
+    return ClientPolicy(encoding=pinned, min_clients=bounds[0], min_threshold=bounds[1])
+
+
+def _journal(context: Context) -> Journal:
+    path = _path(context, JOURNAL_KEY)
+    if path is None:
+        key_path = _path(context, IDENTITY_KEY)
+        path = f"{key_path}.journal" if key_path is not None else None
+    if path is not None:
+        return FileJournal(path)
+    where = (context.run_id, context.node_id)
+    if where not in _MEMORY_JOURNALS:
+        log.warning(
+            "secureagg: no %s in the node config: this node's journal lives in memory and "
+            "does not survive a crash (see docs/flower.md)",
+            JOURNAL_KEY,
+        )
+    return _MEMORY_JOURNALS.setdefault(where, MemoryJournal())
 
 
 def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
@@ -117,21 +185,20 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     if not isinstance(raw, bytes):
         raise _Declined("the server sent no round config")
     config = RoundConfig.from_bytes(raw)
-    degree = config.graph.degree
-    if 2 * config.threshold <= degree + 1:
-        raise _Declined(
-            f"threshold {config.threshold} is not above half of a neighbourhood of "
-            f"{degree + 1}: too few neighbours could rebuild this client's secrets"
-        )
-    _encoder(config, rec)  # refuse bad encoding settings now, before any key leaves
-    for key in ("weighted-by", "arrays-key"):
-        if not isinstance(rec.get(key), str):
-            raise _Declined(f"the server's {key!r} is not a str")
+    policy = _policy(context)
     client_id = _int(rec, "client-id")
+    why = policy.check(config, client_id) if client_id in config.graph else None
+    if why is not None:
+        raise _Declined(why)
+    _encoder(config)  # refuse bad encoding settings now, before any key leaves
+    for key in ("weighted-by", "arrays-key"):
+        _setting(config, key, str)
     identity = _check_signed(context, config, client_id)
-    session = ClientSession(config, client_id, identity=identity)
+    session = ClientSession(
+        config, client_id, identity=identity, policy=policy, journal=_journal(context)
+    )
     data = session.advertise()
-    _save(context, session, {key: rec[key] for key in _ENCODING})
+    _save(context, session)
     return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
 
 
@@ -192,35 +259,33 @@ def _step(
     if not isinstance(data, bytes):
         raise _Declined("the server's message carries no protocol bytes")
     identity = _identity(context) if saved.get("signed") is True else None
-    session = ClientSession.restore_state(blob, identity=identity)
+    session = ClientSession.restore_state(
+        blob, identity=identity, policy=_policy(context), journal=_journal(context)
+    )
     expected = session.stage
     if expected is None or rec.get("stage") != stage_name(expected):
         raise _Declined(f"the server asked for stage {rec.get('stage')!r} out of order")
     if expected is Stage.MASKED_INPUT:
-        out = _train_and_mask(msg, context, call_next, session, saved, data)
+        out = _train_and_mask(msg, context, call_next, session, data)
         if out.has_error():
             context.state.config_records.pop(STATE_KEY, None)
             return out  # the app failed: Flower reports its error, the server drops this client
     else:
+        # The Context is saved after the reply leaves: a node that dies in between restores
+        # an older session. The journal, written before each reply, makes that session
+        # re-send the same bytes or decline (it never signs or answers unmask twice).
         answer = session.receive(data)
-        if expected is Stage.UNMASK and session.config.signed:
-            # The Context is saved after the reply leaves: a node that dies in between would
-            # restore a session that answers unmask again. The round log, written first,
-            # refuses that second answer (signed mode, where a key file names its place).
-            key_path = _path(context, IDENTITY_KEY)
-            if key_path is not None:
-                claim_round(key_path, session.config.round_id + _UNMASKED)
         out = reply(msg, {"stage": stage_name(expected), "data": answer})
     if session.stage is None:
         context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
     else:
-        _save(context, session, {key: saved[key] for key in _ENCODING})
+        _save(context, session)
     return out
 
 
-def _save(context: Context, session: ClientSession, encoding: dict[str, Any]) -> None:
+def _save(context: Context, session: ClientSession) -> None:
     context.state.config_records[STATE_KEY] = ConfigRecord(
-        {"session": session.export_state(), "signed": session.config.signed, **encoding}
+        {"session": session.export_state(), "signed": session.config.signed}
     )
 
 
@@ -229,12 +294,14 @@ def _train_and_mask(
     context: Context,
     call_next: ClientAppCallable,
     session: ClientSession,
-    saved: ConfigRecord,
     data: bytes,
 ) -> Message:
     """Train on the global model in ``msg``; the reply is the masked update."""
-    encoder = _encoder(session.config, saved)
-    weighted_by, arrays_key = str(saved["weighted-by"]), str(saved["arrays-key"])
+    if session.committed(Stage.MASKED_INPUT):  # a restored session: never mask twice
+        raise _Declined("its journal shows it already sent its masked input in this round")
+    encoder = _encoder(session.config)
+    weighted_by = _setting(session.config, "weighted-by", str)
+    arrays_key = _setting(session.config, "arrays-key", str)
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
@@ -255,8 +322,16 @@ def _train_and_mask(
     if why is not None:
         raise _Declined(why)
     num_examples = _num_examples(out, weighted_by)
-    if num_examples > encoder.max_examples:  # the reason goes to the server: not the count
-        raise _Declined(f"its {weighted_by!r} is above the round's max-examples")
+    if num_examples > encoder.max_examples:
+        # Capped, not declined: whether it takes part must not tell the server its count.
+        log.warning(
+            "secureagg: %s %d is above the round's max-examples %d: weighted as %d",
+            weighted_by,
+            num_examples,
+            encoder.max_examples,
+            encoder.max_examples,
+        )
+        num_examples = encoder.max_examples
     vector = update_vector(local, global_arrays)
     if vector.shape[0] != encoder.d:
         raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")

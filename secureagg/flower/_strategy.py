@@ -28,12 +28,11 @@ from secureagg.flower._records import (
     stage_name,
 )
 from secureagg.protocol import (
-    Graph,
     RoundConfig,
     ServerSession,
     Stage,
-    default_threshold,
     new_round_id,
+    plan_round,
 )
 
 __all__ = ["RoundReport", "SecureAggregation"]
@@ -252,16 +251,7 @@ class SecureAggregation(Strategy):
             report=report,
         )
         self._round = rnd
-        setup: dict[str, ConfigRecordValues] = {
-            "stage": SETUP,
-            "config": raw,
-            "max-clients": encoder.quant.max_clients,
-            "max-examples": self.max_examples,
-            "clip": self.clip,
-            "frac-bits": self.frac_bits,
-            "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
-            "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
-        }
+        setup: dict[str, ConfigRecordValues] = {"stage": SETUP, "config": raw}
         outgoing = {client_of[node]: encode_setup(setup, client_of[node]) for node in nodes}
         report.bytes_sent += len(raw) * len(nodes)
         waited = identify_wait
@@ -378,30 +368,30 @@ class SecureAggregation(Strategy):
         if n > encoder.quant.max_clients:
             raise ConfigError(f"{n} nodes sampled, max_clients is {self.max_clients}")
         round_id = new_round_id(server_round)
-        ids = list(range(1, n + 1))
-        degree = self.degree
-        graph = (
-            Graph.complete(ids)
-            if degree is None or degree >= n - 1
-            else Graph.harary(ids, degree, rng_seed=round_id)
-        )
-        threshold = self.threshold or default_threshold(graph.degree)
-        if threshold < default_threshold(graph.degree):
-            raise ConfigError(
-                f"threshold {threshold} is at or below half of a neighbourhood of "
-                f"{graph.degree + 1}; clients refuse it (at least "
-                f"{default_threshold(graph.degree)} for {n} nodes)"
-            )
+        plan = plan_round(n, degree=self.degree, threshold=self.threshold)
         cfg = RoundConfig(
             round_id=round_id,
             bits=encoder.bits,
             d=encoder.length,
-            threshold=threshold,
-            graph=graph,
+            threshold=plan.threshold,
+            graph=plan.graph(range(1, n + 1), round_id),
             signed=self.signed,
             identity_keys=dict(keys),
+            encoding=self.encoding(encoder),
         )
         return encoder, cfg
+
+    def encoding(self, encoder: UpdateEncoder) -> dict[str, int | float | str | bool]:
+        """What a node encodes its update with, bound into the round config (and its digest):
+        a node reads these from the config alone, never from a per-node field."""
+        return {
+            "max-clients": encoder.quant.max_clients,
+            "max-examples": self.max_examples,
+            "clip": self.clip,
+            "frac-bits": self.frac_bits,
+            "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
+            "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
+        }
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

@@ -7,6 +7,7 @@ from secureagg.protocol._client import ClientSession
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._config import RoundConfig, Stage, new_round_id
 from secureagg.protocol._graph import Graph
+from secureagg.protocol._journal import FileJournal, Journal, MemoryJournal
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -20,25 +21,37 @@ from secureagg.protocol._messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from secureagg.protocol._params import GraphParams, choose_parameters, default_threshold
+from secureagg.protocol._params import (
+    GraphParams,
+    RoundPlan,
+    choose_parameters,
+    default_threshold,
+    plan_round,
+)
+from secureagg.protocol._policy import ClientPolicy
 from secureagg.protocol._server import AggregateResult, Rejection, ServerSession
 from secureagg.protocol._simulate import Cost, RoundResult, run_round, simulate_round
 
 __all__ = [
     "AdvertiseKeys",
     "AggregateResult",
+    "ClientPolicy",
     "ClientSession",
     "ConsistencyRequest",
     "ConsistencySignature",
     "Cost",
+    "FileJournal",
     "Graph",
     "GraphParams",
+    "Journal",
     "KeyEntry",
     "KeysBroadcast",
     "MaskedInput",
+    "MemoryJournal",
     "Message",
     "Rejection",
     "RoundConfig",
+    "RoundPlan",
     "RoundResult",
     "ServerSession",
     "ShareKeys",
@@ -51,6 +64,7 @@ __all__ = [
     "default_threshold",
     "encode",
     "new_round_id",
+    "plan_round",
     "run_round",
     "simulate_round",
 ]

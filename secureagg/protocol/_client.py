@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, NoReturn
 
@@ -15,6 +16,7 @@ from secureagg._exceptions import (
     DecodeError,
     InvalidKeyError,
     RoundAborted,
+    SecureAggError,
 )
 from secureagg.hazmat import (
     LABEL_MASK,
@@ -43,6 +45,7 @@ from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
+from secureagg.protocol._journal import Journal, MemoryJournal
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -55,6 +58,7 @@ from secureagg.protocol._messages import (
     UnmaskResponse,
 )
 from secureagg.protocol._persist import decode_state, encode_state
+from secureagg.protocol._policy import ClientPolicy
 from secureagg.protocol._signing import (
     advertise_payload,
     identity_public,
@@ -66,13 +70,27 @@ from secureagg.protocol._signing import (
 __all__ = ["ClientSession"]
 
 _SEED_SIZE = 32
+_HASH = 32
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 class ClientSession:
     """One client's side of one round. Feed it the server's bytes; send back what it returns.
 
     Every refusal raises RoundAborted (the client then stays aborted) and reveals no share.
-    ``identity`` is the client's Ed25519 key, required in signed mode.
+    ``identity`` is the client's Ed25519 key, required in signed mode. ``policy`` is what
+    the client accepts (default :class:`ClientPolicy`: at least a majority threshold);
+    a config it refuses raises RoundAborted here, before any key exists.
+
+    ``journal`` is where the client records each reply that commits it (its advertised
+    keys, masked input, consistency signature and unmask answer), before the reply leaves;
+    the caller provides it (default: a :class:`MemoryJournal`, which does not outlive the
+    process). A session that meets an entry of its own round re-sends the recorded reply
+    to the identical request, or refuses: it never masks a second input with the same
+    masks, signs a second survivor list, or answers a second unmask request.
     """
 
     def __init__(
@@ -81,6 +99,8 @@ class ClientSession:
         client_id: int,
         *,
         identity: Ed25519PrivateKey | None = None,
+        policy: ClientPolicy | None = None,
+        journal: Journal | None = None,
     ) -> None:
         check_client_id(client_id)
         if client_id not in config.graph:
@@ -90,12 +110,52 @@ class ClientSession:
                 raise ConfigError("signed mode needs the client's Ed25519 identity key")
             if identity_public(identity) != config.identity_keys[client_id]:
                 raise ConfigError("the identity key does not match the round config")
+        policy = ClientPolicy() if policy is None else policy
+        if not isinstance(policy, ClientPolicy):
+            raise ConfigError(f"policy must be a ClientPolicy, got {type(policy).__name__}")
+        why = policy.check(config, client_id)
+        if why is not None:
+            raise RoundAborted(f"client {client_id} refuses the round: {why}")
+        journal = MemoryJournal() if journal is None else journal
+        if not isinstance(journal, Journal):
+            raise ConfigError(f"journal must be a Journal, got {type(journal).__name__}")
         self.config = config
         self.client_id = client_id
+        self.policy = policy
+        self._journal = journal
         self._identity = identity
         self._neighbours = config.graph.neighbours(client_id)
         self._input: npt.NDArray[Any] | None = None
         self._state: ClientState = Fresh()
+
+    def _key(self, stage: Stage) -> bytes:
+        return bytes((stage.value,)) + self.client_id.to_bytes(4, "big") + self.config.round_id
+
+    def committed(self, stage: Stage) -> bool:
+        """Whether the journal holds this client's reply of ``stage`` in this round."""
+        return self._journal.lookup(self._key(stage)) is not None
+
+    def _replayed(self, stage: Stage, request: bytes) -> bytes | None:
+        """None if the journal has no reply of ``stage``; the recorded reply if it answered
+        this very request and kept its bytes (consistency, unmask); else the client refuses."""
+        entry = self._journal.lookup(self._key(stage))
+        if entry is None:
+            return None
+        if stage in (Stage.CONSISTENCY, Stage.UNMASK) and entry[:_HASH] == _sha(request):
+            return entry[_HASH:]
+        self._abort(
+            f"its journal shows it already answered {stage.name.lower()} in this round "
+            "(a restored session never commits twice)"
+        )
+
+    def _commit(self, stage: Stage, request: bytes, reply: bytes, *, keep: bool) -> bytes:
+        """Record the reply (or only its digest) before it leaves; return it."""
+        value = _sha(request) + (reply if keep else _sha(reply))
+        try:
+            self._journal.record(self._key(stage), value)
+        except SecureAggError as exc:
+            self._abort(f"its journal refused the record ({exc})")
+        return reply
 
     def export_state(self) -> bytes:
         """This session's state as bytes, for :meth:`restore_state` in a later process.
@@ -107,15 +167,25 @@ class ClientSession:
 
     @classmethod
     def restore_state(
-        cls, data: bytes, *, identity: Ed25519PrivateKey | None = None
+        cls,
+        data: bytes,
+        *,
+        journal: Journal,
+        identity: Ed25519PrivateKey | None = None,
+        policy: ClientPolicy | None = None,
     ) -> ClientSession:
         """The session :meth:`export_state` saved, ready to go on.
 
+        ``journal`` is required: saved bytes can be older than what the client last sent,
+        and only the journal that recorded its replies keeps it from committing twice.
         DecodeError for malformed, truncated, corrupt or unknown-version bytes; ConfigError
-        when ``identity`` does not fit the saved config (as in ``__init__``).
+        when ``identity`` does not fit the saved config (as in ``__init__``); RoundAborted
+        when ``policy`` refuses the saved config.
         """
         saved = decode_state(data)
-        session = cls(saved.config, saved.client_id, identity=identity)
+        session = cls(
+            saved.config, saved.client_id, identity=identity, policy=policy, journal=journal
+        )
         session._input = saved.vector
         session._state = saved.state
         return session
@@ -158,9 +228,11 @@ class ClientSession:
         if self._identity is not None and self.config.signed:
             payload = advertise_payload(self.config, self.client_id, c.public, s.public)
             signature = sign(self._identity, payload)
+        if self.committed(Stage.ADVERTISE):
+            self._abort("its journal shows it already advertised keys in this round")
         self._state = Advertised(c, s)
         msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
-        return encode(msg)
+        return self._commit(Stage.ADVERTISE, b"", encode(msg), keep=False)
 
     def receive(self, data: bytes) -> bytes:
         """Handle one server message and return the reply; RoundAborted on any deviation."""
@@ -178,14 +250,14 @@ class ClientSession:
         if isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
             return self._on_keys(state, msg, keys_digest(data))
         if isinstance(msg, SharesDelivery) and isinstance(state, SharesSent):
-            return self._on_shares(state, msg)
+            return self._on_shares(state, msg, data)
         if self.config.signed:
             if isinstance(msg, ConsistencyRequest) and isinstance(state, InputSent):
-                return self._on_consistency(state, msg)
+                return self._on_consistency(state, msg, data)
             if isinstance(msg, UnmaskRequest) and isinstance(state, Signed):
-                return self._on_unmask(state.holdings, state.u2, msg, state.survivors)
+                return self._on_unmask(state.holdings, state.u2, msg, state.survivors, data)
         elif isinstance(msg, UnmaskRequest) and isinstance(state, InputSent):
-            return self._on_unmask(state.holdings, state.u2, msg, None)
+            return self._on_unmask(state.holdings, state.u2, msg, None, data)
         if isinstance(msg, UnmaskRequest) and isinstance(state, Done):
             self._abort("a second unmask request in the same round")
         self._abort(f"unexpected {type(msg).__name__} in state {type(state).__name__}")
@@ -225,17 +297,18 @@ class ClientSession:
                 shared = state.c.agree(entries[v].c_pk)
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
-            key = derive_key(shared, label=LABEL_SHARE_ENC, id_a=u, id_b=v, round_id=cfg.round_id)
+            key = derive_key(shared, label=LABEL_SHARE_ENC, id_a=u, id_b=v, round_id=cfg.digest)
             enc_keys[v] = key
             bundle = s_shares[v] + b_shares[v]
-            ciphertexts.append((v, seal(key, bundle, round_id=cfg.round_id, sender=u, recipient=v)))
+            ciphertexts.append((v, seal(key, bundle, round_id=cfg.digest, sender=u, recipient=v)))
         s_pks = {v: entries[v].s_pk for v in u1}
         self._state = SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
         commitment = seed_commitment(cfg.round_id, u, seed)
         return encode(ShareKeys(cfg.round_id, u, commitment, digest, tuple(ciphertexts)))
 
-    def _on_shares(self, state: SharesSent, msg: SharesDelivery) -> bytes:
+    def _on_shares(self, state: SharesSent, msg: SharesDelivery, request: bytes) -> bytes:
         cfg, u = self.config, self.client_id
+        self._replayed(Stage.MASKED_INPUT, request)  # its input is gone: it can only refuse
         holdings = {u: state.own}
         failed = []
         for v, ct in msg.ciphertexts:
@@ -243,7 +316,7 @@ class ClientSession:
             if key is None:
                 self._abort(f"shares from client {v}, which is not a neighbour in U1")
             try:
-                bundle = open_sealed(key, ct, round_id=cfg.round_id, sender=v, recipient=u)
+                bundle = open_sealed(key, ct, round_id=cfg.digest, sender=v, recipient=u)
             except AuthenticationError:
                 failed.append(v)  # replayed, re-addressed or altered: v counts as dropped
                 continue
@@ -264,12 +337,14 @@ class ClientSession:
                 shared = state.s.agree(state.s_pks[v])
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
-            seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
+            seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.digest)
             (add if u < v else subtract).append(seed)
         MaskBuffer(cfg.d, cfg.bits).apply(y, add=add, subtract=subtract)
         self._input = None
+        reply = encode(MaskedInput(cfg.round_id, u, tuple(failed), y, cfg.bits))
+        self._commit(Stage.MASKED_INPUT, request, reply, keep=False)
         self._state = InputSent(holdings, u2)
-        return encode(MaskedInput(cfg.round_id, u, tuple(failed), y, cfg.bits))
+        return reply
 
     def _check_lists(
         self, u2: frozenset[int], survivors: tuple[int, ...], dropped: tuple[int, ...]
@@ -292,12 +367,16 @@ class ClientSession:
             )
         return alive_nb, gone & self._neighbours
 
-    def _on_consistency(self, state: InputSent, msg: ConsistencyRequest) -> bytes:
+    def _on_consistency(self, state: InputSent, msg: ConsistencyRequest, request: bytes) -> bytes:
         self._check_lists(state.u2, msg.survivors, ())
-        assert self._identity is not None  # guaranteed by __init__ in signed mode
-        signature = sign(self._identity, survivors_payload(self.config, msg.survivors))
+        reply = self._replayed(Stage.CONSISTENCY, request)
+        if reply is None:
+            assert self._identity is not None  # guaranteed by __init__ in signed mode
+            signature = sign(self._identity, survivors_payload(self.config, msg.survivors))
+            reply = encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
+            self._commit(Stage.CONSISTENCY, request, reply, keep=True)
         self._state = Signed(state.holdings, state.u2, msg.survivors)
-        return encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
+        return reply
 
     def _on_unmask(
         self,
@@ -305,6 +384,7 @@ class ClientSession:
         u2: frozenset[int],
         msg: UnmaskRequest,
         signed_survivors: tuple[int, ...] | None,
+        request: bytes,
     ) -> bytes:
         cfg, u = self.config, self.client_id
         alive_nb, gone_nb = self._check_lists(u2, msg.survivors, msg.dropped)
@@ -323,7 +403,11 @@ class ClientSession:
                 )
         elif msg.signatures:
             self._abort("signatures in an unsigned round")
-        seed_shares = tuple((v, holdings[v][1]) for v in sorted(alive_nb | {u}))
-        key_shares = tuple((v, holdings[v][0]) for v in sorted(gone_nb))
+        reply = self._replayed(Stage.UNMASK, request)
+        if reply is None:
+            seed_shares = tuple((v, holdings[v][1]) for v in sorted(alive_nb | {u}))
+            key_shares = tuple((v, holdings[v][0]) for v in sorted(gone_nb))
+            reply = encode(UnmaskResponse(cfg.round_id, u, seed_shares, key_shares))
+            self._commit(Stage.UNMASK, request, reply, keep=True)
         self._state = Done()
-        return encode(UnmaskResponse(cfg.round_id, u, seed_shares, key_shares))
+        return reply

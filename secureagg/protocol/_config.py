@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import math
 import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat import MAX_BITS
@@ -21,6 +23,7 @@ __all__ = [
     "MAX_CLIENTS",
     "ROUND_ID_MAX",
     "ROUND_ID_MIN",
+    "EncodingValue",
     "RoundConfig",
     "Stage",
     "new_round_id",
@@ -31,10 +34,19 @@ ROUND_ID_MAX = 64
 MAX_VECTOR_LENGTH = 2**28
 MAX_CLIENTS = 2**20  # the wire codec's limit on clients too
 CONFIG_MAGIC = b"SACF"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 _IDENTITY_KEY_SIZE = 32
 _SIGNED, _HARARY = 1, 2  # flag bits
 _SEED_MIN, _SEED_MAX = 16, 255
+_MAX_ENCODING_ENTRIES = 64
+_MAX_ENCODING_KEY = 64
+_MAX_ENCODING_TEXT = 1024
+_INT, _FLOAT, _TEXT, _BOOL = 1, 2, 3, 4  # value tags of an encoding entry
+_I64 = struct.Struct(">q")
+_F64 = struct.Struct(">d")
+
+EncodingValue = int | float | str | bool
+"""A value of :attr:`RoundConfig.encoding`."""
 
 
 class Stage(enum.Enum):
@@ -62,7 +74,11 @@ class RoundConfig:
     """What every party of one round agrees on before it starts.
 
     ``identity_keys`` (signed mode only) maps each client id to its raw 32-byte Ed25519
-    public key, distributed out of band (a PKI the server cannot forge).
+    public key, distributed out of band (a PKI the server cannot forge). ``encoding`` holds
+    every other setting that shapes what a client sends (the layers above put their
+    encoding there: max examples, clip, fractional bits, the weighting rule...): names of
+    1..64 printable ASCII characters, values int (64-bit), finite float, str or bool. All of
+    it is in :meth:`to_bytes`, so in the digest that keys, masks and signatures are bound to.
     """
 
     round_id: bytes
@@ -72,6 +88,7 @@ class RoundConfig:
     graph: Graph
     signed: bool = False
     identity_keys: Mapping[int, bytes] = field(default_factory=dict, compare=False, hash=False)
+    encoding: Mapping[str, EncodingValue] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.round_id, bytes) or not (
@@ -100,6 +117,11 @@ class RoundConfig:
             ]
             if bad:
                 raise ConfigError(f"identity keys must be 32-byte Ed25519 keys: {bad[:5]}")
+        if not isinstance(self.encoding, Mapping) or len(self.encoding) > _MAX_ENCODING_ENTRIES:
+            raise ConfigError(f"encoding must be a mapping of at most {_MAX_ENCODING_ENTRIES}")
+        for name, value in self.encoding.items():
+            _check_entry(name, value)
+        object.__setattr__(self, "encoding", MappingProxyType(dict(self.encoding)))
 
     @functools.cached_property
     def digest(self) -> bytes:
@@ -151,6 +173,10 @@ class RoundConfig:
                 raise ConfigError(f"the identity key of client {u} is not 32 bytes")
         parts.append(u32(len(keys)))
         parts += [u32(u) + self.identity_keys[u] for u in keys]
+        names = sorted(self.encoding)
+        parts.append(u8(len(names)))
+        for name in names:
+            parts.append(_entry_bytes(name, self.encoding[name]))
         return b"".join(parts)
 
     @classmethod
@@ -185,8 +211,79 @@ class RoundConfig:
         n_keys = r.count(4 + _IDENTITY_KEY_SIZE, MAX_CLIENTS)
         keys = [(r.u32(), r.take(_IDENTITY_KEY_SIZE)) for _ in range(n_keys)]
         check_increasing([u for u, _ in keys])
+        encoding = _read_encoding(r)
         r.finish()
-        return cls(round_id, bits, d, threshold, graph, bool(flags & _SIGNED), dict(keys))
+        return cls(round_id, bits, d, threshold, graph, bool(flags & _SIGNED), dict(keys), encoding)
+
+
+def _check_entry(name: object, value: object) -> None:
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= _MAX_ENCODING_KEY
+        or not all(" " < ch <= "~" for ch in name)
+    ):
+        raise ConfigError(f"encoding names are 1..{_MAX_ENCODING_KEY} printable ASCII: {name!r}")
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ConfigError(f"encoding value {name}={value} does not fit 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"encoding value {name}={value} is not finite")
+    elif isinstance(value, str):
+        if len(value.encode()) > _MAX_ENCODING_TEXT:
+            raise ConfigError(f"encoding value {name} is over {_MAX_ENCODING_TEXT} bytes")
+    else:
+        raise ConfigError(f"encoding value {name}={value!r} is not an int, float, str or bool")
+
+
+def _entry_bytes(name: str, value: EncodingValue) -> bytes:
+    head = u8(len(name)) + name.encode("ascii")
+    if isinstance(value, bool):
+        return head + u8(_BOOL) + u8(int(value))
+    if isinstance(value, int):
+        return head + u8(_INT) + _I64.pack(value)
+    if isinstance(value, float):
+        return head + u8(_FLOAT) + _F64.pack(value)
+    text = value.encode()
+    return head + u8(_TEXT) + u32(len(text)) + text
+
+
+def _read_encoding(r: Reader) -> dict[str, EncodingValue]:
+    out: dict[str, EncodingValue] = {}
+    names: list[str] = []
+    for _ in range(r.u8()):
+        try:
+            name = r.take(r.u8()).decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("an encoding name is not ASCII") from exc
+        if names and name <= names[-1]:
+            raise DecodeError("encoding names are not sorted and distinct")
+        names.append(name)
+        tag = r.u8()
+        value: EncodingValue
+        if tag == _BOOL:
+            flag = r.u8()
+            if flag > 1:
+                raise DecodeError(f"encoding flag {name} is {flag}")
+            value = bool(flag)
+        elif tag == _INT:
+            value = _I64.unpack(r.take(8))[0]
+        elif tag == _FLOAT:
+            value = _F64.unpack(r.take(8))[0]
+        elif tag == _TEXT:
+            length = r.u32()
+            if length > _MAX_ENCODING_TEXT:
+                raise DecodeError(f"encoding value {name} is over {_MAX_ENCODING_TEXT} bytes")
+            try:
+                value = r.take(length).decode()
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"encoding value {name} is not UTF-8") from exc
+        else:
+            raise DecodeError(f"unknown encoding value tag {tag}")
+        out[name] = value
+    return out
 
 
 def _read_graph(r: Reader, ids: tuple[int, ...], *, harary: bool) -> Graph:

@@ -7,17 +7,21 @@ The bounds follow the graph parameter finder of Google's federated-compute secag
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from secureagg._exceptions import ConfigError
+from secureagg.protocol._graph import Graph
 
 __all__ = [
     "CORRECTNESS_BITS",
     "SECURITY_BITS",
     "GraphParams",
+    "RoundPlan",
     "choose_parameters",
     "default_threshold",
     "log2_disconnection_bound",
+    "plan_round",
 ]
 
 SECURITY_BITS = 40
@@ -144,3 +148,80 @@ def choose_parameters(n: int, *, dropout_rate: float, corrupt_fraction: float) -
         f"no Harary degree below n - 1 meets the bounds for n={n}, dropout_rate={drop}, "
         f"corrupt_fraction={adv}; use the complete graph with a majority threshold"
     )
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The neighbour graph's degree and the threshold for a round of ``n`` clients.
+
+    Built by :func:`plan_round`, the one place the simulator, the Flower strategy and the
+    demo get them from. ``complete`` means every client neighbours every other.
+    """
+
+    n: int
+    degree: int
+    threshold: int
+    complete: bool
+
+    @property
+    def majority(self) -> int:
+        """The smallest threshold above half a neighbourhood (the client included)."""
+        return default_threshold(self.degree)
+
+    @property
+    def below_majority(self) -> bool:
+        """True when clients accept this threshold only with ``allow_minority_threshold``."""
+        return self.threshold < self.majority
+
+    def graph(self, ids: Iterable[int], seed: bytes) -> Graph:
+        """The graph over ``ids`` (``n`` of them); ``seed`` orders a Harary graph's ring."""
+        if self.complete:
+            return Graph.complete(ids)
+        return Graph.harary(ids, self.degree, rng_seed=seed)
+
+
+def plan_round(
+    n: int,
+    *,
+    degree: int | None = None,
+    threshold: int | None = None,
+    dropout_rate: float | None = None,
+    corrupt_fraction: float | None = None,
+    allow_minority_threshold: bool = False,
+) -> RoundPlan:
+    """Degree and threshold for ``n`` clients.
+
+    ``degree``: a Harary graph of that even degree (complete when it reaches n - 1); None
+    means the complete graph, or, when ``dropout_rate`` and ``corrupt_fraction`` are given,
+    the degree :func:`choose_parameters` picks. ``threshold``: None means a majority of a
+    neighbourhood (:func:`default_threshold`), or the chosen one when that is higher.
+    A threshold below the majority is a ConfigError unless ``allow_minority_threshold``
+    (the clients refuse it without the same opt-out, see :class:`ClientPolicy`).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3:
+        raise ConfigError(f"a round needs at least 3 clients, got {n!r}")
+    chosen: int | None = None
+    if degree is None and (dropout_rate is not None or corrupt_fraction is not None):
+        params = choose_parameters(
+            n, dropout_rate=dropout_rate or 0.0, corrupt_fraction=corrupt_fraction or 0.0
+        )
+        degree, chosen = params.degree, params.threshold
+    if degree is not None and (
+        isinstance(degree, bool) or not isinstance(degree, int) or degree < 2 or degree % 2
+    ):
+        raise ConfigError(f"degree must be an even int >= 2 (Harary graph), got {degree!r}")
+    complete = degree is None or degree >= n - 1
+    k = n - 1 if complete or degree is None else degree
+    majority = default_threshold(k)
+    if threshold is None:
+        threshold = majority if chosen is None else max(chosen, majority)
+        if allow_minority_threshold and chosen is not None:
+            threshold = chosen
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 2 <= threshold <= k:
+        raise ConfigError(f"threshold must be an int in [2, degree={k}], got {threshold!r}")
+    if threshold < majority and not allow_minority_threshold:
+        raise ConfigError(
+            f"threshold {threshold} is not above half of a neighbourhood of {k + 1} (at least "
+            f"{majority}); clients refuse it unless they allow a minority threshold"
+        )
+    return RoundPlan(n=n, degree=k, threshold=threshold, complete=complete)

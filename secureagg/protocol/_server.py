@@ -396,7 +396,7 @@ class ServerSession:
             dropped_keys = KeyPair.from_private(s_sk)
             for u in partners:
                 shared = dropped_keys.agree(state.u1[u].s_pk)
-                seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.round_id)
+                seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.digest)
                 pair_seeds.append((seed, u < v))
         acc = state.acc
         MaskBuffer(cfg.d, cfg.bits).apply(

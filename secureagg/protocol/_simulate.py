@@ -15,9 +15,9 @@ from secureagg._exceptions import ConfigError, RoundAborted
 from secureagg.protocol._client import ClientSession
 from secureagg.protocol._codec import decode
 from secureagg.protocol._config import RoundConfig, Stage, new_round_id
-from secureagg.protocol._graph import Graph
 from secureagg.protocol._messages import MaskedInput
-from secureagg.protocol._params import default_threshold
+from secureagg.protocol._params import plan_round
+from secureagg.protocol._policy import ClientPolicy
 from secureagg.protocol._server import Rejection, ServerSession
 from secureagg.protocol._signing import identity_public
 
@@ -58,21 +58,31 @@ def simulate_round(
     dropouts: Mapping[Stage, Collection[int]] | None = None,
     signed: bool = False,
     capture: Collection[int] = (),
+    allow_minority_threshold: bool = False,
 ) -> RoundResult:
     """One round over ``inputs`` (client id -> d integers in [0, 2^bits)).
 
-    ``degree`` None means the complete graph; ``threshold`` None means a majority of each
-    neighbourhood. ``dropouts[stage]`` lists clients that go silent instead of sending
-    their message of that stage (and everything after). Inputs are read lazily, one at a
-    time, so a lazy mapping keeps memory flat. RoundAborted when too few clients remain.
+    ``degree`` and ``threshold`` go to :func:`plan_round` (None: the complete graph and a
+    majority of each neighbourhood); ``allow_minority_threshold`` is the opt-out, for
+    simulations of weaker settings, that lets both it and the clients take a threshold at
+    or below half a neighbourhood. ``dropouts[stage]`` lists clients that go silent instead
+    of sending their message of that stage (and everything after). Inputs are read lazily,
+    one at a time, so a lazy mapping keeps memory flat. RoundAborted when too few clients
+    remain.
     """
     ids = sorted(inputs)
-    if len(ids) < 2:
-        raise ConfigError("a round needs at least 2 clients")
+    if len(ids) < 3:
+        raise ConfigError("a round needs at least 3 clients")
     d = int(np.asarray(inputs[ids[0]]).shape[0])
     round_id = new_round_id()
-    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree, rng_seed=round_id)
-    t = default_threshold(graph.degree) if threshold is None else threshold
+    plan = plan_round(
+        len(ids),
+        degree=degree,
+        threshold=threshold,
+        allow_minority_threshold=allow_minority_threshold,
+    )
+    graph = plan.graph(ids, round_id)
+    t = plan.threshold
     identities = {u: Ed25519PrivateKey.generate() for u in ids} if signed else {}
     config = RoundConfig(
         round_id=round_id,
@@ -83,7 +93,10 @@ def simulate_round(
         signed=signed,
         identity_keys={u: identity_public(k) for u, k in identities.items()},
     )
-    return run_round(config, inputs, identities=identities, dropouts=dropouts, capture=capture)
+    policy = ClientPolicy(allow_minority_threshold=allow_minority_threshold)
+    return run_round(
+        config, inputs, identities=identities, dropouts=dropouts, capture=capture, policy=policy
+    )
 
 
 def run_round(
@@ -95,9 +108,13 @@ def run_round(
     capture: Collection[int] = (),
     to_server: Hook | None = None,
     to_client: Hook | None = None,
+    policy: ClientPolicy | None = None,
 ) -> RoundResult:
-    """:func:`simulate_round` for a given config, with optional hooks on the bytes in flight."""
-    net = _Network(config, inputs, identities or {}, capture, to_server, to_client)
+    """:func:`simulate_round` for a given config, with optional hooks on the bytes in flight.
+
+    Every client checks ``config`` against ``policy`` (default :class:`ClientPolicy`).
+    """
+    net = _Network(config, inputs, identities or {}, capture, to_server, to_client, policy)
     for stage, members in (dropouts or {}).items():
         for u in members:
             net.gone_at[u] = min(net.gone_at.get(u, _NEVER), stage.value)
@@ -140,9 +157,11 @@ class _Network:
         capture: Collection[int],
         to_server: Hook | None,
         to_client: Hook | None,
+        policy: ClientPolicy | None,
     ) -> None:
         self.clients = {
-            u: ClientSession(config, u, identity=identities.get(u)) for u in config.graph.ids
+            u: ClientSession(config, u, identity=identities.get(u), policy=policy)
+            for u in config.graph.ids
         }
         self.server = ServerSession(config)
         self.inputs = inputs

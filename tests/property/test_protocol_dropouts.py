@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from secureagg import RoundAborted
 from secureagg.protocol import (
+    ClientPolicy,
     Graph,
     RoundConfig,
     Stage,
@@ -113,7 +114,13 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
     rng = np.random.default_rng(int(case["seed"]))  # type: ignore[call-overload]
     inputs = {u: rng.integers(0, 2**BITS, d, dtype=np.uint16) for u in ids}
     try:
-        res = run_round(cfg, inputs, identities=identities, dropouts=dropouts)
+        res = run_round(
+            cfg,
+            inputs,
+            identities=identities,
+            dropouts=dropouts,
+            policy=ClientPolicy(allow_minority_threshold=True),  # thresholds of any size
+        )
     except RoundAborted:
         res = None
     kind = "complete" if graph.is_complete else "sparse"

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from secureagg import RoundAborted
 from secureagg.hazmat import element_dtype
 from secureagg.protocol import (
+    ClientPolicy,
     ClientSession,
     Graph,
+    MemoryJournal,
     RoundConfig,
     ServerSession,
     Stage,
@@ -33,20 +35,28 @@ from secureagg.protocol._signing import identity_public
 BITS, D = 24, 7
 FIXED_ROUND_ID = bytes(range(16)) + bytes(8)
 
+WEAK = ClientPolicy(allow_minority_threshold=True)
+"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+
 
 class SavedClients:
     """The clients of one round, each kept only as bytes between two messages."""
 
     def __init__(self, config: RoundConfig, identities: dict[int, Ed25519PrivateKey]) -> None:
         self.identities = identities
+        self.journals = {u: MemoryJournal() for u in config.graph.ids}
         self.blobs = {
-            u: ClientSession(config, u, identity=identities.get(u)).export_state()
+            u: ClientSession(
+                config, u, identity=identities.get(u), policy=WEAK, journal=self.journals[u]
+            ).export_state()
             for u in config.graph.ids
         }
         self.restores = 0
 
     def call(self, u: int, fn: Callable[[ClientSession], bytes]) -> bytes:
-        session = ClientSession.restore_state(self.blobs[u], identity=self.identities.get(u))
+        session = ClientSession.restore_state(
+            self.blobs[u], identity=self.identities.get(u), policy=WEAK, journal=self.journals[u]
+        )
         self.restores += 1
         try:
             return fn(session)
@@ -181,7 +191,7 @@ def test_saved_sessions_end_the_round_as_live_ones_do(case: dict[str, object]) -
     for u, stage in gone_at.items():
         by_stage.setdefault(stage, []).append(u)
     try:
-        live = run_round(config, inputs, identities=identities, dropouts=by_stage)
+        live = run_round(config, inputs, identities=identities, dropouts=by_stage, policy=WEAK)
     except RoundAborted:
         event("aborted")
         with pytest.raises(RoundAborted):

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secureagg import ConfigError, RoundAborted
 from secureagg.protocol import (
+    ClientPolicy,
     ClientSession,
     ConsistencyRequest,
     ConsistencySignature,
@@ -32,6 +33,9 @@ from secureagg.protocol._signing import identity_public
 
 D, BITS = 6, 16
 
+WEAK = ClientPolicy(allow_minority_threshold=True)
+"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+
 
 class Round:
     """Drives honest clients and an honest server by hand, one stage at a time."""
@@ -48,7 +52,9 @@ class Round:
             signed=signed,
             identity_keys={u: identity_public(k) for u, k in self.identities.items()},
         )
-        self.clients = {u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids}
+        self.clients = {
+            u: ClientSession(self.config, u, identity=self.identities[u], policy=WEAK) for u in ids
+        }
         self.inputs = {u: np.full(D, u, dtype=np.uint16) for u in ids}
         for u, c in self.clients.items():
             c.provide_input(self.inputs[u])
@@ -210,7 +216,7 @@ def test_input_checks() -> None:
         with pytest.raises(ConfigError):
             c.provide_input(bad)
     with pytest.raises(ConfigError):
-        ClientSession(r.config, 77)
+        ClientSession(r.config, 77, policy=WEAK)
 
 
 def test_client_without_input_refuses_at_the_masked_stage() -> None:
@@ -353,7 +359,7 @@ def test_signatures_made_under_one_config_do_not_count_under_another() -> None:
     signed = key.sign(advertise_payload(r.config, 3, c_pk, s_pk))
     assert not verify(keys[3], signed, advertise_payload(other, 3, c_pk, s_pk))
     # A client holding the other config rejects the first group's signatures outright.
-    c1 = ClientSession(other, 1, identity=r.identities[1])
+    c1 = ClientSession(other, 1, identity=r.identities[1], policy=WEAK)
     c1._state = r.clients[1]._state  # the same secrets and signed U3, only the config differs
     with pytest.raises(RoundAborted, match="bad consistency signature"):
         c1.receive(r.out[1])

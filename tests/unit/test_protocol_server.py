@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import tracemalloc
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from secureagg import DecodeError, RoundAborted
 from secureagg.hazmat import open_sealed, seal
 from secureagg.protocol import (
     AdvertiseKeys,
+    ClientPolicy,
     ClientSession,
     Graph,
     KeysBroadcast,
@@ -29,12 +31,22 @@ from secureagg.protocol import (
     decode,
     encode,
     new_round_id,
-    run_round,
+)
+from secureagg.protocol import (
+    run_round as _run_round,
 )
 from secureagg.protocol._client_state import SharesSent
 
 N, D, BITS, T = 7, 12, 16, 3
 IDS = list(range(1, N + 1))
+
+WEAK = ClientPolicy(allow_minority_threshold=True)
+"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+
+
+def run_round(*args: Any, **kwargs: Any) -> RoundResult:
+    """protocol.run_round with clients that take these tests' minority thresholds."""
+    return _run_round(*args, policy=WEAK, **kwargs)
 
 
 def make_config(graph: Graph | None = None, d: int = D, bits: int = BITS) -> RoundConfig:
@@ -125,7 +137,7 @@ class DuplicatingRound:
     def run(self) -> tuple[dict[int, np.ndarray], frozenset[int], np.ndarray, ServerSession]:
         cfg = make_config()
         xs = inputs()
-        clients = {u: ClientSession(cfg, u) for u in IDS}
+        clients = {u: ClientSession(cfg, u, policy=WEAK) for u in IDS}
         server = ServerSession(cfg)
         for u, c in clients.items():
             c.provide_input(xs[u])
@@ -149,7 +161,7 @@ class DuplicatingRound:
 def _other_keys(data: bytes) -> bytes:
     msg = decode(data)
     assert isinstance(msg, AdvertiseKeys)
-    fresh = decode(ClientSession(make_config(), msg.sender).advertise())
+    fresh = decode(ClientSession(make_config(), msg.sender, policy=WEAK).advertise())
     assert isinstance(fresh, AdvertiseKeys)
     return encode(dataclasses.replace(msg, c_pk=fresh.c_pk, s_pk=fresh.s_pk))
 
@@ -303,7 +315,7 @@ def test_share_ciphertext_fails_on_the_associated_data_alone(forge: str) -> None
     """
     cfg = make_config()
     xs = inputs()
-    clients = {u: ClientSession(cfg, u) for u in IDS}
+    clients = {u: ClientSession(cfg, u, policy=WEAK) for u in IDS}
     server = ServerSession(cfg)
     for u, c in clients.items():
         c.provide_input(xs[u])
@@ -319,11 +331,11 @@ def test_share_ciphertext_fails_on_the_associated_data_alone(forge: str) -> None
     assert isinstance(state, SharesSent)
     key = state.enc_keys[2]
     if forge == "reflected":
-        assert open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+        assert open_sealed(key, mine_for_2, round_id=cfg.digest, sender=1, recipient=2)
         bad = mine_for_2
     else:
         other = new_round_id()
-        bundle = open_sealed(key, mine_for_2, round_id=cfg.round_id, sender=1, recipient=2)
+        bundle = open_sealed(key, mine_for_2, round_id=cfg.digest, sender=1, recipient=2)
         bad = seal(key, bundle, round_id=other, sender=2, recipient=1)
         assert open_sealed(key, bad, round_id=other, sender=2, recipient=1) == bundle
     out = server.close_stage()
@@ -343,7 +355,7 @@ def test_share_ciphertext_fails_on_the_associated_data_alone(forge: str) -> None
 
 def test_client_treats_failed_shares_as_that_sender_dropping() -> None:
     cfg = make_config()
-    clients = {u: ClientSession(cfg, u) for u in IDS}
+    clients = {u: ClientSession(cfg, u, policy=WEAK) for u in IDS}
     server = ServerSession(cfg)
     for u, c in clients.items():
         c.provide_input(inputs()[u])
@@ -458,7 +470,7 @@ def server_peak_bytes(n: int, d: int) -> int:
     """
     ids = list(range(1, n + 1))
     cfg = RoundConfig(new_round_id(), 32, d, 3, Graph.harary(ids, 4, b"m" * 16))
-    clients = {u: ClientSession(cfg, u) for u in ids}
+    clients = {u: ClientSession(cfg, u, policy=WEAK) for u in ids}
     server = ServerSession(cfg)
     for c in clients.values():
         server.receive(c.advertise())

@@ -7,6 +7,7 @@ import pytest
 
 from secureagg import ConfigError
 from secureagg.protocol import (
+    ClientPolicy,
     ClientSession,
     Graph,
     RoundConfig,
@@ -18,10 +19,13 @@ from secureagg.protocol import (
 D, BITS = 4, 16
 IDS = list(range(1, 7))
 
+WEAK = ClientPolicy(allow_minority_threshold=True)
+"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+
 
 def sessions() -> tuple[RoundConfig, dict[int, ClientSession], ServerSession]:
     config = RoundConfig(new_round_id(1), BITS, D, 3, Graph.complete(IDS))
-    clients = {u: ClientSession(config, u) for u in IDS}
+    clients = {u: ClientSession(config, u, policy=WEAK) for u in IDS}
     for u, c in clients.items():
         c.provide_input(np.full(D, u, dtype=np.uint16))
     return config, clients, ServerSession(config)

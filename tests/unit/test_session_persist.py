@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from secureagg import ConfigError, DecodeError, RoundAborted
 from secureagg.protocol import (
+    ClientPolicy,
     ClientSession,
     Graph,
+    MemoryJournal,
     RoundConfig,
     ServerSession,
     Stage,
@@ -37,6 +39,9 @@ from secureagg.protocol._signing import identity_public
 
 D, BITS = 5, 12
 
+WEAK = ClientPolicy(allow_minority_threshold=True)
+"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+
 
 class Round:
     """Honest sessions driven by hand; ``saved[u]`` records client u's bytes after each call."""
@@ -54,7 +59,13 @@ class Round:
             identity_keys={u: identity_public(k) for u, k in self.identities.items()},
         )
         self.inputs = {u: np.arange(D, dtype=np.uint16) * u for u in ids}
-        self.clients = {u: ClientSession(self.config, u, identity=self.identities[u]) for u in ids}
+        self.journals = {u: MemoryJournal() for u in ids}
+        self.clients = {
+            u: ClientSession(
+                self.config, u, identity=self.identities[u], journal=self.journals[u], policy=WEAK
+            )
+            for u in ids
+        }
         self.server = ServerSession(self.config)
         for u, c in self.clients.items():
             c.provide_input(self.inputs[u])
@@ -62,7 +73,9 @@ class Round:
         self.out = self.server.close_stage()
 
     def restore(self, u: int, blob: bytes) -> ClientSession:
-        return ClientSession.restore_state(blob, identity=self.identities[u])
+        return ClientSession.restore_state(
+            blob, identity=self.identities[u], journal=self.journals[u], policy=WEAK
+        )
 
     def step(self) -> None:
         for u, data in self.out.items():
@@ -94,14 +107,15 @@ def test_every_state_survives_export_and_restore(signed: bool) -> None:
         seen.append(type(c._state))
         r.step()
     assert seen == expected
-    fresh = ClientSession(r.config, 2, identity=r.identities[2])
+    fresh = ClientSession(r.config, 2, identity=r.identities[2], policy=WEAK)
     same_session(fresh, r.restore(2, fresh.export_state()))
     assert isinstance(r.restore(2, fresh.export_state())._state, Fresh)
 
 
 @pytest.mark.parametrize("signed", [False, True])
-def test_a_restored_session_gives_the_same_replies(signed: bool) -> None:
-    """From SharesSent on every reply is deterministic: a copy must answer byte for byte."""
+def test_a_restored_session_gives_the_same_replies_or_refuses(signed: bool) -> None:
+    """A copy restored before a reply meets the journal: it re-sends the recorded bytes of
+    a consistency or unmask reply, and refuses to mask again (its input is gone)."""
     r = Round(signed=signed)
     r.step()  # clients now in SharesSent, the server sends their shares
     stages = 0
@@ -109,8 +123,12 @@ def test_a_restored_session_gives_the_same_replies(signed: bool) -> None:
         for u, data in r.out.items():
             copy = r.restore(u, r.clients[u].export_state())
             reply = r.clients[u].receive(data)
-            assert copy.receive(data) == reply
-            same_session(r.clients[u], copy)
+            if stages == 0:
+                with pytest.raises(RoundAborted, match="journal"):
+                    copy.receive(data)
+            else:
+                assert copy.receive(data) == reply
+                same_session(r.clients[u], copy)
             r.server.receive(reply)
         r.out = r.server.close_stage()
         stages += 1
@@ -173,9 +191,9 @@ def test_the_identity_key_is_not_saved_and_must_match() -> None:
     private = r.identities[1].private_bytes_raw()
     assert private not in blob
     with pytest.raises(ConfigError, match="identity"):
-        ClientSession.restore_state(blob)
+        ClientSession.restore_state(blob, journal=MemoryJournal())
     with pytest.raises(ConfigError, match="does not match"):
-        ClientSession.restore_state(blob, identity=r.identities[2])
+        ClientSession.restore_state(blob, identity=r.identities[2], journal=MemoryJournal())
 
 
 def test_the_private_keys_are_in_the_blob() -> None:
@@ -222,12 +240,12 @@ def test_the_documented_envelope() -> None:
 def test_damaged_envelopes_are_refused(mangle: object, match: str) -> None:
     blob = Round().clients[1].export_state()
     with pytest.raises(DecodeError, match=match):
-        ClientSession.restore_state(mangle(blob))  # type: ignore[operator]
+        ClientSession.restore_state(mangle(blob), journal=MemoryJournal())  # type: ignore[operator]
 
 
 def test_not_bytes_is_refused() -> None:
     with pytest.raises(DecodeError, match="bytes, not str"):
-        ClientSession.restore_state("SACS")  # type: ignore[arg-type]
+        ClientSession.restore_state("SACS", journal=MemoryJournal())  # type: ignore[arg-type]
 
 
 def parts(blob: bytes) -> tuple[bytes, int, int, bytes]:
@@ -269,21 +287,25 @@ def test_inconsistent_contents_are_refused() -> None:
     cases["not in the saved round"] = bad_client + bytes([0, 0])
     for match, body in cases.items():
         with pytest.raises(DecodeError, match=match):
-            ClientSession.restore_state(reseal(body))
+            ClientSession.restore_state(reseal(body), journal=MemoryJournal())
     tail = head[4 + cfg_len :] + bytes([0, 0])
     with pytest.raises(DecodeError, match="bad magic"):
-        ClientSession.restore_state(reseal(struct.pack(">I", 4) + b"abcd" + tail))
+        ClientSession.restore_state(
+            reseal(struct.pack(">I", 4) + b"abcd" + tail), journal=MemoryJournal()
+        )
     cfg = r.config.to_bytes()
     at = 4 + 1 + 1 + len(r.config.round_id) + 1 + 4  # the threshold
     refused = cfg[:at] + struct.pack(">I", 100) + cfg[at + 4 :]  # t above the degree
     with pytest.raises(DecodeError, match="config is invalid: threshold"):
-        ClientSession.restore_state(reseal(struct.pack(">I", len(refused)) + refused + tail))
+        ClientSession.restore_state(
+            reseal(struct.pack(">I", len(refused)) + refused + tail), journal=MemoryJournal()
+        )
 
 
 def saved_blobs() -> list[bytes]:
     """One blob per state, signed mode, plus an aborted one."""
-    r = Round(signed=True, n=5, t=2)
-    out = [ClientSession(r.config, 1, identity=r.identities[1]).export_state()]
+    r = Round(signed=True, n=5, t=3)
+    out = [ClientSession(r.config, 1, identity=r.identities[1], policy=WEAK).export_state()]
     while r.server.stage is not None:
         out.append(r.clients[1].export_state())
         r.step()
@@ -302,7 +324,7 @@ BLOBS = saved_blobs()
 def test_every_truncation_is_a_decode_error(which: int, cut: float) -> None:
     blob = BLOBS[which]
     with pytest.raises(DecodeError):
-        ClientSession.restore_state(blob[: int(cut * len(blob))])
+        ClientSession.restore_state(blob[: int(cut * len(blob))], journal=MemoryJournal())
 
 
 @settings(max_examples=200, deadline=None)
@@ -318,11 +340,11 @@ def test_every_flipped_byte_is_a_decode_error(
     blob = bytearray(BLOBS[which])
     blob[int(where * len(blob))] ^= xor
     with pytest.raises(DecodeError):
-        ClientSession.restore_state(bytes(blob) + tail)
+        ClientSession.restore_state(bytes(blob) + tail, journal=MemoryJournal())
 
 
 @settings(max_examples=100, deadline=None)
 @given(which=st.integers(0, len(BLOBS) - 1), tail=st.binary(min_size=1, max_size=64))
 def test_trailing_garbage_is_a_decode_error(which: int, tail: bytes) -> None:
     with pytest.raises(DecodeError, match="trailing"):
-        ClientSession.restore_state(BLOBS[which] + tail)
+        ClientSession.restore_state(BLOBS[which] + tail, journal=MemoryJournal())
