@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from secureagg._exceptions import ConfigError, DecodeError, ProtocolError, RoundAborted
 from secureagg.fl._encoding import UpdateEncoder
 from secureagg.privacy import LocalUpdate
-from secureagg.protocol import ClientSession, RoundConfig, Stage
+from secureagg.protocol import ClientPolicy, ClientSession, RoundConfig, Stage
 
 __all__ = ["SecureAggClient"]
 
@@ -42,7 +42,12 @@ class SecureAggClient:
     stays aborted and reveals nothing more, when a server message is malformed or deviates.
     ``identity`` (signed mode) is the client's Ed25519 key; ``trusted_keys`` (client id ->
     raw public key), when given, makes the client join only signed rounds whose identity
-    keys are exactly these. ``session_options`` go to :class:`ClientSession` unchanged.
+    keys are exactly these. The client takes part only in a round whose config carries its
+    encoder's settings, bit width and length (a :class:`ClientPolicy`; pass ``policy`` to
+    set one yourself) and a threshold above half its neighbourhood, unless
+    ``allow_minority_threshold`` (for simulations of weaker settings). ``journal`` (a
+    :class:`~secureagg.protocol.Journal`) records its committing replies; other
+    ``session_options`` go to :class:`ClientSession` unchanged.
     """
 
     def __init__(
@@ -52,10 +57,20 @@ class SecureAggClient:
         *,
         identity: Ed25519PrivateKey | None = None,
         trusted_keys: Mapping[int, bytes] | None = None,
+        allow_minority_threshold: bool = False,
         **session_options: Any,
     ) -> None:
         if not isinstance(encoder, UpdateEncoder):
             raise ConfigError(f"encoder must be an UpdateEncoder, got {type(encoder).__name__}")
+        session_options.setdefault(
+            "policy",
+            ClientPolicy(
+                encoding=encoder.public_settings(),
+                bits=encoder.bits,
+                d=encoder.length,
+                allow_minority_threshold=allow_minority_threshold,
+            ),
+        )
         self.encoder = encoder
         self.client_id = client_id
         self._identity = identity

@@ -96,6 +96,17 @@ class UpdateEncoder:
         """Length of an encoded vector: the d update coordinates plus the weight."""
         return self.d + 1
 
+    def public_settings(self) -> dict[str, int | float | str]:
+        """The settings a client's message depends on (bits and length aside), for the round
+        config's ``encoding``: bound into its digest, and what a client pins and checks."""
+        return {
+            "max-clients": self.quant.max_clients,
+            "max-examples": self.max_examples,
+            "clip": float(self.quant.clip),
+            "frac-bits": self.quant.frac_bits,
+            "weighting": self.weighting,
+        }
+
     def weight(self, update: LocalUpdate) -> float:
         """The weight this client's update is encoded with (1 under uniform weighting)."""
         return self._weight(update)

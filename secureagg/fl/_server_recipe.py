@@ -9,14 +9,13 @@ from secureagg._exceptions import ConfigError, DecodeError, RoundAborted
 from secureagg.fl._aggregator import Aggregate, SecureAggregator
 from secureagg.protocol import (
     Cost,
-    Graph,
     Rejection,
     RoundConfig,
     RoundResult,
     ServerSession,
     Stage,
-    default_threshold,
     new_round_id,
+    plan_round,
 )
 
 __all__ = ["SecureAggServer"]
@@ -61,20 +60,21 @@ class SecureAggServer:
         if settings.signed and identity_keys is None:
             raise ConfigError("signed mode needs every client's identity public key")
         round_id = new_round_id(round_counter)
-        graph = (
-            Graph.complete(ids)
-            if settings.degree is None
-            else Graph.harary(ids, settings.degree, rng_seed=round_id)
+        plan = plan_round(
+            len(ids),
+            degree=settings.degree,
+            threshold=settings.threshold,
+            allow_minority_threshold=settings.allow_minority_threshold,
         )
-        threshold = settings.threshold
         self.config = RoundConfig(
             round_id=round_id,
             bits=aggregator.encoder.bits,
             d=aggregator.encoder.length,
-            threshold=default_threshold(graph.degree) if threshold is None else threshold,
-            graph=graph,
+            threshold=plan.threshold,
+            graph=plan.graph(ids, round_id),
             signed=settings.signed,
             identity_keys=dict(identity_keys or {}),
+            encoding=aggregator.encoder.public_settings(),
         )
         self.aggregator = aggregator
         self._session = ServerSession(self.config, **session_options)

@@ -52,6 +52,7 @@ PINNED: dict[str, type] = {
     "clip": float,
     "frac-bits": int,
     "max-clients": int,
+    "weighting": str,
     "weighted-by": str,
     "arrays-key": str,
 }
@@ -137,6 +138,7 @@ def _encoder(config: RoundConfig) -> UpdateEncoder:
             clip=clip,
             frac_bits=_setting(config, "frac-bits", int),
             bits=config.bits,
+            weighting=_setting(config, "weighting", str),
         )
     except OverflowError as exc:  # a clip so large that c * 2^f overflows a float
         raise _Declined(f"the server's clip {clip!r} is out of range") from exc

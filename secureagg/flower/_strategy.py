@@ -99,10 +99,12 @@ class SecureAggregation(Strategy):
     """Wraps a Flower strategy so that training updates are only ever summed securely.
 
     The wrapped strategy picks the nodes and sees one reply per round: the secure average
-    of the survivors' models, every node weighted alike (uniform weighting: no example
-    count reaches the server; the reply's ``num-examples`` is checked against
-    ``max_examples`` on the node and goes no further). ``max_examples`` is the public bound
-    on a client's example count;
+    of the survivors' models, every node weighted alike (``weighting="uniform"``, the
+    default: no example count reaches the server), or, with ``"examples-public"``, by
+    ``num-examples`` capped at ``max_examples`` (the summed counts are then revealed).
+    ``max_examples`` is the public bound on a client's example count. Every setting that
+    shapes a node's message is in the round config, which nodes check against what they
+    pinned in their node config (docs/flower.md, "What a node accepts");
     ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
     bounds each protocol stage but training (setup, share-keys, unmask), in seconds; the
     training message waits for ``start(timeout=...)``. Evaluation passes through.
@@ -123,6 +125,7 @@ class SecureAggregation(Strategy):
         max_clients: int | None = None,
         timeout: float | None = 120.0,
         signed: bool = False,
+        weighting: str = "uniform",
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
@@ -135,6 +138,7 @@ class SecureAggregation(Strategy):
                 clip=clip,
                 frac_bits=frac_bits,
                 bits=bits,
+                weighting=weighting,
             )
         except OverflowError as exc:
             raise ConfigError(f"clip {clip!r} is out of range") from exc
@@ -159,6 +163,7 @@ class SecureAggregation(Strategy):
         if not isinstance(signed, bool):
             raise ConfigError(f"signed must be a bool, got {signed!r}")
         self.signed = signed
+        self.weighting = weighting
         self.max_examples = max_examples
         self.threshold = threshold
         self.degree = degree
@@ -174,7 +179,7 @@ class SecureAggregation(Strategy):
     def from_config(cls, strategy: Strategy, config: Mapping[str, Any]) -> SecureAggregation:
         """Settings from a Flower run config: ``secureagg-max-examples`` (required), and
         optionally ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means
-        the default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``."""
+        the default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``, ``-weighting``."""
 
         def get(name: str, kind: type, default: Any) -> Any:
             value = config.get(f"secureagg-{name}", default)
@@ -197,6 +202,7 @@ class SecureAggregation(Strategy):
             clip=get("clip", float, 1.0),
             timeout=get("timeout", float, 120.0),
             signed=get("signed", bool, False),
+            weighting=get("weighting", str, "uniform"),
         )
 
     # -- training: keys and shares in configure_train, the model with the masked-input -----
@@ -364,6 +370,7 @@ class SecureAggregation(Strategy):
             clip=self.clip,
             frac_bits=self.frac_bits,
             bits=self.bits,
+            weighting=self.weighting,
         )
         if n > encoder.quant.max_clients:
             raise ConfigError(f"{n} nodes sampled, max_clients is {self.max_clients}")
@@ -385,10 +392,7 @@ class SecureAggregation(Strategy):
         """What a node encodes its update with, bound into the round config (and its digest):
         a node reads these from the config alone, never from a per-node field."""
         return {
-            "max-clients": encoder.quant.max_clients,
-            "max-examples": self.max_examples,
-            "clip": self.clip,
-            "frac-bits": self.frac_bits,
+            **encoder.public_settings(),
             "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
             "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
         }

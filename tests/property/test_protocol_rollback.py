@@ -11,7 +11,6 @@ self-mask seed b_v and the mask key s_v), which is what recovering x_v takes.
 from __future__ import annotations
 
 import contextlib
-
 from dataclasses import dataclass
 
 import numpy as np

@@ -25,7 +25,7 @@ from secureagg.protocol import MaskedInput, Stage, decode
 
 D = 6
 IDS = [1, 2, 3, 4, 5, 6]  # complete graph: degree 5
-T = 3  # threshold: each client needs 3 of its 5 neighbours
+T = 3  # threshold: each client needs 3 of its 5 neighbours (below a majority: opted in)
 SPARE = len(IDS) - 1 - T  # dropouts that can never abort: 2
 
 
@@ -34,7 +34,7 @@ def public_bytes(key: Ed25519PrivateKey) -> bytes:
 
 
 def _aggregator(d: int = D, signed: bool = False) -> SecureAggregator:
-    cfg = SecureAggConfig(signed=signed, threshold=T)
+    cfg = SecureAggConfig(signed=signed, threshold=T, allow_minority_threshold=True)
     return SecureAggregator({"w": torch.zeros(d)}, cfg, max_clients=8, max_examples=100)
 
 
@@ -83,7 +83,9 @@ def _expected_total(agg: SecureAggregator, members: list[int]) -> np.ndarray:
 def _round(gone: dict[int, Stage]) -> tuple[SecureAggregator, SecureAggServer]:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     _drive(server, clients, gone)
     return agg, server
 
@@ -130,7 +132,9 @@ def test_any_dropout_pattern_sums_exactly_or_aborts(gone: dict[int, Stage]) -> N
 def test_the_update_leaves_the_client_only_masked() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     sent: dict[int, list[bytes]] = {}
     _drive(server, clients, {}, sent)
     for u in IDS:
@@ -145,7 +149,9 @@ def test_the_update_leaves_the_client_only_masked() -> None:
 def test_too_many_dropouts_abort_and_no_result() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     with pytest.raises(RoundAborted):
         _drive(server, clients, {1: Stage.MASKED_INPUT, 2: Stage.MASKED_INPUT, 3: Stage.SHARE_KEYS})
     with pytest.raises(RoundAborted):
@@ -161,7 +167,7 @@ def test_result_before_the_end_is_refused() -> None:
 def test_client_bad_bytes_are_typed_errors() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    client = SecureAggClient(agg.client_encoder(), 1)
+    client = SecureAggClient(agg.client_encoder(), 1, allow_minority_threshold=True)
     with pytest.raises(ProtocolError, match="before join"):
         client.receive(b"anything")
     with pytest.raises(DecodeError):
@@ -174,7 +180,9 @@ def test_client_bad_bytes_are_typed_errors() -> None:
     with pytest.raises(ConfigError, match="models or settings differ"):
         client.join(other.config_bytes)
     with pytest.raises(ConfigError, match="not in the round"):
-        SecureAggClient(agg.client_encoder(), 9).join(server.config_bytes)
+        SecureAggClient(agg.client_encoder(), 9, allow_minority_threshold=True).join(
+            server.config_bytes
+        )
     client.join(server.config_bytes)
     with pytest.raises(ProtocolError, match="twice"):
         client.join(server.config_bytes)
@@ -188,7 +196,9 @@ def test_client_bad_bytes_are_typed_errors() -> None:
 def test_server_records_bad_bytes_and_drops_the_sender() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     with pytest.raises(DecodeError):
         server.receive(1, "text")  # type: ignore[arg-type]
     server.receive(1, b"junk")
@@ -205,7 +215,9 @@ def test_server_records_bad_bytes_and_drops_the_sender() -> None:
 def test_masked_stage_without_update_is_a_config_error_not_an_abort() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     for u in IDS:
         server.receive(u, clients[u].join(server.config_bytes))
     for stage in (Stage.SHARE_KEYS, Stage.MASKED_INPUT):
@@ -232,7 +244,9 @@ def test_masked_stage_without_update_is_a_config_error_not_an_abort() -> None:
 def test_an_update_given_before_join_is_used() -> None:
     agg = _aggregator()
     server = SecureAggServer(agg, IDS)
-    clients = {u: SecureAggClient(agg.client_encoder(), u) for u in IDS}
+    clients = {
+        u: SecureAggClient(agg.client_encoder(), u, allow_minority_threshold=True) for u in IDS
+    }
     for u in IDS:
         clients[u].provide_update(_update(u), np.random.default_rng(u))
         assert not clients[u].needs_update
@@ -250,7 +264,13 @@ def test_signed_round_with_trusted_keys() -> None:
         SecureAggServer(agg, IDS)
     server = SecureAggServer(agg, IDS, identity_keys=public)
     clients = {
-        u: SecureAggClient(agg.client_encoder(), u, identity=keys[u], trusted_keys=public)
+        u: SecureAggClient(
+            agg.client_encoder(),
+            u,
+            allow_minority_threshold=True,
+            identity=keys[u],
+            trusted_keys=public,
+        )
         for u in IDS
     }
     _drive(server, clients, {4: Stage.CONSISTENCY})
@@ -261,14 +281,22 @@ def test_signed_round_with_trusted_keys() -> None:
     forged[2] = public_bytes(Ed25519PrivateKey.generate())
     rogue = SecureAggServer(agg, IDS, identity_keys=forged)
     with pytest.raises(ConfigError, match="trusts"):
-        SecureAggClient(agg.client_encoder(), 1, identity=keys[1], trusted_keys=public).join(
-            rogue.config_bytes
-        )
+        SecureAggClient(
+            agg.client_encoder(),
+            1,
+            allow_minority_threshold=True,
+            identity=keys[1],
+            trusted_keys=public,
+        ).join(rogue.config_bytes)
     unsigned = SecureAggServer(_aggregator(), IDS)
     with pytest.raises(ConfigError, match="trusts"):
-        SecureAggClient(agg.client_encoder(), 1, identity=keys[1], trusted_keys=public).join(
-            unsigned.config_bytes
-        )
+        SecureAggClient(
+            agg.client_encoder(),
+            1,
+            allow_minority_threshold=True,
+            identity=keys[1],
+            trusted_keys=public,
+        ).join(unsigned.config_bytes)
 
 
 def test_server_refuses_too_few_or_too_many_clients() -> None:
@@ -287,3 +315,22 @@ def test_aggregate_is_the_simulator_under_its_old_name() -> None:
     new = agg.simulate(encoded)
     assert old.members == new.members == IDS
     np.testing.assert_array_equal(old.vector, new.vector)
+
+
+def test_a_client_joins_only_a_round_with_its_own_encoding_settings() -> None:
+    """The settings are in the round config (and its digest); a client whose encoder has
+    other ones refuses before any key exists (issue 12)."""
+    server = SecureAggServer(_aggregator(), IDS)
+    assert server.config.encoding["max-examples"] == 100
+    other = SecureAggregator(
+        {"w": torch.zeros(D)},
+        SecureAggConfig(threshold=T, allow_minority_threshold=True),
+        max_clients=8,
+        max_examples=99,
+    )
+    client = SecureAggClient(other.client_encoder(), 1, allow_minority_threshold=True)
+    with pytest.raises(RoundAborted, match="max-examples is 100, this client's is 99"):
+        client.join(server.config_bytes)
+    majority = SecureAggClient(_aggregator().client_encoder(), 1)  # no opt-out: t=3 of 6
+    with pytest.raises(RoundAborted, match="not above half"):
+        majority.join(server.config_bytes)

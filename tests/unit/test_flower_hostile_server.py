@@ -65,7 +65,12 @@ def _forge_per_node(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> N
     monkeypatch.setattr(strategy_module, "encode_setup", forged)
 
 
-ATTACKS = [("max-examples", 2**62), ("clip", 1e-30), ("weighted-by", "batches")]
+ATTACKS = [
+    ("max-examples", 2**62),
+    ("clip", 1e-30),
+    ("weighted-by", "batches"),
+    ("weighting", "examples-public"),
+]
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -120,10 +125,13 @@ def test_a_node_pins_its_encoding_and_declines_other_settings_before_any_key_lea
 
 def test_an_example_count_above_the_maximum_is_capped_not_declined() -> None:
     """Declining would tell the server one bit of the count per round (8: declined, then 9:
-    took part); the node takes part with its weight capped at max-examples."""
+    took part); the node takes part with its weight capped at max-examples (the weighting
+    that reads counts; under uniform weighting no count is read at all)."""
     grid = lb.LoopbackGrid(lb._app(), 4)  # counts 5, 9, 13, 17
     fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
-    strategy = strategy_module.SecureAggregation(fedavg, max_examples=8)
+    strategy = strategy_module.SecureAggregation(
+        fedavg, max_examples=8, weighting="examples-public"
+    )
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
     assert report.aborted is None and report.declined == {}

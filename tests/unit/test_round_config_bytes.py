@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -35,7 +36,8 @@ def spec_bytes(
     seed: bytes | None = None,
     keys: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
     magic: bytes = b"SACF",
-    version: int = 1,
+    version: int = 2,
+    encoding: list[bytes] = (),  # type: ignore[assignment]
 ) -> bytes:
     """The layout of docs/protocol.md, written out independently of the code under test."""
     out = magic + bytes([version, len(rid)]) + rid + bytes([bits])
@@ -44,6 +46,7 @@ def spec_bytes(
     if seed is not None:
         out += bytes([len(seed)]) + seed
     out += struct.pack(">I", len(keys)) + b"".join(struct.pack(">I", u) + k for u, k in keys)
+    out += bytes([len(encoding)]) + b"".join(encoding)
     return out
 
 
@@ -73,6 +76,36 @@ def test_layout_matches_the_documented_one() -> None:
     assert plain.to_bytes() == spec_bytes(
         rid=plain.round_id, bits=20, d=1000, t=3, flags=0, ids=IDS, degree=len(IDS) - 1
     )
+
+
+def test_the_encoding_entries_follow_the_documented_layout() -> None:
+    """Sorted by name; each: u8 name length, name, u8 tag (1 int, 2 float, 3 str, 4 bool),
+    then i64 / f64 big-endian, u32 length + UTF-8, or one byte."""
+    base = make(harary=False, signed=False)
+    enc = {"max-examples": 80, "clip": 0.5, "weighting": "uniform", "signed-weights": False}
+    cfg = dataclasses.replace(base, encoding=enc)
+    entries = [
+        bytes([4]) + b"clip" + bytes([2]) + struct.pack(">d", 0.5),
+        bytes([12]) + b"max-examples" + bytes([1]) + struct.pack(">q", 80),
+        bytes([14]) + b"signed-weights" + bytes([4, 0]),
+        bytes([9]) + b"weighting" + bytes([3]) + struct.pack(">I", 7) + b"uniform",
+    ]
+    assert cfg.to_bytes() == spec_bytes(
+        rid=cfg.round_id,
+        bits=20,
+        d=1000,
+        t=3,
+        flags=0,
+        ids=IDS,
+        degree=len(IDS) - 1,
+        encoding=entries,
+    )
+    assert RoundConfig.from_bytes(cfg.to_bytes()).encoding == enc
+    unsorted = spec_bytes(
+        rid=cfg.round_id, bits=20, d=1000, t=3, flags=0, ids=IDS, degree=9, encoding=entries[::-1]
+    )
+    with pytest.raises(DecodeError, match="sorted"):
+        RoundConfig.from_bytes(unsorted)
 
 
 def test_unsigned_identity_keys_travel_too() -> None:
@@ -109,7 +142,8 @@ def test_the_hand_built_base_is_valid() -> None:
     ("changes", "match"),
     [
         ({"magic": b"SAGG"}, "bad magic"),
-        ({"version": 2}, "version 2"),
+        ({"version": 1}, "version 1"),
+        ({"version": 3}, "version 3"),
         ({"rid": bytes(15)}, "round id of 15"),
         ({"ids": [1, 3, 2, 4]}, "increasing"),
         ({"ids": [1, 2, 2, 4]}, "increasing"),
