@@ -10,13 +10,13 @@
 
 What is here:
 
-* key agreement and derivation: :class:`KeyPair`, :func:`agree` (X25519),
+* key agreement and derivation: :class:`KeyPair`, :func:`agree` (X25519), :func:`is_low_order`,
   :func:`derive_key` (HKDF-SHA256, one label per use, round id as salt);
 * the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed);
 * arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
   :func:`sub_into`, :func:`reduce_into`; b-bit packing: :func:`pack_bits`,
   :func:`unpack_bits`, :func:`packed_size`;
-* Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`;
+* Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`, :func:`combine_many`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
   :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`;
@@ -45,6 +45,7 @@ from secureagg.hazmat._keys import (
     KeyPair,
     agree,
     derive_key,
+    is_low_order,
 )
 from secureagg.hazmat._modarith import (
     MAX_BITS,
@@ -65,7 +66,7 @@ from secureagg.hazmat._quantize import (
     make_config,
     quantize,
 )
-from secureagg.hazmat._shamir import PRIME, SECRET_SIZE, SHARE_SIZE, combine, split
+from secureagg.hazmat._shamir import PRIME, SECRET_SIZE, SHARE_SIZE, combine, combine_many, split
 
 __all__ = [
     "AEAD_VERSION",
@@ -91,6 +92,7 @@ __all__ = [
     "centered_sum",
     "choose_bits",
     "combine",
+    "combine_many",
     "ddp_decode",
     "ddp_encode",
     "dequantize_sum",
@@ -99,6 +101,7 @@ __all__ = [
     "element_dtype",
     "expand_mask",
     "fwht",
+    "is_low_order",
     "make_config",
     "open_sealed",
     "pack_bits",

@@ -16,13 +16,13 @@ from secureagg.hazmat import (
     KeyPair,
     MaskBuffer,
     combine,
+    combine_many,
     derive_key,
     element_dtype,
+    is_low_order,
     reduce_into,
     zeros,
 )
-from secureagg.hazmat._keys import is_low_order
-from secureagg.hazmat._shamir import combine_many
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
