@@ -50,15 +50,23 @@ class SecureAggregator:
     it takes every client's *unmasked* encoding and runs all sessions in this process, so
     it hides nothing from whoever calls it; use it for tests, demos and measurements.
 
-    ``like`` (a model or its named parameters) fixes the update's layout; ``max_clients``
-    and ``max_examples`` (public bounds: clients per round, examples per client) fix the
-    bit width so that no sum can wrap. ``update_clip``, when the clients L2-clip their
-    updates to it, replaces ``config.clip`` as the quantisation bound.
-
     With ``distributed``, the updates are encoded for client-level distributed DP instead
     (:class:`DistributedEncoder`): clipped, rotated, rounded and noised in the integers, with
     the protocol threshold fixed at ``config.threshold`` (default: a majority of
     ``max_clients``) and the noise calibrated for ``threshold - colluders`` honest clients.
+
+    Parameters:
+        like: A model or its named parameters: fixes the update's layout.
+        config: Encoding and protocol settings (default: ``SecureAggConfig()``).
+        max_clients: Public bound on the clients in one round (with ``max_examples``, it
+            fixes the bit width so that no sum can wrap).
+        max_examples: Public bound on one client's example count.
+        update_clip: When the clients L2-clip their updates to it, it replaces
+            ``config.clip`` as the quantisation bound.
+        distributed: Client-level distributed DP settings, if any.
+
+    Raises:
+        ConfigError: Settings that cannot work together.
     """
 
     def __init__(
@@ -108,7 +116,11 @@ class SecureAggregator:
         return self.encoder.bits if self.distributed is None else self.distributed.bits
 
     def client_encoder(self) -> UpdateEncoder:
-        """The encoding the clients use (public settings only: no key, no secret)."""
+        """The encoding the clients use (public settings only: no key, no secret).
+
+        Returns:
+            The federation's :class:`UpdateEncoder`.
+        """
         return self.encoder
 
     def encode(
@@ -117,6 +129,13 @@ class SecureAggregator:
         """Client side: the update as this federation's protocol input (``client_encoder()``).
 
         Under distributed DP, ``rng`` is ignored: rounding and noise come from the OS.
+
+        Parameters:
+            update: The client's round update.
+            rng: Drives the stochastic rounding (default: seeded by the OS).
+
+        Returns:
+            The protocol input, a vector in Z_{2^b}.
         """
         if self.distributed is not None:
             return self.distributed.encode(update)
@@ -126,6 +145,12 @@ class SecureAggregator:
         """What the decoded average estimates, computed in the clear (for metrics and tests).
 
         The weighted average; under distributed DP the uniform mean of the clipped updates.
+
+        Parameters:
+            updates: The members' updates by client id.
+
+        Returns:
+            The average, flat, in float64.
         """
         if self.distributed is None:
             return plain_average(updates, self.encoder.weighting)
@@ -143,8 +168,19 @@ class SecureAggregator:
         """Simulate one round in-process over ``encoded`` and decode the survivors' average.
 
         A simulation: the caller holds every unmasked input (simulate_round runs every
-        client and the server here, over the real wire bytes). RoundAborted when too few
-        clients remain; ConfigError for a malformed input.
+        client and the server here, over the real wire bytes).
+
+        Parameters:
+            encoded: Each client's protocol input, by client id.
+            dropouts: Clients that go silent at each protocol stage.
+            capture: Clients whose masked input to keep, as the server saw it.
+
+        Returns:
+            The survivors' average update and how it was made.
+
+        Raises:
+            RoundAborted: Too few clients remain.
+            ConfigError: A malformed input.
         """
         if len(encoded) > self.max_clients:
             raise ConfigError(f"{len(encoded)} clients exceed max_clients={self.max_clients}")
@@ -182,7 +218,16 @@ class SecureAggregator:
         dropouts: Mapping[Stage, Collection[int]] | None = None,
         capture: Collection[int] = (),
     ) -> Aggregate:
-        """Deprecated name of :meth:`simulate` (an in-process simulation, not a server)."""
+        """Deprecated name of :meth:`simulate` (an in-process simulation, not a server).
+
+        Parameters:
+            encoded: As for :meth:`simulate`.
+            dropouts: As for :meth:`simulate`.
+            capture: As for :meth:`simulate`.
+
+        Returns:
+            As :meth:`simulate`.
+        """
         warnings.warn(
             "SecureAggregator.aggregate is the in-process simulator and is now called "
             "simulate(); over a real transport use SecureAggServer and SecureAggClient",
@@ -192,7 +237,15 @@ class SecureAggregator:
         return self.simulate(encoded, dropouts=dropouts, capture=capture)
 
     def decode(self, total: npt.NDArray[Any], members: Collection[int]) -> Aggregate:
-        """The average update from a protocol sum over ``members``."""
+        """The average update from a protocol sum over ``members``.
+
+        Parameters:
+            total: The unmasked sum of the members' protocol inputs.
+            members: The clients whose inputs are in the sum.
+
+        Returns:
+            The average update, shaped like the model, with its error bound.
+        """
         start = time.perf_counter()
         dec: Decoded
         if self.distributed is not None:

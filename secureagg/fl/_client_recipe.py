@@ -31,23 +31,31 @@ class SecureAggClient:
        The reply to the shares message is the masked update: give the update to
        :meth:`provide_update` before it (or as ``receive(data, update=...)``).
 
-    The update is encoded (``encoder``: the federation's public settings, the same as the
-    server's) and handed to the protocol session inside this object; the only bytes that
-    leave are the session's messages, so the update leaves this process only masked.
-    Timeouts are the caller's: a client that stops calling simply drops out.
+    The update is encoded and handed to the protocol session inside this object; the only
+    bytes that leave are the session's messages, so the update leaves this process only
+    masked. Timeouts are the caller's: a client that stops calling simply drops out.
+
+    The client takes part only in a round whose config carries its encoder's settings, bit
+    width and length (a :class:`ClientPolicy`; pass ``policy`` to set one yourself) and a
+    threshold above half its neighbourhood, unless ``allow_minority_threshold``.
 
     Errors: DecodeError for a round config that is not one; ConfigError when the config
     does not fit this client (another model, other settings, not a member, untrusted
     identity keys) or no update was given in time; RoundAborted, after which the client
     stays aborted and reveals nothing more, when a server message is malformed or deviates.
-    ``identity`` (signed mode) is the client's Ed25519 key; ``trusted_keys`` (client id ->
-    raw public key), when given, makes the client join only signed rounds whose identity
-    keys are exactly these. The client takes part only in a round whose config carries its
-    encoder's settings, bit width and length (a :class:`ClientPolicy`; pass ``policy`` to
-    set one yourself) and a threshold above half its neighbourhood, unless
-    ``allow_minority_threshold`` (for simulations of weaker settings). ``journal`` (a
-    :class:`~secureagg.protocol.Journal`) records its committing replies; other
-    ``session_options`` go to :class:`ClientSession` unchanged.
+
+    Parameters:
+        encoder: The federation's public encoding, the same as the server's
+            (:meth:`SecureAggregator.client_encoder`).
+        client_id: This client's id in the round.
+        identity: The client's Ed25519 key (signed mode).
+        trusted_keys: Client id -> raw Ed25519 public key; when given, the client joins only
+            signed rounds whose identity keys are exactly these.
+        allow_minority_threshold: Accept a threshold at or below half the neighbourhood (for
+            simulations of weaker settings).
+        **session_options: ``policy``, ``journal`` (a :class:`~secureagg.protocol.Journal`
+            that records the client's committing replies) and other options of
+            :class:`ClientSession`, passed unchanged.
     """
 
     def __init__(
@@ -101,7 +109,14 @@ class SecureAggClient:
         return None if self._session is None else self._session.aborted
 
     def join(self, config: bytes) -> bytes:
-        """Check the server's round config and return this client's advertise message."""
+        """Check the server's round config and return this client's advertise message.
+
+        Parameters:
+            config: The round config bytes the server sent.
+
+        Returns:
+            The advertise message to send to the server.
+        """
         if self._session is not None:
             raise ProtocolError("join called twice: one SecureAggClient serves one round")
         cfg = RoundConfig.from_bytes(_as_bytes(config, "the round config"))
@@ -122,7 +137,12 @@ class SecureAggClient:
         return session.advertise()
 
     def provide_update(self, update: LocalUpdate, rng: np.random.Generator | None = None) -> None:
-        """Encode ``update`` for this round (``rng``: stochastic rounding; default OS-seeded)."""
+        """Encode ``update`` for this round.
+
+        Parameters:
+            update: The client's round update.
+            rng: Drives the stochastic rounding (default: seeded by the OS).
+        """
         if self._session is not None and self._session.aborted is not None:
             raise RoundAborted(f"client {self.client_id} aborted: {self._session.aborted}")
         if self._session is not None and self._session.stage not in (
@@ -139,7 +159,15 @@ class SecureAggClient:
         self._has_update = True
 
     def receive(self, data: bytes, *, update: LocalUpdate | None = None) -> bytes:
-        """The reply to one server message (``update``: as :meth:`provide_update`)."""
+        """The reply to one server message.
+
+        Parameters:
+            data: The server's message for this stage.
+            update: The round update, if not given to :meth:`provide_update` before.
+
+        Returns:
+            The reply to send back.
+        """
         session = self._session
         if session is None:
             raise ProtocolError("receive before join: the round config comes first")

@@ -11,16 +11,20 @@ __all__ = ["SecureAggConfig"]
 class SecureAggConfig:
     """Encoding and protocol settings of the secure aggregator.
 
-    ``clip`` bounds each coordinate of a weighted update (used unless the clients L2-clip
-    their updates with ``update_clip``, which then serves as the bound); ``frac_bits`` is the
-    fixed-point precision (error per client and coordinate < 2^-frac_bits). ``degree`` None
-    means the complete graph; ``threshold`` None means a strict majority of each
-    neighbourhood (``default_threshold``). ``signed`` runs the protocol's signed mode.
-    ``weighting`` is the averaging rule (``secureagg.fl.WEIGHTINGS``): ``"uniform"`` (the
-    default; no private count reaches the server) or ``"examples-public"`` (weights
-    ``n / max_examples``: the server decodes the summed counts, so declare them public).
-    ``allow_minority_threshold`` is the protocol's opt-out for simulations that study a
-    threshold at or below half a neighbourhood (clients refuse one without it).
+    Attributes:
+        frac_bits: Fixed-point precision (error per client and coordinate < 2^-frac_bits).
+        clip: Bound on each coordinate of a weighted update (used unless the clients L2-clip
+            their updates with ``update_clip``, which then serves as the bound).
+        degree: Neighbours per client (None: the complete graph).
+        threshold: Shamir threshold (None: a strict majority of each neighbourhood,
+            ``default_threshold``).
+        signed: Run the protocol's signed mode.
+        weighting: The averaging rule (``secureagg.fl.WEIGHTINGS``): "uniform" (the default;
+            no private count reaches the server) or "examples-public" (weights
+            ``n / max_examples``: the server decodes the summed counts, so declare them
+            public).
+        allow_minority_threshold: The protocol's opt-out for simulations that study a
+            threshold at or below half a neighbourhood (clients refuse one without it).
     """
 
     frac_bits: int = 16

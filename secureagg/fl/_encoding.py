@@ -64,6 +64,18 @@ class UpdateEncoder:
     The client side of secure aggregation: :meth:`encode` turns a client's update into its
     protocol input. The server's :class:`SecureAggregator` builds one from the federation's
     public settings; :meth:`SecureAggregator.client_encoder` hands it to the clients.
+
+    Parameters:
+        d: Length of a flat update.
+        max_clients: Public bound on the clients in one round.
+        max_examples: Public bound on one client's example count.
+        clip: Bound on each coordinate of a weighted update (larger values are clipped).
+        frac_bits: Fixed-point precision, in bits after the binary point.
+        bits: Bit width b of the ring (default: the smallest that no sum can wrap).
+        weighting: The averaging rule: "uniform" or "examples-public".
+
+    Raises:
+        ConfigError: Settings that cannot work together.
     """
 
     def __init__(
@@ -97,8 +109,12 @@ class UpdateEncoder:
         return self.d + 1
 
     def public_settings(self) -> dict[str, int | float | str]:
-        """The settings a client's message depends on (bits and length aside), for the round
-        config's ``encoding``: bound into its digest, and what a client pins and checks."""
+        """The settings a client's message depends on (bits and length aside).
+
+        Returns:
+            Name -> value, for the round config's ``encoding``: bound into its digest, and what
+            a client pins and checks.
+        """
         return {
             "max-clients": self.quant.max_clients,
             "max-examples": self.max_examples,
@@ -108,7 +124,14 @@ class UpdateEncoder:
         }
 
     def weight(self, update: LocalUpdate) -> float:
-        """The weight this client's update is encoded with (1 under uniform weighting)."""
+        """The weight this client's update is encoded with (1 under uniform weighting).
+
+        Parameters:
+            update: The client's round update.
+
+        Returns:
+            The weight.
+        """
         return self._weight(update)
 
     def _weight(self, update: LocalUpdate) -> float:
@@ -128,7 +151,14 @@ class UpdateEncoder:
         return n / self.max_examples
 
     def weighted(self, update: LocalUpdate) -> npt.NDArray[np.float64]:
-        """The float vector a client encodes: ``[w * x, w * c]``."""
+        """The float vector a client encodes: ``[w * x, w * c]``.
+
+        Parameters:
+            update: The client's round update.
+
+        Returns:
+            The weighted update followed by the weight coordinate, in float64.
+        """
         w = self._weight(update)
         out = np.empty(self.length, dtype=np.float64)
         np.multiply(update.vector, w, out=out[: self.d])
@@ -136,7 +166,14 @@ class UpdateEncoder:
         return out
 
     def clipped_coordinates(self, update: LocalUpdate) -> int:
-        """How many weighted coordinates the quantiser would clip (0 keeps the bound valid)."""
+        """How many weighted coordinates the quantiser would clip (0 keeps the bound valid).
+
+        Parameters:
+            update: The client's round update.
+
+        Returns:
+            The number of coordinates outside [-clip, clip].
+        """
         v = self.weighted(update)[: self.d]
         return int(np.count_nonzero(np.abs(v) > self.quant.clip * (1 + _F32_SLACK)))
 
@@ -145,7 +182,12 @@ class UpdateEncoder:
     ) -> npt.NDArray[Any]:
         """The client's protocol input: quantised ``[w * x, w * c]`` in Z_{2^b}.
 
-        ``rng`` drives the stochastic rounding (default: a fresh generator seeded by the OS).
+        Parameters:
+            update: The client's round update.
+            rng: Drives the stochastic rounding (default: a fresh generator seeded by the OS).
+
+        Returns:
+            The protocol input, ``length`` unsigned integers.
         """
         rng = rng or np.random.default_rng()
         if not isinstance(update.vector, np.ndarray) or update.vector.dtype != np.float32:
@@ -164,6 +206,13 @@ class UpdateEncoder:
         With S the summed weighted update and W the summed weight as decoded, each off by at
         most e_s = m * 2^-f (and e_w = e_s / c for the weight), the true average differs
         from S / W by at most (|S / W| * e_w + e_s) / (W - e_w) per coordinate.
+
+        Parameters:
+            total: The unmasked sum of the members' protocol inputs.
+            members: How many inputs are in the sum (m).
+
+        Returns:
+            The average, the summed weight and the error bound.
         """
         if members < 1:
             raise ConfigError("no client update to decode")

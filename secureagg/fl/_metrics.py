@@ -18,19 +18,35 @@ __all__ = ["FederatedResult", "RoundMetrics"]
 class RoundMetrics:
     """One round: who trained, whose update is in the average, errors, privacy and costs.
 
-    ``dropped`` maps a client id to why its update is missing: "budget" (declined, next
-    round would exceed its budget), "dropout:<stage>" (went silent at that protocol stage)
-    or "aborted" (the protocol round aborted). ``dropouts`` maps every client that declined
-    or went silent to "budget" or the stage ("advertise", "share_keys", "masked_input",
-    "consistency", "unmask"), including one that dropped at "unmask" after sending its
-    input, which is a member: :meth:`in_sum` tells them apart. ``max_abs_error`` is the
-    largest coordinate difference between the securely aggregated average and the plain
-    weighted average of the members' updates; ``error_bound`` is what the encoding promises
-    it stays under. ``epsilon`` is each private client's cumulative epsilon (Opacus RDP)
-    after the round. With ``run_federated(keep_vectors=True)``, ``updates`` holds each
-    trained client's update as it was encoded, ``recovered`` the average the server decoded
-    and ``reference`` the plain weighted average of the members' updates (None when nothing
-    was averaged); without it they are empty / None.
+    Attributes:
+        round: The round number, from 1.
+        participants: Clients that trained this round.
+        members: Clients whose update is in the average.
+        dropped: Client id -> why its update is missing: "budget" (declined, the round would
+            exceed its budget), "dropout:<stage>" (went silent at that protocol stage) or
+            "aborted" (the protocol round aborted).
+        accuracy: The evaluation after the round (None without ``evaluate``).
+        max_abs_error: Largest coordinate difference between the securely aggregated average
+            and the plain weighted average of the members' updates.
+        error_bound: What the encoding promises ``max_abs_error`` stays under.
+        epsilon: Each private client's cumulative epsilon (Opacus RDP) after the round.
+        client_ms: Each client's time this round (training and its part of the protocol), in ms.
+        client_bytes: Each client's protocol bytes, sent plus received.
+        server_ms: The server's time this round (its part of the protocol, decoding), in ms.
+        captured: ``(client, masked input, true input)`` kept with ``capture_client``.
+        bits: The ring's bit width (None without secure aggregation).
+        aborted: Whether the protocol round aborted (nothing was averaged).
+        update_norms: Each trained client's update norm before user-level clipping.
+        grad_sample_mode: Each private client's per-example gradient mode.
+        dropouts: Every client that declined or went silent -> "budget" or the stage
+            ("advertise", "share_keys", "masked_input", "consistency", "unmask"), including
+            one that dropped at "unmask" after sending its input, which is a member
+            (:meth:`in_sum` tells them apart).
+        updates: With ``run_federated(keep_vectors=True)``, each trained client's update as
+            it was encoded (else empty).
+        recovered: With ``keep_vectors``, the average the server decoded (else None).
+        reference: With ``keep_vectors``, the plain weighted average of the members' updates
+            (None when nothing was averaged).
     """
 
     round: int
@@ -55,16 +71,39 @@ class RoundMetrics:
     reference: npt.NDArray[np.float64] | None = None
 
     def in_sum(self, client: int) -> bool:
-        """Whether ``client``'s update is in this round's average."""
+        """Whether ``client``'s update is in this round's average.
+
+        Parameters:
+            client: The client id.
+
+        Returns:
+            True for a member.
+        """
         return client in self.members
 
     def dropout_text(self, client: int) -> str:
-        """``client``'s dropout for people, e.g. "4 at unmask (update in sum)"."""
+        """``client``'s dropout for people, e.g. "4 at unmask (update in sum)".
+
+        Parameters:
+            client: A client in :attr:`dropouts`.
+
+        Returns:
+            One short phrase.
+        """
         return self.describe_dropout(client, self.dropouts[client], self.in_sum(client))
 
     @staticmethod
     def describe_dropout(client: int | str, stage: str, in_sum: bool) -> str:
-        """One dropout for people: who, at which stage, and whether its update is in the sum."""
+        """One dropout for people: who, at which stage, and whether its update is in the sum.
+
+        Parameters:
+            client: The client id.
+            stage: The stage it went silent at, or "budget".
+            in_sum: Whether its update is in the sum.
+
+        Returns:
+            One short phrase, e.g. "4 at unmask (update in sum)".
+        """
         where = "declined (budget)" if stage == "budget" else f"at {stage}"
         return f"{client} {where} ({'update in sum' if in_sum else 'update lost'})"
 
@@ -73,7 +112,11 @@ class RoundMetrics:
 class FederatedResult:
     """Every round's metrics, the final global model, and the ledger (None without DP).
 
-    ``clients`` holds each client's trainer (PrivateTrainer or PlainTrainer), for inspection.
+    Attributes:
+        rounds: One :class:`RoundMetrics` per round, in order.
+        model: The final global model.
+        ledger: The privacy ledger (None without DP).
+        clients: Each client's trainer (PrivateTrainer or PlainTrainer), for inspection.
     """
 
     rounds: list[RoundMetrics]

@@ -33,11 +33,15 @@ class SecureAggServer:
 
     The server only ever holds masked inputs and the shares it needs to remove the masks
     of the sum: :meth:`result` is the survivors' average, nothing per client.
-    ``aggregator`` supplies the encoding and protocol settings (its ``config``) and
-    decodes the sum; ``round_counter`` goes into the fresh round id (new_round_id);
-    ``identity_keys`` (client id -> raw Ed25519 public key) are required in signed mode.
-    ``session_options`` go to :class:`ServerSession` unchanged (e.g. ``transport_dedupes``).
-    RoundAborted from :meth:`close_stage` when too few clients remain.
+
+    Parameters:
+        aggregator: Supplies the encoding and protocol settings (its ``config``) and
+            decodes the sum.
+        clients: The ids of the clients invited to the round.
+        round_counter: Goes into the fresh round id (``new_round_id``).
+        identity_keys: Client id -> raw Ed25519 public key; required in signed mode.
+        **session_options: Passed to :class:`ServerSession` unchanged (e.g.
+            ``transport_dedupes``).
     """
 
     def __init__(
@@ -109,7 +113,12 @@ class SecureAggServer:
     def receive(self, client_id: int, data: bytes) -> None:
         """Take one message from ``client_id``; a bad message drops its sender, never raises.
 
-        DecodeError only when ``data`` is not bytes at all (a caller's mistake).
+        Parameters:
+            client_id: The sender, as the transport knows it.
+            data: The message.
+
+        Raises:
+            DecodeError: ``data`` is not bytes at all (a caller's mistake).
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DecodeError(f"a client message must be bytes, not {type(data).__name__}")
@@ -118,14 +127,28 @@ class SecureAggServer:
             self._heard.add(client_id)
 
     def close_stage(self) -> dict[int, bytes]:
-        """End the current stage: client id -> the bytes to send it next (empty at the end)."""
+        """End the current stage.
+
+        Returns:
+            Client id -> the bytes to send it next (empty at the end).
+
+        Raises:
+            RoundAborted: Too few clients remain.
+        """
         out = self._session.close_stage()
         self._addressed = frozenset(out)
         self._heard = set()
         return out
 
     def result(self) -> Aggregate:
-        """The survivors' average update, once the last stage is closed; RoundAborted before."""
+        """The survivors' average update, once the last stage is closed.
+
+        Returns:
+            The average update, shaped like the model, and how it was made.
+
+        Raises:
+            RoundAborted: The round is not finished, or it aborted.
+        """
         if self.stage is not None:
             raise RoundAborted(f"the round is still collecting {self.stage.name}")
         res = self._session.result

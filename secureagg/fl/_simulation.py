@@ -59,22 +59,44 @@ def run_federated(
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
-    With ``privacy`` (one config for all, or one per client id) each client trains with
-    DP-SGD (one PrivateTrainer per client for the whole run; ``target_epsilon`` is spread
-    over ``rounds`` unless ``planned_rounds`` says otherwise); with ``secure`` the updates
-    are summed by the secure aggregation protocol.
-    Each round, with probability ``dropout_rate``, one random client drops at a random
-    protocol stage. A ledger (created if None and ``privacy`` is set) gets one record per
-    client per round and is saved after every round if it is bound to a path.
-    ``on_progress`` gets a :class:`ProgressEvent` at each step of each round;
-    ``capture_client`` keeps one masked vector per round as the server saw it, and
-    ``keep_vectors`` every round's updates, recovered and reference averages (RoundMetrics).
+    With ``privacy`` each client trains with DP-SGD (one PrivateTrainer per client for the
+    whole run); with ``secure`` the updates are summed by the secure aggregation protocol
+    (simulated in this process: see :meth:`SecureAggregator.simulate`). Rounds are
+    numbered from 1; a ledger that already holds rounds goes on counting after them.
 
-    ``weighting`` is the averaging rule (default: ``secure.weighting``, else "uniform").
-    ``seed`` fixes the model's initialisation, the dropouts and the quantiser's rounding;
-    it never reaches DP noise or Poisson sampling, which every client draws each round from
-    generators seeded by the OS CSPRNG. ``insecure_noise_seed`` (tests only) makes the noise
-    repeatable and marks every trainer and ledger record as not private.
+    Parameters:
+        model_fn: Builds a fresh model (the global model and each client's).
+        client_loaders: Each client's training data, by client id.
+        rounds: How many rounds.
+        optimizer_fn: Builds a client's optimizer from its model's parameters.
+        local_epochs: Local epochs per round.
+        privacy: One DP-SGD config for all clients, or one per client id (None: no DP);
+            ``target_epsilon`` is spread over ``rounds`` unless ``planned_rounds`` says
+            otherwise.
+        secure: Secure aggregation settings (None: plain averaging).
+        dropout_rate: Probability per round that one random client drops at a random
+            protocol stage.
+        seed: Fixes the model's initialisation, the dropouts and the quantiser's rounding;
+            it never reaches DP noise or Poisson sampling, which every client draws each
+            round from generators seeded by the OS CSPRNG.
+        ledger: Gets one record per client per round (created if None and ``privacy`` is
+            set), saved after every round if it is bound to a path.
+        evaluate: Scores the global model after each round (e.g. held-out accuracy).
+        on_progress: Gets a :class:`ProgressEvent` at each step of each round.
+        capture_client: Keep one masked vector per round, as the server saw it.
+        keep_vectors: Keep every round's updates, recovered and reference averages.
+        criterion: The training loss (default: cross-entropy).
+        server_lr: Server learning rate applied to the average update.
+        insecure_noise_seed: Tests only: repeatable noise; marks every trainer and ledger
+            record as not private.
+        weighting: The averaging rule (default: ``secure.weighting``, else "uniform").
+        distributed: Client-level distributed DP settings, if any.
+
+    Returns:
+        Every round's metrics, the final model, the ledger and the clients' trainers.
+
+    Raises:
+        ConfigError: An impossible setting.
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be a positive int, got {rounds!r}")
