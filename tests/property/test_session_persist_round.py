@@ -15,22 +15,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import round_config
 
 from secureagg import RoundAborted
 from secureagg.hazmat import element_dtype
 from secureagg.protocol import (
     ClientPolicy,
     ClientSession,
-    Graph,
     MemoryJournal,
     RoundConfig,
     ServerSession,
     Stage,
-    new_round_id,
     run_round,
 )
 from secureagg.protocol._server import AggregateResult
-from secureagg.protocol._signing import identity_public
 
 BITS, D = 24, 7
 FIXED_ROUND_ID = bytes(range(16)) + bytes(8)
@@ -114,19 +112,18 @@ def persisted_round(
 def setup(
     n: int, degree: int | None, t: int, signed: bool, seed: int = 0, rid: bytes | None = None
 ) -> tuple[RoundConfig, dict[int, Ed25519PrivateKey], dict[int, np.ndarray]]:
-    ids = list(range(1, n + 1))
-    rid = new_round_id(seed) if rid is None else rid
-    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree, rid)
-    identities = {u: Ed25519PrivateKey.generate() for u in ids} if signed else {}
-    config = RoundConfig(
-        rid,
-        BITS,
-        D,
+    config, identities = round_config(
+        n,
         t,
-        graph,
+        d=D,
+        bits=BITS,
         signed=signed,
-        identity_keys={u: identity_public(k) for u, k in identities.items()},
+        identities=False,
+        counter=seed,
+        round_id=rid,
+        degree=degree,
     )
+    ids = config.graph.ids
     rng = np.random.default_rng(seed)
     dtype = element_dtype(BITS)
     inputs = {u: rng.integers(0, 2**BITS, D).astype(dtype) for u in ids}

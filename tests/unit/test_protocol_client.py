@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import HandRound
 
 from secureagg import ConfigError, RoundAborted
 from secureagg.protocol import (
@@ -15,11 +16,8 @@ from secureagg.protocol import (
     ClientSession,
     ConsistencyRequest,
     ConsistencySignature,
-    Graph,
     KeysBroadcast,
     MaskedInput,
-    RoundConfig,
-    ServerSession,
     SharesDelivery,
     Stage,
     UnmaskRequest,
@@ -29,7 +27,6 @@ from secureagg.protocol import (
     new_round_id,
 )
 from secureagg.protocol._client_state import Aborted
-from secureagg.protocol._signing import identity_public
 
 D, BITS = 6, 16
 
@@ -37,50 +34,17 @@ WEAK = ClientPolicy(allow_minority_threshold=True)
 """These tests study thresholds at or below half a neighbourhood: the named opt-out."""
 
 
-class Round:
-    """Drives honest clients and an honest server by hand, one stage at a time."""
-
-    def __init__(self, n: int = 6, t: int = 3, signed: bool = False) -> None:
-        ids = list(range(1, n + 1))
-        self.identities = {u: Ed25519PrivateKey.generate() for u in ids}
-        self.config = RoundConfig(
-            round_id=new_round_id(7),
-            bits=BITS,
-            d=D,
-            threshold=t,
-            graph=Graph.complete(ids),
-            signed=signed,
-            identity_keys={u: identity_public(k) for u, k in self.identities.items()},
-        )
-        self.clients = {
-            u: ClientSession(self.config, u, identity=self.identities[u], policy=WEAK) for u in ids
-        }
-        self.inputs = {u: np.full(D, u, dtype=np.uint16) for u in ids}
-        for u, c in self.clients.items():
-            c.provide_input(self.inputs[u])
-        self.server = ServerSession(self.config)
-        for c in self.clients.values():
-            self.server.receive(c.advertise())
-        self.out = self.server.close_stage()
-
-    def step(self, skip: tuple[int, ...] = ()) -> dict[int, bytes]:
-        """Deliver the server's messages to every client except ``skip``; close the stage."""
-        for u, data in self.out.items():
-            if u not in skip:
-                self.server.receive(self.clients[u].receive(data))
-        self.out = self.server.close_stage()
-        return self.out
-
-    def until(self, stage: Stage) -> None:
-        while self.server.stage is not stage:
-            self.step()
+# Honest clients and server driven by hand (tests/support.py), inputs u, u, ..., u.
+Round = partial(
+    HandRound, d=D, bits=BITS, counter=7, policy=WEAK, inputs=lambda u: np.full(D, u, np.uint16)
+)
 
 
 def reencode(data: bytes, **changes: Any) -> bytes:
     return encode(dataclasses.replace(decode(data), **changes))
 
 
-def refuses(r: Round, u: int, data: bytes, match: str) -> None:
+def refuses(r: HandRound, u: int, data: bytes, match: str) -> None:
     """Client u refuses ``data``, reveals no share, and stays refused.
 
     Nothing comes back from the refused call (it raises); the client drops every share it

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
+import support
+from support import HandRound
 
 from secureagg import ConfigError
 from secureagg.protocol import (
     ClientPolicy,
     ClientSession,
-    Graph,
     RoundConfig,
     ServerSession,
     Stage,
-    new_round_id,
 )
 
 D, BITS = 4, 16
@@ -24,21 +26,19 @@ WEAK = ClientPolicy(allow_minority_threshold=True)
 
 
 def sessions() -> tuple[RoundConfig, dict[int, ClientSession], ServerSession]:
-    config = RoundConfig(new_round_id(1), BITS, D, 3, Graph.complete(IDS))
-    clients = {u: ClientSession(config, u, policy=WEAK) for u in IDS}
-    for u, c in clients.items():
-        c.provide_input(np.full(D, u, dtype=np.uint16))
-    return config, clients, ServerSession(config)
+    r = HandRound(
+        d=D,
+        bits=BITS,
+        identities=False,
+        counter=1,
+        policy=WEAK,
+        advertise=False,
+        inputs=lambda u: np.full(D, u, dtype=np.uint16),
+    )
+    return r.config, r.clients, r.server
 
 
-def finish(clients: dict[int, ClientSession], server: ServerSession) -> None:
-    """Run the rest of the round honestly, each reply with its true sender."""
-    while True:
-        out = server.close_stage()
-        if server.stage is None:
-            return
-        for u, data in out.items():
-            server.receive(clients[u].receive(data), sender=u)
+finish = partial(support.finish, sender=True)  # each reply with its true sender
 
 
 def test_a_message_claiming_another_id_is_refused_and_blamed_on_its_sender() -> None:

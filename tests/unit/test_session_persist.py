@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from functools import partial
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import HandRound
 
 from secureagg import ConfigError, DecodeError, RoundAborted
 from secureagg.protocol import (
     ClientPolicy,
     ClientSession,
-    Graph,
     MemoryJournal,
-    RoundConfig,
-    ServerSession,
     Stage,
     UnmaskRequest,
     decode,
     encode,
-    new_round_id,
 )
 from secureagg.protocol._client_state import (
     Aborted,
@@ -35,7 +32,6 @@ from secureagg.protocol._client_state import (
     Signed,
 )
 from secureagg.protocol._persist import decode_state
-from secureagg.protocol._signing import identity_public
 
 D, BITS = 5, 12
 
@@ -43,44 +39,16 @@ WEAK = ClientPolicy(allow_minority_threshold=True)
 """These tests study thresholds at or below half a neighbourhood: the named opt-out."""
 
 
-class Round:
-    """Honest sessions driven by hand; ``saved[u]`` records client u's bytes after each call."""
-
-    def __init__(self, signed: bool = False, n: int = 6, t: int = 3) -> None:
-        ids = list(range(1, n + 1))
-        self.identities = {u: Ed25519PrivateKey.generate() for u in ids}
-        self.config = RoundConfig(
-            new_round_id(3),
-            BITS,
-            D,
-            t,
-            Graph.complete(ids),
-            signed=signed,
-            identity_keys={u: identity_public(k) for u, k in self.identities.items()},
-        )
-        self.inputs = {u: np.arange(D, dtype=np.uint16) * u for u in ids}
-        self.journals = {u: MemoryJournal() for u in ids}
-        self.clients = {
-            u: ClientSession(
-                self.config, u, identity=self.identities[u], journal=self.journals[u], policy=WEAK
-            )
-            for u in ids
-        }
-        self.server = ServerSession(self.config)
-        for u, c in self.clients.items():
-            c.provide_input(self.inputs[u])
-            self.server.receive(c.advertise())
-        self.out = self.server.close_stage()
-
-    def restore(self, u: int, blob: bytes) -> ClientSession:
-        return ClientSession.restore_state(
-            blob, identity=self.identities[u], journal=self.journals[u], policy=WEAK
-        )
-
-    def step(self) -> None:
-        for u, data in self.out.items():
-            self.server.receive(self.clients[u].receive(data))
-        self.out = self.server.close_stage()
+# Honest sessions driven by hand (tests/support.py), inputs 0, u, 2u, ..., with journals.
+Round = partial(
+    HandRound,
+    d=D,
+    bits=BITS,
+    counter=3,
+    policy=WEAK,
+    journals=True,
+    inputs=lambda u: np.arange(D, dtype=np.uint16) * u,
+)
 
 
 def same_session(a: ClientSession, b: ClientSession) -> None:
