@@ -33,8 +33,6 @@ from secureagg._exceptions import ConfigError
 
 __all__ = ["NoiseStream", "discrete_gaussian", "skellam"]
 
-_TWO64 = 2.0**64
-_TOP = 18446744073709549568.0  # 2^64 - 2^11: the largest float64 below 2^64
 _GUARD = 2.0**-40  # relative slack on float64 exp(-x); the true error is below 2^-49
 _MAX_X = 700.0  # above this exp(-x) < 2^-1000: every nonzero word rejects
 _CHUNK = 1 << 14  # samples per pass
@@ -60,9 +58,9 @@ class NoiseStream:
         return out.astype(np.uint64, copy=False)
 
 
-def _exact_bern_exp(word: int, x: Fraction, stream: NoiseStream) -> bool:
+def _exact_bern_exp(word: int, bits: int, x: Fraction, stream: NoiseStream) -> bool:
     """Settle U < exp(-x) for U = (word + more keystream bits) / 2^bits, exactly."""
-    w, bits = word, 64
+    w = word
     while True:
         w = (w << 64) | int(stream.words(1)[0])
         bits += 64
@@ -80,30 +78,35 @@ def _exact_bern_exp(word: int, x: Fraction, stream: NoiseStream) -> bool:
 
 def bernoulli_exp(
     x: npt.NDArray[np.float64],
-    guard: npt.NDArray[np.float64] | float,
+    guard: float,
     exact_x: Callable[[int], Fraction],
     stream: NoiseStream,
 ) -> npt.NDArray[np.bool_]:
     """Independent Bernoulli(exp(-x_i)) draws, exact.
 
     ``x`` is a float64 approximation of the rational x_i >= 0 such that exp(-x_i) lies
-    within a factor 1 +- ``guard`` (elementwise or scalar) of float64 exp(-x); ``exact_x(i)``
-    returns x_i exactly and is called only for the words those bounds cannot settle.
+    within a factor 1 +- ``guard`` of float64 exp(-x); ``exact_x(i)`` returns x_i exactly
+    and is called only for the words those bounds cannot settle. Each draw reads the top
+    53 bits of a keystream word as U in [w, w + 1) / 2^53: below the low bound it accepts,
+    at or above the high bound it rejects, in between it reads more words.
     """
-    p = np.exp(-x)
-    g = np.asarray(guard, dtype=np.float64)
-    big = x > _MAX_X
-    lo = np.where(big, 0.0, np.maximum(p * (1.0 - g), 0.0)) * _TWO64
-    hi = np.where(big, 1.0 / _TWO64, p * (1.0 + g)) * _TWO64
-    accept_below = np.floor(lo).astype(np.uint64)  # U < A implies U + 1 <= p 2^64
-    never_reject = hi >= _TWO64  # no float64 lies strictly between _TOP and 2^64
-    reject_from = np.ceil(np.minimum(hi, _TOP)).astype(np.uint64)  # U >= B implies U >= p 2^64
-    u = stream.words(x.size)
-    accept = u < accept_below
-    reject = ~never_reject & (u >= reject_from)
+    p = np.exp(-x)  # normal for x <= 700; beyond, p < 2^-1000 and the high bound is 2^-53
+    w = stream.words(x.size) >> np.uint64(11)
+    uf = w.astype(np.float64) * 2.0**-53  # exact
+    accept = uf + 2.0**-53 <= p * (1.0 - guard)
+    high = p * (1.0 + guard)
+    if x.size and float(x.max()) > _MAX_X:
+        high = np.where(x > _MAX_X, 2.0**-53, high)
+    reject = uf >= high
     for i in np.flatnonzero(~(accept | reject)):
-        accept[i] = _exact_bern_exp(int(u[i]), exact_x(int(i)), stream)
+        accept[i] = _exact_bern_exp(int(w[i]), 53, exact_x(int(i)), stream)
     return accept
+
+
+def _signs(n: int, stream: NoiseStream) -> npt.NDArray[np.bool_]:
+    """n independent fair bits (True = negative), 64 per keystream word."""
+    raw = stream.words(n // 64 + 1).view(np.uint8)
+    return np.unpackbits(raw, count=n).astype(bool)
 
 
 def _exact_laplace_magnitude(word: int, t: int, stream: NoiseStream) -> int:
@@ -125,31 +128,39 @@ def _exact_laplace_magnitude(word: int, t: int, stream: NoiseStream) -> int:
                 return m
 
 
+def _magnitudes(t: int, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
+    """n draws of floor(-t ln U), U uniform on (0, 1): P(M >= k) = e^(-k/t), exactly.
+
+    One keystream word each, when float64 bounds with a wide margin settle the floor;
+    else more words, settled with decimal logarithms.
+    """
+    u = stream.words(n)
+    uf = u.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        top = -np.log(uf * 2.0**-64)  # -ln of the low end of U's interval (inf at 0)
+    # -ln of the high end; the argument is within 2^-52 relative of (U + 1) / 2^64, so
+    # both logs are within 2^-51 absolute (plus |ln| 2^-52), far inside eps
+    bottom = -np.log((uf + 1.0) * 2.0**-64)
+    eps = t * _GUARD * (1.0 + top)
+    m = np.floor(t * bottom - eps)
+    settled = (m == np.floor(t * top + eps)) & (m >= 0)
+    mag = np.where(settled, m, 0.0).astype(np.int64)
+    for i in np.flatnonzero(~settled):
+        mag[i] = _exact_laplace_magnitude(int(u[i]), t, stream)
+    return mag
+
+
 def discrete_laplace(t: int, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
     """n draws with pmf proportional to exp(-|y| / t) on the integers (t >= 1 an int).
 
-    The magnitude is floor(-t ln U) for a uniform U (geometric: P(M >= k) = e^(-k/t)),
-    read from one keystream word when float64 bounds with a wide margin settle the floor,
-    else exactly; the sign is one more bit, and -0 is rejected so 0 is not counted twice.
+    A geometric magnitude (:func:`_magnitudes`) and a fair sign; -0 is rejected so that 0
+    is not counted twice.
     """
     out = np.empty(n, dtype=np.int64)
     todo = np.arange(n)
     while todo.size:
-        k = todo.size
-        u = stream.words(k)
-        uf = u.astype(np.float64)
-        with np.errstate(divide="ignore"):
-            top = -np.log(uf * 2.0**-64)  # -ln of the low end of U's interval (inf at 0)
-        # -ln of the high end; the argument is within 2^-52 relative of (U + 1) / 2^64, so
-        # both logs are within 2^-51 absolute (plus |ln| 2^-52), far inside eps
-        bottom = -np.log((uf + 1.0) * 2.0**-64)
-        eps = t * _GUARD * (1.0 + top)
-        m = np.floor(t * bottom - eps)
-        settled = (m == np.floor(t * top + eps)) & (m >= 0)
-        mag = np.where(settled, m, 0.0).astype(np.int64)
-        for i in np.flatnonzero(~settled):
-            mag[i] = _exact_laplace_magnitude(int(u[i]), t, stream)
-        neg = (stream.words(k) & np.uint64(1)).astype(bool)
+        mag = _magnitudes(t, todo.size, stream)
+        neg = _signs(todo.size, stream)
         ok = ~(neg & (mag == 0))
         out[todo[ok]] = np.where(neg, -mag, mag)[ok]
         todo = todo[~ok]
@@ -188,23 +199,27 @@ def discrete_gaussian(
 
 
 def _discrete_gaussian(s: Fraction, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
+    """CKS20 Algorithm 3 with t = floor(sigma) + 1: a discrete Laplace proposal Y (magnitude,
+    sign, -0 rejected) accepted with probability exp(-(|Y| - s/t)^2 / (2 s)). The two
+    rejections use independent randomness given |Y|, so they are applied together."""
     sf = float(s)
     t = math.isqrt(math.floor(s)) + 1  # floor(sigma) + 1 (any t >= 1 is exact; this is fast)
     b = sf / t
     out = np.empty(n, dtype=np.int64)
     todo = np.arange(n)
     while todo.size:
-        y = discrete_laplace(t, todo.size, stream)
-        a = np.abs(y).astype(np.float64)
+        mag = _magnitudes(t, todo.size, stream)
+        neg = _signs(todo.size, stream)
+        a = mag.astype(np.float64)
         x = (a - b) ** 2 / (2.0 * sf)
-        guard = _GUARD * (4.0 + (a + b) ** 2 / sf)
-        ya = np.abs(y)
+        # float64 error of x is below 2^-50 (a + b)^2 / s: one guard for the whole batch
+        guard = _GUARD * (4.0 + (float(a.max()) + b) ** 2 / sf)
 
-        def exact(i: int, ya: Any = ya) -> Fraction:
-            return (int(ya[i]) - s / t) ** 2 / (2 * s)
+        def exact(i: int, mag: Any = mag) -> Fraction:
+            return (int(mag[i]) - s / t) ** 2 / (2 * s)
 
-        keep = bernoulli_exp(x, guard, exact, stream)
-        out[todo[keep]] = y[keep]
+        keep = bernoulli_exp(x, guard, exact, stream) & ~(neg & (mag == 0))
+        out[todo[keep]] = np.where(neg, -mag, mag)[keep]
         todo = todo[~keep]
     return out
 

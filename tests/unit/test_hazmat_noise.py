@@ -90,9 +90,9 @@ def test_exact_fallbacks_alone_give_the_right_pmf(monkeypatch: pytest.MonkeyPatc
     calls = {"bern": 0, "lap": 0}
     bern, lap = _noise._exact_bern_exp, _noise._exact_laplace_magnitude
 
-    def counted_bern(w: int, x: Fraction, s: NoiseStream) -> bool:
+    def counted_bern(w: int, bits: int, x: Fraction, s: NoiseStream) -> bool:
         calls["bern"] += 1
-        return bern(w, x, s)
+        return bern(w, bits, x, s)
 
     def counted_lap(w: int, t: int, s: NoiseStream) -> int:
         calls["lap"] += 1
