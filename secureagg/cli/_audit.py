@@ -61,7 +61,7 @@ def audit() -> None:
 @click.option(
     "--reference",
     type=click.Choice(ACCOUNTANTS),
-    default="opacus_rdp",
+    default="dpa_pld",
     show_default=True,
     help="The accountant whose epsilon is reported and compared with the budget.",
 )

@@ -12,7 +12,7 @@ from secureagg._version import __version__
 from secureagg.demo._run import DemoResult
 from secureagg.fl import RoundMetrics
 from secureagg.privacy import PrivacyLedger
-from secureagg.privacy.accounting import ACCOUNTANT_NAMES
+from secureagg.privacy.accounting import ACCOUNTANT_NAMES, HEADLINE
 
 __all__ = [
     "ACCOUNTANT",
@@ -26,10 +26,15 @@ __all__ = [
 
 SCHEMA = "secureagg.demo-report"
 SCHEMA_VERSION = 3
-ACCOUNTANT = "opacus_rdp"
+ACCOUNTANT = HEADLINE
 """The accountant whose epsilon the report states (the others are listed for comparison)."""
 
-_RDP = "Rényi DP of the subsampled Gaussian mechanism"
+_METHOD = {
+    "opacus_rdp": "Rényi DP of the subsampled Gaussian mechanism",
+    "opacus_prv": "numerical composition of privacy random variables",
+    "dpa_rdp": "Rényi DP of the subsampled Gaussian mechanism",
+    "dpa_pld": "privacy loss distributions, pessimistic discretisation",
+}
 
 
 def epsilon_text(eps: float) -> str:
@@ -102,8 +107,7 @@ def guarantee_text(result: DemoResult) -> str:
         f"of its patients' records changes the distribution of everything that client released "
         f"over all {cfg.rounds} rounds by at most epsilon = {eps_text} (the largest client's "
         f"figure) except with probability delta = {cfg.delta:g}. The figure is the "
-        f"{ACCOUNTANT_NAMES[ACCOUNTANT]} accountant ({_RDP}), converted to (epsilon, delta), "
-        f"over each client's "
+        f"{ACCOUNTANT_NAMES[ACCOUNTANT]} accountant ({_METHOD[ACCOUNTANT]}), over each client's "
         f"whole history of DP-SGD steps as recorded in ledger.json: per-example gradients "
         f"clipped to L2 norm {cfg.clip_norm:g}, Gaussian noise with multiplier "
         f"{', '.join(f'{z:g}' for z in sigmas)} ({calibration}), Poisson sampling at rate "

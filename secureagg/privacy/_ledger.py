@@ -14,6 +14,7 @@ from typing import Any
 from secureagg._exceptions import ConfigError, LedgerError
 from secureagg.privacy.accounting import (
     ACCOUNTANTS,
+    HEADLINE,
     Step,
     as_int,
     as_real,
@@ -502,7 +503,7 @@ class PrivacyLedger:
         """
         return [r.step for r in self._records.get(client_id, [])]
 
-    def latest_epsilon(self, client_id: int, accountant: str = "opacus_rdp") -> float:
+    def latest_epsilon(self, client_id: int, accountant: str = HEADLINE) -> float:
         """Cumulative epsilon of the client's latest record.
 
         Parameters:

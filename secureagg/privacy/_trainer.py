@@ -23,7 +23,7 @@ from secureagg.privacy._probe import fastest_mode
 from secureagg.privacy._randomness import fresh_generator, reproducible_generator
 from secureagg.privacy._tensors import flatten, parameters_of
 from secureagg.privacy._update import LocalUpdate
-from secureagg.privacy.accounting import Step, epsilon, noise_for_epsilon
+from secureagg.privacy.accounting import HEADLINE, Step, epsilon, noise_for_epsilon
 
 __all__ = [
     "LocalUpdate",
@@ -327,7 +327,7 @@ class PrivateTrainer:
         """Every DP-SGD step this client has taken, as accountant entries."""
         return [Step(float(z), float(q), int(n)) for z, q, n in self._engine.accountant.history]
 
-    def epsilon(self, delta: float | None = None, accountant: str = "opacus_rdp") -> float:
+    def epsilon(self, delta: float | None = None, accountant: str = HEADLINE) -> float:
         """Epsilon spent so far.
 
         Parameters:

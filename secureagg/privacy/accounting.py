@@ -10,6 +10,10 @@ Four independent figures for the same step history:
 Composition is commutative, so a history is reduced to its canonical form (identical
 ``(noise_multiplier, sample_rate)`` entries merged, sorted) before any accountant runs, and
 results are cached per canonical history: two clients with the same steps cost one computation.
+
+:data:`HEADLINE` (``dpa_pld``) is the accountant whose figure is stated, budgets are
+enforced with and noise is calibrated with: the tightest of the four that is a proven upper
+bound (PLD with pessimistic discretisation). The others are cross-checks.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from secureagg._exceptions import ConfigError
 __all__ = [
     "ACCOUNTANTS",
     "ACCOUNTANT_NAMES",
+    "HEADLINE",
     "PLD_VALUE_DISCRETIZATION",
     "PRV_EPS_ERROR",
     "Canonical",
@@ -58,6 +63,9 @@ ACCOUNTANT_NAMES: dict[str, str] = {
     "dpa_pld": "dp-accounting PLD",
 }
 """Each accountant's name for people (reports, statements, tables)."""
+
+HEADLINE = "dpa_pld"
+"""The accountant of the stated epsilon, of budgets and of calibration (the others cross-check)."""
 
 PRV_EPS_ERROR = 0.01
 """Opacus PRV ``eps_error`` (its default); the figure returned is the PRV upper bound."""
@@ -381,7 +389,7 @@ def clear_cache() -> None:
         clear()
 
 
-def epsilon(history: Sequence[Step], delta: float, accountant: str = "opacus_rdp") -> float:
+def epsilon(history: Sequence[Step], delta: float, accountant: str = HEADLINE) -> float:
     """Epsilon spent by ``history`` at ``delta`` according to one accountant (inf if no noise)."""
     _check_accountant(accountant)
     return _cached(accountant, canonical(history), _check_delta(delta))
@@ -399,9 +407,16 @@ def noise_for_epsilon(
     sample_rate: float,
     steps: int,
     delta: float,
-    accountant: str = "opacus_rdp",
+    accountant: str = HEADLINE,
 ) -> float:
-    """Smallest noise multiplier (to 0.1%) whose epsilon after ``steps`` is <= the target."""
+    """The smallest noise multiplier whose epsilon after ``steps`` is <= the target.
+
+    The libraries' own calibration, no search of ours: dp-accounting's
+    ``calibrate_dp_mechanism`` (Brent's method, to 1e-4, returning a value within budget)
+    for ``dpa_pld`` and ``dpa_rdp``; Opacus's ``get_noise_multiplier`` for ``opacus_rdp``
+    and ``opacus_prv``. The result is checked against this module's own figure for the
+    accountant (so a ledger never shows more than the target).
+    """
     _check_accountant(accountant)
     d = _check_delta(delta)
     target = as_real(target_epsilon)
@@ -413,19 +428,52 @@ def noise_for_epsilon(
     q, n = float(sample_rate), int(steps)
     if n == 0 or q == 0:
         raise ConfigError("with no steps or a zero sample rate any noise multiplier reaches it")
+    try:
+        with warnings.catch_warnings():
+            quiet_accountant_warnings()
+            z = _calibrate(accountant, target, q, n, d)
+    except (ValueError, ArithmeticError, RuntimeError) as exc:
+        raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon}: {exc}") from exc
+    if not math.isfinite(z) or z > 1e4:
+        raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
+    for _ in range(50):  # the library's figure and ours agree; step up if rounding differs
+        if _cached(accountant, ((z, q, n),), d) <= target:
+            return z
+        z *= 1 + 1e-4
+    raise ConfigError(f"calibration for epsilon {target_epsilon} did not stay within it")
 
-    def eps(z: float) -> float:
-        return _cached(accountant, ((z, q, n),), d)
 
-    lo, hi = 0.0, 1.0
-    while eps(hi) > target:
-        lo, hi = hi, hi * 2
-        if hi > 1e4:
-            raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
-    while hi - lo > 1e-3 * hi:
-        mid = (lo + hi) / 2
-        if eps(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+def _calibrate(accountant: str, target: float, q: float, n: int, delta: float) -> float:
+    if accountant.startswith("opacus_"):
+        from opacus.accountants.utils import get_noise_multiplier
+
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target,
+                target_delta=delta,
+                sample_rate=q,
+                steps=n,
+                accountant=accountant.removeprefix("opacus_"),
+                epsilon_tolerance=0.001 * target,
+                **({"eps_error": PRV_EPS_ERROR} if accountant == "opacus_prv" else {}),
+            )
+        )
+    import dp_accounting
+    from dp_accounting.pld import PLDAccountant
+    from dp_accounting.rdp import RdpAccountant
+
+    def fresh() -> Any:
+        if accountant == "dpa_pld":
+            return PLDAccountant(value_discretization_interval=PLD_VALUE_DISCRETIZATION)
+        return RdpAccountant()
+
+    def event(z: float) -> Any:
+        return _dpa_event(((z, q, n),)) if z > 0 else dp_accounting.NonPrivateDpEvent()
+
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        return float(dp_accounting.calibrate_dp_mechanism(fresh, event, target, delta, tol=1e-4))
+    finally:
+        absl_log.setLevel(level)

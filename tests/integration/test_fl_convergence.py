@@ -17,14 +17,15 @@ from secureagg.privacy import PrivacyConfig, PrivacyLedger
 
 # Stated setting: 5 clients (~287 examples each), 15 rounds, 1 local epoch, expected batch
 # 128 (Poisson), noise 3.0, per-example clip 1.0, update L2 clip 10.0, delta 1e-5:
-# epsilon 3.72 per client (Opacus RDP). Over seeds 0-3 the gap to plain FedAvg measured
-# 0.3, 3.9, 3.9 and 1.7 points; this test runs seed 0.
+# epsilon 3.40 per client (dp-accounting PLD, the headline accountant; RDP says 3.72). The
+# seed fixes the split and initialisation only: the DP noise is fresh every run.
 ROUNDS, BATCH, NOISE, DELTA = 15, 128, 3.0, 1e-5
 TRAIN_SIZES = [len(p) for p in np.array_split(np.arange(1797 - 360), 5)]  # digits minus test
 
 
 def epsilon_stated() -> float:
-    """The stated epsilon from dp-accounting's own RDP accountant, not from secureagg's code.
+    """The stated epsilon from dp-accounting's own PLD accountant (its default, finer
+    discretisation), not from secureagg's code.
 
     Opacus's Poisson loader samples each example with q = 1/len(loader) and takes 1/q steps
     per epoch, so a client takes ceil(n/128) steps per round at q = 1/ceil(n/128).
@@ -32,7 +33,7 @@ def epsilon_stated() -> float:
     epsilons = []
     for n in TRAIN_SIZES:
         batches = math.ceil(n / BATCH)
-        accountant = dpa.rdp.RdpAccountant()
+        accountant = dpa.pld.PLDAccountant()
         event = dpa.PoissonSampledDpEvent(1 / batches, dpa.GaussianDpEvent(NOISE))
         accountant.compose(event, ROUNDS * batches)
         epsilons.append(accountant.get_epsilon(DELTA))
@@ -69,7 +70,7 @@ def _federation(dp: bool) -> FederatedResult:
         else None,
         secure=SecureAggConfig() if dp else None,
         evaluate=accuracy,
-        ledger=PrivacyLedger(accountants=("opacus_rdp",)) if dp else None,
+        ledger=PrivacyLedger(accountants=("dpa_pld",)) if dp else None,
         seed=0,
     )
 
@@ -85,7 +86,7 @@ def test_dp_secure_run_is_within_5_points_of_the_plain_run() -> None:
     assert acc_plain > 0.9  # the task is learnt at all
     assert acc_private >= acc_plain - 0.05
     stated = epsilon_stated()
-    assert stated == pytest.approx(3.72, abs=0.005)  # the figure docs/privacy.md states
-    assert eps == pytest.approx(stated, abs=1e-3)
+    assert stated == pytest.approx(3.40, abs=0.005)  # the figure docs/privacy.md states
+    assert stated <= eps <= stated + 1e-3  # ours: coarser, pessimistic discretisation
     assert all(m.max_abs_error <= m.error_bound for m in private.rounds)
     assert all(m.members == [1, 2, 3, 4, 5] for m in private.rounds)

@@ -92,7 +92,7 @@ def test_ledger_epsilon_is_the_opacus_accountant_over_the_whole_history(tmp_path
         assert last["opacus_rdp"] == pytest.approx(rdp.get_epsilon(DELTA), rel=1e-9)
         assert last["opacus_prv"] == pytest.approx(prv.get_epsilon(DELTA, eps_error=0.01), rel=1e-6)
         assert last["dpa_rdp"] == pytest.approx(last["opacus_rdp"], rel=0.01)
-        assert res.rounds[-1].epsilon[cid] == pytest.approx(last["opacus_rdp"], rel=1e-9)
+        assert res.rounds[-1].epsilon[cid] == pytest.approx(last["dpa_pld"], rel=1e-9)
         for m, r in zip(res.rounds, recs, strict=True):
             assert r.participated == (cid in m.members)
             assert r.reason == (None if cid in m.members else "dropout")

@@ -61,8 +61,21 @@ def test_noise_for_epsilon_inverts_epsilon(accountant: str) -> None:
 
 
 def test_noise_for_epsilon_agrees_with_the_pinned_figure() -> None:
-    z = noise_for_epsilon(5.632, sample_rate=0.01, steps=10_000, delta=1e-5)
+    z = noise_for_epsilon(
+        5.632, sample_rate=0.01, steps=10_000, delta=1e-5, accountant="opacus_rdp"
+    )
     assert z == pytest.approx(1.1, rel=2e-3)
+
+
+def test_calibration_is_by_pld_and_tighter_than_rdp() -> None:
+    """Epsilon 4 at q = 1 over 60 steps (the demo's default): the issue's independent PLD
+    figure is 8.375, Opacus RDP's 8.969."""
+    z = noise_for_epsilon(4.0, sample_rate=1.0, steps=60, delta=1e-5)
+    assert z == pytest.approx(8.375, rel=2e-3)
+    assert epsilon([Step(z, 1.0, 60)], 1e-5, "dpa_pld") <= 4.0
+    assert epsilon([Step(z * 0.995, 1.0, 60)], 1e-5, "dpa_pld") > 4.0  # not looser than needed
+    rdp = noise_for_epsilon(4.0, sample_rate=1.0, steps=60, delta=1e-5, accountant="opacus_rdp")
+    assert rdp == pytest.approx(8.969, rel=2e-3) and z < 0.95 * rdp
 
 
 @pytest.mark.parametrize(

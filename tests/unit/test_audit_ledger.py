@@ -70,12 +70,11 @@ def test_identical_histories_are_computed_once() -> None:
 
 def test_budget_status() -> None:
     spent = epsilons([Step(1.1, 0.05, 60)], 1e-5)["opacus_rdp"]
-    assert audit_ledger(_ledger(budget=spent + 0.01), tight_points=1).clients[0].status == (
-        "within budget"
-    )
-    over = audit_ledger(_ledger(budget=spent - 0.01), tight_points=1)
+    rdp = {"tight_points": 1, "reference": "opacus_rdp"}
+    assert audit_ledger(_ledger(budget=spent + 0.01), **rdp).clients[0].status == ("within budget")
+    over = audit_ledger(_ledger(budget=spent - 0.01), **rdp)
     assert over.clients[0].status == "over budget" and len(over.over_budget) == 4
-    assert audit_ledger(_ledger(budget=None), tight_points=1).clients[0].status == "no budget set"
+    assert audit_ledger(_ledger(budget=None), **rdp).clients[0].status == "no budget set"
     # judged by the tighter PLD, the same spend is within budget
     pld = audit_ledger(_ledger(budget=spent - 0.01), tight_points=1, reference="dpa_pld")
     assert pld.clients[0].status == "within budget"
@@ -117,7 +116,7 @@ def test_edited_recorded_figures_are_noticed(tmp_path: Any) -> None:
 def test_no_noise_rounds_give_an_infinite_epsilon_and_a_note() -> None:
     led = PrivacyLedger(accountants=("opacus_rdp",))
     led.record(3, 0, participated=True, steps=5, **{**ARGS, "noise_multiplier": 0.0})
-    audit = audit_ledger(led, accountants=("opacus_rdp", "dpa_rdp"))
+    audit = audit_ledger(led, accountants=("opacus_rdp", "dpa_rdp"), reference="opacus_rdp")
     assert all(math.isinf(v) for v in audit.clients[0].final.values())
     assert any("without noise" in n for n in audit.clients[0].notes)
 
@@ -165,7 +164,7 @@ def test_over_budget_by_rdp_but_within_by_the_tight_accountants_is_noted() -> No
     args = {**ARGS, "sample_rate": 0.01}
     for r in range(5):
         led.record(0, r, participated=True, steps=100, budget_epsilon=1.2, **args)
-    c = audit_ledger(led, tight_points=0).clients[0]
+    c = audit_ledger(led, tight_points=0, reference="opacus_rdp").clients[0]
     assert c.status == "over budget"
     assert c.final["opacus_rdp"] > 1.2 > c.final["opacus_prv"]
     assert any("within it by" in n and "opacus_prv" in n for n in c.notes)

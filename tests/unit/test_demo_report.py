@@ -199,7 +199,7 @@ def test_markdown_embeds_plots_and_states_the_guarantee(
         assert f"]({png})" in md
     assert report["privacy"]["guarantee"] in md
     assert "delta = 1e-05" in report["privacy"]["guarantee"]
-    assert "Opacus RDP accountant" in report["privacy"]["guarantee"]
+    assert "dp-accounting PLD accountant (privacy loss" in report["privacy"]["guarantee"]
 
 
 def test_console_tables_show_private_vs_baseline(written: tuple[Path, dict[str, Any]]) -> None:

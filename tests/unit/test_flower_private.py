@@ -94,7 +94,7 @@ def test_the_accountant_keeps_counting_across_rounds_and_fresh_trainers(tmp_path
     assert eps[2] > 1.4 * one_round  # a restarted accountant would report one_round each time
     records = json.loads(ledger.read_text())["clients"]["4"]["records"]
     assert [r["round"] for r in records] == [1, 2, 3]  # client id: the partition id
-    assert records[-1]["epsilon"]["opacus_rdp"] == pytest.approx(eps[-1], rel=1e-6)
+    assert records[-1]["epsilon"]["dpa_pld"] == pytest.approx(eps[-1], rel=1e-6)
 
 
 def test_a_client_past_its_budget_declines_and_says_so_in_its_ledger(tmp_path: Path) -> None:

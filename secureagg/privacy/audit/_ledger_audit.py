@@ -10,7 +10,13 @@ from typing import Any
 
 from secureagg._exceptions import ConfigError
 from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
-from secureagg.privacy.accounting import ACCOUNTANTS, Canonical, epsilon_canonical, evaluations
+from secureagg.privacy.accounting import (
+    ACCOUNTANTS,
+    HEADLINE,
+    Canonical,
+    epsilon_canonical,
+    evaluations,
+)
 from secureagg.privacy.audit._series import (
     SERIES_ACCOUNTANTS,
     SERIES_AGREEMENT,
@@ -363,7 +369,7 @@ def audit_ledger(
     ledger: PrivacyLedger,
     *,
     accountants: Sequence[str] = ACCOUNTANTS,
-    reference: str = "opacus_rdp",
+    reference: str = HEADLINE,
     tolerance: float = 0.05,
     tight_points: int = 0,
     clients: Sequence[int] | None = None,
