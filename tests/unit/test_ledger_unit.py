@@ -55,7 +55,9 @@ def test_queries() -> None:
     assert led.records(99) == [] and led.latest_epsilon(99) == 0.0
     # a dropout after training is charged, a budget refusal is not
     assert led.history(7) == [Step(1.1, 0.05, 10), Step(1.1, 0.05, 10), Step(1.1, 0.05, 0)]
-    assert led.latest_epsilon(7) == led.records(3)[1].epsilon["opacus_rdp"]  # 20 steps each
+    assert (
+        led.latest_epsilon(7, "opacus_rdp") == led.records(3)[1].epsilon["opacus_rdp"]
+    )  # 20 steps each
     # an accountant not recorded is computed on demand
     assert led.latest_epsilon(3, "dpa_pld") == pytest.approx(
         epsilons([Step(1.1, 0.05, 30)], 1e-5)["dpa_pld"]
