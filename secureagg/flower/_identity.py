@@ -21,10 +21,19 @@ _HEX = frozenset(string.hexdigits)
 
 
 def generate_identity(path: str | os.PathLike[str]) -> bytes:
-    """Write a fresh Ed25519 identity key to ``path`` (hex, mode 0o600); its public key.
+    """Write a fresh Ed25519 identity key to ``path`` (hex, mode 0o600).
 
-    The file appears whole or not at all, and an existing file is never overwritten
-    (ConfigError). Share the returned 32 bytes (``.hex()``) with the round's other members.
+    The file appears whole or not at all, and an existing file is never overwritten.
+    Share the returned 32 bytes (``.hex()``) with the round's other members.
+
+    Parameters:
+        path: The new key file.
+
+    Returns:
+        The key's raw 32-byte public key.
+
+    Raises:
+        ConfigError: The file exists, or ``path`` names no file.
     """
     target = Path(path)
     if not target.name:
@@ -74,7 +83,17 @@ def _hex_key(text: str, where: str) -> bytes:
 
 
 def load_identity(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """The Ed25519 identity key in ``path``: 32 raw bytes, or them in hex (ConfigError if not)."""
+    """The Ed25519 identity key in ``path``: 32 raw bytes, or them in hex.
+
+    Parameters:
+        path: The key file.
+
+    Returns:
+        The private key.
+
+    Raises:
+        ConfigError: The file is unreadable or holds no key.
+    """
     data = _read(path, "identity key")
     if len(data) == _KEY_SIZE:
         raw = data
@@ -96,8 +115,15 @@ def load_identity(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
 def load_members(path: str | os.PathLike[str]) -> frozenset[bytes]:
     """The trusted identity public keys in ``path``: hex, one per line, ``#`` starts a comment.
 
-    ConfigError for an unreadable file, a line that is not a 32-byte key in hex, a key that
-    is not an Ed25519 public key, or a file with no key.
+    Parameters:
+        path: The members file.
+
+    Returns:
+        The raw 32-byte public keys.
+
+    Raises:
+        ConfigError: An unreadable file, a line that is not a 32-byte key in hex, a key that
+            is not an Ed25519 public key, or a file with no key.
     """
     data = _read(path, "members file")
     try:

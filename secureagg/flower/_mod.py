@@ -86,6 +86,15 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
     answers an "identify" message with its public key; a node that names it or
     ``secureagg-members`` takes part only in signed rounds, and only in those whose identity
     keys are all in its members list, its own key for its own id.
+
+    Parameters:
+        msg: The message from the server.
+        context: The node's Flower context (its state keeps the protocol session).
+        call_next: The rest of the ClientApp (the app's train function).
+
+    Returns:
+        The reply: a protocol message, or the app's own reply to a message that is not
+        secureagg's to answer.
     """
     if msg.metadata.message_type.split(".", 1)[0] != MessageType.TRAIN:
         return call_next(msg, context)

@@ -44,17 +44,32 @@ def train_privately(
 ) -> Message:
     """One round of Opacus DP-SGD on ``model`` from the message's global arrays.
 
-    Returns the reply a Flower train function returns (``arrays`` and ``num-examples``), to
-    be sent through ``secureagg_mod``. ``ledger`` (a JSON path on the client's machine) is
-    the node's privacy record and the source of truth: it is read before training, so the
-    accountant counts every step of every earlier round of every run on this node, and the
-    round is written to it, atomically, before the reply leaves. Records are keyed by the
-    Flower run id and server round under ``client_id`` (default: the partition id or node
-    id); a (run, round) already answered is declined, not trained again. A client whose next
-    round would pass ``privacy.budget_epsilon`` declines. ``context.state`` keeps a cache
-    of the history (counted instead when it holds more steps than the ledger); without a
-    ledger it is the only record, and a new run (a new Context) starts it at zero, so
-    budgets across runs and restarts need the ledger.
+    ``ledger`` (a JSON path on the client's machine) is the node's privacy record and the
+    source of truth: it is read before training, so the accountant counts every step of
+    every earlier round of every run on this node, and the round is written to it,
+    atomically, before the reply leaves. Records are keyed by the Flower run id and server
+    round under ``client_id``; a (run, round) already answered is declined, not trained
+    again. A client whose next round would pass ``privacy.budget_epsilon`` declines.
+    ``context.state`` keeps a cache of the history (counted instead when it holds more
+    steps than the ledger); without a ledger it is the only record, and a new run (a new
+    Context) starts it at zero, so budgets across runs and restarts need the ledger.
+
+    Parameters:
+        msg: The train message carrying the global arrays.
+        context: The node's Flower context.
+        model: The client's model.
+        optimizer: An optimizer over ``model``'s parameters.
+        data_loader: The client's training data.
+        privacy: The DP-SGD settings.
+        local_epochs: Local epochs per round.
+        criterion: The training loss (default: cross-entropy).
+        ledger: The node's privacy ledger file (None: ``context.state`` only).
+        client_id: The client's id in the ledger (default: the partition id or node id).
+        arrays_key: The message's record that holds the global arrays.
+
+    Returns:
+        The reply a Flower train function returns (``arrays`` and ``num-examples``), to be
+        sent through ``secureagg_mod``.
     """
     if not isinstance(privacy, PrivacyConfig):
         raise ConfigError(f"privacy must be a PrivacyConfig, got {type(privacy).__name__}")

@@ -56,7 +56,22 @@ _NEEDS_EACH_UPDATE: tuple[type[Strategy], ...] = (
 
 @dataclass
 class RoundReport:
-    """What one secure round did: who is in the sum, who dropped where, and what it cost."""
+    """What one secure round did: who is in the sum, who dropped where, and what it cost.
+
+    Attributes:
+        round: Flower's server round (from 1).
+        nodes: The Flower node ids the round started with.
+        survivors: Nodes whose update is in the sum.
+        dropouts: Node -> the protocol stage it went silent at.
+        rejected: Why each refused node message was refused.
+        declined: Node -> the reason it declined the round.
+        aborted: Why the round aborted (None if it completed).
+        total_examples: The summed weight the average divides by.
+        error_bound: Per-coordinate bound of the decoding error.
+        server_seconds: The server's protocol time.
+        bytes_sent: Protocol bytes the server sent.
+        bytes_received: Protocol bytes the server received.
+    """
 
     round: int
     nodes: list[int]
@@ -99,17 +114,29 @@ class SecureAggregation(Strategy):
     """Wraps a Flower strategy so that training updates are only ever summed securely.
 
     The wrapped strategy picks the nodes and sees one reply per round: the secure average
-    of the survivors' models, every node weighted alike (``weighting="uniform"``, the
-    default: no example count reaches the server), or, with ``"examples-public"``, by
-    ``num-examples`` capped at ``max_examples`` (the summed counts are then revealed).
-    ``max_examples`` is the public bound on a client's example count. Every setting that
-    shapes a node's message is in the round config, which nodes check against what they
-    pinned in their node config (docs/flower.md, "What a node accepts");
-    ``threshold`` and ``degree`` default to a majority of a complete graph; ``timeout``
-    bounds each protocol stage but training (setup, share-keys, unmask), in seconds; the
-    training message waits for ``start(timeout=...)``. Evaluation passes through.
-    ``signed=True`` runs signed rounds: each node is first asked for its Ed25519 identity
-    key, and a consistency stage comes before unmasking (docs/flower.md, "Signed mode").
+    of the survivors' models. Every setting that shapes a node's message is in the round
+    config, which nodes check against what they pinned in their node config
+    (docs/flower.md, "What a node accepts"). Evaluation passes through.
+
+    Parameters:
+        strategy: The Flower strategy to wrap (e.g. ``FedAvg``).
+        max_examples: Public bound on a client's example count.
+        threshold: Shamir threshold (default: a majority of each neighbourhood).
+        degree: Neighbours per node (default: the complete graph).
+        frac_bits: Fixed-point precision, in bits after the binary point.
+        clip: Bound on each coordinate of a weighted update.
+        bits: Bit width of the ring (default: the smallest that no sum can wrap).
+        max_clients: Public bound on the nodes in a round (default: the nodes sampled).
+        timeout: Seconds each protocol stage but training waits for replies (setup,
+            share-keys, unmask); the training message waits for ``start(timeout=...)``.
+        signed: Run signed rounds: each node is first asked for its Ed25519 identity key,
+            and a consistency stage comes before unmasking (docs/flower.md, "Signed mode").
+        weighting: "uniform" (the default: every node weighted alike, no example count
+            reaches the server) or "examples-public" (weighted by ``num-examples`` capped
+            at ``max_examples``; the summed counts are then revealed).
+
+    Raises:
+        ConfigError: Settings that cannot work together, or a strategy that is not one.
     """
 
     def __init__(
@@ -177,9 +204,20 @@ class SecureAggregation(Strategy):
 
     @classmethod
     def from_config(cls, strategy: Strategy, config: Mapping[str, Any]) -> SecureAggregation:
-        """Settings from a Flower run config: ``secureagg-max-examples`` (required), and
-        optionally ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means
-        the default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``, ``-weighting``."""
+        """Settings from a Flower run config.
+
+        Parameters:
+            strategy: The Flower strategy to wrap.
+            config: The run config: ``secureagg-max-examples`` (required), and optionally
+                ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means the
+                default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``, ``-weighting``.
+
+        Returns:
+            The wrapped strategy.
+
+        Raises:
+            ConfigError: A missing or ill-typed setting.
+        """
 
         def get(name: str, kind: type, default: Any) -> Any:
             value = config.get(f"secureagg-{name}", default)
@@ -211,8 +249,18 @@ class SecureAggregation(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Run the key and share stages over ``grid``; then the wrapped strategy's train
-        messages, each with the shares for its node (none for nodes that cannot go on)."""
+        """Run the key and share stages over ``grid``; then the wrapped strategy's train messages.
+
+        Parameters:
+            server_round: Flower's round number.
+            arrays: The global model.
+            config: The wrapped strategy's train config.
+            grid: Flower's grid, over which the protocol's earlier stages run.
+
+        Returns:
+            The train messages, each with the shares for its node (none for nodes that cannot
+            go on).
+        """
         self._round = None
         start = time.perf_counter()
         messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
@@ -389,8 +437,16 @@ class SecureAggregation(Strategy):
         return encoder, cfg
 
     def encoding(self, encoder: UpdateEncoder) -> dict[str, int | float | str | bool]:
-        """What a node encodes its update with, bound into the round config (and its digest):
-        a node reads these from the config alone, never from a per-node field."""
+        """What a node encodes its update with, bound into the round config (and its digest).
+
+        A node reads these from the config alone, never from a per-node field.
+
+        Parameters:
+            encoder: The round's encoder.
+
+        Returns:
+            Setting name -> value.
+        """
         return {
             **encoder.public_settings(),
             "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
@@ -400,7 +456,16 @@ class SecureAggregation(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Collect the masked updates, unmask over the grid, hand the secure average on."""
+        """Collect the masked updates, unmask over the grid, hand the secure average on.
+
+        Parameters:
+            server_round: Flower's round number.
+            replies: The nodes' replies to the train messages.
+
+        Returns:
+            The wrapped strategy's aggregate of the secure average (``(None, None)`` when the
+            round aborted).
+        """
         rnd, self._round = self._round, None
         report = self.reports.get(server_round)
         if rnd is None or report is None or rnd.report is not report:
@@ -538,13 +603,31 @@ class SecureAggregation(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """The wrapped strategy's evaluation messages (evaluation metrics are not secured)."""
+        """The wrapped strategy's evaluation messages (evaluation metrics are not secured).
+
+        Parameters:
+            server_round: Flower's round number.
+            arrays: The global model.
+            config: The wrapped strategy's evaluate config.
+            grid: Flower's grid.
+
+        Returns:
+            The wrapped strategy's messages, unchanged.
+        """
         return self.strategy.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
-        """The wrapped strategy's evaluation aggregate."""
+        """The wrapped strategy's evaluation aggregate.
+
+        Parameters:
+            server_round: Flower's round number.
+            replies: The nodes' evaluation replies.
+
+        Returns:
+            The wrapped strategy's aggregate, unchanged.
+        """
         return self.strategy.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:
