@@ -24,8 +24,9 @@ from secureagg.privacy._batches import split_batch, to_device
 
 __all__ = ["PROBE_STEPS", "Timer", "fastest_mode", "measure_modes", "synthetic_like"]
 
-PROBE_STEPS = 3
-"""Timed steps per mode (after one warm-up step); the median is kept."""
+PROBE_STEPS = 5
+"""Timed steps per mode (after one warm-up step, interleaved across modes); the median is
+kept."""
 
 Timer = Callable[[str, Callable[[], None]], float]
 """Runs one probe step of a mode and returns its duration in seconds."""
@@ -66,14 +67,19 @@ def _model_signature(model: nn.Module) -> tuple[Any, ...]:
 
 
 def _device_timer(device: torch.device) -> Timer:
+    """CUDA: wall time between synchronisations. CPU: this process's CPU time, which other
+    processes on a shared machine disturb far less than wall time."""
+    cuda = device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+
     def timer(mode: str, step: Callable[[], None]) -> float:
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         step()
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize(device)
-        return time.perf_counter() - start
+        return clock() - start
 
     return timer
 
@@ -127,19 +133,26 @@ def measure_modes(
     device = next(iter(model.parameters())).device
     timer = timer or _device_timer(device)
     devices = [device] if device.type == "cuda" else []
-    seconds: dict[str, float] = {}
+    runs: dict[str, list[float]] = {}
     with torch.random.fork_rng(devices=devices):  # the probe's noise leaves no trace
         fake = to_device(synthetic_like(batch), device)
+        ready: dict[str, Callable[[], None]] = {}
         for mode in modes:
             try:
                 step = _dp_step(model, criterion, mode, fake)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message="Full backward hook")
                     step()  # warm-up
-                    seconds[mode] = statistics.median(timer(mode, step) for _ in range(steps))
             except Exception:  # a mode this model cannot run is not a candidate
                 continue
-    return seconds
+            ready[mode] = step
+            runs[mode] = []
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook")
+            for _ in range(steps):  # interleaved, so a load spike hits every mode alike
+                for mode, step in ready.items():
+                    runs[mode].append(timer(mode, step))
+    return {mode: statistics.median(times) for mode, times in runs.items()}
 
 
 def fastest_mode(
