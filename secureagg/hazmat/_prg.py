@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -125,3 +126,42 @@ class MaskBuffer:
     def subtract_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
         """acc -= PRG(seed) mod 2^b, in place."""
         self.apply(acc, subtract=(seed,))
+
+
+def apply_masks(
+    acc: npt.NDArray[Any],
+    bits: int,
+    *,
+    add: Sequence[bytes] = (),
+    subtract: Sequence[bytes] = (),
+    workers: int = 1,
+) -> None:
+    """:meth:`MaskBuffer.apply` with the seeds split over ``workers`` threads.
+
+    AES-CTR (cryptography) and numpy's adds release the GIL, so the threads run on
+    separate cores. Each extra thread sums its share of the masks into its own zero vector
+    (d words each), added into ``acc`` at the end; the result is the same as one thread's.
+    ``workers=1`` is the single-core path (no threads, no extra vector).
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"workers must be a positive int, got {workers!r}")
+    buf = MaskBuffer(acc.shape[0] if isinstance(acc, np.ndarray) else 0, bits)
+    jobs = [(list(add[i::workers]), list(subtract[i::workers])) for i in range(workers)]
+    jobs = [job for job in jobs if job[0] or job[1]]
+    if len(jobs) <= 1:
+        buf.apply(acc, add=add, subtract=subtract)
+        return
+    for seed in [*add, *subtract]:  # every seed checked before any work starts
+        _check_seed(seed)
+
+    def part(job: tuple[list[bytes], list[bytes]]) -> npt.NDArray[Any]:
+        out = np.zeros(buf.d, dtype=buf.dtype)
+        MaskBuffer(buf.d, buf.bits).apply(out, add=job[0], subtract=job[1])
+        return out
+
+    with ThreadPoolExecutor(len(jobs) - 1) as pool:
+        futures = [pool.submit(part, job) for job in jobs[1:]]
+        buf.apply(acc, add=jobs[0][0], subtract=jobs[0][1])
+        for future in futures:
+            np.add(acc, future.result(), out=acc)
+    reduce_into(acc, buf.bits)

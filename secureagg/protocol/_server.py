@@ -10,11 +10,10 @@ from typing import Any, NoReturn
 import numpy as np
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from secureagg._exceptions import DecodeError, RoundAborted, ShareError
+from secureagg._exceptions import ConfigError, DecodeError, RoundAborted, ShareError
 from secureagg.hazmat import (
     LABEL_MASK,
     KeyPair,
-    MaskBuffer,
     combine,
     combine_many,
     derive_key,
@@ -23,6 +22,7 @@ from secureagg.hazmat import (
     reduce_into,
     zeros,
 )
+from secureagg.hazmat._prg import apply_masks
 from secureagg.protocol._codec import decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
@@ -57,7 +57,22 @@ from secureagg.protocol._server_state import (
 )
 from secureagg.protocol._signing import advertise_payload, survivors_payload, verify
 
-__all__ = ["AggregateResult", "Rejection", "ServerSession"]
+__all__ = ["AggregateResult", "Rejection", "ServerSession", "set_server_workers"]
+
+_DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+
+
+def _check_workers(workers: object) -> int:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"workers must be a positive int, got {workers!r}")
+    return workers
+
+
+def set_server_workers(workers: int) -> None:
+    """The threads a new ServerSession uses to remove masks (1: single-core, no threads)."""
+    global _DEFAULT_WORKERS
+    _DEFAULT_WORKERS = _check_workers(workers)
+
 
 _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
 
@@ -77,11 +92,18 @@ class ServerSession:
     ``transport_dedupes``: the transport delivers at most one message per client per stage
     (Flower does: one reply per instruction). Messages are then not fingerprinted, and any
     second message from a client in a stage is handled as a conflicting one.
+
+    ``workers``: threads that regenerate and remove the masks when the round closes (AES
+    and numpy run outside the GIL); 1 is the single-core mode. Default: 2, or 1 on a one-core
+    machine (:func:`set_server_workers` changes it). The result does not depend on it.
     """
 
-    def __init__(self, config: RoundConfig, *, transport_dedupes: bool = False) -> None:
+    def __init__(
+        self, config: RoundConfig, *, transport_dedupes: bool = False, workers: int | None = None
+    ) -> None:
         self.config = config
         self.transport_dedupes = bool(transport_dedupes)
+        self.workers = _check_workers(_DEFAULT_WORKERS if workers is None else workers)
         self.rejected: list[Rejection] = []
         self.dropouts: dict[int, Stage] = {}
         self._state: ServerState = CollectKeys()
@@ -399,10 +421,12 @@ class ServerSession:
                 seed = derive_key(shared, label=LABEL_MASK, id_a=u, id_b=v, round_id=cfg.digest)
                 pair_seeds.append((seed, u < v))
         acc = state.acc
-        MaskBuffer(cfg.d, cfg.bits).apply(
+        apply_masks(
             acc,
+            cfg.bits,
             subtract=seeds + [seed for seed, added in pair_seeds if added],
             add=[seed for seed, added in pair_seeds if not added],
+            workers=self.workers,
         )
         self._state = Finished(AggregateResult(acc, alive))
         return {}

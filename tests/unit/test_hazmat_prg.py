@@ -18,6 +18,7 @@ from secureagg.hazmat import (
     sub_into,
     zeros,
 )
+from secureagg.hazmat._prg import apply_masks
 
 
 @pytest.mark.parametrize(
@@ -211,3 +212,36 @@ def test_apply_checks_every_seed_before_touching_acc() -> None:
     assert np.array_equal(acc, before)
     MaskBuffer(1000, 32).apply(acc)  # no seeds: nothing to do
     assert np.array_equal(acc, before)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bits=st.integers(1, 64),
+    d=st.integers(0, 70_000),
+    n_add=st.integers(0, 7),
+    n_sub=st.integers(0, 7),
+    workers=st.integers(1, 4),
+)
+def test_apply_masks_in_threads_equals_one_pass(
+    bits: int, d: int, n_add: int, n_sub: int, workers: int
+) -> None:
+    """Seeds split over threads (each into its own vector, summed at the end) give exactly
+    MaskBuffer.apply's result, for every width and across 256 KiB pieces."""
+    add = [os.urandom(32) for _ in range(n_add)]
+    sub = [os.urandom(32) for _ in range(n_sub)]
+    start = np.random.default_rng(d).integers(0, 2**bits, d, dtype=np.uint64)
+    want = start.astype(element_dtype(bits))
+    MaskBuffer(d, bits).apply(want, add=add, subtract=sub)
+    got = start.astype(element_dtype(bits))
+    apply_masks(got, bits, add=add, subtract=sub, workers=workers)
+    assert np.array_equal(got, want)
+
+
+def test_apply_masks_checks_workers_and_seeds() -> None:
+    acc = np.zeros(5, np.uint32)
+    for workers in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError):
+            apply_masks(acc, 32, add=[bytes(32)], workers=workers)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError):
+        apply_masks(acc, 32, add=[bytes(32), bytes(31)], subtract=[bytes(32)], workers=2)
+    assert not acc.any()  # nothing changed before the bad seed was found

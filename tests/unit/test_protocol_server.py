@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secureagg import DecodeError, RoundAborted
+from secureagg import ConfigError, DecodeError, RoundAborted
 from secureagg.hazmat import open_sealed, seal
 from secureagg.protocol import (
     AdvertiseKeys,
@@ -672,3 +672,21 @@ def test_each_meaning_check_refuses_and_the_rest_sum_exactly(case: str) -> None:
     assert np.array_equal(res.total, expected(xs, res.survivors))
     (rejection,) = res.rejected
     assert rejection.stage is stage and reason in rejection.reason
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_mask_removal_threads_do_not_change_the_sum(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single-core mode and three threads both give the exact sum, with dropouts."""
+    from secureagg.protocol import _server
+
+    monkeypatch.setattr(_server, "_DEFAULT_WORKERS", workers)
+    xs = inputs()
+    res = run_round(make_config(), xs, dropouts={Stage.MASKED_INPUT: [2], Stage.UNMASK: [5]})
+    assert res.survivors == frozenset(IDS) - {2}
+    assert np.array_equal(res.total, expected(xs, res.survivors))
+    with pytest.raises(ConfigError):
+        _server.ServerSession(make_config(), workers=0)
+    with pytest.raises(ConfigError):
+        _server.set_server_workers(0)
