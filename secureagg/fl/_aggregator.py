@@ -52,8 +52,9 @@ class SecureAggregator:
 
     With ``distributed``, the updates are encoded for client-level distributed DP instead
     (:class:`DistributedEncoder`): clipped, rotated, rounded and noised in the integers, with
-    the protocol threshold fixed at ``config.threshold`` (default: a majority of
-    ``max_clients``) and the noise calibrated for ``threshold - colluders`` honest clients.
+    the noise calibrated for ``threshold - colluders`` honest clients, ``threshold`` being
+    ``config.threshold`` (default: a majority of ``max_clients``); each round runs with that
+    threshold or a majority of its own clients, whichever is larger.
 
     Parameters:
         like: A model or its named parameters: fixes the update's layout.
@@ -193,10 +194,13 @@ class SecureAggregator:
         if self.distributed is not None and len(encoded) <= self.distributed_threshold:
             # each survivor needs `threshold` live neighbours: too few clients to start
             raise RoundAborted(f"{len(encoded)} clients cannot meet the threshold {self.threshold}")
+        threshold = self.threshold
+        if self.distributed is not None:  # the floor, raised to a majority of this round
+            threshold = max(self.distributed_threshold, default_threshold(len(encoded) - 1))
         result = simulate_round(
             encoded,
             bits=self.bits,
-            threshold=self.threshold,
+            threshold=threshold,
             degree=self.config.degree,
             dropouts=dropouts,
             signed=self.config.signed,

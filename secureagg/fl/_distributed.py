@@ -110,14 +110,13 @@ class DistributedEncoder:
     def decode(self, total: npt.NDArray[np.generic], members: int) -> Decoded:
         """The uniform average of ``members`` noisy, clipped updates.
 
-        RoundAborted if fewer than ``n_min`` clients are in the sum (the noise would be too
-        small). The bound is infinite: the average carries DP noise of std
-        :meth:`noise_std` (members) per coordinate by design.
+        RoundAborted if fewer than ``n_min + colluders`` clients are in the sum (fewer than
+        ``n_min`` honest shares of noise). The bound is infinite: the average carries DP
+        noise of std :meth:`noise_std` (members) per coordinate by design.
         """
-        if members < self.n_min:
-            raise RoundAborted(
-                f"only {members} clients in the sum; distributed DP needs {self.n_min}"
-            )
+        need = self.n_min + self.settings.colluders  # so that n_min of them are honest
+        if members < need:
+            raise RoundAborted(f"only {members} clients in the sum; distributed DP needs {need}")
         total_vec = ddp_decode(np.asarray(total), self.params, self.seed)
         return Decoded(total_vec / members, float(members), math.inf)
 

@@ -124,6 +124,17 @@ def test_distributed_mode_needs_secure_aggregation_and_no_dp_sgd() -> None:
         )
 
 
+def test_colluders_raise_the_floor_of_a_sum() -> None:
+    settings = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=2)
+    agg = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
+    dist = agg.distributed
+    assert dist is not None and dist.n_min == 3  # threshold 5 minus 2 colluders
+    total = np.zeros(dist.length, dtype=np.uint16)
+    with pytest.raises(RoundAborted):
+        dist.decode(total, 4)  # 4 members may hold only 2 honest shares
+    dist.decode(total, 5)
+
+
 def test_colluders_beyond_the_threshold_are_refused() -> None:
     bad = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=5)
     with pytest.raises(ConfigError):
