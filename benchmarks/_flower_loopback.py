@@ -143,6 +143,7 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
         *,
         drop_at: Mapping[int, int] | None = None,
         run_id: int = 1,
+        node_config: Callable[[int], dict[str, Any]] | None = None,
     ) -> None:
         self._app = app
         self._nodes = list(node_ids)
@@ -154,7 +155,11 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
         self._contexts = {
             nid: context_to_proto(
                 Context(
-                    run_id=run_id, node_id=nid, node_config={}, state=RecordDict(), run_config={}
+                    run_id=run_id,
+                    node_id=nid,
+                    node_config=node_config(nid) if node_config is not None else {},
+                    state=RecordDict(),
+                    run_config={},
                 )
             ).SerializeToString()
             for nid in self._nodes

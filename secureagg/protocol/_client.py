@@ -85,8 +85,8 @@ class ClientSession:
     the client accepts (default :class:`ClientPolicy`: at least a majority threshold);
     a config it refuses raises RoundAborted here, before any key exists.
 
-    ``journal`` is where the client records each reply that commits it (its advertised
-    keys, masked input, consistency signature and unmask answer), before the reply leaves;
+    ``journal`` is where the client records each reply that commits it (its masked input,
+    consistency signature and unmask answer), before the reply leaves;
     the caller provides it (default: a :class:`MemoryJournal`, which does not outlive the
     process). A session that meets an entry of its own round re-sends the recorded reply
     to the identical request, or refuses: it never masks a second input with the same
@@ -228,11 +228,9 @@ class ClientSession:
         if self._identity is not None and self.config.signed:
             payload = advertise_payload(self.config, self.client_id, c.public, s.public)
             signature = sign(self._identity, payload)
-        if self.committed(Stage.ADVERTISE):
-            self._abort("its journal shows it already advertised keys in this round")
         self._state = Advertised(c, s)
         msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
-        return self._commit(Stage.ADVERTISE, b"", encode(msg), keep=False)
+        return encode(msg)
 
     def receive(self, data: bytes) -> bytes:
         """Handle one server message and return the reply; RoundAborted on any deviation."""

@@ -51,6 +51,9 @@ class MemoryJournal:
         self._entries[key] = bytes(value)
 
 
+_sync = getattr(os, "fdatasync", os.fsync)
+"""fdatasync where there is one: it flushes the data and the size an append changed."""
+
 _MAGIC = b"SAJ1"
 _HEAD = struct.Struct(">II")
 _CHECK = 8
@@ -58,7 +61,7 @@ _MAX_FIELD = 1 << 26
 
 
 class FileJournal:
-    """A journal in an append-only file (mode 0o600), fsynced after every record.
+    """A journal in an append-only file (mode 0o600), synced (fdatasync) after every record.
 
     Each record is u32 key length, u32 value length, key, value and the first 8 bytes of
     their SHA-256. A torn last record (the process died while writing it, so its reply
@@ -127,7 +130,7 @@ class FileJournal:
                 view = memoryview(rec)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                _sync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:

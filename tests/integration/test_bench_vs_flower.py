@@ -45,6 +45,10 @@ def test_prints_every_row_for_both(quick: tuple[str, dict]) -> None:
             assert m["client_kb"] > 0 and m["server_mb"] > 0
             assert m["error"] <= m["bound"], (side, m)
         assert row["secureagg"]["survivors"] == list(range(1, row["row"]["n"] + 1))
+        # the journal's cost per round is measured and printed: a file per node, 3 records
+        assert row["secureagg"]["journal_ms"] > 0 and row["secureagg"]["journal_bytes"] > 100
+    assert stdout.count("ms per client per round") == 2
+    assert "journal included: " in stdout
 
 
 def test_dropout_outcomes(quick: tuple[str, dict]) -> None:

@@ -289,15 +289,6 @@ def test_rollback_before_unmask_answers_only_the_same_request(signed: bool) -> N
         r.restore(1, saved).receive(other)
 
 
-def test_a_second_setup_of_one_round_is_refused() -> None:
-    """A server that restarts a round under the same id gets no second key pair."""
-    cfg, _ = config(4, 3)
-    journal = MemoryJournal()
-    ClientSession(cfg, 1, journal=journal).advertise()
-    with pytest.raises(RoundAborted, match="already advertised"):
-        ClientSession(cfg, 1, journal=journal).advertise()
-
-
 def test_restore_needs_a_journal() -> None:
     cfg, _ = config(4, 3)
     blob = ClientSession(cfg, 1).export_state()
@@ -336,8 +327,11 @@ def test_the_file_journal_is_durable_append_only_and_survives_a_torn_record(
 
 
 def test_a_client_whose_journal_cannot_record_refuses_to_reply(tmp_path: Path) -> None:
-    cfg, _ = config(4, 3)
     folder = tmp_path / "gone"
-    session = ClientSession(cfg, 1, journal=FileJournal(folder / "j"))  # no such folder
+    r = Round(4, 3, signed=False)
+    r.step()  # shares
+    blob = r.clients[1].export_state()
+    session = ClientSession.restore_state(blob, journal=FileJournal(folder / "j"))  # no folder
+    session.provide_input(r.xs[1])
     with pytest.raises(RoundAborted, match="journal refused"):
-        session.advertise()
+        session.receive(r.out[1])
