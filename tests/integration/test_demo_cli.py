@@ -146,3 +146,16 @@ def test_an_interrupted_demo_leaves_a_ledger_the_audit_reads(tmp_path: Path) -> 
     assert audit.returncode == 0, audit.stderr
     doc = json.loads((tmp_path / "audit" / "audit.json").read_text())
     assert len(doc["clients"]) == 8
+
+
+def test_a_threshold_below_a_majority_is_said_in_the_output_and_the_report(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "report"
+    proc = _secureagg("demo", "--clients", "4", "--rounds", "1", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "threshold 2 is below a majority of a neighbourhood of 4" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["secure_aggregation"]["majority"] == 3
+    assert "below a majority" in report["secure_aggregation"]["threshold_note"]
+    assert "**Note:** threshold 2 is below a majority" in (out / "report.md").read_text()

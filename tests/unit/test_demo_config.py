@@ -81,3 +81,16 @@ def test_sparse_graph_is_sparser_than_complete() -> None:
 def test_threshold_above_the_helpers_degree_is_refused() -> None:
     with pytest.raises(ConfigError, match="above the graph degree"):
         choose_graph(DemoConfig(graph="sparse", clients=16, threshold=14))
+
+
+def test_a_threshold_below_a_majority_is_named_as_such() -> None:
+    """The demo may lower t below a majority (one dropout must not abort a 4-client round);
+    it then runs with the protocol's opt-out and says so (issue 12)."""
+    low = choose_graph(DemoConfig(clients=4))  # complete, degree 3, dropouts on: t = 2
+    assert (low.threshold, low.majority, low.below_majority) == (2, 3, True)
+    note = low.note()
+    assert note is not None and "below a majority" in note and "opt-out" in note
+    fine = choose_graph(DemoConfig())
+    assert not fine.below_majority and fine.note() is None
+    helper = choose_graph(DemoConfig(graph="sparse", clients=40))
+    assert helper.below_majority is (helper.threshold < helper.majority)
