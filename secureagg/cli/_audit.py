@@ -173,7 +173,20 @@ def noise(
 )
 @click.option("--learning-rate", type=float, default=2.0, show_default=True, help="SGD step.")
 @click.option("--delta", "-d", type=float, default=1e-5, show_default=True, help="Delta.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of coins and noise.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the canary coins and initial weights (the DP noise comes from the OS).",
+)
+@click.option(
+    "--grad-sample-mode",
+    type=click.Choice(["auto", "ghost", "hooks"]),
+    default="auto",
+    show_default=True,
+    help="The PrivateTrainer mode audited.",
+)
 @click.option(
     "--compare/--no-compare",
     default=True,
@@ -195,10 +208,12 @@ def empirical(
     learning_rate: float,
     delta: float,
     seed: int,
+    grad_sample_mode: str,
     compare: bool,
     out: Path,
 ) -> None:
-    """One-run empirical lower bound on epsilon (Steinke, Nasr & Jagielski 2023)."""
+    """One-run empirical lower bound on epsilon (Steinke, Nasr & Jagielski 2023), training
+    with secureagg's own PrivateTrainer."""
     from secureagg.cli._report_audit import print_empirical, write_empirical
     from secureagg.privacy.audit import EmpiricalConfig, run_empirical_audit
 
@@ -210,6 +225,7 @@ def empirical(
         learning_rate=learning_rate,
         delta=delta,
         seed=seed,
+        grad_sample_mode=grad_sample_mode,
     )
     usable_folder(out)
     configs = [config]

@@ -1,7 +1,9 @@
 """Empirical privacy audit in one training run (Steinke, Nasr and Jagielski, NeurIPS 2023).
 
 The task: scikit-learn's bundled digits (1,797 8x8 images, no download), a linear softmax
-model trained with real Opacus DP-SGD (Poisson sampling, clipping, Gaussian noise). m canaries
+model trained by secureagg's own :class:`PrivateTrainer` (the path a user gets: Opacus
+DP-SGD with Poisson sampling, clipping and Gaussian noise from the OS CSPRNG, in the
+trainer's ``ghost`` or ``hooks`` mode). m canaries
 are added as extra examples, each included in the training set by a fair coin. Canary i is
 the input that is ``scale`` in its own extra feature and 0 elsewhere, with a random label, so
 its gradient moves only its own column of weights (an input-space version of the paper's
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,9 +45,16 @@ class EmpiricalConfig:
     canary_scale: float = 10.0
     guesses: tuple[int, ...] = ()
     seed: int = 0
+    grad_sample_mode: str = "auto"
 
     def __post_init__(self) -> None:
+        from secureagg.privacy._modes import GRAD_SAMPLE_MODES
+
         checks = [
+            (
+                self.grad_sample_mode in GRAD_SAMPLE_MODES,
+                f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}",
+            ),
             (self.canaries >= 10, "canaries must be >= 10"),
             (
                 math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0,
@@ -101,10 +109,18 @@ class EmpiricalAudit:
     seconds: float
     scores: list[float] = field(repr=False, default_factory=list)
 
+    grad_sample_mode: str = ""
+
     @property
     def upper_bound(self) -> float:
         """The tightest accountant's epsilon for this run."""
         return min(self.upper_bounds.values())
+
+    @property
+    def violated(self) -> bool:
+        """True when the run proves more leakage than the accountants allow: the trainer
+        does not do what it is accounted for (e.g. its noise is missing)."""
+        return self.lower_bound > self.upper_bound
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (infinite upper bounds as null)."""
@@ -121,6 +137,8 @@ class EmpiricalAudit:
                 k: (v if math.isfinite(v) else None) for k, v in self.upper_bounds.items()
             },
             "test_accuracy": self.test_accuracy,
+            "trainer": f"secureagg PrivateTrainer, {self.grad_sample_mode} mode",
+            "violated": self.violated,
             "seconds": round(self.seconds, 3),
         }
 
@@ -146,42 +164,32 @@ def _data(cfg: EmpiricalConfig, rng: np.random.Generator) -> tuple[np.ndarray, .
 
 
 def _train(cfg: EmpiricalConfig, train_x: np.ndarray, train_y: np.ndarray) -> tuple[Any, ...]:
+    """One PrivateTrainer round of ``cfg.epochs`` local epochs, as a user would run it."""
     import torch
-    from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.manual_seed(cfg.seed)
+    from secureagg.privacy._trainer import PrivateTrainer
+
+    torch.manual_seed(cfg.seed)  # the initial weights; the DP noise never sees this seed
     model = torch.nn.Linear(train_x.shape[1], 10)
-    start = model.weight.detach().clone()
+    start = {k: v.detach().clone() for k, v in model.named_parameters()}
     data = TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y).long())
     batch = max(1, round(cfg.sample_rate * len(data)))
     loader = DataLoader(data, batch_size=batch)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    with warnings.catch_warnings():
-        # a seeded experiment by design (the audit's trials must be repeatable)
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        # torch, for Opacus' hooks on a model whose inputs need no gradient (as in the trainer)
-        warnings.filterwarnings("ignore", message="Full backward hook", category=UserWarning)
-        model, optimizer, loader = PrivacyEngine().make_private(
-            module=model,
-            optimizer=optimizer,
-            data_loader=loader,
-            noise_multiplier=cfg.noise_multiplier,
-            max_grad_norm=cfg.max_grad_norm,
-            poisson_sampling=True,
-            noise_generator=noise_gen,
-        )
-        loss_fn = torch.nn.CrossEntropyLoss()
-        steps = 0
-        for _ in range(cfg.epochs):
-            for xb, yb in loader:
-                optimizer.zero_grad()
-                loss_fn(model(xb), yb).backward()
-                optimizer.step()
-                steps += 1
-    weight = model._module.weight.detach() if hasattr(model, "_module") else model.weight
-    return weight - start, model, steps, float(loader.sample_rate)
+    trainer = PrivateTrainer(
+        model,
+        optimizer,
+        loader,
+        noise_multiplier=cfg.noise_multiplier,
+        max_grad_norm=cfg.max_grad_norm,
+        delta=cfg.delta,
+        local_epochs=cfg.epochs,
+        grad_sample_mode=cfg.grad_sample_mode,
+    )
+    update = trainer.train_round(start)
+    weight = model.weight.detach() - start["weight"]
+    return weight, model, update.steps, trainer.sample_rate, trainer.grad_sample_mode
 
 
 def _guess(scores: np.ndarray, included: np.ndarray, r: int) -> int:
@@ -198,7 +206,7 @@ def run_empirical_audit(config: EmpiricalConfig | None = None) -> EmpiricalAudit
     began = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     train_x, train_y, test_x, test_y, canary_y, included = _data(cfg, rng)
-    delta_w, model, steps, q = _train(cfg, train_x, train_y)
+    delta_w, model, steps, q, mode = _train(cfg, train_x, train_y)
     d = test_x.shape[1] - cfg.canaries
     cols = delta_w[:, d:].numpy().astype(np.float64)  # (10, m): each canary's own column
     m = cfg.canaries
@@ -228,4 +236,5 @@ def run_empirical_audit(config: EmpiricalConfig | None = None) -> EmpiricalAudit
         test_accuracy=accuracy,
         seconds=time.perf_counter() - began,
         scores=scores.tolist(),
+        grad_sample_mode=mode,
     )
