@@ -165,6 +165,9 @@ def _policy(context: Context) -> ClientPolicy:
         if isinstance(value, bool) or not isinstance(value, kind):
             raise _Declined(f"the node config's secureagg-{name} is not a {kind.__name__}")
         pinned[name] = value
+    # A count reaches the server only if the node opted in: the DP guarantee of a privately
+    # trained node does not cover its example count (docs/privacy.md).
+    pinned.setdefault("weighting", "uniform")
     bounds = []
     for key, default in ((MIN_CLIENTS_KEY, 3), (MIN_THRESHOLD_KEY, 2)):
         value = context.node_config.get(key, default)

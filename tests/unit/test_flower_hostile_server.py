@@ -128,6 +128,8 @@ def test_an_example_count_above_the_maximum_is_capped_not_declined() -> None:
     took part); the node takes part with its weight capped at max-examples (the weighting
     that reads counts; under uniform weighting no count is read at all)."""
     grid = lb.LoopbackGrid(lb._app(), 4)  # counts 5, 9, 13, 17
+    for context in grid.contexts.values():  # the nodes opt in to sending their counts
+        context.node_config["secureagg-weighting"] = "examples-public"
     fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
     strategy = strategy_module.SecureAggregation(
         fedavg, max_examples=8, weighting="examples-public"
@@ -137,6 +139,22 @@ def test_an_example_count_above_the_maximum_is_capped_not_declined() -> None:
     assert report.aborted is None and report.declined == {}
     assert len(report.survivors) == 4
     assert report.total_examples == pytest.approx(5 + 8 + 8 + 8, abs=0.01)
+
+
+def test_a_node_sends_its_count_only_if_it_opted_in() -> None:
+    """A server that asks for example-count weighting from nodes that did not pin it gets
+    no count: every node declines at setup, before any key leaves."""
+    grid = lb.LoopbackGrid(lb._app(), 4)
+    fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+    strategy = strategy_module.SecureAggregation(
+        fedavg, max_examples=8, weighting="examples-public"
+    )
+    lb._run(grid, strategy, 1)
+    report = strategy.reports[1]
+    assert report.aborted is not None and report.survivors == []
+    assert len(report.declined) == 4
+    assert all("weighting" in why for why in report.declined.values())
+    assert grid.replies and all(lb._stage(r) == "setup" for r in grid.replies)
 
 
 # -- rollbacks: Flower pushes a reply before it saves the Context --------------------------------
