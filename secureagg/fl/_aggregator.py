@@ -106,6 +106,22 @@ class SecureAggregator:
             self.threshold = self.distributed_threshold = t
             self.distributed = DistributedEncoder(d, distributed, t - distributed.colluders)
 
+    def public_settings(self) -> dict[str, int | float | str]:
+        """The encoding's settings for a round config (distributed DP's when enabled)."""
+        if self.distributed is not None:
+            return self.distributed.public_settings()
+        return self.encoder.public_settings()
+
+    def round_threshold(self, clients: int, degree: int | None = None) -> int | None:
+        """The threshold of a round of ``clients`` (None: the protocol's default).
+
+        Under distributed DP: the floor, raised to a majority of a neighbourhood.
+        """
+        if self.distributed is None:
+            return self.threshold
+        neighbours = clients - 1 if degree is None else min(degree, clients - 1)
+        return max(self.distributed_threshold, default_threshold(neighbours))
+
     @property
     def length(self) -> int:
         """Length of a client's protocol input."""
@@ -194,9 +210,7 @@ class SecureAggregator:
         if self.distributed is not None and len(encoded) <= self.distributed_threshold:
             # each survivor needs `threshold` live neighbours: too few clients to start
             raise RoundAborted(f"{len(encoded)} clients cannot meet the threshold {self.threshold}")
-        threshold = self.threshold
-        if self.distributed is not None:  # the floor, raised to a majority of this round
-            threshold = max(self.distributed_threshold, default_threshold(len(encoded) - 1))
+        threshold = self.round_threshold(len(encoded), self.config.degree)
         result = simulate_round(
             encoded,
             bits=self.bits,
@@ -240,7 +254,9 @@ class SecureAggregator:
         )
         return self.simulate(encoded, dropouts=dropouts, capture=capture)
 
-    def decode(self, total: npt.NDArray[Any], members: Collection[int]) -> Aggregate:
+    def decode(
+        self, total: npt.NDArray[Any], members: Collection[int], seed: bytes | None = None
+    ) -> Aggregate:
         """The average update from a protocol sum over ``members``.
 
         Parameters:
@@ -253,7 +269,7 @@ class SecureAggregator:
         start = time.perf_counter()
         dec: Decoded
         if self.distributed is not None:
-            dec = self.distributed.decode(total, len(members))
+            dec = self.distributed.decode(total, len(members), seed)
         else:
             dec = self.encoder.decode(total, len(members))
         average = unflatten(dec.average, self.like)

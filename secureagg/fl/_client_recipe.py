@@ -10,6 +10,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secureagg._exceptions import ConfigError, DecodeError, ProtocolError, RoundAborted
+from secureagg.fl._distributed import DistributedEncoder
 from secureagg.fl._encoding import UpdateEncoder
 from secureagg.privacy import LocalUpdate
 from secureagg.protocol import ClientPolicy, ClientSession, RoundConfig, Stage
@@ -60,7 +61,7 @@ class SecureAggClient:
 
     def __init__(
         self,
-        encoder: UpdateEncoder,
+        encoder: UpdateEncoder | DistributedEncoder,
         client_id: int,
         *,
         identity: Ed25519PrivateKey | None = None,
@@ -68,14 +69,19 @@ class SecureAggClient:
         allow_minority_threshold: bool = False,
         **session_options: Any,
     ) -> None:
-        if not isinstance(encoder, UpdateEncoder):
-            raise ConfigError(f"encoder must be an UpdateEncoder, got {type(encoder).__name__}")
+        if not isinstance(encoder, (UpdateEncoder, DistributedEncoder)):
+            raise ConfigError(
+                f"encoder must be an UpdateEncoder or a DistributedEncoder, got "
+                f"{type(encoder).__name__}"
+            )
         session_options.setdefault(
             "policy",
             ClientPolicy(
                 encoding=encoder.public_settings(),
                 bits=encoder.bits,
                 d=encoder.length,
+                # distributed DP: never fewer than n_min honest shares of noise in the sum
+                min_threshold=encoder.floor if isinstance(encoder, DistributedEncoder) else 2,
                 allow_minority_threshold=allow_minority_threshold,
             ),
         )
@@ -86,6 +92,9 @@ class SecureAggClient:
         self._options = session_options
         self._session: ClientSession | None = None
         self._encoded: npt.NDArray[Any] | None = None  # until the session has it
+        self._pending: LocalUpdate | None = (
+            None  # distributed DP: encoded once the round id is known
+        )
         self._has_update = False
 
     @property
@@ -131,6 +140,9 @@ class SecureAggClient:
                 raise ConfigError("the round is not signed by the identity keys this client trusts")
         session = ClientSession(cfg, self.client_id, identity=self._identity, **self._options)
         self._session = session
+        if self._pending is not None and isinstance(self.encoder, DistributedEncoder):
+            self._encoded = self.encoder.encode(self._pending, cfg.round_id)
+            self._pending = None
         if self._encoded is not None:
             session.provide_input(self._encoded)
             self._encoded = None
@@ -151,7 +163,14 @@ class SecureAggClient:
             Stage.MASKED_INPUT,
         ):
             raise ProtocolError("the masked update of this round has already been sent")
-        encoded = self.encoder.encode(update, rng)
+        if isinstance(self.encoder, DistributedEncoder):  # rng unused: noise from the OS
+            if self._session is None:  # the rotation needs the round id: wait for join
+                self._pending = update
+                self._has_update = True
+                return
+            encoded = self.encoder.encode(update, self._session.config.round_id)
+        else:
+            encoded = self.encoder.encode(update, rng)
         if self._session is None:
             self._encoded = encoded
         else:

@@ -79,6 +79,29 @@ class DistributedEncoder:
         self.seed = os.urandom(16)
 
     @property
+    def floor(self) -> int:
+        """The smallest protocol threshold a round may have: n_min + colluders."""
+        return self.n_min + self.settings.colluders
+
+    def public_settings(self) -> dict[str, int | float | str]:
+        """The settings a client's message depends on, for the round config's ``encoding``.
+
+        Bound into the config digest and pinned by each client (with :attr:`floor` as its
+        minimum threshold), so a server cannot run a round with less noise than planned.
+        """
+        p = self.params
+        return {
+            "mode": "distributed-dp",
+            "mechanism": p.mechanism,
+            "clip": float(p.clip),
+            "gamma": float(p.gamma),
+            "variance": float(p.variance),
+            "beta": float(p.beta),
+            "n-min": self.n_min,
+            "colluders": self.settings.colluders,
+        }
+
+    @property
     def bits(self) -> int:
         """Bit width b of the summed vectors."""
         return self.params.bits
@@ -103,11 +126,17 @@ class DistributedEncoder:
         c = self.params.clip
         return x * (c / norm) if norm > c else x
 
-    def encode(self, update: LocalUpdate) -> npt.NDArray[np.generic]:
-        """The client's protocol input; its rounding and noise come from the OS (no seed)."""
-        return ddp_encode(self.clipped(update), self.params, self.seed)
+    def encode(self, update: LocalUpdate, seed: bytes | None = None) -> npt.NDArray[np.generic]:
+        """The client's protocol input; its rounding and noise come from the OS.
 
-    def decode(self, total: npt.NDArray[np.generic], members: int) -> Decoded:
+        ``seed`` is the round's public rotation seed (over a transport: the round id);
+        default the in-process one of :meth:`next_round`.
+        """
+        return ddp_encode(self.clipped(update), self.params, self.seed if seed is None else seed)
+
+    def decode(
+        self, total: npt.NDArray[np.generic], members: int, seed: bytes | None = None
+    ) -> Decoded:
         """The uniform average of ``members`` noisy, clipped updates.
 
         RoundAborted if fewer than ``n_min + colluders`` clients are in the sum (fewer than
@@ -117,7 +146,8 @@ class DistributedEncoder:
         need = self.n_min + self.settings.colluders  # so that n_min of them are honest
         if members < need:
             raise RoundAborted(f"only {members} clients in the sum; distributed DP needs {need}")
-        total_vec = ddp_decode(np.asarray(total), self.params, self.seed)
+        seed = self.seed if seed is None else seed
+        total_vec = ddp_decode(np.asarray(total), self.params, seed)
         return Decoded(total_vec / members, float(members), math.inf)
 
     def noise_std(self, members: int) -> float:

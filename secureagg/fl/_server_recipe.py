@@ -56,9 +56,12 @@ class SecureAggServer:
         ids = sorted(set(clients))
         if len(ids) < 2:
             raise ConfigError("a round needs at least 2 clients")
-        if len(ids) > aggregator.encoder.quant.max_clients:
+        if len(ids) > aggregator.max_clients:
+            raise ConfigError(f"{len(ids)} clients exceed max_clients={aggregator.max_clients}")
+        dist = aggregator.distributed
+        if dist is not None and len(ids) <= dist.floor:
             raise ConfigError(
-                f"{len(ids)} clients exceed max_clients={aggregator.encoder.quant.max_clients}"
+                f"{len(ids)} clients cannot meet distributed DP's threshold floor {dist.floor}"
             )
         settings = aggregator.config
         if settings.signed and identity_keys is None:
@@ -67,18 +70,18 @@ class SecureAggServer:
         plan = plan_round(
             len(ids),
             degree=settings.degree,
-            threshold=settings.threshold,
+            threshold=aggregator.round_threshold(len(ids), settings.degree),
             allow_minority_threshold=settings.allow_minority_threshold,
         )
         self.config = RoundConfig(
             round_id=round_id,
-            bits=aggregator.encoder.bits,
-            d=aggregator.encoder.length,
+            bits=aggregator.bits,
+            d=aggregator.length,
             threshold=plan.threshold,
             graph=plan.graph(ids, round_id),
             signed=settings.signed,
             identity_keys=dict(identity_keys or {}),
-            encoding=aggregator.encoder.public_settings(),
+            encoding=aggregator.public_settings(),
         )
         self.aggregator = aggregator
         self._session = ServerSession(self.config, **session_options)
@@ -152,7 +155,8 @@ class SecureAggServer:
         if self.stage is not None:
             raise RoundAborted(f"the round is still collecting {self.stage.name}")
         res = self._session.result
-        agg = self.aggregator.decode(res.total, res.survivors)
+        # under distributed DP the public rotation seed of a round is its id
+        agg = self.aggregator.decode(res.total, res.survivors, self.config.round_id)
         agg.protocol = RoundResult(
             total=res.total,
             survivors=res.survivors,

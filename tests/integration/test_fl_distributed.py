@@ -139,3 +139,63 @@ def test_colluders_beyond_the_threshold_are_refused() -> None:
     bad = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=5)
     with pytest.raises(ConfigError):
         SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=bad)
+
+
+def _transport_round(
+    aggregator: SecureAggregator, updates: dict[int, LocalUpdate]
+) -> tuple[np.ndarray, list[int]]:
+    from secureagg import SecureAggClient, SecureAggServer
+
+    dist = aggregator.distributed
+    assert dist is not None
+    server = SecureAggServer(aggregator, list(updates))
+    clients = {u: SecureAggClient(dist, u) for u in updates}
+    for u, c in clients.items():
+        c.provide_update(updates[u])  # before join: encoded once the round id is known
+        server.receive(u, c.join(server.config_bytes))
+    out = server.close_stage()
+    while server.stage is not None:
+        for u, msg in out.items():
+            server.receive(u, clients[u].receive(msg))
+        out = server.close_stage()
+    agg = server.result()
+    return agg.vector, agg.members
+
+
+def test_transport_recipes_in_distributed_mode(aggregator: SecureAggregator) -> None:
+    dist = aggregator.distributed
+    assert dist is not None
+    errs = []
+    for _ in range(4):
+        updates = _updates(dist.d, 7, 0.4)
+        vec, members = _transport_round(aggregator, updates)
+        assert members == sorted(updates)
+        ref = aggregator.reference_average(list(updates.values()))
+        errs.append((vec - ref) / dist.noise_std(7))
+    z = np.concatenate(errs)
+    tol = 5 * math.sqrt(2 / z.size)
+    assert 1 - tol <= float(np.mean(z**2)) <= 1 + tol + 0.01
+
+
+def test_clients_refuse_a_round_with_less_noise_than_planned(
+    aggregator: SecureAggregator,
+) -> None:
+    import dataclasses
+
+    from secureagg import SecureAggClient, SecureAggServer
+
+    dist = aggregator.distributed
+    assert dist is not None
+    server = SecureAggServer(aggregator, list(range(1, 9)))
+    assert server.config.threshold >= dist.floor
+    # a server that lowers the threshold (fewer honest shares) or the noise is refused
+    low = dataclasses.replace(server.config, threshold=dist.floor - 1)
+    quieter = dataclasses.replace(
+        server.config, encoding={**server.config.encoding, "variance": dist.params.variance / 4}
+    )
+    for cfg in (low, quieter):
+        client = SecureAggClient(dist, 1, allow_minority_threshold=True)
+        why = r"refuses the round: (threshold|the round's variance)"
+        with pytest.raises(RoundAborted, match=why):
+            client.join(cfg.to_bytes())
+    SecureAggClient(dist, 1).join(server.config_bytes)  # the honest config is accepted
