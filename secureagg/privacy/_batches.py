@@ -18,9 +18,12 @@ TARGET_KEYS = ("labels", "target")
 def to_device(batch: Any, device: torch.device) -> Any:
     """``batch`` with every tensor in it on ``device``: tensors, and tensors nested in dicts,
     tuples (named tuples included) and lists; anything else is left as it is. Dtypes are
-    kept. A tensor already there is not copied; pinned CPU memory copies asynchronously."""
+    kept. A tensor already there is not copied; pinned CPU memory copies to an accelerator
+    asynchronously (in stream order, so the model sees the whole batch)."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        # asynchronous only towards an accelerator: a copy to the CPU must be complete
+        # before the CPU reads it
+        return batch.to(device, non_blocking=device.type != "cpu")
     if isinstance(batch, Mapping):
         return type(batch)({k: to_device(v, device) for k, v in batch.items()})  # type: ignore[call-arg]
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
