@@ -54,34 +54,40 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stage-timeout", type=float, default=3.0)
     args = p.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
+    procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         port_file, out = Path(tmp, "port"), Path(tmp, "result.json")
         cmd = [sys.executable, str(HERE / "server.py"), "--clients", str(args.clients)]
         cmd += ["--port-file", str(port_file), "--out", str(out)]
         cmd += ["--stage-timeout", str(args.stage_timeout)]
-        server = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{_wait_for(port_file, server, 60)}"
-        clients = {}
-        for cid in range(1, args.clients + 1):
-            hang = ["--hang-after", "share_keys"] if cid == args.kill else []
-            cmd = [sys.executable, str(HERE / "client.py"), "--url", url, "--id", str(cid), *hang]
-            clients[cid] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-        if args.kill:
-            victim = clients[args.kill]
-            _read_until(victim, "hanging")  # it has sent its shares, not its masked update
-            victim.kill()
-            victim.wait()
-        codes = {cid: c.wait(timeout=120) for cid, c in clients.items()}
-        _, err = server.communicate(timeout=120)
-        if server.returncode != 0:
-            raise SystemExit(f"the server failed: {err}")
-        result = json.loads(out.read_text())
+        try:
+            server = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+            procs.append(server)
+            url = f"http://127.0.0.1:{_wait_for(port_file, server, 60)}"
+            clients = {}
+            for cid in range(1, args.clients + 1):
+                victim = cid == args.kill
+                hang = ["--hang-after", "share_keys"] if victim else []
+                cmd = [sys.executable, str(HERE / "client.py"), "--url", url, "--id", str(cid)]
+                stdout = subprocess.PIPE if victim else subprocess.DEVNULL
+                clients[cid] = subprocess.Popen([*cmd, *hang], stdout=stdout, text=True, env=env)
+                procs.append(clients[cid])
+            if args.kill:
+                _read_until(clients[args.kill], "hanging")  # shares sent, masked update not
+                clients[args.kill].kill()
+                clients[args.kill].wait()
+            codes = {cid: c.wait(timeout=120) for cid, c in clients.items()}
+            _, err = server.communicate(timeout=120)
+            if server.returncode != 0:
+                raise SystemExit(f"the server failed: {err}")
+            result = json.loads(out.read_text())
+        finally:  # nothing this script started outlives it
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     if "aborted" in result:
         raise SystemExit(f"the round aborted: {result['aborted']}")
     survivors = [c for c in clients if c != args.kill]

@@ -13,8 +13,10 @@ RUN = Path(__file__).resolve().parents[2] / "examples" / "http_transport" / "run
 
 def test_a_client_killed_mid_round_leaves_the_survivors_average() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # Stage deadline 5 s: only the stage the killed client misses waits that long; the
+    # others close as soon as every live client has answered, even on a loaded machine.
     out = subprocess.run(
-        [sys.executable, str(RUN), "--clients", "5", "--kill", "3", "--stage-timeout", "2"],
+        [sys.executable, str(RUN), "--clients", "5", "--kill", "3", "--stage-timeout", "5"],
         capture_output=True,
         text=True,
         timeout=180,
