@@ -89,7 +89,12 @@ def _server_app(out: Path, *, secure: bool) -> ServerApp:
             fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
         )
         strategy = (
-            SecureAggregation(fedavg, max_examples=MAX_EXAMPLES, timeout=STAGE_TIMEOUT)
+            SecureAggregation(
+                fedavg,
+                max_examples=MAX_EXAMPLES,
+                timeout=STAGE_TIMEOUT,
+                weighting="examples-public",  # FedAvg's weights: comparable with the plain run
+            )
             if secure
             else fedavg
         )

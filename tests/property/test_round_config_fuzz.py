@@ -22,6 +22,14 @@ def configs(draw: st.DrawFn) -> RoundConfig:
         graph = Graph.complete(ids)
     signed = draw(st.booleans())
     keys = {u: draw(st.binary(min_size=32, max_size=32)) for u in ids} if signed else {}
+    names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1)
+    values = st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=40),
+        st.booleans(),
+    )
+    encoding = draw(st.dictionaries(names.filter(lambda x: len(x) <= 64), values, max_size=6))
     return RoundConfig(
         round_id=rid,
         bits=draw(st.integers(1, 64)),
@@ -30,6 +38,7 @@ def configs(draw: st.DrawFn) -> RoundConfig:
         graph=graph,
         signed=signed,
         identity_keys=keys,
+        encoding=encoding,
     )
 
 
@@ -40,6 +49,9 @@ def test_round_trip(cfg: RoundConfig) -> None:
     assert back == cfg
     assert all(back.graph.neighbours(u) == cfg.graph.neighbours(u) for u in cfg.graph.ids)
     assert dict(back.identity_keys) == dict(cfg.identity_keys)
+    assert dict(back.encoding) == dict(cfg.encoding)
+    assert all(type(back.encoding[k]) is type(v) for k, v in cfg.encoding.items())
+    assert back.digest == cfg.digest
 
 
 def decodes_or_refuses(data: bytes) -> None:
