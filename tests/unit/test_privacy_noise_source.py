@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,18 @@ def test_fresh_generators_fill_the_whole_state_from_the_os() -> None:
     assert words.max() < 2**32 and np.unique(words).size > MT_WORDS - 5  # 624 random words
     draws = [torch.randn(4, generator=fresh_generator()) for _ in range(3)]
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+
+
+def test_the_audit_says_not_private_for_repeatable_noise(tmp_path: Path) -> None:
+    from secureagg.privacy.audit import audit_ledger, client_statement
+
+    _, t = one_step(Z, 0, insecure_noise_seed=5)
+    ledger = PrivacyLedger(tmp_path / "l.json", accountants=("opacus_rdp",))
+    t.record_round(ledger, 3, 0)
+    ledger.save()
+    again = PrivacyLedger.load(tmp_path / "l.json")
+    assert 3 in again.not_private()
+    audit = audit_ledger(again, accountants=("opacus_rdp",), reference="opacus_rdp")
+    (client,) = audit.clients
+    assert client.status == "NOT PRIVATE"
+    assert "NOT PRIVATE" in client_statement(audit, client)

@@ -429,6 +429,11 @@ def audit_ledger(
         )
         for c in ids
     ]
+    void = ledger.not_private()
+    for audit in audits:  # figures that do not hold: the noise was repeatable
+        if audit.client_id in void:
+            audit.status = "NOT PRIVATE"
+            audit.notes.insert(0, f"NOT PRIVATE: {void[audit.client_id]}")
     after = {**evaluations(), **series_evaluations()}
     return LedgerAudit(
         clients=audits,

@@ -34,9 +34,13 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
     return [
         (
             "DP setting",
-            "Each client runs DP-SGD (Opacus) on its own data before its update leaves the "
-            "device; the guarantee holds against anyone who sees the client's updates, "
-            "including the server and other clients, whether or not secure aggregation holds.",
+            "Each client runs DP-SGD (Opacus, through secureagg's PrivateTrainer) on its own "
+            "data before its update leaves the device; the guarantee holds against anyone who "
+            "sees what the client sends, including the server and other clients, whether or "
+            "not secure aggregation holds. It assumes the client's weight in the average does "
+            "not depend on its data: uniform weighting, the default (an example count sent as "
+            "the weight is not covered; run_federated refuses it with DP, and a Flower node "
+            "sends it only if its own node config opts in).",
         ),
         (
             "Unit of privacy and adjacency",
@@ -55,8 +59,9 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
         ),
         (
             "Released outputs",
-            "All of the client's model updates, round after round (so every intermediate "
-            "model, and the final one, is covered by post-processing).",
+            "All of the client's model updates, round after round, and its constant weight "
+            "(so every intermediate model, and the final one, is covered by "
+            "post-processing).",
         ),
         (
             "Accounting",
@@ -64,7 +69,8 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
             f"(sample rate q, noise multiplier sigma relative to the clipping norm), computed "
             f"independently by {names}. RDP figures are upper bounds that are looser; PRV and "
             f"PLD are numerically tight upper bounds. The reported epsilon is "
-            f"{_NAMES[audit.reference]}.",
+            f"{_NAMES[audit.reference]} (the trainer calibrates noise and enforces budgets "
+            f"with dp-accounting PLD; the others are cross-checks).",
         ),
         (
             "Accounting assumptions",
@@ -72,7 +78,11 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
             "(Poisson sampling, as Opacus's DPDataLoader does). If batches were shuffled or "
             "of fixed size instead, these figures do not apply. Per-example gradients are "
             "clipped to max_grad_norm and Gaussian noise of standard deviation "
-            "sigma * max_grad_norm is added to their sum at every step.",
+            "sigma * max_grad_norm is added to their sum at every step, drawn from generators "
+            "seeded from the operating system every round (no user seed reaches them). The "
+            "figures are for exact Gaussian noise: floating-point sampling attacks (Mironov "
+            "2012) are outside them. The sample rate and step count are fixed from the "
+            "dataset's size when the trainer is built and treated as public.",
         ),
         (
             "What secure aggregation adds",
@@ -100,6 +110,11 @@ def client_statement(audit: LedgerAudit, client: ClientAudit) -> str:
         if client.budget_epsilon is None
         else f"its budget is epsilon {client.budget_epsilon:g} ({client.status})"
     )
+    if client.status == "NOT PRIVATE":
+        return (
+            f"Client {client.client_id}'s training is NOT PRIVATE: {client.notes[0]}. Its "
+            f"figures ({_fmt(client.spent)} by {_NAMES[audit.reference]}) do not hold."
+        )
     return (
         f"Client {client.client_id}'s training is ({_fmt(client.spent)}, {client.delta:g})-DP "
         f"({_NAMES[audit.reference]}) with respect to adding or removing one example of its "
