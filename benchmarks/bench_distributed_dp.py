@@ -46,13 +46,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg.fl import (
-    DistributedDP,
-    PlainTrainer,
-    SecureAggConfig,
-    SecureAggregator,
-    unflatten,
-)
+from secureagg.fl import DistributedDP, PlainTrainer, SecureAggConfig, SecureAggregator
 from secureagg.hazmat import (
     MaskBuffer,
     NoiseStream,
@@ -61,7 +55,7 @@ from secureagg.hazmat import (
     fwht,
     rotation_signs,
 )
-from secureagg.privacy import LocalUpdate, PrivateTrainer, parameters_of
+from secureagg.privacy import LocalUpdate, PrivateTrainer, parameters_of, unflatten
 from secureagg.privacy.distributed import ORDERS, plan, subsampled_rdp
 from secureagg.protocol import simulate_round
 
