@@ -37,7 +37,7 @@ def _run(**kw: Any) -> tuple[list[ProgressEvent], FederatedResult]:
 
 
 def test_events_name_round_stage_and_client_in_order() -> None:
-    events, res = _run(privacy=None, secure=SecureAggConfig(threshold=2), dropout_rate=1.0)
+    events, res = _run(privacy=None, secure=SecureAggConfig(threshold=3), dropout_rate=1.0)
     for r in (1, 2):  # rounds are numbered from 1
         mine = [e for e in events if e.round == r]
         assert [(e.stage, e.client) for e in mine] == [
@@ -71,9 +71,9 @@ def test_budget_declines_are_events_and_dropouts() -> None:
 
 def test_keep_vectors_holds_the_updates_and_the_recovered_average() -> None:
     _, res = _run(
-        privacy=None, secure=SecureAggConfig(threshold=2), dropout_rate=1.0, keep_vectors=True
+        privacy=None, secure=SecureAggConfig(threshold=3), dropout_rate=1.0, keep_vectors=True
     )
-    _, bare = _run(privacy=None, secure=SecureAggConfig(threshold=2), dropout_rate=1.0)
+    _, bare = _run(privacy=None, secure=SecureAggConfig(threshold=3), dropout_rate=1.0)
     for m in bare.rounds:
         assert m.updates == {} and m.recovered is None and m.reference is None
     for m in res.rounds:
