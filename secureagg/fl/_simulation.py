@@ -22,6 +22,7 @@ from secureagg.fl._plain import PlainTrainer
 from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
 from secureagg.privacy import (
+    DistributedLedger,
     PrivacyConfig,
     PrivacyLedger,
     PrivateTrainer,
@@ -56,6 +57,7 @@ def run_federated(
     insecure_noise_seed: int | None = None,
     weighting: str | None = None,
     distributed: DistributedDP | None = None,
+    distributed_ledger: DistributedLedger | None = None,
 ) -> FederatedResult:
     """Federated averaging over ``client_loaders`` for ``rounds`` rounds, all in this process.
 
@@ -104,6 +106,8 @@ def run_federated(
         raise ConfigError(f"dropout_rate must be in [0, 1], got {dropout_rate!r}")
     if not client_loaders:
         raise ConfigError("client_loaders is empty")
+    if distributed_ledger is not None and distributed is None:
+        raise ConfigError("distributed_ledger needs distributed=")
     if distributed is not None and (secure is None or privacy is not None):
         raise ConfigError("distributed DP needs secure aggregation and replaces privacy=")
     if distributed is not None and secure is not None and secure.weighting != "uniform":
@@ -173,6 +177,8 @@ def run_federated(
                 for name, delta in out.average.items():
                     state[name] = state[name] + server_lr * delta.to(state[name].dtype)
         load_global_state(model, state)
+        if distributed_ledger is not None and aggregator is not None:
+            _record_distributed(distributed_ledger, aggregator, out)
         if ledger is not None and configs is not None:
             _record(ledger, clients, out, last + r)
         metrics = _metrics(r, clients, out, model, evaluate, aggregator, keep_vectors)
@@ -180,6 +186,24 @@ def run_federated(
         if on_progress is not None:
             on_progress(ProgressEvent(r, "done", rounds, metrics=metrics))
     return FederatedResult(rounds=history, model=model, ledger=ledger, clients=clients)
+
+
+def _record_distributed(
+    ledger: DistributedLedger, aggregator: SecureAggregator, out: RoundOutcome
+) -> None:
+    dist = aggregator.distributed
+    if dist is None:
+        raise ConfigError("distributed_ledger needs distributed=")
+    released = out.recovered is not None and not out.aborted
+    ledger.record(
+        1 + max((x.round for x in ledger.rounds()), default=-1),  # continues a loaded ledger
+        dist.params,
+        members=list(out.members) if released else [],
+        colluders=dist.settings.colluders,
+        n_min=dist.n_min,
+        sample_rate=dist.settings.sample_rate,
+        delta=dist.settings.delta,
+    )
 
 
 def _sampled(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from secureagg._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from secureagg.privacy._distributed_ledger import DistributedLedger, DistributedRound
     from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
     from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
     from secureagg.privacy._privacy_config import PrivacyConfig
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from secureagg.privacy.accounting import Step
 
 _LAZY = {
+    "DistributedLedger": "secureagg.privacy._distributed_ledger",
+    "DistributedRound": "secureagg.privacy._distributed_ledger",
     "GRAD_SAMPLE_MODES": "secureagg.privacy._modes",
     "LocalUpdate": "secureagg.privacy._update",
     "PrivacyConfig": "secureagg.privacy._privacy_config",
@@ -42,6 +45,8 @@ _LAZY = {
 
 __all__ = [
     "GRAD_SAMPLE_MODES",
+    "DistributedLedger",
+    "DistributedRound",
     "LocalUpdate",
     "PrivacyConfig",
     "PrivacyLedger",

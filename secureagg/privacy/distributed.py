@@ -44,10 +44,12 @@ __all__ = [
     "choose_gamma",
     "ddg_rdp",
     "epsilon",
+    "epsilon_of",
     "local_std_for_epsilon",
     "min_bits",
     "plan",
     "round_rdp",
+    "sampled_round_rdp",
     "skellam_rdp",
     "subsampled_rdp",
     "tau",
@@ -203,6 +205,27 @@ def epsilon(
     fn = _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)
     rdp = subsampled_rdp(fn, 1.0 if sample_rate is None else sample_rate)
     return _to_epsilon(rdp * rounds, delta, ORDERS)
+
+
+def sampled_round_rdp(
+    mechanism: str,
+    *,
+    clip: float,
+    gamma: float,
+    variance: float,
+    n: int,
+    dim: int,
+    sample_rate: float | None = None,
+    beta: float = BETA,
+) -> npt.NDArray[np.float64]:
+    """One round's RDP at :data:`ORDERS`, after sampling when ``sample_rate`` is given."""
+    fn = _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)
+    return subsampled_rdp(fn, 1.0 if sample_rate is None else sample_rate)
+
+
+def epsilon_of(rdp: npt.NDArray[np.float64], delta: float) -> float:
+    """(epsilon, delta) of a composed RDP curve at :data:`ORDERS`."""
+    return _to_epsilon(np.asarray(rdp, dtype=np.float64), delta, ORDERS)
 
 
 def local_std_for_epsilon(

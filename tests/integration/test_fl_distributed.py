@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from secureagg import ConfigError, RoundAborted
 from secureagg.fl import DistributedDP, SecureAggConfig, SecureAggregator, run_federated
-from secureagg.privacy import LocalUpdate, PrivacyConfig, parameters_of
+from secureagg.privacy import DistributedLedger, LocalUpdate, PrivacyConfig, parameters_of
 from secureagg.protocol import Stage
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -91,6 +91,7 @@ def test_rotation_seed_is_fresh_each_round(aggregator: SecureAggregator) -> None
 
 def test_run_federated_in_distributed_mode_with_client_sampling() -> None:
     settings = DistributedDP(epsilon=8.0, delta=1e-5, clip=0.5, rounds=3, bits=16, sample_rate=0.6)
+    ledger = DistributedLedger()
     res = run_federated(
         model_fn,
         {cid: loader(cid) for cid in range(1, 11)},
@@ -99,8 +100,15 @@ def test_run_federated_in_distributed_mode_with_client_sampling() -> None:
         privacy=None,
         secure=SecureAggConfig(threshold=3),
         distributed=settings,
+        distributed_ledger=ledger,
     )
     assert len(res.rounds) == 3
+    recs = ledger.rounds()
+    assert [r.round for r in recs] == [0, 1, 2]
+    for m, rec in zip(res.rounds, recs, strict=True):
+        assert rec.members == ([] if m.aborted else sorted(m.members))
+    # every released sum had at least n_min honest shares: at most the planned epsilon
+    assert ledger.epsilon() <= settings.epsilon + 1e-9
     for m in res.rounds:
         assert set(m.participants) <= set(range(1, 11))
         assert m.aborted or len(m.members) >= 3

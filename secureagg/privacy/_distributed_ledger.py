@@ -1,0 +1,194 @@
+"""DistributedLedger: what each round of client-level distributed DP released, and its cost.
+
+One record per round: the clients in the sum, the honest floor, the mechanism and its
+parameters (bits, gamma, each client's integer-domain variance), the effective noise of the
+sum, the rounding-inflated sensitivities, and the guarantee composed over every round so far
+(per-round RDP at the round's own honest count, ``survivors - colluders``; a round that
+released nothing costs nothing). Saved as JSON atomically after every record when bound to
+a path; the schema names the mechanism family.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secureagg._exceptions import ConfigError, DecodeError, LedgerError
+from secureagg.hazmat import DDPParams
+from secureagg.privacy.distributed import ORDERS, epsilon_of, sampled_round_rdp
+
+__all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
+
+DISTRIBUTED_SCHEMA = "secureagg.distributed-dp-ledger"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistributedRound:
+    """One round of client-level distributed DP, as the ledger keeps it."""
+
+    round: int
+    params: str
+    released: bool
+    members: list[int]
+    colluders: int
+    n_min: int
+    mechanism: str
+    bits: int
+    gamma: float
+    local_variance: float
+    local_std: float
+    effective_std: float
+    l2_sensitivity: float
+    l1_sensitivity: float
+    sample_rate: float | None
+    delta: float
+    epsilon: float
+
+
+class DistributedLedger:
+    """Per-round records of client-level distributed DP and the composed guarantee."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self._rounds: list[DistributedRound] = []
+        self._rdp = np.zeros(len(ORDERS))
+
+    def record(
+        self,
+        round_index: int,
+        params: DDPParams,
+        *,
+        members: list[int],
+        colluders: int,
+        n_min: int,
+        sample_rate: float | None,
+        delta: float,
+    ) -> DistributedRound:
+        """Add one round (``members`` empty: nothing released) and save if bound to a path.
+
+        LedgerError for a round already recorded, or a released sum with fewer than
+        ``n_min + colluders`` members (its guarantee would not hold).
+        """
+        if any(r.round == round_index for r in self._rounds):
+            raise LedgerError(f"round {round_index} is already recorded")
+        honest = len(members) - colluders
+        released = bool(members)
+        if released and honest < n_min:
+            raise LedgerError(f"round {round_index}: {honest} honest clients, below {n_min}")
+        d2 = params.l2_sensitivity
+        d1 = min(d2 * d2, math.sqrt(params.padded) * d2)
+        if released:
+            self._rdp = self._rdp + sampled_round_rdp(
+                params.mechanism,
+                clip=params.clip,
+                gamma=params.gamma,
+                variance=params.variance,
+                n=honest,
+                dim=params.padded,
+                sample_rate=sample_rate,
+                beta=params.beta,
+            )
+        local_std = math.sqrt(params.variance) * params.gamma
+        rec = DistributedRound(
+            round=round_index,
+            params=params.to_bytes().hex(),
+            released=released,
+            members=sorted(members),
+            colluders=colluders,
+            n_min=n_min,
+            mechanism=params.mechanism,
+            bits=params.bits,
+            gamma=params.gamma,
+            local_variance=params.variance,
+            local_std=local_std,
+            effective_std=math.sqrt(max(honest, 0)) * local_std,
+            l2_sensitivity=d2 * params.gamma,
+            l1_sensitivity=d1 * params.gamma,
+            sample_rate=sample_rate,
+            delta=delta,
+            epsilon=epsilon_of(self._rdp, delta),
+        )
+        self._rounds.append(rec)
+        if self.path is not None:
+            self.save()
+        return rec
+
+    def rounds(self) -> list[DistributedRound]:
+        """The records, in the order they were made."""
+        return list(self._rounds)
+
+    def epsilon(self) -> float:
+        """The guarantee after every recorded round (0 before any release)."""
+        return self._rounds[-1].epsilon if self._rounds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ledger as a JSON-ready document."""
+        return {
+            "schema": DISTRIBUTED_SCHEMA,
+            "schema_version": _VERSION,
+            "unit": "one client's whole update (add/remove one client)",
+            "rounds": [asdict(r) for r in self._rounds],
+        }
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Write atomically (temp file, fsync, ``os.replace``); binds the ledger to ``path``."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ConfigError("this ledger is in memory only: pass a path to save()")
+        folder = target.parent if str(target.parent) else Path(".")
+        data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.path = target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DistributedLedger:
+        """Read a saved ledger, recomputing its guarantee from the records.
+
+        LedgerError for another schema or version, a malformed record, or a stored epsilon
+        that the records do not give (an edited file).
+        """
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise LedgerError(f"cannot read the ledger at {path}: {e}") from e
+        if not isinstance(doc, dict) or doc.get("schema") != DISTRIBUTED_SCHEMA:
+            raise LedgerError(f"{path} is not a distributed-DP ledger")
+        if doc.get("schema_version") != _VERSION:
+            raise LedgerError(f"{path} has schema version {doc.get('schema_version')!r}")
+        out = cls()
+        for raw in doc.get("rounds", []):
+            try:
+                rec = out.record(
+                    raw["round"],
+                    DDPParams.from_bytes(bytes.fromhex(raw["params"])),
+                    members=list(raw["members"]),
+                    colluders=raw["colluders"],
+                    n_min=raw["n_min"],
+                    sample_rate=raw["sample_rate"],
+                    delta=raw["delta"],
+                )
+            except (KeyError, TypeError, ValueError, DecodeError) as e:
+                raise LedgerError(f"malformed record in {path}: {e}") from e
+            if asdict(rec) != raw:
+                raise LedgerError(
+                    f"round {rec.round}: stored record differs from its recomputation"
+                )
+        out.path = Path(path)
+        return out
