@@ -107,15 +107,26 @@ class SecureAggregator:
             self.distributed = DistributedEncoder(d, distributed, t - distributed.colluders)
 
     def public_settings(self) -> dict[str, int | float | str]:
-        """The encoding's settings for a round config (distributed DP's when enabled)."""
+        """The encoding's settings for a round config (distributed DP's when enabled).
+
+        Returns:
+            Setting name -> value.
+        """
         if self.distributed is not None:
             return self.distributed.public_settings()
         return self.encoder.public_settings()
 
     def round_threshold(self, clients: int, degree: int | None = None) -> int | None:
-        """The threshold of a round of ``clients`` (None: the protocol's default).
+        """The threshold of a round of ``clients``.
 
         Under distributed DP: the floor, raised to a majority of a neighbourhood.
+
+        Parameters:
+            clients: The clients in the round.
+            degree: Neighbours per client (None: the complete graph).
+
+        Returns:
+            The threshold, or None for the protocol's default.
         """
         if self.distributed is None:
             return self.threshold
@@ -262,6 +273,8 @@ class SecureAggregator:
         Parameters:
             total: The unmasked sum of the members' protocol inputs.
             members: The clients whose inputs are in the sum.
+            seed: Under distributed DP, the round's public rotation seed (default: the
+                encoder's); ignored otherwise.
 
         Returns:
             The average update, shaped like the model, with its error bound.
