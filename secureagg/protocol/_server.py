@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import os
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -23,7 +25,7 @@ from secureagg.hazmat import (
     zeros,
 )
 from secureagg.hazmat._prg import apply_masks
-from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._codec import CIPHERTEXT_SIZE, decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
@@ -228,7 +230,10 @@ class ServerSession:
             return "shares not addressed to exactly its neighbours in U1"
         if not hmac.compare_digest(msg.keys_digest, state.sent_keys[msg.sender]):
             return "it received other keys than the server sent"
-        state.inbox[msg.sender] = msg.ciphertexts
+        # kept compact until delivery: the recipients' ids as one u32 array, the ciphertexts
+        # as one byte string (not k tuples of an int and a bytes object)
+        ids = array("I", expected)
+        state.inbox[msg.sender] = (ids, b"".join([ct for _, ct in msg.ciphertexts]))
         state.commitments[msg.sender] = msg.seed_commitment
         return None
 
@@ -329,13 +334,23 @@ class ServerSession:
         cfg = self.config
         self._enough(Stage.SHARE_KEYS, state.u1, state.inbox)
         u2 = frozenset(state.inbox)
-        mail: dict[int, list[tuple[int, bytes]]] = {u: [] for u in u2}
-        for v in sorted(u2):
-            for w, ct in state.inbox[v]:
-                if w in u2:
-                    mail[w].append((v, ct))
-        out = {u: encode(SharesDelivery(cfg.round_id, u, tuple(m))) for u, m in mail.items()}
-        delivered = {u: frozenset(v for v, _ in m) for u, m in mail.items()}
+        inbox = state.inbox
+        out: dict[int, bytes] = {}
+        delivered: dict[int, frozenset[int]] = {}
+        size = CIPHERTEXT_SIZE
+        for w in sorted(u2):
+            # w's senders are its neighbours in U2: each addressed exactly its neighbours in
+            # U1 (checked on arrival), and w is in U1. O(k log k) per recipient.
+            senders = sorted(cfg.graph.neighbours(w) & u2)
+            cts = []
+            for v in senders:
+                ids, blob = inbox[v]
+                i = bisect_left(ids, w)
+                if i == len(ids) or ids[i] != w:  # cannot happen after the arrival check
+                    self._abort(f"client {v}'s shares do not include client {w}")
+                cts.append((v, blob[i * size : (i + 1) * size]))
+            out[w] = encode(SharesDelivery(cfg.round_id, w, tuple(cts)))
+            delivered[w] = frozenset(senders)
         acc = zeros(cfg.d, cfg.bits)
         self._state = CollectMasked(state.u1, state.commitments, u2, delivered, acc)
         return out

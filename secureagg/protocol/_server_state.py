@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,8 @@ class CollectKeys:
 class CollectShares:
     u1: dict[int, KeyEntry]
     sent_keys: dict[int, bytes]  # digest of the KeysBroadcast each client was sent
-    inbox: dict[int, tuple[tuple[int, bytes], ...]] = field(default_factory=dict)
+    # sender -> (its recipients' ids, sorted; their ciphertexts back to back, in that order)
+    inbox: dict[int, tuple[array[int], bytes]] = field(default_factory=dict)
     commitments: dict[int, bytes] = field(default_factory=dict)
 
 
