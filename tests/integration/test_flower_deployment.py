@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("flwr")
 from _flower_engine import APP, Engine, check_results, free_ports, run_config
 
+from secureagg.protocol import FileJournal
+
 NODES = 3
 ROUNDS = 2
 
@@ -28,7 +30,13 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
         engine.superlink(link)
         names = [f"supernode-{i}" for i in range(NODES)]
         for i, (name, port) in enumerate(zip(names, node_ports, strict=True)):
-            engine.supernode(name, link, port, f"partition-id={i} num-partitions={NODES}")
+            journal = tmp_path / f"node{i}.journal"  # on the node's disk, named in its config
+            engine.supernode(
+                name,
+                link,
+                port,
+                f"partition-id={i} num-partitions={NODES} secureagg-journal='{journal}'",
+            )
         engine.wait_connected(names)
         out = engine.flwr_run(
             str(APP),
@@ -52,3 +60,5 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
         assert log.count("Receiving: train message") == 4 * ROUNDS, name
         assert log.count("Receiving: evaluate message") == ROUNDS, name
         assert "Traceback" not in log, log[-3000:]
+    for i in range(NODES):  # masked input and unmask answer of each round, synced to disk
+        assert len(FileJournal(tmp_path / f"node{i}.journal")._entries) == 2 * ROUNDS
