@@ -143,13 +143,14 @@ class SecureAggregator:
         """Bit width of the summed vectors."""
         return self.encoder.bits if self.distributed is None else self.distributed.bits
 
-    def client_encoder(self) -> UpdateEncoder:
+    def client_encoder(self) -> UpdateEncoder | DistributedEncoder:
         """The encoding the clients use (public settings only: no key, no secret).
 
         Returns:
-            The federation's :class:`UpdateEncoder`.
+            The federation's :class:`UpdateEncoder`, or its :class:`DistributedEncoder`
+            under distributed DP.
         """
-        return self.encoder
+        return self.encoder if self.distributed is None else self.distributed
 
     def encode(
         self, update: LocalUpdate, rng: np.random.Generator | None = None

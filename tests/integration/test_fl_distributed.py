@@ -157,7 +157,8 @@ def _transport_round(
     dist = aggregator.distributed
     assert dist is not None
     server = SecureAggServer(aggregator, list(updates))
-    clients = {u: SecureAggClient(dist, u) for u in updates}
+    assert aggregator.client_encoder() is dist
+    clients = {u: SecureAggClient(aggregator.client_encoder(), u) for u in updates}
     for u, c in clients.items():
         c.provide_update(updates[u])  # before join: encoded once the round id is known
         server.receive(u, c.join(server.config_bytes))
