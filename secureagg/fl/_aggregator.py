@@ -30,7 +30,18 @@ __all__ = ["Aggregate", "SecureAggregator"]
 
 @dataclass
 class Aggregate:
-    """The weighted average update of ``members``, shaped like the model, and how it was made."""
+    """The weighted average update of ``members``, shaped like the model, and how it was made.
+
+    Attributes:
+        average: The average update, by parameter name.
+        vector: The same average, flat (float64).
+        members: The clients whose update is in it.
+        total_examples: The summed weight the average divides by.
+        error_bound: Per-coordinate bound of the decoding error.
+        protocol: The protocol round's result (None when decoded from a sum alone).
+        decode_seconds: Time spent decoding.
+        extra: Anything else the round recorded (e.g. captured vectors).
+    """
 
     average: dict[str, torch.Tensor]
     vector: npt.NDArray[np.float64]

@@ -31,11 +31,17 @@ __all__ = ["DistributedDP", "DistributedEncoder"]
 class DistributedDP:
     """Settings of client-level distributed DP for a whole training run.
 
-    ``epsilon``/``delta`` is the target after ``rounds`` rounds; ``bits`` the modulus of
-    the masked sum (12..20 is the useful range); ``colluders`` how many clients may share
-    their noise with the server; ``sample_rate`` the probability with which each client
-    joins a round by its own OS coin (None: every client every round, no amplification);
-    ``k`` the standard deviations of the sum that must fit in 2^bits.
+    Attributes:
+        epsilon: The target epsilon after ``rounds`` rounds.
+        delta: The target delta.
+        clip: L2 bound of each client's update.
+        rounds: The rounds the target is spread over.
+        bits: The modulus of the masked sum, in bits (12..20 is the useful range).
+        mechanism: The integer noise: "dgauss" (discrete Gaussian) or "skellam".
+        colluders: How many clients may share their noise with the server.
+        sample_rate: The probability with which each client joins a round by its own OS
+            coin (None: every client every round, no amplification).
+        k: The standard deviations of the sum that must fit in 2^bits.
     """
 
     epsilon: float
@@ -52,9 +58,13 @@ class DistributedDP:
 class DistributedEncoder:
     """Encodes updates for one federation under distributed DP and decodes their sum.
 
-    Built by :class:`SecureAggregator` from public settings; ``n_min`` is the floor of
-    honest clients whose noise the sum always carries. The rotation seed is public and
+    Built by :class:`SecureAggregator` from public settings. The rotation seed is public and
     fresh for every round (:meth:`next_round`).
+
+    Parameters:
+        d: Length of a flat update.
+        settings: The run's distributed-DP settings.
+        n_min: The floor of honest clients whose noise the sum always carries.
     """
 
     def __init__(self, d: int, settings: DistributedDP, n_min: int) -> None:
@@ -88,6 +98,9 @@ class DistributedEncoder:
 
         Bound into the config digest and pinned by each client (with :attr:`floor` as its
         minimum threshold), so a server cannot run a round with less noise than planned.
+
+        Returns:
+            Setting name -> value.
         """
         p = self.params
         return {
@@ -116,7 +129,14 @@ class DistributedEncoder:
         self.seed = os.urandom(16)
 
     def clipped(self, update: LocalUpdate) -> npt.NDArray[np.float64]:
-        """The update as the encoding sees it: L2-clipped to ``clip`` (float64)."""
+        """The update as the encoding sees it: L2-clipped to ``clip`` (float64).
+
+        Parameters:
+            update: The client's round update.
+
+        Returns:
+            The clipped update, flat.
+        """
         x = np.asarray(update.vector, dtype=np.float64)
         if x.shape != (self.d,):
             raise ConfigError(
@@ -129,8 +149,13 @@ class DistributedEncoder:
     def encode(self, update: LocalUpdate, seed: bytes | None = None) -> npt.NDArray[np.generic]:
         """The client's protocol input; its rounding and noise come from the OS.
 
-        ``seed`` is the round's public rotation seed (over a transport: the round id);
-        default the in-process one of :meth:`next_round`.
+        Parameters:
+            update: The client's round update.
+            seed: The round's public rotation seed (over a transport: the round id); default
+                the in-process one of :meth:`next_round`.
+
+        Returns:
+            The protocol input, in Z_{2^bits}.
         """
         return ddp_encode(self.clipped(update), self.params, self.seed if seed is None else seed)
 
@@ -139,9 +164,20 @@ class DistributedEncoder:
     ) -> Decoded:
         """The uniform average of ``members`` noisy, clipped updates.
 
-        RoundAborted if fewer than ``n_min + colluders`` clients are in the sum (fewer than
-        ``n_min`` honest shares of noise). The bound is infinite: the average carries DP
-        noise of std :meth:`noise_std` (members) per coordinate by design.
+        The bound is infinite: the average carries DP noise of std :meth:`noise_std` (members)
+        per coordinate by design.
+
+        Parameters:
+            total: The unmasked sum of the members' protocol inputs.
+            members: How many inputs are in the sum.
+            seed: The round's public rotation seed (default: the in-process one).
+
+        Returns:
+            The average, the number of members as its weight, and an infinite bound.
+
+        Raises:
+            RoundAborted: Fewer than ``n_min + colluders`` clients are in the sum (fewer than
+                ``n_min`` honest shares of noise).
         """
         need = self.n_min + self.settings.colluders  # so that n_min of them are honest
         if members < need:
@@ -151,11 +187,25 @@ class DistributedEncoder:
         return Decoded(total_vec / members, float(members), math.inf)
 
     def noise_std(self, members: int) -> float:
-        """Per-coordinate noise std of the decoded average with ``members`` clients."""
+        """Per-coordinate noise std of the decoded average.
+
+        Parameters:
+            members: The clients in the sum.
+
+        Returns:
+            The standard deviation.
+        """
         return math.sqrt(members) * self.plan.local_std / members
 
     def epsilon_after(self, rounds: int) -> float:
-        """The (epsilon, delta) guarantee after ``rounds`` rounds (the plan's accounting)."""
+        """The (epsilon, delta) guarantee after ``rounds`` rounds (the plan's accounting).
+
+        Parameters:
+            rounds: The rounds taken.
+
+        Returns:
+            The epsilon at the settings' delta.
+        """
         p = self.plan
         return epsilon(
             p.mechanism,

@@ -49,8 +49,11 @@ _F32_SLACK = 2.0**-22
 class Decoded:
     """A decoded sum: the weighted average update, the summed weight, and the error bound.
 
-    ``total_examples`` is the summed weight in its unit: clients under uniform weighting,
-    examples under ``"examples-public"``.
+    Attributes:
+        average: The average update, flat (float64).
+        total_examples: The summed weight in its unit: clients under uniform weighting,
+            examples under "examples-public".
+        error_bound: Per-coordinate bound of the decoding error.
     """
 
     average: npt.NDArray[np.float64]
@@ -239,8 +242,16 @@ class UpdateEncoder:
 def plain_average(
     updates: Sequence[LocalUpdate], weighting: str = "uniform"
 ) -> npt.NDArray[np.float64]:
-    """The insecure reference in float64: the mean of the updates, or under
-    ``"examples-public"`` sum(n_u * x_u) / sum(n_u)."""
+    """The insecure reference in float64.
+
+    Parameters:
+        updates: The updates to average.
+        weighting: "uniform" (the mean of the updates) or "examples-public"
+            (sum(n_u * x_u) / sum(n_u)).
+
+    Returns:
+        The average, flat.
+    """
     check_weighting(weighting)
     if not updates:
         raise ConfigError("no client update to average")

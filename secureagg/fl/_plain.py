@@ -16,7 +16,16 @@ __all__ = ["PlainTrainer"]
 
 
 class PlainTrainer:
-    """Local SGD without DP, with the same ``train_round`` as PrivateTrainer."""
+    """Local SGD without DP, with the same ``train_round`` as PrivateTrainer.
+
+    Parameters:
+        model: The client's model.
+        optimizer: An optimizer over ``model``'s parameters.
+        data_loader: The client's training data.
+        local_epochs: Epochs per round.
+        update_clip: L2 bound of the whole round update, if any.
+        criterion: The loss (default: cross-entropy).
+    """
 
     grad_sample_mode = "none"
 
@@ -42,11 +51,22 @@ class PlainTrainer:
         self.last_steps = 0
 
     def can_train(self) -> bool:
-        """Always True: a non-private client has no budget."""
+        """Always True: a non-private client has no budget.
+
+        Returns:
+            True.
+        """
         return True
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
-        """Load ``global_state``, train ``local_epochs`` epochs, return local minus global."""
+        """Load ``global_state``, train ``local_epochs`` epochs, return local minus global.
+
+        Parameters:
+            global_state: The server's model tensors, by parameter name.
+
+        Returns:
+            The update.
+        """
         update = train_local(
             self.model,
             self.optimizer,

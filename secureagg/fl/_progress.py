@@ -18,10 +18,16 @@ client over budget); the trained updates are aggregated; the round is done (``me
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One step of a round: ``round`` (from 1) of ``rounds``, ``stage``, and its client.
+    """One step of a round. ``str(event)`` is a one-line description.
 
-    ``client`` is set for "train" and "declined", ``clients`` (how many updates) for
-    "aggregate", ``metrics`` for "done". ``str(event)`` is a one-line description.
+    Attributes:
+        round: The round's number, from 1.
+        stage: "train", "declined", "aggregate" or "done".
+        rounds: The run's round count, if known.
+        client: The client, for "train" and "declined".
+        clients: How many updates, for "aggregate".
+        secure: Whether the aggregation is secure, for "aggregate".
+        metrics: The round's metrics, for "done".
     """
 
     round: int

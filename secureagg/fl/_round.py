@@ -28,18 +28,50 @@ class LocalTrainer(Protocol):
     last_steps: int
     grad_sample_mode: str
 
-    def can_train(self) -> bool: ...
+    def can_train(self) -> bool:
+        """Whether the client can afford another round.
 
-    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate: ...
+        Returns:
+            False when the client must decline (its privacy budget).
+        """
+        ...
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        """Load ``global_state``, train one round, return local minus global.
+
+        Parameters:
+            global_state: The server's model tensors, by parameter name.
+
+        Returns:
+            The update.
+        """
+        ...
 
 
 @dataclass
 class RoundOutcome:
     """What one round produced, keyed by the caller's client ids.
 
-    ``recovered`` is the average update as the server decoded it (the plain average without
-    an aggregator) and ``reference`` the plain weighted average of the members' updates;
-    both None when nothing was averaged.
+    Attributes:
+        average: The average update by parameter name (None when nothing was averaged).
+        trained: Each trained client's update.
+        members: The clients whose update is in the average.
+        dropped: Client -> why its update is missing ("budget", "dropout:<stage>",
+            "aborted").
+        dropouts: Every client that declined or went silent -> "budget" or the stage,
+            whether or not its update is in the average.
+        max_abs_error: Largest coordinate difference between the recovered and the
+            reference average.
+        error_bound: What the encoding promises that difference stays under.
+        client_ms: Each client's time this round, in ms.
+        client_bytes: Each client's protocol bytes, sent plus received.
+        server_ms: The server's time this round, in ms.
+        captured: ``(client, masked input, true input)`` when asked for.
+        aborted: Whether the protocol round aborted.
+        recovered: The average update as the server decoded it (the plain average without
+            an aggregator; None when nothing was averaged).
+        reference: The plain weighted average of the members' updates (None when nothing
+            was averaged).
     """
 
     average: dict[str, torch.Tensor] | None
@@ -78,15 +110,28 @@ def run_round(
 ) -> RoundOutcome:
     """One round: every client that can afford it trains; the members' updates are averaged.
 
-    A client over budget declines (reason "budget"); ``dropout`` = (client, stage) makes that
-    client go silent at that protocol stage (with no aggregator, its update is lost unless it
-    drops at UNMASK, after sending it). The average is None when nothing could be averaged.
-    ``dropouts`` lists every client that declined or went silent, with the stage, whether
-    or not its update is in the average (``dropped`` lists only the clients left out).
-    ``on_progress`` gets a :class:`ProgressEvent` as each client's turn starts ("train",
-    then "declined" if it is over budget) and before the aggregation; ``round_index`` (from 1)
-    of ``rounds`` name the round in them. ``weighting`` is the plain average's rule (the
-    aggregator's own rule applies when there is one).
+    A client over budget declines (reason "budget"). The average is None when nothing could
+    be averaged.
+
+    Parameters:
+        clients: Each client's trainer, by client id.
+        global_state: The server's model tensors, by parameter name.
+        aggregator: Sums the updates securely (in-process simulation); None: plain average.
+        dropout: ``(client, stage)``: that client goes silent at that protocol stage (with
+            no aggregator, its update is lost unless it drops at UNMASK, after sending it).
+        rng: Drives the stochastic rounding of the encoding.
+        capture_client: Keep one masked input as the server saw it.
+        on_progress: Gets a :class:`ProgressEvent` as each client's turn starts ("train",
+            then "declined" if it is over budget) and before the aggregation.
+        round_index: The round's number (from 1), for the progress events.
+        rounds: The run's round count, for the progress events.
+        weighting: The plain average's rule (the aggregator's own rule applies when there is
+            one).
+
+    Returns:
+        The round's outcome: ``dropouts`` lists every client that declined or went silent,
+        with the stage, whether or not its update is in the average (``dropped`` lists only
+        the clients left out).
     """
 
     def tell(stage: str, **kw: Any) -> None:

@@ -93,6 +93,8 @@ def run_federated(
             record as not private.
         weighting: The averaging rule (default: ``secure.weighting``, else "uniform").
         distributed: Client-level distributed DP settings, if any.
+        distributed_ledger: Gets one record per round under ``distributed`` (saved after
+            every round if it is bound to a path).
 
     Returns:
         Every round's metrics, the final model, the ledger and the clients' trainers.

@@ -32,7 +32,27 @@ _VERSION = 1
 
 @dataclass(frozen=True)
 class DistributedRound:
-    """One round of client-level distributed DP, as the ledger keeps it."""
+    """One round of client-level distributed DP, as the ledger keeps it.
+
+    Attributes:
+        round: The round number.
+        params: The round's encoding parameters (``DDPParams`` bytes, hex).
+        released: Whether a sum was released (False: nothing was).
+        members: The clients in the sum.
+        colluders: Clients assumed to share their noise with the server.
+        n_min: The floor of honest clients whose noise the sum carries.
+        mechanism: The integer noise ("dgauss" or "skellam").
+        bits: The modulus of the masked sum, in bits.
+        gamma: The rounding granularity (one integer step is gamma in the update's units).
+        local_variance: Each client's noise variance, in integer steps squared.
+        local_std: Each client's noise std, in the update's units.
+        effective_std: The std of the honest clients' noise in the sum.
+        l2_sensitivity: One client's L2 contribution bound, in the update's units.
+        l1_sensitivity: One client's L1 contribution bound, in the update's units.
+        sample_rate: The clients' per-round sampling rate (None: every client every round).
+        delta: The delta of ``epsilon``.
+        epsilon: The composed guarantee after this round.
+    """
 
     round: int
     params: str
@@ -54,7 +74,11 @@ class DistributedRound:
 
 
 class DistributedLedger:
-    """Per-round records of client-level distributed DP and the composed guarantee."""
+    """Per-round records of client-level distributed DP and the composed guarantee.
+
+    Parameters:
+        path: The JSON file the ledger saves to after every round (None: in memory).
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = None if path is None else Path(path)
@@ -74,8 +98,21 @@ class DistributedLedger:
     ) -> DistributedRound:
         """Add one round (``members`` empty: nothing released) and save if bound to a path.
 
-        LedgerError for a round already recorded, or a released sum with fewer than
-        ``n_min + colluders`` members (its guarantee would not hold).
+        Parameters:
+            round_index: The round number.
+            params: The round's encoding parameters.
+            members: The clients in the released sum.
+            colluders: Clients assumed to share their noise with the server.
+            n_min: The floor of honest clients whose noise the sum must carry.
+            sample_rate: The clients' per-round sampling rate (None: no amplification).
+            delta: The delta of the composed epsilon.
+
+        Returns:
+            The new record.
+
+        Raises:
+            LedgerError: A round already recorded, or a released sum with fewer than
+                ``n_min + colluders`` members (its guarantee would not hold).
         """
         if any(r.round == round_index for r in self._rounds):
             raise LedgerError(f"round {round_index} is already recorded")
@@ -122,15 +159,27 @@ class DistributedLedger:
         return rec
 
     def rounds(self) -> list[DistributedRound]:
-        """The records, in the order they were made."""
+        """The records, in the order they were made.
+
+        Returns:
+            A copy of the records.
+        """
         return list(self._rounds)
 
     def epsilon(self) -> float:
-        """The guarantee after every recorded round (0 before any release)."""
+        """The guarantee after every recorded round.
+
+        Returns:
+            The composed epsilon (0 before any release).
+        """
         return self._rounds[-1].epsilon if self._rounds else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The ledger as a JSON-ready document."""
+        """The ledger as a JSON-ready document.
+
+        Returns:
+            Schema, version, privacy unit and the records.
+        """
         return {
             "schema": DISTRIBUTED_SCHEMA,
             "schema_version": _VERSION,
@@ -139,7 +188,14 @@ class DistributedLedger:
         }
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
-        """Write atomically (temp file, fsync, ``os.replace``); binds the ledger to ``path``."""
+        """Write atomically (temp file, fsync, ``os.replace``); binds the ledger to ``path``.
+
+        Parameters:
+            path: Where to write (default: the ledger's path).
+
+        Raises:
+            ConfigError: The ledger has no path and none was given.
+        """
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ConfigError("this ledger is in memory only: pass a path to save()")
@@ -161,8 +217,15 @@ class DistributedLedger:
     def load(cls, path: str | os.PathLike[str]) -> DistributedLedger:
         """Read a saved ledger, recomputing its guarantee from the records.
 
-        LedgerError for another schema or version, a malformed record, or a stored epsilon
-        that the records do not give (an edited file).
+        Parameters:
+            path: The ledger file.
+
+        Returns:
+            The ledger, bound to ``path``.
+
+        Raises:
+            LedgerError: Another schema or version, a malformed record, or a stored epsilon that
+                the records do not give (an edited file).
         """
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -51,6 +51,20 @@ class RoundRecord:
     Every recorded step counts towards the history, whether or not the client's update
     reached the aggregate (a client that trained and then dropped is charged: conservative).
     An infinite epsilon (no noise) is written as ``null``.
+
+    Attributes:
+        round: The round number (from 1 for rounds written by secureagg).
+        participated: Whether the update reached the aggregate.
+        reason: Why not: "budget" or "dropout" (None when it participated).
+        steps: DP-SGD steps taken this round.
+        sample_rate: Poisson sampling rate of each step.
+        noise_multiplier: Noise standard deviation relative to ``max_grad_norm``.
+        max_grad_norm: Per-example gradient clipping norm.
+        delta: The delta of the epsilons.
+        grad_sample_mode: How per-example gradients were computed.
+        budget_epsilon: The client's budget, if any.
+        epsilon: Accountant name -> cumulative epsilon after this round.
+        run: The run the round belongs to (None: not given).
     """
 
     round: int
@@ -77,7 +91,11 @@ class RoundRecord:
         return Step(self.noise_multiplier, self.sample_rate, self.steps)
 
     def to_json(self) -> dict[str, Any]:
-        """The record as written in the ledger file."""
+        """The record as written in the ledger file.
+
+        Returns:
+            A JSON-ready dict.
+        """
         out = {name: getattr(self, name) for name in _FIELDS[:-1]}
         out["epsilon"] = {k: (v if math.isfinite(v) else None) for k, v in self.epsilon.items()}
         if self.run is not None:

@@ -27,7 +27,7 @@ def _has_tied_parameters(model: nn.Module) -> bool:
 
 
 def choose_mode(model: nn.Module, requested: str = "auto") -> str:
-    """Resolve ``requested`` for ``model`` without running it; ConfigError for an unknown mode.
+    """Resolve ``requested`` for ``model`` without running it.
 
     A guess by layer type: :class:`PrivateTrainer` measures instead ("auto" times both modes
     on the model, see ``secureagg.privacy._probe``) and falls back to this guess only when
@@ -40,6 +40,16 @@ def choose_mode(model: nn.Module, requested: str = "auto") -> str:
     ghost-normable layers (MLPs, embeddings, transformer blocks) and "hooks" otherwise
     (convolutional models), and never "ghost" for a model with tied parameters, which
     ghost clipping rejects. See docs/privacy.md for the measurements behind this rule.
+
+    Parameters:
+        model: The model to train.
+        requested: "auto", or a mode to check.
+
+    Returns:
+        The mode Opacus gets.
+
+    Raises:
+        ConfigError: An unknown mode.
     """
     if requested not in GRAD_SAMPLE_MODES:
         raise ConfigError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}, got {requested!r}")

@@ -18,12 +18,25 @@ def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's trainable parameters by name, detached (these are what an update covers).
 
     Names are the model's own (no Opacus ``_module.`` prefix: pass the unwrapped model).
+
+    Parameters:
+        model: The model.
+
+    Returns:
+        Parameter name -> tensor.
     """
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def flatten(tensors: Mapping[str, torch.Tensor]) -> npt.NDArray[np.float32]:
-    """Concatenate the tensors, in the mapping's order, into one float32 vector."""
+    """Concatenate the tensors, in the mapping's order, into one float32 vector.
+
+    Parameters:
+        tensors: Tensors by name.
+
+    Returns:
+        The flat vector.
+    """
     if not tensors:
         raise ConfigError("nothing to flatten: the mapping of tensors is empty")
     parts = []
@@ -54,7 +67,15 @@ def check_like(vec: npt.NDArray[np.floating], like: Mapping[str, torch.Tensor]) 
 def unflatten(
     vec: npt.NDArray[np.floating], like: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Split ``vec`` into tensors shaped, typed and placed like ``like``; inverse of flatten."""
+    """Split ``vec`` into tensors shaped, typed and placed like ``like``; inverse of flatten.
+
+    Parameters:
+        vec: A flat vector as long as all of ``like`` together.
+        like: Tensors by name, giving order, shapes, dtypes and devices.
+
+    Returns:
+        Name -> tensor.
+    """
     check_like(vec, like)
     flat = torch.from_numpy(np.ascontiguousarray(vec))
     out: dict[str, torch.Tensor] = {}

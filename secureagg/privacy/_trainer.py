@@ -60,7 +60,12 @@ def _count(name: str, value: int | None) -> int | None:
 def load_global_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Copy the server's tensors into ``model`` in place (Opacus's ``_module.`` prefix is dropped).
 
-    Every trainable parameter must be present with the model's shape; ConfigError otherwise.
+    Parameters:
+        model: The client's model.
+        state: The server's tensors, by parameter name.
+
+    Raises:
+        ConfigError: A trainable parameter is missing or has another shape.
     """
     if not isinstance(state, Mapping):
         raise ConfigError(f"global_state must be a mapping of tensors, got {type(state)}")
@@ -87,7 +92,16 @@ def load_global_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> No
 
 
 def round_batches(loader: DataLoader[Any], epochs: int | None, steps: int | None) -> Iterator[Any]:
-    """The loader's batches for ``epochs`` epochs, or exactly ``steps`` steps if given."""
+    """The loader's batches for ``epochs`` epochs, or exactly ``steps`` steps if given.
+
+    Parameters:
+        loader: The client's data.
+        epochs: Epochs to go through (used when ``steps`` is None).
+        steps: Exactly this many batches, cycling through the loader.
+
+    Returns:
+        An iterator over the batches.
+    """
     if steps is None:
         for _ in range(epochs or 1):
             yield from loader
@@ -451,8 +465,19 @@ def train_local(
     :func:`to_device`), so a CPU DataLoader feeds a CUDA model. A batch is
     ``(*inputs, target)`` (tuple or list) for ``model(*inputs)``, or a dict with its target
     under "labels" or "target" and keyword inputs under the other keys for
-    ``model(**inputs)``. ``criterion`` returns the loss (a tensor, or Opacus's ghost
-    clipping loss).
+    ``model(**inputs)``.
+
+    Parameters:
+        model: The client's model.
+        optimizer: An optimizer over ``model``'s parameters.
+        criterion: Returns the loss (a tensor, or Opacus's ghost clipping loss).
+        batches: The round's batches.
+        global_state: The server's tensors, by parameter name.
+        update_clip: L2 bound of the whole update, if any.
+        num_examples: The client's example count, recorded in the update.
+
+    Returns:
+        The update, local minus global.
     """
     load_global_state(model, global_state)
     start = flatten(parameters_of(model)).copy()

@@ -83,7 +83,13 @@ Canonical = tuple[tuple[float, float, int], ...]
 
 @dataclass(frozen=True)
 class Step:
-    """``steps`` DP-SGD steps with one noise multiplier and one Poisson sample rate."""
+    """``steps`` DP-SGD steps with one noise multiplier and one Poisson sample rate.
+
+    Attributes:
+        noise_multiplier: Noise standard deviation relative to the clipping norm.
+        sample_rate: Poisson sampling rate of each step.
+        steps: How many steps.
+    """
 
     noise_multiplier: float
     sample_rate: float

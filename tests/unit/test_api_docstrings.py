@@ -1,5 +1,6 @@
 """The API reference (docs/api/, built from the docstrings) documents every parameter and
-return value of what ``secureagg``, ``secureagg.flower`` and ``secureagg.cli`` export.
+return value of what ``secureagg``, ``secureagg.fl``, ``secureagg.privacy``,
+``secureagg.flower`` and ``secureagg.cli`` export (not yet ``protocol`` and ``hazmat``).
 
 A public callable with parameters has a ``Parameters:`` section naming each one, and one
 that returns something a ``Returns:`` section; a dataclass names its fields under
@@ -19,7 +20,7 @@ import pytest
 
 pytest.importorskip("flwr")
 
-MODULES = ("secureagg", "secureagg.flower", "secureagg.cli")
+MODULES = ("secureagg", "secureagg.fl", "secureagg.privacy", "secureagg.flower", "secureagg.cli")
 
 
 def _documented(doc: str, section: str, names: list[str]) -> list[str]:
