@@ -1,8 +1,9 @@
 """Rounds of 1,000 to 100,000 clients: server CPU per client, client CPU, memory, bytes.
 
 Each configuration runs once in a fresh child process (so its peak resident set is its
-own): n clients on the Harary graph that ``choose_parameters(n, dropout_rate=0.1,
-corrupt_fraction=0.05)`` picks, 10% of them dropping out (half before sending their masked
+own): n clients on the Harary graph of the degree ``choose_parameters(n, dropout_rate=0.1,
+corrupt_fraction=0.05)`` picks (threshold: that one or a majority of a neighbourhood, whichever
+is higher), 10% of them dropping out (half before sending their masked
 input, half before answering the unmask request), inputs made lazily one client at a time,
 and the recovered sum checked exactly against the survivors' inputs.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from secureagg.protocol import Stage, choose_parameters, simulate_round
+from secureagg.protocol import Stage, choose_parameters, default_threshold, simulate_round
 from secureagg.protocol._server import ServerSession
 
 INPUT_BITS = 16  # each client's elements lie in [0, 2^16)
@@ -95,6 +96,7 @@ class _ServerClock:
 
 def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     params = choose_parameters(n, dropout_rate=0.1, corrupt_fraction=0.05)
+    threshold = max(params.threshold, default_threshold(params.degree))  # clients want a majority
     inputs = LazyInputs(n, d, bits)
     gone = list(range(1, n + 1, 10))  # every tenth client drops out
     dropouts = {Stage.MASKED_INPUT: gone[::2], Stage.UNMASK: gone[1::2]}
@@ -108,7 +110,7 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
         inputs,
         bits=bits,
         degree=params.degree,
-        threshold=params.threshold,
+        threshold=threshold,
         dropouts=dropouts,
     )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
@@ -123,7 +125,8 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
         "d": d,
         "bits": bits,
         "k": params.degree,
-        "t": params.threshold,
+        "t": threshold,
+        "server_workers": _workers(),
         "workers": workers,
         "round_s": wall,
         "process_cpu_s": cpu,
@@ -149,6 +152,14 @@ def _masked_bytes(d: int, bits: int) -> int | None:
     return int(masked_input_size(d, bits, round_id_len=32, excluded=0))
 
 
+def _workers() -> int | None:
+    """The mask-removal threads a new ServerSession uses (None where it has no such knob)."""
+    from secureagg.protocol import _server
+
+    value = getattr(_server, "_DEFAULT_WORKERS", None)
+    return value if isinstance(value, int) else None
+
+
 def _set_workers(workers: int) -> None:
     try:
         from secureagg.protocol._server import set_server_workers
@@ -161,7 +172,9 @@ def in_child(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__)), "--child", str(n), str(d), str(bits)]
     if workers is not None:
         cmd.append(str(workers))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd[2:])} failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
