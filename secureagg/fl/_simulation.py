@@ -92,7 +92,10 @@ def run_federated(
         insecure_noise_seed: Tests only: repeatable noise; marks every trainer and ledger
             record as not private.
         weighting: The averaging rule (default: ``secure.weighting``, else "uniform").
-        distributed: Client-level distributed DP settings, if any.
+        distributed: Client-level distributed DP (needs ``secure``, excludes ``privacy``):
+            clients train without DP-SGD and their updates are clipped and noised inside
+            the masked sum; with its ``sample_rate`` each client joins each round by its
+            own coin from the OS, not from ``seed``.
         distributed_ledger: Gets one record per round under ``distributed`` (saved after
             every round if it is bound to a path).
 
