@@ -1,0 +1,50 @@
+"""``secureagg audit distributed`` and ``secureagg audit plan``: client-level distributed DP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from secureagg.cli import main
+from secureagg.hazmat import DDPParams
+from secureagg.privacy import DistributedLedger
+from secureagg.privacy.distributed import epsilon
+
+
+def test_audit_of_a_distributed_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ddp.json"
+    book = DistributedLedger(path)
+    params = DDPParams("dgauss", 1000, 16, 1.0, 2e-4, (0.15 / 2e-4) ** 2)
+    for r, members in enumerate([list(range(1, 11)), [], list(range(1, 13))]):
+        book.record(r, params, members=members, colluders=1, n_min=8, sample_rate=None,
+                    delta=1e-5)  # fmt: skip
+    assert main(["audit", "distributed", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "aborted" in out and "add/remove one client" in out
+    assert f"{book.epsilon():.4f}" in out
+    # an edited ledger is refused in one line
+    doc = json.loads(path.read_text())
+    doc["rounds"][2]["epsilon"] = 0.01
+    path.write_text(json.dumps(doc))
+    assert main(["audit", "distributed", str(path)]) != 0
+    err = capsys.readouterr()
+    assert "differs from its recomputation" in err.out + err.err
+
+
+def test_plan_meets_its_target_and_refuses_too_few_bits(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["audit", "plan", "-e", "4", "-d", "1e-5", "--clients", "20", "--dim", "1000",
+            "-r", "10", "--clip", "0.5"]  # fmt: skip
+    assert main([*argv, "--bits", "16"]) == 0
+    out = capsys.readouterr().out
+    gamma = float(out.split("gamma")[1].split()[1])
+    var = float(out.split("(integer units)")[1].split()[1])
+    got = epsilon("dgauss", clip=0.5, gamma=gamma, variance=var, n=20, dim=1024, rounds=10,
+                  delta=1e-5)  # fmt: skip
+    assert got == pytest.approx(4.0, rel=1e-3)  # the printed figures meet the target
+    assert main([*argv, "--bits", "6"]) != 0
+    err = capsys.readouterr()
+    assert "bits" in err.out + err.err
