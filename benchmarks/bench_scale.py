@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from secureagg.protocol import Stage, choose_parameters, default_threshold, simulate_round
+from secureagg.protocol._client import ClientSession
 from secureagg.protocol._server import ServerSession
 
 INPUT_BITS = 16  # each client's elements lie in [0, 2^16)
@@ -94,6 +95,27 @@ class _ServerClock:
             setattr(ServerSession, name, timed)
 
 
+class _ClientClock:
+    """Process CPU time of each client session (advertise, provide_input, receive)."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[int, float] = {}
+
+    def install(self) -> None:
+        for name in ("advertise", "provide_input", "receive"):
+            original = getattr(ClientSession, name)
+
+            def timed(session: Any, *args: Any, _f: Any = original, **kwargs: Any) -> Any:
+                c = time.process_time()
+                try:
+                    return _f(session, *args, **kwargs)
+                finally:
+                    key = id(session)
+                    self.cpu[key] = self.cpu.get(key, 0.0) + time.process_time() - c
+
+            setattr(ClientSession, name, timed)
+
+
 def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     params = choose_parameters(n, dropout_rate=0.1, corrupt_fraction=0.05)
     threshold = max(params.threshold, default_threshold(params.degree))  # clients want a majority
@@ -102,6 +124,8 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     dropouts = {Stage.MASKED_INPUT: gone[::2], Stage.UNMASK: gone[1::2]}
     clock = _ServerClock()
     clock.install()
+    client_clock = _ClientClock()
+    client_clock.install()
     if workers is not None:
         _set_workers(workers)
     rss_before = peak_rss_mb()
@@ -134,6 +158,7 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
         "server_wall_s": clock.wall,
         "server_cpu_ms_per_client": 1000 * clock.cpu / n,
         "client_ms": statistics.median(1000 * c.seconds for c in costs),
+        "client_cpu_ms": statistics.median(1000 * c for c in client_clock.cpu.values()),
         "bytes_sent": statistics.median(sent),
         "masked_input_bytes": _masked_bytes(d, bits),
         "rss_growth_mb": rss_peak - rss_before,
@@ -179,6 +204,26 @@ def in_child(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     return result
 
 
+def wire_sizes(d: int = 1_000_000) -> None:
+    """A real encoded masked input at d = 10^6 against b*d/8 and the old 2/4/8-byte words."""
+    from secureagg.hazmat import element_dtype
+    from secureagg.protocol import MaskedInput, encode, new_round_id
+
+    print(f"\nmasked input on the wire, d = {d:,} (one encoded message, as a client sends it)")
+    print(f"{'b':>3} {'bytes':>10} {'b*d/8':>10} {'header':>6} {'ratio':>8} {'words':>10} {'x':>5}")
+    for bits in (21, 34):
+        vec = np.random.default_rng(bits).integers(0, 2**bits, d, dtype=np.uint64)
+        vec = vec.astype(element_dtype(bits))
+        size = len(encode(MaskedInput(new_round_id(), 1, (), vec, bits)))
+        ideal = -(-bits * d // 8)
+        words = element_dtype(bits).itemsize * d
+        print(
+            f"{bits:>3} {size:>10,} {ideal:>10,} {size - ideal:>6} {size / ideal:>8.5f} "
+            f"{words:>10,} {words / ideal:>5.2f}"
+        )
+    print("ratio: bytes / (b*d/8); words: the same elements in 2/4/8-byte words (wire v1).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="*", default=[1000, 10_000])
@@ -205,6 +250,7 @@ def main() -> None:
                 rows.append(_median(runs))
                 print(f"done n={n} d={d} workers={w}", file=sys.stderr, flush=True)
     print_table(rows, args.bits)
+    wire_sizes()
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,7 +267,7 @@ def print_table(rows: list[dict[str, Any]], bits: int) -> None:
     )
     head = (
         f"{'n':>7} {'d':>7} {'k':>3} {'t':>3} {'wk':>3} | {'round s':>8} | {'srv CPU s':>9} "
-        f"{'ms/client':>9} {'x n=1k':>6} | {'client ms':>9} | {'B sent':>9} {'b*d/8':>9} | "
+        f"{'ms/client':>9} {'x n=1k':>6} | {'client CPU ms':>13} | {'B sent':>9} {'b*d/8':>9} | "
         f"{'peak MB':>7} {'growth':>7}"
     )
     print(head)
@@ -235,13 +281,14 @@ def print_table(rows: list[dict[str, Any]], bits: int) -> None:
         print(
             f"{r['n']:>7} {r['d']:>7} {r['k']:>3} {r['t']:>3} {wk:>3} | {r['round_s']:>8.1f} | "
             f"{r['server_cpu_s']:>9.2f} {r['server_cpu_ms_per_client']:>9.3f} {ratio:>6.2f} | "
-            f"{r['client_ms']:>9.2f} | {r['bytes_sent']:>9.0f} {math.ceil(bits * r['d'] / 8):>9} | "
+            f"{r.get('client_cpu_ms', r['client_ms']):>13.2f} | {r['bytes_sent']:>9.0f} "
+            f"{math.ceil(bits * r['d'] / 8):>9} | "
             f"{r['rss_peak_mb']:>7.0f} {r['rss_growth_mb']:>7.0f}"
         )
     print(
         "\nsrv CPU s: process CPU (all threads) inside the server session's receive and\n"
         "  close_stage; ms/client: that over n; x n=1k: against the first n of the same d.\n"
-        "client ms: median over clients of each client's own compute (all stages, wall).\n"
+        "client CPU ms: median over clients of each client's own CPU time (all stages).\n"
         "B sent: median bytes a surviving client sends in the whole round (all stages).\n"
         "peak MB: the child process's peak resident set (server and all n simulated clients);\n"
         "  growth: its rise over the round.",
