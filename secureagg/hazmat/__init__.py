@@ -12,7 +12,8 @@ What is here:
 
 * key agreement and derivation: :class:`KeyPair`, :func:`agree` (X25519), :func:`is_low_order`,
   :func:`derive_key` (HKDF-SHA256, one label per use, round id as salt);
-* the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed);
+* the mask PRG: :func:`expand_mask`, :class:`MaskBuffer` (AES-256-CTR of a 32-byte seed),
+  :func:`apply_masks` (many masks over several threads);
 * arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
   :func:`sub_into`, :func:`reduce_into`; b-bit packing: :func:`pack_bits`,
   :func:`unpack_bits`, :func:`packed_size`;
@@ -57,7 +58,7 @@ from secureagg.hazmat._modarith import (
 )
 from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
 from secureagg.hazmat._pack import pack_bits, packed_size, unpack_bits
-from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, expand_mask
+from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, apply_masks, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
     centered_sum,
@@ -88,6 +89,7 @@ __all__ = [
     "QuantConfig",
     "add_into",
     "agree",
+    "apply_masks",
     "associated_data",
     "centered_sum",
     "choose_bits",

@@ -16,6 +16,7 @@ from secureagg._exceptions import ConfigError, DecodeError, RoundAborted, ShareE
 from secureagg.hazmat import (
     LABEL_MASK,
     KeyPair,
+    apply_masks,
     combine,
     combine_many,
     derive_key,
@@ -24,7 +25,6 @@ from secureagg.hazmat import (
     reduce_into,
     zeros,
 )
-from secureagg.hazmat._prg import apply_masks
 from secureagg.protocol._codec import CIPHERTEXT_SIZE, decode, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage

@@ -12,7 +12,7 @@ EXPECTED = {
     "quantize", "reduce_into", "seal", "split", "sub_into", "zeros",
     "NoiseStream", "discrete_gaussian", "skellam", "BETA", "MECHANISMS", "DDPParams",
     "ddp_decode", "ddp_encode", "fwht", "padded_length", "rotation_signs", "rounded_l2_bound",
-    "pack_bits", "packed_size", "unpack_bits", "combine_many", "is_low_order",
+    "pack_bits", "packed_size", "unpack_bits", "combine_many", "is_low_order", "apply_masks",
 }  # fmt: skip
 
 
