@@ -201,7 +201,7 @@ def _record_distributed(
         raise ConfigError("distributed_ledger needs distributed=")
     released = out.recovered is not None and not out.aborted
     ledger.record(
-        1 + max((x.round for x in ledger.rounds()), default=-1),  # continues a loaded ledger
+        1 + max((x.round for x in ledger.rounds()), default=0),  # from 1; continues a ledger
         dist.params,
         members=list(out.members) if released else [],
         colluders=dist.settings.colluders,

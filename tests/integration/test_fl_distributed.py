@@ -104,7 +104,7 @@ def test_run_federated_in_distributed_mode_with_client_sampling() -> None:
     )
     assert len(res.rounds) == 3
     recs = ledger.rounds()
-    assert [r.round for r in recs] == [0, 1, 2]
+    assert [r.round for r in recs] == [1, 2, 3]  # rounds are numbered from 1
     for m, rec in zip(res.rounds, recs, strict=True):
         assert rec.members == ([] if m.aborted else sorted(m.members))
     # every released sum had at least n_min honest shares: at most the planned epsilon
