@@ -7,7 +7,7 @@ largest client epsilon; central DP-SGD trains the same model on the pooled train
 the same split with PrivateTrainer, full batch, 60 steps (as many as each client takes),
 calibrated to the same epsilon. Prints one row per seed and the medians.
 
-    python benchmarks/bench_privacy_utility.py --seeds 0 1 2
+    python benchmarks/bench_privacy_utility.py --seeds 0 1 2 [--lr 2.0]
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ def central(cfg: DemoConfig) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--lr", type=float, default=DemoConfig.learning_rate, help="learning rate")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
     print("seed  federated  baseline  central  eps(PLD)  eps(RDP)  central eps  seconds")
     for s in args.seeds:
-        cfg = DemoConfig(seed=s)
+        cfg = DemoConfig(seed=s, learning_rate=args.lr)
         start = time.perf_counter()
         res = run_demo(cfg)
         fed = res.private.rounds[-1].accuracy

@@ -54,7 +54,7 @@ class DemoConfig:
     clients: int = 8
     rounds: int = 20
     local_epochs: int = 3
-    learning_rate: float = 1.0
+    learning_rate: float = 2.0
     sample_rate: float = 1.0
     noise_multiplier: float | None = None
     target_epsilon: float | None = 4.0
