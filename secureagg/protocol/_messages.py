@@ -31,7 +31,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AdvertiseKeys:
-    """Stage 0, client -> server: the two fresh X25519 public keys (signed in signed mode)."""
+    """Stage 0, client -> server: the two fresh X25519 public keys (signed in signed mode).
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        c_pk: The public key the client's pairwise encryption keys come from.
+        s_pk: The public key the client's pairwise masks come from.
+        signature: The Ed25519 signature of the keys (signed mode; else empty).
+    """
 
     round_id: bytes
     sender: int
@@ -42,7 +50,14 @@ class AdvertiseKeys:
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
-    """One client's advertised keys as the server forwards them."""
+    """One client's advertised keys as the server forwards them.
+
+    Attributes:
+        client: The client that advertised them.
+        c_pk: Its public key for pairwise encryption keys.
+        s_pk: Its public key for pairwise masks.
+        signature: Its signature (signed mode; else empty).
+    """
 
     client: int
     c_pk: bytes
@@ -52,7 +67,13 @@ class KeyEntry:
 
 @dataclass(frozen=True, slots=True)
 class KeysBroadcast:
-    """Stage 0, server -> client: the keys of the recipient and its neighbours in U1."""
+    """Stage 0, server -> client: the keys of the recipient and its neighbours in U1.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        recipient: The client it is for.
+        entries: One :class:`KeyEntry` per client, sorted by id.
+    """
 
     round_id: bytes
     recipient: int
@@ -63,9 +84,14 @@ class KeysBroadcast:
 class ShareKeys:
     """Stage 1, client -> server: commitments, and (recipient, ciphertext) pairs.
 
-    Each ciphertext holds the recipient's shares of s_sk_u and b_u. ``seed_commitment`` lets
-    the server check a rebuilt b_u; ``keys_digest`` is the digest of the KeysBroadcast the
-    client received, so the server knows the client masks with the keys it was sent.
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        seed_commitment: Lets the server check a rebuilt b_u.
+        keys_digest: The digest of the KeysBroadcast the client received, so the server
+            knows the client masks with the keys it was sent.
+        ciphertexts: (recipient, ciphertext) pairs; each ciphertext holds the recipient's
+            shares of s_sk_u and b_u.
     """
 
     round_id: bytes
@@ -77,7 +103,13 @@ class ShareKeys:
 
 @dataclass(frozen=True, slots=True)
 class SharesDelivery:
-    """Stage 1, server -> client: (sender, ciphertext) pairs addressed to the recipient."""
+    """Stage 1, server -> client: (sender, ciphertext) pairs addressed to the recipient.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        recipient: The client it is for.
+        ciphertexts: (sender, ciphertext) pairs, sorted by sender.
+    """
 
     round_id: bytes
     recipient: int
@@ -88,8 +120,13 @@ class SharesDelivery:
 class MaskedInput:
     """Stage 2, client -> server: y_u, and the neighbours whose shares failed authentication.
 
-    ``vector`` holds elements of Z_{2^b} in element_dtype(b); ``bits`` is b, and the wire
-    carries each element in exactly b bits. None means the full width of the dtype.
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        excluded: The neighbours whose shares failed authentication.
+        vector: y_u, elements of Z_{2^b} in element_dtype(b).
+        bits: b; the wire carries each element in exactly b bits (None: the full width of
+            the dtype).
     """
 
     round_id: bytes
@@ -118,7 +155,13 @@ class MaskedInput:
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyRequest:
-    """Stage 3 (signed mode), server -> client: U3, for the client to sign."""
+    """Stage 3 (signed mode), server -> client: U3, for the client to sign.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        recipient: The client it is for.
+        survivors: U3, the clients whose masked input arrived.
+    """
 
     round_id: bytes
     recipient: int
@@ -127,7 +170,13 @@ class ConsistencyRequest:
 
 @dataclass(frozen=True, slots=True)
 class ConsistencySignature:
-    """Stage 3 (signed mode), client -> server: Ed25519 signature of U3."""
+    """Stage 3 (signed mode), client -> server: Ed25519 signature of U3.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        signature: The signature over U3 and the round.
+    """
 
     round_id: bytes
     sender: int
@@ -136,7 +185,15 @@ class ConsistencySignature:
 
 @dataclass(frozen=True, slots=True)
 class UnmaskRequest:
-    """Stage 4, server -> client: survivors U3, dropped D, and (signed mode) U3's signatures."""
+    """Stage 4, server -> client: survivors U3, dropped D, and (signed mode) U3's signatures.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        recipient: The client it is for.
+        survivors: U3.
+        dropped: D = U2 minus U3, the clients that shared keys but sent no masked input.
+        signatures: (client, signature) pairs over U3 (signed mode; else empty).
+    """
 
     round_id: bytes
     recipient: int
@@ -147,7 +204,14 @@ class UnmaskRequest:
 
 @dataclass(frozen=True, slots=True)
 class UnmaskResponse:
-    """Stage 4, client -> server: shares of b_v for v in U3, shares of s_sk_v for v in D."""
+    """Stage 4, client -> server: shares of b_v for v in U3, shares of s_sk_v for v in D.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        seed_shares: (v, share of b_v) for the survivors v.
+        key_shares: (v, share of s_sk_v) for the dropped v.
+    """
 
     round_id: bytes
     sender: int
