@@ -8,7 +8,11 @@ Integers are big-endian; vector words are little-endian. See docs/protocol.md fo
 from __future__ import annotations
 
 import struct
+import sys
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from secureagg._exceptions import DecodeError
 from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE, pack_bits, packed_size, unpack_bits
@@ -61,6 +65,12 @@ _TYPES: dict[type, int] = {
     UnmaskResponse: 9,
 }
 _ID_PAIR = struct.Struct(">I")
+_LITTLE = sys.byteorder == "little"
+_WHOLE_WORDS: dict[int, np.dtype[Any]] = {
+    16: np.dtype("<u2"),
+    32: np.dtype("<u4"),
+    64: np.dtype("<u8"),
+}
 
 
 def _header(msg_type: int, round_id: bytes, party: int) -> bytes:
@@ -169,7 +179,11 @@ def _masked(r: Reader, rid: bytes, party: int) -> Message:
     size = packed_size(d, bits)
     if size > r.remaining():
         raise DecodeError(f"{d} elements of {bits} bits do not fit in {r.remaining()} bytes")
-    vector = unpack_bits(r.view(size), d, bits)  # DecodeError on nonzero padding bits
+    raw = r.view(size)
+    if bits in _WHOLE_WORDS and _LITTLE:  # whole native words: read in place, no copy
+        vector = np.frombuffer(raw, dtype=_WHOLE_WORDS[bits], count=d)
+    else:
+        vector = unpack_bits(raw, d, bits)  # DecodeError on nonzero padding bits
     return MaskedInput(rid, party, excluded, vector, bits)
 
 
