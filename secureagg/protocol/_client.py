@@ -81,16 +81,19 @@ class ClientSession:
     """One client's side of one round. Feed it the server's bytes; send back what it returns.
 
     Every refusal raises RoundAborted (the client then stays aborted) and reveals no share.
-    ``identity`` is the client's Ed25519 key, required in signed mode. ``policy`` is what
-    the client accepts (default :class:`ClientPolicy`: at least a majority threshold);
-    a config it refuses raises RoundAborted here, before any key exists.
+    A session that meets a journal entry of its own round re-sends the recorded reply to the
+    identical request, or refuses: it never masks a second input with the same masks, signs
+    a second survivor list, or answers a second unmask request.
 
-    ``journal`` is where the client records each reply that commits it (its masked input,
-    consistency signature and unmask answer), before the reply leaves;
-    the caller provides it (default: a :class:`MemoryJournal`, which does not outlive the
-    process). A session that meets an entry of its own round re-sends the recorded reply
-    to the identical request, or refuses: it never masks a second input with the same
-    masks, signs a second survivor list, or answers a second unmask request.
+    Parameters:
+        config: The round config the server sent.
+        client_id: This client's id.
+        identity: The client's Ed25519 key, required in signed mode.
+        policy: What the client accepts (default :class:`ClientPolicy`: at least a majority
+            threshold); a config it refuses raises RoundAborted here, before any key exists.
+        journal: Where the client records each reply that commits it (its masked input,
+            consistency signature and unmask answer), before the reply leaves (default: a
+            :class:`MemoryJournal`, which does not outlive the process).
     """
 
     def __init__(
@@ -132,7 +135,14 @@ class ClientSession:
         return bytes((stage.value,)) + self.client_id.to_bytes(4, "big") + self.config.round_id
 
     def committed(self, stage: Stage) -> bool:
-        """Whether the journal holds this client's reply of ``stage`` in this round."""
+        """Whether the journal holds this client's reply of ``stage`` in this round.
+
+        Parameters:
+            stage: The stage.
+
+        Returns:
+            True if the reply is recorded.
+        """
         return self._journal.lookup(self._key(stage)) is not None
 
     def _replayed(self, stage: Stage, request: bytes) -> bytes | None:
@@ -160,8 +170,11 @@ class ClientSession:
     def export_state(self) -> bytes:
         """This session's state as bytes, for :meth:`restore_state` in a later process.
 
-        The bytes hold the client's private keys, shares and (until masked) its input: keep
-        them where its secrets live. The identity key is not included. See docs/protocol.md.
+        The bytes hold the client's private keys, shares and (until masked) its input: keep them
+        where its secrets live. The identity key is not included. See docs/protocol.md.
+
+        Returns:
+            The saved state.
         """
         return encode_state(self.config, self.client_id, self._input, self._state)
 
@@ -176,11 +189,20 @@ class ClientSession:
     ) -> ClientSession:
         """The session :meth:`export_state` saved, ready to go on.
 
-        ``journal`` is required: saved bytes can be older than what the client last sent,
-        and only the journal that recorded its replies keeps it from committing twice.
-        DecodeError for malformed, truncated, corrupt or unknown-version bytes; ConfigError
-        when ``identity`` does not fit the saved config (as in ``__init__``); RoundAborted
-        when ``policy`` refuses the saved config.
+        Parameters:
+            data: The saved state.
+            journal: Required: saved bytes can be older than what the client last sent, and only
+                the journal that recorded its replies keeps it from committing twice.
+            identity: The client's Ed25519 key (signed mode).
+            policy: What the client accepts.
+
+        Returns:
+            The restored session.
+
+        Raises:
+            DecodeError: Malformed, truncated, corrupt or unknown-version bytes.
+            ConfigError: ``identity`` does not fit the saved config.
+            RoundAborted: ``policy`` refuses the saved config.
         """
         saved = decode_state(data)
         session = cls(
@@ -210,7 +232,11 @@ class ClientSession:
         return state.u2 if isinstance(state, (InputSent, Signed)) else frozenset()
 
     def provide_input(self, vector: npt.NDArray[Any]) -> None:
-        """Set x_u: d integers in [0, 2^b). Kept as a private copy until it is masked."""
+        """Set x_u: d integers in [0, 2^b). Kept as a private copy until it is masked.
+
+        Parameters:
+            vector: The client's input.
+        """
         cfg = self.config
         x = np.asarray(vector)
         if x.shape != (cfg.d,) or x.dtype.kind not in "ui":
@@ -220,7 +246,11 @@ class ClientSession:
         self._input = x.astype(element_dtype(cfg.bits), copy=True)
 
     def advertise(self) -> bytes:
-        """Stage 0: fresh key pairs, advertised (and signed in signed mode)."""
+        """Stage 0: fresh key pairs, advertised (and signed in signed mode).
+
+        Returns:
+            The advertise message.
+        """
         if not isinstance(self._state, Fresh):
             self._abort("advertise called twice")
         c, s = KeyPair.generate(), KeyPair.generate()
@@ -233,7 +263,17 @@ class ClientSession:
         return encode(msg)
 
     def receive(self, data: bytes) -> bytes:
-        """Handle one server message and return the reply; RoundAborted on any deviation."""
+        """Handle one server message and return the reply.
+
+        Parameters:
+            data: The server's message.
+
+        Returns:
+            The reply to send.
+
+        Raises:
+            RoundAborted: Any deviation.
+        """
         state = self._state
         if isinstance(state, Aborted):
             raise RoundAborted(f"client {self.client_id} already aborted: {state.reason}")

@@ -86,7 +86,14 @@ def _pairs(items: tuple[tuple[int, bytes], ...]) -> bytes:
 
 
 def encode(msg: Message) -> bytes:
-    """The wire bytes of ``msg``. Assumes a well-formed message (sessions build them)."""
+    """The wire bytes of ``msg``. Assumes a well-formed message (sessions build them).
+
+    Parameters:
+        msg: The message.
+
+    Returns:
+        Its wire bytes.
+    """
     if isinstance(msg, AdvertiseKeys):
         head = _header(1, msg.round_id, msg.sender)
         return head + msg.c_pk + msg.s_pk + _signature(msg.signature)
@@ -226,11 +233,20 @@ _DECODERS: dict[int, Callable[[Reader, bytes, int], Message]] = {
 
 
 def decode(data: bytes) -> Message:
-    """Parse one message; DecodeError for anything malformed, truncated or oversize.
+    """Parse one message.
 
     Checks structure only (magic, version, type, lengths, sorted unique ids); what a
     message means for a round (its round id, its sender, the vector length) is checked by
     the session that receives it.
+
+    Parameters:
+        data: The wire bytes.
+
+    Returns:
+        The message.
+
+    Raises:
+        DecodeError: Anything malformed, truncated or oversize.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"a message is bytes, not {type(data).__name__}")

@@ -60,7 +60,14 @@ class Stage(enum.Enum):
 
 
 def new_round_id(counter: int = 0) -> bytes:
-    """16 fresh random bytes followed by ``counter`` as a big-endian u64 (24 bytes)."""
+    """16 fresh random bytes followed by ``counter`` as a big-endian u64 (24 bytes).
+
+    Parameters:
+        counter: A number the caller counts rounds with.
+
+    Returns:
+        The round id.
+    """
     if not isinstance(counter, int) or not 0 <= counter < 2**64:
         raise ConfigError(f"counter must be an int in [0, 2^64), got {counter!r}")
     return os.urandom(16) + struct.pack(">Q", counter)
@@ -73,12 +80,22 @@ _DIGEST_LABEL = b"secureagg/v1/config"
 class RoundConfig:
     """What every party of one round agrees on before it starts.
 
-    ``identity_keys`` (signed mode only) maps each client id to its raw 32-byte Ed25519
-    public key, distributed out of band (a PKI the server cannot forge). ``encoding`` holds
-    every other setting that shapes what a client sends (the layers above put their
-    encoding there: max examples, clip, fractional bits, the weighting rule...): names of
-    1..64 printable ASCII characters, values int (64-bit), finite float, str or bool. All of
-    it is in :meth:`to_bytes`, so in the digest that keys, masks and signatures are bound to.
+    All of it is in :meth:`to_bytes`, so in the digest that keys, masks and signatures are
+    bound to.
+
+    Attributes:
+        round_id: Fresh per round (:func:`new_round_id`).
+        bits: The ring's bit width b.
+        d: The input length.
+        threshold: The Shamir threshold.
+        graph: Who shares keys and masks with whom.
+        signed: Whether the round runs the signed mode.
+        identity_keys: Signed mode only: client id -> raw 32-byte Ed25519 public key,
+            distributed out of band (a PKI the server cannot forge).
+        encoding: Every other setting that shapes what a client sends (the layers above put
+            their encoding there: max examples, clip, fractional bits, the weighting rule...):
+            names of 1..64 printable ASCII characters, values int (64-bit), finite float, str
+            or bool.
     """
 
     round_id: bytes
@@ -142,7 +159,11 @@ class RoundConfig:
         return max(self.threshold, (len(self.graph) + self.threshold - 1) // 2 + 1)
 
     def to_bytes(self) -> bytes:
-        """Strict, versioned bytes for :meth:`from_bytes` (layout in docs/protocol.md)."""
+        """Strict, versioned bytes for :meth:`from_bytes` (layout in docs/protocol.md).
+
+        Returns:
+            The config's bytes.
+        """
         graph = self.graph
         if len(graph.ids) > MAX_CLIENTS:
             raise ConfigError(f"{len(graph.ids)} clients exceed the limit {MAX_CLIENTS}")
@@ -183,9 +204,16 @@ class RoundConfig:
     def from_bytes(cls, data: bytes) -> RoundConfig:
         """Parse :meth:`to_bytes` output.
 
-        DecodeError for malformed bytes (truncated, trailing, wrong magic or version, unsorted
-        ids, counts over the limits, a graph that does not rebuild); ConfigError when the
-        decoded values fail the config's own checks.
+        Parameters:
+            data: The bytes.
+
+        Returns:
+            The config.
+
+        Raises:
+            DecodeError: Malformed bytes (truncated, trailing, wrong magic or version, unsorted
+                ids, counts over the limits, a graph that does not rebuild).
+            ConfigError: The decoded values fail the config's own checks.
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DecodeError(f"a round config is bytes, not {type(data).__name__}")

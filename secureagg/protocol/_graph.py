@@ -26,6 +26,12 @@ class Graph:
 
     Build one with :meth:`complete` or :meth:`harary`; both sides of a round must use the
     same graph (it is part of the round config).
+
+    Parameters:
+        ids: The client ids.
+        degree: Neighbours per client.
+        adjacency: Client -> its neighbours (None: the complete graph).
+        rng_seed: The seed that ordered a Harary graph's ring (None for the complete graph).
     """
 
     __slots__ = ("_adjacency", "_all", "degree", "ids", "rng_seed")
@@ -56,7 +62,14 @@ class Graph:
 
     @classmethod
     def complete(cls, ids: Iterable[int]) -> Graph:
-        """Every client is a neighbour of every other (classic SecAgg)."""
+        """Every client is a neighbour of every other (classic SecAgg).
+
+        Parameters:
+            ids: The client ids.
+
+        Returns:
+            The complete graph.
+        """
         sorted_ids = cls._check_ids(ids)
         return cls(sorted_ids, len(sorted_ids) - 1, None, None)
 
@@ -64,9 +77,19 @@ class Graph:
     def harary(cls, ids: Iterable[int], degree: int, rng_seed: bytes) -> Graph:
         """The Harary graph H(k, n), even k, over a permutation of ``ids`` fixed by ``rng_seed``.
 
-        The clients sit on a ring in the order of SHA-256(label || seed || id); each is joined
-        to the k/2 nearest on either side. An even degree of n-1 or more gives the complete
-        graph; an odd degree is a ConfigError. ``rng_seed`` is at least 16 bytes.
+        The clients sit on a ring in the order of SHA-256(label || seed || id); each is joined to
+        the k/2 nearest on either side. An even degree of n-1 or more gives the complete graph.
+
+        Parameters:
+            ids: The client ids.
+            degree: k, even.
+            rng_seed: At least 16 bytes.
+
+        Returns:
+            The graph.
+
+        Raises:
+            ConfigError: An odd degree or a short seed.
         """
         sorted_ids = cls._check_ids(ids)
         n = len(sorted_ids)
@@ -102,7 +125,17 @@ class Graph:
         return len(self.ids)
 
     def neighbours(self, client: int) -> frozenset[int]:
-        """The neighbours of ``client`` (never itself); ConfigError for an unknown id."""
+        """The neighbours of ``client`` (never itself).
+
+        Parameters:
+            client: A client id.
+
+        Returns:
+            Its neighbours.
+
+        Raises:
+            ConfigError: An unknown id.
+        """
         if client not in self._all:
             raise ConfigError(f"client {client!r} is not in this round's graph")
         if self._adjacency is None:

@@ -26,11 +26,25 @@ class Journal(Protocol):
     """Durable, append-only storage of (key, value) records; a key is written once."""
 
     def lookup(self, key: bytes) -> bytes | None:
-        """The value recorded under ``key``, or None."""
+        """The value recorded under ``key``, or None.
+
+        Parameters:
+            key: The record's key.
+
+        Returns:
+            The value, or None.
+        """
 
     def record(self, key: bytes, value: bytes) -> None:
-        """Store ``value`` under ``key`` durably before returning; ProtocolError if ``key``
-        already holds a value."""
+        """Store ``value`` under ``key`` durably before returning.
+
+        Parameters:
+            key: The record's key.
+            value: The value.
+
+        Raises:
+            ProtocolError: ``key`` already holds a value.
+        """
 
 
 class MemoryJournal:
@@ -41,11 +55,26 @@ class MemoryJournal:
         self._entries: dict[bytes, bytes] = {}
 
     def lookup(self, key: bytes) -> bytes | None:
-        """The value recorded under ``key``, or None."""
+        """The value recorded under ``key``, or None.
+
+        Parameters:
+            key: The record's key.
+
+        Returns:
+            The value, or None.
+        """
         return self._entries.get(key)
 
     def record(self, key: bytes, value: bytes) -> None:
-        """Store ``value`` under ``key`` (once)."""
+        """Store ``value`` under ``key`` (once).
+
+        Parameters:
+            key: The record's key.
+            value: The value.
+
+        Raises:
+            ProtocolError: ``key`` already holds a value.
+        """
         if key in self._entries:
             raise ProtocolError("the journal already holds this reply")
         self._entries[key] = bytes(value)
@@ -67,6 +96,9 @@ class FileJournal:
     their SHA-256. A torn last record (the process died while writing it, so its reply
     never left) is ignored and cut off before the next write; damage anywhere else is a
     ConfigError: the client then takes part in no round until someone looks at the file.
+
+    Parameters:
+        path: The journal file (created if missing).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -108,11 +140,26 @@ class FileJournal:
         self._good = pos
 
     def lookup(self, key: bytes) -> bytes | None:
-        """The value recorded under ``key``, or None."""
+        """The value recorded under ``key``, or None.
+
+        Parameters:
+            key: The record's key.
+
+        Returns:
+            The value, or None.
+        """
         return self._entries.get(key)
 
     def record(self, key: bytes, value: bytes) -> None:
-        """Append ``(key, value)`` and fsync; ProtocolError if ``key`` is already there."""
+        """Append ``(key, value)`` and fsync.
+
+        Parameters:
+            key: The record's key.
+            value: The value.
+
+        Raises:
+            ProtocolError: ``key`` is already there.
+        """
         self._load_fresh()
         if key in self._entries:
             raise ProtocolError("the journal already holds this reply")

@@ -31,7 +31,15 @@ _EPS = 1e-14  # keeps float rounding of rate * n from moving a count the unsafe 
 
 @dataclass(frozen=True)
 class GraphParams:
-    """A degree and threshold with the failure bounds they were chosen to meet (log2)."""
+    """A degree and threshold with the failure bounds they were chosen to meet (log2).
+
+    Attributes:
+        n: The clients in the round.
+        degree: Neighbours per client.
+        threshold: The Shamir threshold.
+        log2_security_failure: log2 of the bound on a security failure.
+        log2_correctness_failure: log2 of the bound on a correctness failure.
+    """
 
     n: int
     degree: int
@@ -41,7 +49,14 @@ class GraphParams:
 
 
 def default_threshold(degree: int) -> int:
-    """A strict majority of a client's neighbourhood, the client included: floor((k+1)/2)+1."""
+    """A strict majority of a client's neighbourhood, the client included: floor((k+1)/2)+1.
+
+    Parameters:
+        degree: k, the neighbours per client.
+
+    Returns:
+        The threshold.
+    """
     if not isinstance(degree, int) or isinstance(degree, bool) or degree < 1:
         raise ConfigError(f"degree must be a positive int, got {degree!r}")
     return (degree + 1) // 2 + 1
@@ -130,7 +145,17 @@ def choose_parameters(n: int, *, dropout_rate: float, corrupt_fraction: float) -
     some client has t or more corrupt neighbours, or that the honest survivors' graph comes
     apart, stays below 2^-40. Correctness: with at most ``dropout_rate * n`` dropouts, the
     probability that some client keeps fewer than t surviving neighbours stays below 2^-20.
-    ConfigError when no degree below n - 1 works (use the complete graph then).
+
+    Parameters:
+        n: The clients in the round.
+        dropout_rate: The share of clients that may drop.
+        corrupt_fraction: The share of clients that may collude with the server.
+
+    Returns:
+        The degree, threshold and the bounds they meet.
+
+    Raises:
+        ConfigError: No degree below n - 1 works (use the complete graph then).
     """
     if not isinstance(n, int) or isinstance(n, bool) or n < 3:
         raise ConfigError(f"n must be an int >= 3, got {n!r}")
@@ -155,7 +180,13 @@ class RoundPlan:
     """The neighbour graph's degree and the threshold for a round of ``n`` clients.
 
     Built by :func:`plan_round`, the one place the simulator, the Flower strategy and the
-    demo get them from. ``complete`` means every client neighbours every other.
+    demo get them from.
+
+    Attributes:
+        n: The clients in the round.
+        degree: Neighbours per client.
+        threshold: The Shamir threshold.
+        complete: Whether every client neighbours every other.
     """
 
     n: int
@@ -174,7 +205,15 @@ class RoundPlan:
         return self.threshold < self.majority
 
     def graph(self, ids: Iterable[int], seed: bytes) -> Graph:
-        """The graph over ``ids`` (``n`` of them); ``seed`` orders a Harary graph's ring."""
+        """The graph over ``ids``.
+
+        Parameters:
+            ids: The ``n`` client ids.
+            seed: Orders a Harary graph's ring.
+
+        Returns:
+            The graph.
+        """
         if self.complete:
             return Graph.complete(ids)
         return Graph.harary(ids, self.degree, rng_seed=seed)
@@ -191,12 +230,23 @@ def plan_round(
 ) -> RoundPlan:
     """Degree and threshold for ``n`` clients.
 
-    ``degree``: a Harary graph of that even degree (complete when it reaches n - 1); None
-    means the complete graph, or, when ``dropout_rate`` and ``corrupt_fraction`` are given,
-    the degree :func:`choose_parameters` picks. ``threshold``: None means a majority of a
-    neighbourhood (:func:`default_threshold`), or the chosen one when that is higher.
-    A threshold below the majority is a ConfigError unless ``allow_minority_threshold``
-    (the clients refuse it without the same opt-out, see :class:`ClientPolicy`).
+    Parameters:
+        n: The clients in the round.
+        degree: A Harary graph of that even degree (complete when it reaches n - 1); None
+            means the complete graph, or, when ``dropout_rate`` and ``corrupt_fraction`` are
+            given, the degree :func:`choose_parameters` picks.
+        threshold: None means a majority of a neighbourhood (:func:`default_threshold`), or
+            the chosen one when that is higher.
+        dropout_rate: With ``corrupt_fraction``, lets :func:`choose_parameters` pick.
+        corrupt_fraction: With ``dropout_rate``, lets :func:`choose_parameters` pick.
+        allow_minority_threshold: Allow a threshold below the majority (the clients refuse
+            it without the same opt-out, see :class:`ClientPolicy`).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ConfigError: Impossible settings, or a minority threshold without the opt-out.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise ConfigError(f"a round needs at least 3 clients, got {n!r}")

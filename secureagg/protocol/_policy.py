@@ -16,17 +16,22 @@ __all__ = ["ClientPolicy"]
 class ClientPolicy:
     """The settings a client pins in its own configuration; a round that breaks one is refused.
 
-    ``encoding``: each entry must be in the round's :attr:`RoundConfig.encoding` with exactly
-    this value (entries not named here are taken as the server sends them, but every
-    client of one sum used the same ones: they are in the config digest that keys and masks
-    are bound to). ``bits`` and ``d``: the exact bit width and vector length, if set.
-    ``min_threshold``, ``min_clients``: lower bounds on the Shamir threshold and on the
-    clients in the round. ``signed``: the mode, if set.
-
     Whatever the policy, a client refuses a threshold of at most half its neighbourhood
     (itself included): fewer than half its neighbours could then rebuild its secrets, so
-    two disjoint groups could each rebuild a different one. ``allow_minority_threshold``
-    is the one opt-out, for simulations that study such weaker settings.
+    two disjoint groups could each rebuild a different one.
+
+    Attributes:
+        encoding: Each entry must be in the round's :attr:`RoundConfig.encoding` with exactly
+            this value (entries not named here are taken as the server sends them, but every
+            client of one sum used the same ones: they are in the config digest that keys and
+            masks are bound to).
+        bits: The exact bit width, if set.
+        d: The exact vector length, if set.
+        min_threshold: Lower bound on the Shamir threshold.
+        min_clients: Lower bound on the clients in the round.
+        signed: The mode, if set.
+        allow_minority_threshold: The one opt-out of the majority rule, for simulations that
+            study such weaker settings.
     """
 
     encoding: Mapping[str, EncodingValue] = field(default_factory=dict)
@@ -38,7 +43,15 @@ class ClientPolicy:
     allow_minority_threshold: bool = False
 
     def check(self, config: RoundConfig, client: int) -> str | None:
-        """Why ``client`` refuses ``config``, or None if it accepts it."""
+        """Why ``client`` refuses ``config``, or None if it accepts it.
+
+        Parameters:
+            config: The round config the server sent.
+            client: This client's id.
+
+        Returns:
+            The reason for refusing, or None.
+        """
         degree = config.graph.neighbours(client).__len__()
         if config.threshold < self.min_threshold:
             return (

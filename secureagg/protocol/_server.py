@@ -91,13 +91,15 @@ class ServerSession:
     :attr:`retransmissions`; a different second masked input is logged and the first stands
     (docs/protocol.md, "What the server does with bad client messages").
 
-    ``transport_dedupes``: the transport delivers at most one message per client per stage
-    (Flower does: one reply per instruction). Messages are then not fingerprinted, and any
-    second message from a client in a stage is handled as a conflicting one.
-
-    ``workers``: threads that regenerate and remove the masks when the round closes (AES
-    and numpy run outside the GIL); 1 is the single-core mode. Default: 2, or 1 on a one-core
-    machine (:func:`set_server_workers` changes it). The result does not depend on it.
+    Parameters:
+        config: The round config.
+        transport_dedupes: The transport delivers at most one message per client per stage
+            (Flower does: one reply per instruction). Messages are then not fingerprinted,
+            and any second message from a client in a stage is handled as a conflicting one.
+        workers: Threads that regenerate and remove the masks when the round closes (AES
+            and numpy run outside the GIL); 1 is the single-core mode. Default: 2, or 1 on a
+            one-core machine (:func:`set_server_workers` changes it). The result does not
+            depend on it.
     """
 
     def __init__(
@@ -131,9 +133,13 @@ class ServerSession:
     def receive(self, data: bytes, *, sender: int | None = None) -> None:
         """Take one client message. Bad messages are recorded, never raised.
 
-        ``sender`` is the client id the transport authenticated, if it has one: a message
-        that claims another id is rejected, counted against ``sender``, not the claimed id.
-        ConfigError if ``sender`` is not a client id.
+        Parameters:
+            data: The message.
+            sender: The client id the transport authenticated, if it has one: a message that
+                claims another id is rejected, counted against ``sender``, not the claimed id.
+
+        Raises:
+            ConfigError: ``sender`` is not a client id.
         """
         if sender is not None:
             check_client_id(sender)
@@ -281,7 +287,14 @@ class ServerSession:
     # -- closing stages --------------------------------------------------------------------
 
     def close_stage(self) -> dict[int, bytes]:
-        """End the current stage; the messages to send next, keyed by recipient."""
+        """End the current stage.
+
+        Returns:
+            The messages to send next, keyed by recipient.
+
+        Raises:
+            RoundAborted: Too few clients remain.
+        """
         state = self._state
         if isinstance(state, Aborted):
             raise RoundAborted(f"the round was aborted: {state.reason}")

@@ -40,7 +40,12 @@ _Vector = npt.NDArray[Any]
 
 @dataclass(frozen=True)
 class AggregateResult:
-    """The sum in Z_{2^b} of the masked inputs of ``survivors`` (U3), masks removed."""
+    """The sum in Z_{2^b} of the masked inputs of ``survivors`` (U3), masks removed.
+
+    Attributes:
+        total: The sum, d elements of Z_{2^b}.
+        survivors: U3, the clients whose inputs are in it.
+    """
 
     total: _Vector
     survivors: frozenset[int]
@@ -48,7 +53,13 @@ class AggregateResult:
 
 @dataclass(frozen=True)
 class Rejection:
-    """A client message the server refused, and why (``client`` is None if unreadable)."""
+    """A client message the server refused, and why.
+
+    Attributes:
+        stage: The stage it arrived in.
+        client: Its sender (None if unreadable).
+        reason: Why it was refused.
+    """
 
     stage: Stage
     client: int | None

@@ -29,7 +29,13 @@ Hook = Callable[[Stage, int, bytes], "bytes | None"]
 
 @dataclass
 class Cost:
-    """Compute time and traffic of one party in one round."""
+    """Compute time and traffic of one party in one round.
+
+    Attributes:
+        seconds: Compute time.
+        bytes_sent: Bytes it sent.
+        bytes_received: Bytes it received.
+    """
 
     seconds: float = 0.0
     bytes_sent: int = 0
@@ -38,7 +44,17 @@ class Cost:
 
 @dataclass
 class RoundResult:
-    """The sum of the survivors' inputs in Z_{2^b}, who they are, and what it cost."""
+    """The sum of the survivors' inputs in Z_{2^b}, who they are, and what it cost.
+
+    Attributes:
+        total: The sum, d elements of Z_{2^b}.
+        survivors: The clients whose inputs are in it.
+        client_cost: Each client's compute time and traffic.
+        server_cost: The server's compute time and traffic.
+        captured: The masked inputs of the clients in ``capture``, as the server saw them.
+        dropouts: Each client that dropped, with the stage it went silent at.
+        rejected: The client messages the server refused.
+    """
 
     total: npt.NDArray[Any]
     survivors: frozenset[int]
@@ -60,15 +76,28 @@ def simulate_round(
     capture: Collection[int] = (),
     allow_minority_threshold: bool = False,
 ) -> RoundResult:
-    """One round over ``inputs`` (client id -> d integers in [0, 2^bits)).
+    """One round over ``inputs``, every party in this process, over the real wire bytes.
 
-    ``degree`` and ``threshold`` go to :func:`plan_round` (None: the complete graph and a
-    majority of each neighbourhood); ``allow_minority_threshold`` is the opt-out, for
-    simulations of weaker settings, that lets both it and the clients take a threshold at
-    or below half a neighbourhood. ``dropouts[stage]`` lists clients that go silent instead
-    of sending their message of that stage (and everything after). Inputs are read lazily,
-    one at a time, so a lazy mapping keeps memory flat. RoundAborted when too few clients
-    remain.
+    Inputs are read lazily, one at a time, so a lazy mapping keeps memory flat.
+
+    Parameters:
+        inputs: Client id -> d integers in [0, 2^bits).
+        bits: The ring's bit width b.
+        threshold: Shamir threshold (None: a majority of each neighbourhood).
+        degree: Neighbours per client (None: the complete graph); with ``threshold`` it goes
+            to :func:`plan_round`.
+        dropouts: ``dropouts[stage]`` lists clients that go silent instead of sending their
+            message of that stage (and everything after).
+        signed: Run the signed mode.
+        capture: Clients whose masked input to keep.
+        allow_minority_threshold: The opt-out, for simulations of weaker settings, that lets
+            both the plan and the clients take a threshold at or below half a neighbourhood.
+
+    Returns:
+        The survivors' sum and the round's costs.
+
+    Raises:
+        RoundAborted: Too few clients remain.
     """
     ids = sorted(inputs)
     if len(ids) < 3:
@@ -112,7 +141,22 @@ def run_round(
 ) -> RoundResult:
     """:func:`simulate_round` for a given config, with optional hooks on the bytes in flight.
 
-    Every client checks ``config`` against ``policy`` (default :class:`ClientPolicy`).
+    Parameters:
+        config: The round config every party uses.
+        inputs: Client id -> d integers in [0, 2^bits).
+        identities: Each client's Ed25519 key (signed mode).
+        dropouts: Clients that go silent instead of sending their message of that stage.
+        capture: Clients whose masked input to keep.
+        to_server: Sees (stage, client id, bytes) of each client message in flight; returns
+            the bytes to deliver, or None to drop them.
+        to_client: The same for each server message.
+        policy: What every client accepts (default :class:`ClientPolicy`).
+
+    Returns:
+        The survivors' sum and the round's costs.
+
+    Raises:
+        RoundAborted: Too few clients remain.
     """
     net = _Network(config, inputs, identities or {}, capture, to_server, to_client, policy)
     for stage, members in (dropouts or {}).items():

@@ -1,15 +1,17 @@
 """The API reference (docs/api/, built from the docstrings) documents every parameter and
 return value of what ``secureagg``, ``secureagg.fl``, ``secureagg.privacy``,
-``secureagg.flower`` and ``secureagg.cli`` export (not yet ``protocol`` and ``hazmat``).
+``secureagg.protocol``, ``secureagg.flower`` and ``secureagg.cli`` export (not yet
+``hazmat``).
 
 A public callable with parameters has a ``Parameters:`` section naming each one, and one
 that returns something a ``Returns:`` section; a dataclass names its fields under
-``Attributes:``. Error classes and properties are left out.
+``Attributes:``. Error classes, enums and properties are left out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 import inspect
 import re
@@ -20,7 +22,14 @@ import pytest
 
 pytest.importorskip("flwr")
 
-MODULES = ("secureagg", "secureagg.fl", "secureagg.privacy", "secureagg.flower", "secureagg.cli")
+MODULES = (
+    "secureagg",
+    "secureagg.fl",
+    "secureagg.privacy",
+    "secureagg.protocol",
+    "secureagg.flower",
+    "secureagg.cli",
+)
 
 
 def _documented(doc: str, section: str, names: list[str]) -> list[str]:
@@ -59,7 +68,7 @@ def _problems() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for qual, obj in _exported():
         if inspect.isclass(obj):
-            if issubclass(obj, BaseException):
+            if issubclass(obj, (BaseException, enum.Enum)):
                 continue
             doc = inspect.getdoc(obj) or ""
             if dataclasses.is_dataclass(obj):
