@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +72,17 @@ def from_record(record: ArrayRecord) -> Arrays:
 
 
 def plain_fedavg(
-    start: Mapping[str, npt.NDArray[np.floating]], members: list[int]
+    start: Mapping[str, npt.NDArray[np.floating]],
+    members: list[int],
+    count: Callable[[int], int] = num_examples,
 ) -> dict[str, npt.NDArray[np.float64]]:
-    """FedAvg of ``members``' local models from ``start``, in float64."""
-    total = sum(num_examples(p) for p in members)
+    """FedAvg of ``members``' local models from ``start``, weighted by ``count``, in float64."""
+    total = sum(count(p) for p in members)
     out = {k: np.zeros(s, dtype=np.float64) for k, s in SHAPES.items()}
     for p in members:
         local = local_train(start, p)
         for k in out:
-            out[k] += local[k].astype(np.float64) * (num_examples(p) / total)
+            out[k] += local[k].astype(np.float64) * (count(p) / total)
     return out
 
 
@@ -167,7 +169,9 @@ def _round_of(msg: Message) -> int:
     return int(msg.metadata.group_id)
 
 
-def client_app(script: Script, *, secure: bool) -> ClientApp:
+def client_app(
+    script: Script, *, secure: bool, count: Callable[[int], int] = num_examples
+) -> ClientApp:
     """The ClientApp: the script mod first, then (secure) secureagg_mod, then training."""
     mods = [script, secureagg_mod] if secure else [script]
     app = ClientApp(mods=mods)
@@ -181,7 +185,7 @@ def client_app(script: Script, *, secure: bool) -> ClientApp:
         content = RecordDict(
             {
                 "arrays": to_record(local),
-                "metrics": MetricRecord({"num-examples": num_examples(partition)}),
+                "metrics": MetricRecord({"num-examples": count(partition)}),
             }
         )
         return Message(content, reply_to=msg)
