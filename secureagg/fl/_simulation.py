@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -219,7 +220,8 @@ def _sampled(
     if q is None:
         return clients
     scale = 1 << 53
-    return {c: t for c, t in clients.items() if secrets.randbelow(scale) < q * scale}
+    cut = math.floor(q * scale)  # P(join) = cut / 2^53 <= q: never more often than accounted
+    return {c: t for c, t in clients.items() if secrets.randbelow(scale) < cut}
 
 
 def _configs(
