@@ -29,7 +29,16 @@ _MAX_ID = 2**32 - 1
 
 
 def associated_data(round_id: bytes, sender: int, recipient: int) -> bytes:
-    """prefix || u16 version || u16 len(round_id) || round_id || u32 sender || u32 recipient."""
+    """prefix || u16 version || u16 len(round_id) || round_id || u32 sender || u32 recipient.
+
+    Parameters:
+        round_id: The round's id.
+        sender: The sending client.
+        recipient: The receiving client.
+
+    Returns:
+        The associated data.
+    """
     if not isinstance(round_id, bytes) or not 1 <= len(round_id) <= 0xFFFF:
         raise ConfigError("round_id must be 1..65535 bytes")
     for name, v in (("sender", sender), ("recipient", recipient)):
@@ -50,7 +59,18 @@ def _cipher(key: bytes) -> ChaCha20Poly1305:
 
 
 def seal(key: bytes, plaintext: bytes, *, round_id: bytes, sender: int, recipient: int) -> bytes:
-    """nonce (12 random bytes) || ChaCha20-Poly1305(key, nonce, plaintext, AD)."""
+    """nonce (12 random bytes) || ChaCha20-Poly1305(key, nonce, plaintext, AD).
+
+    Parameters:
+        key: The pairwise key.
+        plaintext: The message.
+        round_id: The round's id (in the AD).
+        sender: The sending client (in the AD).
+        recipient: The receiving client (in the AD).
+
+    Returns:
+        The ciphertext.
+    """
     ad = associated_data(round_id, sender, recipient)
     if not isinstance(plaintext, (bytes, bytearray, memoryview)):
         raise ConfigError(f"plaintext must be bytes, not {type(plaintext).__name__}")
@@ -61,7 +81,21 @@ def seal(key: bytes, plaintext: bytes, *, round_id: bytes, sender: int, recipien
 def open_sealed(
     key: bytes, ciphertext: bytes, *, round_id: bytes, sender: int, recipient: int
 ) -> bytes:
-    """The plaintext of ``seal``; AuthenticationError if anything was altered or re-addressed."""
+    """The plaintext of ``seal``.
+
+    Parameters:
+        key: The pairwise key.
+        ciphertext: What :func:`seal` returned.
+        round_id: The round's id.
+        sender: The sending client.
+        recipient: The receiving client.
+
+    Returns:
+        The plaintext.
+
+    Raises:
+        AuthenticationError: Anything was altered or re-addressed.
+    """
     ad = associated_data(round_id, sender, recipient)
     aead = _cipher(key)
     if not isinstance(ciphertext, (bytes, bytearray)) or len(ciphertext) < OVERHEAD:

@@ -50,7 +50,14 @@ _MAX_D = 2**28
 
 
 def padded_length(d: int) -> int:
-    """The smallest power of two >= d."""
+    """The smallest power of two >= d.
+
+    Parameters:
+        d: A length.
+
+    Returns:
+        The padded length.
+    """
     return 1 << max(0, (d - 1).bit_length())
 
 
@@ -60,6 +67,14 @@ def rounded_l2_bound(norm: float, dim: int, beta: float = BETA) -> float:
     For a vector of L2 norm <= ``norm`` in ``dim`` coordinates, already scaled:
     min(norm + sqrt(dim), sqrt(norm^2 + dim / 4 + sqrt(2 ln(1 / beta)) (norm + sqrt(dim) / 2))),
     the second term only when beta > 0.
+
+    Parameters:
+        norm: The scaled vector's L2 norm bound.
+        dim: Its number of coordinates.
+        beta: The rounding's failure bound.
+
+    Returns:
+        The bound.
     """
     if not (norm > 0 and math.isfinite(norm)) or dim < 1 or not 0 <= beta < 1:
         raise ConfigError(f"invalid rounding bound inputs: norm={norm}, dim={dim}, beta={beta}")
@@ -74,10 +89,15 @@ def rounded_l2_bound(norm: float, dim: int, beta: float = BETA) -> float:
 class DDPParams:
     """Every public parameter of one distributed-DP round; :meth:`to_bytes` is canonical.
 
-    ``variance`` is each client's noise variance in the integer domain (the discrete
-    Gaussian's sigma^2, or 2 mu for Skellam); ``gamma`` the rounding granularity
-    (scale 1/gamma); ``clip`` the L2 clip c; ``d`` the unpadded length; ``bits`` the
-    modulus 2^b of the masked sum.
+    Attributes:
+        mechanism: The integer noise: "dgauss" (discrete Gaussian) or "skellam".
+        d: The unpadded length.
+        bits: The modulus 2^b of the masked sum.
+        clip: The L2 clip c.
+        gamma: The rounding granularity (scale 1/gamma).
+        variance: Each client's noise variance in the integer domain (the discrete
+            Gaussian's sigma^2, or 2 mu for Skellam).
+        beta: Conditional rounding's failure bound.
     """
 
     mechanism: str
@@ -117,7 +137,11 @@ class DDPParams:
         return rounded_l2_bound(self.clip / self.gamma, self.padded, self.beta)
 
     def to_bytes(self) -> bytes:
-        """A canonical encoding (magic, version, every field; floats as IEEE-754 big-endian)."""
+        """A canonical encoding (magic, version, every field; floats as IEEE-754 big-endian).
+
+        Returns:
+            The bytes.
+        """
         return _PACK.pack(
             _MAGIC,
             _VERSION,
@@ -132,7 +156,17 @@ class DDPParams:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DDPParams:
-        """The params :meth:`to_bytes` wrote; DecodeError on anything else."""
+        """The params :meth:`to_bytes` wrote.
+
+        Parameters:
+            data: The bytes.
+
+        Returns:
+            The params.
+
+        Raises:
+            DecodeError: Anything else.
+        """
         if not isinstance(data, bytes) or len(data) != _PACK.size:
             raise DecodeError("distributed-DP params have the wrong length")
         magic, version, mech, d, bits, clip, gamma, variance, beta = _PACK.unpack(data)
@@ -148,7 +182,15 @@ class DDPParams:
 
 
 def rotation_signs(seed: bytes, n: int) -> npt.NDArray[np.float64]:
-    """n public signs in {-1, +1}: bits of AES-256-CTR keyed by SHA-256(label || seed)."""
+    """n public signs in {-1, +1}: bits of AES-256-CTR keyed by SHA-256(label || seed).
+
+    Parameters:
+        seed: The round's public seed.
+        n: How many signs.
+
+    Returns:
+        The signs, as float64.
+    """
     if not isinstance(seed, bytes) or not seed:
         raise ConfigError("the rotation seed must be non-empty bytes")
     key = hashlib.sha256(_SIGN_LABEL + seed).digest()
@@ -163,6 +205,12 @@ def fwht(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The orthonormal Walsh-Hadamard transform H x / sqrt(n) of a power-of-two-long vector.
 
     In-place butterflies on a float64 copy, one pass per level; its own inverse.
+
+    Parameters:
+        x: A vector of power-of-two length.
+
+    Returns:
+        The transform (a new array).
     """
     n = x.shape[0]
     if x.ndim != 1 or n < 1 or n & (n - 1):
@@ -214,9 +262,15 @@ def ddp_encode(
 ) -> npt.NDArray[Any]:
     """A client's protocol input: clip, rotate, scale, round, add noise, reduce mod 2^b.
 
-    ``seed`` fixes the public rotation (the round id); ``stream`` the secret rounding and
-    noise (default: a fresh OS-keyed stream). ``noise=False`` leaves the noise out: for
-    tests of the exact pipeline only.
+    Parameters:
+        x: The client's vector, d floats.
+        params: The round's parameters.
+        seed: Fixes the public rotation (the round id).
+        stream: The secret rounding and noise (default: a fresh OS-keyed stream).
+        noise: False leaves the noise out: for tests of the exact pipeline only.
+
+    Returns:
+        The protocol input in Z_{2^b}, of the padded length.
     """
     if not isinstance(x, np.ndarray) or x.ndim != 1 or x.shape[0] != params.d:
         raise ConfigError(f"x must be a 1-d array of length {params.d}")
@@ -246,6 +300,14 @@ def ddp_decode(total: npt.NDArray[Any], params: DDPParams, seed: bytes) -> npt.N
 
     Residues are read as signed integers in [-2^(b-1), 2^(b-1)) (modular clipping), scaled
     by gamma and rotated back; the padding is dropped.
+
+    Parameters:
+        total: The sum mod 2^b.
+        params: The round's parameters.
+        seed: The round's public rotation seed.
+
+    Returns:
+        The sum, d floats.
     """
     dtype = element_dtype(params.bits)
     if not isinstance(total, np.ndarray) or total.dtype != dtype or total.shape != (params.padded,):

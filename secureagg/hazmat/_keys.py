@@ -42,7 +42,12 @@ def check_key(name: str, key: object) -> bytes:
 
 @dataclass(frozen=True)
 class KeyPair:
-    """An X25519 key pair as raw 32-byte strings."""
+    """An X25519 key pair as raw 32-byte strings.
+
+    Attributes:
+        private: The raw private key.
+        public: The raw public key.
+    """
 
     private: bytes = field(repr=False)
     public: bytes
@@ -50,26 +55,55 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
-        """A fresh key pair from ``os.urandom``."""
+        """A fresh key pair from ``os.urandom``.
+
+        Returns:
+            The key pair.
+        """
         return cls.from_private(os.urandom(KEY_SIZE))
 
     @classmethod
     def from_private(cls, private: bytes) -> KeyPair:
-        """The key pair of a given 32-byte private key (clamped by X25519 itself)."""
+        """The key pair of a given 32-byte private key (clamped by X25519 itself).
+
+        Parameters:
+            private: The raw private key.
+
+        Returns:
+            The key pair.
+        """
         private = check_key("private key", private)
         loaded = X25519PrivateKey.from_private_bytes(private)
         return cls(private=private, public=loaded.public_key().public_bytes_raw(), _loaded=loaded)
 
     def agree(self, peer_public: bytes) -> bytes:
-        """X25519(self.private, peer_public), like :func:`agree` without reloading the key."""
+        """X25519(self.private, peer_public), like :func:`agree` without reloading the key.
+
+        Parameters:
+            peer_public: The peer's raw public key.
+
+        Returns:
+            The 32-byte shared secret.
+
+        Raises:
+            InvalidKeyError: As for :func:`agree`.
+        """
         return _exchange(self._loaded, peer_public)
 
 
 def agree(private: bytes, peer_public: bytes) -> bytes:
     """X25519(private, peer_public): the 32-byte shared secret.
 
-    Raises InvalidKeyError for a wrong length, or a low-order / all-zero public key
-    (any key whose shared secret is all zero, RFC 7748 section 6.1).
+    Parameters:
+        private: A raw private key.
+        peer_public: The peer's raw public key.
+
+    Returns:
+        The shared secret.
+
+    Raises:
+        InvalidKeyError: A wrong length, or a low-order / all-zero public key (any key whose
+            shared secret is all zero, RFC 7748 section 6.1).
     """
     private = check_key("private key", private)
     return _exchange(X25519PrivateKey.from_private_bytes(private), peer_public)
@@ -108,7 +142,15 @@ def is_low_order(public: bytes) -> bool:
 
     Decodes u as X25519 does (RFC 7748: little-endian, top bit ignored, taken mod p) and
     looks it up among the five small-order u-coordinates: no scalar multiplication.
-    InvalidKeyError for a wrong length.
+
+    Parameters:
+        public: A raw public key.
+
+    Returns:
+        True for a small-order key.
+
+    Raises:
+        InvalidKeyError: A wrong length.
     """
     key = check_key("public key", public)
     u = (int.from_bytes(key, "little") & ((1 << 255) - 1)) % _P25519
@@ -124,7 +166,17 @@ def _check_id(name: str, value: object) -> int:
 def derive_key(shared: bytes, *, label: bytes, id_a: int, id_b: int, round_id: bytes) -> bytes:
     """HKDF-SHA256(shared, salt=round_id, info=label || u32be(min id) || u32be(max id)).
 
-    Returns 32 bytes; the order of the two ids does not matter.
+    The order of the two ids does not matter.
+
+    Parameters:
+        shared: The X25519 shared secret.
+        label: What the key is for.
+        id_a: One client id.
+        id_b: The other client id.
+        round_id: The round's id.
+
+    Returns:
+        32 bytes.
     """
     shared = check_key("shared secret", shared)
     if not isinstance(label, bytes) or not label:

@@ -39,7 +39,14 @@ def check_length(d: object) -> int:
 
 
 def element_dtype(bits: int) -> np.dtype[Any]:
-    """uint16 for b <= 16, uint32 for b <= 32, uint64 for b <= 64."""
+    """uint16 for b <= 16, uint32 for b <= 32, uint64 for b <= 64.
+
+    Parameters:
+        bits: b.
+
+    Returns:
+        The dtype.
+    """
     b = check_bits(bits)
     if b <= 16:
         return np.dtype(np.uint16)
@@ -49,13 +56,26 @@ def element_dtype(bits: int) -> np.dtype[Any]:
 
 
 def reduce_into(x: npt.NDArray[Any], bits: int) -> None:
-    """x = x mod 2^b in place (x already has dtype element_dtype(bits))."""
+    """x = x mod 2^b in place (x already has dtype element_dtype(bits)).
+
+    Parameters:
+        x: The vector.
+        bits: b.
+    """
     if bits < x.dtype.itemsize * 8:
         np.bitwise_and(x, x.dtype.type((1 << bits) - 1), out=x)
 
 
 def zeros(d: int, bits: int) -> npt.NDArray[Any]:
-    """A zero vector of length d in Z_{2^b}."""
+    """A zero vector of length d in Z_{2^b}.
+
+    Parameters:
+        d: The length.
+        bits: b.
+
+    Returns:
+        The vector, in element_dtype(b).
+    """
     return np.zeros(check_length(d), dtype=element_dtype(bits))
 
 
@@ -72,14 +92,26 @@ def _check_pair(acc: object, x: object, bits: int) -> None:
 
 
 def add_into(acc: npt.NDArray[Any], x: npt.NDArray[Any], bits: int) -> None:
-    """acc = (acc + x) mod 2^b, in place."""
+    """acc = (acc + x) mod 2^b, in place.
+
+    Parameters:
+        acc: The accumulator.
+        x: The vector to add.
+        bits: b.
+    """
     _check_pair(acc, x, bits)
     np.add(acc, x, out=acc)
     reduce_into(acc, bits)
 
 
 def sub_into(acc: npt.NDArray[Any], x: npt.NDArray[Any], bits: int) -> None:
-    """acc = (acc - x) mod 2^b, in place."""
+    """acc = (acc - x) mod 2^b, in place.
+
+    Parameters:
+        acc: The accumulator.
+        x: The vector to subtract.
+        bits: b.
+    """
     _check_pair(acc, x, bits)
     np.subtract(acc, x, out=acc)
     reduce_into(acc, bits)

@@ -39,9 +39,12 @@ _CHUNK = 1 << 14  # samples per pass
 
 
 class NoiseStream:
-    """Uniform 64-bit words from AES-256-CTR keyed by 32 bytes (``os.urandom`` by default).
+    """Uniform 64-bit words from AES-256-CTR keyed by 32 bytes.
 
     A fixed ``key`` makes a stream reproducible: for tests only, never for real noise.
+
+    Parameters:
+        key: The AES key (default: 32 bytes from ``os.urandom``).
     """
 
     def __init__(self, key: bytes | None = None) -> None:
@@ -52,7 +55,14 @@ class NoiseStream:
         self._enc = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
 
     def words(self, n: int) -> npt.NDArray[np.uint64]:
-        """n uniform uint64 words (little-endian keystream)."""
+        """n uniform uint64 words (little-endian keystream).
+
+        Parameters:
+            n: How many words.
+
+        Returns:
+            The words.
+        """
         out = np.empty(n, dtype="<u8")
         self._enc.update_into(bytes(out.nbytes), memoryview(out).cast("B"))  # type: ignore[arg-type]
         return out.astype(np.uint64, copy=False)
@@ -183,8 +193,13 @@ def discrete_gaussian(
 ) -> npt.NDArray[np.int64]:
     """n independent draws of the discrete Gaussian N_Z(0, variance), exactly.
 
-    ``variance`` is the sigma^2 parameter (a float is taken as the exact rational it
-    holds); the draws use ``stream`` or a fresh :class:`NoiseStream` keyed by the OS.
+    Parameters:
+        variance: The sigma^2 parameter (a float is taken as the exact rational it holds).
+        n: How many draws.
+        stream: The randomness (default: a fresh :class:`NoiseStream` keyed by the OS).
+
+    Returns:
+        The draws.
     """
     s = _as_fraction(variance, "variance")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -225,7 +240,16 @@ def _discrete_gaussian(s: Fraction, n: int, stream: NoiseStream) -> npt.NDArray[
 
 
 def skellam(mu: float, n: int, key: bytes | None = None) -> npt.NDArray[np.int64]:
-    """n draws of Poisson(mu) - Poisson(mu) (variance 2 mu); see the module note on exactness."""
+    """n draws of Poisson(mu) - Poisson(mu) (variance 2 mu); see the module note on exactness.
+
+    Parameters:
+        mu: The Poisson mean.
+        n: How many draws.
+        key: A fixed key, for tests only (default: keyed by the OS).
+
+    Returns:
+        The draws.
+    """
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 < mu < 1e15:
         raise ConfigError(f"mu must be a positive number below 1e15, got {mu!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:

@@ -38,7 +38,15 @@ _PIECE = 1 << 19  # elements per piece (a multiple of 8): scratch stays in cache
 
 
 def packed_size(d: int, bits: int) -> int:
-    """ceil(bits * d / 8): the bytes :func:`pack_bits` gives for d elements of ``bits`` bits."""
+    """ceil(bits * d / 8): the bytes :func:`pack_bits` gives for d elements of ``bits`` bits.
+
+    Parameters:
+        d: The number of elements.
+        bits: b.
+
+    Returns:
+        The size in bytes.
+    """
     return (check_bits(bits) * check_length(d) + 7) // 8
 
 
@@ -73,8 +81,15 @@ def _lanes(r: int) -> tuple[tuple[int, int, int], ...]:
 def pack_bits(x: npt.NDArray[Any], bits: int) -> bytes:
     """The ceil(b*d/8) bytes of the elements of ``x`` (unsigned ints, each < 2^b).
 
-    ``x`` is a one-dimensional array of any unsigned integer dtype; ConfigError if an
-    element has a bit at or above ``bits`` (nothing is silently cut off).
+    Parameters:
+        x: A one-dimensional array of any unsigned integer dtype.
+        bits: b.
+
+    Returns:
+        The packed bytes.
+
+    Raises:
+        ConfigError: An element has a bit at or above ``bits`` (nothing is silently cut off).
     """
     b = check_bits(bits)
     if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype.kind != "u":
@@ -127,9 +142,17 @@ def unpack_bits(
 ) -> npt.NDArray[Any]:
     """The d elements of ``bits`` bits that :func:`pack_bits` put in ``data``.
 
-    ``data`` must be exactly ceil(b*d/8) bytes with zero padding bits, else DecodeError.
-    The result has ``dtype`` (an unsigned dtype of at least b bits; default
-    element_dtype(bits)) and is a fresh, writeable array.
+    Parameters:
+        data: Exactly ceil(b*d/8) bytes with zero padding bits.
+        d: The number of elements.
+        bits: b.
+        dtype: An unsigned dtype of at least b bits (default: element_dtype(bits)).
+
+    Returns:
+        A fresh, writeable array.
+
+    Raises:
+        DecodeError: Wrong length or non-zero padding bits.
     """
     b = check_bits(bits)
     d = check_length(d)

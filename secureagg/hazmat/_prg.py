@@ -44,8 +44,17 @@ def expand_mask(
     """PRG(seed): d elements of Z_{2^b} from the AES-256-CTR keystream (zero IV).
 
     Word i is the little-endian element_dtype(bits) word at byte offset i*itemsize of
-    the keystream, reduced mod 2^b. Written into ``out`` when given (a contiguous,
-    writeable array of shape (d,) and that dtype), which is also returned.
+    the keystream, reduced mod 2^b.
+
+    Parameters:
+        seed: The 32-byte seed (the AES key).
+        d: The vector length.
+        bits: b.
+        out: Written into when given (a contiguous, writeable array of shape (d,) and that
+            dtype).
+
+    Returns:
+        The mask (``out`` when given).
     """
     seed = _check_seed(seed)
     d = check_length(d)
@@ -76,6 +85,10 @@ class MaskBuffer:
 
     Masks are generated in cache-sized pieces and added as they come, so the scratch is
     at most 256 KiB whatever d is.
+
+    Parameters:
+        d: The vector length.
+        bits: b.
     """
 
     def __init__(self, d: int, bits: int) -> None:
@@ -94,9 +107,14 @@ class MaskBuffer:
     ) -> None:
         """acc += sum of PRG(s) for s in ``add``, minus those in ``subtract``, mod 2^b.
 
-        In place, in one pass over ``acc``: each cache-sized piece of ``acc`` takes every
-        mask's piece before the next is read, so ``acc`` crosses memory once, not once per
-        mask. Every seed is checked before ``acc`` changes.
+        In place, in one pass over ``acc``: each cache-sized piece of ``acc`` takes every mask's
+        piece before the next is read, so ``acc`` crosses memory once, not once per mask. Every
+        seed is checked before ``acc`` changes.
+
+        Parameters:
+            acc: The accumulator, d elements of element_dtype(b).
+            add: Seeds whose masks are added.
+            subtract: Seeds whose masks are subtracted.
         """
         plus = [_check_seed(seed) for seed in add]
         minus = [_check_seed(seed) for seed in subtract]
@@ -120,11 +138,21 @@ class MaskBuffer:
             reduce_into(part, self.bits)
 
     def add_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
-        """acc += PRG(seed) mod 2^b, in place."""
+        """acc += PRG(seed) mod 2^b, in place.
+
+        Parameters:
+            acc: The accumulator.
+            seed: The mask's seed.
+        """
         self.apply(acc, add=(seed,))
 
     def subtract_mask(self, acc: npt.NDArray[Any], seed: bytes) -> None:
-        """acc -= PRG(seed) mod 2^b, in place."""
+        """acc -= PRG(seed) mod 2^b, in place.
+
+        Parameters:
+            acc: The accumulator.
+            seed: The mask's seed.
+        """
         self.apply(acc, subtract=(seed,))
 
 
@@ -141,7 +169,13 @@ def apply_masks(
     AES-CTR (cryptography) and numpy's adds release the GIL, so the threads run on
     separate cores. Each extra thread sums its share of the masks into its own zero vector
     (d words each), added into ``acc`` at the end; the result is the same as one thread's.
-    ``workers=1`` is the single-core path (no threads, no extra vector).
+
+    Parameters:
+        acc: The accumulator, d elements of element_dtype(bits).
+        bits: b.
+        add: Seeds whose masks are added.
+        subtract: Seeds whose masks are subtracted.
+        workers: Threads; 1 is the single-core path (no threads, no extra vector).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive int, got {workers!r}")

@@ -44,7 +44,16 @@ def _max_level(clip: float, frac_bits: int) -> int:
 def choose_bits(max_clients: int, clip: float, frac_bits: int) -> int:
     """Smallest b with 2 * n * ceil(c * 2^f) < 2^b, so a sum of n inputs cannot wrap.
 
-    ConfigError if that b exceeds 64.
+    Parameters:
+        max_clients: n.
+        clip: c.
+        frac_bits: f.
+
+    Returns:
+        b.
+
+    Raises:
+        ConfigError: That b exceeds 64.
     """
     n, c, f = _check(max_clients, clip, frac_bits)
     bound = 2 * n * _max_level(c, f)
@@ -59,7 +68,14 @@ def choose_bits(max_clients: int, clip: float, frac_bits: int) -> int:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """A checked quantisation setting; build it with make_config."""
+    """A checked quantisation setting; build it with make_config.
+
+    Attributes:
+        bits: b, the ring's bit width.
+        frac_bits: f, bits after the binary point.
+        clip: c, the bound on each coordinate.
+        max_clients: n, the most inputs a sum holds.
+    """
 
     bits: int
     frac_bits: int
@@ -83,7 +99,20 @@ class QuantConfig:
 def make_config(
     max_clients: int, clip: float, frac_bits: int, bits: int | None = None
 ) -> QuantConfig:
-    """A QuantConfig; b defaults to choose_bits; ConfigError if the sum could wrap."""
+    """A QuantConfig; b defaults to choose_bits.
+
+    Parameters:
+        max_clients: n, the most inputs a sum holds.
+        clip: c, the bound on each coordinate.
+        frac_bits: f, bits after the binary point.
+        bits: b (default: :func:`choose_bits`).
+
+    Returns:
+        The checked setting.
+
+    Raises:
+        ConfigError: The sum could wrap, or a bad value.
+    """
     if bits is None:
         bits = choose_bits(max_clients, clip, frac_bits)
     return QuantConfig(bits=bits, frac_bits=frac_bits, clip=float(clip), max_clients=max_clients)
@@ -103,9 +132,16 @@ def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) ->
 
     Rounds up with probability equal to the fractional part, so E[result] = x * 2^f (up to
     the 2^-23 grid of the uniform draws; 2^-52 for float64 input) and |error| < 1 level.
-    Float32 input is computed in float32: scaling by 2^f and flooring are exact. The
-    uniform draws come from AES-256-CTR keyed by 32 bytes drawn from ``rng``, so a seeded
-    rng gives reproducible output.
+    Float32 input is computed in float32: scaling by 2^f and flooring are exact.
+
+    Parameters:
+        x: The values.
+        cfg: The quantisation setting.
+        rng: Gives the 32-byte key of the AES-256-CTR stream the uniform draws come from, so
+            a seeded rng gives reproducible output.
+
+    Returns:
+        The quantised vector in element_dtype(b).
     """
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         raise ConfigError("x must be a numpy float array")
@@ -155,8 +191,15 @@ def centered_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[Any]:
     """A sum of quantised inputs mod 2^b as signed integers in [-2^(b-1), 2^(b-1)).
 
     Two's complement in the word width (int16, int32 or int64): the b bits are shifted to
-    the top of the word and shifted back arithmetically, which sign-extends them. May share
-    memory with ``s`` (when b fills the word); do not write to it.
+    the top of the word and shifted back arithmetically, which sign-extends them.
+
+    Parameters:
+        s: The sum mod 2^b.
+        cfg: The quantisation setting.
+
+    Returns:
+        The signed sum; may share memory with ``s`` (when b fills the word): do not write
+        to it.
     """
     dtype = element_dtype(cfg.bits)
     if not isinstance(s, np.ndarray) or s.dtype != dtype:
@@ -175,6 +218,13 @@ def dequantize_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[np.floa
     """A sum of quantised inputs mod 2^b, read as two's complement and divided by 2^f.
 
     Exact for b <= 53 (every integer converts to float64 exactly and 2^-f is a power of two).
+
+    Parameters:
+        s: The sum mod 2^b.
+        cfg: The quantisation setting.
+
+    Returns:
+        The sum as floats.
     """
     out: npt.NDArray[np.float64] = np.multiply(
         centered_sum(s, cfg), 1.0 / cfg.scale, dtype=np.float64

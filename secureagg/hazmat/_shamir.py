@@ -29,7 +29,16 @@ def _is_int(v: object) -> bool:
 def split(secret: bytes, threshold: int, xs: Sequence[int]) -> dict[int, bytes]:
     """Shares of ``secret`` at the points ``xs``; any ``threshold`` of them rebuild it.
 
-    ``xs`` are distinct ints in [1, 2^32-1] (the client ids). ConfigError on bad arguments.
+    Parameters:
+        secret: 32 bytes.
+        threshold: How many shares rebuild it.
+        xs: Distinct ints in [1, 2^32-1] (the client ids).
+
+    Returns:
+        Point -> share.
+
+    Raises:
+        ConfigError: Bad arguments.
     """
     if not isinstance(secret, (bytes, bytearray)) or len(secret) != SECRET_SIZE:
         raise ConfigError(f"secret must be {SECRET_SIZE} bytes")
@@ -117,10 +126,19 @@ def _secret(value: int) -> bytes:
 
 
 def combine(shares: Mapping[int, bytes], threshold: int) -> bytes:
-    """The 32-byte secret from exactly ``threshold`` shares; ShareError otherwise.
+    """The 32-byte secret from exactly ``threshold`` shares.
 
-    Also ShareError when the interpolated value is not a 32-byte secret, which is what
-    shares from different secrets or a wrong threshold give with overwhelming probability.
+    Parameters:
+        shares: Point -> share.
+        threshold: The threshold the shares were made with.
+
+    Returns:
+        The secret.
+
+    Raises:
+        ShareError: Not exactly ``threshold`` shares, or an interpolated value that is not a
+            32-byte secret (what shares from different secrets or a wrong threshold give with
+            overwhelming probability).
     """
     result = combine_many([shares], threshold)[0]
     if isinstance(result, ShareError):
@@ -136,6 +154,13 @@ def combine_many(
     Lagrange at 0: s = N * sum_i y_i / (x_i * prod_{j != i} (x_j - x_i)), N = prod_j x_j.
     The denominators are exact integers (ids are small), and one modular inversion serves
     every denominator of every secret.
+
+    Parameters:
+        share_sets: One point -> share mapping per secret.
+        threshold: The threshold the shares were made with.
+
+    Returns:
+        Per secret, in order: the secret, or the ShareError :func:`combine` would raise.
     """
     parsed: list[tuple[list[int], list[int]] | ShareError] = []
     dens: list[int] = []

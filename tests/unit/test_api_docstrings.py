@@ -1,7 +1,7 @@
 """The API reference (docs/api/, built from the docstrings) documents every parameter and
-return value of what ``secureagg``, ``secureagg.fl``, ``secureagg.privacy``,
-``secureagg.protocol``, ``secureagg.flower`` and ``secureagg.cli`` export (not yet
-``hazmat``).
+return value of what every public package exports: ``secureagg``, ``secureagg.hazmat``,
+``secureagg.protocol``, ``secureagg.privacy``, ``secureagg.fl``, ``secureagg.flower`` and
+``secureagg.cli``.
 
 A public callable with parameters has a ``Parameters:`` section naming each one, and one
 that returns something a ``Returns:`` section; a dataclass names its fields under
@@ -24,6 +24,7 @@ pytest.importorskip("flwr")
 
 MODULES = (
     "secureagg",
+    "secureagg.hazmat",
     "secureagg.fl",
     "secureagg.privacy",
     "secureagg.protocol",
@@ -72,7 +73,7 @@ def _problems() -> dict[str, list[str]]:
                 continue
             doc = inspect.getdoc(obj) or ""
             if dataclasses.is_dataclass(obj):
-                fields = [f.name for f in dataclasses.fields(obj) if f.init]
+                fields = [f.name for f in dataclasses.fields(obj) if not f.name.startswith("_")]
                 found[qual] = _documented(doc, "Attributes", fields)
             else:
                 found[qual] = _callable_problems(obj, doc)
