@@ -221,3 +221,19 @@ def test_same_seed_repeats_all_but_the_dp_noise(run: DemoResult) -> None:
     for cid in first:  # the seed fixes the split and the start; the noise is fresh
         assert not np.allclose(first[cid].vector, second[cid].vector, atol=1e-6)
     assert [m.accuracy for m in run.baseline.rounds] == [m.accuracy for m in again.baseline.rounds]
+
+
+def test_the_report_states_unit_relation_release_and_weighting(
+    written: tuple[Path, dict[str, Any]],
+) -> None:
+    _, report = written
+    p = report["privacy"]
+    assert p["accountant"] == "dpa_pld"
+    assert (p["unit"], p["neighbouring"], p["weighting"]) == (
+        "example",
+        "add/remove one example",
+        "uniform",
+    )
+    assert "weight" in p["released"] and "os.urandom" in p["noise_source"]
+    for phrase in ("privacy unit", "add/remove", "uniform weighting", "operating system"):
+        assert phrase in p["guarantee"]
