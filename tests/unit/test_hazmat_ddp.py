@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import hadamard
 
@@ -20,6 +20,7 @@ from secureagg.hazmat import (
     ddp_decode,
     ddp_encode,
     fwht,
+    padded_length,
     rotation_signs,
     rounded_l2_bound,
 )
@@ -182,3 +183,52 @@ def test_encode_rejects_bad_input() -> None:
             ddp_encode(bad, p, b"seed")
     with pytest.raises(ConfigError):
         ddp_decode(np.zeros(1000, dtype=np.uint16), p, b"seed")  # not padded to 1024
+
+
+@settings(max_examples=25)
+@given(
+    d=st.integers(1, 300),
+    bits=st.integers(12, 30),
+    clients=st.integers(3, 5),
+    norm=st.floats(0.0, 2.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pipeline_round_trip_property(
+    d: int, bits: int, clients: int, norm: float, seed: int
+) -> None:
+    # Any length, width and norm: with the grid chosen so the sum cannot wrap, the secure
+    # sum decodes to the sum of the clipped inputs within the rounding's bound.
+    rng = np.random.default_rng(seed)
+    dim = padded_length(d)
+    clip = 1.0
+    gamma = 8 * clients * (clip + math.sqrt(dim)) / 2 ** (bits - 1)  # no wrap possible
+    p = DDPParams("dgauss", d, bits, clip, gamma, 1.0)
+    xs = [rng.normal(size=d) for _ in range(clients)]
+    xs = [x * (norm / max(np.linalg.norm(x), 1e-300)) for x in xs]
+    rseed = seed.to_bytes(8, "little")
+    enc = {
+        i + 1: ddp_encode(x, p, rseed, NoiseStream(bytes([i]) * 32), noise=False)
+        for i, x in enumerate(xs)
+    }
+    got = ddp_decode(simulate_round(enc, bits=bits).total, p, rseed)
+    want = sum(x * min(1.0, clip / max(np.linalg.norm(x), 1e-300)) for x in xs)
+    assert np.linalg.norm(got - want) <= clients * gamma * math.sqrt(dim) + 1e-9
+
+
+@given(
+    mech=st.sampled_from(["dgauss", "skellam"]),
+    d=st.integers(1, 2**20),
+    bits=st.integers(1, 62),
+    clip=st.floats(1e-3, 1e3),
+    gamma=st.floats(1e-3, 1e3),
+    variance=st.floats(1e-3, 1e12),
+)
+def test_params_bytes_property(
+    mech: str, d: int, bits: int, clip: float, gamma: float, variance: float
+) -> None:
+    try:
+        p = DDPParams(mech, d, bits, clip, gamma, variance)
+    except ConfigError:
+        return  # e.g. clip / gamma too large for the integer norm check
+    data = p.to_bytes()
+    assert DDPParams.from_bytes(data) == p and DDPParams.from_bytes(data).to_bytes() == data
