@@ -86,6 +86,12 @@ def train_privately(
     cached = _history(context)
     if book is None:
         history = cached
+        if privacy.budget_epsilon is not None:
+            log.warning(
+                "client %s: no ledger, so its budget counts this run only (a new run starts "
+                "a fresh Context); pass ledger= to enforce it across runs and restarts",
+                who,
+            )
     else:
         history = book.history(who)
         if _total(cached) > _total(history):  # the ledger lost steps: count the cache's

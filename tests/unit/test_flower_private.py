@@ -176,3 +176,12 @@ def test_a_replayed_round_is_declined_not_trained_again(tmp_path: Path) -> None:
     assert "already answered" in str(again.content[RECORD_KEY]["declined"])
     (record,) = json.loads(ledger.read_text())["clients"]["4"]["records"]
     assert record["steps"] == 4
+
+
+def test_a_budget_without_a_ledger_warns_that_it_holds_for_this_run_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
+    with caplog.at_level("WARNING", logger="secureagg.flower"):
+        _round(_context(), state, 1, PrivacyConfig(noise_multiplier=1.0, budget_epsilon=50.0))
+    assert any("counts this run only" in r.getMessage() for r in caplog.records)
