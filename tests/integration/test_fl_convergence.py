@@ -18,7 +18,8 @@ from secureagg.privacy import PrivacyConfig, PrivacyLedger
 # Stated setting: 5 clients (~287 examples each), 15 rounds, 1 local epoch, expected batch
 # 128 (Poisson), noise 3.0, per-example clip 1.0, update L2 clip 10.0, delta 1e-5:
 # epsilon 3.40 per client (dp-accounting PLD, the headline accountant; RDP says 3.72). The
-# seed fixes the split and initialisation only: the DP noise is fresh every run.
+# seed fixes the split and initialisation only: the DP noise is fresh every run, so the
+# private accuracy varies from run to run (see the test's docstring).
 ROUNDS, BATCH, NOISE, DELTA = 15, 128, 3.0, 1e-5
 TRAIN_SIZES = [len(p) for p in np.array_split(np.arange(1797 - 360), 5)]  # digits minus test
 
@@ -75,7 +76,10 @@ def _federation(dp: bool) -> FederatedResult:
     )
 
 
-def test_dp_secure_run_is_within_5_points_of_the_plain_run() -> None:
+def test_dp_secure_run_is_within_7_points_of_the_plain_run() -> None:
+    """With fresh noise every run, 11 runs on 2026-12-04 gave 0.878 to 0.911 against 0.931
+    (gap 2.0 to 5.3 points, mean 3.1): 7 points leaves room for the spread, and a run whose
+    DP or aggregation broke learning still fails."""
     private = _federation(dp=True)
     plain = _federation(dp=False)
     acc_private = private.rounds[-1].accuracy
@@ -84,7 +88,7 @@ def test_dp_secure_run_is_within_5_points_of_the_plain_run() -> None:
     eps = max(private.rounds[-1].epsilon.values())
     print(f"digits: DP+secure {acc_private:.3f} vs plain {acc_plain:.3f} at epsilon {eps:.2f}")
     assert acc_plain > 0.9  # the task is learnt at all
-    assert acc_private >= acc_plain - 0.05
+    assert acc_private >= acc_plain - 0.07
     stated = epsilon_stated()
     assert stated == pytest.approx(3.40, abs=0.005)  # the figure docs/privacy.md states
     assert stated <= eps <= stated + 1e-3  # ours: coarser, pessimistic discretisation
