@@ -48,8 +48,9 @@ def train_privately(
     source of truth: it is read before training, so the accountant counts every step of
     every earlier round of every run on this node, and the round is written to it,
     atomically, before the reply leaves. Records are keyed by the Flower run id and server
-    round under ``client_id``; a (run, round) already answered is declined, not trained
-    again. A client whose next round would pass ``privacy.budget_epsilon`` declines.
+    round under ``client_id``; a (run, round) already answered, or one older than a round
+    already answered in the same run, is declined, not trained. A client whose next round
+    would pass ``privacy.budget_epsilon`` declines.
     ``context.state`` keeps a cache of the history (counted instead when it holds more
     steps than the ledger); without a ledger it is the only record, and a new run (a new
     Context) starts it at zero, so budgets across runs and restarts need the ledger.
@@ -107,6 +108,12 @@ def train_privately(
         if book.has(who, run, rnd):
             log.warning("client %s declines run %d round %d: already answered", who, run, rnd)
             return _decline(msg, "this round was already answered")
+        done = [r.round for r in book.records(who) if r.run == run]
+        if done and rnd < done[-1]:  # a replayed or reordered round: train nothing
+            log.warning(
+                "client %s declines run %d round %d: round %d came first", who, run, rnd, done[-1]
+            )
+            return _decline(msg, "a later round of this run was already answered")
     trainer = PrivateTrainer.from_config(
         model,
         optimizer,

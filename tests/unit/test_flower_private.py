@@ -176,6 +176,9 @@ def test_a_replayed_round_is_declined_not_trained_again(tmp_path: Path) -> None:
     assert "already answered" in str(again.content[RECORD_KEY]["declined"])
     (record,) = json.loads(ledger.read_text())["clients"]["4"]["records"]
     assert record["steps"] == 4
+    older = _round(_run_context(5), state, 2, privacy, ledger=ledger)  # reordered: declined
+    assert "later round" in str(older.content[RECORD_KEY]["declined"])
+    assert len(json.loads(ledger.read_text())["clients"]["4"]["records"]) == 1
 
 
 def test_a_budget_without_a_ledger_warns_that_it_holds_for_this_run_only(
