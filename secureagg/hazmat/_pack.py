@@ -34,7 +34,7 @@ _LE64 = np.dtype("<u8")
 _U32 = np.dtype(np.uint32)
 _U64 = np.dtype(np.uint64)
 _NATIVE_LE = sys.byteorder == "little"
-_PIECE = 1 << 19  # elements per piece (a multiple of 8): scratch stays in cache
+_PIECE = 1 << 18  # elements per piece (a multiple of 8): scratch stays in cache
 
 
 def packed_size(d: int, bits: int) -> int:
@@ -91,50 +91,63 @@ def pack_bits(x: npt.NDArray[Any], bits: int) -> bytes:
     Raises:
         ConfigError: An element has a bit at or above ``bits`` (nothing is silently cut off).
     """
+    return bytes(_pack(x, bits))
+
+
+def _pack(x: npt.NDArray[Any], bits: int) -> bytes | bytearray:
+    """:func:`pack_bits`, as a bytearray where it had to build one (no final copy)."""
     b = check_bits(bits)
     if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype.kind != "u":
         raise ConfigError("x must be a one-dimensional array of unsigned ints")
     d = x.shape[0]
-    if d and b < 8 * x.dtype.itemsize and int(x.max()) >> b:
-        raise ConfigError(f"an element of x does not fit in {b} bits")
     a, r = divmod(b, 8)
+    narrow = b < 8 * x.dtype.itemsize  # elements could have bits at or above b
     if not d:
         return b""
     if not r and a in _LE:  # whole words
+        if d and narrow and int(x.max()) >> b:
+            raise ConfigError(f"an element of x does not fit in {b} bits")
         whole: bytes = x.astype(_LE[a], copy=False).tobytes()  # wraps: keeps the low bytes
         return whole
     size = (b * d + 7) // 8
-    buf = np.zeros(size + 8, dtype=np.uint8)
-    if a in _LE:
-        np.copyto(buf[: a * d].view(_LE[a]), x, casting="unsafe")
-    elif a:
-        for i in range(0, d, _PIECE):
-            low = x[i : i + _PIECE].astype(_U64) & _U64.type((1 << 8 * a) - 1)
-            _put_fields(buf, a * i, low, a)
-    if not r:
-        return buf[:size].tobytes()
-    # The high r bits of an element are the low bits of its byte a (little-endian).
-    wide = element_dtype(b) if 8 * x.dtype.itemsize < b else x.dtype
-    xb = x.astype(wide.newbyteorder("<"), copy=False).view(np.uint8).reshape(d, -1)
-    hb = np.zeros(_PIECE, dtype=np.uint8)
-    g = hb.view(_LE64).astype(_U64, copy=False) if not _NATIVE_LE else hb.view(_U64)
-    t = np.empty_like(g)
-    steps = _lanes(r)
+    out = bytearray(size + 8)  # zeroed; 8 spare bytes for the last 8-byte word written
+    buf = np.frombuffer(out, dtype=np.uint8)
+    low = buf[: a * d].view(_LE[a]) if a in _LE else None
+    if r:  # the high r bits of an element are the low bits of its byte a (little-endian)
+        wide = element_dtype(b) if 8 * x.dtype.itemsize < b else x.dtype
+        xb = x.astype(wide.newbyteorder("<"), copy=False).view(np.uint8).reshape(d, -1)
+        hb = np.zeros(_PIECE, dtype=np.uint8)
+        g = hb.view(_LE64).astype(_U64, copy=False) if not _NATIVE_LE else hb.view(_U64)
+        t = np.empty_like(g)
+    # one pass over x in cache-sized pieces: check, low bytes, high bits
     for i in range(0, d, _PIECE):
-        n = min(_PIECE, d - i)
+        part = x[i : i + _PIECE]
+        n = part.shape[0]
+        if narrow and int(part.max()) >> b:
+            raise ConfigError(f"an element of x does not fit in {b} bits")
+        if low is not None:
+            np.copyto(low[i : i + n], part, casting="unsafe")
+        elif a:
+            _put_fields(buf, a * i, part.astype(_U64) & _U64.type((1 << 8 * a) - 1), a)
+        if not r:
+            continue
         c = -(-n // 8) * 8
         hb[:n] = xb[i : i + n, a]
         hb[n:c] = 0
         gc, tc = g[: c // 8], t[: c // 8]
         if not _NATIVE_LE:
             gc[:] = hb[:c].view(_LE64)
-        for mask, high, shift in steps:  # join neighbours: 8 elements in 8r bits
+        for mask, high, shift in _lanes(r):  # join neighbours: 8 elements in 8r bits
             np.bitwise_and(gc, _U64.type(high), out=tc)
             np.right_shift(tc, _U64.type(shift), out=tc)
             np.bitwise_and(gc, _U64.type(mask), out=gc)
             np.bitwise_or(gc, tc, out=gc)
         _put_fields(buf, a * d + i // 8 * r, gc, r)
-    return buf[:size].tobytes()
+    del buf, low  # release the views of ``out`` before it shrinks
+    if r:
+        del hb, g, t, xb, gc, tc
+    del out[size:]
+    return out
 
 
 def unpack_bits(

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from secureagg._exceptions import DecodeError
-from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE, pack_bits, packed_size, unpack_bits
+from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE, packed_size, unpack_bits
+from secureagg.hazmat._pack import _pack
 from secureagg.protocol._commitment import COMMITMENT_SIZE
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
@@ -115,7 +116,7 @@ def encode(msg: Message) -> bytes:
                 id_list(msg.excluded),
                 u8(msg.width),
                 u32(vec.shape[0]),
-                pack_bits(vec, msg.width),
+                _pack(vec, msg.width),
             )
         )
     if isinstance(msg, ConsistencyRequest):
