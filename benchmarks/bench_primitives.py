@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secureagg.hazmat import (
     PRIME,
     MaskBuffer,
+    apply_masks,
     combine,
     expand_mask,
     make_config,
@@ -165,6 +166,17 @@ def main() -> None:
         rows.append((f"pack_bits d=1e6 b={bits}", t, "raw AES-256-CTR 4 MB", base, ""))
         t = median_ms(lambda packed=packed, bits=bits: unpack_bits(packed, D, bits), repeats)
         rows.append((f"unpack_bits d=1e6 b={bits}", t, "raw AES-256-CTR 4 MB", base, ""))
+
+    # The server's mask removal on two threads against one (wall time: what threads save).
+    many = [os.urandom(32) for _ in range(2000)]
+    acc5 = zeros(100_000, 32)
+    two = median_ms(
+        lambda: apply_masks(acc5, 32, add=many[::2], subtract=many[1::2], workers=2), repeats
+    )
+    one = median_ms(
+        lambda: apply_masks(acc5, 32, add=many[::2], subtract=many[1::2], workers=1), repeats
+    )
+    rows.append(("apply_masks 2000 x d=1e5 2 thr", two, "the same, workers=1", one, ""))
 
     # Quantisation of 1e6 float32 values.
     rng = np.random.default_rng(0)
