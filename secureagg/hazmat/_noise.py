@@ -35,7 +35,7 @@ __all__ = ["NoiseStream", "discrete_gaussian", "skellam"]
 
 _GUARD = 2.0**-40  # relative slack on float64 exp(-x); the true error is below 2^-49
 _MAX_X = 700.0  # above this exp(-x) < 2^-1000: every nonzero word rejects
-_CHUNK = 1 << 14  # samples per pass
+_CHUNK = 1 << 15  # samples per pass
 
 
 class NoiseStream:
@@ -221,10 +221,13 @@ def _discrete_gaussian(s: Fraction, n: int, stream: NoiseStream) -> npt.NDArray[
     t = math.isqrt(math.floor(s)) + 1  # floor(sigma) + 1 (any t >= 1 is exact; this is fast)
     b = sf / t
     out = np.empty(n, dtype=np.int64)
-    todo = np.arange(n)
-    while todo.size:
-        mag = _magnitudes(t, todo.size, stream)
-        neg = _signs(todo.size, stream)
+    filled, rate = 0, 0.5
+    while filled < n:
+        # draw enough proposals for the rest in one go; accepted proposals are i.i.d. draws
+        # of N_Z(0, s) whatever their number, so keeping the first ones needed is exact
+        m = int((n - filled) / rate * 1.15) + 16
+        mag = _magnitudes(t, m, stream)
+        neg = _signs(m, stream)
         a = mag.astype(np.float64)
         x = (a - b) ** 2 / (2.0 * sf)
         # float64 error of x is below 2^-50 (a + b)^2 / s: one guard for the whole batch
@@ -234,8 +237,11 @@ def _discrete_gaussian(s: Fraction, n: int, stream: NoiseStream) -> npt.NDArray[
             return (int(mag[i]) - s / t) ** 2 / (2 * s)
 
         keep = bernoulli_exp(x, guard, exact, stream) & ~(neg & (mag == 0))
-        out[todo[keep]] = np.where(neg, -mag, mag)[keep]
-        todo = todo[~keep]
+        got = np.where(neg, -mag, mag)[keep]
+        take = min(got.size, n - filled)
+        out[filled : filled + take] = got[:take]
+        filled += take
+        rate = max(float(keep.mean()), 0.05)
     return out
 
 
