@@ -193,7 +193,7 @@ class SecureAggregator:
             The average, flat, in float64.
         """
         if self.distributed is None:
-            return plain_average(updates, self.encoder.weighting)
+            return plain_average(updates, self.encoder.weighting, self.encoder.max_examples)
         dist = self.distributed
         out: npt.NDArray[np.float64] = np.mean([dist.clipped(u) for u in updates], axis=0)
         return out

@@ -8,6 +8,9 @@ and its weight ``w`` set by the federation's weighting rule (:data:`WEIGHTINGS`)
 * ``"examples-public"``: ``w = n / max_examples``, n the client's example count. The server
   decodes the sum of the counts exactly: use it only when the counts are public (then the
   DP guarantee holds for replace-one neighbours only, not add/remove; docs/privacy.md).
+* ``"examples-dp"``: ``w = n / max_examples`` with n the count the client's trainer released
+  with Gaussian noise (``PrivacyConfig.count_noise``, charged in its ledger), clamped to
+  ``[1, max_examples]`` (post-processing).
 
 Decoding divides the summed weighted update by the summed weight. See docs/privacy.md for
 the error bound.
@@ -29,8 +32,9 @@ from secureagg.privacy import LocalUpdate
 
 __all__ = ["WEIGHTINGS", "Decoded", "UpdateEncoder", "check_weighting", "plain_average"]
 
-WEIGHTINGS: tuple[str, ...] = ("uniform", "examples-public")
-"""Weighting rules: every client alike, or by an example count declared public."""
+WEIGHTINGS: tuple[str, ...] = ("uniform", "examples-public", "examples-dp")
+"""Weighting rules: every client alike, by an example count declared public, or by a count
+released with DP noise."""
 
 
 def check_weighting(weighting: object) -> str:
@@ -149,6 +153,8 @@ class UpdateEncoder:
         if self.weighting == "uniform":
             return 1.0  # the count is not read: nothing of it reaches the server
         n = update.num_examples
+        if self.weighting == "examples-dp" and isinstance(n, int) and not isinstance(n, bool):
+            n = min(max(n, 1), self.max_examples)  # a noisy count: clamping is post-processing
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= self.max_examples:
             raise ConfigError(f"num_examples must be in 1..{self.max_examples}, got {n!r}")
         return n / self.max_examples
@@ -240,14 +246,16 @@ class UpdateEncoder:
 
 
 def plain_average(
-    updates: Sequence[LocalUpdate], weighting: str = "uniform"
+    updates: Sequence[LocalUpdate], weighting: str = "uniform", max_examples: int | None = None
 ) -> npt.NDArray[np.float64]:
     """The insecure reference in float64.
 
     Parameters:
         updates: The updates to average.
-        weighting: "uniform" (the mean of the updates) or "examples-public"
-            (sum(n_u * x_u) / sum(n_u)).
+        weighting: "uniform" (the mean of the updates), or "examples-public" /
+            "examples-dp" (sum(n_u * x_u) / sum(n_u)).
+        max_examples: Under "examples-dp", counts are clamped to [1, max_examples], as the
+            encoder does.
 
     Returns:
         The average, flat.
@@ -261,6 +269,8 @@ def plain_average(
         if u.vector.shape != total.shape:
             raise ConfigError("client updates differ in length: their models differ")
         n = 1 if weighting == "uniform" else u.num_examples
+        if weighting == "examples-dp" and max_examples is not None:
+            n = min(max(n, 1), max_examples)
         total += n * u.vector.astype(np.float64)
         weight += n
     out: npt.NDArray[np.float64] = total / weight

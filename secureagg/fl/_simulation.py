@@ -124,11 +124,16 @@ def run_federated(
     check_weighting(weighting)
     if secure is not None and secure.weighting != weighting:
         raise ConfigError(f"weighting {weighting!r} differs from secure.weighting")
-    if configs is not None and weighting != "uniform":
+    if configs is not None and weighting == "examples-public":
         raise ConfigError(
             f"weighting {weighting!r} sends each client's example count, which the DP "
-            "accounting (add/remove one example) does not cover; use weighting='uniform'"
+            "accounting (add/remove one example) does not cover; use weighting='uniform', "
+            "or 'examples-dp' with PrivacyConfig(count_noise=...)"
         )
+    if weighting == "examples-dp" and (
+        configs is None or any(c.count_noise is None for c in configs.values())
+    ):
+        raise ConfigError("weighting 'examples-dp' needs PrivacyConfig(count_noise=...)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model_fn()

@@ -40,8 +40,9 @@ _FIELDS = (
     "budget_epsilon",
     "epsilon",
 )
-_OPTIONAL = ("run",)
-"""Fields a record may lack: ``run`` (the Flower run id) is written only when known."""
+_OPTIONAL = ("run", "count_noise")
+"""Fields a record may lack: ``run`` (the Flower run id) is written only when known;
+``count_noise`` only for a round whose example count was released with Gaussian noise."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,16 @@ class RoundRecord:
     budget_epsilon: float | None
     epsilon: Mapping[str, float] = field(default_factory=dict)
     run: int | None = None
+    count_noise: float | None = None
+
+    @property
+    def releases(self) -> list[Step]:
+        """Everything this round charged: its DP-SGD steps, and the noisy count release
+        (a Gaussian mechanism of sensitivity 1: one step at sample rate 1) if there was one."""
+        out = [self.step]
+        if self.count_noise is not None:
+            out.append(Step(self.count_noise, 1.0, 1))
+        return out
 
     @property
     def key(self) -> tuple[int, int]:
@@ -100,6 +111,8 @@ class RoundRecord:
         out["epsilon"] = {k: (v if math.isfinite(v) else None) for k, v in self.epsilon.items()}
         if self.run is not None:
             out["run"] = self.run
+        if self.count_noise is not None:
+            out["count_noise"] = self.count_noise
         return out
 
 
@@ -169,6 +182,9 @@ def _parse_record(raw: object) -> RoundRecord:
     run = raw.get("run")
     if run is not None and (as_int(run) is None or int(run) < 0):
         raise ValueError(f"run must be an integer >= 0, got {run!r}")
+    count_noise = raw.get("count_noise")
+    if count_noise is not None and ((c := _finite(count_noise)) is None or c <= 0):
+        raise ValueError(f"count_noise must be null or finite and > 0, got {count_noise!r}")
     return RoundRecord(
         round=int(raw["round"]),
         participated=raw["participated"],
@@ -182,6 +198,7 @@ def _parse_record(raw: object) -> RoundRecord:
         budget_epsilon=None if budget is None else float(budget),
         epsilon=_parse_epsilon(raw["epsilon"]),
         run=None if run is None else int(run),
+        count_noise=None if count_noise is None else float(count_noise),
     )
 
 
@@ -342,6 +359,7 @@ class PrivacyLedger:
         budget_epsilon: float | None = None,
         reason: str | None = None,
         run: int | None = None,
+        count_noise: float | None = None,
     ) -> RoundRecord:
         """Append one round for one client; epsilons are cumulative over its whole history.
 
@@ -389,12 +407,16 @@ class PrivacyLedger:
             raise ConfigError(f"client {cid}, round {round!r}: {problem}")
         if run is not None and (as_int(run) is None or run < 0):
             raise ConfigError(f"run must be an integer >= 0, got {run!r}")
+        if count_noise is not None and ((c := _finite(count_noise)) is None or c <= 0):
+            raise ConfigError(f"count_noise must be None or finite and > 0, got {count_noise!r}")
         previous = self._records.get(cid, [])
         clash = _clash(previous, run, int(round))
         if clash is not None:
             raise LedgerError(f"client {cid}, run {run}, round {round}: {clash}")
         step = Step(float(noise_multiplier), float(sample_rate), int(steps))
-        history = [r.step for r in previous] + [step]
+        history = [s for r in previous for s in r.releases] + [step]
+        if count_noise is not None:
+            history.append(Step(float(count_noise), 1.0, 1))
         figures = {name: epsilon(history, float(delta), name) for name in self.accountants}
         rec = RoundRecord(
             round=int(round),
@@ -409,6 +431,7 @@ class PrivacyLedger:
             budget_epsilon=None if budget_epsilon is None else float(budget_epsilon),
             epsilon=figures,
             run=None if run is None else int(run),
+            count_noise=None if count_noise is None else float(count_noise),
         )
         self._records.setdefault(cid, []).append(rec)
         return rec
@@ -519,7 +542,7 @@ class PrivacyLedger:
         Returns:
             One :class:`~secureagg.privacy.accounting.Step` per record.
         """
-        return [r.step for r in self._records.get(client_id, [])]
+        return [s for r in self._records.get(client_id, []) for s in r.releases]
 
     def latest_epsilon(self, client_id: int, accountant: str = HEADLINE) -> float:
         """Cumulative epsilon of the client's latest record.

@@ -25,6 +25,10 @@ class PrivacyConfig:
         update_clip: L2 bound of each client's whole update (user-level), applied before it
             is encoded; the secure aggregator then uses it as the quantisation clip.
         planned_rounds: The rounds ``target_epsilon`` is spread over.
+        count_noise: For example-count weighting (``weighting="examples-dp"``): the standard
+            deviation, in examples, of the Gaussian noise added to the count each round
+            before it leaves the client (rounded to an integer); each release is charged in
+            the ledger as a Gaussian mechanism of sensitivity 1. None: no count is released.
     """
 
     noise_multiplier: float | None = None
@@ -35,3 +39,4 @@ class PrivacyConfig:
     budget_epsilon: float | None = None
     update_clip: float | None = None
     planned_rounds: int | None = None
+    count_noise: float | None = None

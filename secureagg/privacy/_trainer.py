@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -155,6 +156,10 @@ class PrivateTrainer:
         budget_epsilon: Decline (BudgetExhaustedError) a round that would pass this epsilon.
         update_clip: L2 bound of the whole round update (user-level clipping), if any.
         insecure_noise_seed: Tests only: repeatable noise and sampling; not private.
+        count_noise: Release the example count each round with Gaussian noise of this
+            standard deviation (in examples, rounded to an integer), for
+            ``weighting="examples-dp"``; the release is charged to the accountant. None: the
+            update carries the true count, which must then not leave the client.
         criterion: The loss (default: cross-entropy).
         history: DP-SGD steps this client took in earlier processes (from the ledger).
 
@@ -179,6 +184,7 @@ class PrivateTrainer:
         budget_epsilon: float | None = None,
         update_clip: float | None = None,
         insecure_noise_seed: int | None = None,
+        count_noise: float | None = None,
         criterion: Callable[..., torch.Tensor] | None = None,
         history: Sequence[Step] = (),
     ) -> None:
@@ -210,6 +216,10 @@ class PrivateTrainer:
         ):
             raise ConfigError(f"insecure_noise_seed must be an int, got {insecure_noise_seed!r}")
         self.insecure_noise_seed = insecure_noise_seed
+        if count_noise is not None:
+            _positive("count_noise", count_noise)
+        self.count_noise = None if count_noise is None else float(count_noise)
+        self.last_count_released = False
         prior = list(history)
         if not all(isinstance(s, Step) for s in prior):
             raise ConfigError("history must be a sequence of secureagg.privacy.Step")
@@ -269,6 +279,7 @@ class PrivateTrainer:
             "grad_sample_mode": config.grad_sample_mode,
             "budget_epsilon": config.budget_epsilon,
             "update_clip": config.update_clip,
+            "count_noise": config.count_noise,
         }
         settings.update(kwargs)
         return cls(model, optimizer, data_loader, **settings)
@@ -359,8 +370,10 @@ class PrivateTrainer:
         Returns:
             The cumulative epsilon after one more round, at the trainer's delta.
         """
-        step = Step(self.noise_multiplier, self.sample_rate, self.steps_per_round)
-        return epsilon([*self.history, step], self.delta)
+        step = [Step(self.noise_multiplier, self.sample_rate, self.steps_per_round)]
+        if self.count_noise is not None:
+            step.append(Step(self.count_noise, 1.0, 1))
+        return epsilon([*self.history, *step], self.delta)
 
     def can_train(self) -> bool:
         """Whether one more round stays within ``budget_epsilon``.
@@ -412,6 +425,9 @@ class PrivateTrainer:
             budget_epsilon=self.budget_epsilon,
             reason=None if participated else reason,
             run=run,
+            count_noise=(
+                self.count_noise if reason != "budget" and self.last_count_released else None
+            ),
         )
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
@@ -445,7 +461,21 @@ class PrivateTrainer:
             )
         self.rounds_trained += 1
         self.last_steps = update.steps
+        self.last_count_released = self.count_noise is not None
+        if self.count_noise is not None:
+            update = dataclasses.replace(update, num_examples=self._noisy_count())
+            self._engine.accountant.history.append((self.count_noise, 1.0, 1))
         return update
+
+    def _noisy_count(self) -> int:
+        """The example count plus Gaussian noise (sd ``count_noise``), rounded, at least 1."""
+        assert self.count_noise is not None
+        if self.insecure_noise_seed is None:
+            gen = fresh_generator("cpu")
+        else:
+            gen = reproducible_generator(self.insecure_noise_seed * 1_000_003 - 1, "cpu")
+        noise = float(torch.randn((), generator=gen, dtype=torch.float64)) * self.count_noise
+        return max(1, round(self.num_examples + noise))
 
 
 def train_local(

@@ -212,10 +212,11 @@ def _histories(records: list[RoundRecord]) -> list[Canonical]:
     key: Canonical = ()
     out: list[Canonical] = []
     for rec in records:
-        if rec.steps and rec.sample_rate:
-            pair = (rec.noise_multiplier, rec.sample_rate)
-            merged[pair] = merged.get(pair, 0) + rec.steps
-            key = tuple((z, q, n) for (z, q), n in sorted(merged.items()))
+        for s in rec.releases:  # DP-SGD steps, and a noisy count release if any
+            if s.steps and s.sample_rate:
+                pair = (s.noise_multiplier, s.sample_rate)
+                merged[pair] = merged.get(pair, 0) + s.steps
+                key = tuple((z, q, n) for (z, q), n in sorted(merged.items()))
         out.append(key)
     return out
 

@@ -38,9 +38,10 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
             "data before its update leaves the device; the guarantee holds against anyone who "
             "sees what the client sends, including the server and other clients, whether or "
             "not secure aggregation holds. It assumes the client's weight in the average does "
-            "not depend on its data: uniform weighting, the default (an example count sent as "
-            "the weight is not covered; run_federated refuses it with DP, and a Flower node "
-            "sends it only if its own node config opts in).",
+            "not depend on its data (uniform weighting, the default) or is a count released "
+            "with Gaussian noise that the ledger charges (records with count_noise). A true "
+            "example count sent as the weight is not covered: run_federated refuses it with "
+            "DP, and a Flower node sends one only if its own node config opts in.",
         ),
         (
             "Unit of privacy and adjacency",
