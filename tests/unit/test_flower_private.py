@@ -188,3 +188,19 @@ def test_a_budget_without_a_ledger_warns_that_it_holds_for_this_run_only(
     with caplog.at_level("WARNING", logger="secureagg.flower"):
         _round(_context(), state, 1, PrivacyConfig(noise_multiplier=1.0, budget_epsilon=50.0))
     assert any("counts this run only" in r.getMessage() for r in caplog.records)
+
+
+def test_a_noisy_count_is_replied_and_charged_in_the_node_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.json"
+    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
+    privacy = PrivacyConfig(noise_multiplier=1.0, count_noise=10.0)
+    counts = []
+    for rnd in (1, 2, 3):
+        reply = _round(_run_context(8), state, rnd, privacy, ledger=ledger)
+        counts.append(reply.content.metric_records["metrics"]["num-examples"])
+    assert counts != [N_EXAMPLES] * 3  # three draws of sd 10 all rounding to 0: ~6e-5
+    records = json.loads(ledger.read_text())["clients"]["4"]["records"]
+    assert [r["count_noise"] for r in records] == [10.0, 10.0, 10.0]
+    charged = epsilon([Step(1.0, 0.25, 12), Step(10.0, 1.0, 3)], DELTA)
+    assert records[-1]["epsilon"]["dpa_pld"] == pytest.approx(charged, rel=1e-9)
+    assert charged > epsilon([Step(1.0, 0.25, 12)], DELTA)
