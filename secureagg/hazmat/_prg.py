@@ -156,6 +156,9 @@ class MaskBuffer:
         self.apply(acc, subtract=(seed,))
 
 
+PARALLEL_MIN = 1 << 26  # mask elements below which apply_masks runs on one thread
+
+
 def apply_masks(
     acc: npt.NDArray[Any],
     bits: int,
@@ -169,17 +172,23 @@ def apply_masks(
     AES-CTR (cryptography) and numpy's adds release the GIL, so the threads run on
     separate cores. Each extra thread sums its share of the masks into its own zero vector
     (d words each), added into ``acc`` at the end; the result is the same as one thread's.
+    Threads start only for at least ``PARALLEL_MIN`` mask elements in all (2^26: about
+    0.1 s of AES): below that, starting and waiting for them costs more than they save
+    when the other cores are busy (measured with bench_vs_flower's rounds).
 
     Parameters:
         acc: The accumulator, d elements of element_dtype(bits).
         bits: b.
         add: Seeds whose masks are added.
         subtract: Seeds whose masks are subtracted.
-        workers: Threads; 1 is the single-core path (no threads, no extra vector).
+        workers: At most this many threads; 1 is the single-core path (no threads, no
+            extra vector).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive int, got {workers!r}")
     buf = MaskBuffer(acc.shape[0] if isinstance(acc, np.ndarray) else 0, bits)
+    if buf.d * (len(add) + len(subtract)) < PARALLEL_MIN:
+        workers = 1
     jobs = [(list(add[i::workers]), list(subtract[i::workers])) for i in range(workers)]
     jobs = [job for job in jobs if job[0] or job[1]]
     if len(jobs) <= 1:

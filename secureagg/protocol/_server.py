@@ -98,7 +98,8 @@ class ServerSession:
             and any second message from a client in a stage is handled as a conflicting one.
         workers: Threads that regenerate and remove the masks when the round closes (AES
             and numpy run outside the GIL); 1 is the single-core mode. Default: 2, or 1 on a
-            one-core machine (:func:`set_server_workers` changes it). The result does not
+            one-core machine (:func:`set_server_workers` changes it). Threads start only
+            for at least 2^26 mask elements (hazmat.apply_masks). The result does not
             depend on it.
     """
 

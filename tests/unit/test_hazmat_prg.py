@@ -226,18 +226,28 @@ def test_apply_masks_in_threads_equals_one_pass(
     bits: int, d: int, n_add: int, n_sub: int, workers: int
 ) -> None:
     """Seeds split over threads (each into its own vector, summed at the end) give exactly
-    MaskBuffer.apply's result, for every width and across 256 KiB pieces."""
+    MaskBuffer.apply's result, for every width and across 256 KiB pieces (threads forced on
+    for these small sizes)."""
+    from secureagg.hazmat import _prg
+
+    saved, _prg.PARALLEL_MIN = _prg.PARALLEL_MIN, 0
     add = [os.urandom(32) for _ in range(n_add)]
     sub = [os.urandom(32) for _ in range(n_sub)]
     start = np.random.default_rng(d).integers(0, 2**bits, d, dtype=np.uint64)
     want = start.astype(element_dtype(bits))
     MaskBuffer(d, bits).apply(want, add=add, subtract=sub)
     got = start.astype(element_dtype(bits))
-    apply_masks(got, bits, add=add, subtract=sub, workers=workers)
+    try:
+        apply_masks(got, bits, add=add, subtract=sub, workers=workers)
+    finally:
+        _prg.PARALLEL_MIN = saved
     assert np.array_equal(got, want)
 
 
-def test_apply_masks_checks_workers_and_seeds() -> None:
+def test_apply_masks_checks_workers_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from secureagg.hazmat import _prg
+
+    monkeypatch.setattr(_prg, "PARALLEL_MIN", 0)
     acc = np.zeros(5, np.uint32)
     for workers in (0, -1, True, 1.5):
         with pytest.raises(ConfigError):
