@@ -30,6 +30,7 @@ from secureagg.privacy import (
     load_global_state,
     parameters_of,
 )
+from secureagg.privacy.accounting import ADD_REMOVE, REPLACE_ONE
 from secureagg.protocol import Stage
 
 __all__ = ["run_federated"]
@@ -124,12 +125,15 @@ def run_federated(
     check_weighting(weighting)
     if secure is not None and secure.weighting != weighting:
         raise ConfigError(f"weighting {weighting!r} differs from secure.weighting")
-    if configs is not None and weighting == "examples-public":
-        raise ConfigError(
-            f"weighting {weighting!r} sends each client's example count, which the DP "
-            "accounting (add/remove one example) does not cover; use weighting='uniform', "
-            "or 'examples-dp' with PrivacyConfig(count_noise=...)"
-        )
+    # "examples-public" sends each client's true count: the count is declared public, so
+    # the guarantee is under replace-one (same size, one example replaced; sensitivity 2C)
+    relation = REPLACE_ONE if weighting == "examples-public" else ADD_REMOVE
+    if (
+        configs is not None
+        and relation == REPLACE_ONE
+        and any(c.count_noise is not None for c in configs.values())
+    ):
+        raise ConfigError("weighting 'examples-public' sends the true count: no count_noise")
     if weighting == "examples-dp" and (
         configs is None or any(c.count_noise is None for c in configs.values())
     ):
@@ -153,6 +157,7 @@ def run_federated(
         insecure_noise_seed,
         criterion,
         ledger,
+        relation,
     )
     aggregator = None
     if secure is not None:
@@ -262,6 +267,7 @@ def _make_clients(
     insecure_noise_seed: int | None,
     criterion: Callable[..., torch.Tensor] | None,
     ledger: PrivacyLedger | None,
+    relation: str,
 ) -> dict[int, LocalTrainer]:
     clients: dict[int, LocalTrainer] = {}
     for i, cid in enumerate(sorted(loaders)):
@@ -273,6 +279,11 @@ def _make_clients(
             )
             continue
         config = configs[cid]
+        if ledger is not None and ledger.records(cid) and ledger.relation(cid) != relation:
+            raise ConfigError(
+                f"client {cid}'s ledger is under {ledger.relation(cid)}; this run's weighting "
+                f"makes it {relation}"
+            )
         if config.target_epsilon is not None and config.planned_rounds is None:
             config = dataclasses.replace(config, planned_rounds=rounds)
         clients[cid] = PrivateTrainer.from_config(
@@ -286,6 +297,7 @@ def _make_clients(
             ),
             criterion=criterion,
             history=ledger.history(cid) if ledger is not None else (),
+            relation=relation,
         )
     return clients
 

@@ -14,11 +14,15 @@ from typing import Any
 from secureagg._exceptions import ConfigError, LedgerError
 from secureagg.privacy.accounting import (
     ACCOUNTANTS,
+    ADD_REMOVE,
     HEADLINE,
+    RELATIONS,
+    REPLACE_ONE,
     Step,
     as_int,
     as_real,
     epsilon,
+    relation_accountants,
     step_problem,
 )
 
@@ -40,9 +44,11 @@ _FIELDS = (
     "budget_epsilon",
     "epsilon",
 )
-_OPTIONAL = ("run", "count_noise")
+_OPTIONAL = ("run", "count_noise", "relation")
 """Fields a record may lack: ``run`` (the Flower run id) is written only when known;
-``count_noise`` only for a round whose example count was released with Gaussian noise."""
+``count_noise`` only for a round whose example count was released with Gaussian noise;
+``relation`` only when the neighbouring relation is not add/remove ("replace-one": the
+client's example count was declared public and released)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class RoundRecord:
         budget_epsilon: The client's budget, if any.
         epsilon: Accountant name -> cumulative epsilon after this round.
         run: The run the round belongs to (None: not given).
+        count_noise: Standard deviation of the noisy count released this round, if any.
+        relation: The neighbouring relation of the epsilons: "add-remove", or
+            "replace-one" (the count was public; only dp-accounting PLD applies).
     """
 
     round: int
@@ -81,6 +90,7 @@ class RoundRecord:
     epsilon: Mapping[str, float] = field(default_factory=dict)
     run: int | None = None
     count_noise: float | None = None
+    relation: str = ADD_REMOVE
 
     @property
     def releases(self) -> list[Step]:
@@ -113,6 +123,8 @@ class RoundRecord:
             out["run"] = self.run
         if self.count_noise is not None:
             out["count_noise"] = self.count_noise
+        if self.relation != ADD_REMOVE:
+            out["relation"] = self.relation
         return out
 
 
@@ -185,6 +197,14 @@ def _parse_record(raw: object) -> RoundRecord:
     count_noise = raw.get("count_noise")
     if count_noise is not None and ((c := _finite(count_noise)) is None or c <= 0):
         raise ValueError(f"count_noise must be null or finite and > 0, got {count_noise!r}")
+    relation = raw.get("relation", ADD_REMOVE)
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if relation == REPLACE_ONE and count_noise is not None:
+        raise ValueError("a replace-one record releases the true count: no count_noise")
+    allowed = relation_accountants(relation)
+    if relation != ADD_REMOVE and any(name not in allowed for name in raw["epsilon"] or {}):
+        raise ValueError(f"under {relation} only {allowed} apply, got {sorted(raw['epsilon'])}")
     return RoundRecord(
         round=int(raw["round"]),
         participated=raw["participated"],
@@ -199,11 +219,19 @@ def _parse_record(raw: object) -> RoundRecord:
         epsilon=_parse_epsilon(raw["epsilon"]),
         run=None if run is None else int(run),
         count_noise=None if count_noise is None else float(count_noise),
+        relation=relation,
     )
 
 
-def _clash(previous: list[RoundRecord], run: int | None, rnd: int) -> str | None:
+def _clash(
+    previous: list[RoundRecord], run: int | None, rnd: int, relation: str = ADD_REMOVE
+) -> str | None:
     """Why a record for ``(run, rnd)`` cannot follow ``previous``, or None if it can."""
+    if previous and previous[-1].relation != relation:
+        return (
+            f"relation {relation!r} differs from the client's earlier {previous[-1].relation!r} "
+            "(one client's epsilons are under one neighbouring relation)"
+        )
     key = (-1 if run is None else run, rnd)
     if any(r.key == key for r in previous):
         return "this run and round is already recorded"
@@ -336,7 +364,7 @@ class PrivacyLedger:
                     rec = _parse_record(raw)
                 except (ValueError, TypeError, KeyError, ConfigError) as exc:
                     raise LedgerError(f"{label}: {exc}") from exc
-                clash = _clash(parsed, rec.run, rec.round)
+                clash = _clash(parsed, rec.run, rec.round, rec.relation)
                 if clash is not None:
                     raise LedgerError(f"{label}: {clash}")
                 parsed.append(rec)
@@ -360,11 +388,14 @@ class PrivacyLedger:
         reason: str | None = None,
         run: int | None = None,
         count_noise: float | None = None,
+        relation: str = ADD_REMOVE,
     ) -> RoundRecord:
         """Append one round for one client; epsilons are cumulative over its whole history.
 
         Records are unique by ``(run, round)``; within one run rounds increase. Rounds are
-        numbered from 1, as in Flower and ``run_federated``.
+        numbered from 1, as in Flower and ``run_federated``. Under ``relation``
+        "replace-one" only the ledger's accountants that apply (dp-accounting PLD) are
+        computed; one client's records all have one relation.
 
         Parameters:
             client_id: The client, an integer >= 0.
@@ -379,6 +410,8 @@ class PrivacyLedger:
             budget_epsilon: The client's epsilon budget, if it has one.
             reason: Why a client did not participate: "budget" or "dropout".
             run: Which run the round belongs to (None: not given).
+            count_noise: Standard deviation of the noisy count released this round, if any.
+            relation: The neighbouring relation ("add-remove" or "replace-one").
 
         Returns:
             The new record, with the cumulative epsilon from each of the ledger's accountants.
@@ -409,15 +442,22 @@ class PrivacyLedger:
             raise ConfigError(f"run must be an integer >= 0, got {run!r}")
         if count_noise is not None and ((c := _finite(count_noise)) is None or c <= 0):
             raise ConfigError(f"count_noise must be None or finite and > 0, got {count_noise!r}")
+        allowed = relation_accountants(relation)
+        if relation == REPLACE_ONE and count_noise is not None:
+            raise ConfigError("under replace-one the count is public: no count_noise")
         previous = self._records.get(cid, [])
-        clash = _clash(previous, run, int(round))
+        clash = _clash(previous, run, int(round), relation)
         if clash is not None:
             raise LedgerError(f"client {cid}, run {run}, round {round}: {clash}")
         step = Step(float(noise_multiplier), float(sample_rate), int(steps))
         history = [s for r in previous for s in r.releases] + [step]
         if count_noise is not None:
             history.append(Step(float(count_noise), 1.0, 1))
-        figures = {name: epsilon(history, float(delta), name) for name in self.accountants}
+        figures = {
+            name: epsilon(history, float(delta), name, relation=relation)
+            for name in self.accountants
+            if name in allowed
+        }
         rec = RoundRecord(
             round=int(round),
             participated=participated,
@@ -432,6 +472,7 @@ class PrivacyLedger:
             epsilon=figures,
             run=None if run is None else int(run),
             count_noise=None if count_noise is None else float(count_noise),
+            relation=relation,
         )
         self._records.setdefault(cid, []).append(rec)
         return rec
@@ -544,6 +585,18 @@ class PrivacyLedger:
         """
         return [s for r in self._records.get(client_id, []) for s in r.releases]
 
+    def relation(self, client_id: int) -> str:
+        """The neighbouring relation of the client's epsilons ("add-remove" if no record).
+
+        Parameters:
+            client_id: The client.
+
+        Returns:
+            "add-remove" or "replace-one".
+        """
+        recs = self._records.get(client_id)
+        return recs[-1].relation if recs else ADD_REMOVE
+
     def latest_epsilon(self, client_id: int, accountant: str = HEADLINE) -> float:
         """Cumulative epsilon of the client's latest record.
 
@@ -560,7 +613,7 @@ class PrivacyLedger:
         last = recs[-1]
         if accountant in last.epsilon:
             return last.epsilon[accountant]
-        return epsilon(self.history(client_id), last.delta, accountant)
+        return epsilon(self.history(client_id), last.delta, accountant, relation=last.relation)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._records.values())

@@ -24,7 +24,15 @@ from secureagg.privacy._probe import fastest_mode
 from secureagg.privacy._randomness import fresh_generator, reproducible_generator
 from secureagg.privacy._tensors import flatten, parameters_of
 from secureagg.privacy._update import LocalUpdate
-from secureagg.privacy.accounting import HEADLINE, Step, epsilon, noise_for_epsilon
+from secureagg.privacy.accounting import (
+    ADD_REMOVE,
+    HEADLINE,
+    REPLACE_ONE,
+    Step,
+    epsilon,
+    noise_for_epsilon,
+    relation_accountants,
+)
 
 __all__ = [
     "LocalUpdate",
@@ -162,6 +170,10 @@ class PrivateTrainer:
             update carries the true count, which must then not leave the client.
         criterion: The loss (default: cross-entropy).
         history: DP-SGD steps this client took in earlier processes (from the ledger).
+        relation: The neighbouring relation of every epsilon, budget and calibration:
+            "add-remove" (default), or "replace-one" when the example count is declared
+            public and sent (``weighting="examples-public"``): sensitivity 2C, accounted
+            by dp-accounting PLD with ``REPLACE_ONE`` (the only accountant that applies).
 
     Raises:
         ConfigError: An impossible setting, or a model or optimizer Opacus cannot train.
@@ -187,8 +199,13 @@ class PrivateTrainer:
         count_noise: float | None = None,
         criterion: Callable[..., torch.Tensor] | None = None,
         history: Sequence[Step] = (),
+        relation: str = ADD_REMOVE,
     ) -> None:
         self.model = check_model(model)
+        relation_accountants(relation)  # a known relation
+        if relation == REPLACE_ONE and count_noise is not None:
+            raise ConfigError("under replace-one the count is public: count_noise does not apply")
+        self.relation = relation
         check_optimizer(optimizer, self.model)
         loader = check_loader(data_loader)
         self.max_grad_norm = _positive("max_grad_norm", max_grad_norm, allow_none=False) or 1.0
@@ -238,6 +255,7 @@ class PrivateTrainer:
                 sample_rate=self.sample_rate,
                 steps=rounds * self.steps_per_round,
                 delta=self.delta,
+                relation=relation,
             )
         assert noise_multiplier is not None
         self.noise_multiplier = float(noise_multiplier)
@@ -362,7 +380,12 @@ class PrivateTrainer:
         Returns:
             The cumulative epsilon over every step this client took (inf without noise).
         """
-        return epsilon(self.history, self.delta if delta is None else delta, accountant)
+        return epsilon(
+            self.history,
+            self.delta if delta is None else delta,
+            accountant,
+            relation=self.relation,
+        )
 
     def next_round_epsilon(self) -> float:
         """Epsilon the client would have spent after one more round.
@@ -373,7 +396,7 @@ class PrivateTrainer:
         step = [Step(self.noise_multiplier, self.sample_rate, self.steps_per_round)]
         if self.count_noise is not None:
             step.append(Step(self.count_noise, 1.0, 1))
-        return epsilon([*self.history, *step], self.delta)
+        return epsilon([*self.history, *step], self.delta, relation=self.relation)
 
     def can_train(self) -> bool:
         """Whether one more round stays within ``budget_epsilon``.
@@ -428,6 +451,7 @@ class PrivateTrainer:
             count_noise=(
                 self.count_noise if reason != "budget" and self.last_count_released else None
             ),
+            relation=self.relation,
         )
 
     def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:

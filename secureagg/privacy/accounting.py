@@ -33,9 +33,12 @@ from secureagg._exceptions import ConfigError
 __all__ = [
     "ACCOUNTANTS",
     "ACCOUNTANT_NAMES",
+    "ADD_REMOVE",
     "HEADLINE",
     "PLD_VALUE_DISCRETIZATION",
     "PRV_EPS_ERROR",
+    "RELATIONS",
+    "REPLACE_ONE",
     "Canonical",
     "Step",
     "as_int",
@@ -50,6 +53,7 @@ __all__ = [
     "prv_domain",
     "quiet_accountant_warnings",
     "register_cache",
+    "relation_accountants",
     "step_problem",
 ]
 
@@ -66,6 +70,41 @@ ACCOUNTANT_NAMES: dict[str, str] = {
 
 HEADLINE = "dpa_pld"
 """The accountant of the stated epsilon, of budgets and of calibration (the others cross-check)."""
+
+ADD_REMOVE = "add-remove"
+"""Neighbouring datasets differ by one example added or removed (the default)."""
+
+REPLACE_ONE = "replace-one"
+"""Neighbouring datasets have the same size and differ in one example (the size is public)."""
+
+RELATIONS: tuple[str, ...] = (ADD_REMOVE, REPLACE_ONE)
+"""The neighbouring relations an epsilon can be computed under."""
+
+_RELATION_ACCOUNTANTS: dict[str, tuple[str, ...]] = {
+    ADD_REMOVE: ACCOUNTANTS,
+    REPLACE_ONE: ("dpa_pld",),
+}
+
+
+def relation_accountants(relation: str) -> tuple[str, ...]:
+    """The accountants that compute epsilon under ``relation``.
+
+    Under replace-one only dp-accounting's PLD (``neighboring_relation=REPLACE_ONE``, which
+    analyses the Poisson-subsampled Gaussian for a replaced example); Opacus RDP/PRV and
+    dp-accounting RDP are add/remove analyses only, so they are not applicable (N/A).
+    """
+    if relation not in RELATIONS:
+        raise ConfigError(f"unknown neighbouring relation {relation!r}; choose one of {RELATIONS}")
+    return _RELATION_ACCOUNTANTS[relation]
+
+
+def _check_relation(accountant: str, relation: str) -> None:
+    if accountant not in relation_accountants(relation):
+        raise ConfigError(
+            f"{ACCOUNTANT_NAMES[accountant]} cannot account under {relation}; "
+            f"use one of {relation_accountants(relation)}"
+        )
+
 
 PRV_EPS_ERROR = 0.01
 """Opacus PRV ``eps_error`` (its default); the figure returned is the PRV upper bound."""
@@ -319,10 +358,23 @@ def _opacus_rdp_reference(history: Canonical, delta: float) -> float:
     return float(acc.get_epsilon(delta))
 
 
-def _dpa_pld(history: Canonical, delta: float) -> float:
+def _pld_accountant(relation: str = ADD_REMOVE) -> Any:
+    import dp_accounting
     from dp_accounting.pld import PLDAccountant
 
-    acc = PLDAccountant(value_discretization_interval=PLD_VALUE_DISCRETIZATION)
+    rel = dp_accounting.NeighboringRelation
+    return PLDAccountant(
+        neighboring_relation=rel.REPLACE_ONE if relation == REPLACE_ONE else rel.ADD_OR_REMOVE_ONE,
+        value_discretization_interval=PLD_VALUE_DISCRETIZATION,
+    )
+
+
+def _dpa_pld(history: Canonical, delta: float) -> float:
+    return _dpa_pld_under(history, delta, ADD_REMOVE)
+
+
+def _dpa_pld_under(history: Canonical, delta: float, relation: str) -> float:
+    acc = _pld_accountant(relation)
     acc.compose(_dpa_event(history))
     return float(acc.get_epsilon(delta))
 
@@ -339,7 +391,7 @@ _EVALUATIONS: dict[str, int] = dict.fromkeys(ACCOUNTANTS, 0)
 
 
 @lru_cache(maxsize=65536)
-def _cached(accountant: str, history: Canonical, delta: float) -> float:
+def _cached(accountant: str, history: Canonical, delta: float, relation: str = ADD_REMOVE) -> float:
     if not history:
         return 0.0
     if any(z == 0 for z, _, _ in history):
@@ -348,7 +400,10 @@ def _cached(accountant: str, history: Canonical, delta: float) -> float:
     try:
         with warnings.catch_warnings():
             quiet_accountant_warnings()
-            value = _COMPUTE[accountant](history, delta)
+            if relation == ADD_REMOVE:
+                value = _COMPUTE[accountant](history, delta)
+            else:
+                value = _dpa_pld_under(history, delta, relation)
     except (ValueError, ArithmeticError, RuntimeError, MemoryError) as exc:
         raise ConfigError(f"{accountant} cannot account for {history}: {exc}") from exc
     return value if math.isfinite(value) and value >= 0 else math.inf
@@ -372,9 +427,12 @@ def evaluations() -> dict[str, int]:
     return dict(_EVALUATIONS)
 
 
-def epsilon_canonical(accountant: str, history: Canonical, delta: float) -> float:
-    """:func:`epsilon` for a history already in :func:`canonical` form (no checks, cached)."""
-    return _cached(accountant, history, delta)
+def epsilon_canonical(
+    accountant: str, history: Canonical, delta: float, relation: str = ADD_REMOVE
+) -> float:
+    """:func:`epsilon` for a history already in :func:`canonical` form (cached)."""
+    _check_relation(accountant, relation)
+    return _cached(accountant, history, delta, relation)
 
 
 _OTHER_CACHES: list[Callable[[], None]] = []
@@ -395,16 +453,29 @@ def clear_cache() -> None:
         clear()
 
 
-def epsilon(history: Sequence[Step], delta: float, accountant: str = HEADLINE) -> float:
-    """Epsilon spent by ``history`` at ``delta`` according to one accountant (inf if no noise)."""
+def epsilon(
+    history: Sequence[Step],
+    delta: float,
+    accountant: str = HEADLINE,
+    *,
+    relation: str = ADD_REMOVE,
+) -> float:
+    """Epsilon spent by ``history`` at ``delta`` according to one accountant (inf if no noise).
+
+    ``relation`` is the neighbouring relation (:data:`RELATIONS`); under replace-one only
+    ``dpa_pld`` applies (ConfigError for the others).
+    """
     _check_accountant(accountant)
-    return _cached(accountant, canonical(history), _check_delta(delta))
+    _check_relation(accountant, relation)
+    return _cached(accountant, canonical(history), _check_delta(delta), relation)
 
 
-def epsilons(history: Sequence[Step], delta: float) -> dict[str, float]:
-    """Epsilon spent by ``history`` at ``delta`` according to every accountant in ACCOUNTANTS."""
+def epsilons(
+    history: Sequence[Step], delta: float, *, relation: str = ADD_REMOVE
+) -> dict[str, float]:
+    """Epsilon spent by ``history`` at ``delta`` by each accountant that applies to ``relation``."""
     key, d = canonical(history), _check_delta(delta)
-    return {name: _cached(name, key, d) for name in ACCOUNTANTS}
+    return {name: _cached(name, key, d, relation) for name in relation_accountants(relation)}
 
 
 def noise_for_epsilon(
@@ -414,8 +485,11 @@ def noise_for_epsilon(
     steps: int,
     delta: float,
     accountant: str = HEADLINE,
+    relation: str = ADD_REMOVE,
 ) -> float:
     """The smallest noise multiplier whose epsilon after ``steps`` is <= the target.
+
+    Under ``relation`` (:data:`RELATIONS`; replace-one: ``dpa_pld`` only).
 
     The libraries' own calibration, no search of ours: dp-accounting's
     ``calibrate_dp_mechanism`` (Brent's method, to 1e-4, returning a value within budget)
@@ -424,6 +498,7 @@ def noise_for_epsilon(
     accountant (so a ledger never shows more than the target).
     """
     _check_accountant(accountant)
+    _check_relation(accountant, relation)
     d = _check_delta(delta)
     target = as_real(target_epsilon)
     if target is None or not (math.isfinite(target) and target > 0):
@@ -437,19 +512,21 @@ def noise_for_epsilon(
     try:
         with warnings.catch_warnings():
             quiet_accountant_warnings()
-            z = _calibrate(accountant, target, q, n, d)
+            z = _calibrate(accountant, target, q, n, d, relation)
     except (ValueError, ArithmeticError, RuntimeError) as exc:
         raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon}: {exc}") from exc
     if not math.isfinite(z) or z > 1e4:
         raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
     for _ in range(50):  # the library's figure and ours agree; step up if rounding differs
-        if _cached(accountant, ((z, q, n),), d) <= target:
+        if _cached(accountant, ((z, q, n),), d, relation) <= target:
             return z
         z *= 1 + 1e-4
     raise ConfigError(f"calibration for epsilon {target_epsilon} did not stay within it")
 
 
-def _calibrate(accountant: str, target: float, q: float, n: int, delta: float) -> float:
+def _calibrate(
+    accountant: str, target: float, q: float, n: int, delta: float, relation: str
+) -> float:
     if accountant.startswith("opacus_"):
         from opacus.accountants.utils import get_noise_multiplier
 
@@ -465,12 +542,11 @@ def _calibrate(accountant: str, target: float, q: float, n: int, delta: float) -
             )
         )
     import dp_accounting
-    from dp_accounting.pld import PLDAccountant
     from dp_accounting.rdp import RdpAccountant
 
     def fresh() -> Any:
         if accountant == "dpa_pld":
-            return PLDAccountant(value_discretization_interval=PLD_VALUE_DISCRETIZATION)
+            return _pld_accountant(relation)
         return RdpAccountant()
 
     def event(z: float) -> Any:

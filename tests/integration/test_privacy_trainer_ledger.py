@@ -160,11 +160,16 @@ def test_a_corrupt_ledger_is_a_typed_error(tmp_path: Path) -> None:
         run(PrivacyConfig(noise_multiplier=1.0), 1, {1: 30, 2: 30}, ledger=PrivacyLedger.open(path))
 
 
-def test_private_runs_refuse_example_count_weighting() -> None:
-    with pytest.raises(ConfigError, match="example count"):
+def test_a_public_count_run_refuses_an_add_remove_ledger() -> None:
+    # "examples-public" makes the guarantee replace-one; a client whose ledger is under
+    # add/remove cannot mix the two (refused before any training)
+    ledger = PrivacyLedger(accountants=CHEAP)
+    run(PrivacyConfig(noise_multiplier=1.0, update_clip=1.0), 1, {1: 20, 2: 20}, ledger=ledger)
+    with pytest.raises(ConfigError, match="replace-one"):
         run(
             PrivacyConfig(noise_multiplier=1.0, update_clip=1.0),
             1,
             {1: 20, 2: 20},
+            ledger=ledger,
             secure=SecureAggConfig(weighting="examples-public"),
         )

@@ -12,10 +12,12 @@ from secureagg._exceptions import ConfigError
 from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
 from secureagg.privacy.accounting import (
     ACCOUNTANTS,
+    ADD_REMOVE,
     HEADLINE,
     Canonical,
     epsilon_canonical,
     evaluations,
+    relation_accountants,
 )
 from secureagg.privacy.audit._series import (
     SERIES_ACCOUNTANTS,
@@ -246,6 +248,24 @@ def _audit_client(
     reference: str,
     tolerance: float,
 ) -> ClientAudit:
+    relation = records[-1].relation
+    if relation != ADD_REMOVE:  # only the accountants that apply; the rest stay None (N/A)
+        applies = relation_accountants(relation)
+        if reference not in applies:
+            raise ConfigError(
+                f"client {cid}'s ledger is under {relation}, which only {applies} account for; "
+                f"the reference accountant {reference!r} does not apply"
+            )
+        accountants = tuple(a for a in accountants if a in applies)
+        tight = {
+            name: {
+                (keys[i], records[i].delta): epsilon_canonical(
+                    name, keys[i], records[i].delta, relation
+                )
+                for i in {*picks, len(records) - 1}
+            }
+            for name in accountants
+        }
     rounds: list[RoundAudit] = []
     worst = Disagreement(0.0, None, None, False)
     mismatch = 0.0
