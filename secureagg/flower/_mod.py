@@ -21,6 +21,7 @@ from secureagg.flower._records import (
     reply,
     same_layout,
     stage_name,
+    train_digest,
     update_vector,
 )
 from secureagg.privacy import LocalUpdate
@@ -205,7 +206,7 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     if why is not None:
         raise _Declined(why)
     _encoder(config)  # refuse bad encoding settings now, before any key leaves
-    for key in ("weighted-by", "arrays-key"):
+    for key in ("weighted-by", "arrays-key", "train-content"):
         _setting(config, key, str)
     identity = _check_signed(context, config, client_id)
     session = ClientSession(
@@ -319,6 +320,10 @@ def _train_and_mask(
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
+    if train_digest(msg.content) != _setting(session.config, "train-content", str):
+        # Another model or train config than the round's other nodes got (lr 0 for all but
+        # one node makes the sum that node's update): decline before training.
+        raise _Declined("the train message is not the one the round config binds")
     own = msg.content.config_records.pop(RECORD_KEY)  # the app sees what plain Flower sends
     try:
         out = call_next(msg, context)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from secureagg._exceptions import ConfigError
 from secureagg.protocol import Stage
@@ -22,6 +23,7 @@ __all__ = [
     "model_size",
     "payload",
     "stage_name",
+    "train_digest",
 ]
 
 RECORD_KEY = "secureagg"
@@ -171,3 +173,36 @@ def same_layout(a: ArrayRecord, b: ArrayRecord) -> str | None:
                 f"array {name!r} has shape {tuple(b[name].shape)}, expected {tuple(a[name].shape)}"
             )
     return None
+
+
+def train_digest(content: RecordDict) -> str:
+    """SHA-256 (hex) of a train message's content without secureagg's record: every array
+    (name, dtype, shape, stype, bytes, in order) and every config or metric value (sorted
+    by key, with its type). The round config binds it, so every node of a round trains
+    from the same global model and train config."""
+    h = hashlib.sha256(b"secureagg train content v1")
+
+    def put(data: bytes) -> None:
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+
+    for name in sorted(content.keys()):
+        if name == RECORD_KEY:
+            continue
+        record = content[name]
+        put(name.encode())
+        if isinstance(record, ArrayRecord):
+            put(b"arrays")
+            for key, arr in record.items():
+                put(key.encode())
+                put(f"{arr.dtype}|{tuple(int(s) for s in arr.shape)}|{arr.stype}".encode())
+                put(bytes(arr.data))
+        elif isinstance(record, (ConfigRecord, MetricRecord)):
+            put(b"config" if isinstance(record, ConfigRecord) else b"metrics")
+            for key in sorted(record.keys()):
+                value = record[key]
+                put(key.encode())
+                put(f"{type(value).__name__}|{value!r}".encode())
+        else:
+            raise ConfigError(f"record {name!r} is a {type(record).__name__}")
+    return h.hexdigest()

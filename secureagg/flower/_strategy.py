@@ -26,6 +26,7 @@ from secureagg.flower._records import (
     payload,
     record_of,
     stage_name,
+    train_digest,
 )
 from secureagg.protocol import (
     RoundConfig,
@@ -103,6 +104,22 @@ def _cut(text: str, limit: int = 1000) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit // 2]} [...] {text[-limit // 2 :]}"
+
+
+def one_train_digest(messages: Iterable[Message]) -> str:
+    """The digest of the one train content every node gets (:func:`train_digest`).
+
+    ConfigError if the wrapped strategy's train messages differ per node: a server that
+    trains nodes from different models or configs (lr 0 for all but one) can read one
+    node's update from the sum, so a node trains only from the content its config binds.
+    """
+    digests = {train_digest(m.content) for m in messages}
+    if len(digests) != 1:
+        raise ConfigError(
+            "the wrapped strategy's train messages differ per node (model or train config): "
+            "secure aggregation needs one train message for every node"
+        )
+    return digests.pop()
 
 
 def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> ConfigRecord:
@@ -271,6 +288,12 @@ class SecureAggregation(Strategy):
             report.aborted = f"secure aggregation needs at least 3 nodes, {len(nodes)} sampled"
             log.error("secureagg round %d skipped: %s", server_round, report.aborted)
             return []
+        try:
+            train = one_train_digest(messages)
+        except ConfigError as exc:
+            report.aborted = str(exc)
+            log.error("secureagg round %d skipped: %s", server_round, report.aborted)
+            return []
         d = model_size(arrays)
         start_identify = time.perf_counter()
         identities = self._identify(grid, nodes, server_round, report) if self.signed else {}
@@ -286,7 +309,7 @@ class SecureAggregation(Strategy):
         client_of = {node: i + 1 for i, node in enumerate(nodes)}
         keys = {client_of[node]: key for node, key in identities.items()}
         try:
-            encoder, cfg = self._round_config(server_round, len(nodes), d, keys)
+            encoder, cfg = self._round_config(server_round, len(nodes), d, keys, train)
         except ConfigError as exc:
             # How many nodes a round samples depends on who connected: settings that do not
             # fit this many skip the round (logged), they do not stop the ServerApp.
@@ -408,7 +431,7 @@ class SecureAggregation(Strategy):
         return given
 
     def _round_config(
-        self, server_round: int, n: int, d: int, keys: Mapping[int, bytes]
+        self, server_round: int, n: int, d: int, keys: Mapping[int, bytes], train: str
     ) -> tuple[UpdateEncoder, RoundConfig]:
         """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit."""
         encoder = UpdateEncoder(
@@ -432,7 +455,7 @@ class SecureAggregation(Strategy):
             graph=plan.graph(range(1, n + 1), round_id),
             signed=self.signed,
             identity_keys=dict(keys),
-            encoding=self.encoding(encoder),
+            encoding={**self.encoding(encoder), "train-content": train},
         )
         return encoder, cfg
 

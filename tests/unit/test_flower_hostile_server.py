@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("flwr")
@@ -28,7 +29,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 import secureagg.flower._strategy as strategy_module
 from secureagg.flower import RECORD_KEY
-from secureagg.flower._records import payload
+from secureagg.flower._records import payload, train_digest
 from secureagg.protocol import ConsistencyRequest, FileJournal, RoundConfig, decode, encode
 
 TARGET = 0  # the partition the server wants to isolate (client id 1)
@@ -246,3 +247,91 @@ def test_the_journal_is_a_file_on_the_node_named_in_its_node_config(tmp_path: Pa
         assert path.read_bytes().startswith(b"SAJ1")
         # masked input and unmask of two rounds: four records
         assert len(FileJournal(path)._entries) == 4
+
+
+# -- per-node train messages: the global model and train config are the server's too ---------
+
+
+def _lr_zero_does_nothing(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """An app that honours a train config's learning rate: at lr 0 it returns the model it got."""
+    if msg.content["config"].get("lr") != 0.0:
+        return call_next(msg, context)
+    p = int(context.node_config["partition-id"])
+    content = RecordDict(
+        {
+            "arrays": copy.deepcopy(msg.content["arrays"]),
+            "metrics": lb.MetricRecord({"num-examples": lb._examples(p)}),
+        }
+    )
+    return Message(content, reply_to=msg)
+
+
+class _PerNodeTrainConfig(lb.FedAvg):  # type: ignore[misc]
+    """A server whose train messages give every node but the target lr 0."""
+
+    def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
+        out = []
+        for m in super().configure_train(server_round, arrays, config, grid):
+            if lb._partition(m.metadata.dst_node_id) != TARGET:
+                content = RecordDict(dict(m.content.items()))
+                content["config"] = ConfigRecord({**dict(m.content["config"].items()), "lr": 0.0})
+                m = Message(
+                    content,
+                    dst_node_id=m.metadata.dst_node_id,
+                    message_type=m.metadata.message_type,
+                    group_id=m.metadata.group_id,
+                )
+            out.append(m)
+        return out
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_per_node_train_configs_never_isolate_one_node(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, signed: bool
+) -> None:
+    """The train message (global model, train config) is the server's to write, per node:
+    lr 0 for every node but the target makes the others' updates zero and the "average"
+    the target's update over n. The config binds one digest of the train content (all nodes
+    see the same one); a node shown other content declines before training, and the round
+    cannot finish with the target alone. The hostile server here binds the target's content
+    (an honest strategy refuses to start a round whose train messages differ)."""
+    target_digest: dict[str, str] = {}
+
+    def digest_of_target(messages: list[Message]) -> str:
+        (m,) = [m for m in messages if lb._partition(m.metadata.dst_node_id) == TARGET]
+        target_digest["d"] = train_digest(m.content)
+        return target_digest["d"]
+
+    monkeypatch.setattr(strategy_module, "one_train_digest", digest_of_target)
+    calls: list[int] = []
+    app = lb._app(inner=[_lr_zero_does_nothing], calls=calls)
+    fedavg = _PerNodeTrainConfig(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+    if signed:
+        grid, _ = sg._grid(tmp_path, app, 4)
+        strategy = strategy_module.SecureAggregation(
+            fedavg, max_examples=lb.MAX_EXAMPLES, signed=True
+        )
+    else:
+        grid = lb.LoopbackGrid(app, 4)
+        strategy = strategy_module.SecureAggregation(fedavg, max_examples=lb.MAX_EXAMPLES)
+    start = lb._initial()
+    models = lb._run(grid, strategy, 1, initial=start)
+    step = lb._step(start, TARGET, 1)
+    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
+    report = strategy.reports[1]
+    assert report.aborted is not None, report
+    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    shown_other = {lb._partition(n): why for n, why in report.declined.items()}
+    assert sorted(shown_other) == [1, 2, 3], report
+    assert all("train message" in why for why in shown_other.values()), shown_other
+    assert calls == [TARGET]  # the others declined before training
+
+
+def test_an_honest_strategy_refuses_train_messages_that_differ_per_node() -> None:
+    grid = lb.LoopbackGrid(lb._app(), 4)
+    fedavg = _PerNodeTrainConfig(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+    strategy = strategy_module.SecureAggregation(fedavg, max_examples=lb.MAX_EXAMPLES)
+    lb._run(grid, strategy, 1)
+    report = strategy.reports[1]
+    assert report.aborted is not None and "train messages differ" in report.aborted
+    assert not [m for m in grid.sent if lb._stage(m) == "setup"]  # before any setup
