@@ -13,10 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from secureagg._exceptions import ConfigError, ProtocolError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FileJournal", "Journal", "MemoryJournal"]
 
@@ -53,6 +59,7 @@ class MemoryJournal:
 
     def __init__(self) -> None:
         self._entries: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value recorded under ``key``, or None.
@@ -75,9 +82,10 @@ class MemoryJournal:
         Raises:
             ProtocolError: ``key`` already holds a value.
         """
-        if key in self._entries:
-            raise ProtocolError("the journal already holds this reply")
-        self._entries[key] = bytes(value)
+        with self._lock:  # check and store as one step: two threads never both record
+            if key in self._entries:
+                raise ProtocolError("the journal already holds this reply")
+            self._entries[key] = bytes(value)
 
 
 _sync = getattr(os, "fdatasync", os.fsync)
@@ -91,6 +99,9 @@ _MAX_FIELD = 1 << 26
 
 class FileJournal:
     """A journal in an append-only file (mode 0o600), synced (fdatasync) after every record.
+
+    A record is appended under an exclusive ``flock`` of the file, after re-reading it, so
+    two processes (or threads) of one client never both record a reply under one key.
 
     Each record is u32 key length, u32 value length, key, value and the first 8 bytes of
     their SHA-256. A torn last record (the process died while writing it, so its reply
@@ -160,13 +171,23 @@ class FileJournal:
         Raises:
             ProtocolError: ``key`` is already there.
         """
-        self._load_fresh()
-        if key in self._entries:
-            raise ProtocolError("the journal already holds this reply")
         body = key + value
         rec = _HEAD.pack(len(key), len(value)) + body + hashlib.sha256(body).digest()[:_CHECK]
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the journal {str(self.path)!r}: {exc}") from exc
+        try:
+            # One writer at a time (two processes of one node handling one message twice):
+            # re-read, check and append under an exclusive lock, or both could record.
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    raise ConfigError(f"cannot lock the journal {str(self.path)!r}: {exc}") from exc
+            self._load_fresh()
+            if key in self._entries:
+                raise ProtocolError("the journal already holds this reply")
             try:
                 if self._good == 0:
                     os.ftruncate(fd, 0)
@@ -178,10 +199,10 @@ class FileJournal:
                 while view:
                     view = view[os.write(fd, view) :]
                 _sync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the journal {str(self.path)!r}: {exc}") from exc
+            except OSError as exc:
+                raise ConfigError(f"cannot write the journal {str(self.path)!r}: {exc}") from exc
+        finally:
+            os.close(fd)  # releases the lock
         self._entries[key] = bytes(value)
         self._good += len(rec)
 

@@ -7,8 +7,10 @@ session).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +337,50 @@ def test_a_client_whose_journal_cannot_record_refuses_to_reply(tmp_path: Path) -
     session.provide_input(r.xs[1])
     with pytest.raises(RoundAborted, match="journal refused"):
         session.receive(r.out[1])
+
+
+class _Interleaved(FileJournal):
+    """A FileJournal that, having read the file before recording, waits (up to 0.5 s) for
+    the other writer to have read it too: the interleaving two processes of one node can hit
+    when a server sends the same message twice at once."""
+
+    def __init__(self, path: Path, barrier: threading.Barrier) -> None:
+        self.barrier = barrier
+        super().__init__(path)
+
+    def _load_fresh(self) -> None:
+        super()._load_fresh()
+        # BrokenBarrierError: the other writer is held off (the journal's lock): go on alone
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait()
+
+
+def test_two_concurrent_restored_sessions_never_both_send_a_masked_input(tmp_path: Path) -> None:
+    """Two sessions restored from one saved state (two processes of one node, the shares
+    message sent twice at once), each given another input: both mask with the same masks.
+    The file journal admits one record per key under an exclusive lock, so at most one
+    masked input leaves (y - y' would be x - x'). Found in review r1: both records were
+    written (the second writer also cut the first one off the file) and both replies left."""
+    path = tmp_path / "node.journal"
+    r = Round(4, 3, signed=False)
+    r.step()  # shares
+    saved = r.clients[1].export_state()
+    barrier = threading.Barrier(2, timeout=0.5)
+    results: dict[int, bytes | Exception] = {}
+
+    def run(i: int) -> None:
+        session = ClientSession.restore_state(saved, journal=_Interleaved(path, barrier))
+        session.provide_input(r.xs[1] if i == 0 else np.zeros(D, dtype=np.uint16))
+        try:
+            results[i] = session.receive(r.out[1])
+        except RoundAborted as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = [v for v in results.values() if isinstance(v, bytes)]
+    assert len(sent) == 1, results
+    assert len(FileJournal(path)._entries) == 1
