@@ -86,7 +86,7 @@ def print_audit(console: Console, audit: LedgerAudit, *, per_round: bool = False
             f"{c.trained_rounds}/{c.participated_rounds}/{len(c.rounds)}",
             str(c.total_steps),
             *([f"{c.delta:g}"] if len(deltas) > 1 else []),
-            *(_eps(c.final[a]) for a in audit.accountants),
+            *(_eps(c.final.get(a)) for a in audit.accountants),
             f"[red]{gap}[/red]" if c.disagreement.flagged else gap,
             _budget(c),
             f"[{colour}]{c.status}[/{colour}]",
@@ -142,7 +142,7 @@ def _markdown(audit: LedgerAudit) -> str:
             f"| {c.client_id} | {c.trained_rounds}/{c.participated_rounds}/{len(c.rounds)} | "
             f"{c.total_steps} | "
             f"{c.delta:g} | "
-            + " | ".join(_eps(c.final[a]) for a in accs)
+            + " | ".join(_eps(c.final.get(a)) for a in accs)
             + f" | {_gap(c)} | {_budget(c)} | {c.status} |"
         )
     notes = [(c.client_id, n) for c in audit.clients for n in c.notes]
@@ -167,11 +167,11 @@ def _markdown(audit: LedgerAudit) -> str:
             "|" + "---:|" * (3 + len(accs)),
         ]
         for r in c.rounds:
-            if all(r.epsilon.get(a) is not None for a in accs):
+            if r.epsilon.get(c.reference) is not None:  # N/A accountants show a dash
                 took = "yes" if r.participated else f"no ({r.reason})"
                 lines.append(
                     f"| {r.round} | {took} | {r.total_steps} | "
-                    + " | ".join(_eps(r.epsilon[a]) for a in accs)
+                    + " | ".join(_eps(r.epsilon.get(a)) for a in accs)
                     + " |"
                 )
     return "\n".join(lines) + "\n"

@@ -129,3 +129,21 @@ def test_one_client_keeps_one_relation(tmp_path: Path) -> None:
         ledger.record(0, 2, relation=REPLACE_ONE, **fields)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no count_noise"):
         _run(PrivacyConfig(noise_multiplier=3.0, count_noise=5.0), PrivacyLedger())
+
+
+def test_the_audit_statement_names_replace_one(tmp_path: Path) -> None:
+    from secureagg.privacy.audit import client_statement, common_statement
+
+    path = tmp_path / "ledger.json"
+    _run(PrivacyConfig(noise_multiplier=3.0, update_clip=1.0), PrivacyLedger(path), rounds=1)
+    audit = audit_ledger(PrivacyLedger.load(path))
+    c = audit.clients[0]
+    assert c.relation == REPLACE_ONE and audit.to_json()["clients"][0]["relation"] == REPLACE_ONE
+    text = client_statement(audit, c)
+    assert "replacing one example" in text and "adding or removing" not in text
+    assert "not applicable" in text
+    assert any("replace-one" in t for item, t in common_statement(audit) if "adjacency" in item)
+    from secureagg.cli._report_audit import write_report
+
+    paths = write_report(audit, tmp_path / "report")  # N/A columns print as a dash
+    assert "replacing one example" in paths["markdown"].read_text()

@@ -89,6 +89,7 @@ class ClientAudit:
     max_grad_norms: list[float]
     grad_sample_modes: list[str]
     notes: list[str] = field(default_factory=list)
+    relation: str = ADD_REMOVE
 
     @property
     def trained_rounds(self) -> int:
@@ -152,6 +153,7 @@ def _client_json(c: ClientAudit, accountants: Sequence[str]) -> dict[str, Any]:
         "client_id": c.client_id,
         "delta": c.delta,
         "budget_epsilon": c.budget_epsilon,
+        "relation": c.relation,
         "status": c.status,
         "final_epsilon": {k: _num(v) for k, v in c.final.items()},
         "rounds_recorded": len(c.rounds),
@@ -248,6 +250,7 @@ def _audit_client(
     reference: str,
     tolerance: float,
 ) -> ClientAudit:
+    columns = accountants  # every audited accountant has a column, None where it is N/A
     relation = records[-1].relation
     if relation != ADD_REMOVE:  # only the accountants that apply; the rest stay None (N/A)
         applies = relation_accountants(relation)
@@ -273,7 +276,7 @@ def _audit_client(
     for i, (rec, key) in enumerate(zip(records, keys, strict=True)):
         if rec.steps and rec.sample_rate:
             total += rec.steps
-        eps: dict[str, float | None] = dict.fromkeys(accountants)
+        eps: dict[str, float | None] = dict.fromkeys(columns)
         for name in accountants:
             if name in tight:
                 if i in picks:
@@ -331,6 +334,12 @@ def _summarise(
     else:
         status = "over budget"
     notes: list[str] = []
+    if last.relation != ADD_REMOVE:
+        notes.append(
+            f"under {last.relation} (the example count was declared public and sent): only "
+            f"{', '.join(relation_accountants(last.relation))} applies; the add/remove "
+            "accountants are not applicable"
+        )
     deltas = sorted({r.delta for r in records})
     if len(deltas) > 1:
         notes.append(f"delta changed across rounds {deltas}; figures use each round's delta")
@@ -383,6 +392,7 @@ def _summarise(
         max_grad_norms=sorted({r.max_grad_norm for r in records}),
         grad_sample_modes=sorted({r.grad_sample_mode for r in records}),
         notes=notes,
+        relation=last.relation,
     )
 
 

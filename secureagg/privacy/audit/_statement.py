@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from secureagg._version import __version__
-from secureagg.privacy.accounting import ACCOUNTANT_NAMES
+from secureagg.privacy.accounting import ACCOUNTANT_NAMES, REPLACE_ONE
 from secureagg.privacy.audit._ledger_audit import ClientAudit, LedgerAudit
 
 __all__ = ["client_statement", "common_statement"]
@@ -40,14 +40,20 @@ def common_statement(audit: LedgerAudit) -> list[tuple[str, str]]:
             "not secure aggregation holds. It assumes the client's weight in the average does "
             "not depend on its data (uniform weighting, the default) or is a count released "
             "with Gaussian noise that the ledger charges (records with count_noise). A true "
-            "example count sent as the weight is not covered: run_federated refuses it with "
-            "DP, and a Flower node sends one only if its own node config opts in.",
+            "example count sent as the weight (weighting 'examples-public') is covered only "
+            "by the replace-one guarantee of the clients whose records say relation "
+            "'replace-one' (the count is then public); a Flower node sends one only if its "
+            "own node config opts in.",
         ),
         (
             "Unit of privacy and adjacency",
             "One example (one row) of one client's local dataset; datasets are adjacent when "
             "they differ by adding or removing one example (the relation Poisson-sampled "
-            "DP-SGD is analysed under). A person with several examples, or a client's "
+            "DP-SGD is analysed under), except for clients whose ledger records say relation "
+            "'replace-one': for them datasets are adjacent when they have the same size and "
+            "differ in one example (a replaced example moves the clipped sum by up to twice "
+            "the clipping norm), accounted by dp-accounting PLD alone, the only accountant "
+            "here that analyses it. A person with several examples, or a client's "
             "dataset as a whole, is not protected at the stated epsilon (no user- or "
             "client-level guarantee is claimed).",
         ),
@@ -116,13 +122,22 @@ def client_statement(audit: LedgerAudit, client: ClientAudit) -> str:
             f"Client {client.client_id}'s training is NOT PRIVATE: {client.notes[0]}. Its "
             f"figures ({_fmt(client.spent)} by {_NAMES[audit.reference]}) do not hold."
         )
+    if client.relation == REPLACE_ONE:
+        relation = (
+            "replacing one example of its data (replace-one: its example count was "
+            "declared public and sent)"
+        )
+        others = "Opacus RDP, Opacus PRV and dp-accounting RDP are not applicable under replace-one"
+    else:
+        relation = "adding or removing one example of its data"
+        others = f"the other accountants give {others}"
     return (
         f"Client {client.client_id}'s training is ({_fmt(client.spent)}, {client.delta:g})-DP "
-        f"({_NAMES[audit.reference]}) with respect to adding or removing one example of its "
-        f"data, composed over {client.total_steps} DP-SGD steps taken in "
+        f"({_NAMES[audit.reference]}) with respect to {relation}, composed over "
+        f"{client.total_steps} DP-SGD steps taken in "
         f"{client.trained_rounds} of {len(client.rounds)} recorded rounds "
         f"({client.participated_rounds} with its update in the sum) "
         f"(sample rates {client.sample_rates}, noise multipliers {client.noise_multipliers}, "
-        f"clipping norms {client.max_grad_norms}); the other accountants give {others}; "
+        f"clipping norms {client.max_grad_norms}); {others}; "
         f"{budget}."
     )
