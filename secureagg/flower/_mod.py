@@ -320,9 +320,9 @@ def _train_and_mask(
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
-    if train_digest(msg.content) != _setting(session.config, "train-content", str):
-        # Another model or train config than the round's other nodes got (lr 0 for all but
-        # one node makes the sum that node's update): decline before training.
+    if train_digest(msg) != _setting(session.config, "train-content", str):
+        # Another model, train config or train action than the round's other nodes got (lr
+        # 0 for all but one node makes the sum that node's update): decline before training.
         raise _Declined("the train message is not the one the round config binds")
     own = msg.content.config_records.pop(RECORD_KEY)  # the app sees what plain Flower sends
     try:

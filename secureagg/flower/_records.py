@@ -175,16 +175,21 @@ def same_layout(a: ArrayRecord, b: ArrayRecord) -> str | None:
     return None
 
 
-def train_digest(content: RecordDict) -> str:
-    """SHA-256 (hex) of a train message's content without secureagg's record: every array
-    (name, dtype, shape, stype, bytes, in order) and every config or metric value (sorted
-    by key, with its type). The round config binds it, so every node of a round trains
-    from the same global model and train config."""
-    h = hashlib.sha256(b"secureagg train content v1")
+def train_digest(msg: Message) -> str:
+    """SHA-256 (hex) of a train message: its type (``train`` is ``train.default``: the
+    action picks the app's train function) and its content without secureagg's record,
+    every array (name, dtype, shape, stype, bytes, in order) and every config or metric
+    value (sorted by key, with its type). The round config binds it, so every node of a
+    round trains with the same function from the same global model and train config."""
+    h = hashlib.sha256(b"secureagg train message v1")
 
     def put(data: bytes) -> None:
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
+
+    kind = msg.metadata.message_type
+    put((kind if "." in kind else f"{kind}.default").encode())
+    content = msg.content
 
     for name in sorted(content.keys()):
         if name == RECORD_KEY:

@@ -107,13 +107,17 @@ def _cut(text: str, limit: int = 1000) -> str:
 
 
 def one_train_digest(messages: Iterable[Message]) -> str:
-    """The digest of the one train content every node gets (:func:`train_digest`).
+    """The digest of the one train message every node gets (:func:`train_digest`).
 
     ConfigError if the wrapped strategy's train messages differ per node: a server that
     trains nodes from different models or configs (lr 0 for all but one) can read one
     node's update from the sum, so a node trains only from the content its config binds.
     """
-    digests = {train_digest(m.content) for m in messages}
+    # What configure_train sends: each message's content, typed "train".
+    digests = {
+        train_digest(Message(m.content, dst_node_id=0, message_type=MessageType.TRAIN))
+        for m in messages
+    }
     if len(digests) != 1:
         raise ConfigError(
             "the wrapped strategy's train messages differ per node (model or train config): "

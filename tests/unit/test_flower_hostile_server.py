@@ -299,7 +299,7 @@ def test_per_node_train_configs_never_isolate_one_node(
 
     def digest_of_target(messages: list[Message]) -> str:
         (m,) = [m for m in messages if lb._partition(m.metadata.dst_node_id) == TARGET]
-        target_digest["d"] = train_digest(m.content)
+        target_digest["d"] = train_digest(m)
         return target_digest["d"]
 
     monkeypatch.setattr(strategy_module, "one_train_digest", digest_of_target)
@@ -335,3 +335,49 @@ def test_an_honest_strategy_refuses_train_messages_that_differ_per_node() -> Non
     report = strategy.reports[1]
     assert report.aborted is not None and "train messages differ" in report.aborted
     assert not [m for m in grid.sent if lb._stage(m) == "setup"]  # before any setup
+
+
+def test_another_train_action_for_all_but_one_node_never_isolates_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``train.<action>`` picks another train function of the app: a server that sends every
+    node but the target ``train.zero`` (an action that returns the model unchanged) would
+    make the sum the target's update. The message type is bound with the train content, so
+    those nodes decline before training and the round cannot finish."""
+    calls: list[int] = []
+    app = lb._app(calls=calls)
+
+    @app.train("zero")
+    def zero(msg: Message, context: Context) -> Message:
+        p = int(context.node_config["partition-id"])
+        metrics = lb.MetricRecord({"num-examples": lb._examples(p)})
+        content = RecordDict({"arrays": copy.deepcopy(msg.content["arrays"]), "metrics": metrics})
+        return Message(content, reply_to=msg)
+
+    real = strategy_module.SecureAggregation.configure_train
+
+    def hostile(self: Any, *args: Any) -> Any:
+        out = []
+        for m in real(self, *args):
+            if lb._partition(m.metadata.dst_node_id) != TARGET:
+                m = Message(
+                    RecordDict(dict(m.content.items())),
+                    dst_node_id=m.metadata.dst_node_id,
+                    message_type="train.zero",
+                    group_id=m.metadata.group_id,
+                )
+            out.append(m)
+        return out
+
+    monkeypatch.setattr(strategy_module.SecureAggregation, "configure_train", hostile)
+    grid = lb.LoopbackGrid(app, 4)
+    strategy = lb._strategy()
+    start = lb._initial()
+    models = lb._run(grid, strategy, 1, initial=start)
+    step = lb._step(start, TARGET, 1)
+    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
+    report = strategy.reports[1]
+    assert report.aborted is not None, report
+    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    assert sorted(lb._partition(n) for n in report.declined) == [1, 2, 3], report
+    assert calls == [TARGET]
