@@ -225,7 +225,7 @@ def print_table(rows: list[tuple[Config, dict[str, float], dict[str, Any], Any]]
         "server s: the server session's compute (receive + close_stage), not the clients'.\n"
         "round s: wall time of the whole simulated round in one process (target 60 s for 4).\n"
         "KB sent/recv: median per client; f32 KB: the same vector sent as float32 in clear.\n"
-        "  Overhead bound (unsigned mode): sent <= 4d + 234 B per neighbour + 380 B;\n"
+        "  Overhead bound (unsigned mode): sent <= ceil(b*d/8) + 234 B per neighbour + 380 B;\n"
         "  received <= 241 B per neighbour + 300 B.\n"
         "srv MB: growth of the peak RSS of a fresh process over the round (server and all\n"
         "  clients: an upper bound on the server's own memory); peak MB: that process's whole\n"
