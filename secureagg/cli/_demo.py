@@ -76,6 +76,12 @@ def _knob(flag: str, help: str, **kw: Any) -> Callable[[_F], _F]:
 @_knob("--corrupt-fraction", "Colluding clients the sparse graph's helper must tolerate.")
 @_knob("--frac-bits", "Fixed-point precision of the encoded updates.")
 @_knob("--signed/--unsigned", "Ed25519-signed mode with the consistency round.", field="signed")
+@_knob(
+    "--weighting",
+    "uniform (no patient count leaves a hospital) or examples-public (weights by the true"
+    " counts, declared public: the guarantee is then replace-one, not add/remove).",
+    metavar="uniform|examples-public",
+)
 @_knob("--hidden", "Hidden units (0 = logistic regression).")
 @_knob("--skew", "Dirichlet concentration of the label split (smaller = more skewed).")
 @_knob("--test-fraction", "Share of the data held out for testing (never seen by a client).")
@@ -105,6 +111,7 @@ def demo(
     corrupt_fraction: float,
     frac_bits: int,
     signed: bool,
+    weighting: str,
     hidden: int,
     skew: float,
     test_fraction: float,
@@ -140,6 +147,7 @@ def demo(
         corrupt_fraction=corrupt_fraction,
         frac_bits=frac_bits,
         signed=signed,
+        weighting=weighting,
         hidden=hidden,
         skew=skew,
         test_fraction=test_fraction,

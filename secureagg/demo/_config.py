@@ -121,8 +121,12 @@ class DemoConfig:
             # each client shares among its neighbours: at most n - 1 (complete) or the degree
             top = self.clients - 1 if self.degree is None else self.degree
             _int("threshold", self.threshold, 2, top)
-        if self.weighting != "uniform":  # the demo trains privately: counts must stay home
-            raise ConfigError(f"the demo weights clients uniformly, got {self.weighting!r}")
+        if self.weighting not in ("uniform", "examples-public"):
+            # uniform: no count leaves a hospital; examples-public: the true counts are
+            # declared public and the guarantee is computed under replace-one
+            raise ConfigError(
+                f"weighting must be 'uniform' or 'examples-public', got {self.weighting!r}"
+            )
         if not isinstance(self.signed, bool):
             raise ConfigError(f"signed must be a bool, got {self.signed!r}")
         return self

@@ -86,10 +86,16 @@ def guarantee_text(result: DemoResult) -> str:
     eps = {c: ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients()}
     worst = max(eps.values()) if eps else math.inf
     others = []
+    public = cfg.weighting == "examples-public"
     for name in ("opacus_prv", "dpa_rdp", "dpa_pld"):
-        vals = [ledger.latest_epsilon(c, name) for c in ledger.clients()]
+        vals = [ledger.latest_epsilon(c, name) for c in ledger.clients()] if not public else []
         if vals:
             others.append(f"{ACCOUNTANT_NAMES[name]} accountant: {epsilon_text(max(vals))}")
+    if public:
+        others.append(
+            "none: Opacus RDP, Opacus PRV and dp-accounting RDP analyse add/remove only, so "
+            "they are not applicable under replace-one"
+        )
     last = {c: ledger.records(c)[-1] for c in ledger.clients()}
     sigmas = sorted({round(r.noise_multiplier, 4) for r in last.values()})
     rates = sorted({round(r.sample_rate, 4) for r in last.values()})
@@ -101,17 +107,33 @@ def guarantee_text(result: DemoResult) -> str:
     )
     full = " (full batch)" if rates == [1.0] else ""
     eps_text = epsilon_text(worst)
+    if public:
+        change = (
+            "replacing one of its patients' records by another (the privacy unit is one "
+            "record; the neighbouring relation is replace-one: the hospital's patient count "
+            "is declared public, so whether a record is in the data at all is not protected)"
+        )
+        weight = (
+            "which is its true patient count (examples-public weighting: the counts are "
+            "sent and treated as public)"
+        )
+    else:
+        change = (
+            "adding or removing one of its patients' records (the privacy unit is one "
+            "record; the neighbouring relation is add/remove one record)"
+        )
+        weight = (
+            "which is 1 for every client (uniform weighting: no patient count leaves a hospital)"
+        )
     return (
         f"Every client's training is ({eps_text}, {cfg.delta:g})-differentially private at the "
-        f"example level: for each of the {len(eps)} simulated hospitals, adding or removing one "
-        f"of its patients' records (the privacy unit is one record; the neighbouring relation "
-        f"is add/remove one record) changes the distribution of everything that client "
+        f"example level: for each of the {len(eps)} simulated hospitals, {change} changes the "
+        f"distribution of everything that client "
         f"released over all {cfg.rounds} rounds by at most epsilon = {eps_text} (the largest "
         f"client's figure) except with probability delta = {cfg.delta:g}. What a client "
-        f"releases is its model update each round and its weight in the average, which is 1 "
-        f"for every client (uniform weighting: no patient count leaves a hospital); the "
-        f"guarantee holds against anyone who sees those, the server included. The figure is "
-        f"the "
+        f"releases is its model update each round and its weight in the average, {weight}; "
+        f"the guarantee holds against anyone who sees those, the server included. The figure "
+        f"is the "
         f"{ACCOUNTANT_NAMES[ACCOUNTANT]} accountant ({_METHOD[ACCOUNTANT]}), over each client's "
         f"whole history of DP-SGD steps as recorded in ledger.json: per-example gradients "
         f"clipped to L2 norm {cfg.clip_norm:g}, Gaussian noise with multiplier "
@@ -199,8 +221,16 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             "accountant": ACCOUNTANT,
             "delta": cfg.delta,
             "unit": "example",
-            "neighbouring": "add/remove one example",
-            "released": "each client's model updates and its weight (1: uniform weighting)",
+            "neighbouring": (
+                "replace one example (the example count is public)"
+                if cfg.weighting == "examples-public"
+                else "add/remove one example"
+            ),
+            "released": (
+                "each client's model updates and its weight (its true example count)"
+                if cfg.weighting == "examples-public"
+                else "each client's model updates and its weight (1: uniform weighting)"
+            ),
             "weighting": cfg.weighting,
             "noise_source": "os.urandom-seeded generators, fresh every round and client",
             "clip_norm": cfg.clip_norm,

@@ -237,3 +237,29 @@ def test_the_report_states_unit_relation_release_and_weighting(
     assert "weight" in p["released"] and "os.urandom" in p["noise_source"]
     for phrase in ("privacy unit", "add/remove", "uniform weighting", "operating system"):
         assert phrase in p["guarantee"]
+
+
+def test_a_public_count_demo_states_and_computes_replace_one(tmp_path: Path) -> None:
+    import dataclasses
+
+    import dp_accounting as dpa
+    from dp_accounting.pld import PLDAccountant
+
+    cfg = dataclasses.replace(SMALL, weighting="examples-public", dropout_rate=0.0)
+    report = write_report(run_demo(cfg), tmp_path / "out")
+    p = report["privacy"]
+    assert p["neighbouring"].startswith("replace one example") and "count" in p["released"]
+    assert "replace-one" in p["guarantee"] and "adding or removing" not in p["guarantee"]
+    assert "not applicable" in p["guarantee"]
+    for cid, z in p["noise_multiplier"].items():
+        q, steps = p["sample_rate"][cid], cfg.rounds * cfg.local_epochs  # full batch: q = 1
+        assert q == 1.0
+        acc = PLDAccountant(neighboring_relation=dpa.NeighboringRelation.REPLACE_ONE)
+        acc.compose(
+            dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(z)), steps)
+        )
+        independent = acc.get_epsilon(cfg.delta)
+        # calibrated to the target under replace-one (add/remove would give about twice)
+        assert 0.98 * cfg.target_epsilon <= independent <= cfg.target_epsilon + 1e-3
+        assert independent <= p["epsilon"][cid] <= independent + 0.01
+        assert set(p["epsilon_by_accountant"][cid]) == {"dpa_pld"}
