@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,10 @@ class SecureAggClient:
             signed rounds whose identity keys are exactly these.
         allow_minority_threshold: Accept a threshold at or below half the neighbourhood (for
             simulations of weaker settings).
+        bound: The values this client's update depends on that the server binds into the
+            round config (``SecureAggServer(bound=...)``), as this client knows them: above
+            all the digest of the global model and train settings it trained from. The
+            client joins only a round whose config carries exactly these.
         **session_options: ``policy``, ``journal`` (a :class:`~secureagg.protocol.Journal`
             that records the client's committing replies) and other options of
             :class:`ClientSession`, passed unchanged.
@@ -67,6 +72,7 @@ class SecureAggClient:
         identity: Ed25519PrivateKey | None = None,
         trusted_keys: Mapping[int, bytes] | None = None,
         allow_minority_threshold: bool = False,
+        bound: Mapping[str, int | float | str | bool] | None = None,
         **session_options: Any,
     ) -> None:
         if not isinstance(encoder, (UpdateEncoder, DistributedEncoder)):
@@ -74,10 +80,18 @@ class SecureAggClient:
                 f"encoder must be an UpdateEncoder or a DistributedEncoder, got "
                 f"{type(encoder).__name__}"
             )
+        pins = dict(bound or {})
+        if "policy" in session_options and pins:
+            policy = session_options["policy"]
+            if not isinstance(policy, ClientPolicy):
+                raise ConfigError(f"policy must be a ClientPolicy, got {type(policy).__name__}")
+            session_options["policy"] = dataclasses.replace(
+                policy, encoding={**policy.encoding, **pins}
+            )
         session_options.setdefault(
             "policy",
             ClientPolicy(
-                encoding=encoder.public_settings(),
+                encoding={**encoder.public_settings(), **pins},
                 bits=encoder.bits,
                 d=encoder.length,
                 # distributed DP: never fewer than n_min honest shares of noise in the sum

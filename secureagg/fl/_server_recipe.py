@@ -40,6 +40,12 @@ class SecureAggServer:
         clients: The ids of the clients invited to the round.
         round_counter: Goes into the fresh round id (``new_round_id``).
         identity_keys: Client id -> raw Ed25519 public key; required in signed mode.
+        bound: Values of this round that shape what clients send and that the library never
+            sees, bound into the round config and its digest (name -> int, float, str or
+            bool): above all a digest of the global model and train settings your transport
+            sends. A client that passes the same ``bound`` joins; one given another model
+            refuses, so clients trained from different models (a server that sends lr 0 to
+            all but one) are never summed together.
         **session_options: Passed to :class:`ServerSession` unchanged (e.g.
             ``transport_dedupes``).
     """
@@ -51,9 +57,14 @@ class SecureAggServer:
         *,
         round_counter: int = 0,
         identity_keys: Mapping[int, bytes] | None = None,
+        bound: Mapping[str, int | float | str | bool] | None = None,
         **session_options: Any,
     ) -> None:
         ids = sorted(set(clients))
+        settings_public = aggregator.public_settings()
+        clash = sorted(set(bound or {}) & set(settings_public))
+        if clash:
+            raise ConfigError(f"bound names {clash} are the encoder's own settings")
         if len(ids) < 2:
             raise ConfigError("a round needs at least 2 clients")
         if len(ids) > aggregator.max_clients:
@@ -81,7 +92,7 @@ class SecureAggServer:
             graph=plan.graph(ids, round_id),
             signed=settings.signed,
             identity_keys=dict(identity_keys or {}),
-            encoding=aggregator.public_settings(),
+            encoding={**settings_public, **(bound or {})},
         )
         self.aggregator = aggregator
         self._session = ServerSession(self.config, **session_options)

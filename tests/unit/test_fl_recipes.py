@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -334,3 +336,31 @@ def test_a_client_joins_only_a_round_with_its_own_encoding_settings() -> None:
     majority = SecureAggClient(_aggregator().client_encoder(), 1)  # no opt-out: t=3 of 6
     with pytest.raises(RoundAborted, match="not above half"):
         majority.join(server.config_bytes)
+
+
+def test_clients_trained_from_different_models_are_never_summed_together() -> None:
+    """The recipes never see the global model: a server that sends every client but one a
+    model or train settings that make its update zero (lr 0) would read that one client's
+    update from the sum. ``bound`` puts a digest of what was sent into the round config; a
+    client passes the digest of what it trained from and refuses any other, so the round
+    cannot finish with the target alone (review r1: the recipes had no such binding)."""
+    agg = _aggregator()
+    target_model = hashlib.sha256(b"global model, lr 0.1").hexdigest()
+    zero_model = hashlib.sha256(b"global model, lr 0").hexdigest()
+    server = SecureAggServer(agg, IDS, bound={"model": target_model})
+    assert server.config.encoding["model"] == target_model
+    target = SecureAggClient(
+        agg.client_encoder(), 1, allow_minority_threshold=True, bound={"model": target_model}
+    )
+    target.join(server.config_bytes)  # the digest it trained from: it joins
+    for u in IDS[1:]:  # trained from the other model: each refuses before any key exists
+        other = SecureAggClient(
+            agg.client_encoder(), u, allow_minority_threshold=True, bound={"model": zero_model}
+        )
+        with pytest.raises(RoundAborted, match="model"):
+            other.join(server.config_bytes)
+    # A config made for them (their digest) has another config digest, which keys and masks
+    # are bound to: test_protocol_hostile_server's other-settings test shows such clients
+    # are never summed with the target.
+    with pytest.raises(ConfigError, match="encoder's own settings"):
+        SecureAggServer(agg, IDS, bound={"max-examples": 5})
