@@ -340,7 +340,10 @@ def _train_and_mask(
     why = same_layout(global_arrays, local)
     if why is not None:
         raise _Declined(why)
-    num_examples = _num_examples(out, weighted_by)
+    # Uniform weighting never reads the count (w = 1): a missing or zero count must not
+    # decide whether this node takes part (declining would tell the server it was 0).
+    uniform = encoder.weighting == "uniform"
+    num_examples = 1 if uniform else _num_examples(out, weighted_by)
     if num_examples > encoder.max_examples:
         # Capped, not declined: whether it takes part must not tell the server its count.
         log.warning(

@@ -662,12 +662,14 @@ def test_settings_that_do_not_fit_the_nodes_sampled_skip_the_round(
 
 
 def _train_messages(
-    n: int, inner: Iterable[Mod] = (), **kwargs: Any
+    n: int, inner: Iterable[Mod] = (), node_config: dict[str, Any] | None = None, **kwargs: Any
 ) -> tuple[LoopbackGrid, list[Message], list[int]]:
     """``configure_train``: setup and share-keys over the grid, then one train (masked-input)
     message per node, sorted by node."""
     calls: list[int] = []
     grid = LoopbackGrid(_app(inner=inner, calls=calls), n)
+    for context in grid.contexts.values():
+        context.node_config.update(node_config or {})
     strategy = _strategy(**kwargs)
     messages = list(
         strategy.configure_train(1, _to_record(_initial()), ConfigRecord({"server-round": 1}), grid)
@@ -869,13 +871,31 @@ def _fractional_count(msg: Message, context: Context, call_next: ClientAppCallab
 )
 def test_an_unusable_training_result_is_declined_not_sent(inner: Mod, why: str) -> None:
     """The app trained, but its result cannot be encoded: the node declines, nothing leaks
-    (the reason goes to the server: it never carries the example count)."""
-    grid, messages, calls = _train_messages(3, inner=[inner])
+    (the reason goes to the server: it never carries the example count). The nodes opted in
+    to count weighting: under uniform weighting the count is not read (next test)."""
+    public = {"secureagg-weighting": "examples-public"}
+    grid, messages, calls = _train_messages(
+        3, inner=[inner], node_config=public, weighting="examples-public"
+    )
     reason = _declined(_ask(grid, messages[0]), "masked-input")
     assert why in reason
     assert str(MAX_EXAMPLES + 1) not in reason and "12.5" not in reason
     assert calls == [0]
     assert STATE_KEY not in grid.contexts[FIRST_NODE].state.config_records
+
+
+@pytest.mark.parametrize("inner", [_no_count, _zero_count, _fractional_count])
+def test_under_uniform_weighting_the_count_is_not_read_so_it_never_decides_taking_part(
+    inner: Mod,
+) -> None:
+    """Uniform weighting never reads the count: a node whose app reports none, 0 or 12.5
+    takes part like the others (declining would tell the server its count was 0; review r1)."""
+    grid, messages, calls = _train_messages(3, inner=[inner])
+    answer = _ask(grid, messages[0])
+    rec = answer.content[RECORD_KEY]
+    assert "declined" not in rec, rec
+    assert rec["stage"] == "masked-input" and isinstance(payload(answer, rec), bytes)
+    assert calls == [0]
 
 
 def test_a_later_stage_without_a_session_or_out_of_order_is_declined() -> None:
