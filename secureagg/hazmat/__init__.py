@@ -16,7 +16,8 @@ What is here:
   :func:`apply_masks` (many masks over several threads);
 * arithmetic in Z_{2^b}: :func:`element_dtype`, :func:`zeros`, :func:`add_into`,
   :func:`sub_into`, :func:`reduce_into`; b-bit packing: :func:`pack_bits`,
-  :func:`unpack_bits`, :func:`packed_size`;
+  :func:`unpack_bits`, :func:`packed_size`, :func:`pack_bits_nocopy` (the packed bytes as built,
+  bytes or a bytearray, without :func:`pack_bits`' final copy);
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`, :func:`combine_many`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
@@ -57,6 +58,7 @@ from secureagg.hazmat._modarith import (
     zeros,
 )
 from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
+from secureagg.hazmat._pack import _pack as pack_bits_nocopy
 from secureagg.hazmat._pack import pack_bits, packed_size, unpack_bits
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, apply_masks, expand_mask
 from secureagg.hazmat._quantize import (
@@ -107,6 +109,7 @@ __all__ = [
     "make_config",
     "open_sealed",
     "pack_bits",
+    "pack_bits_nocopy",
     "packed_size",
     "padded_length",
     "quantize",

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from secureagg._exceptions import DecodeError
-from secureagg.hazmat import MAX_BITS, OVERHEAD, SHARE_SIZE, packed_size, unpack_bits
-from secureagg.hazmat._pack import _pack
+from secureagg.hazmat import (
+    MAX_BITS,
+    OVERHEAD,
+    SHARE_SIZE,
+    pack_bits_nocopy,
+    packed_size,
+    unpack_bits,
+)
 from secureagg.protocol._commitment import COMMITMENT_SIZE
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
@@ -116,7 +122,7 @@ def encode(msg: Message) -> bytes:
                 id_list(msg.excluded),
                 u8(msg.width),
                 u32(vec.shape[0]),
-                _pack(vec, msg.width),
+                pack_bits_nocopy(vec, msg.width),
             )
         )
     if isinstance(msg, ConsistencyRequest):
