@@ -3,6 +3,11 @@
 The recipes a user needs in an existing loop are exported here; they load torch and
 Opacus on first use, so ``import secureagg.protocol`` stays light. Primitives live in
 :mod:`secureagg.hazmat`, the sans-I/O protocol in :mod:`secureagg.protocol`.
+
+Every error secureagg raises on purpose is a :class:`SecureAggError`: :class:`ConfigError`
+(also a ValueError), :class:`DecodeError`, :class:`CryptoError` (:class:`InvalidKeyError`,
+:class:`AuthenticationError`), :class:`ShareError`, :class:`ProtocolError`
+(:class:`RoundAborted`), :class:`BudgetExhaustedError`, :class:`LedgerError`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from secureagg._exceptions import (
     SecureAggError,
     ShareError,
 )
-from secureagg._lazy import lazy_exports
+from secureagg._lazy import lazy_exports as _lazy_exports
 from secureagg._version import __version__
 
 if TYPE_CHECKING:
@@ -81,4 +86,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)

@@ -16,7 +16,7 @@ CLI_EXTRA = "cli"
 _EXTRA_MODULES = frozenset({"click", "rich", "matplotlib", "sklearn"})
 
 
-def missing_extra(exc: ModuleNotFoundError) -> str | None:
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
     """The one-line message for a module of the ``cli`` extra that is not installed, else None.
 
     Parameters:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(argv)
     except ModuleNotFoundError as exc:
-        message = missing_extra(exc)
+        message = _missing_extra(exc)
         if message is None:
             raise
         print(message, file=sys.stderr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from secureagg._lazy import lazy_exports
+from secureagg._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from secureagg.fl._aggregator import Aggregate, SecureAggregator
@@ -75,4 +75,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)

@@ -1,5 +1,16 @@
 """Differential privacy: accountants, the privacy ledger, and the private trainer.
 
+* :class:`PrivacyConfig`, :class:`PrivateTrainer`: Opacus DP-SGD that keeps its accountant
+  across rounds; :class:`LocalUpdate` is what a round returns;
+* :func:`train_local` (one round of local steps, then the update clipped),
+  :func:`round_batches` (a round's batches), :func:`load_global_state` (the global model
+  into a possibly wrapped local one): the training loop, shared with the plain baseline;
+* :data:`GRAD_SAMPLE_MODES`, :func:`choose_mode`: Opacus' per-example gradient modes;
+* :func:`parameters_of`, :func:`flatten`, :func:`unflatten`: a model's trainable tensors as
+  one vector and back;
+* :class:`PrivacyLedger`, :class:`RoundRecord`, :class:`Step`: the per-client record of
+  every round's steps (:mod:`secureagg.privacy.accounting` has the accountants).
+
 Names load on first use, so ``PrivacyConfig`` or ``LocalUpdate`` do not import torch.
 """
 
@@ -7,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from secureagg._lazy import lazy_exports
+from secureagg._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from secureagg.privacy._distributed_ledger import DistributedLedger, DistributedRound
@@ -63,4 +74,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY)

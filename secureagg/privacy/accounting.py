@@ -14,6 +14,13 @@ results are cached per canonical history: two clients with the same steps cost o
 :data:`HEADLINE` (``dpa_pld``) is the accountant whose figure is stated, budgets are
 enforced with and noise is calibrated with: the tightest of the four that is a proven upper
 bound (PLD with pessimistic discretisation). The others are cross-checks.
+
+* :class:`Step`: ``steps`` steps at one noise multiplier and one sample rate;
+* :func:`epsilon` (one accountant), :func:`epsilons` (all of :data:`ACCOUNTANTS`, named for
+  people by :data:`ACCOUNTANT_NAMES`), :func:`noise_for_epsilon` (the inverse);
+* :data:`PRV_EPS_ERROR`, :data:`PLD_VALUE_DISCRETIZATION`: the numerical accountants' settings;
+* :data:`RELATIONS` (:data:`ADD_REMOVE`, :data:`REPLACE_ONE`): the neighbouring relations,
+  and :func:`relation_accountants`, the accountants that compute under each.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError
 
+# The API; the other public-looking names here (canonical, as_int, prv_domain, ...) serve the
+# rest of secureagg.privacy and are not exported.
 __all__ = [
     "ACCOUNTANTS",
     "ACCOUNTANT_NAMES",
@@ -39,22 +48,11 @@ __all__ = [
     "PRV_EPS_ERROR",
     "RELATIONS",
     "REPLACE_ONE",
-    "Canonical",
     "Step",
-    "as_int",
-    "as_real",
-    "canonical",
-    "clear_cache",
     "epsilon",
-    "epsilon_canonical",
     "epsilons",
-    "evaluations",
     "noise_for_epsilon",
-    "prv_domain",
-    "quiet_accountant_warnings",
-    "register_cache",
     "relation_accountants",
-    "step_problem",
 ]
 
 ACCOUNTANTS: tuple[str, ...] = ("opacus_rdp", "opacus_prv", "dpa_rdp", "dpa_pld")

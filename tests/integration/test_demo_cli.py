@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from secureagg.demo import ACCOUNTANT, LEDGER_FILE, REPORT_FILES
+from secureagg.demo._report import LEDGER_FILE, REPORT_FILES
+from secureagg.demo._summary import ACCOUNTANT
 from secureagg.privacy import PrivacyLedger
 
 ROOT = Path(__file__).resolve().parents[2]

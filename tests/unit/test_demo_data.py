@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secureagg import ConfigError
-from secureagg.demo import dirichlet_split, load_dataset, prepare
-from secureagg.demo._data import batch_size_for, make_loaders
+from secureagg.demo import prepare
+from secureagg.demo._data import batch_size_for, dirichlet_split, load_dataset, make_loaders
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,6 @@ import torch
 from rich.console import Console
 
 from secureagg.demo import (
-    ACCOUNTANT,
-    LEDGER_FILE,
-    REPORT_FILES,
     DemoConfig,
     DemoResult,
     prepare,
@@ -23,7 +20,8 @@ from secureagg.demo import (
     write_report,
 )
 from secureagg.demo._console import summary_tables
-from secureagg.demo._summary import epsilon_text
+from secureagg.demo._report import LEDGER_FILE, REPORT_FILES
+from secureagg.demo._summary import ACCOUNTANT, epsilon_text
 from secureagg.privacy import PrivacyLedger
 
 pytestmark = pytest.mark.slow  # a whole demo run (~10 s): in make test, not make test-fast
