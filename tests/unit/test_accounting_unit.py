@@ -127,6 +127,35 @@ def test_cached_rdp_paths_equal_the_libraries_own_accountants(
     assert accounting._dpa_rdp(history, 1e-5) == accounting._dpa_rdp_reference(history, 1e-5)
 
 
+@pytest.mark.parametrize("relation", accounting.RELATIONS)
+@pytest.mark.parametrize(
+    "history",
+    [
+        ((1.1, 0.01, 10_000),),
+        ((0.7, 0.3, 5), (1.1, 0.01, 100), (2.0, 1.0, 3)),
+    ],
+)
+def test_cached_pld_path_equals_the_librarys_own_accountant(
+    history: accounting.Canonical, relation: str
+) -> None:
+    accounting.clear_cache()
+    assert accounting._dpa_pld_under(history, 1e-5, relation) == (
+        accounting._dpa_pld_reference(history, 1e-5, relation)
+    )
+
+
+def test_a_trainers_growing_history_reuses_the_step_pld_and_equals_a_fresh_accountant() -> None:
+    # the per-round budget check: the history grows by one round each time; every figure is
+    # the library's accountant run afresh on the whole history, bit for bit
+    accounting.clear_cache()
+    for rounds in range(1, 6):
+        history = [Step(1.3, 0.02, 50 * rounds), Step(5.0, 1.0, rounds)]
+        fresh = accounting._dpa_pld_reference(accounting.canonical(history), 1e-5)
+        assert epsilon(history, 1e-5, "dpa_pld") == fresh
+    info = accounting._dpa_unit_pld.cache_info()
+    assert (info.misses, info.hits) == (2, 8)  # each step's PLD built once, not every round
+
+
 def test_padded_prv_domain_agrees_with_plain_opacus() -> None:
     from opacus.accountants import PRVAccountant
 
