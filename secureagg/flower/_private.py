@@ -22,6 +22,7 @@ from secureagg.privacy import (
     parameters_of,
     unflatten,
 )
+from secureagg.privacy.accounting import ADD_REMOVE, REPLACE_ONE
 
 __all__ = ["train_privately"]
 
@@ -50,7 +51,9 @@ def train_privately(
     atomically, before the reply leaves. Records are keyed by the Flower run id and server
     round under ``client_id``; a (run, round) already answered, or one older than a round
     already answered in the same run, is declined, not trained. A client whose next round
-    would pass ``privacy.budget_epsilon`` declines.
+    would pass ``privacy.budget_epsilon`` declines. A node whose own node config opts in to
+    ``secureagg-weighting = "examples-public"`` sends its true example count, so its
+    epsilons, budget and calibration are under replace-one (without ``count_noise``).
     ``context.state`` keeps a cache of the history (counted instead when it holds more
     steps than the ledger); without a ledger it is the only record, and a new run (a new
     Context) starts it at zero, so budgets across runs and restarts need the ledger.
@@ -114,6 +117,18 @@ def train_privately(
                 "client %s declines run %d round %d: round %d came first", who, run, rnd, done[-1]
             )
             return _decline(msg, "a later round of this run was already answered")
+    # a node that opted in to "examples-public" sends its true count: it is public, and
+    # the node's guarantee is replace-one (a noisy count keeps add/remove: it is charged)
+    public = context.node_config.get("secureagg-weighting") == "examples-public"
+    relation = REPLACE_ONE if public and privacy.count_noise is None else ADD_REMOVE
+    if book is not None and book.records(who) and book.relation(who) != relation:
+        log.warning(
+            "client %s declines: its ledger is under %s, this node's weighting makes it %s",
+            who,
+            book.relation(who),
+            relation,
+        )
+        return _decline(msg, f"the node ledger is under {book.relation(who)}, not {relation}")
     trainer = PrivateTrainer.from_config(
         model,
         optimizer,
@@ -122,6 +137,7 @@ def train_privately(
         local_epochs=local_epochs,
         criterion=criterion,
         history=history,
+        relation=relation,
     )
     if not trainer.can_train():
         if book is not None:

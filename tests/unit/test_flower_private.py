@@ -204,3 +204,34 @@ def test_a_noisy_count_is_replied_and_charged_in_the_node_ledger(tmp_path: Path)
     charged = epsilon([Step(1.0, 0.25, 12), Step(10.0, 1.0, 3)], DELTA)
     assert records[-1]["epsilon"]["dpa_pld"] == pytest.approx(charged, rel=1e-9)
     assert charged > epsilon([Step(1.0, 0.25, 12)], DELTA)
+
+
+def test_a_node_that_sends_its_true_count_is_charged_under_replace_one(tmp_path: Path) -> None:
+    import dp_accounting as dpa
+    from dp_accounting.pld import PLDAccountant
+
+    from secureagg.privacy import PrivacyLedger
+
+    context = Context(
+        run_id=7,
+        node_id=1,
+        node_config={"partition-id": 4, "secureagg-weighting": "examples-public"},
+        state=RecordDict(),
+        run_config={},
+    )
+    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
+    ledger = tmp_path / "ledger.json"
+    for rnd in (1, 2):
+        reply = _round(context, state, rnd, PrivacyConfig(noise_multiplier=2.0), ledger=ledger)
+        assert reply.content.metric_records["metrics"]["num-examples"] == N_EXAMPLES
+    rec = PrivacyLedger.load(ledger).records(4)[-1]
+    acc = PLDAccountant(neighboring_relation=dpa.NeighboringRelation.REPLACE_ONE)
+    event = dpa.PoissonSampledDpEvent(rec.sample_rate, dpa.GaussianDpEvent(2.0))
+    acc.compose(dpa.SelfComposedDpEvent(event, 2 * rec.steps))
+    expected = acc.get_epsilon(DELTA)
+    assert rec.relation == "replace-one" and set(rec.epsilon) == {"dpa_pld"}
+    assert expected <= rec.epsilon["dpa_pld"] <= expected + 0.01
+    # the same ledger under add/remove (the node's opt-in removed) is declined, not mixed
+    plain = _context()
+    reply = _round(plain, state, 3, PrivacyConfig(noise_multiplier=2.0), ledger=ledger)
+    assert "replace-one" in reply.content.config_records[RECORD_KEY]["declined"]
