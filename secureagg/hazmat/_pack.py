@@ -95,7 +95,20 @@ def pack_bits(x: npt.NDArray[Any], bits: int) -> bytes:
 
 
 def _pack(x: npt.NDArray[Any], bits: int) -> bytes | bytearray:
-    """:func:`pack_bits`, as a bytearray where it had to build one (no final copy)."""
+    """:func:`pack_bits`, as a bytearray where it had to build one (no final copy).
+
+    Exported as ``secureagg.hazmat.pack_bits_nocopy``.
+
+    Parameters:
+        x: A one-dimensional array of any unsigned integer dtype.
+        bits: b.
+
+    Returns:
+        The ceil(b*d/8) packed bytes, as bytes or a bytearray.
+
+    Raises:
+        ConfigError: An element has a bit at or above ``bits``.
+    """
     b = check_bits(bits)
     if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype.kind != "u":
         raise ConfigError("x must be a one-dimensional array of unsigned ints")
