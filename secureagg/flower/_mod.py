@@ -19,6 +19,7 @@ from secureagg.flower._records import (
     STATE_KEY,
     record_of,
     reply,
+    run_config_digest,
     same_layout,
     stage_name,
     train_digest,
@@ -208,6 +209,7 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     _encoder(config)  # refuse bad encoding settings now, before any key leaves
     for key in ("weighted-by", "arrays-key", "train-content"):
         _setting(config, key, str)
+    _check_run_config(context, config)
     identity = _check_signed(context, config, client_id)
     session = ClientSession(
         config, client_id, identity=identity, policy=policy, journal=_journal(context)
@@ -215,6 +217,16 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     data = session.advertise()
     _save(context, session)
     return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
+
+
+def _check_run_config(context: Context, config: RoundConfig) -> None:
+    """Decline unless this node's run config is the one the round config binds: it comes
+    from the SuperLink, which could give each node another learning rate or noise."""
+    if run_config_digest(context.run_config) != _setting(config, "run-config", str):
+        raise _Declined(
+            "this node's run config is not the one the round config binds (the ServerApp "
+            "passes its context.run_config to SecureAggregation)"
+        )
 
 
 def _path(context: Context, key: str) -> str | None:
@@ -320,6 +332,7 @@ def _train_and_mask(
     global_arrays = _arrays(msg, arrays_key)
     if global_arrays is None:
         raise _Declined("the server's message holds no global model arrays")
+    _check_run_config(context, session.config)
     if train_digest(msg) != _setting(session.config, "train-content", str):
         # Another model, train config or train action than the round's other nodes got (lr
         # 0 for all but one node makes the sum that node's update): decline before training.

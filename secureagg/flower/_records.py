@@ -22,6 +22,7 @@ __all__ = [
     "apply_update",
     "model_size",
     "payload",
+    "run_config_digest",
     "stage_name",
     "train_digest",
 ]
@@ -210,4 +211,17 @@ def train_digest(msg: Message) -> str:
                 put(f"{type(value).__name__}|{value!r}".encode())
         else:
             raise ConfigError(f"record {name!r} is a {type(record).__name__}")
+    return h.hexdigest()
+
+
+def run_config_digest(config: Any) -> str:
+    """SHA-256 (hex) of a run config (``Context.run_config``): every key, sorted, with its
+    value's type and repr. A node's run config comes from the SuperLink, so the round
+    config binds it like the train message."""
+    h = hashlib.sha256(b"secureagg run config v1")
+    for key in sorted(config):
+        value = config[key]
+        for part in (str(key).encode(), f"{type(value).__name__}|{value!r}".encode()):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
     return h.hexdigest()

@@ -25,6 +25,7 @@ from secureagg.flower._records import (
     model_size,
     payload,
     record_of,
+    run_config_digest,
     stage_name,
     train_digest,
 )
@@ -155,6 +156,11 @@ class SecureAggregation(Strategy):
         weighting: "uniform" (the default: every node weighted alike, no example count
             reaches the server) or "examples-public" (weighted by ``num-examples`` capped
             at ``max_examples``; the summed counts are then revealed).
+        run_config: The run config the nodes' ClientApps read (the ServerApp's
+            ``context.run_config``; :meth:`from_config` passes it). Its digest is in every
+            round config, and a node whose ``context.run_config`` differs declines: a
+            SuperLink could otherwise give nodes different learning rates, epochs or noise.
+            Default: empty, which only nodes with an empty run config accept.
 
     Raises:
         ConfigError: Settings that cannot work together, or a strategy that is not one.
@@ -174,10 +180,12 @@ class SecureAggregation(Strategy):
         timeout: float | None = 120.0,
         signed: bool = False,
         weighting: str = "uniform",
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
         self.strategy = strategy
+        self.run_config = dict(run_config or {})
         try:
             UpdateEncoder(  # fail now, not in round 1, for bad settings
                 1,
@@ -262,6 +270,7 @@ class SecureAggregation(Strategy):
             timeout=get("timeout", float, 120.0),
             signed=get("signed", bool, False),
             weighting=get("weighting", str, "uniform"),
+            run_config=config,
         )
 
     # -- training: keys and shares in configure_train, the model with the masked-input -----
@@ -478,6 +487,7 @@ class SecureAggregation(Strategy):
             **encoder.public_settings(),
             "weighted-by": str(getattr(self.strategy, "weighted_by_key", "num-examples")),
             "arrays-key": str(getattr(self.strategy, "arrayrecord_key", "arrays")),
+            "run-config": run_config_digest(self.run_config),
         }
 
     def aggregate_train(

@@ -381,3 +381,50 @@ def test_another_train_action_for_all_but_one_node_never_isolates_it(
     assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
     assert sorted(lb._partition(n) for n in report.declined) == [1, 2, 3], report
     assert calls == [TARGET]
+
+
+def _reads_lr_from_run_config(
+    msg: Message, context: Context, call_next: ClientAppCallable
+) -> Message:
+    """An app that takes its learning rate from the run config, as Flower's templates (and
+    examples/flower_app) do: at lr 0 it returns the model it got."""
+    if context.run_config.get("lr") != 0.0:
+        return call_next(msg, context)
+    p = int(context.node_config["partition-id"])
+    metrics = lb.MetricRecord({"num-examples": lb._examples(p)})
+    content = RecordDict({"arrays": copy.deepcopy(msg.content["arrays"]), "metrics": metrics})
+    return Message(content, reply_to=msg)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_per_node_run_config_never_isolates_one_node(tmp_path: Path, signed: bool) -> None:
+    """A node's Context.run_config comes from the SuperLink (the FAB's defaults fused with
+    the run's overrides): a hostile SuperLink can give every node but the target lr 0.
+    The round config binds the digest of the run config the ServerApp was given; a node
+    with another one declines at setup, before any key leaves."""
+    calls: list[int] = []
+    app = lb._app(inner=[_reads_lr_from_run_config], calls=calls)
+    if signed:
+        grid, _ = sg._grid(tmp_path, app, 4)
+    else:
+        grid = lb.LoopbackGrid(app, 4)
+    honest = {"lr": 0.1, "local-epochs": 1}
+    for node, context in grid.contexts.items():
+        lr = 0.1 if lb._partition(node) == TARGET else 0.0
+        context.run_config = {**honest, "lr": lr}
+    fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+    strategy = strategy_module.SecureAggregation(
+        fedavg, max_examples=lb.MAX_EXAMPLES, signed=signed, run_config=honest
+    )
+    start = lb._initial()
+    models = lb._run(grid, strategy, 1, initial=start)
+    step = lb._step(start, TARGET, 1)
+    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
+    report = strategy.reports[1]
+    assert report.aborted is not None, report
+    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    shown_other = {lb._partition(n): why for n, why in report.declined.items()}
+    assert sorted(shown_other) == [1, 2, 3], report
+    assert all("run config" in why for why in shown_other.values()), shown_other
+    assert calls == []  # declined at setup: nobody trained
+    assert not [r for r in grid.replies if lb._stage(r) == "masked-input"]
