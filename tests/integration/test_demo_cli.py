@@ -125,6 +125,9 @@ def test_an_interrupted_demo_leaves_a_ledger_the_audit_reads(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        # A shell runs background jobs with SIGINT ignored and children inherit that (then
+        # Python installs no KeyboardInterrupt handler): give the demo Ctrl-C as a user has it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 90
