@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError, DecodeError, LedgerError
 from secureagg.hazmat import DDPParams
+from secureagg.privacy._files import write_atomically
 from secureagg.privacy.distributed import ORDERS, epsilon_of, sampled_round_rdp
 
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
@@ -199,18 +199,8 @@ class DistributedLedger:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ConfigError("this ledger is in memory only: pass a path to save()")
-        folder = target.parent if str(target.parent) else Path(".")
         data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         self.path = target
 
     @classmethod

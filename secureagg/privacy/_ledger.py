@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from secureagg._exceptions import ConfigError, LedgerError
+from secureagg.privacy._files import write_atomically
 from secureagg.privacy.accounting import (
     ACCOUNTANTS,
     ADD_REMOVE,
@@ -523,19 +523,8 @@ class PrivacyLedger:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ConfigError("this ledger is in memory only: pass a path to save()")
-        folder = target.parent if str(target.parent) else Path(".")
         data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(folder)
+        write_atomically(target, data)
         if self.path is None:
             self.path = target
 
@@ -617,16 +606,3 @@ class PrivacyLedger:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._records.values())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not supported here (e.g. Windows): the replace itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
