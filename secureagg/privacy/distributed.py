@@ -202,8 +202,16 @@ def epsilon(
     """(epsilon, delta) of ``rounds`` rounds; ``sample_rate`` None means no amplification."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ConfigError(f"rounds must be a non-negative int, got {rounds!r}")
-    fn = _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)
-    rdp = subsampled_rdp(fn, 1.0 if sample_rate is None else sample_rate)
+    rdp = sampled_round_rdp(
+        mechanism,
+        clip=clip,
+        gamma=gamma,
+        variance=variance,
+        n=n,
+        dim=dim,
+        sample_rate=sample_rate,
+        beta=beta,
+    )
     return _to_epsilon(rdp * rounds, delta, ORDERS)
 
 
