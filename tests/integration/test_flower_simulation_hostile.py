@@ -27,7 +27,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
-import secureagg.flower._strategy as strategy_module
+import secureagg.flower._exchange as exchange_module
 from secureagg.flower import SecureAggregation
 from secureagg.protocol import RoundConfig
 
@@ -82,7 +82,7 @@ def test_nodes_shown_other_settings_are_never_summed_with_the_target(
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(
-        strategy_module, "encode_setup", _forged_setup(strategy_module.encode_setup)
+        exchange_module, "encode_setup", _forged_setup(exchange_module.encode_setup)
     )
     (tmp_path / "nodes").mkdir()
     script = apps.Script({}, str(tmp_path / "nodes"))

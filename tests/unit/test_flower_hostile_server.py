@@ -27,6 +27,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.supercore.task_identity import TaskIdentity
 
+import secureagg.flower._exchange as exchange_module
 import secureagg.flower._strategy as strategy_module
 from secureagg.flower import RECORD_KEY
 from secureagg.flower._records import payload, train_digest
@@ -53,7 +54,7 @@ def _more_metrics(msg: Message, context: Context, call_next: ClientAppCallable) 
 def _forge_per_node(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> None:
     """Every node but the target gets ``name=value``: in its config's encoding and, as the
     server of the old code did, as a field of its setup record."""
-    real = strategy_module.encode_setup
+    real = exchange_module.encode_setup
 
     def forged(setup: Any, client: int) -> ConfigRecord:
         rec = real(setup, client)
@@ -63,7 +64,7 @@ def _forge_per_node(monkeypatch: pytest.MonkeyPatch, name: str, value: Any) -> N
         other = dataclasses.replace(cfg, encoding={**cfg.encoding, name: value})
         return ConfigRecord({**rec, "config": other.to_bytes(), name: value})
 
-    monkeypatch.setattr(strategy_module, "encode_setup", forged)
+    monkeypatch.setattr(exchange_module, "encode_setup", forged)
 
 
 ATTACKS = [

@@ -339,14 +339,14 @@ class _ReusesRoundIds(SecureAggregation):
     """A server that gives every round the same round id."""
 
     def configure_train(self, server_round: int, *args: Any, **kwargs: Any) -> Any:
-        import secureagg.flower._strategy as strategy_module
+        import secureagg.flower._round_config as config_module
 
-        real = strategy_module.new_round_id
-        strategy_module.new_round_id = lambda counter=0: bytes(16) + bytes(8)  # type: ignore[assignment]
+        real = config_module.new_round_id
+        config_module.new_round_id = lambda counter=0: bytes(16) + bytes(8)  # type: ignore[assignment]
         try:
             return super().configure_train(server_round, *args, **kwargs)
         finally:
-            strategy_module.new_round_id = real  # type: ignore[assignment]
+            config_module.new_round_id = real  # type: ignore[assignment]
 
 
 def test_a_replayed_round_id_is_declined_by_every_member(tmp_path: Path) -> None:

@@ -1,0 +1,106 @@
+"""A round's config: the one train message it binds, the encoding, the graph, the setup record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flwr.app import ConfigRecord, Message, MessageType
+from flwr.app.typing import ConfigRecordValues
+from flwr.serverapp.strategy import Strategy
+
+from secureagg._exceptions import ConfigError
+from secureagg.fl import UpdateEncoder
+from secureagg.flower._records import run_config_digest, train_digest
+from secureagg.protocol import RoundConfig, new_round_id, plan_round
+
+__all__ = ["encode_setup", "encoding", "one_train_digest", "round_config"]
+
+
+def one_train_digest(messages: Iterable[Message]) -> str:
+    """The digest of the one train message every node gets (:func:`train_digest`).
+
+    ConfigError if the wrapped strategy's train messages differ per node: a server that
+    trains nodes from different models or configs (lr 0 for all but one) can read one
+    node's update from the sum, so a node trains only from the content its config binds.
+    """
+    # What configure_train sends: each message's content, typed "train".
+    digests = {
+        train_digest(Message(m.content, dst_node_id=0, message_type=MessageType.TRAIN))
+        for m in messages
+    }
+    if len(digests) != 1:
+        raise ConfigError(
+            "the wrapped strategy's train messages differ per node (model or train config): "
+            "secure aggregation needs one train message for every node"
+        )
+    return digests.pop()
+
+
+def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> ConfigRecord:
+    """The first message's record for ``client``: the round config and the encoding."""
+    return ConfigRecord({**setup, "client-id": client})
+
+
+def encoding(
+    strategy: Strategy, run_config: Mapping[str, Any], encoder: UpdateEncoder
+) -> dict[str, int | float | str | bool]:
+    """What a node encodes its update with, bound into the round config (and its digest).
+
+    A node reads these from the config alone, never from a per-node field.
+    """
+    return {
+        **encoder.public_settings(),
+        "weighted-by": str(getattr(strategy, "weighted_by_key", "num-examples")),
+        "arrays-key": str(getattr(strategy, "arrayrecord_key", "arrays")),
+        "run-config": run_config_digest(run_config),
+    }
+
+
+def round_config(
+    server_round: int,
+    n: int,
+    d: int,
+    keys: Mapping[int, bytes],
+    train: str,
+    *,
+    settings: Callable[[UpdateEncoder], Mapping[str, int | float | str | bool]],
+    max_examples: int,
+    threshold: int | None,
+    degree: int | None,
+    frac_bits: int,
+    clip: float,
+    bits: int | None,
+    max_clients: int | None,
+    signed: bool,
+    weighting: str,
+) -> tuple[UpdateEncoder, RoundConfig]:
+    """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit.
+
+    ``settings`` gives the encoding's settings bound into the config (:func:`encoding`);
+    ``train`` is the digest of the round's one train message.
+    """
+    encoder = UpdateEncoder(
+        d,
+        max_clients=max_clients or n,
+        max_examples=max_examples,
+        clip=clip,
+        frac_bits=frac_bits,
+        bits=bits,
+        weighting=weighting,
+    )
+    if n > encoder.quant.max_clients:
+        raise ConfigError(f"{n} nodes sampled, max_clients is {max_clients}")
+    round_id = new_round_id(server_round)
+    plan = plan_round(n, degree=degree, threshold=threshold)
+    cfg = RoundConfig(
+        round_id=round_id,
+        bits=encoder.bits,
+        d=encoder.length,
+        threshold=plan.threshold,
+        graph=plan.graph(range(1, n + 1), round_id),
+        signed=signed,
+        identity_keys=dict(keys),
+        encoding={**settings(encoder), "train-content": train},
+    )
+    return encoder, cfg

@@ -1,0 +1,133 @@
+"""The strategy's settings: which ones work together, and reading them from a run config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.serverapp import strategy as strategies
+from flwr.serverapp.strategy import Strategy
+
+from secureagg._exceptions import ConfigError
+from secureagg.fl import UpdateEncoder
+
+__all__ = ["NEEDS_EACH_UPDATE", "check_settings", "settings_from_run_config"]
+
+NEEDS_EACH_UPDATE: tuple[type[Strategy], ...] = (
+    strategies.Krum,
+    strategies.MultiKrum,
+    strategies.Bulyan,
+    strategies.FedMedian,
+    strategies.FedTrimmedAvg,
+    strategies.QFedAvg,
+    strategies.FedXgbBagging,
+    strategies.FedXgbCyclic,
+    strategies.DifferentialPrivacyServerSideFixedClipping,
+    strategies.DifferentialPrivacyServerSideAdaptiveClipping,
+)
+"""Strategies that need each client's update (robust or server-side-clipped aggregation)."""
+
+
+def check_settings(
+    strategy: Strategy,
+    *,
+    max_examples: int,
+    threshold: int | None,
+    degree: int | None,
+    frac_bits: int,
+    clip: float,
+    bits: int | None,
+    max_clients: int | None,
+    timeout: float | None,
+    signed: bool,
+    weighting: str,
+) -> None:
+    """Check :class:`~secureagg.flower.SecureAggregation`'s settings before round 1.
+
+    Parameters:
+        strategy: The Flower strategy to wrap.
+        max_examples: Public bound on a client's example count.
+        threshold: Shamir threshold, or None.
+        degree: Neighbours per node, or None.
+        frac_bits: Fixed-point precision.
+        clip: Bound on each coordinate of a weighted update.
+        bits: Bit width of the ring, or None.
+        max_clients: Public bound on the nodes in a round, or None.
+        timeout: Seconds a stage waits for replies, or None.
+        signed: Whether rounds are signed.
+        weighting: "uniform" or "examples-public".
+
+    Raises:
+        ConfigError: Settings that cannot work together, or a strategy that is not one.
+    """
+    if not isinstance(strategy, Strategy):
+        raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
+    try:
+        UpdateEncoder(  # fail now, not in round 1, for bad settings
+            1,
+            max_clients=max_clients or 2,
+            max_examples=max_examples,
+            clip=clip,
+            frac_bits=frac_bits,
+            bits=bits,
+            weighting=weighting,
+        )
+    except OverflowError as exc:
+        raise ConfigError(f"clip {clip!r} is out of range") from exc
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)):
+        raise ConfigError(f"threshold must be an int, got {threshold!r}")
+    if threshold is not None and threshold < 2:
+        raise ConfigError(f"threshold must be at least 2, got {threshold!r}")
+    if degree is not None and (
+        isinstance(degree, bool) or not isinstance(degree, int) or degree < 2 or degree % 2
+    ):
+        raise ConfigError(f"degree must be an even int >= 2 (Harary graph), got {degree!r}")
+    if isinstance(strategy, NEEDS_EACH_UPDATE):
+        raise ConfigError(
+            f"{type(strategy).__name__} needs each client's update; secure aggregation "
+            "reveals only their sum: wrap FedAvg, FedAvgM, FedProx, FedAdam, FedYogi or "
+            "FedAdagrad"
+        )
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
+    if not isinstance(signed, bool):
+        raise ConfigError(f"signed must be a bool, got {signed!r}")
+
+
+def settings_from_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategy's keyword settings from a Flower run config's ``secureagg-*`` entries.
+
+    Parameters:
+        config: The run config (see :meth:`SecureAggregation.from_config`).
+
+    Returns:
+        Keyword arguments for :class:`~secureagg.flower.SecureAggregation`, ``run_config``
+        included.
+
+    Raises:
+        ConfigError: A missing or ill-typed setting.
+    """
+
+    def get(name: str, kind: type, default: Any) -> Any:
+        value = config.get(f"secureagg-{name}", default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ConfigError(f"secureagg-{name} must be {kind.__name__}, got {value!r}")
+        return value
+
+    if "secureagg-max-examples" not in config:
+        raise ConfigError("the run config needs secureagg-max-examples")
+    return {
+        "max_examples": get("max-examples", int, 0),
+        "threshold": get("threshold", int, 0) or None,
+        "degree": get("degree", int, 0) or None,
+        "bits": get("bits", int, 0) or None,
+        "max_clients": get("max-clients", int, 0) or None,
+        "frac_bits": get("frac-bits", int, 16),
+        "clip": get("clip", float, 1.0),
+        "timeout": get("timeout", float, 120.0),
+        "signed": get("signed", bool, False),
+        "weighting": get("weighting", str, "uniform"),
+        "run_config": config,
+    }
