@@ -7,6 +7,7 @@ process and is a simulation: it is handed every client's unmasked encoding.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Collection, Mapping
@@ -112,7 +113,10 @@ class SecureAggregator:
             if max_clients < 2:
                 raise ConfigError("distributed DP needs max_clients >= 2")
             if self.config.weighting != "uniform":
-                raise ConfigError("distributed DP weights clients uniformly")
+                raise ConfigError(
+                    "distributed DP takes public weights from DistributedDP(weights=...): keep"
+                    " SecureAggConfig(weighting='uniform')"
+                )
             t = self.config.threshold or default_threshold(max_clients - 1)
             self.threshold = self.distributed_threshold = t
             self.distributed = DistributedEncoder(d, distributed, t - distributed.colluders)
@@ -164,7 +168,11 @@ class SecureAggregator:
         return self.encoder if self.distributed is None else self.distributed
 
     def encode(
-        self, update: LocalUpdate, rng: np.random.Generator | None = None
+        self,
+        update: LocalUpdate,
+        rng: np.random.Generator | None = None,
+        *,
+        client: int | None = None,
     ) -> npt.NDArray[Any]:
         """Client side: the update as this federation's protocol input (``client_encoder()``).
 
@@ -173,21 +181,26 @@ class SecureAggregator:
         Parameters:
             update: The client's round update.
             rng: Drives the stochastic rounding (default: seeded by the OS).
+            client: The client's id: its public weight under distributed DP with ``weights``.
 
         Returns:
             The protocol input, a vector in Z_{2^b}.
         """
         if self.distributed is not None:
-            return self.distributed.encode(update)
+            return self.distributed.encode(update, client=client)
         return self.encoder.encode(update, rng)
 
-    def reference_average(self, updates: list[LocalUpdate]) -> npt.NDArray[np.float64]:
+    def reference_average(
+        self, updates: list[LocalUpdate], clients: list[int] | None = None
+    ) -> npt.NDArray[np.float64]:
         """What the decoded average estimates, computed in the clear (for metrics and tests).
 
-        The weighted average; under distributed DP the uniform mean of the clipped updates.
+        The weighted average; under distributed DP the mean of the clipped updates, weighted
+        by the public weights when there are any.
 
         Parameters:
-            updates: The members' updates by client id.
+            updates: The members' updates.
+            clients: Their client ids, in the same order (needed only with public weights).
 
         Returns:
             The average, flat, in float64.
@@ -195,7 +208,10 @@ class SecureAggregator:
         if self.distributed is None:
             return plain_average(updates, self.encoder.weighting, self.encoder.max_examples)
         dist = self.distributed
-        out: npt.NDArray[np.float64] = np.mean([dist.clipped(u) for u in updates], axis=0)
+        ids: list[int | None] = [None] * len(updates) if clients is None else list(clients)
+        w = np.array([dist.weight(c) for c in ids])
+        x = np.array([dist.clipped(u) for u in updates])
+        out: npt.NDArray[np.float64] = (w @ x) / math.fsum(w)
         return out
 
     def simulate(
@@ -204,6 +220,7 @@ class SecureAggregator:
         *,
         dropouts: Mapping[Stage, Collection[int]] | None = None,
         capture: Collection[int] = (),
+        clients: Mapping[int, int] | None = None,
     ) -> Aggregate:
         """Simulate one round in-process over ``encoded`` and decode the survivors' average.
 
@@ -214,6 +231,8 @@ class SecureAggregator:
             encoded: Each client's protocol input, by client id.
             dropouts: Clients that go silent at each protocol stage.
             capture: Clients whose masked input to keep, as the server saw it.
+            clients: The client id (for public weights) of each protocol id in ``encoded``
+                (default: the same id).
 
         Returns:
             The survivors' average update and how it was made.
@@ -245,7 +264,7 @@ class SecureAggregator:
             allow_minority_threshold=self.config.allow_minority_threshold,
         )
         try:
-            agg = self.decode(result.total, result.survivors)
+            agg = self.decode(result.total, result.survivors, clients=clients)
         finally:
             if self.distributed is not None:
                 self.distributed.next_round()
@@ -278,7 +297,12 @@ class SecureAggregator:
         return self.simulate(encoded, dropouts=dropouts, capture=capture)
 
     def decode(
-        self, total: npt.NDArray[Any], members: Collection[int], seed: bytes | None = None
+        self,
+        total: npt.NDArray[Any],
+        members: Collection[int],
+        seed: bytes | None = None,
+        *,
+        clients: Mapping[int, int] | None = None,
     ) -> Aggregate:
         """The average update from a protocol sum over ``members``.
 
@@ -287,6 +311,8 @@ class SecureAggregator:
             members: The clients whose inputs are in the sum.
             seed: Under distributed DP, the round's public rotation seed (default: the
                 encoder's); ignored otherwise.
+            clients: Under distributed DP with public weights, the client id of each member
+                id (default: the same id).
 
         Returns:
             The average update, shaped like the model, with its error bound.
@@ -294,7 +320,8 @@ class SecureAggregator:
         start = time.perf_counter()
         dec: Decoded
         if self.distributed is not None:
-            dec = self.distributed.decode(total, len(members), seed)
+            ids = [m if clients is None else clients[m] for m in members]
+            dec = self.distributed.decode(total, ids, seed)
         else:
             dec = self.encoder.decode(total, len(members))
         average = unflatten(dec.average, self.like)

@@ -155,7 +155,7 @@ class SecureAggClient:
         session = ClientSession(cfg, self.client_id, identity=self._identity, **self._options)
         self._session = session
         if self._pending is not None and isinstance(self.encoder, DistributedEncoder):
-            self._encoded = self.encoder.encode(self._pending, cfg.round_id)
+            self._encoded = self.encoder.encode(self._pending, cfg.round_id, client=self.client_id)
             self._pending = None
         if self._encoded is not None:
             session.provide_input(self._encoded)
@@ -182,7 +182,9 @@ class SecureAggClient:
                 self._pending = update
                 self._has_update = True
                 return
-            encoded = self.encoder.encode(update, self._session.config.round_id)
+            encoded = self.encoder.encode(
+                update, self._session.config.round_id, client=self.client_id
+            )
         else:
             encoded = self.encoder.encode(update, rng)
         if self._session is None:

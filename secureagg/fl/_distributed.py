@@ -2,18 +2,21 @@
 inside the masked sum, so the sum the server unmasks is already differentially private.
 
 Privacy unit: one client's whole update (L2-clipped to ``clip``), add/remove-one-client
-neighbours, uniform weights. Released: each round's secure-aggregation sum (and the model
-built from it). Against: the server and up to ``colluders`` clients, provided at least
-``threshold - colluders`` honest clients' noise is in every sum: the protocol aborts a
-round with fewer than ``threshold`` survivors, and :class:`DistributedEncoder` is calibrated
-for that floor. See docs/privacy.md.
+neighbours, uniform weights or public per-client weights (scaled so the largest is 1, which
+leaves every client's contribution to the sum within ``clip``). Released: each round's
+secure-aggregation sum (and the model built from it). Against: the server and up to
+``colluders`` clients, provided at least ``threshold - colluders`` honest clients' noise is
+in every sum: the protocol aborts a round with fewer than ``threshold`` survivors, and
+:class:`DistributedEncoder` is calibrated for that floor. See docs/privacy.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +45,11 @@ class DistributedDP:
         sample_rate: The probability with which each client joins a round by its own OS
             coin (None: every client every round, no amplification).
         k: The standard deviations of the sum that must fit in 2^bits.
+        weights: Public weights by client id (None: uniform). They are scaled so that the
+            largest is 1: each client sends ``w_i / max(w) x clip(update_i)``, so one
+            client still moves the sum by at most ``clip`` and the accounting is the
+            uniform one; the server divides the sum by the members' scaled weights. The
+            weights are public parameters (not protected), fixed for the run.
     """
 
     epsilon: float
@@ -53,6 +61,34 @@ class DistributedDP:
     colluders: int = 0
     sample_rate: float | None = None
     k: float = 4.0
+    weights: Mapping[int, float] | None = field(default=None, hash=False)
+
+
+def _scaled_weights(weights: Mapping[int, float] | None) -> dict[int, float] | None:
+    """The public weights divided by the largest (ConfigError for a bad table)."""
+    if weights is None:
+        return None
+    if not isinstance(weights, Mapping) or not weights:
+        raise ConfigError("weights must be a non-empty mapping of client id -> weight")
+    out: dict[int, float] = {}
+    for cid, w in weights.items():
+        if isinstance(cid, bool) or not isinstance(cid, int):
+            raise ConfigError(f"weights are keyed by int client ids, got {cid!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise ConfigError(f"client {cid}'s weight must be a number, got {w!r}")
+        if not (math.isfinite(w) and w > 0):
+            raise ConfigError(f"client {cid}'s weight must be positive and finite, got {w!r}")
+        out[cid] = float(w)
+    top = max(out.values())
+    return {cid: w / top for cid, w in sorted(out.items())}
+
+
+def _weights_digest(weights: Mapping[int, float]) -> str:
+    """SHA-256 of a scaled weight table (ids and IEEE-754 weights, in id order), hex."""
+    h = hashlib.sha256(b"secureagg/v1/ddp-weights")
+    for cid in sorted(weights):
+        h.update(cid.to_bytes(8, "big", signed=True) + float(weights[cid]).hex().encode() + b";")
+    return h.hexdigest()
 
 
 class DistributedEncoder:
@@ -87,6 +123,7 @@ class DistributedEncoder:
         self.params: DDPParams = self.plan.params(d)
         self.d = d
         self.seed = os.urandom(16)
+        self.weights: dict[int, float] | None = _scaled_weights(settings.weights)
 
     @property
     def floor(self) -> int:
@@ -103,7 +140,7 @@ class DistributedEncoder:
             Setting name -> value.
         """
         p = self.params
-        return {
+        out: dict[str, int | float | str] = {
             "mode": "distributed-dp",
             "mechanism": p.mechanism,
             "clip": float(p.clip),
@@ -113,6 +150,27 @@ class DistributedEncoder:
             "n-min": self.n_min,
             "colluders": self.settings.colluders,
         }
+        if self.weights is not None:
+            out["weights"] = _weights_digest(self.weights)
+        return out
+
+    def weight(self, client: int | None) -> float:
+        """A client's scaled public weight (1 under uniform weighting).
+
+        Parameters:
+            client: The client id (needed only with public weights).
+
+        Returns:
+            Its weight divided by the largest weight, in (0, 1].
+
+        Raises:
+            ConfigError: Public weights and a client that has none.
+        """
+        if self.weights is None:
+            return 1.0
+        if client is None or client not in self.weights:
+            raise ConfigError(f"client {client!r} has no public weight in this run")
+        return self.weights[client]
 
     @property
     def bits(self) -> int:
@@ -146,56 +204,79 @@ class DistributedEncoder:
         c = self.params.clip
         return x * (c / norm) if norm > c else x
 
-    def encode(self, update: LocalUpdate, seed: bytes | None = None) -> npt.NDArray[np.generic]:
+    def encode(
+        self, update: LocalUpdate, seed: bytes | None = None, *, client: int | None = None
+    ) -> npt.NDArray[np.generic]:
         """The client's protocol input; its rounding and noise come from the OS.
+
+        The clipped update is multiplied by the client's scaled public weight (at most 1);
+        the noise share is the same for every client.
 
         Parameters:
             update: The client's round update.
             seed: The round's public rotation seed (over a transport: the round id); default
                 the in-process one of :meth:`next_round`.
+            client: The client's id (needed only with public weights).
 
         Returns:
             The protocol input, in Z_{2^bits}.
         """
-        return ddp_encode(self.clipped(update), self.params, self.seed if seed is None else seed)
+        x = self.clipped(update) * self.weight(client)
+        return ddp_encode(x, self.params, self.seed if seed is None else seed)
 
     def decode(
-        self, total: npt.NDArray[np.generic], members: int, seed: bytes | None = None
+        self,
+        total: npt.NDArray[np.generic],
+        members: int | Collection[int],
+        seed: bytes | None = None,
     ) -> Decoded:
-        """The uniform average of ``members`` noisy, clipped updates.
+        """The (weighted) average of the members' noisy, clipped updates.
 
-        The bound is infinite: the average carries DP noise of std :meth:`noise_std` (members)
-        per coordinate by design.
+        The bound is infinite: the average carries DP noise of std :meth:`noise_std` per
+        coordinate by design.
 
         Parameters:
             total: The unmasked sum of the members' protocol inputs.
-            members: How many inputs are in the sum.
+            members: The members' client ids, or (uniform weighting only) how many they are.
             seed: The round's public rotation seed (default: the in-process one).
 
         Returns:
-            The average, the number of members as its weight, and an infinite bound.
+            The average, the members' summed scaled weight, and an infinite bound.
 
         Raises:
             RoundAborted: Fewer than ``n_min + colluders`` clients are in the sum (fewer than
                 ``n_min`` honest shares of noise).
+            ConfigError: A count of members under public weights.
         """
+        if isinstance(members, int):
+            if self.weights is not None:
+                raise ConfigError("with public weights, decode needs the members' client ids")
+            count, weight = members, float(members)
+        else:
+            ids = list(members)
+            count, weight = len(ids), math.fsum(self.weight(c) for c in ids)
         need = self.n_min + self.settings.colluders  # so that n_min of them are honest
-        if members < need:
-            raise RoundAborted(f"only {members} clients in the sum; distributed DP needs {need}")
+        if count < need:
+            raise RoundAborted(f"only {count} clients in the sum; distributed DP needs {need}")
         seed = self.seed if seed is None else seed
         total_vec = ddp_decode(np.asarray(total), self.params, seed)
-        return Decoded(total_vec / members, float(members), math.inf)
+        return Decoded(total_vec / weight, weight, math.inf)
 
-    def noise_std(self, members: int) -> float:
+    def noise_std(self, members: int | Collection[int]) -> float:
         """Per-coordinate noise std of the decoded average.
 
         Parameters:
-            members: The clients in the sum.
+            members: The members' client ids, or (uniform weighting) how many they are.
 
         Returns:
-            The standard deviation.
+            The standard deviation: sqrt(members) local std / their summed scaled weight.
         """
-        return math.sqrt(members) * self.plan.local_std / members
+        if isinstance(members, int):
+            count, weight = members, float(members)
+        else:
+            ids = list(members)
+            count, weight = len(ids), math.fsum(self.weight(c) for c in ids)
+        return math.sqrt(count) * self.plan.local_std / weight
 
     def epsilon_after(self, rounds: int) -> float:
         """The (epsilon, delta) guarantee after ``rounds`` rounds (the plan's accounting).

@@ -187,7 +187,7 @@ def _secure_round(
     encoded: dict[int, npt.NDArray[Any]] = {}
     for cid in ids:
         start = time.perf_counter()
-        encoded[pid[cid]] = aggregator.encode(out.trained[cid], rng)
+        encoded[pid[cid]] = aggregator.encode(out.trained[cid], rng, client=cid)
         out.client_ms[cid] += (time.perf_counter() - start) * 1e3
     dropouts = {} if dropout is None else {dropout[1]: [pid[dropout[0]]]}
     watch = [p for p in sorted(encoded) if dropout is None or p != pid[dropout[0]]]
@@ -195,7 +195,7 @@ def _secure_round(
     try:
         if len(encoded) < 2:
             raise RoundAborted("fewer than 2 clients trained this round")
-        agg = aggregator.simulate(encoded, dropouts=dropouts, capture=capture)
+        agg = aggregator.simulate(encoded, dropouts=dropouts, capture=capture, clients=cid_of)
     except RoundAborted:
         for cid in ids:
             out.dropped[cid] = _reason(cid, dropout)
@@ -213,7 +213,7 @@ def _secure_round(
             out.client_bytes[cid] = cost.bytes_sent + cost.bytes_received
     out.server_ms = (result.server_cost.seconds + agg.decode_seconds) * 1e3
     out.recovered = agg.vector
-    out.reference = aggregator.reference_average([out.trained[c] for c in out.members])
+    out.reference = aggregator.reference_average([out.trained[c] for c in out.members], out.members)
     out.max_abs_error = float(np.max(np.abs(agg.vector - out.reference)))
     out.error_bound = agg.error_bound
     if capture and capture[0] in result.captured:

@@ -74,6 +74,10 @@ class SecureAggServer:
             raise ConfigError(
                 f"{len(ids)} clients cannot meet distributed DP's threshold floor {dist.floor}"
             )
+        if dist is not None and dist.weights is not None:
+            unweighted = [u for u in ids if u not in dist.weights]
+            if unweighted:
+                raise ConfigError(f"clients {unweighted} have no public weight in this run")
         settings = aggregator.config
         if settings.signed and identity_keys is None:
             raise ConfigError("signed mode needs every client's identity public key")

@@ -118,7 +118,14 @@ def run_federated(
     if distributed is not None and (secure is None or privacy is not None):
         raise ConfigError("distributed DP needs secure aggregation and replaces privacy=")
     if distributed is not None and secure is not None and secure.weighting != "uniform":
-        raise ConfigError("distributed DP weights clients uniformly: use weighting='uniform'")
+        raise ConfigError(
+            "distributed DP takes public weights from DistributedDP(weights=...): keep"
+            " SecureAggConfig(weighting='uniform')"
+        )
+    if distributed is not None and distributed.weights is not None:
+        unweighted = sorted(set(client_loaders) - set(distributed.weights))
+        if unweighted:
+            raise ConfigError(f"clients {unweighted} have no public weight in distributed=")
     configs = _configs(privacy, client_loaders)
     if weighting is None:
         weighting = "uniform" if secure is None else secure.weighting

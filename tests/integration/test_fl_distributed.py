@@ -208,3 +208,149 @@ def test_clients_refuse_a_round_with_less_noise_than_planned(
         with pytest.raises(RoundAborted, match=why):
             client.join(cfg.to_bytes())
     SecureAggClient(dist, 1).join(server.config_bytes)  # the honest config is accepted
+
+
+# Public weights: each client sends w_i / max(w) times its clipped update (at most the clip),
+# the noise share is the same for everyone, and the server divides by the members' weights.
+
+QUIET = DistributedDP(epsilon=2000.0, delta=1e-5, clip=0.5, rounds=1, bits=20)
+WEIGHTS = {cid: float(cid) for cid in range(1, 9)}  # scaled by the largest: cid / 8
+
+
+def _opposed_updates(d: int) -> dict[int, LocalUpdate]:
+    """Clients 1-4 send +u, 5-8 send -u: uniform mean 0, weighted mean -16/36 u."""
+    u = np.random.default_rng(7).normal(size=d)
+    u *= 0.4 / np.linalg.norm(u)
+    return {c: LocalUpdate((u if c <= 4 else -u).astype(np.float32), 10, 1) for c in range(1, 9)}
+
+
+def test_public_weights_give_the_weighted_average() -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(QUIET, weights=WEIGHTS)
+    agg = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
+    dist = agg.distributed
+    assert dist is not None and dist.weights is not None
+    assert dist.weights[8] == 1.0 and dist.weights[2] == 0.25
+    updates = _opposed_updates(dist.d)
+    encoded = {c: agg.encode(u, client=c) for c, u in updates.items()}
+    out = agg.simulate(encoded, dropouts={Stage.MASKED_INPUT: [3]})
+    members = [1, 2, 4, 5, 6, 7, 8]
+    assert out.members == members and out.total_examples == pytest.approx(33 / 8)
+    weighted = agg.reference_average([updates[c] for c in members], members)
+    uniform = np.mean([dist.clipped(updates[c]) for c in members], axis=0)
+    u = updates[1].vector.astype(np.float64)
+    assert weighted == pytest.approx((7 - 26) / 33 * u)  # sum of w x over the sum of w
+    assert uniform == pytest.approx((3 - 4) / 7 * u)
+    # along u the decoded average is the weighted one up to the noise and rounding (the
+    # projection's std is the coordinates' std over |u|), far from the uniform one
+    along = float(out.vector @ u / (u @ u))
+    sd = (dist.noise_std(members) + dist.plan.gamma) / float(np.linalg.norm(u))
+    assert abs(along - (7 - 26) / 33) < 6 * sd
+    assert abs(along - (3 - 4) / 7) > 0.4 > 30 * sd
+
+
+def test_public_weights_leave_the_plan_and_the_sensitivity_unchanged() -> None:
+    import dataclasses
+
+    plain = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=SETTINGS)
+    settings = dataclasses.replace(SETTINGS, weights={c: 10.0 * c for c in range(1, 9)})
+    weighted = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
+    a, b = plain.distributed, weighted.distributed
+    assert a is not None and b is not None
+    assert a.params == b.params and a.epsilon_after(20) == b.epsilon_after(20)
+    # one client moves the sum by at most the clip, whatever its weight: the heaviest
+    # client's scaled weight is 1 and its update is clipped first
+    big = LocalUpdate(np.full(b.d, 5.0, dtype=np.float32), 10, 1)
+    for c in range(1, 9):
+        assert float(np.linalg.norm(b.clipped(big) * b.weight(c))) <= settings.clip * (1 + 1e-9)
+    # the average's noise is the sum's over the members' summed weight
+    assert b.noise_std([8]) == a.noise_std(1) and b.noise_std([4]) == 2 * a.noise_std(1)
+
+
+@pytest.mark.parametrize(
+    "weights", [{1: 0.0, 2: 1.0}, {1: -1.0}, {1: math.nan}, {1: True}, {"1": 1.0}, {}]
+)
+def test_bad_public_weights_are_refused(weights: dict) -> None:  # type: ignore[type-arg]
+    import dataclasses
+
+    bad = dataclasses.replace(SETTINGS, weights=weights)
+    with pytest.raises(ConfigError):
+        SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=bad)
+
+
+def test_clients_without_a_public_weight_are_refused() -> None:
+    import dataclasses
+
+    from secureagg import SecureAggServer
+
+    settings = dataclasses.replace(SETTINGS, weights={c: 1.0 for c in range(1, 8)})
+    agg = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
+    with pytest.raises(ConfigError, match=r"\[8\] have no public weight"):
+        SecureAggServer(agg, list(range(1, 9)))
+    dist = agg.distributed
+    assert dist is not None
+    with pytest.raises(ConfigError):
+        dist.encode(LocalUpdate(np.zeros(dist.d, dtype=np.float32), 1, 1))  # no client id
+    with pytest.raises(ConfigError):
+        dist.decode(np.zeros(dist.length, dtype=np.uint16), 8)  # a count, not the ids
+    with pytest.raises(ConfigError, match="no public weight"):
+        run_federated(
+            model_fn,
+            {cid: loader(cid) for cid in range(1, 9)},
+            rounds=1,
+            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.1),
+            privacy=None,
+            secure=SecureAggConfig(),
+            distributed=settings,
+        )
+
+
+def test_public_weights_over_the_transport_recipes_and_their_pin() -> None:
+    import dataclasses
+
+    from secureagg import SecureAggClient, SecureAggServer
+
+    settings = dataclasses.replace(QUIET, weights=WEIGHTS)
+    agg = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
+    dist = agg.distributed
+    assert dist is not None
+    updates = _opposed_updates(dist.d)
+    vec, members = _transport_round(agg, updates)
+    assert members == list(range(1, 9))
+    u = updates[1].vector.astype(np.float64)
+    along = float(vec @ u / (u @ u))  # weighted: (10 - 26) / 36; uniform: 0
+    sd = (dist.noise_std(members) + dist.plan.gamma) / float(np.linalg.norm(u))
+    assert abs(along - (10 - 26) / 36) < 6 * sd and 30 * sd < 0.4
+    # the weight table is bound into the round config: a client refuses another one
+    server = SecureAggServer(agg, list(range(1, 9)))
+    other = dataclasses.replace(
+        server.config, encoding={**server.config.encoding, "weights": "0" * 64}
+    )
+    with pytest.raises(RoundAborted, match="refuses the round"):
+        SecureAggClient(dist, 1).join(other.to_bytes())
+    SecureAggClient(dist, 1).join(server.config_bytes)
+
+
+def test_run_federated_with_public_weights() -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, rounds=2, weights={c: 1.0 + c for c in range(1, 9)})
+    res = run_federated(
+        model_fn,
+        {cid: loader(cid) for cid in range(1, 9)},
+        rounds=2,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.1),
+        privacy=None,
+        secure=SecureAggConfig(),
+        distributed=settings,
+        keep_vectors=True,
+    )
+    for m in res.rounds:
+        assert not m.aborted and m.members == list(range(1, 9))
+        assert m.reference is not None
+        w = np.array([1.0 + c for c in m.members])
+        x = np.array([m.updates[c].vector.astype(np.float64) for c in m.members])
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x = x * np.minimum(1.0, 0.5 / norms)
+        assert m.reference == pytest.approx((w @ x) / w.sum())
