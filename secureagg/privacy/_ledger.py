@@ -12,6 +12,7 @@ from typing import Any
 
 from secureagg._exceptions import ConfigError, LedgerError
 from secureagg.privacy._files import write_atomically
+from secureagg.privacy._steps import as_int, as_real, step_problem
 from secureagg.privacy.accounting import (
     ACCOUNTANTS,
     ADD_REMOVE,
@@ -19,11 +20,8 @@ from secureagg.privacy.accounting import (
     RELATIONS,
     REPLACE_ONE,
     Step,
-    as_int,
-    as_real,
     epsilon,
     relation_accountants,
-    step_problem,
 )
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "PrivacyLedger", "RoundRecord"]

@@ -29,13 +29,15 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from secureagg._exceptions import ConfigError
+from secureagg.privacy._steps import Canonical as Canonical
+from secureagg.privacy._steps import Step, as_real
+from secureagg.privacy._steps import canonical as canonical
 
 # The API; the other public-looking names here (canonical, as_int, prv_domain, ...) serve the
 # rest of secureagg.privacy and are not exported.
@@ -113,80 +115,6 @@ PLD_VALUE_DISCRETIZATION = 1e-3
 Ten times dp-accounting's default 1e-4: about 5x faster and at most 0.004 looser on the
 pinned figures; rounding stays pessimistic, so the figure is still an upper bound.
 """
-
-Canonical = tuple[tuple[float, float, int], ...]
-"""A history reduced to sorted ``(noise_multiplier, sample_rate, steps)`` with steps > 0."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """``steps`` DP-SGD steps with one noise multiplier and one Poisson sample rate.
-
-    Attributes:
-        noise_multiplier: Noise standard deviation relative to the clipping norm.
-        sample_rate: Poisson sampling rate of each step.
-        steps: How many steps.
-    """
-
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-
-    def __post_init__(self) -> None:
-        problem = step_problem(self.noise_multiplier, self.sample_rate, self.steps)
-        if problem is not None:
-            raise ConfigError(f"invalid step {self!r}: {problem}")
-
-
-def as_real(value: object) -> float | None:
-    """``value`` as a float if it is a (non-bool) real number, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        return None
-    return float(value)
-
-
-def as_int(value: object) -> int | None:
-    """``value`` as an int if it is a (non-bool) integer, else None."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        return None
-    return int(value)
-
-
-def step_problem(noise_multiplier: object, sample_rate: object, steps: object) -> str | None:
-    """Say what is impossible about a step, or return None when it is valid."""
-    n = as_int(steps)
-    if n is None:
-        return f"steps must be an integer, got {steps!r}"
-    if n < 0:
-        return f"steps must be >= 0, got {n}"
-    z, q = as_real(noise_multiplier), as_real(sample_rate)
-    for name, raw, value in (
-        ("noise_multiplier", noise_multiplier, z),
-        ("sample_rate", sample_rate, q),
-    ):
-        if value is None:
-            return f"{name} must be a number, got {raw!r}"
-        if not math.isfinite(value):
-            return f"{name} must be finite, got {raw!r}"
-    assert z is not None and q is not None
-    if z < 0:
-        return f"noise_multiplier must be >= 0, got {z}"
-    if not 0 <= q <= 1:
-        return f"sample_rate must be in [0, 1], got {q}"
-    return None
-
-
-def canonical(history: Sequence[Step]) -> Canonical:
-    """Merge identical ``(noise_multiplier, sample_rate)`` entries; drop steps that leak nothing."""
-    merged: dict[tuple[float, float], int] = {}
-    for step in history:
-        if not isinstance(step, Step):
-            raise ConfigError(f"history entries must be Step, got {type(step).__name__}")
-        if step.steps == 0 or step.sample_rate == 0:
-            continue
-        key = (float(step.noise_multiplier), float(step.sample_rate))
-        merged[key] = merged.get(key, 0) + int(step.steps)
-    return tuple((z, q, n) for (z, q), n in sorted(merged.items()))
 
 
 def _check_delta(delta: object) -> float:
@@ -534,65 +462,13 @@ def noise_for_epsilon(
     and ``opacus_prv``. The result is checked against this module's own figure for the
     accountant (so a ledger never shows more than the target).
     """
-    _check_accountant(accountant)
-    _check_relation(accountant, relation)
-    d = _check_delta(delta)
-    target = as_real(target_epsilon)
-    if target is None or not (math.isfinite(target) and target > 0):
-        raise ConfigError(f"target_epsilon must be finite and > 0, got {target_epsilon!r}")
-    problem = step_problem(1.0, sample_rate, steps)
-    if problem is not None:
-        raise ConfigError(problem)
-    q, n = float(sample_rate), int(steps)
-    if n == 0 or q == 0:
-        raise ConfigError("with no steps or a zero sample rate any noise multiplier reaches it")
-    try:
-        with warnings.catch_warnings():
-            quiet_accountant_warnings()
-            z = _calibrate(accountant, target, q, n, d, relation)
-    except (ValueError, ArithmeticError, RuntimeError) as exc:
-        raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon}: {exc}") from exc
-    if not math.isfinite(z) or z > 1e4:
-        raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
-    for _ in range(50):  # the library's figure and ours agree; step up if rounding differs
-        if _cached(accountant, ((z, q, n),), d, relation) <= target:
-            return z
-        z *= 1 + 1e-4
-    raise ConfigError(f"calibration for epsilon {target_epsilon} did not stay within it")
+    from secureagg.privacy._calibrate import calibrate  # it builds on this module
 
-
-def _calibrate(
-    accountant: str, target: float, q: float, n: int, delta: float, relation: str
-) -> float:
-    if accountant.startswith("opacus_"):
-        from opacus.accountants.utils import get_noise_multiplier
-
-        return float(
-            get_noise_multiplier(
-                target_epsilon=target,
-                target_delta=delta,
-                sample_rate=q,
-                steps=n,
-                accountant=accountant.removeprefix("opacus_"),
-                epsilon_tolerance=0.001 * target,
-                **({"eps_error": PRV_EPS_ERROR} if accountant == "opacus_prv" else {}),
-            )
-        )
-    import dp_accounting
-    from dp_accounting.rdp import RdpAccountant
-
-    def fresh() -> Any:
-        if accountant == "dpa_pld":
-            return _pld_accountant(relation)
-        return RdpAccountant()
-
-    def event(z: float) -> Any:
-        return _dpa_event(((z, q, n),)) if z > 0 else dp_accounting.NonPrivateDpEvent()
-
-    absl_log = logging.getLogger("absl")
-    level = absl_log.level
-    absl_log.setLevel(logging.ERROR)
-    try:
-        return float(dp_accounting.calibrate_dp_mechanism(fresh, event, target, delta, tol=1e-4))
-    finally:
-        absl_log.setLevel(level)
+    return calibrate(
+        target_epsilon,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        accountant=accountant,
+        relation=relation,
+    )
