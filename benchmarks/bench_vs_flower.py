@@ -19,12 +19,16 @@ time: wall time of the round (Flower: the workflow call; secureagg: ``strategy.s
 one round) minus all nodes' time, so the server's own packing and unpacking is in it.
 Bytes: packed message sizes; per client sent + received (median), server all messages.
 Every secureagg node keeps its journal in a file (node config ``secureagg-journal``, in a
-temporary folder), appended and fsynced before each committing reply, as in a deployment;
-its cost (reading it and appending to it) is in the client times and printed per round.
+temporary folder per row), appended and fsynced before each committing reply, as in a
+deployment; the file lasts over the row's rounds as a node's lasts over its rounds (the
+row's first round creates it and syncs its folder). Its cost (reading it, appending to it
+and the fdatasync) is in the client times and printed per round, next to the median of
+plain fdatasync calls on the same disk (it varies tenfold with other processes' load).
 
     python benchmarks/bench_vs_flower.py               # 4 rows + the dropout round
     python benchmarks/bench_vs_flower.py --repeat 5
     python benchmarks/bench_vs_flower.py --quick       # tiny n and d (the test runs this)
+    python benchmarks/bench_vs_flower.py --rows 1 3    # only those rows (1-based)
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ class Measured:
     bound: float = 0.0
     outcome: str = ""
     journal_ms: float = 0.0  # secureagg: per client and round, reading + appending + fsync
-    journal_bytes: float = 0.0  # secureagg: median journal file size per client after a round
+    journal_bytes: float = 0.0  # secureagg: median bytes a round appends to a client's journal
 
 
 def secureagg_error(
@@ -139,8 +143,11 @@ def secureagg_error(
     return float(np.max(np.abs(model.astype(np.float64) - expected))), bound
 
 
-def run_secureagg(row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = None) -> Measured:
-    """One secureagg.flower round through the loopback Grid."""
+def run_secureagg(
+    row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = None, folder: str | None = None
+) -> Measured:
+    """One secureagg.flower round through the loopback Grid; the nodes' journals are files in
+    ``folder`` (kept: a later round appends to them), else in a temporary folder."""
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
     from flwr.common.constant import SUPERLINK_NODE_ID
@@ -168,30 +175,37 @@ def run_secureagg(row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = 
     from secureagg.protocol import _journal
 
     nodes = list(range(1, row.n + 1))
-    folder = tempfile.TemporaryDirectory(prefix="secureagg-bench-")
-    journals = {u: os.path.join(folder.name, f"node{u}.journal") for u in nodes}
+    temporary = tempfile.TemporaryDirectory(prefix="secureagg-bench-") if folder is None else None
+    where = temporary.name if temporary is not None else folder
+    assert where is not None
+    journals = {u: os.path.join(where, f"node{u}.journal") for u in nodes}
+
+    def size(path: str) -> int:
+        return os.path.getsize(path) if os.path.exists(path) else 0
+
+    before = {u: size(p) for u, p in journals.items()}
     grid = LoopbackGrid(
         app, nodes, drop_at=drop_at, node_config=lambda u: {"secureagg-journal": journals[u]}
     )
     spent = [0.0]
-    real_load, real_record = _journal.FileJournal._load, _journal.FileJournal.record
+    depth = [0]  # only the outermost journal call counts (record and lookup may read the file)
+    real = {name: getattr(_journal.FileJournal, name) for name in ("_load", "record", "lookup")}
 
-    def timed_load(self: Any) -> None:
-        t = time.perf_counter()
-        try:
-            real_load(self)
-        finally:
-            spent[0] += time.perf_counter() - t
+    def timed(fn: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[0] += time.perf_counter() - t
 
-    def timed_record(self: Any, key: bytes, value: bytes) -> None:
-        t = time.perf_counter()
-        try:
-            real_record(self, key, value)  # re-reads the file (timed_load counts that part)
-        finally:
-            spent[0] += time.perf_counter() - t
+        return wrapper
 
-    _journal.FileJournal._load = timed_load  # type: ignore[method-assign]
-    _journal.FileJournal.record = timed_record  # type: ignore[method-assign]
+    for name, fn in real.items():
+        setattr(_journal.FileJournal, name, timed(fn))
     strategy = SecureAggregation(
         FedAvg(
             fraction_train=1.0,
@@ -212,14 +226,15 @@ def run_secureagg(row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = 
         m.outcome = f"raised {type(exc).__name__}: {exc}"
         result = None
     finally:
-        _journal.FileJournal._load = real_load  # type: ignore[method-assign]
-        _journal.FileJournal.record = real_record  # type: ignore[method-assign]
+        for name, fn in real.items():
+            setattr(_journal.FileJournal, name, fn)
     wall = time.perf_counter() - t0
     fill_costs(m, grid, wall)
     m.journal_ms = 1000 * spent[0] / row.n
-    sizes = [os.path.getsize(p) for p in journals.values() if os.path.exists(p)]
+    sizes = [size(p) - before[u] for u, p in journals.items() if os.path.exists(p)]
     m.journal_bytes = statistics.median(sizes) if sizes else 0.0
-    folder.cleanup()
+    if temporary is not None:
+        temporary.cleanup()
     report = strategy.reports.get(1)
     if result is None or report is None:
         return m
@@ -284,6 +299,21 @@ def fill_costs(m: Measured, grid: LoopbackGrid, wall: float) -> None:
     m.server_mb = grid.server_bytes / 1e6
 
 
+def sync_probe(folder: str, count: int = 10) -> list[float]:
+    """Milliseconds of ``count`` fdatasync calls, each after an 8-byte append, in ``folder``."""
+    out = []
+    fd = os.open(os.path.join(folder, "probe"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            os.write(fd, bytes(8))
+            t = time.perf_counter()
+            getattr(os, "fdatasync", os.fsync)(fd)
+            out.append(1000 * (time.perf_counter() - t))
+    finally:
+        os.close(fd)
+    return out
+
+
 def exact(m: Measured, n: int) -> bool:
     return m.completed and len(m.survivors) == n and m.error <= m.bound
 
@@ -303,6 +333,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds per row (median)")
     parser.add_argument("--quick", action="store_true", help="tiny n and d, one repeat")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--rows", type=int, nargs="+", help="only these rows (1-based)")
     args = parser.parse_args()
     repeat = 1 if args.quick else max(1, args.repeat)
     from flwr.common.logger import FLOWER_LOGGER
@@ -310,6 +341,10 @@ def main() -> None:
     FLOWER_LOGGER.setLevel(logging.ERROR)  # Flower's per-round info lines; outcomes are printed
     logging.getLogger("secureagg.flower").setLevel(logging.ERROR)
     table, drop_row = rows(args.quick)
+    if args.rows:
+        if not all(1 <= i <= len(table) for i in args.rows):
+            parser.error(f"--rows takes numbers from 1 to {len(table)}")
+        table = [table[i - 1] for i in args.rows]
     load0 = os.getloadavg()
     print(
         f"secureagg.flower vs Flower 1.42 SecAgg+, medians of {repeat}, "
@@ -320,18 +355,27 @@ def main() -> None:
     run_secureagg(warm, make_inputs(warm.n, warm.d))
     run_flower(warm, make_inputs(warm.n, warm.d))
     results: list[dict[str, Any]] = []
+    syncs: list[float] = []
     for row in table:
         inputs = make_inputs(row.n, row.d)
         ours: list[Measured] = []
         theirs: list[Measured] = []
-        for rep in range(repeat):
-            order = (run_secureagg, run_flower) if rep % 2 == 0 else (run_flower, run_secureagg)
-            for fn in order:
-                gc.collect()
-                (ours if fn is run_secureagg else theirs).append(fn(row, inputs))
+        with tempfile.TemporaryDirectory(prefix="secureagg-bench-") as folder:
+            for rep in range(repeat):
+                for side in ("secureagg", "flower") if rep % 2 == 0 else ("flower", "secureagg"):
+                    gc.collect()
+                    if side == "secureagg":
+                        ours.append(run_secureagg(row, inputs, folder=folder))
+                    else:
+                        theirs.append(run_flower(row, inputs))
+            syncs += sync_probe(folder)
         results.append({"row": row, "secureagg": median_of(ours), "flower": median_of(theirs)})
         print(f"done {row.name}", file=sys.stderr, flush=True)
     print_table(results)
+    print(
+        f"fdatasync alone on that disk (an 8-byte append, {len(syncs)} calls after the rows): "
+        f"median {statistics.median(syncs):.2f} ms, max {max(syncs):.2f} ms"
+    )
 
     inputs = make_inputs(drop_row.n, drop_row.d)
     drop = {DROPPED: 1}  # answers the first message (keys advertised), not share-keys on
@@ -364,6 +408,7 @@ def main() -> None:
         out = {
             "repeat": repeat,
             "load": [load0[0], load1[0]],
+            "fdatasync_ms": statistics.median(syncs),
             "rows": [
                 {
                     "row": asdict(r["row"]),
@@ -458,7 +503,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         share = 100 * s.journal_ms / s.client_ms if s.client_ms > 0 else 0.0
         print(
             f"  {row.name:<32} | journal {s.journal_ms:>6.2f} ms per client per round "
-            f"({share:.0f}% of its {s.client_ms:.1f} ms), {s.journal_bytes:>5.0f} B on disk"
+            f"({share:.0f}% of its {s.client_ms:.1f} ms), {s.journal_bytes:>5.0f} B appended"
         )
     five = all(ratio(r["flower"].client_ms, r["secureagg"].client_ms) >= 5 for r in results)
     print(

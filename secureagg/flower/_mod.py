@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -68,6 +69,11 @@ MIN_THRESHOLD_KEY = "secureagg-min-threshold"
 _MEMORY_JOURNALS: dict[tuple[int, int], MemoryJournal] = {}
 """Journals of nodes that name no journal file, by (run id, node id): they last as long
 as this process, so they do not survive the crash that makes Flower roll a Context back."""
+
+
+_FILE_JOURNALS: dict[str, FileJournal] = {}
+"""Journal files by path: a process that handles many messages (the simulation engine's
+workers) reads each file once, not per message."""
 
 
 class _Declined(Exception):
@@ -185,7 +191,11 @@ def _journal(context: Context) -> Journal:
         key_path = _path(context, IDENTITY_KEY)
         path = f"{key_path}.journal" if key_path is not None else None
     if path is not None:
-        return FileJournal(path)
+        path = os.path.abspath(path)
+        journal = _FILE_JOURNALS.get(path)
+        if journal is None:  # read once per process; it re-reads the file only if it changed
+            journal = _FILE_JOURNALS.setdefault(path, FileJournal(path))
+        return journal
     where = (context.run_id, context.node_id)
     if where not in _MEMORY_JOURNALS:
         log.warning(

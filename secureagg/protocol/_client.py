@@ -159,8 +159,10 @@ class ClientSession:
         )
 
     def _commit(self, stage: Stage, request: bytes, reply: bytes, *, keep: bool) -> bytes:
-        """Record the reply (or only its digest) before it leaves; return it."""
-        value = _sha(request) + (reply if keep else _sha(reply))
+        """Record the request's digest (and the reply if ``keep``) before the reply leaves;
+        return it. A masked input is never re-sent, so only that it left is kept (hashing
+        d words per round would cost about as much as masking them with a few neighbours)."""
+        value = _sha(request) + (reply if keep else b"")
         try:
             self._journal.record(self._key(stage), value)
         except SecureAggError as exc:

@@ -100,8 +100,11 @@ _MAX_FIELD = 1 << 26
 class FileJournal:
     """A journal in an append-only file (mode 0o600), synced (fdatasync) after every record.
 
-    A record is appended under an exclusive ``flock`` of the file, after re-reading it, so
-    two processes (or threads) of one client never both record a reply under one key.
+    A record is appended under an exclusive ``flock`` of the file, after re-reading it if
+    it changed since this journal last read or wrote it (its device, inode and size tell),
+    so two processes (or threads) of one client never both record a reply under one key.
+    :meth:`lookup` re-reads a changed file too, so one instance can serve a client for
+    many rounds without reading the whole file per message.
 
     Each record is u32 key length, u32 value length, key, value and the first 8 bytes of
     their SHA-256. A torn last record (the process died while writing it, so its reply
@@ -116,11 +119,14 @@ class FileJournal:
         self.path = Path(path)
         self._entries: dict[bytes, bytes] = {}
         self._good = 0  # bytes of whole records
+        self._seen: tuple[int, int, int] | None = None  # see _unchanged
+        self._lock = threading.RLock()  # one instance may serve several threads
         self._load()
 
     def _load(self) -> None:
         try:
             with open(self.path, "rb") as f:
+                file = os.fstat(f.fileno())
                 data = f.read()
         except FileNotFoundError:
             return
@@ -149,6 +155,32 @@ class FileJournal:
             self._entries.setdefault(key, value)
             pos = end
         self._good = pos
+        if pos == len(data):  # whole records only: any later write makes the file longer
+            self._seen = (file.st_dev, file.st_ino, pos)
+
+    def _unchanged(self) -> bool:
+        """Whether the file is still the one of whole records last read or written here.
+
+        Every writer appends under the lock after cutting the file to its whole records,
+        so a file that held whole records and was written to since is longer; the same
+        device, inode and size mean the same contents (replacing the file by an older copy
+        of the same size is a lost journal: see docs/protocol.md).
+        """
+        if self._seen is None:
+            return False
+        try:
+            file = os.stat(self.path)
+        except OSError:
+            return False
+        return (file.st_dev, file.st_ino, file.st_size) == self._seen
+
+    def _refresh(self) -> None:
+        """Re-read the file unless it is unchanged since this journal last read or wrote it."""
+        if not self._unchanged():
+            self._entries = {}
+            self._good = 0
+            self._seen = None
+            self._load()
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value recorded under ``key``, or None.
@@ -159,7 +191,9 @@ class FileJournal:
         Returns:
             The value, or None.
         """
-        return self._entries.get(key)
+        with self._lock:
+            self._refresh()  # another process of this client may have recorded since
+            return self._entries.get(key)
 
     def record(self, key: bytes, value: bytes) -> None:
         """Append ``(key, value)`` and fsync.
@@ -171,6 +205,10 @@ class FileJournal:
         Raises:
             ProtocolError: ``key`` is already there.
         """
+        with self._lock:
+            self._record(key, value)
+
+    def _record(self, key: bytes, value: bytes) -> None:
         body = key + value
         rec = _HEAD.pack(len(key), len(value)) + body + hashlib.sha256(body).digest()[:_CHECK]
         try:
@@ -189,7 +227,8 @@ class FileJournal:
             if key in self._entries:
                 raise ProtocolError("the journal already holds this reply")
             try:
-                if self._good == 0:
+                first = self._good == 0
+                if first:
                     os.ftruncate(fd, 0)
                     rec = _MAGIC + rec
                 else:
@@ -199,15 +238,28 @@ class FileJournal:
                 while view:
                     view = view[os.write(fd, view) :]
                 _sync(fd)
+                if first:
+                    self._sync_folder()  # the file's name, once: else a crash can lose the file
+                file = os.fstat(fd)
             except OSError as exc:
                 raise ConfigError(f"cannot write the journal {str(self.path)!r}: {exc}") from exc
         finally:
             os.close(fd)  # releases the lock
         self._entries[key] = bytes(value)
         self._good += len(rec)
+        self._seen = (file.st_dev, file.st_ino, self._good)
+
+    def _sync_folder(self) -> None:
+        """fsync the folder that holds the file (POSIX), so its entry survives a crash."""
+        if os.name != "posix":  # pragma: no cover - a folder cannot be opened for fsync
+            return
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _load_fresh(self) -> None:
-        """Re-read the file: another session of this client may have written to it."""
-        self._entries = {}
-        self._good = 0
-        self._load()
+        """Bring the records up to date with the file (under the lock): another session of
+        this client may have written to it. Reads it only if it changed (:meth:`_unchanged`)."""
+        self._refresh()

@@ -49,6 +49,7 @@ def test_prints_every_row_for_both(quick: tuple[str, dict]) -> None:
         assert row["secureagg"]["journal_ms"] > 0 and row["secureagg"]["journal_bytes"] > 100
     assert stdout.count("ms per client per round") == 2
     assert "journal included: " in stdout
+    assert "fdatasync alone on that disk" in stdout and figures["fdatasync_ms"] > 0
 
 
 def test_dropout_outcomes(quick: tuple[str, dict]) -> None:
