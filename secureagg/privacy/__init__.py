@@ -22,9 +22,10 @@ from secureagg._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from secureagg.privacy._distributed_ledger import DistributedLedger, DistributedRound
-    from secureagg.privacy._ledger import PrivacyLedger, RoundRecord
+    from secureagg.privacy._ledger import PrivacyLedger
     from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
     from secureagg.privacy._privacy_config import PrivacyConfig
+    from secureagg.privacy._round_record import RoundRecord
     from secureagg.privacy._tensors import flatten, parameters_of, unflatten
     from secureagg.privacy._trainer import (
         PrivateTrainer,
@@ -43,7 +44,7 @@ _LAZY = {
     "PrivacyConfig": "secureagg.privacy._privacy_config",
     "PrivacyLedger": "secureagg.privacy._ledger",
     "PrivateTrainer": "secureagg.privacy._trainer",
-    "RoundRecord": "secureagg.privacy._ledger",
+    "RoundRecord": "secureagg.privacy._round_record",
     "Step": "secureagg.privacy.accounting",
     "choose_mode": "secureagg.privacy._modes",
     "flatten": "secureagg.privacy._tensors",
