@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from secureagg.privacy import PrivateTrainer, choose_mode, parameters_of
-from secureagg.privacy._trainer import train_local
+from secureagg.privacy._local import train_local
 
 N, BATCH = 1024, 64
 CLOCK: Callable[[], float] = time.perf_counter

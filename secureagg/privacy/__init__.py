@@ -23,16 +23,12 @@ from secureagg._lazy import lazy_exports as _lazy_exports
 if TYPE_CHECKING:
     from secureagg.privacy._distributed_ledger import DistributedLedger, DistributedRound
     from secureagg.privacy._ledger import PrivacyLedger
+    from secureagg.privacy._local import load_global_state, round_batches, train_local
     from secureagg.privacy._modes import GRAD_SAMPLE_MODES, choose_mode
     from secureagg.privacy._privacy_config import PrivacyConfig
     from secureagg.privacy._round_record import RoundRecord
     from secureagg.privacy._tensors import flatten, parameters_of, unflatten
-    from secureagg.privacy._trainer import (
-        PrivateTrainer,
-        load_global_state,
-        round_batches,
-        train_local,
-    )
+    from secureagg.privacy._trainer import PrivateTrainer
     from secureagg.privacy._update import LocalUpdate
     from secureagg.privacy.accounting import Step
 
@@ -48,10 +44,10 @@ _LAZY = {
     "Step": "secureagg.privacy.accounting",
     "choose_mode": "secureagg.privacy._modes",
     "flatten": "secureagg.privacy._tensors",
-    "load_global_state": "secureagg.privacy._trainer",
+    "load_global_state": "secureagg.privacy._local",
     "parameters_of": "secureagg.privacy._tensors",
-    "round_batches": "secureagg.privacy._trainer",
-    "train_local": "secureagg.privacy._trainer",
+    "round_batches": "secureagg.privacy._local",
+    "train_local": "secureagg.privacy._local",
     "unflatten": "secureagg.privacy._tensors",
 }
 

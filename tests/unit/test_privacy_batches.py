@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-import secureagg.privacy._trainer as trainer_module
+import secureagg.privacy._local as local_module
 from secureagg import ConfigError
 from secureagg.privacy import PrivateTrainer, parameters_of
 from secureagg.privacy._batches import split_batch, to_device
@@ -131,13 +131,13 @@ def test_private_training_moves_each_batch_to_the_models_device(
         local_steps=3,
     )
     moved: list[torch.device] = []
-    real = trainer_module.to_device
+    real = local_module.to_device
 
     def spy(batch: Any, device: torch.device) -> Any:
         moved.append(device)
         return real(batch, device)
 
-    monkeypatch.setattr(trainer_module, "to_device", spy)
+    monkeypatch.setattr(local_module, "to_device", spy)
     before = {k: v.clone() for k, v in parameters_of(model).items()}
     update = t.train_round(before)
     assert update.steps == 3 and moved == [torch.device("cpu")] * 3
