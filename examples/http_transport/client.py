@@ -4,7 +4,7 @@
 
 It fetches the global model and the round config, trains locally, and answers each server
 message with what its SecureAggClient returns. Its update leaves this process only
-masked. ``--hang-after share_keys`` makes it stop answering after that stage (run.py then
+masked. ``--hang-after share-keys`` makes it stop answering after that stage (run.py then
 kills it, to show a client lost mid-round).
 """
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             r.raise_for_status()
             step = int(r.headers["X-Step"])
-            sent = client.stage.name.lower()  # the stage of the reply about to be sent
+            sent = client.stage.label  # the stage of the reply about to be sent
             reply = client.receive(r.content)
             http.post(f"/message/{args.id}", content=reply).raise_for_status()
             say(f"sent {sent}")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--url", required=True)
     p.add_argument("--id", type=int, required=True)
     p.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
-    p.add_argument("--hang-after", choices=["advertise", "share_keys", "masked_input"])
+    p.add_argument("--hang-after", choices=["advertise", "share-keys", "masked-input"])
     args = p.parse_args(argv)
     try:
         sys.exit(run(args))

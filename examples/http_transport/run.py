@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             clients = {}
             for cid in range(1, args.clients + 1):
                 victim = cid == args.kill
-                hang = ["--hang-after", "share_keys"] if victim else []
+                hang = ["--hang-after", "share-keys"] if victim else []
                 cmd = [sys.executable, str(HERE / "client.py"), "--url", url, "--id", str(cid)]
                 stdout = subprocess.PIPE if victim else subprocess.DEVNULL
                 clients[cid] = subprocess.Popen([*cmd, *hang], stdout=stdout, text=True, env=env)

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 SCHEMA = "secureagg.demo-report"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ACCOUNTANT = HEADLINE
 """The accountant whose epsilon the report states (the others are listed for comparison)."""
 

@@ -38,10 +38,10 @@ class RoundMetrics:
         aborted: Whether the protocol round aborted (nothing was averaged).
         update_norms: Each trained client's update norm before user-level clipping.
         grad_sample_mode: Each private client's per-example gradient mode.
-        dropouts: Every client that declined or went silent -> "budget" or the stage
-            ("advertise", "share_keys", "masked_input", "consistency", "unmask"), including
-            one that dropped at "unmask" after sending its input, which is a member
-            (:meth:`in_sum` tells them apart).
+        dropouts: Every client that declined or went silent -> "budget" or the stage's
+            ``Stage.label`` ("advertise", "share-keys", "masked-input", "consistency",
+            "unmask"), including one that dropped at "unmask" after sending its input, which
+            is a member (:meth:`in_sum` tells them apart).
         updates: With ``run_federated(keep_vectors=True)``, each trained client's update as
             it was encoded (else empty).
         recovered: With ``keep_vectors``, the average the server decoded (else None).

@@ -18,7 +18,7 @@ from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.privacy import LocalUpdate, unflatten
 from secureagg.protocol import Stage
 
-__all__ = ["LocalTrainer", "RoundOutcome", "run_round", "stage_name"]
+__all__ = ["LocalTrainer", "RoundOutcome", "run_round"]
 
 
 class LocalTrainer(Protocol):
@@ -90,11 +90,6 @@ class RoundOutcome:
     reference: npt.NDArray[np.float64] | None = None
 
 
-def stage_name(stage: Stage) -> str:
-    """The name a dropout's stage has in metrics and reports: "advertise", ..., "unmask"."""
-    return stage.name.lower()
-
-
 def run_round(
     clients: Mapping[int, LocalTrainer],
     global_state: Mapping[str, torch.Tensor],
@@ -152,7 +147,7 @@ def run_round(
     if dropout is not None and dropout[0] not in out.trained:
         dropout = None
     if dropout is not None:
-        out.dropouts[dropout[0]] = stage_name(dropout[1])
+        out.dropouts[dropout[0]] = dropout[1].label
     tell("aggregate", clients=len(out.trained), secure=aggregator is not None)
     if aggregator is None:
         _plain_round(out, dropout, weighting)
@@ -166,7 +161,7 @@ def run_round(
 def _plain_round(out: RoundOutcome, dropout: tuple[int, Stage] | None, weighting: str) -> None:
     for cid in out.trained:
         if dropout is not None and cid == dropout[0] and dropout[1] is not Stage.UNMASK:
-            out.dropped[cid] = f"dropout:{stage_name(dropout[1])}"
+            out.dropped[cid] = f"dropout:{dropout[1].label}"
         else:
             out.members.append(cid)
     if out.members:
@@ -223,5 +218,5 @@ def _secure_round(
 
 def _reason(cid: int, dropout: tuple[int, Stage] | None) -> str:
     if dropout is not None and dropout[0] == cid:
-        return f"dropout:{stage_name(dropout[1])}"
+        return f"dropout:{dropout[1].label}"
     return "aborted"

@@ -13,7 +13,7 @@ from flwr.serverapp import Grid
 
 from secureagg._exceptions import RoundAborted
 from secureagg.fl import UpdateEncoder
-from secureagg.flower._records import IDENTIFY, RECORD_KEY, SETUP, stage_name
+from secureagg.flower._records import IDENTIFY, RECORD_KEY, SETUP
 from secureagg.flower._replies import Declined, read_reply
 from secureagg.flower._report import RoundReport
 from secureagg.flower._round_config import encode_setup
@@ -82,7 +82,7 @@ def exchange(
 
 def feed(rnd: Round, stage: Stage, replies: Iterable[Message]) -> None:
     """Hand each reply's bytes to the session; anything else counts its node as declined."""
-    want = stage_name(stage)
+    want = stage.label
     for msg in replies:
         node = msg.metadata.src_node_id
         client = rnd.client_of.get(node)
@@ -105,10 +105,10 @@ def end(rnd: Round, seconds: float, aborted: str | None = None) -> None:
     left_out = {n: s for n, s in report.dropouts.items() if s == IDENTIFY}
     report.dropouts = {
         **left_out,
-        **{rnd.node_of[c]: stage_name(s) for c, s in sorted(session.dropouts.items())},
+        **{rnd.node_of[c]: s.label for c, s in sorted(session.dropouts.items())},
     }
     report.rejected = [
-        f"{stage_name(r.stage)}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
+        f"{r.stage.label}: node {rnd.node_of.get(r.client or 0, '?')}: {r.reason}"
         for r in session.rejected
     ]
     if aborted is not None:
@@ -130,7 +130,7 @@ def keys_and_shares(
     # masked as soon as it exists and never waits in a saved session.
     exchange(rnd, SETUP, Stage.ADVERTISE, outgoing, server_round, timeout)
     keys = rnd.session.close_stage()  # each client's neighbours' keys
-    exchange(rnd, stage_name(Stage.SHARE_KEYS), Stage.SHARE_KEYS, keys, server_round, timeout)
+    exchange(rnd, Stage.SHARE_KEYS.label, Stage.SHARE_KEYS, keys, server_round, timeout)
     deliveries = rnd.session.close_stage()  # SharesDelivery for every client in U2
     # A client masks only with t or more neighbours' shares: one with fewer would train
     # and then refuse, so it gets no model (it drops at masked-input).
@@ -160,9 +160,7 @@ def train_messages(
         if delivery is None or client not in ready:
             continue  # dropped before its shares were routed, or would refuse: no model
         content = RecordDict(dict(m.content.items()))
-        content[RECORD_KEY] = ConfigRecord(
-            {"stage": stage_name(Stage.MASKED_INPUT), "data": delivery}
-        )
+        content[RECORD_KEY] = ConfigRecord({"stage": Stage.MASKED_INPUT.label, "data": delivery})
         rnd.report.bytes_sent += len(delivery)
         out.append(
             Message(

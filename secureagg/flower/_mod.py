@@ -22,7 +22,6 @@ from secureagg.flower._records import (
     reply,
     run_config_digest,
     same_layout,
-    stage_name,
     train_digest,
     update_vector,
 )
@@ -226,7 +225,7 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     )
     data = session.advertise()
     _save(context, session)
-    return reply(msg, {"stage": stage_name(Stage.ADVERTISE), "data": data})
+    return reply(msg, {"stage": Stage.ADVERTISE.label, "data": data})
 
 
 def _check_run_config(context: Context, config: RoundConfig) -> None:
@@ -300,7 +299,7 @@ def _step(
         blob, identity=identity, policy=_policy(context), journal=_journal(context)
     )
     expected = session.stage
-    if expected is None or rec.get("stage") != stage_name(expected):
+    if expected is None or rec.get("stage") != expected.label:
         raise _Declined(f"the server asked for stage {rec.get('stage')!r} out of order")
     if expected is Stage.MASKED_INPUT:
         out = _train_and_mask(msg, context, call_next, session, data)
@@ -312,7 +311,7 @@ def _step(
         # an older session. The journal, written before each reply, makes that session
         # re-send the same bytes or decline (it never signs or answers unmask twice).
         answer = session.receive(data)
-        out = reply(msg, {"stage": stage_name(expected), "data": answer})
+        out = reply(msg, {"stage": expected.label, "data": answer})
     if session.stage is None:
         context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
     else:
@@ -392,7 +391,7 @@ def _train_and_mask(
         )
     session.provide_input(encoder.encode(update))
     masked = session.receive(data)
-    return reply(msg, {"stage": stage_name(Stage.MASKED_INPUT), "data": masked})
+    return reply(msg, {"stage": Stage.MASKED_INPUT.label, "data": masked})
 
 
 def _arrays(msg: Message, key: str) -> ArrayRecord | None:

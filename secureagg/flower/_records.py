@@ -10,7 +10,6 @@ import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from secureagg._exceptions import ConfigError
-from secureagg.protocol import Stage
 
 __all__ = [
     "DATA_KEY",
@@ -23,7 +22,6 @@ __all__ = [
     "model_size",
     "payload",
     "run_config_digest",
-    "stage_name",
     "train_digest",
 ]
 
@@ -39,13 +37,6 @@ SETUP = "setup"
 """Stage tag of the first message of a round: the round's config (no model)."""
 IDENTIFY = "identify"
 """Stage tag of a signed round's message before setup: the node answers with its identity key."""
-
-_NAMES = {s: s.name.lower().replace("_", "-") for s in Stage}
-
-
-def stage_name(stage: Stage) -> str:
-    """The tag a protocol stage has in Flower messages: "share-keys", "unmask", ..."""
-    return _NAMES[stage]
 
 
 def record_of(msg: Message) -> ConfigRecord | None:

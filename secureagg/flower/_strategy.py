@@ -27,7 +27,7 @@ from secureagg.flower._exchange import (
     train_messages,
 )
 from secureagg.flower._identify import identify
-from secureagg.flower._records import apply_update, model_size, stage_name
+from secureagg.flower._records import apply_update, model_size
 from secureagg.flower._report import RoundReport
 from secureagg.flower._round_config import encoding, one_train_digest, round_config
 from secureagg.flower._settings import check_settings, settings_from_run_config
@@ -288,7 +288,7 @@ class SecureAggregation(Strategy):
                 stage = session.stage
                 if stage is None:
                     break
-                exchange(rnd, stage_name(stage), stage, out, server_round, self.timeout)
+                exchange(rnd, stage.label, stage, out, server_round, self.timeout)
         except RoundAborted as exc:
             end(rnd, time.perf_counter() - start - rnd.waited, aborted=str(exc))
             return None, MetricRecord({"secureagg-aborted": 1})

@@ -58,6 +58,12 @@ class Stage(enum.Enum):
     CONSISTENCY = 3
     UNMASK = 4
 
+    @property
+    def label(self) -> str:
+        """The stage's one name outside the code: "advertise", "share-keys", "masked-input",
+        "consistency" or "unmask" (Flower message tags, metrics, reports and logs)."""
+        return self.name.lower().replace("_", "-")
+
 
 def new_round_id(counter: int = 0) -> bytes:
     """16 fresh random bytes followed by ``counter`` as a big-endian u64 (24 bytes).

@@ -157,7 +157,14 @@ def test_run_round_lists_every_dropout_with_its_stage(
     out = run_round(
         clients, server, aggregator=agg, dropout=(3, stage), rng=np.random.default_rng()
     )
-    name = stage.name.lower()
+    names = {
+        Stage.ADVERTISE: "advertise",
+        Stage.SHARE_KEYS: "share-keys",
+        Stage.MASKED_INPUT: "masked-input",
+        Stage.CONSISTENCY: "consistency",
+        Stage.UNMASK: "unmask",
+    }
+    name = names[stage]  # the Flower tags' names (test_flower_records): one name per stage
     assert out.dropouts == {3: name}
     if stage is Stage.UNMASK:  # input already sent: a member, not "dropped"
         assert out.members == [1, 2, 3, 4, 5] and out.dropped == {}
@@ -186,12 +193,12 @@ def test_an_aborted_round_leaves_the_model_unchanged_and_says_why(
     assert out.aborted and out.average is None and out.members == []
     assert out.dropped == {
         1: "aborted",
-        2: "dropout:share_keys",
+        2: "dropout:share-keys",
         3: "aborted",
         4: "aborted",
         5: "aborted",
     }
-    assert out.dropouts == {2: "share_keys"}  # the injected dropout, not the aborted rest
+    assert out.dropouts == {2: "share-keys"}  # the injected dropout, not the aborted rest
 
 
 def test_secure_aggregation_without_dp_matches_plain_fedavg() -> None:

@@ -28,7 +28,7 @@ def test_lost_updates_and_dropouts_at_unmask_are_both_marked(
     rounds = [
         _round(1, {}),
         _round(2, {"3": {"stage": "unmask", "in_sum": True}}),
-        _round(3, {"1": {"stage": "share_keys", "in_sum": False}}),
+        _round(3, {"1": {"stage": "share-keys", "in_sum": False}}),
         _round(4, {"2": {"stage": "unmask", "in_sum": True}}),
         _round(5, {"4": {"stage": "advertise", "in_sum": False}}),
     ]

@@ -88,7 +88,7 @@ def test_json_on_disk_has_the_documented_fields(written: tuple[Path, dict[str, A
     doc = json.loads((out / "report.json").read_text())
     assert doc == report
     assert set(doc) == TOP_FIELDS
-    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 3
+    assert doc["schema"] == "secureagg.demo-report" and doc["schema_version"] == 4
     assert len(doc["rounds"]) == SMALL.rounds
     for r in doc["rounds"]:
         assert set(r) == ROUND_FIELDS

@@ -24,7 +24,6 @@ from secureagg.flower._records import (
     record_of,
     reply,
     same_layout,
-    stage_name,
     update_vector,
 )
 from secureagg.protocol import Stage
@@ -109,8 +108,8 @@ def test_update_vector_refuses_an_array_whose_data_does_not_fill_its_shape() -> 
             update_vector(local, start)
 
 
-def test_stage_names_are_the_wire_tags() -> None:
-    assert [stage_name(s) for s in Stage] == [
+def test_stage_labels_are_the_wire_tags() -> None:
+    assert [s.label for s in Stage] == [
         "advertise",
         "share-keys",
         "masked-input",
