@@ -21,7 +21,7 @@ from secureagg.protocol._policy import ClientPolicy
 from secureagg.protocol._server import Rejection, ServerSession
 from secureagg.protocol._signing import identity_public
 
-__all__ = ["Cost", "Hook", "RoundResult", "run_round", "simulate_round"]
+__all__ = ["Cost", "Hook", "RoundResult", "simulate_configured_round", "simulate_round"]
 
 Hook = Callable[[Stage, int, bytes], "bytes | None"]
 """Sees (stage, client id, bytes) in flight; returns the bytes to deliver, or None to drop."""
@@ -123,12 +123,12 @@ def simulate_round(
         identity_keys={u: identity_public(k) for u, k in identities.items()},
     )
     policy = ClientPolicy(allow_minority_threshold=allow_minority_threshold)
-    return run_round(
+    return simulate_configured_round(
         config, inputs, identities=identities, dropouts=dropouts, capture=capture, policy=policy
     )
 
 
-def run_round(
+def simulate_configured_round(
     config: RoundConfig,
     inputs: Mapping[int, npt.NDArray[Any]],
     *,

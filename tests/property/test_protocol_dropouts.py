@@ -19,7 +19,7 @@ from secureagg.protocol import (
     Stage,
     default_threshold,
     new_round_id,
-    run_round,
+    simulate_configured_round,
 )
 from secureagg.protocol._signing import identity_public
 
@@ -114,7 +114,7 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
     rng = np.random.default_rng(int(case["seed"]))  # type: ignore[call-overload]
     inputs = {u: rng.integers(0, 2**BITS, d, dtype=np.uint16) for u in ids}
     try:
-        res = run_round(
+        res = simulate_configured_round(
             cfg,
             inputs,
             identities=identities,

@@ -3,7 +3,8 @@
 Every client lives only as its export_state() bytes between messages, as in Flower's
 deployment engine (a fresh ClientApp process per message): each message restores a fresh
 session, handles the message, and saves it again. The sum must be exact, and the round
-must end exactly as the same schedule ends with sessions kept in memory (run_round).
+must end exactly as the same schedule ends with sessions kept in memory
+(simulate_configured_round).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from secureagg.protocol import (
     RoundConfig,
     ServerSession,
     Stage,
-    run_round,
+    simulate_configured_round,
 )
 from secureagg.protocol._server import AggregateResult
 
@@ -188,7 +189,9 @@ def test_saved_sessions_end_the_round_as_live_ones_do(case: dict[str, object]) -
     for u, stage in gone_at.items():
         by_stage.setdefault(stage, []).append(u)
     try:
-        live = run_round(config, inputs, identities=identities, dropouts=by_stage, policy=WEAK)
+        live = simulate_configured_round(
+            config, inputs, identities=identities, dropouts=by_stage, policy=WEAK
+        )
     except RoundAborted:
         event("aborted")
         with pytest.raises(RoundAborted):

@@ -43,3 +43,32 @@ def test_no_object_is_exported_by_two_packages() -> None:
             homes.setdefault(id(value), set()).add(package)
     twice = [sorted(p) for p in homes.values() if len(p) > 1]
     assert twice == []
+
+
+def test_run_round_names_one_function() -> None:
+    """``fl.run_round`` is the federated round; the protocol's in-process round for a given
+    config is ``simulate_configured_round``, and its old name only warns and forwards."""
+    from secureagg import fl, protocol
+
+    assert "run_round" in fl.__all__ and "run_round" not in protocol.__all__
+    assert "run_round" not in dir(protocol)
+    with pytest.warns(DeprecationWarning, match="simulate_configured_round"):
+        old = protocol.run_round  # type: ignore[attr-defined]
+    assert old is protocol.simulate_configured_round
+
+
+def test_a_stage_has_one_label() -> None:
+    """Flower message tags, RoundReport, run_federated's dropouts and report.json all use
+    ``Stage.label``; there is no second naming function."""
+    from secureagg.fl import _round
+    from secureagg.flower import _records
+    from secureagg.protocol import Stage
+
+    assert not hasattr(_round, "stage_name") and not hasattr(_records, "stage_name")
+    assert [s.label for s in Stage] == [
+        "advertise",
+        "share-keys",
+        "masked-input",
+        "consistency",
+        "unmask",
+    ]

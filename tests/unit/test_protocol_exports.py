@@ -39,7 +39,7 @@ EXPECTED = {
     "encode",
     "new_round_id",
     "plan_round",
-    "run_round",
+    "simulate_configured_round",
     "simulate_round",
 }
 

@@ -33,7 +33,7 @@ from secureagg.protocol import (
     new_round_id,
 )
 from secureagg.protocol import (
-    run_round as _run_round,
+    simulate_configured_round as _run_round,
 )
 from secureagg.protocol._client_state import SharesSent
 
@@ -45,7 +45,7 @@ WEAK = ClientPolicy(allow_minority_threshold=True)
 
 
 def run_round(*args: Any, **kwargs: Any) -> RoundResult:
-    """protocol.run_round with clients that take these tests' minority thresholds."""
+    """simulate_configured_round with clients that take these tests' minority thresholds."""
     return _run_round(*args, policy=WEAK, **kwargs)
 
 
