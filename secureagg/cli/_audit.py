@@ -85,11 +85,18 @@ def report(
     clients: tuple[int, ...],
     per_round: bool,
 ) -> None:
-    """Audit LEDGER.json: every client's epsilon after every round, four accountants."""
+    """Audit LEDGER.json: every client's epsilon after every round, four accountants.
+
+    A client-level distributed-DP ledger (its schema says so) is audited as by
+    ``secureagg audit distributed``.
+    """
     from secureagg.cli._report_audit import print_audit, write_report
     from secureagg.privacy import PrivacyLedger
     from secureagg.privacy.audit import audit_ledger
 
+    if _is_distributed(ledger):
+        _audit_distributed(ledger)
+        return
     book = PrivacyLedger.load(ledger)  # a bad ledger is refused before --out is created
     usable_folder(out)
     console = _console()
@@ -251,6 +258,23 @@ def distributed(ledger: Path) -> None:
     guarantee is per client (add/remove one client's whole update) against anyone who sees
     only the secure-aggregation sums, while at least n_min honest clients are in each.
     """
+    _audit_distributed(ledger)
+
+
+def _is_distributed(ledger: Path) -> bool:
+    """True when the file's JSON schema is the distributed-DP ledger's."""
+    import json
+
+    from secureagg.privacy import DistributedLedger
+
+    try:
+        doc = json.loads(ledger.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # PrivacyLedger.load says what is wrong with it
+    return isinstance(doc, dict) and doc.get("schema") == DistributedLedger().to_json()["schema"]
+
+
+def _audit_distributed(ledger: Path) -> None:
     from secureagg.privacy import DistributedLedger
 
     book = DistributedLedger.load(ledger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from secureagg.cli._out import usable_folder
-from secureagg.demo import DATASETS, GRAPHS, DemoConfig
+from secureagg.demo import CLIENT_LEVEL_DEFAULTS, DATASETS, GRAPHS, PRIVACY_MODES, DemoConfig
 
 __all__ = ["demo"]
 
@@ -91,6 +92,22 @@ def _knob(flag: str, help: str, **kw: Any) -> Callable[[_F], _F]:
     "Report folder (created; files in it are replaced).",
     type=click.Path(path_type=Path, file_okay=False),
 )
+@_knob(
+    "--privacy",
+    "example: DP-SGD at every client (one record is the unit); client: client-level"
+    " distributed DP on a cross-device split (one client's whole update is the unit; noise"
+    " shares inside the masked sum). client changes the defaults of --dataset (digits),"
+    " --clients (300), --rounds (40), --local-epochs (5), --lr (0.5), --update-clip (0.5)"
+    " and --delta (1e-4) unless given.",
+    metavar="|".join(PRIVACY_MODES),
+)
+@_knob("--client-rate", "--privacy client: each client's chance to join a round (its OS coin).")
+@_knob("--bits", "--privacy client: bit width of the masked sum (signal + noise).")
+@_knob(
+    "--colluders",
+    "--privacy client: clients assumed to share their noise with the server (the honest"
+    " floor is threshold - colluders).",
+)
 @click.option("--quiet", is_flag=True, help="No live progress, only the final tables.")
 def demo(
     dataset: str,
@@ -117,6 +134,10 @@ def demo(
     test_fraction: float,
     seed: int,
     out: Path,
+    privacy: str,
+    client_rate: float,
+    bits: int,
+    colluders: int,
     quiet: bool,
 ) -> None:
     """Train across simulated hospitals with DP-SGD and secure aggregation; write a report.
@@ -125,6 +146,7 @@ def demo(
     protocol, and by default one random client per round drops out at a random protocol
     stage. A baseline (same split and seed, no DP, no masking) runs alongside. The report
     folder gets report.md, report.json, ledger.json and PNG plots (see docs/demo.md).
+    With --privacy client: client-level distributed DP over simulated devices instead.
     """
     if noise_multiplier is None and target_epsilon is None:
         target_epsilon = _D.target_epsilon
@@ -153,9 +175,28 @@ def demo(
         test_fraction=test_fraction,
         seed=seed,
         out=out,
-    ).validate()
+        privacy=privacy,
+        client_rate=client_rate,
+        bits=bits,
+        colluders=colluders,
+    )
+    if privacy == "client":
+        config = _client_defaults(config)
+    config.validate()
     usable_folder(config.out)  # a folder that cannot be written fails before any training
     _run(config, quiet=quiet)
+
+
+def _client_defaults(config: DemoConfig) -> DemoConfig:
+    """``--privacy client``'s own defaults for every knob the user did not give."""
+    ctx = click.get_current_context()
+    changes = {
+        name: value
+        for name, value in CLIENT_LEVEL_DEFAULTS.items()
+        if name not in ctx.params  # not a flag (min_examples)
+        or ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT
+    }
+    return dataclasses.replace(config, **changes)
 
 
 def _run(config: DemoConfig, *, quiet: bool) -> None:
@@ -171,6 +212,11 @@ def _run(config: DemoConfig, *, quiet: bool) -> None:
     if note is not None:
         console.print(f"[bold yellow]note:[/] {note}")
     start = time.perf_counter()
+    if config.privacy == "client":
+        console.print(
+            f"client-level distributed DP: {config.clients} devices, each joins a round "
+            f"with probability {config.client_rate:g} by its own OS coin"
+        )
     if config.out.exists() and not config.out.is_dir():
         raise click.UsageError(f"--out {config.out} exists and is not a folder")
     config.out.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,21 @@ from typing import TYPE_CHECKING
 from secureagg._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from secureagg.demo._config import DATASETS, GRAPHS, DemoConfig
+    from secureagg.demo._config import (
+        CLIENT_LEVEL_DEFAULTS,
+        DATASETS,
+        GRAPHS,
+        PRIVACY_MODES,
+        DemoConfig,
+    )
     from secureagg.demo._console import LiveProgress, summary_tables
     from secureagg.demo._data import prepare
     from secureagg.demo._report import write_report
     from secureagg.demo._run import DemoResult, choose_graph, run_demo
 
 _LAZY = {
+    "CLIENT_LEVEL_DEFAULTS": "secureagg.demo._config",
+    "PRIVACY_MODES": "secureagg.demo._config",
     "DATASETS": "secureagg.demo._config",
     "GRAPHS": "secureagg.demo._config",
     "DemoConfig": "secureagg.demo._config",
@@ -39,8 +47,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "CLIENT_LEVEL_DEFAULTS",
     "DATASETS",
     "GRAPHS",
+    "PRIVACY_MODES",
     "DemoConfig",
     "DemoResult",
     "LiveProgress",

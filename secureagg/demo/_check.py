@@ -35,13 +35,17 @@ class RoundCheck:
 
 
 def check_rounds(
-    rounds: Sequence[RoundMetrics], sizes: Mapping[int, int], weighting: str = "uniform"
+    rounds: Sequence[RoundMetrics],
+    sizes: Mapping[int, int],
+    weighting: str = "uniform",
+    clip: float | None = None,
 ) -> list[RoundCheck]:
     """Per round, the recovered average and the true average of its members.
 
     ``rounds`` must come from ``run_federated(..., keep_vectors=True)``; ``sizes`` are the
     clients' example counts, the weights under ``weighting="examples-public"`` (under
-    ``"uniform"`` every member weighs 1).
+    ``"uniform"`` every member weighs 1). With ``clip`` (client-level DP) each update is
+    first L2-clipped to it, as the clients encode it.
     """
     weight = dict(sizes) if weighting == "examples-public" else dict.fromkeys(sizes, 1)
     out: list[RoundCheck] = []
@@ -53,6 +57,10 @@ def check_rounds(
             raise ConfigError("internal: run_federated kept no updates (keep_vectors=True)")
         total = np.zeros(m.recovered.shape[0], dtype=np.float64)
         for cid in m.members:
-            total += weight[cid] * m.updates[cid].vector.astype(np.float64)
+            v = m.updates[cid].vector.astype(np.float64)
+            norm = float(np.linalg.norm(v))
+            if clip is not None and norm > clip:
+                v = v * (clip / norm)
+            total += weight[cid] * v
         out.append(RoundCheck(m.recovered, total / sum(weight[c] for c in m.members)))
     return out

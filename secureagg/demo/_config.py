@@ -9,7 +9,7 @@ from typing import Any
 
 from secureagg._exceptions import ConfigError
 
-__all__ = ["DATASETS", "GRAPHS", "DemoConfig"]
+__all__ = ["CLIENT_LEVEL_DEFAULTS", "DATASETS", "GRAPHS", "PRIVACY_MODES", "DemoConfig"]
 
 DATASETS: tuple[str, ...] = ("breast-cancer", "digits")
 """Datasets bundled with scikit-learn (no download)."""
@@ -17,6 +17,23 @@ DATASETS: tuple[str, ...] = ("breast-cancer", "digits")
 GRAPHS: tuple[str, ...] = ("complete", "sparse")
 
 """Neighbour graphs: complete (SecAgg) or a Harary graph (SecAgg+)."""
+
+PRIVACY_MODES: tuple[str, ...] = ("example", "client")
+"""example: DP-SGD at every client (one example is the unit); client: distributed DP (one
+client's whole update is the unit, noise shares inside the masked sum)."""
+
+CLIENT_LEVEL_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "clients": 300,
+    "rounds": 40,
+    "local_epochs": 5,
+    "learning_rate": 0.5,
+    "update_clip": 0.5,
+    "delta": 1e-4,
+    "min_examples": 1,
+}
+"""The settings ``--privacy client`` changes unless given: a cross-device split (digits over
+300 simulated devices of 1 to about 11 images each, 15% of them per round)."""
 
 
 def _int(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -48,6 +65,14 @@ class DemoConfig:
     DP-SGD step (1.0 = full-batch DP gradient descent); a client of n examples gets
     1/ceil(n/ceil(rate*n)), the nearest rate Opacus gives its loader (see batch_size_for).
     ``degree`` and ``threshold`` None let the protocol's helper choose.
+
+    ``privacy="client"`` switches to client-level distributed DP: no DP-SGD; each client
+    joins a round by its own OS coin of bias ``client_rate``, clips its whole update to
+    ``update_clip`` and adds a share of discrete Gaussian noise inside the ``bits``-bit
+    masked sum, calibrated so that ``target_epsilon`` holds after ``rounds`` rounds for
+    ``threshold - colluders`` honest clients (``threshold`` default: 75% of the expected
+    clients per round). ``clip_norm``, ``sample_rate``, ``noise_multiplier`` and
+    ``frac_bits`` are example-level settings and are not used then.
     """
 
     dataset: str = "breast-cancer"
@@ -74,6 +99,10 @@ class DemoConfig:
     skew: float = 1.0
     min_examples: int = 10
     seed: int = 0
+    privacy: str = "example"
+    client_rate: float = 0.15
+    bits: int = 16
+    colluders: int = 0
     out: Path = Path("secureagg-report")
 
     def validate(self) -> DemoConfig:
@@ -129,7 +158,44 @@ class DemoConfig:
             )
         if not isinstance(self.signed, bool):
             raise ConfigError(f"signed must be a bool, got {self.signed!r}")
+        if self.privacy not in PRIVACY_MODES:
+            raise ConfigError(f"privacy must be one of {PRIVACY_MODES}, got {self.privacy!r}")
+        if self.privacy == "client":
+            self._validate_client_level()
         return self
+
+    @property
+    def expected_clients(self) -> float:
+        """Clients per round on average under ``privacy="client"``: clients x client_rate."""
+        return self.clients * self.client_rate
+
+    @property
+    def client_threshold(self) -> int:
+        """The protocol threshold under ``privacy="client"`` (the honest floor plus colluders)."""
+        return self.threshold or max(2, int(0.75 * self.expected_clients))
+
+    def _validate_client_level(self) -> None:
+        _real("client_rate", self.client_rate, low=0.0, high=1.0, open_low=True)
+        _int("bits", self.bits, 8, 30)
+        _int("colluders", self.colluders, 0, self.clients)
+        if self.graph != "complete":
+            raise ConfigError(
+                "--privacy client runs the complete graph over each round's sampled clients"
+            )
+        if self.weighting != "uniform":
+            raise ConfigError("--privacy client weights clients uniformly (--weighting uniform)")
+        if self.target_epsilon is None:
+            raise ConfigError("--privacy client is calibrated to a --target-epsilon")
+        if self.client_threshold - self.colluders < 1:
+            raise ConfigError(
+                f"threshold {self.client_threshold} minus {self.colluders} colluders leaves no"
+                " honest client: lower --colluders"
+            )
+        if self.client_threshold >= self.expected_clients:
+            raise ConfigError(
+                f"threshold {self.client_threshold} is not below the {self.expected_clients:g}"
+                " clients expected per round: most rounds would abort; raise --client-rate"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """The settings as JSON-ready values (the output folder as a string)."""

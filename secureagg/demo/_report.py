@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from secureagg._exceptions import ConfigError
+from secureagg.demo._client_plots import plot_client_epsilon, plot_client_server_view
+from secureagg.demo._client_report import build_client_report, render_client_markdown
 from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
 from secureagg.demo._run import DemoResult
 from secureagg.demo._summary import ACCOUNTANT, build_report, dropouts_text, epsilon_text
@@ -160,18 +162,32 @@ def write_report(result: DemoResult, out: Path) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    result.ledger.save(out / LEDGER_FILE)
-    report = build_report(result)
+    client_level = result.distributed is not None
+    if result.distributed is not None:
+        result.distributed.save(out / LEDGER_FILE)
+        report = build_client_report(result)
+    else:
+        result.ledger.save(out / LEDGER_FILE)
+        report = build_report(result)
     plot_accuracy(report, out / PLOTS["accuracy"])
-    plot_epsilon(report, out / PLOTS["epsilon"], _other_accountants(result))
     view = report["secure_aggregation"]["server_view"]
     captured = None if view is None else result.private.rounds[view["round"] - 1].captured
-    plot_server_view(report, captured, result.checks, out / PLOTS["server_view"])
+    if client_level:
+        plot_client_epsilon(report, out / PLOTS["epsilon"])
+        plot_client_server_view(report, captured, result.checks, out / PLOTS["server_view"])
+    else:
+        plot_epsilon(report, out / PLOTS["epsilon"], _other_accountants(result))
+        plot_server_view(report, captured, result.checks, out / PLOTS["server_view"])
     plot_cost(report, out / PLOTS["cost"])
     seconds = report["summary"]["seconds"]
     seconds["report"] = time.perf_counter() - start
     seconds["total"] = sum(v for k, v in seconds.items() if k != "total")
     report["files"] = {"markdown": "report.md", "ledger": LEDGER_FILE, "plots": dict(PLOTS)}
     _write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False) + "\n")
-    _write_text(out / "report.md", render_markdown(report))
+    markdown = (
+        render_client_markdown(report, PLOTS, LEDGER_FILE)
+        if client_level
+        else render_markdown(report)
+    )
+    _write_text(out / "report.md", markdown)
     return report

@@ -16,19 +16,34 @@ from secureagg.demo._check import RoundCheck, check_rounds
 from secureagg.demo._config import DemoConfig
 from secureagg.demo._data import DemoData, make_loaders, prepare
 from secureagg.demo._models import accuracy_on, model_factory
-from secureagg.fl import FederatedResult, ProgressEvent, SecureAggConfig, run_federated
-from secureagg.privacy import PrivacyConfig, PrivacyLedger
+from secureagg.fl import (
+    DistributedDP,
+    FederatedResult,
+    ProgressEvent,
+    SecureAggConfig,
+    run_federated,
+)
+from secureagg.privacy import DistributedLedger, PrivacyConfig, PrivacyLedger
 from secureagg.protocol import default_threshold, plan_round
 
-__all__ = ["DemoResult", "GraphChoice", "Progress", "choose_graph", "run_demo"]
+__all__ = [
+    "DemoResult",
+    "GraphChoice",
+    "Progress",
+    "choose_graph",
+    "client_level_settings",
+    "run_demo",
+]
 
 Progress = Callable[[str, int, int, str], None]
 """``progress(phase, done, total, detail)``; phases: data, private, baseline."""
 
 
-def _relay(phase: str, tell: Progress, rounds: int, n: int) -> Callable[[ProgressEvent], None]:
+def _relay(
+    phase: str, tell: Progress, rounds: int, n: int, how: str | None = None
+) -> Callable[[ProgressEvent], None]:
     """run_federated's progress events as ``tell(phase, done, total, detail)`` lines."""
-    how = "DP-SGD" if phase == "private" else "SGD"
+    how = how or ("DP-SGD" if phase == "private" else "SGD")
 
     def on_progress(event: ProgressEvent) -> None:
         if event.stage == "train":
@@ -83,10 +98,11 @@ class DemoResult:
     baseline: FederatedResult
     checks: list[RoundCheck]
     seconds: dict[str, float] = field(default_factory=dict)
+    distributed: DistributedLedger | None = None
 
     @property
     def ledger(self) -> PrivacyLedger:
-        """The private run's privacy ledger."""
+        """The private run's (example-level) privacy ledger."""
         if self.private.ledger is None:
             raise ConfigError("internal: the private run kept no ledger")
         return self.private.ledger
@@ -102,6 +118,9 @@ def choose_graph(config: DemoConfig) -> GraphChoice:
     and the report (:meth:`GraphChoice.note`).
     """
     n = config.clients
+    if config.privacy == "client":  # the complete graph over each round's sampled clients
+        degree = max(2, round(config.expected_clients) - 1)
+        return GraphChoice("complete", degree, config.client_threshold, None, config.threshold)
     if config.graph == "complete":
         majority = default_threshold(n - 1)
         fallback = max(2, min(majority, n - 2)) if config.dropout_rate > 0 else majority
@@ -159,6 +178,12 @@ def run_demo(
     masking and no dropouts. With ``ledger_path`` the privacy ledger is written there,
     atomically, after every round, so an interrupted run leaves the record of every round
     already released. ConfigError for a bad setting.
+
+    With ``privacy="client"`` the private run is client-level distributed DP instead
+    (:func:`client_level_settings`): plain local SGD, each client joins a round by its own
+    OS coin, clips its update and adds a noise share inside the masked sum; the ledger is a
+    :class:`~secureagg.privacy.DistributedLedger`. Its baseline trains every client every
+    round without clipping, noise or masking.
     """
     config.validate()
     graph = choose_graph(config)
@@ -180,8 +205,12 @@ def run_demo(
     def optimizer_fn(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.learning_rate)
 
+    client_level = config.privacy == "client"
+
     def run(phase: str, **kw: Any) -> FederatedResult:
-        loaders = make_loaders(data, config.sample_rate, config.seed)  # fresh samplers
+        how = "clip + noise share" if client_level and phase == "private" else None
+        rate = 1.0 if client_level else config.sample_rate  # full-batch local SGD
+        loaders = make_loaders(data, rate, config.seed)  # fresh samplers
         return run_federated(
             build,
             loaders,
@@ -190,21 +219,36 @@ def run_demo(
             local_epochs=config.local_epochs,
             seed=config.seed,
             evaluate=evaluate,
-            on_progress=_relay(phase, tell, config.rounds, len(loaders)),
+            on_progress=_relay(phase, tell, config.rounds, len(loaders), how),
             **kw,
         )
 
     t0 = time.perf_counter()
-    tell("private", 0, config.rounds, "wrapping clients with Opacus")
-    private = run(
-        "private",
-        privacy=_privacy(config),
-        secure=_secure(config, graph),
-        dropout_rate=config.dropout_rate,
-        ledger=PrivacyLedger(ledger_path),
-        capture_client=True,
-        keep_vectors=True,
-    )
+    book = None
+    if client_level:
+        book = DistributedLedger(ledger_path)
+        tell("private", 0, config.rounds, "planning the noise shares")
+        private = run(
+            "private",
+            privacy=None,
+            secure=SecureAggConfig(threshold=graph.threshold, signed=config.signed),
+            distributed=client_level_settings(config),
+            distributed_ledger=book,
+            dropout_rate=config.dropout_rate,
+            capture_client=True,
+            keep_vectors=True,
+        )
+    else:
+        tell("private", 0, config.rounds, "wrapping clients with Opacus")
+        private = run(
+            "private",
+            privacy=_privacy(config),
+            secure=_secure(config, graph),
+            dropout_rate=config.dropout_rate,
+            ledger=PrivacyLedger(ledger_path),
+            capture_client=True,
+            keep_vectors=True,
+        )
     t1 = time.perf_counter()
     tell("baseline", 0, config.rounds, "no DP, no masking, no dropouts")
     baseline = run(
@@ -212,7 +256,8 @@ def run_demo(
     )
     t2 = time.perf_counter()
     sizes = {cid: part.size for cid, part in data.clients.items()}
-    checks = check_rounds(private.rounds, sizes, config.weighting)
+    clip = config.update_clip if client_level else None
+    checks = check_rounds(private.rounds, sizes, config.weighting, clip)
     return DemoResult(
         config=config,
         data=data,
@@ -221,4 +266,27 @@ def run_demo(
         baseline=baseline,
         checks=checks,
         seconds={"data": t0 - start, "private": t1 - t0, "baseline": t2 - t1},
+        distributed=book,
+    )
+
+
+def client_level_settings(config: DemoConfig) -> DistributedDP:
+    """The distributed-DP settings of a ``privacy="client"`` demo.
+
+    Parameters:
+        config: The demo's settings.
+
+    Returns:
+        The target, clip, bits, colluders and each client's OS-coin rate.
+    """
+    if config.target_epsilon is None:
+        raise ConfigError("--privacy client is calibrated to a --target-epsilon")
+    return DistributedDP(
+        epsilon=config.target_epsilon,
+        delta=config.delta,
+        clip=config.update_clip,
+        rounds=config.rounds,
+        bits=config.bits,
+        colluders=config.colluders,
+        sample_rate=config.client_rate,
     )

@@ -178,13 +178,14 @@ def run_federated(
         )
     history: list[RoundMetrics] = []
     for r in range(1, rounds + 1):
+        sampled = _sampled(clients, distributed)  # all clients unless distributed sampling
         dropout = None
-        if dropout_rate > 0 and rng.random() < dropout_rate:
+        if dropout_rate > 0 and rng.random() < dropout_rate and sampled:
             stages = _STAGES if secure is None or not secure.signed else tuple(Stage)
-            who = sorted(clients)[int(rng.integers(len(clients)))]
+            who = sorted(sampled)[int(rng.integers(len(sampled)))]  # one of this round's
             dropout = (who, stages[int(rng.integers(len(stages)))])
         out = run_round(
-            _sampled(clients, distributed),
+            sampled,
             state,
             aggregator=aggregator,
             dropout=dropout,
@@ -350,7 +351,7 @@ def _metrics(
         client_bytes=dict(out.client_bytes),
         server_ms=out.server_ms,
         captured=out.captured,
-        bits=None if aggregator is None else aggregator.encoder.bits,
+        bits=None if aggregator is None else aggregator.bits,
         aborted=out.aborted,
         update_norms={c: u.norm for c, u in out.trained.items()},
         grad_sample_mode={c: t.grad_sample_mode for c, t in clients.items()},

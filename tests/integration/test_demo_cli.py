@@ -163,3 +163,42 @@ def test_a_threshold_below_a_majority_is_said_in_the_output_and_the_report(
     assert report["secure_aggregation"]["majority"] == 3
     assert "below a majority" in report["secure_aggregation"]["threshold_note"]
     assert "**Note:** threshold 2 is below a majority" in (out / "report.md").read_text()
+
+
+def test_client_level_demo_writes_a_distributed_ledger_the_audit_reads(tmp_path: Path) -> None:
+    from secureagg.privacy import DistributedLedger
+
+    out = tmp_path / "report"
+    proc = _secureagg(
+        "demo", "--privacy", "client", "--clients", "40", "--client-rate", "0.5",
+        "--rounds", "2", "--local-epochs", "2", "--seed", "2", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "client-level distributed DP" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    cfg = report["config"]
+    # --privacy client's own defaults where nothing was given, the user's values elsewhere
+    assert (cfg["dataset"], cfg["update_clip"], cfg["delta"]) == ("digits", 0.5, 1e-4)
+    assert (cfg["clients"], cfg["rounds"], cfg["local_epochs"]) == (40, 2, 2)
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name
+    book = DistributedLedger.load(out / LEDGER_FILE)
+    assert [r.round for r in book.rounds()] == [1, 2]
+    assert report["privacy"]["epsilon"] == book.epsilon() <= 4.0
+    assert report["privacy"]["unit"] == "one client's whole update"
+    audit = _secureagg("audit", str(out / LEDGER_FILE))
+    assert audit.returncode == 0, audit.stderr
+    assert "Client-level distributed DP" in audit.stdout
+    assert f"ε = {book.epsilon():.4f}" in audit.stdout
+
+
+def test_client_level_bad_values_give_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from secureagg.cli import main
+
+    args = ["demo", "--privacy", "client", "--graph", "sparse", "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "complete graph" in err, err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,132 @@
+"""`secureagg demo --privacy client`: settings, the ledger written every round, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secureagg import ConfigError
+from secureagg.demo import CLIENT_LEVEL_DEFAULTS, DemoConfig, DemoResult, choose_graph, run_demo
+from secureagg.demo._report import LEDGER_FILE, REPORT_FILES, write_report
+from secureagg.privacy import DistributedLedger
+
+SMALL = DemoConfig(
+    privacy="client",
+    dataset="digits",
+    clients=40,
+    client_rate=0.5,
+    rounds=2,
+    local_epochs=2,
+    learning_rate=0.5,
+    update_clip=0.5,
+    delta=1e-4,
+    min_examples=1,
+    seed=1,
+)
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({"privacy": "user"}, "privacy must be one of"),
+    ({"client_rate": 0.0}, "client_rate must be in"),
+    ({"client_rate": 1.5}, "client_rate must be in"),
+    ({"bits": 4}, "bits must be in"),
+    ({"graph": "sparse"}, "complete graph"),
+    ({"weighting": "examples-public"}, "uniformly"),
+    ({"target_epsilon": None, "noise_multiplier": 1.0}, "target-epsilon"),
+    ({"colluders": 15}, "leaves no honest client"),
+    ({"threshold": 25}, "not below the 20 clients expected per round"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD)
+def test_bad_client_level_values_are_one_config_error(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        dataclasses.replace(SMALL, **change).validate()
+    assert "\n" not in str(info.value)
+
+
+def test_the_threshold_is_three_quarters_of_the_expected_clients_per_round() -> None:
+    assert SMALL.validate().client_threshold == 15  # 0.75 x 40 x 0.5
+    g = choose_graph(SMALL)
+    assert (g.kind, g.threshold, g.below_majority) == ("complete", 15, False)
+    assert dataclasses.replace(SMALL, threshold=12).client_threshold == 12
+    full = dataclasses.replace(DemoConfig(privacy="client"), **CLIENT_LEVEL_DEFAULTS).validate()
+    assert (full.dataset, full.clients, full.client_threshold) == ("digits", 300, 33)
+
+
+@pytest.fixture(scope="module")
+def run_and_ledgers(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, list[int]]:
+    path = tmp_path_factory.mktemp("ledger") / LEDGER_FILE
+    seen: list[int] = []
+
+    def progress(phase: str, done: int, total: int, detail: str) -> None:
+        # when round r is done the ledger on disk already holds r records
+        if phase == "private" and done >= 1 and detail.startswith(f"round {done}/"):
+            seen.append(len(DistributedLedger.load(path).rounds()))
+
+    result = run_demo(SMALL, progress, ledger_path=path)
+    return result, seen
+
+
+@pytest.mark.slow
+def test_the_distributed_ledger_is_written_every_round(
+    run_and_ledgers: tuple[DemoResult, list[int]],
+) -> None:
+    result, seen = run_and_ledgers
+    assert seen == [1, 2]
+    assert result.distributed is not None and result.private.ledger is None
+    for m, rec in zip(result.private.rounds, result.distributed.rounds(), strict=True):
+        assert rec.members == ([] if m.aborted else sorted(m.members))
+        assert set(m.participants) <= set(range(1, 41))
+    # each client's own coin: 2 x 40 heads at rate 0.5 has probability 2^-80
+    assert any(len(m.participants) < 40 for m in result.private.rounds)
+
+
+@pytest.mark.slow
+def test_the_report_states_mechanism_unit_relation_release_and_adversary(
+    run_and_ledgers: tuple[DemoResult, list[int]], tmp_path: Path
+) -> None:
+    result, _ = run_and_ledgers
+    report = write_report(result, tmp_path)
+    for name in REPORT_FILES:
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    book = DistributedLedger.load(tmp_path / LEDGER_FILE)
+    p = report["privacy"]
+    assert p["mode"] == "client" and p["mechanism"] == "distributed discrete Gaussian"
+    assert p["unit"] == "one client's whole update"
+    assert p["neighbouring"] == "add/remove one client (its whole update)"
+    assert "secure-aggregation sum" in p["released"]
+    assert "at least 15 honest clients' noise" in p["against"]
+    assert p["epsilon"] == book.epsilon() <= SMALL.target_epsilon  # type: ignore[operator]
+    for r, rec in zip(report["rounds"], book.rounds(), strict=True):
+        assert r["epsilon"] == rec.epsilon
+        assert r["honest"] == (len(rec.members) if rec.released else 0)
+    text = p["guarantee"]
+    for phrase in (
+        "client level",
+        "one client's whole contribution",
+        "add/remove one client",
+        "sum from secure aggregation",
+        "discrete Gaussian",
+        "anyone who sees only the sums",
+        "threshold - colluders = 15 - 0 = 15",
+        "relies on secure aggregation",
+        "own coin from the operating system",
+    ):
+        assert phrase in text, phrase
+    md = (tmp_path / "report.md").read_text()
+    assert f"({p['epsilon']:.2f}, 0.0001)-differentially private at the client level" in md
+    # the decoded average's spread is the planned noise: measured RMS / planned std near 1
+    # (650 coordinates per round, 2 rounds: one standard error is about 2%; a noise share
+    # off by sqrt(2) would be 41% away)
+    ratio = report["summary"]["noise_rms_over_std"]
+    assert ratio is not None and abs(ratio - 1) < 0.15
+    docs = (Path(__file__).parents[2] / "docs" / "demo.md").read_text()
+    for name in set(report["privacy"]) | set(report["summary"]) | set(report["rounds"][0]):
+        assert f"`{name}`" in docs, f"docs/demo.md does not describe {name}"
+    assert math.isfinite(report["summary"]["max_abs_error"])
