@@ -22,7 +22,7 @@ import numpy.typing as npt
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat._modarith import check_bits, check_length, element_dtype
 
-__all__ = ["pack_bits", "packed_size", "unpack_bits"]
+__all__ = ["add_packed", "pack_bits", "packed_size", "unpack_bits"]
 
 _LE: dict[int, np.dtype[Any]] = {
     1: np.dtype("<u1"),
@@ -231,3 +231,94 @@ def unpack_bits(
         else:
             out[i : i + n] |= hb.astype(want) << want.type(8 * a)
     return out
+
+
+def _check_packed(view: memoryview, d: int, b: int) -> None:
+    """DecodeError unless ``view`` is exactly ceil(b*d/8) bytes with zero padding bits."""
+    size = (b * d + 7) // 8
+    if len(view) != size:
+        raise DecodeError(f"{d} elements of {b} bits are {size} bytes, got {len(view)}")
+    r = b % 8
+    if r and (r * d) % 8 and view[size - 1] >> ((r * d) % 8):
+        raise DecodeError("nonzero padding bits after the last element")
+
+
+def add_packed(acc: npt.NDArray[Any], data: bytes | bytearray | memoryview, bits: int) -> None:
+    """acc += the elements :func:`pack_bits` put in ``data``, wrapping mod 2^(acc's width).
+
+    The same as ``acc += unpack_bits(data, len(acc), bits, dtype=acc.dtype)``, without
+    the unpacked copy: each cache-sized piece is unpacked into scratch and added at once
+    (whole little-endian words are added straight from ``data``). Nothing changes when
+    ``data`` is refused.
+
+    Parameters:
+        acc: A one-dimensional, writeable array of an unsigned dtype of at least b bits.
+        data: Exactly ceil(b*d/8) bytes with zero padding bits, d = len(acc).
+        bits: b.
+
+    Raises:
+        ConfigError: ``acc`` is not such an array.
+        DecodeError: Wrong length or nonzero padding bits.
+    """
+    b = check_bits(bits)
+    if (
+        not isinstance(acc, np.ndarray)
+        or acc.ndim != 1
+        or acc.dtype.kind != "u"
+        or 8 * acc.dtype.itemsize < b
+        or not acc.flags.writeable
+    ):
+        raise ConfigError(f"acc must be a writeable 1-d unsigned array of at least {b} bits")
+    d = acc.shape[0]
+    view = memoryview(data).cast("B")
+    _check_packed(view, d, b)
+    if not d:
+        return
+    raw = np.frombuffer(view, dtype=np.uint8)
+    a, r = divmod(b, 8)
+    if not r and a in _LE:  # whole little-endian words: added straight from ``data``
+        for i in range(0, d, _PIECE):
+            part = acc[i : i + _PIECE]
+            n = part.shape[0]
+            np.add(part, raw[a * i : a * (i + n)].view(_LE[a]), out=part, casting="unsafe")
+        return
+    # each piece: its elements built in ``tmp`` (low bytes, then the high bits written into
+    # byte a of each element), then one add into ``acc``
+    piece = min(_PIECE, -(-d // 8) * 8)
+    scratch = np.zeros(max(a, r) * piece + 8, dtype=np.uint8)  # 8 spare for word reads
+    tmp = np.zeros(piece, dtype=acc.dtype)
+    g = np.empty(piece // 8, dtype=_U64)
+    t = np.empty_like(g)
+    steps = _lanes(r)[::-1]
+    in_place = _NATIVE_LE and acc.dtype.isnative
+    tb = tmp.view(np.uint8).reshape(piece, -1)
+    for i in range(0, d, piece):
+        n = min(piece, d - i)
+        part, x = acc[i : i + n], tmp[:n]
+        if a in _LE:
+            np.copyto(x, raw[a * i : a * (i + n)].view(_LE[a]), casting="unsafe")
+        elif a:
+            scratch[: a * n] = raw[a * i : a * (i + n)]
+            scratch[a * n : a * n + 8] = 0
+            np.bitwise_and(_fields(scratch, 0, n, a), (1 << 8 * a) - 1, out=x, casting="unsafe")
+        if r:
+            c = -(-n // 8) * 8
+            start = a * d + i // 8 * r
+            count = min(c // 8 * r, len(raw) - start)
+            scratch[:count] = raw[start : start + count]
+            scratch[count : c // 8 * r + 8] = 0
+            gc, tc = g[: c // 8], t[: c // 8]
+            np.bitwise_and(_fields(scratch, 0, c // 8, r), (1 << 8 * r) - 1, out=gc)
+            for mask, hi, sh in steps:  # spread: 8r bits back to one element per byte
+                np.left_shift(gc, _U64.type(sh), out=tc)
+                np.bitwise_and(tc, _U64.type(hi), out=tc)
+                np.bitwise_and(gc, _U64.type(mask >> sh & mask), out=gc)
+                np.bitwise_or(gc, tc, out=gc)
+            hb = gc.astype(_LE64, copy=False).view(np.uint8)[:n]
+            if not a:
+                np.copyto(x, hb)
+            elif in_place:  # byte a of each element is still zero: the low part is < 2^(8a)
+                tb[:n, a] = hb
+            else:
+                np.bitwise_or(x, hb.astype(acc.dtype) << acc.dtype.type(8 * a), out=x)
+        np.add(part, x, out=part)

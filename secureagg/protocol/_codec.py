@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,9 @@ __all__ = [
     "PUBLIC_KEY_SIZE",
     "SIGNATURE_SIZE",
     "VERSION",
+    "PackedInput",
     "decode",
+    "decode_packed",
     "encode",
     "masked_input_size",
 ]
@@ -201,6 +204,45 @@ def _masked(r: Reader, rid: bytes, party: int) -> Message:
     return MaskedInput(rid, party, excluded, vector, bits)
 
 
+@dataclass(frozen=True, slots=True)
+class PackedInput:
+    """A MaskedInput as the server reads it: its d elements still packed, b bits each.
+
+    Attributes:
+        round_id: The round's id.
+        sender: The client that sent it.
+        excluded: The neighbours whose shares failed authentication.
+        bits: b.
+        d: The number of elements.
+        packed: The ceil(b*d/8) bytes (padding bits checked zero), for hazmat's add_packed.
+    """
+
+    round_id: bytes
+    sender: int
+    excluded: tuple[int, ...]
+    bits: int
+    d: int
+    packed: memoryview
+
+
+def _masked_packed(r: Reader, rid: bytes, party: int) -> PackedInput:
+    excluded = r.ids(MAX_CLIENTS)
+    bits = r.u8()
+    if not 1 <= bits <= MAX_BITS:
+        raise DecodeError(f"element width must be 1 to {MAX_BITS} bits, got {bits}")
+    d = r.u32()
+    if d > MAX_VECTOR_LENGTH:
+        raise DecodeError(f"vector length {d} exceeds the limit {MAX_VECTOR_LENGTH}")
+    size = packed_size(d, bits)
+    if size > r.remaining():
+        raise DecodeError(f"{d} elements of {bits} bits do not fit in {r.remaining()} bytes")
+    raw = r.view(size)
+    used = bits * d % 8  # bits of the last byte that belong to elements (0: all of them)
+    if used and raw[size - 1] >> used:
+        raise DecodeError("nonzero padding bits after the last element")
+    return PackedInput(rid, party, excluded, bits, d, raw)
+
+
 def masked_input_size(d: int, bits: int, *, round_id_len: int, excluded: int = 0) -> int:
     """The wire bytes of a MaskedInput: header, excluded ids, b, d, ceil(b*d/8) bytes."""
     header = len(MAGIC) + 3 + round_id_len + 4
@@ -238,6 +280,27 @@ _DECODERS: dict[int, Callable[[Reader, bytes, int], Message]] = {
     9: _unmask_response,
 }
 
+_PACKED_DECODERS: dict[int, Callable[[Reader, bytes, int], Any]] = {**_DECODERS, 5: _masked_packed}
+
+
+def decode_packed(data: bytes) -> Message | PackedInput:
+    """:func:`decode`, except that a MaskedInput comes back as a :class:`PackedInput`.
+
+    The same checks, padding bits included; the elements are not unpacked (the server adds
+    them into its sum straight from the packed bytes).
+
+    Parameters:
+        data: The wire bytes.
+
+    Returns:
+        The message.
+
+    Raises:
+        DecodeError: Anything malformed, truncated or oversize.
+    """
+    msg: Message | PackedInput = _decode(data, _PACKED_DECODERS)
+    return msg
+
 
 def decode(data: bytes) -> Message:
     """Parse one message.
@@ -255,6 +318,11 @@ def decode(data: bytes) -> Message:
     Raises:
         DecodeError: Anything malformed, truncated or oversize.
     """
+    msg: Message = _decode(data, _DECODERS)
+    return msg
+
+
+def _decode(data: bytes, decoders: dict[int, Callable[[Reader, bytes, int], Any]]) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"a message is bytes, not {type(data).__name__}")
     data = bytes(data)
@@ -266,7 +334,7 @@ def decode(data: bytes) -> Message:
     version = r.u8()
     if version != VERSION:
         raise DecodeError(f"unsupported wire version {version} (this is version {VERSION})")
-    decoder = _DECODERS.get(r.u8())
+    decoder = decoders.get(r.u8())
     if decoder is None:
         raise DecodeError("unknown message type")
     rid_len = r.u8()

@@ -9,23 +9,22 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-import numpy as np
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from secureagg._exceptions import ConfigError, DecodeError, RoundAborted, ShareError
 from secureagg.hazmat import (
     LABEL_MASK,
     KeyPair,
+    add_packed,
     apply_masks,
     combine,
     combine_many,
     derive_key,
-    element_dtype,
     is_low_order,
     reduce_into,
     zeros,
 )
-from secureagg.protocol._codec import CIPHERTEXT_SIZE, decode, encode
+from secureagg.protocol._codec import CIPHERTEXT_SIZE, PackedInput, decode_packed, encode
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
@@ -35,7 +34,6 @@ from secureagg.protocol._messages import (
     ConsistencySignature,
     KeyEntry,
     KeysBroadcast,
-    MaskedInput,
     ShareKeys,
     SharesDelivery,
     UnmaskRequest,
@@ -149,7 +147,7 @@ class ServerSession:
             return
         stage = STAGE_OF[type(state)]
         try:
-            msg = decode(data)
+            msg = decode_packed(data)  # masked inputs stay packed until added into the sum
         except DecodeError as exc:
             self._reject(stage, sender, f"malformed message ({exc})")
             return
@@ -168,7 +166,8 @@ class ServerSession:
             self._reject(stage, sender, "unknown or already rejected client")
             return
         if not isinstance(msg, EXPECTED[type(state)]):
-            self._reject(stage, sender, f"{type(msg).__name__} does not belong to {stage.name}")
+            kind = "MaskedInput" if isinstance(msg, PackedInput) else type(msg).__name__
+            self._reject(stage, sender, f"{kind} does not belong to {stage.name}")
             return
         first = self._fingerprints.get(sender)
         fingerprint = (
@@ -244,23 +243,22 @@ class ServerSession:
         state.commitments[msg.sender] = msg.seed_commitment
         return None
 
-    def _accept_masked(self, state: CollectMasked, msg: MaskedInput) -> str | None:
+    def _accept_masked(self, state: CollectMasked, msg: PackedInput) -> str | None:
         cfg = self.config
-        vec = msg.vector
         if msg.sender not in state.u2:
             return "a masked input from a client not in U2"
-        if msg.width != cfg.bits or vec.dtype != element_dtype(cfg.bits):
-            return f"elements of {msg.width} bits, expected b={cfg.bits}"
-        if vec.shape != (cfg.d,):
-            return f"vector of length {vec.shape[0]}, expected {cfg.d}"
-        # decoding unpacked exactly b bits per element: every element lies in Z_{2^b}
+        if msg.bits != cfg.bits:
+            return f"elements of {msg.bits} bits, expected b={cfg.bits}"
+        if msg.d != cfg.d:
+            return f"vector of length {msg.d}, expected {cfg.d}"
+        # decoding checked exactly b bits per element: every element lies in Z_{2^b}
         if not set(msg.excluded) <= state.delivered[msg.sender]:
             return "excluded clients whose shares it was never sent"
         if msg.excluded:
             return f"could not authenticate the shares of {list(msg.excluded)}: input discarded"
-        # Summed mod 2^(word width), reduced mod 2^b once when the stage closes: 2^b divides
-        # the word's modulus, so the result is the same and each input costs one pass less.
-        np.add(state.acc, vec.astype(state.acc.dtype, copy=False), out=state.acc)
+        # Summed mod 2^(word width) straight from the packed bytes (no unpacked copy),
+        # reduced mod 2^b once when the stage closes: 2^b divides the word's modulus.
+        add_packed(state.acc, msg.packed, cfg.bits)
         state.u3.add(msg.sender)
         return None
 

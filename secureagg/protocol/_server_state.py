@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy.typing as npt
 
+from secureagg.protocol._codec import PackedInput
 from secureagg.protocol._config import Stage
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencySignature,
     KeyEntry,
-    MaskedInput,
     ShareKeys,
     UnmaskResponse,
 )
@@ -146,7 +146,7 @@ STAGE_OF: dict[type, Stage] = {
 EXPECTED: dict[type, type] = {
     CollectKeys: AdvertiseKeys,
     CollectShares: ShareKeys,
-    CollectMasked: MaskedInput,
+    CollectMasked: PackedInput,  # a MaskedInput as decode_packed gives it
     CollectSignatures: ConsistencySignature,
     CollectUnmask: UnmaskResponse,
 }

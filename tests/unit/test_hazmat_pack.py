@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from secureagg import ConfigError, DecodeError
 from secureagg.hazmat import _pack, element_dtype, pack_bits, packed_size, unpack_bits
+from secureagg.hazmat._pack import add_packed
 
 
 def reference(values: list[int], bits: int) -> bytes:
@@ -111,3 +112,81 @@ def test_wire_size_at_one_million() -> None:
         raw = pack_bits(x.astype(element_dtype(bits)), bits)
         assert len(raw) == bits * d // 8
         assert np.array_equal(unpack_bits(raw, d, bits), x)
+
+
+def _accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
+    """Random starting sums in every dtype add_packed takes for b: the element dtype, the
+    wider ones and a non-native byte order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.dtype(">u8"), np.dtype(">u4")):
+        dt = np.dtype(dtype)
+        if 8 * dt.itemsize >= bits:
+            top = np.iinfo(dt.newbyteorder("=")).max
+            out.append(rng.integers(0, top, d, dtype=np.uint64, endpoint=True).astype(dt))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(vectors(), st.sampled_from([8, 16, 64, 1 << 18]), st.integers(0, 2**32))
+def test_add_packed_adds_the_packed_elements(
+    case: tuple[int, list[int]], piece: int, seed: int
+) -> None:
+    """acc + the elements, mod 2^(acc's width), with Python ints as the reference."""
+    bits, values = case
+    raw = reference(values, bits)
+    saved = _pack._PIECE
+    _pack._PIECE = piece
+    try:
+        for acc in _accumulators(bits, len(values), seed):
+            start = [int(v) for v in acc]
+            add_packed(acc, raw, bits)
+            width = 8 * acc.dtype.itemsize
+            want = [(s + v) % 2**width for s, v in zip(start, values, strict=True)]
+            assert [int(v) for v in acc] == want
+    finally:
+        _pack._PIECE = saved
+
+
+@pytest.mark.parametrize("bits", [3, 7, 16, 21, 32, 34, 40, 64])
+def test_add_packed_over_several_pieces(bits: int) -> None:
+    d = 2 * (1 << 18) + 13  # the real piece size: two full pieces and a short one
+    x = np.random.default_rng(bits).integers(0, 2**bits - 1, d, dtype=np.uint64, endpoint=True)
+    acc = np.random.default_rng(bits + 1).integers(0, 2**63, d, dtype=np.uint64)
+    want = acc + x  # wraps mod 2^64
+    add_packed(acc, pack_bits(x, bits), bits)
+    assert np.array_equal(acc, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(vectors(max_d=40))
+def test_add_packed_refuses_bad_bytes_and_changes_nothing(case: tuple[int, list[int]]) -> None:
+    bits, values = case
+    d = len(values)
+    raw = reference(values, bits)
+    acc = np.arange(d, dtype=np.uint64)
+    bad_ones = [raw[:-1], raw + b"\x00"] if raw else [b"\x00"]
+    for pad in range(bits * d, 8 * len(raw)):  # each padding bit set alone
+        bad = bytearray(raw)
+        bad[pad // 8] |= 1 << (pad % 8)
+        bad_ones.append(bytes(bad))
+    for bad in bad_ones:
+        with pytest.raises(DecodeError):
+            add_packed(acc, bad, bits)
+        assert acc.tolist() == list(range(d))
+
+
+def test_add_packed_argument_checks() -> None:
+    raw = pack_bits(np.ones(4, np.uint32), 21)
+    read_only = np.zeros(4, np.uint32)
+    read_only.flags.writeable = False
+    for acc in (
+        np.zeros(4, np.uint16),
+        np.zeros(4, np.int64),
+        np.zeros((2, 2), np.uint32),
+        read_only,
+    ):
+        with pytest.raises(ConfigError):
+            add_packed(acc, raw, 21)
+    with pytest.raises(ConfigError):
+        add_packed(np.zeros(4, np.uint32), raw, 0)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secureagg import DecodeError
-from secureagg.hazmat import element_dtype
+from secureagg.hazmat import element_dtype, unpack_bits
 from secureagg.protocol import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -231,3 +231,65 @@ def test_every_unknown_type_byte_is_refused() -> None:
     for t in (0, *range(10, 256)):
         with pytest.raises(DecodeError, match="unknown message type"):
             decode(data[:5] + bytes((t,)) + data[6:])
+
+
+def _agree(data: bytes) -> None:
+    """decode_packed refuses exactly what decode refuses; otherwise it reads the same
+    message, a masked input's elements left packed."""
+    try:
+        want = decode(data)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            codec.decode_packed(data)
+        return
+    got = codec.decode_packed(data)
+    if not isinstance(want, MaskedInput):
+        assert got == want
+        return
+    assert isinstance(got, codec.PackedInput)
+    assert (got.round_id, got.sender, got.excluded, got.bits, got.d) == (
+        want.round_id,
+        want.sender,
+        want.excluded,
+        want.width,
+        want.vector.shape[0],
+    )
+    assert np.array_equal(unpack_bits(got.packed, got.d, got.bits), want.vector)
+
+
+@pytest.mark.parametrize("msg", samples(), ids=lambda m: type(m).__name__)
+def test_decode_packed_agrees_with_decode_on_every_cut(msg: object) -> None:
+    data = encode(msg)  # type: ignore[arg-type]
+    for cut in range(len(data) + 1):
+        _agree(data[:cut])
+    _agree(data + b"\x00")
+
+
+@settings(max_examples=150, deadline=None)
+@given(bits=st.integers(1, 64), d=st.integers(0, 40), data=st.data())
+def test_decode_packed_agrees_with_decode_on_mutated_masked_inputs(
+    bits: int, d: int, data: st.DataObject
+) -> None:
+    """Every padding bit, random byte changes, and random bytes after the header."""
+    words = data.draw(st.lists(st.integers(0, 2**bits - 1), min_size=d, max_size=d))
+    raw = encode(MaskedInput(RID, 4, (), np.array(words, dtype=np.uint64), bits))
+    size = (bits * d + 7) // 8
+    body = len(raw) - size
+    for pad in range(bits * d, 8 * size):
+        bad = bytearray(raw)
+        bad[body + pad // 8] |= 1 << (pad % 8)
+        with pytest.raises(DecodeError, match="padding"):
+            codec.decode_packed(bytes(bad))
+    bad = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(bad) - 1))
+        bad[pos] = data.draw(st.integers(0, 255))
+    _agree(bytes(bad))
+    _agree(raw[:body] + data.draw(st.binary(max_size=60)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_packed_on_random_bytes(data: bytes) -> None:
+    _agree(MAGIC + bytes((VERSION,)) + data)
+    _agree(MAGIC + bytes((VERSION, 5)) + data)
