@@ -22,9 +22,11 @@ rounds, clip 0.5:
   same epsilon over its expected participations, clear averaging.
 
 Costs (d = 10^6, b = 16): bytes each client sends in a real round (``client_cost``) against
-b/8 bytes per padded coordinate and float32 in the clear; and the median time of the
-client's noise and rotation (rotation, rounding, discrete Gaussian) against the median time
-of masking the same vector with ``k`` pairwise masks plus its self mask (MaskBuffer.apply).
+b/8 bytes per padded coordinate and float32 in the clear; and the median CPU time of the
+client's whole encode (``ddp_encode``: clip, rotation, conditional rounding, discrete
+Gaussian), with its rotation and noise alone, against the median CPU time of masking the
+same vector with ``k`` pairwise masks plus its self mask (MaskBuffer.apply), for the
+neighbour counts a distributed-DP round has (``neighbour_counts``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from secureagg.hazmat import (
 )
 from secureagg.privacy import LocalUpdate, PrivateTrainer, parameters_of, unflatten
 from secureagg.privacy.distributed import ORDERS, plan, subsampled_rdp
-from secureagg.protocol import simulate_round
+from secureagg.protocol import choose_parameters, simulate_round
 
 CLIP, DELTA, LOCAL_LR, LOCAL_EPOCHS = 0.5, 1e-4, 0.5, 5
 
@@ -270,43 +272,58 @@ def bench_costs(args: argparse.Namespace) -> None:
         f" (+{sent - ideal:,.0f} protocol bytes); float32 in the clear = {4 * d:,}"
         f" (ratio {sent / (4 * d):.3f})"
     )
-    # client compute: noise + rotation vs masking
+    # client compute: noise + rotation vs masking, CPU time in this process, medians
     stream = NoiseStream()
-    signs = rotation_signs(seed, params.padded)
     v = np.zeros(params.padded)
     v[:d] = x
 
-    def noise_and_rotation() -> None:
-        z = fwht(v * signs) / params.gamma
-        lo = np.floor(z)
-        u = (stream.words(z.size) >> np.uint64(11)).astype(np.float64) * 2.0**-53
-        q = lo.astype(np.int64) + (u < z - lo)
-        q += discrete_gaussian(params.variance, params.padded, stream)
+    def rotation() -> None:
+        fwht(v * rotation_signs(seed, params.padded))
+
+    def noise() -> None:
+        discrete_gaussian(params.variance, params.padded, stream)
 
     def full_encode() -> None:
-        ddp_encode(x, params, seed)
+        ddp_encode(x, params, seed, stream)
 
     def timed(fn: Any, reps: int) -> float:
         times = []
         for _ in range(reps):
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
         return statistics.median(times)
 
-    t_noise = timed(noise_and_rotation, args.repeat)
-    t_encode = timed(full_encode, args.repeat)
+    reps = args.repeat
+    t_rot, t_noise, t_encode = (timed(f, reps) for f in (rotation, noise, full_encode))
+    print(
+        f"client encode at D = {params.padded:,} (sigma {math.sqrt(params.variance):.0f}), CPU "
+        f"ms, medians of {reps}, load {os.getloadavg()[0]:.1f}: whole ddp_encode (clip, "
+        f"signs, FWHT, conditional rounding, discrete Gaussian) {1e3 * t_encode:.1f}; "
+        f"signs + FWHT {1e3 * t_rot:.1f}, discrete Gaussian {1e3 * t_noise:.1f}"
+    )
     buf = MaskBuffer(params.padded, args.bits)
     acc = np.zeros(params.padded, dtype=buf.dtype)
-    print(f"client noise + rotation at D = {params.padded}: median {1e3 * t_noise:.0f} ms"
-          f" (whole encode incl. clip and norm check {1e3 * t_encode:.0f} ms)")  # fmt: skip
-    for k in (10, 50, 100, 500):
+    print("masking the same vector (k pairwise masks + the self mask), and ddp_encode / masking:")
+    for k, why in neighbour_counts():
         seeds = [os.urandom(32) for _ in range(k + 1)]
-        t_mask = timed(lambda s=seeds: buf.apply(acc, add=s), args.repeat)
+        t_mask = timed(lambda s=seeds: buf.apply(acc, add=s), reps)
         print(
-            f"  masking with {k:3d} neighbours + self mask: median {1e3 * t_mask:6.1f} ms;"
-            f" noise+rotation / masking = {t_noise / t_mask:.2f}"
+            f"  k = {k:3d} ({why}): masking {1e3 * t_mask:6.1f} ms; "
+            f"encode / masking = {t_encode / t_mask:.2f}"
         )
+
+
+def neighbour_counts() -> list[tuple[int, str]]:
+    """Neighbour counts a distributed-DP round has: the complete graph of the DDG paper's
+    100 clients per round, and the SecAgg+ degree choose_parameters picks (at most 2^-40
+    security and 2^-20 correctness failure) for 100 and 10,000 clients."""
+    out = [(99, "complete graph, 100 clients")]
+    for n in (100, 10_000):
+        for drop, bad in ((0.1, 0.1), (0.3, 0.1), (0.1, 0.33)):
+            k = choose_parameters(n, dropout_rate=drop, corrupt_fraction=bad).degree
+            out.append((k, f"SecAgg+ n={n:,}, {drop:.0%} dropouts, {bad:.0%} colluders"))
+    return sorted(out)
 
 
 def main() -> None:

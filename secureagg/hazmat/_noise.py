@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from decimal import Context, Decimal, localcontext
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,10 @@ __all__ = ["NoiseStream", "discrete_gaussian", "skellam"]
 
 _GUARD = 2.0**-40  # relative slack on float64 exp(-x); the true error is below 2^-49
 _MAX_X = 700.0  # above this exp(-x) < 2^-1000: every nonzero word rejects
-_CHUNK = 1 << 15  # samples per pass
+_BATCH = 1 << 14  # discrete Gaussian proposals per pass: every buffer is reused, in cache
+_LN2_64 = 64 * math.log(2)
+_SMALL_WORD = 2**44  # below, a word's interval in -ln U is over 2^-44 wide: settled exactly
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 class NoiseStream:
@@ -53,6 +56,7 @@ class NoiseStream:
         if not isinstance(key, bytes) or len(key) != 32:
             raise ConfigError("key must be 32 bytes")
         self._enc = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
+        self._zeros = b""
 
     def words(self, n: int) -> npt.NDArray[np.uint64]:
         """n uniform uint64 words (little-endian keystream).
@@ -63,9 +67,17 @@ class NoiseStream:
         Returns:
             The words.
         """
-        out = np.empty(n, dtype="<u8")
-        self._enc.update_into(bytes(out.nbytes), memoryview(out).cast("B"))  # type: ignore[arg-type]
-        return out.astype(np.uint64, copy=False)
+        out = np.empty(n, dtype=np.uint64)
+        self._fill(out)
+        return out
+
+    def _fill(self, out: npt.NDArray[np.uint64]) -> None:
+        """Overwrite a contiguous uint64 array with the next words of the keystream."""
+        if len(self._zeros) < out.nbytes:
+            self._zeros = bytes(out.nbytes)
+        self._enc.update_into(self._zeros[: out.nbytes], memoryview(out).cast("B"))  # type: ignore[arg-type]
+        if _BIG_ENDIAN:
+            out.byteswap(inplace=True)
 
 
 def _exact_bern_exp(word: int, bits: int, x: Fraction, stream: NoiseStream) -> bool:
@@ -141,23 +153,53 @@ def _exact_laplace_magnitude(word: int, t: int, stream: NoiseStream) -> int:
 def _magnitudes(t: int, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
     """n draws of floor(-t ln U), U uniform on (0, 1): P(M >= k) = e^(-k/t), exactly.
 
-    One keystream word each, when float64 bounds with a wide margin settle the floor;
-    else more words, settled with decimal logarithms.
+    One keystream word each (:func:`_laplace_floor`).
     """
     u = stream.words(n)
-    uf = u.astype(np.float64)
+    mag = np.empty(n, dtype=np.float64)
+    _laplace_floor(u, t, mag, np.empty(n, dtype=np.float64), stream)
+    return mag.astype(np.int64)
+
+
+def _laplace_floor(
+    u: npt.NDArray[np.uint64],
+    t: int,
+    out: npt.NDArray[np.float64],
+    frac: npt.NDArray[np.float64],
+    stream: NoiseStream,
+) -> None:
+    """``out`` = floor(-t ln U) for each word, U uniform on [u, u + 1) / 2^64, exactly.
+
+    One float64 logarithm per word: A = t (64 ln 2 - ln u) is -t ln(u / 2^64) within
+    t 2^-40 (1 + 64 ln 2) (numpy's log within 2^-44 relative, the rest a few roundings),
+    and the word's interval in -t ln U is at most t / u <= t 2^-44 wide for u >= 2^44. So
+    when A's fractional part is at least that margin from both integers, floor(A) is the
+    floor for every U of the word; the rest (probability about 2 margin, and the words
+    below 2^44, 2^-20) are settled with more words and decimal logarithms. ``frac`` is
+    scratch of the same length.
+    """
+    a = frac  # scratch: A, then its fractional parts
+    np.copyto(a, u, casting="unsafe")  # within 2^-53 relative: inside the margin
     with np.errstate(divide="ignore"):
-        top = -np.log(uf * 2.0**-64)  # -ln of the low end of U's interval (inf at 0)
-    # -ln of the high end; the argument is within 2^-52 relative of (U + 1) / 2^64, so
-    # both logs are within 2^-51 absolute (plus |ln| 2^-52), far inside eps
-    bottom = -np.log((uf + 1.0) * 2.0**-64)
-    eps = t * _GUARD * (1.0 + top)
-    m = np.floor(t * bottom - eps)
-    settled = (m == np.floor(t * top + eps)) & (m >= 0)
-    mag = np.where(settled, m, 0.0).astype(np.int64)
-    for i in np.flatnonzero(~settled):
-        mag[i] = _exact_laplace_magnitude(int(u[i]), t, stream)
-    return mag
+        np.log(a, out=a)
+    np.multiply(a, -float(t), out=a)
+    a += t * _LN2_64
+    np.floor(a, out=out)
+    np.subtract(a, out, out=a)  # exact: the fractional parts
+    if not u.size:
+        return
+    margin = t * (_GUARD * (1.0 + _LN2_64) + 2.0**-44)
+    unsettled: npt.NDArray[np.bool_] | None = None
+    # rare (about 2 margin per word): reductions first, the per-word masks only if needed
+    if float(a.min()) < margin or float(a.max()) >= 1.0 - margin:
+        unsettled = a < margin  # also a slightly negative A (u next to 2^64)
+        unsettled |= a >= 1.0 - margin
+    if int(u.min()) < _SMALL_WORD:
+        small = u < np.uint64(_SMALL_WORD)
+        unsettled = small if unsettled is None else unsettled | small
+    if unsettled is not None:
+        for i in np.flatnonzero(unsettled):
+            out[i] = _exact_laplace_magnitude(int(u[i]), t, stream)
 
 
 def discrete_laplace(t: int, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
@@ -208,41 +250,76 @@ def discrete_gaussian(
         raise ConfigError(f"variance {float(s)} is too large (at most 2^80)")
     stream = stream or NoiseStream()
     out = np.empty(n, dtype=np.int64)
-    for i in range(0, n, _CHUNK):  # cache-sized pieces: several times faster than one pass
-        out[i : i + _CHUNK] = _discrete_gaussian(s, min(_CHUNK, n - i), stream)
+    filled = 0
+    sampler = _Gaussian(s, stream)
+    while filled < n:
+        filled += sampler.batch(out[filled:])
     return out
 
 
-def _discrete_gaussian(s: Fraction, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
+class _Gaussian:
     """CKS20 Algorithm 3 with t = floor(sigma) + 1: a discrete Laplace proposal Y (magnitude,
     sign, -0 rejected) accepted with probability exp(-(|Y| - s/t)^2 / (2 s)). The two
-    rejections use independent randomness given |Y|, so they are applied together."""
-    sf = float(s)
-    t = math.isqrt(math.floor(s)) + 1  # floor(sigma) + 1 (any t >= 1 is exact; this is fast)
-    b = sf / t
-    out = np.empty(n, dtype=np.int64)
-    filled, rate = 0, 0.5
-    while filled < n:
-        # draw enough proposals for the rest in one go; accepted proposals are i.i.d. draws
-        # of N_Z(0, s) whatever their number, so keeping the first ones needed is exact
-        m = int((n - filled) / rate * 1.15) + 16
-        mag = _magnitudes(t, m, stream)
-        neg = _signs(m, stream)
-        a = mag.astype(np.float64)
-        x = (a - b) ** 2 / (2.0 * sf)
-        # float64 error of x is below 2^-50 (a + b)^2 / s: one guard for the whole batch
-        guard = _GUARD * (4.0 + (float(a.max()) + b) ** 2 / sf)
+    rejections use independent randomness given |Y|, so they are applied together.
 
-        def exact(i: int, mag: Any = mag) -> Fraction:
-            return (int(mag[i]) - s / t) ** 2 / (2 * s)
+    Proposals come in batches of :data:`_BATCH` whose buffers are allocated once and reused:
+    each step is one numpy pass in cache, with few temporary arrays. Accepted proposals are
+    i.i.d. draws of N_Z(0, s) whatever their number, so keeping the first ones needed is
+    exact.
+    """
 
-        keep = bernoulli_exp(x, guard, exact, stream) & ~(neg & (mag == 0))
-        got = np.where(neg, -mag, mag)[keep]
-        take = min(got.size, n - filled)
-        out[filled : filled + take] = got[:take]
-        filled += take
-        rate = max(float(keep.mean()), 0.05)
-    return out
+    def __init__(self, s: Fraction, stream: NoiseStream) -> None:
+        self.s, self.stream = s, stream
+        self.sf = float(s)
+        self.t = math.isqrt(math.floor(s)) + 1  # floor(sigma) + 1 (any t >= 1 is exact)
+        self.b = self.sf / self.t
+        k = _BATCH
+        self.words = np.empty(2 * k + k // 64, dtype=np.uint64)  # magnitude, coin, signs
+        self.mag = np.empty(k, dtype=np.float64)
+        self.work = np.empty(k, dtype=np.float64)
+        self.coin = np.empty(k, dtype=np.float64)
+
+    def batch(self, out: npt.NDArray[np.int64]) -> int:
+        """Write up to len(out) draws into ``out`` from one batch of proposals; how many."""
+        k, t, sf = _BATCH, self.t, self.sf
+        words, mag, work, coin = self.words, self.mag, self.work, self.coin
+        self.stream._fill(words)
+        _laplace_floor(words[:k], t, mag, work, self.stream)
+        # Bernoulli(exp(-x)), x = (|Y| - b)^2 / (2 s): accept when the coin word's top 53
+        # bits W give U < exp(-x) for every U in [W, W + 1) / 2^53. The float64 error of x
+        # is below 2^-50 (|Y| + b)^2 / s, and numpy's exp is within 2^-44 relative: both
+        # under the guard g, so P = 2^53 exp(-x) as computed is within g 2^53 of the truth.
+        g = _GUARD * (4.0 + (float(mag.max()) + self.b) ** 2 / sf)
+        np.subtract(mag, self.b, out=work)
+        np.multiply(work, work, out=work)
+        np.multiply(work, -1.0 / (2.0 * sf), out=work)
+        np.exp(work, out=work)  # 0 for x > 745: then only W < g 2^53 is unsure
+        np.multiply(work, 2.0**53, out=work)
+        bits = words[k : 2 * k]
+        np.right_shift(bits, np.uint64(11), out=bits)
+        np.copyto(coin, bits, casting="unsafe")  # exact: below 2^53
+        np.subtract(coin, work, out=coin)  # W - P
+        slack = g * 2.0**53 + 2.0  # + the rounding of W - P (below 1)
+        accept = coin <= -1.0 - slack  # W + 1 <= P - g 2^53: U < exp(-x) for sure
+        # unsure: -1 - slack < W - P < slack (neither sure accept nor sure reject W >= P +
+        # g 2^53); rare, so a reduction first: |W - P + 1/2| < slack + 1/2
+        np.add(coin, 0.5, out=work)
+        np.abs(work, out=work)
+        if float(work.min()) < slack + 0.5:
+            unsure = coin < slack
+            unsure ^= accept
+            for i in np.flatnonzero(unsure):
+                x = (int(mag[i]) - self.s / t) ** 2 / (2 * self.s)
+                accept[i] = _exact_bern_exp(int(bits[i]), 53, x, self.stream)
+        neg = np.unpackbits(words[2 * k :].view(np.uint8), count=k).view(np.bool_)
+        minus_zero = mag == 0.0
+        minus_zero &= neg
+        accept &= ~minus_zero
+        got = np.compress(accept, mag)
+        take = min(got.size, out.size)
+        np.copyto(out[:take], got[:take], casting="unsafe")  # exact: integers below 2^53
+        np.negative(out[:take], out=out[:take], where=np.compress(accept, neg)[:take])
+        return take
 
 
 def skellam(mu: float, n: int, key: bytes | None = None) -> npt.NDArray[np.int64]:

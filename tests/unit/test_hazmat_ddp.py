@@ -37,6 +37,29 @@ def test_fwht_is_the_orthonormal_hadamard_transform(k: int) -> None:
     np.testing.assert_allclose(fwht(fwht(x)), x, atol=1e-12)
 
 
+def _butterflies(x: np.ndarray) -> np.ndarray:
+    """The textbook in-place transform, one level per pass (the reference)."""
+    y = x.astype(np.float64)
+    h = 1
+    while h < y.size:
+        pairs = y.reshape(-1, 2, h)
+        a, b = pairs[:, 0, :].copy(), pairs[:, 1, :].copy()
+        pairs[:, 0, :], pairs[:, 1, :] = a + b, a - b
+        h *= 2
+    return y / math.sqrt(y.size)
+
+
+@pytest.mark.parametrize("k", [13, 16, 18])
+def test_fwht_of_long_vectors_matches_the_butterflies(k: int) -> None:
+    """Lengths where the 8 x 8 products run in several blocks (and 2^13 ends on a 2 x 2)."""
+    x = np.random.default_rng(k).normal(size=1 << k)
+    keep = x.copy()
+    y = fwht(x)
+    np.testing.assert_allclose(y, _butterflies(x), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(x, keep)  # the input is left alone
+    np.testing.assert_allclose(fwht(y), x, rtol=0, atol=1e-12)
+
+
 def test_fwht_refuses_non_power_of_two() -> None:
     with pytest.raises(ConfigError):
         fwht(np.zeros(6))
