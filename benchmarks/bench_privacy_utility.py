@@ -50,7 +50,7 @@ def central(cfg: DemoConfig) -> tuple[float, float]:
         target_epsilon=cfg.target_epsilon,
         planned_rounds=1,
         local_steps=cfg.rounds * cfg.local_epochs,
-        max_grad_norm=cfg.clip_norm,
+        max_grad_norm=cfg.max_grad_norm,
         delta=cfg.delta,
     )
     trainer.train_round({k: v.clone() for k, v in parameters_of(model).items()})

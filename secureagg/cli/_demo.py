@@ -58,7 +58,10 @@ def _knob(flag: str, help: str, **kw: Any) -> Callable[[_F], _F]:
     f"{_D.target_epsilon:.2f} unless --noise-multiplier is given]",
 )
 @_knob("--delta", "DP delta.")
-@_knob("--clip-norm", "Per-example gradient L2 clip (DP-SGD).")
+@_knob("--max-grad-norm", "Per-example gradient L2 clip (DP-SGD; Opacus' max_grad_norm).")
+@click.option(
+    "--clip-norm", type=float, default=None, hidden=True, deprecated="use --max-grad-norm"
+)
 @_knob("--update-clip", "L2 clip of each client's round update (also the quantisation range).")
 @_knob("--dropout-rate", "Probability per round that one random client drops at a random stage.")
 @_knob("--graph", "complete (SecAgg) or sparse (SecAgg+ Harary graph).", metavar="|".join(GRAPHS))
@@ -119,7 +122,8 @@ def demo(
     noise_multiplier: float | None,
     target_epsilon: float | None,
     delta: float,
-    clip_norm: float,
+    max_grad_norm: float,
+    clip_norm: float | None,
     update_clip: float,
     dropout_rate: float,
     graph: str,
@@ -160,7 +164,7 @@ def demo(
         noise_multiplier=noise_multiplier,
         target_epsilon=target_epsilon,
         delta=delta,
-        clip_norm=clip_norm,
+        max_grad_norm=max_grad_norm if clip_norm is None else clip_norm,
         update_clip=update_clip,
         dropout_rate=dropout_rate,
         graph=graph,

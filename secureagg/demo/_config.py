@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import InitVar, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,16 @@ class DemoConfig:
     DP-SGD step (1.0 = full-batch DP gradient descent); a client of n examples gets
     1/ceil(n/ceil(rate*n)), the nearest rate Opacus gives its loader (see batch_size_for).
     ``degree`` and ``threshold`` None let the protocol's helper choose.
+    ``max_grad_norm`` is DP-SGD's per-example gradient L2 clip (Opacus' name; the old
+    keyword ``clip_norm`` is still accepted, with a DeprecationWarning, and sets it; it is
+    not an attribute), ``update_clip`` the L2 clip of a client's whole round update.
 
     ``privacy="client"`` switches to client-level distributed DP: no DP-SGD; each client
     joins a round by its own OS coin of bias ``client_rate``, clips its whole update to
     ``update_clip`` and adds a share of discrete Gaussian noise inside the ``bits``-bit
     masked sum, calibrated so that ``target_epsilon`` holds after ``rounds`` rounds for
     ``threshold - colluders`` honest clients (``threshold`` default: 75% of the expected
-    clients per round). ``clip_norm``, ``sample_rate``, ``noise_multiplier`` and
+    clients per round). ``max_grad_norm``, ``sample_rate``, ``noise_multiplier`` and
     ``frac_bits`` are example-level settings and are not used then.
     """
 
@@ -84,7 +88,7 @@ class DemoConfig:
     noise_multiplier: float | None = None
     target_epsilon: float | None = 4.0
     delta: float = 1e-5
-    clip_norm: float = 1.0
+    max_grad_norm: float = 1.0
     update_clip: float = 4.0
     dropout_rate: float = 1.0
     graph: str = "complete"
@@ -104,6 +108,16 @@ class DemoConfig:
     bits: int = 16
     colluders: int = 0
     out: Path = Path("secureagg-report")
+    clip_norm: InitVar[float | None] = None
+
+    def __post_init__(self, clip_norm: float | None) -> None:
+        if clip_norm is not None:  # the old name of max_grad_norm
+            warnings.warn(
+                "DemoConfig(clip_norm=...) is deprecated: use max_grad_norm",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "max_grad_norm", clip_norm)
 
     def validate(self) -> DemoConfig:
         """Check every field; return self, or raise ConfigError naming the first bad value."""
@@ -125,7 +139,7 @@ class DemoConfig:
         if self.target_epsilon is not None:
             _real("target_epsilon", self.target_epsilon, low=0.0, high=1e3, open_low=True)
         _real("delta", self.delta, low=0.0, high=0.1, open_low=True)
-        _real("clip_norm", self.clip_norm, low=0.0, high=1e6, open_low=True)
+        _real("max_grad_norm", self.max_grad_norm, low=0.0, high=1e6, open_low=True)
         _real("update_clip", self.update_clip, low=0.0, high=1e6, open_low=True)
         _real("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
         if self.dropout_rate > 0 and self.clients < 4:

@@ -147,7 +147,7 @@ def _privacy(config: DemoConfig) -> PrivacyConfig:
     return PrivacyConfig(
         noise_multiplier=config.noise_multiplier,
         target_epsilon=config.target_epsilon,
-        max_grad_norm=config.clip_norm,
+        max_grad_norm=config.max_grad_norm,
         delta=config.delta,
         update_clip=config.update_clip,
     )

@@ -136,7 +136,7 @@ def guarantee_text(result: DemoResult) -> str:
         f"is the "
         f"{ACCOUNTANT_NAMES[ACCOUNTANT]} accountant ({_METHOD[ACCOUNTANT]}), over each client's "
         f"whole history of DP-SGD steps as recorded in ledger.json: per-example gradients "
-        f"clipped to L2 norm {cfg.clip_norm:g}, Gaussian noise with multiplier "
+        f"clipped to L2 norm {cfg.max_grad_norm:g}, Gaussian noise with multiplier "
         f"{', '.join(f'{z:g}' for z in sigmas)} ({calibration}), Poisson sampling at rate "
         f"{', '.join(f'{q:g}' for q in rates)}{full}, {cfg.local_epochs} local epoch(s) per "
         f"round; a client that trained and then dropped out is charged for that round. The "
@@ -235,7 +235,7 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             ),
             "weighting": cfg.weighting,
             "noise_source": "os.urandom-seeded generators, fresh every round and client",
-            "clip_norm": cfg.clip_norm,
+            "max_grad_norm": cfg.max_grad_norm,
             "update_clip": cfg.update_clip,
             "noise_multiplier": {str(c): r.noise_multiplier for c, r in last.items()},
             "sample_rate": {str(c): r.sample_rate for c, r in last.items()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"target_epsilon": float("nan")}, "target_epsilon must be in"),
     ({"delta": 0.0}, "delta must be in"),
     ({"delta": 0.5}, "delta must be in"),
-    ({"clip_norm": 0.0}, "clip_norm must be in"),
+    ({"max_grad_norm": 0.0}, "max_grad_norm must be in"),
     ({"dropout_rate": 1.5}, "dropout_rate must be in"),
     ({"dropout_rate": -0.1}, "dropout_rate must be in"),
     ({"sample_rate": 0.0}, "sample_rate must be in"),
@@ -94,3 +95,24 @@ def test_a_threshold_below_a_majority_is_named_as_such() -> None:
     assert not fine.below_majority and fine.note() is None
     helper = choose_graph(DemoConfig(graph="sparse", clients=40))
     assert helper.below_majority is (helper.threshold < helper.majority)
+
+
+def test_clip_norm_is_a_deprecated_name_of_max_grad_norm() -> None:
+    with pytest.warns(DeprecationWarning, match="use max_grad_norm"):
+        cfg = DemoConfig(clip_norm=0.25)  # type: ignore[call-arg]
+    assert cfg.max_grad_norm == 0.25
+    assert dataclasses.replace(cfg, max_grad_norm=0.5).max_grad_norm == 0.5
+    assert "clip_norm" not in dataclasses.asdict(cfg)
+
+
+def test_the_cli_still_takes_clip_norm_with_a_warning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``--clip-norm 0`` reaches max_grad_norm (its check refuses 0) and says it is deprecated."""
+    from secureagg.cli import main
+
+    assert main(["demo", "--clip-norm", "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "--max-grad-norm" in err
+    assert "max_grad_norm must be in (0, 1e+06], got 0.0" in err
+    assert not (tmp_path / "r").exists()
