@@ -12,7 +12,7 @@ from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp import Grid
 
 from secureagg._exceptions import RoundAborted
-from secureagg.fl import UpdateEncoder
+from secureagg.fl import DistributedEncoder, UpdateEncoder
 from secureagg.flower._records import IDENTIFY, RECORD_KEY, SETUP
 from secureagg.flower._replies import Declined, read_reply
 from secureagg.flower._report import RoundReport
@@ -40,7 +40,7 @@ class Round:
     """
 
     session: ServerSession
-    encoder: UpdateEncoder
+    encoder: UpdateEncoder | DistributedEncoder
     global_arrays: ArrayRecord
     node_of: dict[int, int]
     client_of: dict[int, int]

@@ -12,6 +12,7 @@ from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg._exceptions import SecureAggError
 from secureagg.fl import UpdateEncoder
+from secureagg.flower._ddp_node import NodeDistributed, is_distributed
 from secureagg.flower._identity import claim_round, load_identity, load_members, public_bytes
 from secureagg.flower._records import (
     IDENTIFY,
@@ -57,6 +58,7 @@ PINNED: dict[str, type] = {
     "weighting": str,
     "weighted-by": str,
     "arrays-key": str,
+    "mode": str,
 }
 """Encoding settings a node can pin in its node config as ``secureagg-<name>``: it then
 declines any round whose config carries another value."""
@@ -215,7 +217,10 @@ def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
     why = policy.check(config, client_id) if client_id in config.graph else None
     if why is not None:
         raise _Declined(why)
-    _encoder(config)  # refuse bad encoding settings now, before any key leaves
+    if is_distributed(config):  # client-level distributed DP: its noise checked here too
+        NodeDistributed(config, context.node_config)
+    else:
+        _encoder(config)  # refuse bad encoding settings now, before any key leaves
     for key in ("weighted-by", "arrays-key", "train-content"):
         _setting(config, key, str)
     _check_run_config(context, config)
@@ -335,7 +340,12 @@ def _train_and_mask(
     """Train on the global model in ``msg``; the reply is the masked update."""
     if session.committed(Stage.MASKED_INPUT):  # a restored session: never mask twice
         raise _Declined("its journal shows it already sent its masked input in this round")
-    encoder = _encoder(session.config)
+    ddp = (
+        NodeDistributed(session.config, context.node_config)
+        if is_distributed(session.config)
+        else None
+    )
+    encoder = _encoder(session.config) if ddp is None else None
     weighted_by = _setting(session.config, "weighted-by", str)
     arrays_key = _setting(session.config, "arrays-key", str)
     global_arrays = _arrays(msg, arrays_key)
@@ -362,6 +372,11 @@ def _train_and_mask(
     why = same_layout(global_arrays, local)
     if why is not None:
         raise _Declined(why)
+    if ddp is not None:  # clip, rotate, round, add the noise share; charged in the node ledger
+        session.provide_input(ddp.encode(update_vector(local, global_arrays)))
+        masked = session.receive(data)
+        return reply(msg, {"stage": Stage.MASKED_INPUT.label, "data": masked})
+    assert encoder is not None
     # Uniform weighting never reads the count (w = 1): a missing or zero count must not
     # decide whether this node takes part (declining would tell the server it was 0).
     uniform = encoder.weighting == "uniform"

@@ -10,7 +10,7 @@ from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp.strategy import Strategy
 
 from secureagg._exceptions import ConfigError
-from secureagg.fl import UpdateEncoder
+from secureagg.fl import DistributedEncoder, UpdateEncoder
 from secureagg.flower._records import run_config_digest, train_digest
 from secureagg.protocol import RoundConfig, new_round_id, plan_round
 
@@ -43,7 +43,9 @@ def encode_setup(setup: Mapping[str, ConfigRecordValues], client: int) -> Config
 
 
 def encoding(
-    strategy: Strategy, run_config: Mapping[str, Any], encoder: UpdateEncoder
+    strategy: Strategy,
+    run_config: Mapping[str, Any],
+    encoder: UpdateEncoder | DistributedEncoder,
 ) -> dict[str, int | float | str | bool]:
     """What a node encodes its update with, bound into the round config (and its digest).
 

@@ -17,7 +17,8 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from secureagg._exceptions import ConfigError, RoundAborted, SecureAggError
-from secureagg.fl import UpdateEncoder
+from secureagg.fl import DistributedDP, DistributedEncoder, UpdateEncoder
+from secureagg.flower._ddp_server import DistributedRounds
 from secureagg.flower._exchange import (
     Round,
     end,
@@ -31,6 +32,7 @@ from secureagg.flower._records import apply_update, model_size
 from secureagg.flower._report import RoundReport
 from secureagg.flower._round_config import encoding, one_train_digest, round_config
 from secureagg.flower._settings import check_settings, settings_from_run_config
+from secureagg.privacy import DistributedLedger
 from secureagg.protocol import RoundConfig, ServerSession, Stage
 
 __all__ = ["RoundReport", "SecureAggregation"]
@@ -67,6 +69,12 @@ class SecureAggregation(Strategy):
             round config, and a node whose ``context.run_config`` differs declines: a
             SuperLink could otherwise give nodes different learning rates, epochs or noise.
             Default: empty, which only nodes with an empty run config accept.
+        distributed: Client-level distributed DP (docs/flower.md, "Client-level distributed
+            DP"): the strategy plans each node's noise share for ``threshold - colluders``
+            honest nodes and binds it into every round config; nodes clip, rotate, round and
+            add it inside the masked sum. Needs ``threshold``; ``frac_bits``, ``clip`` and
+            ``bits`` are then the plan's.
+        distributed_ledger: Under ``distributed``, gets one record per decoded round.
 
     Raises:
         ConfigError: Settings that cannot work together, or a strategy that is not one.
@@ -87,6 +95,8 @@ class SecureAggregation(Strategy):
         signed: bool = False,
         weighting: str = "uniform",
         run_config: Mapping[str, Any] | None = None,
+        distributed: DistributedDP | None = None,
+        distributed_ledger: DistributedLedger | None = None,
     ) -> None:
         check_settings(
             strategy,
@@ -115,6 +125,15 @@ class SecureAggregation(Strategy):
         self.timeout = timeout
         self.reports: dict[int, RoundReport] = {}
         self._round: Round | None = None
+        if distributed_ledger is not None and distributed is None:
+            raise ConfigError("distributed_ledger needs distributed=")
+        if distributed is not None and weighting != "uniform":
+            raise ConfigError("distributed DP over Flower weights nodes uniformly")
+        self.distributed = (
+            None
+            if distributed is None
+            else DistributedRounds(distributed, threshold, distributed_ledger)
+        )
 
     @classmethod
     def from_config(cls, strategy: Strategy, config: Mapping[str, Any]) -> SecureAggregation:
@@ -228,8 +247,19 @@ class SecureAggregation(Strategy):
 
     def _round_config(
         self, server_round: int, n: int, d: int, keys: Mapping[int, bytes], train: str
-    ) -> tuple[UpdateEncoder, RoundConfig]:
+    ) -> tuple[UpdateEncoder | DistributedEncoder, RoundConfig]:
         """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit."""
+        if self.distributed is not None:
+            return self.distributed.round_config(
+                server_round,
+                n,
+                d,
+                keys,
+                train,
+                settings=self.encoding,
+                degree=self.degree,
+                signed=self.signed,
+            )
         return round_config(
             server_round,
             n,
@@ -248,7 +278,9 @@ class SecureAggregation(Strategy):
             weighting=self.weighting,
         )
 
-    def encoding(self, encoder: UpdateEncoder) -> dict[str, int | float | str | bool]:
+    def encoding(
+        self, encoder: UpdateEncoder | DistributedEncoder
+    ) -> dict[str, int | float | str | bool]:
         """What a node encodes its update with, bound into the round config (and its digest).
 
         A node reads these from the config alone, never from a per-node field.
@@ -294,7 +326,12 @@ class SecureAggregation(Strategy):
             return None, MetricRecord({"secureagg-aborted": 1})
         result = session.result
         try:
-            decoded = rnd.encoder.decode(result.total, len(result.survivors))
+            if isinstance(rnd.encoder, DistributedEncoder) and self.distributed is not None:
+                seed = rnd.session.config.round_id  # the public rotation seed
+                decoded = rnd.encoder.decode(result.total, len(result.survivors), seed)
+                self.distributed.record(rnd.encoder, sorted(result.survivors))
+            else:
+                decoded = rnd.encoder.decode(result.total, len(result.survivors))
             new = apply_update(rnd.global_arrays, decoded.average)
         except SecureAggError as exc:
             # A client can put any value in its masked input: a sum whose weight does not
@@ -318,7 +355,10 @@ class SecureAggregation(Strategy):
         merged = MetricRecord(dict(metrics.items()) if metrics is not None else {})
         merged["secureagg-survivors"] = len(report.survivors)
         merged["secureagg-dropped"] = len(report.nodes) - len(report.survivors)
-        merged["secureagg-error-bound"] = float(report.error_bound)
+        if isinstance(rnd.encoder, DistributedEncoder):  # noisy by design: its std instead
+            merged["secureagg-noise-std"] = rnd.encoder.noise_std(len(report.survivors))
+        else:
+            merged["secureagg-error-bound"] = float(report.error_bound)
         log.info(
             "secureagg round %d: %d of %d nodes in the sum, error bound %.3g",
             server_round,
