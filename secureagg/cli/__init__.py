@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["CLI_EXTRA", "main"]
+__all__ = ["main"]
 
-CLI_EXTRA = "cli"
+_CLI_EXTRA = "cli"
 """The extra that brings the command line's dependencies: ``pip install 'secureagg[cli]'``."""
 
 _EXTRA_MODULES = frozenset({"click", "rich", "matplotlib", "sklearn"})
@@ -29,8 +29,8 @@ def _missing_extra(exc: ModuleNotFoundError) -> str | None:
     if top not in _EXTRA_MODULES:
         return None
     return (
-        f"secureagg: the command line needs the '{CLI_EXTRA}' extra ({top} is not installed):"
-        f" pip install 'secureagg[{CLI_EXTRA}]'"
+        f"secureagg: the command line needs the '{_CLI_EXTRA}' extra ({top} is not installed):"
+        f" pip install 'secureagg[{_CLI_EXTRA}]'"
     )
 
 

@@ -6,7 +6,12 @@
   in-process round simulator (it is handed every unmasked input);
 * :func:`run_round`: one round joining local trainers to the aggregator;
 * :func:`run_federated`: n clients, R rounds, dropouts, per-round :class:`RoundMetrics`,
-  live :class:`ProgressEvent` s.
+  live :class:`ProgressEvent` s;
+* :class:`UpdateEncoder`: the fixed-point encoding of a weighted update; its ``decode``
+  returns a :class:`Decoded` (the average, the summed weight, the error bound);
+  :data:`WEIGHTINGS` names the averaging rules ("uniform", "examples-public",
+  "examples-dp"), and :func:`plain_average` computes the same average in the clear (the
+  reference a secure round is checked against).
 
 Names load on first use: :class:`UpdateEncoder` alone does not import torch.
 """

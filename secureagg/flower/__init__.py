@@ -5,7 +5,11 @@ the ServerApp wraps its strategy, ``SecureAggregation(FedAvg(...), max_examples=
 ``train_privately`` trains a client with Opacus DP-SGD and keeps its privacy history across
 rounds. Only ``train_privately`` loads torch, so the protocol-stage messages (a fresh
 ClientApp process each, in Flower's deployment engine) start fast. ``generate_identity``
-and ``load_members`` handle signed mode's key and members files. See docs/flower.md.
+and ``load_members`` handle signed mode's key and members files. ``RoundReport`` is what
+``SecureAggregation.reports`` keeps per round. ``RECORD_KEY`` names the ConfigRecord that
+carries secureagg's bytes in a message (a ClientApp leaves it alone), and ``STATE_KEY`` the
+ConfigRecord in a node's ``Context.state`` that holds its saved protocol session. See
+docs/flower.md.
 """
 
 from __future__ import annotations
