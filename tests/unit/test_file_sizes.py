@@ -39,6 +39,10 @@ LONG_FILES: dict[str, str] = {
     "secureagg/privacy/_ledger.py": (
         "PrivacyLedger: a client's round records, their cumulative epsilons, load and save"
     ),
+    "secureagg/flower/_strategy.py": (
+        "SecureAggregation: one secure round's orchestration over Flower's grid (the stages, "
+        "settings, replies and round config are in their own modules)"
+    ),
     "secureagg/flower/_mod.py": (
         "the Flower client mod: answer each protocol stage for a ClientApp, saving the session"
     ),
