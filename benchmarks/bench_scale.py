@@ -74,25 +74,37 @@ def peak_rss_mb() -> float:
 
 
 class _ServerClock:
-    """Process CPU time spent inside ServerSession.receive and close_stage."""
+    """Process CPU time spent inside ServerSession.receive and close_stage (and building
+    each streamed message, where close_stage_lazily exists)."""
 
     def __init__(self) -> None:
         self.cpu = 0.0
         self.wall = 0.0
+        self.inside = False
 
     def install(self) -> None:
-        for name in ("receive", "close_stage"):
-            original = getattr(ServerSession, name)
+        from secureagg.protocol import _server
+
+        outbox = getattr(_server, "Outbox", None)  # messages built when read (streamed)
+        methods = [(ServerSession, "receive"), (ServerSession, "close_stage")]
+        if outbox is not None:
+            methods += [(ServerSession, "close_stage_lazily"), (outbox, "__getitem__")]
+        for cls, name in methods:
+            original = getattr(cls, name)
 
             def timed(*args: Any, _f: Any = original, **kwargs: Any) -> Any:
+                if self.inside:  # close_stage calls close_stage_lazily: count once
+                    return _f(*args, **kwargs)
+                self.inside = True
                 c, w = time.process_time(), time.perf_counter()
                 try:
                     return _f(*args, **kwargs)
                 finally:
                     self.cpu += time.process_time() - c
                     self.wall += time.perf_counter() - w
+                    self.inside = False
 
-            setattr(ServerSession, name, timed)
+            setattr(cls, name, timed)
 
 
 class _ClientClock:

@@ -53,7 +53,10 @@ __all__ = [
     "decode",
     "decode_packed",
     "encode",
+    "key_entry_bytes",
+    "keys_broadcast_bytes",
     "masked_input_size",
+    "shares_delivery_bytes",
 ]
 
 MAGIC = b"SAGG"
@@ -137,6 +140,23 @@ def encode(msg: Message) -> bytes:
         return head + id_list(msg.survivors) + id_list(msg.dropped) + _pairs(msg.signatures)
     head = _header(9, msg.round_id, msg.sender)
     return head + _pairs(msg.seed_shares) + _pairs(msg.key_shares)
+
+
+def key_entry_bytes(entry: KeyEntry) -> bytes:
+    """One entry of a KeysBroadcast on the wire (the server encodes each client's once)."""
+    return u32(entry.client) + entry.c_pk + entry.s_pk + _signature(entry.signature)
+
+
+def keys_broadcast_bytes(round_id: bytes, recipient: int, entries: list[bytes]) -> bytes:
+    """``encode(KeysBroadcast(round_id, recipient, ...))`` from its entries'
+    :func:`key_entry_bytes`, in increasing client order."""
+    return b"".join([_header(2, round_id, recipient), u32(len(entries)), *entries])
+
+
+def shares_delivery_bytes(round_id: bytes, recipient: int, count: int, pairs: list[bytes]) -> bytes:
+    """``encode(SharesDelivery(...))`` from its ``count`` (sender, ciphertext) pairs as
+    wire pieces (u32 sender, then its ciphertext), in increasing sender order."""
+    return b"".join([_header(4, round_id, recipient), u32(count), *pairs])
 
 
 def _read_signature(r: Reader) -> bytes:

@@ -6,7 +6,7 @@ import hmac
 import os
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives.poly1305 import Poly1305
@@ -24,7 +24,15 @@ from secureagg.hazmat import (
     reduce_into,
     zeros,
 )
-from secureagg.protocol._codec import CIPHERTEXT_SIZE, PackedInput, decode_packed, encode
+from secureagg.protocol._codec import (
+    CIPHERTEXT_SIZE,
+    PackedInput,
+    decode_packed,
+    encode,
+    key_entry_bytes,
+    keys_broadcast_bytes,
+    shares_delivery_bytes,
+)
 from secureagg.protocol._commitment import keys_digest, seed_commitment
 from secureagg.protocol._config import RoundConfig, Stage
 from secureagg.protocol._graph import check_client_id
@@ -33,9 +41,7 @@ from secureagg.protocol._messages import (
     ConsistencyRequest,
     ConsistencySignature,
     KeyEntry,
-    KeysBroadcast,
     ShareKeys,
-    SharesDelivery,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -72,6 +78,33 @@ def set_server_workers(workers: int) -> None:
     """The threads a new ServerSession uses to remove masks (1: single-core, no threads)."""
     global _DEFAULT_WORKERS
     _DEFAULT_WORKERS = _check_workers(workers)
+
+
+class Outbox(Mapping[int, bytes]):
+    """A closed stage's messages by recipient, each one built when it is read.
+
+    Parameters:
+        recipients: Who gets a message, in sending order.
+        build: Recipient -> its message's bytes.
+    """
+
+    __slots__ = ("_build", "_ids", "_set")
+
+    def __init__(self, recipients: Iterable[int], build: Callable[[int], bytes]) -> None:
+        self._ids = tuple(recipients)
+        self._set = frozenset(self._ids)
+        self._build = build
+
+    def __getitem__(self, recipient: int) -> bytes:
+        if recipient not in self._set:
+            raise KeyError(recipient)
+        return self._build(recipient)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
@@ -252,7 +285,7 @@ class ServerSession:
         if msg.d != cfg.d:
             return f"vector of length {msg.d}, expected {cfg.d}"
         # decoding checked exactly b bits per element: every element lies in Z_{2^b}
-        if not set(msg.excluded) <= state.delivered[msg.sender]:
+        if msg.excluded and not set(msg.excluded) <= self._senders_to(msg.sender, state.u2):
             return "excluded clients whose shares it was never sent"
         if msg.excluded:
             return f"could not authenticate the shares of {list(msg.excluded)}: input discarded"
@@ -294,11 +327,27 @@ class ServerSession:
         Raises:
             RoundAborted: Too few clients remain.
         """
+        return dict(self.close_stage_lazily())
+
+    def close_stage_lazily(self) -> Mapping[int, bytes]:
+        """:meth:`close_stage`, with the key and share deliveries built one at a time.
+
+        The stage closes now (every check, abort and digest happens here); each message of
+        the two largest stages (a KeysBroadcast, a SharesDelivery: O(k) each, O(n*k) in
+        all) is encoded when it is read, so a caller that sends each as it reads it never
+        holds them all. Reading one twice builds the same bytes twice.
+
+        Returns:
+            The messages to send next, keyed by recipient.
+
+        Raises:
+            RoundAborted: Too few clients remain.
+        """
         state = self._state
         if isinstance(state, Aborted):
             raise RoundAborted(f"the round was aborted: {state.reason}")
         if isinstance(state, Finished):
-            return {}
+            return Outbox((), bytes)
         self._fingerprints.clear()
         self._bad.clear()
         try:
@@ -330,44 +379,47 @@ class ServerSession:
     def _abort(self, reason: str) -> NoReturn:
         raise RoundAborted(reason)
 
-    def _close_keys(self, state: CollectKeys) -> dict[int, bytes]:
+    def _close_keys(self, state: CollectKeys) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.ADVERTISE, cfg.graph.ids, state.keys)
         u1 = state.keys
-        out = {}
-        for u in sorted(u1):
-            members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
-            entries = tuple(u1[v] for v in members)
-            out[u] = encode(KeysBroadcast(cfg.round_id, u, entries))
-        self._state = CollectShares(u1, {u: keys_digest(data) for u, data in out.items()})
-        return out
+        entry = {v: key_entry_bytes(e) for v, e in u1.items()}  # each encoded once, not k times
 
-    def _close_shares(self, state: CollectShares) -> dict[int, bytes]:
+        def broadcast(u: int) -> bytes:
+            members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
+            return keys_broadcast_bytes(cfg.round_id, u, [entry[v] for v in members])
+
+        recipients = sorted(u1)
+        self._state = CollectShares(u1, {u: keys_digest(broadcast(u)) for u in recipients})
+        return Outbox(recipients, broadcast)
+
+    def _senders_to(self, w: int, u2: frozenset[int]) -> frozenset[int]:
+        """The clients whose shares w was sent: its neighbours in U2 (each of them addressed
+        exactly its neighbours in U1, checked on arrival, and w is in U1)."""
+        return self.config.graph.neighbours(w) & u2
+
+    def _close_shares(self, state: CollectShares) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.SHARE_KEYS, state.u1, state.inbox)
         u2 = frozenset(state.inbox)
         inbox = state.inbox
-        out: dict[int, bytes] = {}
-        delivered: dict[int, frozenset[int]] = {}
         size = CIPHERTEXT_SIZE
-        for w in sorted(u2):
-            # w's senders are its neighbours in U2: each addressed exactly its neighbours in
-            # U1 (checked on arrival), and w is in U1. O(k log k) per recipient.
-            senders = sorted(cfg.graph.neighbours(w) & u2)
-            cts = []
+        prefix = {v: v.to_bytes(4, "big") for v in u2}
+
+        def delivery(w: int) -> bytes:
+            senders = sorted(self._senders_to(w, u2))
+            pairs: list[bytes] = []
             for v in senders:
                 ids, blob = inbox[v]
-                i = bisect_left(ids, w)
-                if i == len(ids) or ids[i] != w:  # cannot happen after the arrival check
-                    self._abort(f"client {v}'s shares do not include client {w}")
-                cts.append((v, blob[i * size : (i + 1) * size]))
-            out[w] = encode(SharesDelivery(cfg.round_id, w, tuple(cts)))
-            delivered[w] = frozenset(senders)
-        acc = zeros(cfg.d, cfg.bits)
-        self._state = CollectMasked(state.u1, state.commitments, u2, delivered, acc)
-        return out
+                i = bisect_left(ids, w)  # v addressed all its neighbours in U1, w among them
+                pairs += (prefix[v], blob[i * size : (i + 1) * size])
+            return shares_delivery_bytes(cfg.round_id, w, len(senders), pairs)
 
-    def _close_masked(self, state: CollectMasked) -> dict[int, bytes]:
+        acc = zeros(cfg.d, cfg.bits)
+        self._state = CollectMasked(state.u1, state.commitments, u2, acc)
+        return Outbox(sorted(u2), delivery)
+
+    def _close_masked(self, state: CollectMasked) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.MASKED_INPUT, state.u2, state.u3)
         reduce_into(state.acc, cfg.bits)
@@ -375,13 +427,13 @@ class ServerSession:
         dropped = tuple(sorted(state.u2 - state.u3))
         if cfg.signed:
             self._state = CollectSignatures(
-                state.u1, state.commitments, state.delivered, state.acc, u3, dropped
+                state.u1, state.commitments, state.u2, state.acc, u3, dropped
             )
             return {u: encode(ConsistencyRequest(cfg.round_id, u, u3)) for u in u3}
         self._state = CollectUnmask(
             state.u1,
             state.commitments,
-            state.delivered,
+            state.u2,
             state.acc,
             u3,
             dropped,
@@ -396,7 +448,7 @@ class ServerSession:
             out[u] = encode(UnmaskRequest(cfg.round_id, u, alive, gone))
         return out
 
-    def _close_signatures(self, state: CollectSignatures) -> dict[int, bytes]:
+    def _close_signatures(self, state: CollectSignatures) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.CONSISTENCY, state.u3, state.signatures, self.config.consistency_quorum)
         sigs = tuple(sorted(state.signatures.items()))
@@ -404,7 +456,7 @@ class ServerSession:
         self._state = CollectUnmask(
             state.u1,
             state.commitments,
-            state.delivered,
+            state.u2,
             state.acc,
             state.u3,
             state.dropped,
@@ -413,7 +465,7 @@ class ServerSession:
         msg = {u: UnmaskRequest(cfg.round_id, u, state.u3, state.dropped, sigs) for u in asked}
         return {u: encode(m) for u, m in msg.items()}
 
-    def _close_unmask(self, state: CollectUnmask) -> dict[int, bytes]:
+    def _close_unmask(self, state: CollectUnmask) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.UNMASK, state.asked, state.responses)
         seed_shares: dict[int, dict[int, bytes]] = {}
@@ -432,11 +484,9 @@ class ServerSession:
         alive = state.alive
         partners_of: dict[int, list[int]] = {}
         for v in state.dropped:
-            partners = [
-                u for u in cfg.graph.neighbours(v) & alive if v in state.delivered.get(u, ())
-            ]
-            if partners:
-                partners_of[v] = sorted(partners)
+            # v is in U2, so every neighbour of v in U3 was sent v's shares and masked with v
+            if mine := cfg.graph.neighbours(v) & alive:
+                partners_of[v] = sorted(mine)
         keys = self._reconstruct_all(
             list(partners_of), key_shares, "mask key", lambda v: _opens(state.u1[v].s_pk)
         )

@@ -85,8 +85,7 @@ class CollectShares:
 class CollectMasked:
     u1: dict[int, KeyEntry]
     commitments: dict[int, bytes]
-    u2: frozenset[int]
-    delivered: dict[int, frozenset[int]]
+    u2: frozenset[int]  # client w was sent the shares of its neighbours in U2
     acc: _Vector
     u3: set[int] = field(default_factory=set)
 
@@ -101,7 +100,7 @@ class _Unmasking:
 
     u1: dict[int, KeyEntry]
     commitments: dict[int, bytes]
-    delivered: dict[int, frozenset[int]]
+    u2: frozenset[int]
     acc: _Vector
     u3: tuple[int, ...]
     dropped: tuple[int, ...]

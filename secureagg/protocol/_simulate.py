@@ -167,14 +167,18 @@ def simulate_configured_round(
             net.to_server_from(u, Stage.ADVERTISE, net.timed(u, net.clients[u].advertise))
     while True:
         start = time.perf_counter()
-        out = net.server.close_stage()
+        out = net.server.close_stage_lazily()  # each message built when read: streamed
         net.server_cost.seconds += time.perf_counter() - start
         current = net.server.stage
         if current is None:
             break
-        for u, data in out.items():
+        for u in out:
+            start = time.perf_counter()
+            data = out[u]
+            net.server_cost.seconds += time.perf_counter() - start
             net.server_cost.bytes_sent += len(data)
             net.to_client(u, current, data)
+        del out  # the last stage's messages are not held while the next one closes
     result = net.server.result
     return RoundResult(
         total=result.total,

@@ -293,3 +293,29 @@ def test_decode_packed_agrees_with_decode_on_mutated_masked_inputs(
 def test_decode_packed_on_random_bytes(data: bytes) -> None:
     _agree(MAGIC + bytes((VERSION,)) + data)
     _agree(MAGIC + bytes((VERSION, 5)) + data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rid=st.binary(min_size=16, max_size=64),
+    recipient=st.integers(1, 2**32 - 1),
+    ids=ids_strategy,
+    signed=st.booleans(),
+    data=st.data(),
+)
+def test_the_servers_piecewise_encoders_equal_encode(
+    rid: bytes, recipient: int, ids: tuple[int, ...], signed: bool, data: st.DataObject
+) -> None:
+    """keys_broadcast_bytes and shares_delivery_bytes build exactly encode's bytes."""
+    key = st.binary(min_size=32, max_size=32)
+    entries = tuple(
+        KeyEntry(i, data.draw(key), data.draw(key), SIG if signed else b"") for i in ids
+    )
+    got = codec.keys_broadcast_bytes(rid, recipient, [codec.key_entry_bytes(e) for e in entries])
+    assert got == encode(KeysBroadcast(rid, recipient, entries))
+    cts = tuple(
+        (i, data.draw(st.binary(min_size=CIPHERTEXT_SIZE, max_size=CIPHERTEXT_SIZE))) for i in ids
+    )
+    pieces = [p for i, ct in cts for p in (struct.pack(">I", i), ct)]
+    got = codec.shares_delivery_bytes(rid, recipient, len(cts), pieces)
+    assert got == encode(SharesDelivery(rid, recipient, cts))

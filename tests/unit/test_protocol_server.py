@@ -692,3 +692,36 @@ def test_mask_removal_threads_do_not_change_the_sum(
         _server.ServerSession(make_config(), workers=0)
     with pytest.raises(ConfigError):
         _server.set_server_workers(0)
+
+
+def test_lazily_closed_stages_give_close_stages_messages() -> None:
+    """close_stage_lazily gives the same bytes as close_stage at every stage (read twice,
+    and read after the round moved on), with clients dropping before share-keys (so a
+    sender's recipients include clients outside U2), at masked input and at unmask."""
+    ids = list(range(1, 15))
+    config = RoundConfig(new_round_id(), BITS, D, 3, Graph.harary(ids, 6, bytes(16)))
+    clients = {u: ClientSession(config, u, policy=WEAK) for u in ids}
+    for u in ids:
+        clients[u].provide_input(np.full(D, u, np.uint16))
+    eager, lazy = ServerSession(config), ServerSession(config)
+    silent = {Stage.SHARE_KEYS: {2, 9}, Stage.MASKED_INPUT: {5}, Stage.UNMASK: {11}}
+    replies = {u: clients[u].advertise() for u in ids}
+    outboxes = []
+    while True:
+        for data in replies.values():
+            eager.receive(data)
+            lazy.receive(data)
+        want = eager.close_stage()
+        got = lazy.close_stage_lazily()
+        assert dict(got) == want and dict(got) == want and list(got) == sorted(want)
+        with pytest.raises(KeyError):
+            got[max(ids) + 1]
+        outboxes.append((got, want))
+        if eager.stage is None:
+            break
+        gone = set().union(*(s for st, s in silent.items() if st.value <= eager.stage.value))
+        replies = {u: clients[u].receive(m) for u, m in want.items() if u not in gone}
+    assert lazy.result.survivors == eager.result.survivors == frozenset(ids) - {2, 9, 5}
+    assert np.array_equal(lazy.result.total, eager.result.total)
+    for got, want in outboxes:
+        assert dict(got) == want
