@@ -19,7 +19,16 @@ rounds, clip 0.5:
   dp-accounting's exact sampled-Gaussian RDP (the usual DP-FedAvg accounting);
 * ``central-zw``: the same with z from the Zhu-Wang bound that the distributed arm uses;
 * ``local-dpsgd``: example-level DP-SGD (Opacus, PrivateTrainer) at each client with the
-  same epsilon over its expected participations, clear averaging.
+  same epsilon over its expected participations, clear averaging;
+* ``central-matched`` (a diagnostic, not a DP arm of its own): continuous Gaussian noise of
+  exactly the std the distributed arm's shares add up to (sqrt(members) x local std) on the
+  clear sum of clipped updates: the distributed arm minus this one is the integer pipeline
+  alone (rotation, rounding, modular clipping); this one minus central-zw is the honest
+  floor and the discretisation's accounting cost.
+
+``--arms`` picks arms (default: all four DP arms); ``--first-seed`` starts the seeds
+elsewhere, so that runs add up. The summary gives the per-seed paired differences of
+central and distributed, their mean and a 95% t-interval.
 
 Costs (d = 10^6, b = 16): bytes each client sends in a real round (``client_cost``) against
 b/8 bytes per padded coordinate and float32 in the clear; and the median CPU time of the
@@ -149,6 +158,7 @@ def run_arm(
     expected = args.rate * args.clients
     threshold = max(2, int(0.75 * expected))
     agg = None
+    local_std = zs.get("local-std", 0.0)
     if arm == "distributed":
         settings = DistributedDP(
             epsilon=args.epsilon, delta=DELTA, clip=CLIP, rounds=args.rounds, bits=args.bits,
@@ -190,7 +200,10 @@ def run_arm(
             avg = np.mean([u.vector.astype(np.float64) for u in updates.values()], axis=0)
         else:
             total = np.sum([clipped(u) for u in updates.values()], axis=0)
-            total += rng.normal(0.0, zs[arm] * CLIP, total.shape)
+            std = (
+                math.sqrt(len(updates)) * local_std if arm == "central-matched" else zs[arm] * CLIP
+            )
+            total += rng.normal(0.0, std, total.shape)
             avg = total / len(updates)
         delta = unflatten(avg, state)
         state = {k: state[k] + delta[k].to(state[k].dtype) for k in state}
@@ -213,6 +226,7 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f"epsilon {args.epsilon}, delta {DELTA}, {args.rounds} rounds, rate {args.rate},"
         f" {args.clients} clients, clip {CLIP}, d {d} (padded {p.dim})"
     )
+    zs["local-std"] = p.local_std
     present = p.noise_multiplier * math.sqrt(args.rate * args.clients / threshold)
     print(
         f"noise multipliers: central {zs['central']:.3f}, central-zw {zs['central-zw']:.3f},"
@@ -220,9 +234,9 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f" (gamma {p.gamma:.3g}); with ~{args.rate * args.clients:.0f} clients present the"
         f" distributed noise std is {present:.3f} clips"
     )  # fmt: skip
-    arms = ["distributed", "central", "central-zw", "local-dpsgd"]
+    arms = args.arms.split(",")
     results: dict[str, list[float]] = {a: [] for a in arms}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         coins = np.random.default_rng(seed)
         schedule = [
             [c for c in range(args.clients) if coins.random() < args.rate]
@@ -236,19 +250,37 @@ def bench_accuracy(args: argparse.Namespace) -> None:
                 f"seed {seed} {arm:12s} accuracy {acc:.4f}  ({aborted} rounds too small,"
                 f" {time.perf_counter() - start:.1f} s)"
             )
-    print("\narm           mean acc  per seed")
+    print("\narm              mean acc  per seed")
     for arm in arms:
         accs = results[arm]
-        print(f"{arm:12s}  {statistics.mean(accs):.4f}    {' '.join(f'{a:.4f}' for a in accs)}")
-    gap = [c - d for c, d in zip(results["central"], results["distributed"], strict=True)]
-    gap_zw = [c - d for c, d in zip(results["central-zw"], results["distributed"], strict=True)]
+        print(f"{arm:15s}  {statistics.mean(accs):.4f}    {' '.join(f'{a:.4f}' for a in accs)}")
+    for a, b in (
+        ("central", "distributed"),
+        ("central-zw", "distributed"),
+        ("central", "central-zw"),
+        ("central-zw", "central-matched"),
+        ("central-matched", "distributed"),
+        ("distributed", "local-dpsgd"),
+    ):
+        if a in results and b in results:
+            paired(a, b, results[a], results[b])
+
+
+def paired(a: str, b: str, xs: list[float], ys: list[float]) -> None:
+    """Print the per-seed differences a - b (points), their mean and a 95% t-interval."""
+    from scipy import stats
+
+    diff = [100 * (x - y) for x, y in zip(xs, ys, strict=True)]
+    mean = statistics.mean(diff)
+    if len(diff) > 1:
+        half = stats.t.ppf(0.975, len(diff) - 1) * statistics.stdev(diff) / math.sqrt(len(diff))
+        ci = f"95% CI [{mean - half:.2f}, {mean + half:.2f}]"
+    else:
+        ci = "one seed: no interval"
     print(
-        f"central - distributed: mean {100 * statistics.mean(gap):.2f} points"
-        f" (per seed {' '.join(f'{100 * g:.1f}' for g in gap)});"
-        f" central-zw - distributed: mean {100 * statistics.mean(gap_zw):.2f} points"
+        f"{a} - {b}: mean {mean:.2f} points, {ci}, {len(diff)} seeds"
+        f" (per seed {' '.join(f'{d:.1f}' for d in diff)})"
     )
-    lead = [a - b for a, b in zip(results["distributed"], results["local-dpsgd"], strict=True)]
-    print(f"distributed - local-dpsgd: mean {100 * statistics.mean(lead):.1f} points")
 
 
 def bench_costs(args: argparse.Namespace) -> None:
@@ -329,6 +361,8 @@ def neighbour_counts() -> list[tuple[int, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--arms", default="distributed,central,central-zw,local-dpsgd")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--clients", type=int, default=300)
     ap.add_argument("--rate", type=float, default=0.15)
