@@ -126,6 +126,7 @@ class NodeCost:
     """What one node did in the messages it was sent."""
 
     seconds: float = 0.0  # node side: unpack, context load, ClientApp, context save, pack
+    cpu_seconds: float = 0.0  # the same, CPU time of the thread (no waiting: fsync, the queue)
     app_seconds: float = 0.0  # of which inside the ClientApp (its mods included)
     bytes_received: int = 0  # packed instructions delivered to it, in full
     bytes_sent: int = 0  # packed replies
@@ -221,6 +222,7 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
 
     def _deliver(self, dst: int, wire: Packed) -> Packed:
         cost = self.cost[dst]
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         incoming = unpack(wire)
         context = context_from_proto(ProtoContext.FromString(self._contexts[dst]))
@@ -240,6 +242,7 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
         self._contexts[dst] = context_to_proto(context).SerializeToString()
         back = pack(reply)
         cost.seconds += time.perf_counter() - t0
+        cost.cpu_seconds += time.thread_time() - c0
         cost.messages += 1
         cost.bytes_received += wire.size
         cost.bytes_sent += back.size

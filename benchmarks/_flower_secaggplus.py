@@ -32,6 +32,7 @@ class FlowerRound:
     """One SecAgg+ round: each node's time and bytes, the server's time, and the outcome."""
 
     client_ms: list[float] = field(default_factory=list)  # per node that got a message
+    client_cpu_ms: list[float] = field(default_factory=list)  # the same, CPU time
     client_app_ms: list[float] = field(default_factory=list)  # of which inside the ClientApp
     server_s: float = 0.0
     server_transport_s: float = 0.0  # of which packing and unpacking messages
@@ -155,6 +156,7 @@ def run_flower_round(
     result.server_s = result.wall_s - grid.client_seconds
     used = [c for c in grid.cost.values() if c.messages]
     result.client_ms = [1000 * c.seconds for c in used]
+    result.client_cpu_ms = [1000 * c.cpu_seconds for c in used]
     result.client_app_ms = [1000 * c.app_seconds for c in used]
     result.server_transport_s = grid.server_transport_seconds
     result.client_bytes = [c.bytes_sent + c.bytes_received for c in used]

@@ -109,6 +109,7 @@ def make_inputs(n: int, d: int) -> Inputs:
 @dataclass
 class Measured:
     client_ms: float = 0.0  # median over nodes
+    client_cpu_ms: float = 0.0  # median over nodes, CPU time of the node's side
     server_s: float = 0.0
     client_app_ms: float = 0.0  # median over nodes, inside the ClientApp only
     server_core_s: float = 0.0  # server time less its own packing and unpacking
@@ -120,6 +121,7 @@ class Measured:
     bound: float = 0.0
     outcome: str = ""
     journal_ms: float = 0.0  # secureagg: per client and round, reading + appending + fsync
+    journal_wait_ms: float = 0.0  # secureagg: of which not on the CPU (the fdatasync's wait)
     journal_bytes: float = 0.0  # secureagg: median bytes a round appends to a client's journal
 
 
@@ -187,20 +189,21 @@ def run_secureagg(
     grid = LoopbackGrid(
         app, nodes, drop_at=drop_at, node_config=lambda u: {"secureagg-journal": journals[u]}
     )
-    spent = [0.0]
+    spent = [0.0, 0.0]  # wall, CPU
     depth = [0]  # only the outermost journal call counts (record and lookup may read the file)
     real = {name: getattr(_journal.FileJournal, name) for name in ("_load", "record", "lookup")}
 
     def timed(fn: Any) -> Any:
         def wrapper(*args: Any) -> Any:
             depth[0] += 1
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args)
             finally:
                 depth[0] -= 1
                 if depth[0] == 0:
                     spent[0] += time.perf_counter() - t
+                    spent[1] += time.thread_time() - c
 
         return wrapper
 
@@ -231,6 +234,7 @@ def run_secureagg(
     wall = time.perf_counter() - t0
     fill_costs(m, grid, wall)
     m.journal_ms = 1000 * spent[0] / row.n
+    m.journal_wait_ms = 1000 * (spent[0] - spent[1]) / row.n
     sizes = [size(p) - before[u] for u, p in journals.items() if os.path.exists(p)]
     m.journal_bytes = statistics.median(sizes) if sizes else 0.0
     if temporary is not None:
@@ -265,6 +269,7 @@ def run_flower(row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = Non
     )
     m = Measured(
         client_ms=statistics.median(r.client_ms),
+        client_cpu_ms=statistics.median(r.client_cpu_ms),
         server_s=r.server_s,
         client_app_ms=statistics.median(r.client_app_ms),
         server_core_s=r.server_s - r.server_transport_s,
@@ -291,6 +296,7 @@ def fill_costs(m: Measured, grid: LoopbackGrid, wall: float) -> None:
     used = [c for c in grid.cost.values() if c.messages]
     m.server_s = wall - grid.client_seconds
     m.client_ms = statistics.median(1000 * c.seconds for c in used) if used else 0.0
+    m.client_cpu_ms = statistics.median(1000 * c.cpu_seconds for c in used) if used else 0.0
     m.client_app_ms = statistics.median(1000 * c.app_seconds for c in used) if used else 0.0
     m.server_core_s = m.server_s - grid.server_transport_seconds
     m.client_kb = (
@@ -320,7 +326,17 @@ def exact(m: Measured, n: int) -> bool:
 
 def median_of(runs: list[Measured]) -> Measured:
     out = Measured(**{**asdict(runs[0])})
-    for k in ("client_ms", "server_s", "client_app_ms", "server_core_s", "client_kb", "server_mb"):
+    for k in (
+        "client_ms",
+        "client_cpu_ms",
+        "server_s",
+        "client_app_ms",
+        "server_core_s",
+        "client_kb",
+        "server_mb",
+        "journal_ms",
+        "journal_wait_ms",
+    ):
         setattr(out, k, statistics.median(getattr(r, k) for r in runs))
     out.error = max(r.error for r in runs)  # the worst run's error, with its bound
     out.bound = min(r.bound for r in runs)
@@ -510,6 +526,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
         f"client at least 5x faster than Flower's SecAgg+ on every row, journal included: "
         f"{'yes' if five else 'NO'}"
     )
+    print(
+        "\nPer-client CPU time (the node's thread; its waits, the fdatasync included, left out:\n"
+        "steadier than wall time on a busy machine) and, for secureagg, CPU plus the time its\n"
+        "journal spent off the CPU (the fdatasync's wait): its wall time on an idle machine:"
+    )
+    for r in results:
+        row, s, f = r["row"], r["secureagg"], r["flower"]
+        both = s.client_cpu_ms + s.journal_wait_ms
+        print(
+            f"  {row.name:<32} | CPU ms secureagg {s.client_cpu_ms:6.1f}, Flower "
+            f"{f.client_cpu_ms:6.1f}: {ratio(f.client_cpu_ms, s.client_cpu_ms):5.1f}x | "
+            f"secureagg CPU + journal wait {both:6.1f} ms: {ratio(f.client_cpu_ms, both):5.1f}x"
+        )
 
 
 if __name__ == "__main__":
