@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
-from secureagg.hazmat import QuantConfig, centered_sum, make_config, quantize
+from secureagg.hazmat import QuantConfig, centered_sum, element_dtype, make_config, quantize
 from secureagg.privacy import LocalUpdate
 
 __all__ = ["WEIGHTINGS", "Decoded", "UpdateEncoder", "check_weighting", "plain_average"]
@@ -205,9 +205,11 @@ class UpdateEncoder:
         # of at most c * 2^-24 per coordinate, inside the decode bound's slack); the weight
         # coordinate in float64, so the summed weight keeps its 2^-f resolution.
         w = self._weight(update)
-        body = quantize(np.multiply(update.vector, np.float32(w)), self.quant, rng)
-        weight = quantize(np.array([w * self.quant.clip]), self.quant, rng)
-        return np.concatenate([body, weight])
+        x = update.vector if w == 1.0 else np.multiply(update.vector, np.float32(w))
+        out = np.empty(self.length, dtype=element_dtype(self.quant.bits))
+        quantize(x, self.quant, rng, out=out[: self.d])
+        quantize(np.array([w * self.quant.clip]), self.quant, rng, out=out[self.d :])
+        return out
 
     def decode(self, total: npt.NDArray[Any], members: int) -> Decoded:
         """Weighted average from the sum of ``members`` encoded updates, with its error bound.

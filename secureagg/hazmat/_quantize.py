@@ -127,7 +127,13 @@ _UNIFORM = {
 }
 
 
-def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) -> npt.NDArray[Any]:
+def quantize(
+    x: npt.NDArray[Any],
+    cfg: QuantConfig,
+    rng: np.random.Generator,
+    *,
+    out: npt.NDArray[Any] | None = None,
+) -> npt.NDArray[Any]:
     """Clip to [-c, c], scale by 2^f, round stochastically, two's complement into Z_{2^b}.
 
     Rounds up with probability equal to the fractional part, so E[result] = x * 2^f (up to
@@ -139,6 +145,8 @@ def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) ->
         cfg: The quantisation setting.
         rng: Gives the 32-byte key of the AES-256-CTR stream the uniform draws come from, so
             a seeded rng gives reproducible output.
+        out: Where to write the result (a contiguous element_dtype(b) array of x's size);
+            default a new array.
 
     Returns:
         The quantised vector in element_dtype(b).
@@ -156,7 +164,17 @@ def quantize(x: npt.NDArray[Any], cfg: QuantConfig, rng: np.random.Generator) ->
     udtype = element_dtype(cfg.bits)
     flat = x.reshape(-1)
     n = flat.size
-    out = np.empty(n, dtype=udtype)
+    if out is None:
+        out = np.empty(n, dtype=udtype)
+    elif (
+        not isinstance(out, np.ndarray)
+        or out.dtype != udtype
+        or out.size != n
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise ConfigError(f"out must be a writeable contiguous {udtype} array of {n} elements")
+    out = out.reshape(-1)
     q_all = out.view(_SIGNED[udtype.itemsize])
     m = min(n, _CHUNK)
     a = np.empty(m, dtype=ftype)

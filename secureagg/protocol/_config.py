@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -170,6 +171,9 @@ class RoundConfig:
         Returns:
             The config's bytes.
         """
+        known: bytes | None = self.__dict__.get("_bytes")  # the config is immutable
+        if known is not None:
+            return known
         graph = self.graph
         if len(graph.ids) > MAX_CLIENTS:
             raise ConfigError(f"{len(graph.ids)} clients exceed the limit {MAX_CLIENTS}")
@@ -204,7 +208,9 @@ class RoundConfig:
         parts.append(u8(len(names)))
         for name in names:
             parts.append(_entry_bytes(name, self.encoding[name]))
-        return b"".join(parts)
+        out = b"".join(parts)
+        object.__setattr__(self, "_bytes", out)  # kept like the digest: a session saves it
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RoundConfig:
@@ -223,7 +229,11 @@ class RoundConfig:
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DecodeError(f"a round config is bytes, not {type(data).__name__}")
-        r = Reader(bytes(data))
+        raw = bytes(data)
+        known = _PARSED.get(raw) if cls is RoundConfig else None
+        if known is not None:  # a restored session parses its config once per message
+            return known
+        r = Reader(raw)
         if r.take(4) != CONFIG_MAGIC:
             raise DecodeError("not a secureagg round config (bad magic)")
         version = r.u8()
@@ -247,14 +257,29 @@ class RoundConfig:
         check_increasing([u for u, _ in keys])
         encoding = _read_encoding(r)
         r.finish()
-        return cls(round_id, bits, d, threshold, graph, bool(flags & _SIGNED), dict(keys), encoding)
+        signed = bool(flags & _SIGNED)
+        config = cls(round_id, bits, d, threshold, graph, signed, dict(keys), encoding)
+        if cls is RoundConfig:
+            with _PARSED_LOCK:
+                if len(_PARSED) >= _PARSED_MAX:
+                    del _PARSED[next(iter(_PARSED))]  # the oldest
+                _PARSED[raw] = config
+        return config
+
+
+_PARSED: dict[bytes, RoundConfig] = {}
+"""Configs :meth:`RoundConfig.from_bytes` parsed lately, by their bytes: a client restores
+its session (and so parses the same config) for every message of a round. A config is
+immutable, so the same bytes may give the same object."""
+_PARSED_MAX = 8
+_PARSED_LOCK = threading.Lock()
 
 
 def _check_entry(name: object, value: object) -> None:
     if (
         not isinstance(name, str)
         or not 1 <= len(name) <= _MAX_ENCODING_KEY
-        or not all(" " < ch <= "~" for ch in name)
+        or not (name.isascii() and name.isprintable() and " " not in name)  # "!" to "~"
     ):
         raise ConfigError(f"encoding names are 1..{_MAX_ENCODING_KEY} printable ASCII: {name!r}")
     if isinstance(value, bool):

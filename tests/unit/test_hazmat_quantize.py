@@ -168,3 +168,16 @@ def test_centered_sum_is_twos_complement_of_the_low_b_bits(data: st.DataObject, 
     assert centered_sum(words, cfg).tolist() == values
     if bits <= 53:
         assert dequantize_sum(words, cfg).tolist() == [float(v) for v in values]
+
+
+def test_quantize_writes_into_out_what_it_would_return() -> None:
+    cfg = make_config(max_clients=10, clip=1.0, frac_bits=16)
+    x = np.random.default_rng(3).uniform(-2, 2, 50_000).astype(np.float32)
+    want = quantize(x, cfg, np.random.default_rng(7))
+    buf = np.full(50_001, 9, dtype=want.dtype)
+    got = quantize(x, cfg, np.random.default_rng(7), out=buf[1:])
+    np.testing.assert_array_equal(buf[1:], want)
+    assert buf[0] == 9 and np.shares_memory(got, buf)
+    for bad in (np.empty(49_999, dtype=want.dtype), np.empty(50_000, dtype=np.int64)):
+        with pytest.raises(ConfigError):
+            quantize(x, cfg, np.random.default_rng(7), out=bad)

@@ -212,3 +212,20 @@ def test_to_bytes_refuses_what_it_could_not_read_back() -> None:
     )
     with pytest.raises(ConfigError, match="client ids"):
         bad_id.to_bytes()
+
+
+def test_the_same_bytes_parse_once_and_other_bytes_are_still_checked() -> None:
+    """A restored session parses its config per message: the same bytes give the same
+    (immutable) config without a second parse; other or damaged bytes are parsed as ever."""
+    cfg = make(harary=True, signed=True)
+    data = cfg.to_bytes()
+    first = RoundConfig.from_bytes(data)
+    assert RoundConfig.from_bytes(bytearray(data)) is first
+    assert first.to_bytes() is first.to_bytes() == data
+    other = make(harary=True, signed=True).to_bytes()  # another round id and keys
+    assert RoundConfig.from_bytes(other) is not first
+    assert RoundConfig.from_bytes(other).to_bytes() == other
+    with pytest.raises(DecodeError):
+        RoundConfig.from_bytes(data + b"\0")
+    with pytest.raises(DecodeError):
+        RoundConfig.from_bytes(data[:-1])
