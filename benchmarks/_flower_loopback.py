@@ -23,6 +23,14 @@ bytes and is not modelled. Bytes: a node's are its instructions and replies in f
 server's are what it uploads (shared objects once per batch) plus the replies. A node
 listed in ``drop_at`` stops answering from its ``drop_at[node]``-th message on (0-based),
 as a node that went away after a timeout would.
+
+The tests drive ``secureagg.flower`` over this same grid (tests/unit/test_flower_loopback.py):
+``contexts`` are the nodes' live Contexts (a test may change a node's config or roll its
+state back between messages; each delivery still loads the Context from its protobuf bytes
+and saves it back, and the bytes are made and read back outside the timed region),
+``lose(node, message)`` says which replies never reach the server (the node still handles
+the message), and with ``record=True`` ``sent`` and ``replies`` keep every message the
+server sent and received.
 """
 
 from __future__ import annotations
@@ -145,24 +153,28 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
         drop_at: Mapping[int, int] | None = None,
         run_id: int = 1,
         node_config: Callable[[int], dict[str, Any]] | None = None,
+        lose: Callable[[int, Message], bool] | None = None,
+        record: bool = False,
     ) -> None:
         self._app = app
         self._nodes = list(node_ids)
         self._drop_at = dict(drop_at or {})
         self._asked = dict.fromkeys(self._nodes, 0)
+        self._lose = lose
+        self._record = record
+        self.sent: list[Message] = []  # with record=True: every message the server sent
+        self.replies: list[Message] = []  # with record=True: every reply it received
         self.cost = {nid: NodeCost() for nid in self._nodes}
         self.server_bytes = 0  # uploaded (each object once per batch) + replies pulled
         self.server_transport_seconds = 0.0  # server side: packing the batches, unpacking replies
-        self._contexts = {
-            nid: context_to_proto(
-                Context(
-                    run_id=run_id,
-                    node_id=nid,
-                    node_config=node_config(nid) if node_config is not None else {},
-                    state=RecordDict(),
-                    run_config={},
-                )
-            ).SerializeToString()
+        self.contexts = {
+            nid: Context(
+                run_id=run_id,
+                node_id=nid,
+                node_config=node_config(nid) if node_config is not None else {},
+                state=RecordDict(),
+                run_config={},
+            )
             for nid in self._nodes
         }
 
@@ -198,6 +210,8 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         batch = list(messages)
+        if self._record:
+            self.sent.extend(batch)
         t0 = time.perf_counter()
         wires, uploaded = push(batch)  # server side
         self.server_transport_seconds += time.perf_counter() - t0
@@ -211,21 +225,28 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
             self._asked[dst] = k + 1
             if dst in self._drop_at and k >= self._drop_at[dst]:
                 continue  # the node is gone: it never pulls, never answers
-            back = self._deliver(dst, wire)
+            back, lost = self._deliver(dst, wire)
+            if lost:
+                continue  # handled by the node, never seen by the server
             self.server_bytes += back.size
             t0 = time.perf_counter()
             replies.append(unpack(back))  # server side
             self.server_transport_seconds += time.perf_counter() - t0
+        if self._record:
+            self.replies.extend(replies)
         return replies
 
     # -- the node side ----------------------------------------------------------------------
 
-    def _deliver(self, dst: int, wire: Packed) -> Packed:
+    def _deliver(self, dst: int, wire: Packed) -> tuple[Packed, bool]:
+        stored = context_to_proto(self.contexts[dst]).SerializeToString()  # the node's disk
         cost = self.cost[dst]
         c0 = time.thread_time()
         t0 = time.perf_counter()
         incoming = unpack(wire)
-        context = context_from_proto(ProtoContext.FromString(self._contexts[dst]))
+        context = context_from_proto(ProtoContext.FromString(stored))
+        # Asked before the app runs: secureagg_mod takes its record out of a train message.
+        lost = self._lose is not None and self._lose(dst, incoming)
         t1 = time.perf_counter()
         try:
             reply = self._app(incoming, context)
@@ -239,14 +260,23 @@ class LoopbackGrid(Grid):  # type: ignore[misc]
             )
         else:
             cost.app_seconds += time.perf_counter() - t1
-        self._contexts[dst] = context_to_proto(context).SerializeToString()
+        saved = context_to_proto(context).SerializeToString()
         back = pack(reply)
         cost.seconds += time.perf_counter() - t0
         cost.cpu_seconds += time.thread_time() - c0
         cost.messages += 1
         cost.bytes_received += wire.size
         cost.bytes_sent += back.size
-        return back
+        self._keep(dst, saved)
+        return back, lost
+
+    def _keep(self, node: int, saved: bytes) -> None:
+        """Read the saved Context back into the node's live one (same object, new values)."""
+        read = context_from_proto(ProtoContext.FromString(saved))
+        live = self.contexts[node]
+        live.node_config = read.node_config
+        live.state = read.state
+        live.run_config = read.run_config
 
     # -- totals -----------------------------------------------------------------------------
 

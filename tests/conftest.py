@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -11,6 +13,13 @@ from hypothesis import settings
 # example can take longer than hypothesis's default 200 ms deadline for reasons that have
 # nothing to do with the code, which made a run fail at random. Speed is measured in
 # benchmarks/ instead.
+# Tests may import the benchmarks' support modules (the Flower loopback grid is one, shared
+# by tests/unit/test_flower_loopback.py and benchmarks/bench_vs_flower.py); benchmarks never
+# import tests.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
 settings.register_profile("secureagg", deadline=None)
 settings.load_profile("secureagg")
 

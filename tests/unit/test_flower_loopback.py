@@ -1,8 +1,9 @@
 """secureagg.flower end to end in one process: a Grid that hands each message to a real ClientApp.
 
-Every message crosses Flower's own wire form both ways (the object tree a deployment grid
-pushes: ``get_all_nested_objects`` + ``deflate`` on one side, ``inflate_object_from_contents``
-on the other), and a ClientApp that raises becomes an error reply, as Flower's engines do.
+Every message crosses Flower's own wire format both ways (the benchmarks' loopback grid:
+the protobuf header, the object tree and the deflated objects a deployment grid pushes, and
+each node's Context loaded from and saved to its protobuf bytes), and a ClientApp that raises
+becomes an error reply, as Flower's engines do.
 Misbehaving nodes are mods placed before ``secureagg_mod``, or replies the grid loses.
 
 A round is four train messages per node: "setup" (the mod answers with keys), "share-keys",
@@ -23,12 +24,12 @@ import pytest
 
 pytest.importorskip("flwr")
 
+from _flower_loopback import LoopbackGrid as WireGrid  # benchmarks/: see tests/conftest.py
 from flwr.app import (
     Array,
     ArrayRecord,
     ConfigRecord,
     Context,
-    Error,
     Message,
     MessageType,
     MetricRecord,
@@ -36,11 +37,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
-from flwr.common.constant import ErrorCode
-from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
-from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 
 from secureagg.flower import RECORD_KEY, STATE_KEY, SecureAggregation, secureagg_mod
 from secureagg.flower._records import DATA_KEY, INLINE_MAX, payload
@@ -55,86 +52,39 @@ F32_SLACK = 1e-6  # the model is stored in float32 (|values| < 2: half an ulp is
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
-def _wire(msg: Message) -> Message:
-    """``msg`` as the other side gets it: deflated to Flower's object tree, inflated back."""
-    contents = {oid: obj.deflate() for oid, obj in get_all_nested_objects(msg).items()}
-    out = inflate_object_from_contents(msg.object_id, contents)
-    assert isinstance(out, Message)
-    out.metadata.__dict__["_message_id"] = msg.object_id
-    return out
-
-
 Lose = Callable[[int, Message], bool]
 
 
-class LoopbackGrid(Grid):
-    """``n`` nodes, each a real ClientApp call with its own Context; no threads, no network.
+class LoopbackGrid(WireGrid):
+    """``n`` nodes (ids from :data:`FIRST_NODE`, partitions 0..n-1), each a real ClientApp
+    call with its own Context and journal file, over benchmarks/_flower_loopback.py's grid:
+    every message crosses Flower's wire format; no threads, no network.
 
     ``lose(partition, message)`` says which replies never reach the server (the node still
-    handles the message). ``sent`` keeps every message the server sent, as it sent it.
+    handles the message). ``sent`` keeps every message the server sent, as it sent it, and
+    ``replies`` every reply it received.
     """
 
     def __init__(self, app: ClientApp, n: int, lose: Lose | None = None) -> None:
-        self.app = app
         self.disk = tempfile.TemporaryDirectory(prefix="secureagg-nodes-")  # each node's disk
-        self.contexts = {
-            FIRST_NODE + p: Context(
-                run_id=7,
-                node_id=FIRST_NODE + p,
-                node_config={
-                    "partition-id": p,
-                    "num-partitions": n,
-                    "secureagg-journal": os.path.join(self.disk.name, f"node{p}.journal"),
-                },
-                state=RecordDict(),
-                run_config={},
-            )
-            for p in range(n)
-        }
-        self.lose = lose or (lambda p, m: False)
-        self.replies: list[Message] = []  # every reply the server received, for inspection
-        self.sent: list[Message] = []
+        folder = self.disk.name
 
-    def set_run(self, run: Any) -> None:
-        raise NotImplementedError
+        def node_config(node: int) -> dict[str, Any]:
+            p = node - FIRST_NODE
+            return {
+                "partition-id": p,
+                "num-partitions": n,
+                "secureagg-journal": os.path.join(folder, f"node{p}.journal"),
+            }
 
-    @property
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    def create_message(self, *args: Any, **kwargs: Any) -> Message:
-        raise NotImplementedError
-
-    def get_node_ids(self) -> Iterable[int]:
-        return list(self.contexts)
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        raise NotImplementedError
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        out = []
-        for msg in messages:
-            self.sent.append(msg)
-            received = _wire(msg)
-            context = self.contexts[received.metadata.dst_node_id]
-            # Asked before the app runs: secureagg_mod takes its record out of a train message.
-            lost = self.lose(int(context.node_config["partition-id"]), received)
-            try:
-                answer = self.app(received, context)
-            except Exception as exc:  # what Flower's engines do with a failing ClientApp
-                error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=repr(exc))
-                answer = Message(error, reply_to=received)
-            if lost:
-                continue
-            back = _wire(answer)
-            self.replies.append(back)
-            out.append(back)
-        return out
+        super().__init__(
+            app,
+            [FIRST_NODE + p for p in range(n)],
+            run_id=7,
+            node_config=node_config,
+            lose=None if lose is None else (lambda node, msg: lose(node - FIRST_NODE, msg)),
+            record=True,
+        )
 
 
 # -- the app: one deterministic local step per node ----------------------------------------------
@@ -474,7 +424,7 @@ def test_garbage_short_silent_failing_and_impostor_nodes_are_dropped() -> None:
     assert declined.keys() == {4, 5, 6}
     assert "not a share-keys message" in declined[4]
     assert "error reply" in declined[5] and "node 5 crashes" in declined[5]
-    assert declined[5].endswith("the end')") and len(declined[5]) < 1100  # its start and end
+    assert declined[5].endswith("the end'>") and len(declined[5]) < 1100  # its start and end
     assert "without secureagg's record" in declined[6]
 
 
