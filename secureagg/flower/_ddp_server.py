@@ -138,7 +138,7 @@ class DistributedRounds:
 
         Parameters:
             enc: The round's encoder.
-            members: The clients whose shares are in the decoded sum.
+            members: The Flower node ids whose shares are in the decoded sum.
 
         Raises:
             LedgerError: The sum holds fewer than the floor of honest shares (the decoding

@@ -329,7 +329,9 @@ class SecureAggregation(Strategy):
             if isinstance(rnd.encoder, DistributedEncoder) and self.distributed is not None:
                 seed = rnd.session.config.round_id  # the public rotation seed
                 decoded = rnd.encoder.decode(result.total, len(result.survivors), seed)
-                self.distributed.record(rnd.encoder, sorted(result.survivors))
+                self.distributed.record(
+                    rnd.encoder, sorted(rnd.node_of[c] for c in result.survivors)
+                )
             else:
                 decoded = rnd.encoder.decode(result.total, len(result.survivors))
             new = apply_update(rnd.global_arrays, decoded.average)
