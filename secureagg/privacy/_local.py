@@ -129,14 +129,14 @@ def train_local(
 
 
 def clip_update(
-    vector: npt.NDArray[np.float32], clip: float | None, num_examples: int, steps: int
+    vector: npt.NDArray[np.float32], update_clip: float | None, num_examples: int, steps: int
 ) -> LocalUpdate:
-    """A LocalUpdate of ``vector`` with its L2 norm scaled down to ``clip`` when above it."""
+    """A LocalUpdate of ``vector`` with its L2 norm scaled down to ``update_clip`` if above it."""
     norm = float(np.linalg.norm(vector.astype(np.float64)))
     if not math.isfinite(norm):
         raise ConfigError("the local update is not finite (diverged training?)")
-    clipped = clip is not None and norm > clip
+    clipped = update_clip is not None and norm > update_clip
     if clipped:
-        assert clip is not None
-        vector = (vector * np.float32(clip / norm)).astype(np.float32)
+        assert update_clip is not None
+        vector = (vector * np.float32(update_clip / norm)).astype(np.float32)
     return LocalUpdate(vector, num_examples, steps, norm, clipped)
