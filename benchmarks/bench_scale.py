@@ -5,7 +5,10 @@ own): n clients on the Harary graph of the degree ``choose_parameters(n, dropout
 corrupt_fraction=0.05)`` picks (threshold: that one or a majority of a neighbourhood, whichever
 is higher), 10% of them dropping out (half before sending their masked
 input, half before answering the unmask request), inputs made lazily one client at a time,
-and the recovered sum checked exactly against the survivors' inputs.
+and the recovered sum checked exactly against the survivors' inputs. The graph's seed is the
+server's (the protocol's named opt-out ``server_graph_seed``): the default commit-reveal
+sends every client 72 B per client in the round, n^2 * 72 B in all (7.2 GB at n = 10,000),
+which is the cost docs/protocol.md ("The graph seed") gives that opt-out for.
 
     python benchmarks/bench_scale.py                       # n = 1,000 and 10,000; d = 10^4, 10^5
     python benchmarks/bench_scale.py --n 100000 --d 10000  # the 100,000-client round
@@ -148,6 +151,7 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
         degree=params.degree,
         threshold=threshold,
         dropouts=dropouts,
+        server_graph_seed=True,  # the opt-out for very large rounds (module docstring)
     )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     rss_peak = peak_rss_mb()

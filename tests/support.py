@@ -37,12 +37,15 @@ def round_config(
     counter: int = 0,
     round_id: bytes | None = None,
     degree: int | None = None,
+    server_seed: bool = False,
 ) -> tuple[RoundConfig, dict[int, Ed25519PrivateKey]]:
-    """A round of clients 1..n (complete graph, or Harary of ``degree``) and their identity
-    keys (none when ``identities`` is false)."""
+    """A round of clients 1..n (complete graph, or Harary of ``degree``, its seed from the
+    clients' commit-reveal or, with ``server_seed``, the round id) and their identity keys
+    (none when ``identities`` is false)."""
     ids = list(range(1, n + 1))
     rid = _new_round_id(counter) if round_id is None else round_id
-    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree, rid)
+    seed = rid if server_seed else None
+    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree, seed)
     keys = {u: Ed25519PrivateKey.generate() for u in ids} if identities or signed else {}
     config = RoundConfig(
         rid,
@@ -52,6 +55,7 @@ def round_config(
         graph,
         signed=signed,
         identity_keys={u: identity_public(k) for u, k in keys.items()},
+        server_graph_seed=server_seed and degree is not None and degree < n - 1,
     )
     return config, keys
 

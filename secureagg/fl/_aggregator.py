@@ -262,6 +262,7 @@ class SecureAggregator:
             signed=self.config.signed,
             capture=capture,
             allow_minority_threshold=self.config.allow_minority_threshold,
+            server_graph_seed=self.config.server_graph_seed,
         )
         try:
             agg = self.decode(result.total, result.survivors, clients=clients)

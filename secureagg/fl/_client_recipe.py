@@ -29,7 +29,8 @@ class SecureAggClient:
     """The client's side of one round, bytes in and bytes out; the transport is the caller's.
 
     1. :meth:`join` with the server's round config bytes -> the advertise message;
-    2. :meth:`receive` with each server message -> the reply to send back (one per stage).
+    2. :meth:`receive` with each server message -> the reply to send back (one per stage;
+       a SecAgg+ round has one more, the reveal of the client's share of the graph seed).
        The reply to the shares message is the masked update: give the update to
        :meth:`provide_update` before it (or as ``receive(data, update=...)``).
 
@@ -55,6 +56,9 @@ class SecureAggClient:
             signed rounds whose identity keys are exactly these.
         allow_minority_threshold: Accept a threshold at or below half the neighbourhood (for
             simulations of weaker settings).
+        allow_server_graph_seed: Accept a Harary graph whose seed the server chose
+            (``SecureAggConfig(server_graph_seed=True)``) instead of the clients'
+            commit-reveal.
         bound: The values this client's update depends on that the server binds into the
             round config (``SecureAggServer(bound=...)``), as this client knows them: above
             all the digest of the global model and train settings it trained from. The
@@ -72,6 +76,7 @@ class SecureAggClient:
         identity: Ed25519PrivateKey | None = None,
         trusted_keys: Mapping[int, bytes] | None = None,
         allow_minority_threshold: bool = False,
+        allow_server_graph_seed: bool = False,
         bound: Mapping[str, int | float | str | bool] | None = None,
         **session_options: Any,
     ) -> None:
@@ -97,6 +102,7 @@ class SecureAggClient:
                 # distributed DP: never fewer than n_min honest shares of noise in the sum
                 min_threshold=encoder.floor if isinstance(encoder, DistributedEncoder) else 2,
                 allow_minority_threshold=allow_minority_threshold,
+                allow_server_graph_seed=allow_server_graph_seed,
             ),
         )
         self.encoder = encoder
@@ -173,6 +179,7 @@ class SecureAggClient:
             raise RoundAborted(f"client {self.client_id} aborted: {self._session.aborted}")
         if self._session is not None and self._session.stage not in (
             Stage.ADVERTISE,
+            Stage.REVEAL,
             Stage.SHARE_KEYS,
             Stage.MASKED_INPUT,
         ):

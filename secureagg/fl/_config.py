@@ -25,6 +25,10 @@ class SecureAggConfig:
             public).
         allow_minority_threshold: The protocol's opt-out for simulations that study a
             threshold at or below half a neighbourhood (clients refuse one without it).
+        server_graph_seed: The protocol's opt-out of the graph-seed commit-reveal (Harary
+            graphs only): the server picks the seed, which lets it grind seeds until its
+            colluders surround a client. Only for rounds so large that the commit-reveal's
+            O(n) bytes per client matter; clients refuse it unless they allow it.
     """
 
     frac_bits: int = 16
@@ -34,3 +38,4 @@ class SecureAggConfig:
     signed: bool = False
     weighting: str = "uniform"
     allow_minority_threshold: bool = False
+    server_graph_seed: bool = False

@@ -88,12 +88,14 @@ class SecureAggServer:
             threshold=aggregator.round_threshold(len(ids), settings.degree),
             allow_minority_threshold=settings.allow_minority_threshold,
         )
+        server_seed = settings.server_graph_seed and not plan.complete
         self.config = RoundConfig(
+            server_graph_seed=server_seed,
             round_id=round_id,
             bits=aggregator.bits,
             d=aggregator.length,
             threshold=plan.threshold,
-            graph=plan.graph(ids, round_id),
+            graph=plan.graph(ids, round_id if server_seed else None),
             signed=settings.signed,
             identity_keys=dict(identity_keys or {}),
             encoding={**settings_public, **(bound or {})},

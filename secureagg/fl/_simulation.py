@@ -36,6 +36,8 @@ from secureagg.protocol import Stage
 __all__ = ["run_federated"]
 
 _STAGES = (Stage.ADVERTISE, Stage.SHARE_KEYS, Stage.MASKED_INPUT, Stage.UNMASK)
+_SIGNED_STAGES = (*_STAGES[:3], Stage.CONSISTENCY, Stage.UNMASK)
+# (no dropout between the graph-seed commitment and its reveal: that aborts the round)
 
 
 def run_federated(
@@ -181,7 +183,7 @@ def run_federated(
         sampled = _sampled(clients, distributed)  # all clients unless distributed sampling
         dropout = None
         if dropout_rate > 0 and rng.random() < dropout_rate and sampled:
-            stages = _STAGES if secure is None or not secure.signed else tuple(Stage)
+            stages = _STAGES if secure is None or not secure.signed else _SIGNED_STAGES
             who = sorted(sampled)[int(rng.integers(len(sampled)))]  # one of this round's
             dropout = (who, stages[int(rng.integers(len(stages)))])
         out = run_round(

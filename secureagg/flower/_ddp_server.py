@@ -121,7 +121,7 @@ class DistributedRounds:
             bits=enc.bits,
             d=enc.length,
             threshold=plan.threshold,
-            graph=plan.graph(range(1, n + 1), round_id),
+            graph=plan.graph(range(1, n + 1)),  # Harary: the seed comes from the commit-reveal
             signed=signed,
             identity_keys=dict(keys),
             encoding={

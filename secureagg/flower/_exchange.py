@@ -118,23 +118,28 @@ def end(rnd: Round, seconds: float, aborted: str | None = None) -> None:
 def keys_and_shares(
     rnd: Round, server_round: int, timeout: float | None
 ) -> tuple[Mapping[int, bytes], set[int]]:
-    """Run the setup and share-keys stages: each client's shares delivery, and the
-    clients that hold enough neighbours' shares to mask (RoundAborted if too few)."""
+    """Run the setup, (SecAgg+) graph-seed reveal and share-keys stages: each client's
+    shares delivery, and the clients that hold enough neighbours' shares to mask
+    (RoundAborted if too few)."""
     cfg = rnd.session.config
     raw = cfg.to_bytes()
-    graph, threshold = cfg.graph, cfg.threshold
+    threshold = cfg.threshold
     setup: dict[str, ConfigRecordValues] = {"stage": SETUP, "config": raw}
     outgoing = {c: encode_setup(setup, c) for c in rnd.client_of.values()}
     rnd.report.bytes_sent += len(raw) * len(outgoing)
     # Keys and shares first; the model goes out with the third message, so the update is
     # masked as soon as it exists and never waits in a saved session.
     exchange(rnd, SETUP, Stage.ADVERTISE, outgoing, server_round, timeout)
-    keys = rnd.session.close_stage()  # each client's neighbours' keys
+    keys = rnd.session.close_stage()  # each client's neighbours' keys, or the committed list
+    if rnd.session.stage is Stage.REVEAL:  # the nodes reveal their shares of the graph seed
+        exchange(rnd, Stage.REVEAL.label, Stage.REVEAL, keys, server_round, timeout)
+        keys = rnd.session.close_stage()
     exchange(rnd, Stage.SHARE_KEYS.label, Stage.SHARE_KEYS, keys, server_round, timeout)
     deliveries = rnd.session.close_stage()  # SharesDelivery for every client in U2
     # A client masks only with t or more neighbours' shares: one with fewer would train
     # and then refuse, so it gets no model (it drops at masked-input).
     u2 = set(deliveries)
+    graph = rnd.session.graph
     ready = {u for u in u2 if len(graph.neighbours(u) & u2) >= threshold}
     if len(ready) < threshold:
         raise RoundAborted(

@@ -66,6 +66,9 @@ MIN_CLIENTS_KEY = "secureagg-min-clients"
 """Node config key: the fewest clients a round may have for this node to take part."""
 MIN_THRESHOLD_KEY = "secureagg-min-threshold"
 """Node config key: the lowest Shamir threshold this node accepts (never below a majority)."""
+SERVER_SEED_KEY = "secureagg-allow-server-graph-seed"
+"""Node config key: true lets this node take part in SecAgg+ rounds whose graph seed the
+server chose (``SecureAggregation(server_graph_seed=True)``); by default it declines them."""
 
 _MEMORY_JOURNALS: dict[tuple[int, int], MemoryJournal] = {}
 """Journals of nodes that name no journal file, by (run id, node id): they last as long
@@ -183,7 +186,15 @@ def _policy(context: Context) -> ClientPolicy:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _Declined(f"the node config's {key} is not a positive int")
         bounds.append(value)
-    return ClientPolicy(encoding=pinned, min_clients=bounds[0], min_threshold=bounds[1])
+    server_seed = context.node_config.get(SERVER_SEED_KEY, False)
+    if not isinstance(server_seed, bool):
+        raise _Declined(f"the node config's {SERVER_SEED_KEY} is not a bool")
+    return ClientPolicy(
+        encoding=pinned,
+        min_clients=bounds[0],
+        min_threshold=bounds[1],
+        allow_server_graph_seed=server_seed,
+    )
 
 
 def _journal(context: Context) -> Journal:

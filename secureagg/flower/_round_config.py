@@ -76,11 +76,13 @@ def round_config(
     max_clients: int | None,
     signed: bool,
     weighting: str,
+    server_graph_seed: bool = False,
 ) -> tuple[UpdateEncoder, RoundConfig]:
     """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit.
 
     ``settings`` gives the encoding's settings bound into the config (:func:`encoding`);
-    ``train`` is the digest of the round's one train message.
+    ``train`` is the digest of the round's one train message. A Harary graph's seed comes
+    from the nodes' commit-reveal unless ``server_graph_seed`` (the opt-out).
     """
     encoder = UpdateEncoder(
         d,
@@ -95,12 +97,14 @@ def round_config(
         raise ConfigError(f"{n} nodes sampled, max_clients is {max_clients}")
     round_id = new_round_id(server_round)
     plan = plan_round(n, degree=degree, threshold=threshold)
+    server_seed = server_graph_seed and not plan.complete
     cfg = RoundConfig(
         round_id=round_id,
         bits=encoder.bits,
         d=encoder.length,
         threshold=plan.threshold,
-        graph=plan.graph(range(1, n + 1), round_id),
+        graph=plan.graph(range(1, n + 1), round_id if server_seed else None),
+        server_graph_seed=server_seed,
         signed=signed,
         identity_keys=dict(keys),
         encoding={**settings(encoder), "train-content": train},

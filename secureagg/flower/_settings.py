@@ -129,5 +129,6 @@ def settings_from_run_config(config: Mapping[str, Any]) -> dict[str, Any]:
         "timeout": get("timeout", float, 120.0),
         "signed": get("signed", bool, False),
         "weighting": get("weighting", str, "uniform"),
+        "server_graph_seed": get("server-graph-seed", bool, False),
         "run_config": config,
     }

@@ -75,6 +75,11 @@ class SecureAggregation(Strategy):
             add it inside the masked sum. Needs ``threshold``; ``frac_bits``, ``clip`` and
             ``bits`` are then the plan's.
         distributed_ledger: Under ``distributed``, gets one record per decoded round.
+        server_graph_seed: The opt-out of the graph-seed commit-reveal (with ``degree``):
+            the server picks the Harary ring's seed, which lets it try seeds until its
+            colluders surround a node. Saves the reveal stage and the O(n) bytes per node of
+            the commit-reveal, for very large rounds; a node declines such a round unless its
+            node config sets ``secureagg-allow-server-graph-seed``.
 
     Raises:
         ConfigError: Settings that cannot work together, or a strategy that is not one.
@@ -97,6 +102,7 @@ class SecureAggregation(Strategy):
         run_config: Mapping[str, Any] | None = None,
         distributed: DistributedDP | None = None,
         distributed_ledger: DistributedLedger | None = None,
+        server_graph_seed: bool = False,
     ) -> None:
         check_settings(
             strategy,
@@ -111,6 +117,9 @@ class SecureAggregation(Strategy):
             signed=signed,
             weighting=weighting,
         )
+        if not isinstance(server_graph_seed, bool):
+            raise ConfigError(f"server_graph_seed must be a bool, got {server_graph_seed!r}")
+        self.server_graph_seed = server_graph_seed
         self.strategy = strategy
         self.run_config = dict(run_config or {})
         self.signed = signed
@@ -143,7 +152,8 @@ class SecureAggregation(Strategy):
             strategy: The Flower strategy to wrap.
             config: The run config: ``secureagg-max-examples`` (required), and optionally
                 ``secureagg-threshold``, ``-degree``, ``-bits``, ``-max-clients`` (0 means the
-                default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``, ``-weighting``.
+                default), ``-frac-bits``, ``-clip``, ``-timeout``, ``-signed``, ``-weighting``,
+                ``-server-graph-seed``.
 
         Returns:
             The wrapped strategy.
@@ -276,6 +286,7 @@ class SecureAggregation(Strategy):
             max_clients=self.max_clients,
             signed=self.signed,
             weighting=self.weighting,
+            server_graph_seed=self.server_graph_seed,
         )
 
     def encoding(

@@ -38,13 +38,21 @@ from secureagg.protocol._client_state import (
     Done,
     Fresh,
     InputSent,
+    Revealed,
     SharesSent,
     Signed,
 )
 from secureagg.protocol._codec import decode, encode
-from secureagg.protocol._commitment import keys_digest, seed_commitment
+from secureagg.protocol._commitment import (
+    REVEAL_SIZE,
+    commitments_digest,
+    graph_commitment,
+    graph_seed,
+    keys_digest,
+    seed_commitment,
+)
 from secureagg.protocol._config import RoundConfig, Stage
-from secureagg.protocol._graph import check_client_id
+from secureagg.protocol._graph import Graph, check_client_id
 from secureagg.protocol._journal import Journal, MemoryJournal
 from secureagg.protocol._messages import (
     AdvertiseKeys,
@@ -52,6 +60,8 @@ from secureagg.protocol._messages import (
     ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
+    SeedCommitments,
+    SeedReveal,
     ShareKeys,
     SharesDelivery,
     UnmaskRequest,
@@ -71,6 +81,7 @@ __all__ = ["ClientSession"]
 
 _SEED_SIZE = 32
 _HASH = 32
+_KEPT = (Stage.REVEAL, Stage.CONSISTENCY, Stage.UNMASK)  # replies the journal keeps whole
 
 
 def _sha(data: bytes) -> bytes:
@@ -82,8 +93,9 @@ class ClientSession:
 
     Every refusal raises RoundAborted (the client then stays aborted) and reveals no share.
     A session that meets a journal entry of its own round re-sends the recorded reply to the
-    identical request, or refuses: it never masks a second input with the same masks, signs
-    a second survivor list, or answers a second unmask request.
+    identical request, or refuses: it never reveals its share of the graph seed for a second
+    committed list, masks a second input with the same masks, signs a second survivor list,
+    or answers a second unmask request.
 
     Parameters:
         config: The round config the server sent.
@@ -91,9 +103,9 @@ class ClientSession:
         identity: The client's Ed25519 key, required in signed mode.
         policy: What the client accepts (default :class:`ClientPolicy`: at least a majority
             threshold); a config it refuses raises RoundAborted here, before any key exists.
-        journal: Where the client records each reply that commits it (its masked input,
-            consistency signature and unmask answer), before the reply leaves (default: a
-            :class:`MemoryJournal`, which does not outlive the process).
+        journal: Where the client records each reply that commits it (its graph-seed reveal,
+            masked input, consistency signature and unmask answer), before the reply leaves
+            (default: a :class:`MemoryJournal`, which does not outlive the process).
     """
 
     def __init__(
@@ -127,9 +139,29 @@ class ClientSession:
         self.policy = policy
         self._journal = journal
         self._identity = identity
-        self._neighbours = config.graph.neighbours(client_id)
+        self._graph_seed: bytes | None = None  # commit-reveal: the seed, once computed
+        self._neighbours = (
+            frozenset() if config.commit_reveal else self._graph.neighbours(client_id)
+        )
         self._input: npt.NDArray[Any] | None = None
         self._state: ClientState = Fresh()
+
+    @property
+    def _graph(self) -> Graph:
+        graph = self.config.graph
+        return graph if self._graph_seed is None else graph.with_seed(self._graph_seed)
+
+    def _fix_graph(self, seed: bytes) -> None:
+        self._graph_seed = seed
+        self._neighbours = self._graph.neighbours(self.client_id)
+
+    @property
+    def graph(self) -> Graph | None:
+        """The round's graph as this client computed it; None while a commit-reveal round has
+        not fixed its seed yet."""
+        if self.config.commit_reveal and self._graph_seed is None:
+            return None
+        return self._graph
 
     def _key(self, stage: Stage) -> bytes:
         return bytes((stage.value,)) + self.client_id.to_bytes(4, "big") + self.config.round_id
@@ -151,7 +183,7 @@ class ClientSession:
         entry = self._journal.lookup(self._key(stage))
         if entry is None:
             return None
-        if stage in (Stage.CONSISTENCY, Stage.UNMASK) and entry[:_HASH] == _sha(request):
+        if stage in _KEPT and entry[:_HASH] == _sha(request):
             return entry[_HASH:]
         self._abort(
             f"its journal shows it already answered {stage.name.lower()} in this round "
@@ -178,7 +210,7 @@ class ClientSession:
         Returns:
             The saved state.
         """
-        return encode_state(self.config, self.client_id, self._input, self._state)
+        return encode_state(self.config, self.client_id, self._input, self._state, self._graph_seed)
 
     @classmethod
     def restore_state(
@@ -210,6 +242,8 @@ class ClientSession:
         session = cls(
             saved.config, saved.client_id, identity=identity, policy=policy, journal=journal
         )
+        if saved.graph_seed is not None:
+            session._fix_graph(saved.graph_seed)
         session._input = saved.vector
         session._state = saved.state
         return session
@@ -218,6 +252,8 @@ class ClientSession:
     def stage(self) -> Stage | None:
         """The stage whose message the client sends next; None when done or aborted."""
         stage = STAGE_OF.get(type(self._state))
+        if isinstance(self._state, Advertised) and self.config.commit_reveal:
+            return Stage.REVEAL
         if stage is Stage.UNMASK and self.config.signed and isinstance(self._state, InputSent):
             return Stage.CONSISTENCY
         return stage
@@ -255,14 +291,16 @@ class ClientSession:
         """
         if not isinstance(self._state, Fresh):
             self._abort("advertise called twice")
+        cfg, u = self.config, self.client_id
         c, s = KeyPair.generate(), KeyPair.generate()
+        reveal = os.urandom(REVEAL_SIZE) if cfg.commit_reveal else b""
+        commitment = graph_commitment(cfg.digest, u, reveal) if reveal else b""
         signature = b""
-        if self._identity is not None and self.config.signed:
-            payload = advertise_payload(self.config, self.client_id, c.public, s.public)
+        if self._identity is not None and cfg.signed:
+            payload = advertise_payload(cfg, u, c.public, s.public, commitment)
             signature = sign(self._identity, payload)
-        self._state = Advertised(c, s)
-        msg = AdvertiseKeys(self.config.round_id, self.client_id, c.public, s.public, signature)
-        return encode(msg)
+        self._state = Advertised(c, s, reveal)
+        return encode(AdvertiseKeys(cfg.round_id, u, c.public, s.public, signature, commitment))
 
     def receive(self, data: bytes) -> bytes:
         """Handle one server message and return the reply.
@@ -287,7 +325,15 @@ class ClientSession:
             self._abort("the message carries another round's id")
         if getattr(msg, "recipient", None) != self.client_id:
             self._abort(f"{type(msg).__name__} is not a server message addressed to this client")
-        if isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
+        if self.config.commit_reveal:
+            if isinstance(msg, SeedCommitments) and isinstance(state, Advertised):
+                return self._on_commitments(state, msg, data)
+            if isinstance(msg, KeysBroadcast) and isinstance(state, Revealed):
+                self._on_reveals(state, msg)
+                return self._on_keys(state, msg, keys_digest(data))
+        elif isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
+            if msg.reveals:
+                self._abort("graph-seed reveals in a round without commit-reveal")
             return self._on_keys(state, msg, keys_digest(data))
         if isinstance(msg, SharesDelivery) and isinstance(state, SharesSent):
             return self._on_shares(state, msg, data)
@@ -307,7 +353,37 @@ class ClientSession:
         self._input = None
         raise RoundAborted(f"client {self.client_id} refused: {reason}")
 
-    def _on_keys(self, state: Advertised, msg: KeysBroadcast, digest: bytes) -> bytes:
+    def _on_commitments(self, state: Advertised, msg: SeedCommitments, request: bytes) -> bytes:
+        """Check the committed list holds this client's own commitment, keep its digest, and
+        reveal r_u (journaled: the same list gets the same bytes, another list a refusal)."""
+        cfg, u = self.config, self.client_id
+        listed = dict(msg.commitments)
+        if listed.get(u) != graph_commitment(cfg.digest, u, state.reveal):
+            self._abort("its own graph-seed commitment is missing from the committed list")
+        if not all(v in cfg.graph for v in listed):
+            self._abort("the committed list names clients that are not in this round")
+        if len(listed) <= cfg.threshold:
+            self._abort(f"only {len(listed)} clients committed (threshold {cfg.threshold})")
+        reply = self._replayed(Stage.REVEAL, request)
+        if reply is None:
+            reply = encode(SeedReveal(cfg.round_id, u, state.reveal))
+            self._commit(Stage.REVEAL, request, reply, keep=True)
+        digest = commitments_digest(cfg.digest, msg.commitments)
+        self._state = Revealed(state.c, state.s, digest)
+        return reply
+
+    def _on_reveals(self, state: Revealed, msg: KeysBroadcast) -> None:
+        """Check every reveal against the committed list (exactly that list, nothing more or
+        less), then fix the graph from the seed they give."""
+        cfg = self.config
+        recomputed = [(v, graph_commitment(cfg.digest, v, r)) for v, r in msg.reveals]
+        if commitments_digest(cfg.digest, recomputed) != state.commitments:
+            self._abort(
+                "the graph-seed reveals do not open exactly the committed list it was shown"
+            )
+        self._fix_graph(graph_seed(cfg.digest, msg.reveals))
+
+    def _on_keys(self, state: Advertised | Revealed, msg: KeysBroadcast, digest: bytes) -> bytes:
         cfg, u = self.config, self.client_id
         entries = {e.client: e for e in msg.entries}
         own = entries.get(u)
@@ -318,9 +394,13 @@ class ClientSession:
         keys = [k for e in entries.values() for k in (e.c_pk, e.s_pk)]
         if len(set(keys)) != len(keys):
             self._abort("two advertised keys are equal")
+        revealed = dict(msg.reveals)
+        if cfg.commit_reveal and not entries.keys() <= revealed.keys():
+            self._abort("keys from clients that are not on the committed list")
         if cfg.signed:
             for v, e in entries.items():
-                payload = advertise_payload(cfg, v, e.c_pk, e.s_pk)
+                commitment = graph_commitment(cfg.digest, v, revealed[v]) if revealed else b""
+                payload = advertise_payload(cfg, v, e.c_pk, e.s_pk, commitment)
                 if not verify(cfg.identity_keys[v], e.signature, payload):
                     self._abort(f"bad signature on the keys of client {v}")
         u1 = sorted(set(entries) - {u})

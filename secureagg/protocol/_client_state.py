@@ -15,6 +15,7 @@ __all__ = [
     "Done",
     "Fresh",
     "InputSent",
+    "Revealed",
     "SharesSent",
     "Signed",
 ]
@@ -27,10 +28,22 @@ class Fresh:
 
 @dataclass(slots=True)
 class Advertised:
-    """Keys advertised; waiting for the neighbours' keys."""
+    """Keys advertised (with a commitment to ``reveal`` in commit-reveal rounds); waiting for
+    the committed list (commit-reveal) or the neighbours' keys."""
 
     c: KeyPair
     s: KeyPair
+    reveal: bytes = b""
+
+
+@dataclass(slots=True)
+class Revealed:
+    """Commit-reveal: r_u revealed; keeps the digest of the committed list it was shown and
+    waits for the neighbours' keys with every reveal."""
+
+    c: KeyPair
+    s: KeyPair
+    commitments: bytes
 
 
 @dataclass(slots=True)
@@ -73,10 +86,11 @@ class Aborted:
     reason: str
 
 
-ClientState = Fresh | Advertised | SharesSent | InputSent | Signed | Done | Aborted
+ClientState = Fresh | Advertised | Revealed | SharesSent | InputSent | Signed | Done | Aborted
 STAGE_OF = {
     Fresh: Stage.ADVERTISE,
     Advertised: Stage.SHARE_KEYS,
+    Revealed: Stage.SHARE_KEYS,
     SharesSent: Stage.MASKED_INPUT,
     InputSent: Stage.UNMASK,
     Signed: Stage.UNMASK,

@@ -24,7 +24,7 @@ from secureagg.hazmat import (
     packed_size,
     unpack_bits,
 )
-from secureagg.protocol._commitment import COMMITMENT_SIZE
+from secureagg.protocol._commitment import COMMITMENT_SIZE, REVEAL_SIZE
 from secureagg.protocol._config import MAX_CLIENTS, MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
 from secureagg.protocol._messages import (
     AdvertiseKeys,
@@ -34,6 +34,8 @@ from secureagg.protocol._messages import (
     KeysBroadcast,
     MaskedInput,
     Message,
+    SeedCommitments,
+    SeedReveal,
     ShareKeys,
     SharesDelivery,
     UnmaskRequest,
@@ -56,11 +58,13 @@ __all__ = [
     "key_entry_bytes",
     "keys_broadcast_bytes",
     "masked_input_size",
+    "pairs_bytes",
+    "seed_commitments_bytes",
     "shares_delivery_bytes",
 ]
 
 MAGIC = b"SAGG"
-VERSION = 2  # 2: masked inputs carry b-bit packed elements (1: 2/4/8-byte words)
+VERSION = 3  # 3: graph-seed commit-reveal; 2: b-bit packed masked inputs; 1: whole words
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 CIPHERTEXT_SIZE = OVERHEAD + 2 * SHARE_SIZE  # nonce + (share of s_sk, share of b) + tag
@@ -76,6 +80,8 @@ _TYPES: dict[type, int] = {
     ConsistencySignature: 7,
     UnmaskRequest: 8,
     UnmaskResponse: 9,
+    SeedCommitments: 10,
+    SeedReveal: 11,
 }
 _ID_PAIR = struct.Struct(">I")
 _LITTLE = sys.byteorder == "little"
@@ -109,12 +115,18 @@ def encode(msg: Message) -> bytes:
     """
     if isinstance(msg, AdvertiseKeys):
         head = _header(1, msg.round_id, msg.sender)
-        return head + msg.c_pk + msg.s_pk + _signature(msg.signature)
+        keys = msg.c_pk + msg.s_pk + _signature(msg.signature)
+        return head + keys + u8(len(msg.graph_commitment)) + msg.graph_commitment
     if isinstance(msg, KeysBroadcast):
         body = b"".join(
             u32(e.client) + e.c_pk + e.s_pk + _signature(e.signature) for e in msg.entries
         )
-        return _header(2, msg.round_id, msg.recipient) + u32(len(msg.entries)) + body
+        head = _header(2, msg.round_id, msg.recipient)
+        return head + u32(len(msg.entries)) + body + _pairs(msg.reveals)
+    if isinstance(msg, SeedCommitments):
+        return _header(10, msg.round_id, msg.recipient) + _pairs(msg.commitments)
+    if isinstance(msg, SeedReveal):
+        return _header(11, msg.round_id, msg.sender) + msg.reveal
     if isinstance(msg, ShareKeys):
         head = _header(3, msg.round_id, msg.sender)
         return head + msg.seed_commitment + msg.keys_digest + _pairs(msg.ciphertexts)
@@ -147,10 +159,25 @@ def key_entry_bytes(entry: KeyEntry) -> bytes:
     return u32(entry.client) + entry.c_pk + entry.s_pk + _signature(entry.signature)
 
 
-def keys_broadcast_bytes(round_id: bytes, recipient: int, entries: list[bytes]) -> bytes:
+def keys_broadcast_bytes(
+    round_id: bytes, recipient: int, entries: list[bytes], reveals: bytes = b"\x00" * 4
+) -> bytes:
     """``encode(KeysBroadcast(round_id, recipient, ...))`` from its entries'
-    :func:`key_entry_bytes`, in increasing client order."""
-    return b"".join([_header(2, round_id, recipient), u32(len(entries)), *entries])
+    :func:`key_entry_bytes`, in increasing client order, and its reveals as
+    :func:`pairs_bytes` (the same bytes for every recipient; default: none)."""
+    return b"".join([_header(2, round_id, recipient), u32(len(entries)), *entries, reveals])
+
+
+def pairs_bytes(items: tuple[tuple[int, bytes], ...]) -> bytes:
+    """A counted list of (u32 id, fixed-size blob) pairs, ids increasing, as the wire has it
+    (a KeysBroadcast's reveals, a SeedCommitments' list): encoded once, sent to many."""
+    return _pairs(items)
+
+
+def seed_commitments_bytes(round_id: bytes, recipient: int, commitments: bytes) -> bytes:
+    """``encode(SeedCommitments(round_id, recipient, ...))`` from its list's
+    :func:`pairs_bytes`."""
+    return _header(10, round_id, recipient) + commitments
 
 
 def shares_delivery_bytes(round_id: bytes, recipient: int, count: int, pairs: list[bytes]) -> bytes:
@@ -180,7 +207,11 @@ def _read_pairs(r: Reader, blob_size: int) -> tuple[tuple[int, bytes], ...]:
 def _advertise(r: Reader, rid: bytes, party: int) -> Message:
     c_pk = r.take(PUBLIC_KEY_SIZE)
     s_pk = r.take(PUBLIC_KEY_SIZE)
-    return AdvertiseKeys(rid, party, c_pk, s_pk, _read_signature(r))
+    signature = _read_signature(r)
+    n = r.u8()
+    if n not in (0, COMMITMENT_SIZE):
+        raise DecodeError(f"a graph-seed commitment is 0 or {COMMITMENT_SIZE} bytes, got {n}")
+    return AdvertiseKeys(rid, party, c_pk, s_pk, signature, r.take(n))
 
 
 def _keys(r: Reader, rid: bytes, party: int) -> Message:
@@ -192,7 +223,15 @@ def _keys(r: Reader, rid: bytes, party: int) -> Message:
         s_pk = r.take(PUBLIC_KEY_SIZE)
         entries.append(KeyEntry(client, c_pk, s_pk, _read_signature(r)))
     check_increasing([e.client for e in entries])
-    return KeysBroadcast(rid, party, tuple(entries))
+    return KeysBroadcast(rid, party, tuple(entries), _read_pairs(r, REVEAL_SIZE))
+
+
+def _seed_commitments(r: Reader, rid: bytes, party: int) -> Message:
+    return SeedCommitments(rid, party, _read_pairs(r, COMMITMENT_SIZE))
+
+
+def _seed_reveal(r: Reader, rid: bytes, party: int) -> Message:
+    return SeedReveal(rid, party, r.take(REVEAL_SIZE))
 
 
 def _share_keys(r: Reader, rid: bytes, party: int) -> Message:
@@ -298,6 +337,8 @@ _DECODERS: dict[int, Callable[[Reader, bytes, int], Message]] = {
     7: _check_signature,
     8: _unmask_request,
     9: _unmask_response,
+    10: _seed_commitments,
+    11: _seed_reveal,
 }
 
 _PACKED_DECODERS: dict[int, Callable[[Reader, bytes, int], Any]] = {**_DECODERS, 5: _masked_packed}

@@ -1,15 +1,30 @@
-"""The commitment to a client's self-mask seed, checked when the server rebuilds it."""
+"""Commitments: to a client's self-mask seed (checked when the server rebuilds it), and to
+the client's share of the graph seed (the commit-reveal that orders a Harary graph's ring)."""
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 
-__all__ = ["COMMITMENT_SIZE", "keys_digest", "seed_commitment"]
+__all__ = [
+    "COMMITMENT_SIZE",
+    "REVEAL_SIZE",
+    "commitments_digest",
+    "graph_commitment",
+    "graph_seed",
+    "keys_digest",
+    "seed_commitment",
+]
 
 COMMITMENT_SIZE = 32
+REVEAL_SIZE = 32  # r_u: 32 bytes from the OS CSPRNG
 _LABEL = b"secureagg/v1/self-mask-commitment"
 _KEYS_LABEL = b"secureagg/v1/keys-digest"
+_GRAPH_COMMIT_LABEL = b"secureagg/v1/graph-seed-commitment"
+_GRAPH_LIST_LABEL = b"secureagg/v1/graph-seed-commitments"
+_GRAPH_SEED_LABEL = b"secureagg/v1/graph-seed"
+_ID = struct.Struct(">I")
 
 
 def keys_digest(keys_broadcast: bytes) -> bytes:
@@ -25,3 +40,26 @@ def seed_commitment(round_id: bytes, client: int, seed: bytes) -> bytes:
     """
     head = _LABEL + bytes((len(round_id),)) + round_id + struct.pack(">I", client)
     return hashlib.sha256(head + seed).digest()
+
+
+def graph_commitment(config_digest: bytes, client: int, reveal: bytes) -> bytes:
+    """SHA-256(label || config digest || u32 client || r_u): a client's commitment to its
+    share r_u of the graph seed. r_u is 32 uniformly random bytes, so the digest hides it."""
+    return hashlib.sha256(_GRAPH_COMMIT_LABEL + config_digest + _ID.pack(client) + reveal).digest()
+
+
+def commitments_digest(config_digest: bytes, commitments: Iterable[tuple[int, bytes]]) -> bytes:
+    """SHA-256 of the committed list (sorted (client, commitment) pairs) under the config:
+    what a client keeps of the list it was shown, and checks the reveals against."""
+    h = hashlib.sha256(_GRAPH_LIST_LABEL + config_digest)
+    for client, commitment in commitments:
+        h.update(_ID.pack(client) + commitment)
+    return h.digest()
+
+
+def graph_seed(config_digest: bytes, reveals: Iterable[tuple[int, bytes]]) -> bytes:
+    """The Harary ring's seed: SHA-256(label || config digest || each sorted (u32 client, r_u))."""
+    h = hashlib.sha256(_GRAPH_SEED_LABEL + config_digest)
+    for client, reveal in reveals:
+        h.update(_ID.pack(client) + reveal)
+    return h.digest()

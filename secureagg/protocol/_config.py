@@ -35,9 +35,9 @@ ROUND_ID_MAX = 64
 MAX_VECTOR_LENGTH = 2**28
 MAX_CLIENTS = 2**20  # the wire codec's limit on clients too
 CONFIG_MAGIC = b"SACF"
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3  # 3: a Harary seed only with the server-seed opt-out (else commit-reveal)
 _IDENTITY_KEY_SIZE = 32
-_SIGNED, _HARARY = 1, 2  # flag bits
+_SIGNED, _HARARY, _SERVER_SEED = 1, 2, 4  # flag bits
 _SEED_MIN, _SEED_MAX = 16, 255
 _MAX_ENCODING_ENTRIES = 64
 _MAX_ENCODING_KEY = 64
@@ -51,18 +51,24 @@ EncodingValue = int | float | str | bool
 
 
 class Stage(enum.Enum):
-    """The stages of a round, in order. CONSISTENCY only runs in signed mode."""
+    """The stages of a round, in order, each named by the message a client sends in it.
+
+    REVEAL only runs for a Harary graph whose seed comes from the clients' commit-reveal;
+    CONSISTENCY only in signed mode.
+    """
 
     ADVERTISE = 0
-    SHARE_KEYS = 1
-    MASKED_INPUT = 2
-    CONSISTENCY = 3
-    UNMASK = 4
+    REVEAL = 1
+    SHARE_KEYS = 2
+    MASKED_INPUT = 3
+    CONSISTENCY = 4
+    UNMASK = 5
 
     @property
     def label(self) -> str:
-        """The stage's one name outside the code: "advertise", "share-keys", "masked-input",
-        "consistency" or "unmask" (Flower message tags, metrics, reports and logs)."""
+        """The stage's one name outside the code: "advertise", "reveal", "share-keys",
+        "masked-input", "consistency" or "unmask" (Flower message tags, metrics, reports and
+        logs)."""
         return self.name.lower().replace("_", "-")
 
 
@@ -95,7 +101,9 @@ class RoundConfig:
         bits: The ring's bit width b.
         d: The input length.
         threshold: The Shamir threshold.
-        graph: Who shares keys and masks with whom.
+        graph: Who shares keys and masks with whom. A Harary graph comes without a seed
+            (``Graph.harary(ids, k)``): its ring order is then fixed by the clients'
+            commit-reveal during the round (docs/protocol.md, "The graph seed").
         signed: Whether the round runs the signed mode.
         identity_keys: Signed mode only: client id -> raw 32-byte Ed25519 public key,
             distributed out of band (a PKI the server cannot forge).
@@ -103,6 +111,11 @@ class RoundConfig:
             their encoding there: max examples, clip, fractional bits, the weighting rule...):
             names of 1..64 printable ASCII characters, values int (64-bit), finite float, str
             or bool.
+        server_graph_seed: The opt-out of the commit-reveal: the Harary graph carries a seed
+            the server chose, which lets it try seeds until its colluders surround a client.
+            Only for rounds too large for the O(n) bytes per client the commit-reveal costs;
+            clients refuse it unless their policy allows it
+            (``ClientPolicy(allow_server_graph_seed=True)``).
     """
 
     round_id: bytes
@@ -113,6 +126,7 @@ class RoundConfig:
     signed: bool = False
     identity_keys: Mapping[int, bytes] = field(default_factory=dict, compare=False, hash=False)
     encoding: Mapping[str, EncodingValue] = field(default_factory=dict, hash=False)
+    server_graph_seed: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.round_id, bytes) or not (
@@ -130,6 +144,16 @@ class RoundConfig:
                 f"threshold must be an int in [2, degree={self.graph.degree}], "
                 f"got {self.threshold!r}"
             )
+        if not isinstance(self.server_graph_seed, bool):
+            raise ConfigError("server_graph_seed must be a bool")
+        seeded = not self.graph.is_complete and not self.graph.needs_seed
+        if seeded and not self.server_graph_seed:
+            raise ConfigError(
+                "a Harary graph's seed comes from the clients' commit-reveal: build it with "
+                "Graph.harary(ids, degree) (no seed), or name the opt-out server_graph_seed=True"
+            )
+        if self.server_graph_seed and not seeded:
+            raise ConfigError("server_graph_seed=True needs a Harary graph with a seed")
         if self.signed:
             missing = [u for u in self.graph.ids if u not in self.identity_keys]
             if missing:
@@ -156,6 +180,11 @@ class RoundConfig:
         return hashlib.sha256(_DIGEST_LABEL + self.to_bytes()).digest()
 
     @property
+    def commit_reveal(self) -> bool:
+        """Whether the clients fix the graph's seed by commit-reveal (the REVEAL stage runs)."""
+        return self.graph.needs_seed
+
+    @property
     def consistency_quorum(self) -> int:
         """Signed mode: how many valid signatures of U3 a client needs before it unmasks.
 
@@ -178,6 +207,7 @@ class RoundConfig:
         if len(graph.ids) > MAX_CLIENTS:
             raise ConfigError(f"{len(graph.ids)} clients exceed the limit {MAX_CLIENTS}")
         flags = (_SIGNED if self.signed else 0) | (0 if graph.is_complete else _HARARY)
+        flags |= _SERVER_SEED if self.server_graph_seed else 0
         parts = [
             CONFIG_MAGIC,
             u8(CONFIG_VERSION),
@@ -190,7 +220,7 @@ class RoundConfig:
             id_list(graph.ids),
             u32(graph.degree),
         ]
-        if not graph.is_complete:
+        if self.server_graph_seed:
             seed = graph.rng_seed
             if seed is None or not _SEED_MIN <= len(seed) <= _SEED_MAX:
                 raise ConfigError(f"the Harary seed must be {_SEED_MIN}..{_SEED_MAX} bytes")
@@ -248,17 +278,20 @@ class RoundConfig:
         bits, d, threshold, flags = r.u8(), r.u32(), r.u32(), r.u8()
         if d > MAX_VECTOR_LENGTH:
             raise DecodeError(f"vector length {d} exceeds the limit {MAX_VECTOR_LENGTH}")
-        if flags & ~(_SIGNED | _HARARY):
+        if flags & ~(_SIGNED | _HARARY | _SERVER_SEED):
             raise DecodeError(f"unknown flag bits {flags:#04x}")
+        if flags & _SERVER_SEED and not flags & _HARARY:
+            raise DecodeError("a server-chosen seed for a complete graph")
         ids = r.ids(MAX_CLIENTS)
-        graph = _read_graph(r, ids, harary=bool(flags & _HARARY))
+        server_seed = bool(flags & _SERVER_SEED)
+        graph = _read_graph(r, ids, harary=bool(flags & _HARARY), seeded=server_seed)
         n_keys = r.count(4 + _IDENTITY_KEY_SIZE, MAX_CLIENTS)
         keys = [(r.u32(), r.take(_IDENTITY_KEY_SIZE)) for _ in range(n_keys)]
         check_increasing([u for u, _ in keys])
         encoding = _read_encoding(r)
         r.finish()
         signed = bool(flags & _SIGNED)
-        config = cls(round_id, bits, d, threshold, graph, signed, dict(keys), encoding)
+        config = cls(round_id, bits, d, threshold, graph, signed, dict(keys), encoding, server_seed)
         if cls is RoundConfig:
             with _PARSED_LOCK:
                 if len(_PARSED) >= _PARSED_MAX:
@@ -345,14 +378,15 @@ def _read_encoding(r: Reader) -> dict[str, EncodingValue]:
     return out
 
 
-def _read_graph(r: Reader, ids: tuple[int, ...], *, harary: bool) -> Graph:
-    """The graph after its ids: degree, then (Harary) the seed; rebuilt and checked."""
+def _read_graph(r: Reader, ids: tuple[int, ...], *, harary: bool, seeded: bool) -> Graph:
+    """The graph after its ids: degree, then (server-chosen Harary seed) the seed; rebuilt
+    and checked."""
     degree = r.u32()
-    seed = r.take(r.u8()) if harary else None
+    seed = r.take(r.u8()) if seeded else None
     try:
-        graph = Graph.complete(ids) if seed is None else Graph.harary(ids, degree, seed)
+        graph = Graph.harary(ids, degree, seed) if harary else Graph.complete(ids)
     except ConfigError as exc:
         raise DecodeError(f"the graph does not rebuild: {exc}") from exc
-    if graph.degree != degree or graph.is_complete != (seed is None):
+    if graph.degree != degree or graph.is_complete == harary:
         raise DecodeError(f"degree {degree} does not match the graph it rebuilds ({graph!r})")
     return graph

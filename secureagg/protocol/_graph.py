@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterable
@@ -30,8 +31,10 @@ class Graph:
     Parameters:
         ids: The client ids.
         degree: Neighbours per client.
-        adjacency: Client -> its neighbours (None: the complete graph).
-        rng_seed: The seed that ordered a Harary graph's ring (None for the complete graph).
+        adjacency: Client -> its neighbours (None: the complete graph, or a Harary graph
+            whose seed is not known yet).
+        rng_seed: The seed that ordered a Harary graph's ring (None for the complete graph
+            and for a Harary graph whose seed comes later, see :attr:`needs_seed`).
     """
 
     __slots__ = ("_adjacency", "_all", "degree", "ids", "rng_seed")
@@ -74,7 +77,7 @@ class Graph:
         return cls(sorted_ids, len(sorted_ids) - 1, None, None)
 
     @classmethod
-    def harary(cls, ids: Iterable[int], degree: int, rng_seed: bytes) -> Graph:
+    def harary(cls, ids: Iterable[int], degree: int, rng_seed: bytes | None = None) -> Graph:
         """The Harary graph H(k, n), even k, over a permutation of ``ids`` fixed by ``rng_seed``.
 
         The clients sit on a ring in the order of SHA-256(label || seed || id); each is joined to
@@ -83,7 +86,9 @@ class Graph:
         Parameters:
             ids: The client ids.
             degree: k, even.
-            rng_seed: At least 16 bytes.
+            rng_seed: At least 16 bytes; None leaves the ring order to the round's
+                commit-reveal (:attr:`needs_seed`, :meth:`with_seed`; docs/protocol.md,
+                "The graph seed").
 
         Returns:
             The graph.
@@ -95,28 +100,39 @@ class Graph:
         n = len(sorted_ids)
         if not isinstance(degree, int) or isinstance(degree, bool) or degree < 2 or degree % 2:
             raise ConfigError(f"a Harary graph needs an even degree >= 2, got {degree!r}")
-        if not isinstance(rng_seed, bytes) or len(rng_seed) < 16:
+        if rng_seed is not None and (not isinstance(rng_seed, bytes) or len(rng_seed) < 16):
             raise ConfigError("rng_seed must be at least 16 bytes")
         if degree >= n - 1:
             return cls.complete(sorted_ids)
-        ring = sorted(
-            sorted_ids,
-            key=lambda i: hashlib.sha256(
-                _PERMUTATION_LABEL + rng_seed + struct.pack(">I", i)
-            ).digest(),
-        )
-        half = degree // 2
-        adjacency: dict[int, frozenset[int]] = {}
-        for pos, u in enumerate(ring):
-            adjacency[u] = frozenset(
-                ring[(pos + step) % n] for step in range(-half, half + 1) if step != 0
-            )
-        return cls(sorted_ids, degree, adjacency, rng_seed)
+        if rng_seed is None:
+            return cls(sorted_ids, degree, None, None)
+        return cls(sorted_ids, degree, _ring(sorted_ids, degree, rng_seed), rng_seed)
+
+    def with_seed(self, rng_seed: bytes) -> Graph:
+        """This Harary graph with its ring ordered by ``rng_seed`` (see :attr:`needs_seed`).
+
+        Parameters:
+            rng_seed: At least 16 bytes.
+
+        Returns:
+            The seeded graph.
+
+        Raises:
+            ConfigError: The graph is complete or already seeded.
+        """
+        if not self.needs_seed:
+            raise ConfigError(f"{self!r} has no seed to fix")
+        return Graph.harary(self.ids, self.degree, rng_seed)
+
+    @property
+    def needs_seed(self) -> bool:
+        """True for a Harary graph whose ring order is not fixed yet (commit-reveal)."""
+        return self._adjacency is None and self.degree < len(self.ids) - 1
 
     @property
     def is_complete(self) -> bool:
         """True for the complete graph."""
-        return self._adjacency is None
+        return self._adjacency is None and not self.needs_seed
 
     def __contains__(self, client: object) -> bool:
         return client in self._all
@@ -138,6 +154,8 @@ class Graph:
         """
         if client not in self._all:
             raise ConfigError(f"client {client!r} is not in this round's graph")
+        if self.needs_seed:
+            raise ConfigError("the ring order of this Harary graph is not fixed yet")
         if self._adjacency is None:
             return self._all - {client}
         return self._adjacency[client]
@@ -152,4 +170,25 @@ class Graph:
 
     def __repr__(self) -> str:
         kind = "complete" if self.is_complete else f"harary(degree={self.degree})"
+        if self.needs_seed:
+            kind = f"harary(degree={self.degree}, seed to come)"
         return f"Graph({kind}, n={len(self.ids)})"
+
+
+@functools.lru_cache(maxsize=4)
+def _ring(ids: tuple[int, ...], degree: int, seed: bytes) -> dict[int, frozenset[int]]:
+    """The adjacency of H(degree, n) over the ring ordered by ``seed``. Cached: in a simulated
+    round every client rebuilds the same graph from the same revealed seed. Callers must not
+    change the dict (the Graph that holds it never does)."""
+    n = len(ids)
+    ring = sorted(
+        ids,
+        key=lambda i: hashlib.sha256(_PERMUTATION_LABEL + seed + struct.pack(">I", i)).digest(),
+    )
+    half = degree // 2
+    adjacency: dict[int, frozenset[int]] = {}
+    for pos, u in enumerate(ring):
+        adjacency[u] = frozenset(
+            ring[(pos + step) % n] for step in range(-half, half + 1) if step != 0
+        )
+    return adjacency

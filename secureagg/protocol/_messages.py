@@ -21,6 +21,8 @@ __all__ = [
     "KeysBroadcast",
     "MaskedInput",
     "Message",
+    "SeedCommitments",
+    "SeedReveal",
     "ServerMessage",
     "ShareKeys",
     "SharesDelivery",
@@ -38,7 +40,10 @@ class AdvertiseKeys:
         sender: The client that sends it.
         c_pk: The public key the client's pairwise encryption keys come from.
         s_pk: The public key the client's pairwise masks come from.
-        signature: The Ed25519 signature of the keys (signed mode; else empty).
+        signature: The Ed25519 signature of the keys and the commitment (signed mode; else
+            empty).
+        graph_commitment: Commit-reveal rounds: the client's commitment to its share r_u of
+            the graph seed (32 bytes; else empty).
     """
 
     round_id: bytes
@@ -46,6 +51,38 @@ class AdvertiseKeys:
     c_pk: bytes
     s_pk: bytes
     signature: bytes = b""
+    graph_commitment: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedCommitments:
+    """Commit-reveal, server -> client: every advertiser's commitment to its share of the
+    graph seed (the same list for every client).
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        recipient: The client it is for.
+        commitments: (client, commitment) pairs, sorted by client.
+    """
+
+    round_id: bytes
+    recipient: int
+    commitments: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReveal:
+    """Commit-reveal, client -> server: the client's share r_u of the graph seed.
+
+    Attributes:
+        round_id: The round's id (every message of a round carries it).
+        sender: The client that sends it.
+        reveal: r_u, 32 bytes.
+    """
+
+    round_id: bytes
+    sender: int
+    reveal: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +104,21 @@ class KeyEntry:
 
 @dataclass(frozen=True, slots=True)
 class KeysBroadcast:
-    """Stage 0, server -> client: the keys of the recipient and its neighbours in U1.
+    """Server -> client: the keys of the recipient and its neighbours in U1, and (commit-reveal)
+    every committed share of the graph seed, from which the client computes the graph.
 
     Attributes:
         round_id: The round's id (every message of a round carries it).
         recipient: The client it is for.
         entries: One :class:`KeyEntry` per client, sorted by id.
+        reveals: Commit-reveal rounds: (client, r_client) for every client on the committed
+            list, sorted by client (else empty).
     """
 
     round_id: bytes
     recipient: int
     entries: tuple[KeyEntry, ...]
+    reveals: tuple[tuple[int, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +260,10 @@ class UnmaskResponse:
     key_shares: tuple[tuple[int, bytes], ...]
 
 
-ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | ConsistencySignature | UnmaskResponse
-ServerMessage = KeysBroadcast | SharesDelivery | ConsistencyRequest | UnmaskRequest
+ClientMessage = (
+    AdvertiseKeys | SeedReveal | ShareKeys | MaskedInput | ConsistencySignature | UnmaskResponse
+)
+ServerMessage = (
+    SeedCommitments | KeysBroadcast | SharesDelivery | ConsistencyRequest | UnmaskRequest
+)
 Message = ClientMessage | ServerMessage

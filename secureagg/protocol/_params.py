@@ -204,12 +204,14 @@ class RoundPlan:
         """True when clients accept this threshold only with ``allow_minority_threshold``."""
         return self.threshold < self.majority
 
-    def graph(self, ids: Iterable[int], seed: bytes) -> Graph:
+    def graph(self, ids: Iterable[int], seed: bytes | None = None) -> Graph:
         """The graph over ``ids``.
 
         Parameters:
             ids: The ``n`` client ids.
-            seed: Orders a Harary graph's ring.
+            seed: A server-chosen seed for a Harary graph's ring, only with the config's
+                ``server_graph_seed`` opt-out; None (the default) leaves it to the clients'
+                commit-reveal.
 
         Returns:
             The graph.

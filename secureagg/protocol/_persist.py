@@ -24,6 +24,7 @@ from secureagg.protocol._client_state import (
     Done,
     Fresh,
     InputSent,
+    Revealed,
     SharesSent,
     Signed,
 )
@@ -33,7 +34,7 @@ from secureagg.protocol._wire import Reader, check_increasing, id_list, u8, u32
 __all__ = ["STATE_MAGIC", "STATE_VERSION", "SavedSession", "decode_state", "encode_state"]
 
 STATE_MAGIC = b"SACS"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the graph-seed commit-reveal (reveal, committed list, seed)
 _LENGTH = struct.Struct(">Q")
 _HEADER_SIZE = len(STATE_MAGIC) + 1 + _LENGTH.size
 _DIGEST_SIZE = 32
@@ -49,9 +50,15 @@ _TAGS: dict[type, int] = {
     Signed: 4,
     Done: 5,
     Aborted: 6,
+    Revealed: 7,
 }
 _KINDS = {tag: kind for kind, tag in _TAGS.items()}
-_HOLDS_INPUT = (Fresh, Advertised, SharesSent)  # after these the input is masked or unused
+_HOLDS_INPUT = (
+    Fresh,
+    Advertised,
+    Revealed,
+    SharesSent,
+)  # after these the input is masked or unused
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class SavedSession:
     client_id: int
     vector: npt.NDArray[Any] | None
     state: ClientState
+    graph_seed: bytes | None = None
 
 
 def _holdings(holdings: dict[int, tuple[bytes, bytes]]) -> bytes:
@@ -71,7 +79,9 @@ def _holdings(holdings: dict[int, tuple[bytes, bytes]]) -> bytes:
 
 def _body(state: ClientState) -> bytes:
     if isinstance(state, Advertised):
-        return state.c.private + state.s.private
+        return state.c.private + state.s.private + u8(len(state.reveal)) + state.reveal
+    if isinstance(state, Revealed):
+        return state.c.private + state.s.private + state.commitments
     if isinstance(state, SharesSent):
         peers = sorted(state.enc_keys)
         rows = b"".join(u32(v) + state.enc_keys[v] + state.s_pks[v] for v in peers)
@@ -93,10 +103,12 @@ def encode_state(
     client_id: int,
     vector: npt.NDArray[Any] | None,
     state: ClientState,
+    graph_seed: bytes | None = None,
 ) -> bytes:
     """The saved bytes of a session's parts; the input only in states that still need it."""
     cfg = config.to_bytes()
-    parts = [u32(len(cfg)), cfg, u32(client_id), u8(_TAGS[type(state)])]
+    seed = b"" if graph_seed is None else graph_seed
+    parts = [u32(len(cfg)), cfg, u32(client_id), u8(len(seed)), seed, u8(_TAGS[type(state)])]
     if vector is None or not isinstance(state, _HOLDS_INPUT):
         parts.append(u8(0))
     else:
@@ -144,6 +156,9 @@ def _parse(r: Reader) -> SavedSession:
     u = r.u32()
     if u not in config.graph:
         raise DecodeError(f"client {u} is not in the saved round's graph")
+    graph_seed = r.take(r.u8()) or None
+    if graph_seed is not None and (not config.commit_reveal or len(graph_seed) != _KEY):
+        raise DecodeError("a saved graph seed that this round cannot have")
     tag = r.u8()
     kind = _KINDS.get(tag)
     if kind is None:
@@ -151,12 +166,26 @@ def _parse(r: Reader) -> SavedSession:
     vector = _read_input(r, config) if _read_flag(r) else None
     if vector is not None and kind not in _HOLDS_INPUT:
         raise DecodeError(f"an input saved in state {kind.__name__}, which no longer holds one")
-    neighbours = config.graph.neighbours(u)
+    if config.commit_reveal and kind is not Aborted:
+        before = kind in (Fresh, Advertised, Revealed)  # the seed is fixed after these
+        if before != (graph_seed is None):
+            raise DecodeError(f"a saved {kind.__name__} state and its graph seed do not agree")
+    graph = config.graph if graph_seed is None else config.graph.with_seed(graph_seed)
+    neighbours = frozenset() if graph.needs_seed else graph.neighbours(u)
     state: ClientState
     if kind is Fresh:
         state = Fresh()
     elif kind is Advertised:
-        state = Advertised(KeyPair.from_private(r.take(_KEY)), KeyPair.from_private(r.take(_KEY)))
+        c, s = KeyPair.from_private(r.take(_KEY)), KeyPair.from_private(r.take(_KEY))
+        reveal = r.take(r.u8())
+        if len(reveal) != (_KEY if config.commit_reveal else 0):
+            raise DecodeError(f"a saved graph-seed share of {len(reveal)} bytes")
+        state = Advertised(c, s, reveal)
+    elif kind is Revealed:
+        if not config.commit_reveal:
+            raise DecodeError("a Revealed state in a round without commit-reveal")
+        c, s = KeyPair.from_private(r.take(_KEY)), KeyPair.from_private(r.take(_KEY))
+        state = Revealed(c, s, r.take(_DIGEST_SIZE))
     elif kind is SharesSent:
         state = _read_shares_sent(r, neighbours)
     elif kind is InputSent:
@@ -174,7 +203,7 @@ def _parse(r: Reader) -> SavedSession:
             state = Aborted(raw.decode())
         except UnicodeDecodeError as exc:
             raise DecodeError("the saved abort reason is not UTF-8") from exc
-    return SavedSession(config, u, vector, state)
+    return SavedSession(config, u, vector, state, graph_seed)
 
 
 def _read_flag(r: Reader) -> bool:

@@ -32,6 +32,10 @@ class ClientPolicy:
         signed: The mode, if set.
         allow_minority_threshold: The one opt-out of the majority rule, for simulations that
             study such weaker settings.
+        allow_server_graph_seed: Accept a Harary graph whose seed the server chose
+            (:attr:`RoundConfig.server_graph_seed`), which lets the server try seeds until its
+            colluders surround this client; by default a client takes part only when the
+            seed comes from every client's commit-reveal.
     """
 
     encoding: Mapping[str, EncodingValue] = field(default_factory=dict)
@@ -41,6 +45,7 @@ class ClientPolicy:
     min_clients: int = 3
     signed: bool | None = None
     allow_minority_threshold: bool = False
+    allow_server_graph_seed: bool = False
 
     def check(self, config: RoundConfig, client: int) -> str | None:
         """Why ``client`` refuses ``config``, or None if it accepts it.
@@ -52,7 +57,12 @@ class ClientPolicy:
         Returns:
             The reason for refusing, or None.
         """
-        degree = config.graph.neighbours(client).__len__()
+        degree = config.graph.degree  # every client of a Harary or complete graph has k
+        if config.server_graph_seed and not self.allow_server_graph_seed:
+            return (
+                "the server chose the graph's seed (server_graph_seed), which this client does "
+                "not allow (ClientPolicy.allow_server_graph_seed)"
+            )
         if config.threshold < self.min_threshold:
             return (
                 f"threshold {config.threshold} is below this client's minimum {self.min_threshold}"
@@ -81,7 +91,8 @@ class ClientPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(self.allow_minority_threshold, bool):
-            raise ConfigError("allow_minority_threshold must be a bool")
+        for flag in ("allow_minority_threshold", "allow_server_graph_seed"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be a bool")
         if not isinstance(self.encoding, Mapping):
             raise ConfigError("encoding must be a mapping")

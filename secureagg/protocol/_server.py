@@ -31,16 +31,24 @@ from secureagg.protocol._codec import (
     encode,
     key_entry_bytes,
     keys_broadcast_bytes,
+    pairs_bytes,
+    seed_commitments_bytes,
     shares_delivery_bytes,
 )
-from secureagg.protocol._commitment import keys_digest, seed_commitment
+from secureagg.protocol._commitment import (
+    graph_commitment,
+    graph_seed,
+    keys_digest,
+    seed_commitment,
+)
 from secureagg.protocol._config import RoundConfig, Stage
-from secureagg.protocol._graph import check_client_id
+from secureagg.protocol._graph import Graph, check_client_id
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencyRequest,
     ConsistencySignature,
     KeyEntry,
+    SeedReveal,
     ShareKeys,
     UnmaskRequest,
     UnmaskResponse,
@@ -53,6 +61,7 @@ from secureagg.protocol._server_state import (
     Collecting,
     CollectKeys,
     CollectMasked,
+    CollectReveals,
     CollectShares,
     CollectSignatures,
     CollectUnmask,
@@ -138,6 +147,7 @@ class ServerSession:
         self, config: RoundConfig, *, transport_dedupes: bool = False, workers: int | None = None
     ) -> None:
         self.config = config
+        self._graph: Graph | None = None if config.commit_reveal else config.graph
         self.transport_dedupes = bool(transport_dedupes)
         self.workers = _check_workers(_DEFAULT_WORKERS if workers is None else workers)
         self.rejected: list[Rejection] = []
@@ -152,6 +162,14 @@ class ServerSession:
     def stage(self) -> Stage | None:
         """The stage being collected; None when finished or aborted."""
         return STAGE_OF.get(type(self._state))
+
+    @property
+    def graph(self) -> Graph:
+        """The round's graph; in a commit-reveal round, once every committed share of its
+        seed has been revealed (RoundAborted before)."""
+        if self._graph is None:
+            raise RoundAborted("the graph's seed is not revealed yet")
+        return self._graph
 
     @property
     def result(self) -> AggregateResult:
@@ -237,6 +255,8 @@ class ServerSession:
         """Store a message of the current stage; return why it is refused, or None."""
         if isinstance(state, CollectKeys):
             return self._accept_keys(state, msg)
+        if isinstance(state, CollectReveals):
+            return self._accept_reveal(state, msg)
         if isinstance(state, CollectShares):
             return self._accept_shares(state, msg)
         if isinstance(state, CollectMasked):
@@ -251,20 +271,34 @@ class ServerSession:
             return "a key equal to one already advertised"
         if is_low_order(msg.c_pk) or is_low_order(msg.s_pk):  # a table lookup, no X25519
             return "an invalid (low-order) public key"
+        if bool(msg.graph_commitment) != cfg.commit_reveal:
+            return "a graph-seed commitment " + ("missing" if cfg.commit_reveal else "unasked for")
         if cfg.signed:
-            payload = advertise_payload(cfg, msg.sender, msg.c_pk, msg.s_pk)
+            payload = advertise_payload(cfg, msg.sender, msg.c_pk, msg.s_pk, msg.graph_commitment)
             if not verify(cfg.identity_keys[msg.sender], msg.signature, payload):
                 return "bad signature on advertised keys"
         elif msg.signature:
             return "a signature in an unsigned round"
+        if msg.graph_commitment:
+            state.graph_commitments[msg.sender] = msg.graph_commitment
         state.seen_keys.update((msg.c_pk, msg.s_pk))
         state.keys[msg.sender] = KeyEntry(msg.sender, msg.c_pk, msg.s_pk, msg.signature)
+        return None
+
+    def _accept_reveal(self, state: CollectReveals, msg: SeedReveal) -> str | None:
+        commitment = state.graph_commitments.get(msg.sender)
+        if commitment is None:
+            return "a graph-seed reveal from a client not on the committed list"
+        opened = graph_commitment(self.config.digest, msg.sender, msg.reveal)
+        if not hmac.compare_digest(opened, commitment):
+            return "a graph-seed reveal that does not open its commitment"
+        state.reveals[msg.sender] = msg.reveal
         return None
 
     def _accept_shares(self, state: CollectShares, msg: ShareKeys) -> str | None:
         if msg.sender not in state.u1:
             return "shares from a client that did not advertise keys"
-        expected = sorted(self.config.graph.neighbours(msg.sender) & state.u1.keys())
+        expected = sorted(self.graph.neighbours(msg.sender) & state.u1.keys())
         if [v for v, _ in msg.ciphertexts] != expected:
             return "shares not addressed to exactly its neighbours in U1"
         if not hmac.compare_digest(msg.keys_digest, state.sent_keys[msg.sender]):
@@ -308,7 +342,7 @@ class ServerSession:
         u = msg.sender
         if u not in state.asked:
             return "an unmask response from a client that was not asked"
-        nbrs = self.config.graph.neighbours(u)  # O(k) checks: alive/gone are built once
+        nbrs = self.graph.neighbours(u)  # O(k) checks: alive/gone are built once
         if [v for v, _ in msg.seed_shares] != sorted((nbrs & state.alive) | {u}):
             return "self-mask shares for the wrong clients"
         if [v for v, _ in msg.key_shares] != sorted(nbrs & state.gone):
@@ -353,6 +387,8 @@ class ServerSession:
         try:
             if isinstance(state, CollectKeys):
                 return self._close_keys(state)
+            if isinstance(state, CollectReveals):
+                return self._close_reveals(state)
             if isinstance(state, CollectShares):
                 return self._close_shares(state)
             if isinstance(state, CollectMasked):
@@ -382,12 +418,41 @@ class ServerSession:
     def _close_keys(self, state: CollectKeys) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.ADVERTISE, cfg.graph.ids, state.keys)
-        u1 = state.keys
+        if not cfg.commit_reveal:
+            return self._send_keys(state.keys, ())
+        # every advertiser gets the same committed list (encoded once), then reveals its r_u
+        listed = pairs_bytes(tuple(sorted(state.graph_commitments.items())))
+        self._state = CollectReveals(state.keys, state.graph_commitments)
+        return Outbox(
+            sorted(state.graph_commitments),
+            lambda u: seed_commitments_bytes(cfg.round_id, u, listed),
+        )
+
+    def _close_reveals(self, state: CollectReveals) -> Mapping[int, bytes]:
+        """Every committer must have revealed: the round aborts otherwise (a seed over a
+        subset would let the server pick among 2^f seeds by dropping f committers)."""
+        missing = sorted(state.graph_commitments.keys() - state.reveals.keys())
+        for u in missing:
+            self.dropouts.setdefault(u, Stage.REVEAL)
+        if missing:
+            self._abort(
+                f"clients {missing[:10]} committed to the graph seed and did not reveal it: "
+                "the round aborts (a seed from a subset could be chosen by dropping clients)"
+            )
+        reveals = tuple(sorted(state.reveals.items()))
+        self._graph = self.config.graph.with_seed(graph_seed(self.config.digest, reveals))
+        return self._send_keys(state.u1, reveals)
+
+    def _send_keys(
+        self, u1: dict[int, KeyEntry], reveals: tuple[tuple[int, bytes], ...]
+    ) -> Mapping[int, bytes]:
+        cfg, graph = self.config, self.graph
         entry = {v: key_entry_bytes(e) for v, e in u1.items()}  # each encoded once, not k times
+        revealed = pairs_bytes(reveals)  # the same for every recipient: encoded once
 
         def broadcast(u: int) -> bytes:
-            members = sorted((cfg.graph.neighbours(u) & u1.keys()) | {u})
-            return keys_broadcast_bytes(cfg.round_id, u, [entry[v] for v in members])
+            members = sorted((graph.neighbours(u) & u1.keys()) | {u})
+            return keys_broadcast_bytes(cfg.round_id, u, [entry[v] for v in members], revealed)
 
         recipients = sorted(u1)
         self._state = CollectShares(u1, {u: keys_digest(broadcast(u)) for u in recipients})
@@ -396,7 +461,7 @@ class ServerSession:
     def _senders_to(self, w: int, u2: frozenset[int]) -> frozenset[int]:
         """The clients whose shares w was sent: its neighbours in U2 (each of them addressed
         exactly its neighbours in U1, checked on arrival, and w is in U1)."""
-        return self.config.graph.neighbours(w) & u2
+        return self.graph.neighbours(w) & u2
 
     def _close_shares(self, state: CollectShares) -> Mapping[int, bytes]:
         cfg = self.config
@@ -442,7 +507,7 @@ class ServerSession:
         out = {}
         alive_set, gone_set = frozenset(u3), frozenset(dropped)
         for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
-            mine = cfg.graph.neighbours(u) | {u}  # O(k log k): no scan of U3 per client
+            mine = self.graph.neighbours(u) | {u}  # O(k log k): no scan of U3 per client
             alive = tuple(sorted(mine & alive_set))
             gone = tuple(sorted(mine & gone_set))
             out[u] = encode(UnmaskRequest(cfg.round_id, u, alive, gone))
@@ -485,7 +550,7 @@ class ServerSession:
         partners_of: dict[int, list[int]] = {}
         for v in state.dropped:
             # v is in U2, so every neighbour of v in U3 was sent v's shares and masked with v
-            if mine := cfg.graph.neighbours(v) & alive:
+            if mine := self.graph.neighbours(v) & alive:
                 partners_of[v] = sorted(mine)
         keys = self._reconstruct_all(
             list(partners_of), key_shares, "mask key", lambda v: _opens(state.u1[v].s_pk)

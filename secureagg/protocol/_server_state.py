@@ -14,6 +14,7 @@ from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencySignature,
     KeyEntry,
+    SeedReveal,
     ShareKeys,
     UnmaskResponse,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "AggregateResult",
     "CollectKeys",
     "CollectMasked",
+    "CollectReveals",
     "CollectShares",
     "CollectSignatures",
     "CollectUnmask",
@@ -70,6 +72,14 @@ class Rejection:
 class CollectKeys:
     keys: dict[int, KeyEntry] = field(default_factory=dict)
     seen_keys: set[bytes] = field(default_factory=set)
+    graph_commitments: dict[int, bytes] = field(default_factory=dict)  # commit-reveal only
+
+
+@dataclass(slots=True)
+class CollectReveals:
+    u1: dict[int, KeyEntry]
+    graph_commitments: dict[int, bytes]  # the committed list every client was sent
+    reveals: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -133,10 +143,13 @@ class Aborted:
     reason: str
 
 
-Collecting = CollectKeys | CollectShares | CollectMasked | CollectSignatures | CollectUnmask
+Collecting = (
+    CollectKeys | CollectReveals | CollectShares | CollectMasked | CollectSignatures | CollectUnmask
+)
 ServerState = Collecting | Finished | Aborted
 STAGE_OF: dict[type, Stage] = {
     CollectKeys: Stage.ADVERTISE,
+    CollectReveals: Stage.REVEAL,
     CollectShares: Stage.SHARE_KEYS,
     CollectMasked: Stage.MASKED_INPUT,
     CollectSignatures: Stage.CONSISTENCY,
@@ -144,6 +157,7 @@ STAGE_OF: dict[type, Stage] = {
 }
 EXPECTED: dict[type, type] = {
     CollectKeys: AdvertiseKeys,
+    CollectReveals: SeedReveal,
     CollectShares: ShareKeys,
     CollectMasked: PackedInput,  # a MaskedInput as decode_packed gives it
     CollectSignatures: ConsistencySignature,
@@ -154,7 +168,9 @@ EXPECTED: dict[type, type] = {
 def tables(state: Collecting) -> list[dict[int, Any]]:
     """The per-client tables of a stage, for dropping a client that sent twice."""
     if isinstance(state, CollectKeys):
-        return [state.keys]
+        return [state.keys, state.graph_commitments]
+    if isinstance(state, CollectReveals):
+        return [state.reveals]
     if isinstance(state, CollectShares):
         return [state.inbox, state.commitments]
     if isinstance(state, CollectSignatures):

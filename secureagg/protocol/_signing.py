@@ -23,9 +23,13 @@ def _round(config: RoundConfig) -> bytes:
     return bytes((len(rid),)) + rid + config.digest
 
 
-def advertise_payload(config: RoundConfig, client: int, c_pk: bytes, s_pk: bytes) -> bytes:
-    """The bytes a client signs when it advertises its keys (under this exact config)."""
-    return _ADVERTISE + _round(config) + struct.pack(">I", client) + c_pk + s_pk
+def advertise_payload(
+    config: RoundConfig, client: int, c_pk: bytes, s_pk: bytes, graph_commitment: bytes = b""
+) -> bytes:
+    """The bytes a client signs when it advertises its keys and (commit-reveal) its commitment
+    to its share of the graph seed, under this exact config."""
+    tail = bytes((len(graph_commitment),)) + graph_commitment
+    return _ADVERTISE + _round(config) + struct.pack(">I", client) + c_pk + s_pk + tail
 
 
 def survivors_payload(config: RoundConfig, survivors: tuple[int, ...]) -> bytes:

@@ -75,6 +75,7 @@ def simulate_round(
     signed: bool = False,
     capture: Collection[int] = (),
     allow_minority_threshold: bool = False,
+    server_graph_seed: bool = False,
 ) -> RoundResult:
     """One round over ``inputs``, every party in this process, over the real wire bytes.
 
@@ -92,6 +93,9 @@ def simulate_round(
         capture: Clients whose masked input to keep.
         allow_minority_threshold: The opt-out, for simulations of weaker settings, that lets
             both the plan and the clients take a threshold at or below half a neighbourhood.
+        server_graph_seed: The opt-out of the graph-seed commit-reveal (Harary graphs): the
+            server picks the seed and every client's policy allows it. For rounds where the
+            O(n) bytes per client of the commit-reveal matter.
 
     Returns:
         The survivors' sum and the round's costs.
@@ -110,7 +114,8 @@ def simulate_round(
         threshold=threshold,
         allow_minority_threshold=allow_minority_threshold,
     )
-    graph = plan.graph(ids, round_id)
+    server_seed = server_graph_seed and not plan.complete
+    graph = plan.graph(ids, round_id if server_seed else None)
     t = plan.threshold
     identities = {u: Ed25519PrivateKey.generate() for u in ids} if signed else {}
     config = RoundConfig(
@@ -121,8 +126,12 @@ def simulate_round(
         graph=graph,
         signed=signed,
         identity_keys={u: identity_public(k) for u, k in identities.items()},
+        server_graph_seed=server_seed,
     )
-    policy = ClientPolicy(allow_minority_threshold=allow_minority_threshold)
+    policy = ClientPolicy(
+        allow_minority_threshold=allow_minority_threshold,
+        allow_server_graph_seed=server_graph_seed,
+    )
     return simulate_configured_round(
         config, inputs, identities=identities, dropouts=dropouts, capture=capture, policy=policy
     )

@@ -15,12 +15,15 @@ from secureagg import RoundAborted
 from secureagg.protocol import (
     ClientPolicy,
     Graph,
+    KeysBroadcast,
     RoundConfig,
     Stage,
+    decode,
     default_threshold,
     new_round_id,
     simulate_configured_round,
 )
+from secureagg.protocol._commitment import graph_seed
 from secureagg.protocol._signing import identity_public
 
 BITS = 16
@@ -56,14 +59,24 @@ def rounds(draw: st.DrawFn) -> dict[str, object]:
 
 
 def predicted_survivors(
-    cfg: RoundConfig, dropouts: dict[Stage, list[int]]
+    cfg: RoundConfig, dropouts: dict[Stage, list[int]], graph: Graph | None
 ) -> frozenset[int] | None:
-    """What an honest round must give: the survivors U3, or None for an abort."""
-    g, t = cfg.graph, cfg.threshold
+    """What an honest round must give: the survivors U3, or None for an abort. ``graph`` is
+    the graph the round used (commit-reveal: seeded by the reveals, None if none were sent)."""
+    t = cfg.threshold
     gone: dict[int, int] = {}  # client -> the first stage it misses
     for stage, members in dropouts.items():
         for u in members:
             gone[u] = min(gone.get(u, 99), stage.value)
+    committed = {u for u in cfg.graph.ids if gone.get(u, 99) > Stage.ADVERTISE.value}
+    if len(committed) < t:
+        return None
+    if cfg.commit_reveal and len(committed) <= t:
+        return None  # every client refuses a committed list without t others on it
+    if cfg.commit_reveal and any(gone.get(u, 99) <= Stage.REVEAL.value for u in committed):
+        return None  # a committer that does not reveal aborts the round
+    assert graph is not None
+    g = graph
 
     def sends(stage: Stage, among: set[int], needs: set[int]) -> set[int]:
         """Who of ``among`` still answers at ``stage`` and sees >= t neighbours in ``needs``."""
@@ -100,7 +113,7 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
     dropouts: dict[Stage, list[int]] = case["dropouts"]  # type: ignore[assignment]
     ids = list(range(1, n + 1))
     rid = new_round_id()
-    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree, rid)  # type: ignore[arg-type]
+    graph = Graph.complete(ids) if degree is None else Graph.harary(ids, degree)  # type: ignore[arg-type]
     identities = {u: Ed25519PrivateKey.generate() for u in ids} if signed else {}
     cfg = RoundConfig(
         rid,
@@ -113,6 +126,15 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
     )
     rng = np.random.default_rng(int(case["seed"]))  # type: ignore[call-overload]
     inputs = {u: rng.integers(0, 2**BITS, d, dtype=np.uint16) for u in ids}
+    used: list[Graph] = [] if cfg.commit_reveal else [graph]
+
+    def seen(stage: Stage, u: int, data: bytes) -> bytes:
+        """The graph the reveals on the wire fix (what every client computes)."""
+        msg = decode(data)
+        if isinstance(msg, KeysBroadcast) and msg.reveals and not used:
+            used.append(graph.with_seed(graph_seed(cfg.digest, msg.reveals)))
+        return data
+
     try:
         res = simulate_configured_round(
             cfg,
@@ -120,13 +142,15 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
             identities=identities,
             dropouts=dropouts,
             policy=ClientPolicy(allow_minority_threshold=True),  # thresholds of any size
+            to_client=seen,
         )
     except RoundAborted:
         res = None
     kind = "complete" if graph.is_complete else "sparse"
     event(f"{kind}: {'aborted' if res is None else 'exact sum'}")
     ran.append((n, not graph.is_complete, frozenset(s for s, us in dropouts.items() if us)))
-    assert (res.survivors if res is not None else None) == predicted_survivors(cfg, dropouts)
+    predicted = predicted_survivors(cfg, dropouts, used[0] if used else None)
+    assert (res.survivors if res is not None else None) == predicted
     if res is None:
         return
     total = sum(inputs[u].astype(np.uint64) for u in res.survivors) % 2**BITS

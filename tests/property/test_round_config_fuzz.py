@@ -14,10 +14,12 @@ def configs(draw: st.DrawFn) -> RoundConfig:
     ids = draw(st.lists(st.integers(1, 2**32 - 1), min_size=3, max_size=14, unique=True))
     n = len(ids)
     sparse = n >= 5 and draw(st.booleans())
+    server_seed = sparse and draw(st.booleans())
     rid = new_round_id(draw(st.integers(0, 2**64 - 1)))
     if sparse:
         degree = 2 * draw(st.integers(1, (n - 2) // 2))
-        graph = Graph.harary(ids, degree, rid + draw(st.binary(max_size=8)))
+        seed = rid + draw(st.binary(max_size=8)) if server_seed else None
+        graph = Graph.harary(ids, degree, seed)
     else:
         graph = Graph.complete(ids)
     signed = draw(st.booleans())
@@ -39,6 +41,7 @@ def configs(draw: st.DrawFn) -> RoundConfig:
         signed=signed,
         identity_keys=keys,
         encoding=encoding,
+        server_graph_seed=server_seed,
     )
 
 
@@ -47,7 +50,9 @@ def configs(draw: st.DrawFn) -> RoundConfig:
 def test_round_trip(cfg: RoundConfig) -> None:
     back = RoundConfig.from_bytes(cfg.to_bytes())
     assert back == cfg
-    assert all(back.graph.neighbours(u) == cfg.graph.neighbours(u) for u in cfg.graph.ids)
+    assert back.commit_reveal == cfg.commit_reveal
+    if not cfg.commit_reveal:
+        assert all(back.graph.neighbours(u) == cfg.graph.neighbours(u) for u in cfg.graph.ids)
     assert dict(back.identity_keys) == dict(cfg.identity_keys)
     assert dict(back.encoding) == dict(cfg.encoding)
     assert all(type(back.encoding[k]) is type(v) for k, v in cfg.encoding.items())

@@ -34,8 +34,9 @@ from secureagg.protocol._server import AggregateResult
 BITS, D = 24, 7
 FIXED_ROUND_ID = bytes(range(16)) + bytes(8)
 
-WEAK = ClientPolicy(allow_minority_threshold=True)
-"""These tests study thresholds at or below half a neighbourhood: the named opt-out."""
+WEAK = ClientPolicy(allow_minority_threshold=True, allow_server_graph_seed=True)
+"""These tests study thresholds at or below half a neighbourhood, and rings fixed by a
+server-chosen seed (to compare a live run with a saved one): the named opt-outs."""
 
 
 class SavedClients:
@@ -111,7 +112,13 @@ def persisted_round(
 
 
 def setup(
-    n: int, degree: int | None, t: int, signed: bool, seed: int = 0, rid: bytes | None = None
+    n: int,
+    degree: int | None,
+    t: int,
+    signed: bool,
+    seed: int = 0,
+    rid: bytes | None = None,
+    server_seed: bool = False,
 ) -> tuple[RoundConfig, dict[int, Ed25519PrivateKey], dict[int, np.ndarray]]:
     config, identities = round_config(
         n,
@@ -123,6 +130,7 @@ def setup(
         counter=seed,
         round_id=rid,
         degree=degree,
+        server_seed=server_seed,
     )
     ids = config.graph.ids
     rng = np.random.default_rng(seed)
@@ -136,15 +144,25 @@ def plain_sum(inputs: dict[int, np.ndarray], members: frozenset[int]) -> np.ndar
     return total % 2**BITS
 
 
-@pytest.mark.parametrize("degree", [None, 6], ids=["complete", "harary"])
+@pytest.mark.parametrize(
+    ("degree", "server_seed"),
+    [(None, False), (6, True), (6, False)],
+    ids=["complete", "harary-server-seed", "harary-commit-reveal"],
+)
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_saved_between_every_message_with_a_dropout_at_each_stage(
-    degree: int | None, signed: bool
+    degree: int | None, server_seed: bool, signed: bool
 ) -> None:
-    # A fixed round id fixes the Harary ring (a random one can put enough of the five dropped
-    # clients next to one survivor that fewer than t shares of its seed remain: an abort).
-    config, identities, inputs = setup(14, degree, 3, signed, rid=FIXED_ROUND_ID)
-    gone_at = {2: Stage.ADVERTISE, 5: Stage.SHARE_KEYS, 8: Stage.MASKED_INPUT, 13: Stage.UNMASK}
+    # With the server-seed opt-out a fixed round id fixes the Harary ring (a random one can
+    # put enough of the five dropped clients next to one survivor that fewer than t shares of
+    # its seed remain: an abort). The commit-reveal ring is random each run, so that case
+    # leaves client 13 in: then no ring can leave a client fewer than t answering neighbours.
+    config, identities, inputs = setup(
+        14, degree, 3, signed, rid=FIXED_ROUND_ID, server_seed=server_seed
+    )
+    gone_at = {2: Stage.ADVERTISE, 5: Stage.SHARE_KEYS, 8: Stage.MASKED_INPUT}
+    if server_seed or degree is None:
+        gone_at[13] = Stage.UNMASK
     if signed:
         gone_at[11] = Stage.CONSISTENCY
     result, clients = persisted_round(config, identities, inputs, gone_at)
@@ -171,6 +189,7 @@ def schedules(draw: st.DrawFn) -> dict[str, object]:
         "signed": draw(st.booleans()),
         "gone_at": gone_at,
         "seed": draw(st.integers(0, 2**32 - 1)),
+        "server_seed": draw(st.booleans()),
     }
 
 
@@ -184,7 +203,18 @@ def test_saved_sessions_end_the_round_as_live_ones_do(case: dict[str, object]) -
         case["t"],  # type: ignore[arg-type]
         case["signed"],  # type: ignore[arg-type]
         case["seed"],  # type: ignore[arg-type]
+        server_seed=bool(case["server_seed"]),
     )
+    if config.commit_reveal:
+        # the ring is drawn afresh in every run: no live run to compare with, only the sum
+        try:
+            saved, _ = persisted_round(config, identities, inputs, gone_at)
+        except RoundAborted:
+            event("aborted (commit-reveal)")
+            return
+        event("completed (commit-reveal)")
+        assert np.array_equal(saved.total.astype(np.uint64), plain_sum(inputs, saved.survivors))
+        return
     by_stage: dict[Stage, list[int]] = {}
     for u, stage in gone_at.items():
         by_stage.setdefault(stage, []).append(u)

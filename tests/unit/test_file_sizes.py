@@ -23,6 +23,9 @@ LONG_FILES: dict[str, str] = {
     "secureagg/protocol/_client.py": (
         "the client role's sans-I/O state machine: one small state class per stage"
     ),
+    "secureagg/protocol/_codec.py": (
+        "the wire format of the protocol's eleven messages: their encoders and the strict decoder"
+    ),
     "secureagg/privacy/distributed.py": (
         "client-level distributed-DP accounting (RDP of the noisy sum) and the plan solved "
         "from it (noise, gamma, bits)"

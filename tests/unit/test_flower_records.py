@@ -111,6 +111,7 @@ def test_update_vector_refuses_an_array_whose_data_does_not_fill_its_shape() -> 
 def test_stage_labels_are_the_wire_tags() -> None:
     assert [s.label for s in Stage] == [
         "advertise",
+        "reveal",
         "share-keys",
         "masked-input",
         "consistency",

@@ -67,6 +67,7 @@ def test_a_stage_has_one_label() -> None:
     assert not hasattr(_round, "stage_name") and not hasattr(_records, "stage_name")
     assert [s.label for s in Stage] == [
         "advertise",
+        "reveal",
         "share-keys",
         "masked-input",
         "consistency",

@@ -19,6 +19,8 @@ from secureagg.protocol import (
     KeyEntry,
     KeysBroadcast,
     MaskedInput,
+    SeedCommitments,
+    SeedReveal,
     ShareKeys,
     SharesDelivery,
     UnmaskRequest,
@@ -43,8 +45,14 @@ def samples() -> list[object]:
     return [
         AdvertiseKeys(RID, 3, K1, K2),
         AdvertiseKeys(RID, 3, K1, K2, SIG),
+        AdvertiseKeys(RID, 3, K1, K2, SIG, b"\x06" * 32),
+        AdvertiseKeys(RID, 3, K1, K2, b"", b"\x06" * 32),
         KeysBroadcast(RID, 2, (KeyEntry(1, K1, K2), KeyEntry(2, K2, K1, SIG))),
         KeysBroadcast(RID, 2, ()),
+        KeysBroadcast(RID, 2, (KeyEntry(1, K1, K2),), ((1, K2), (2, K1), (7, K1))),
+        SeedCommitments(RID, 2, ((1, K1), (2, K2), (9, K1))),
+        SeedCommitments(RID, 2, ()),
+        SeedReveal(RID, 4, K2),
         ShareKeys(RID, 1, b"\x03" * 32, b"\x04" * 32, ((2, CT), (9, CT))),
         SharesDelivery(RID, 9, ((1, CT),)),
         MaskedInput(RID, 4, (), vec16),
@@ -122,7 +130,26 @@ def test_vector_width_and_signature_length_checks() -> None:
             decode(raw[:width_at] + bytes((width,)) + raw[width_at + 1 :])
     adv = encode(AdvertiseKeys(RID, 3, K1, K2, SIG))
     with pytest.raises(DecodeError, match="signature"):
-        decode(adv[:-65] + b"\x20" + SIG[:32])
+        decode(adv[:-66] + b"\x20" + SIG[:32] + b"\x00")
+    for size in (1, 16, 31, 33):  # a graph-seed commitment is 0 or 32 bytes
+        with pytest.raises(DecodeError, match="commitment"):
+            decode(adv[:-1] + bytes((size,)) + b"\x06" * size)
+
+
+def test_graph_seed_messages_refuse_unsorted_ids_and_wrong_sizes() -> None:
+    raw = encode(SeedCommitments(RID, 2, ((1, K1), (2, K2))))
+    swapped = raw[:-72] + struct.pack(">I", 2) + K1 + struct.pack(">I", 1) + K2
+    with pytest.raises(DecodeError, match="increasing"):
+        decode(swapped)
+    with pytest.raises(DecodeError):
+        decode(raw[:-1])
+    reveal = encode(SeedReveal(RID, 4, K2))
+    for bad in (reveal[:-1], reveal + b"\x00"):
+        with pytest.raises(DecodeError):
+            decode(bad)
+    keys = encode(KeysBroadcast(RID, 2, (), ((3, K1), (3, K2))))
+    with pytest.raises(DecodeError, match="increasing"):
+        decode(keys)
 
 
 @pytest.mark.parametrize("bits", [1, 5, 12, 21, 34, 63])
@@ -183,6 +210,8 @@ def test_round_trip_random_fields(
         MaskedInput(rid, sender, excluded, vec),
         UnmaskRequest(rid, sender, survivors, excluded),
         UnmaskResponse(rid, sender, tuple((i, SHARE) for i in survivors), ()),
+        SeedCommitments(rid, sender, tuple((i, K1) for i in survivors)),
+        KeysBroadcast(rid, sender, (), tuple((i, K2) for i in excluded)),
     ):
         assert decode(encode(msg)) == msg
 
@@ -228,7 +257,7 @@ def test_oversize_messages_are_refused_before_parsing(monkeypatch: pytest.Monkey
 
 def test_every_unknown_type_byte_is_refused() -> None:
     data = encode(ConsistencySignature(RID, 5, SIG))
-    for t in (0, *range(10, 256)):
+    for t in (0, *range(12, 256)):
         with pytest.raises(DecodeError, match="unknown message type"):
             decode(data[:5] + bytes((t,)) + data[6:])
 

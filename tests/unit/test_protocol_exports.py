@@ -27,6 +27,8 @@ EXPECTED = {
     "RoundConfig",
     "RoundPlan",
     "RoundResult",
+    "SeedCommitments",
+    "SeedReveal",
     "ServerSession",
     "ShareKeys",
     "SharesDelivery",
@@ -69,6 +71,7 @@ def test_contract_fields() -> None:
     }
     assert [s.name for s in protocol.Stage] == [
         "ADVERTISE",
+        "REVEAL",
         "SHARE_KEYS",
         "MASKED_INPUT",
         "CONSISTENCY",

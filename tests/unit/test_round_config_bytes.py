@@ -17,11 +17,15 @@ from secureagg.protocol._signing import identity_public
 IDS = [3, 5, 8, 13, 21, 34, 55, 89, 144, 233]
 
 
-def make(*, harary: bool, signed: bool, ids: list[int] = IDS) -> RoundConfig:
+def make(
+    *, harary: bool, signed: bool, ids: list[int] = IDS, server_seed: bool = False
+) -> RoundConfig:
     rid = new_round_id(5)
-    graph = Graph.harary(ids, 4, rid) if harary else Graph.complete(ids)
+    graph = Graph.harary(ids, 4, rid if server_seed else None) if harary else Graph.complete(ids)
     keys = {u: identity_public(Ed25519PrivateKey.generate()) for u in ids} if signed else {}
-    return RoundConfig(rid, 20, 1000, 3, graph, signed=signed, identity_keys=keys)
+    return RoundConfig(
+        rid, 20, 1000, 3, graph, signed=signed, identity_keys=keys, server_graph_seed=server_seed
+    )
 
 
 def spec_bytes(
@@ -36,7 +40,7 @@ def spec_bytes(
     seed: bytes | None = None,
     keys: list[tuple[int, bytes]] = (),  # type: ignore[assignment]
     magic: bytes = b"SACF",
-    version: int = 2,
+    version: int = 3,
     encoding: list[bytes] = (),  # type: ignore[assignment]
 ) -> bytes:
     """The layout of docs/protocol.md, written out independently of the code under test."""
@@ -50,28 +54,36 @@ def spec_bytes(
     return out
 
 
-@pytest.mark.parametrize("harary", [False, True])
+@pytest.mark.parametrize(("harary", "server_seed"), [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("signed", [False, True])
-def test_round_trip(harary: bool, signed: bool) -> None:
-    cfg = make(harary=harary, signed=signed)
+def test_round_trip(harary: bool, signed: bool, server_seed: bool) -> None:
+    cfg = make(harary=harary, signed=signed, server_seed=server_seed)
     data = cfg.to_bytes()
     back = RoundConfig.from_bytes(data)
     assert back == cfg
     assert back.graph.is_complete is (not harary)
-    assert all(back.graph.neighbours(u) == cfg.graph.neighbours(u) for u in IDS)
+    assert back.server_graph_seed is server_seed
+    assert back.commit_reveal is (harary and not server_seed)
+    if not back.commit_reveal:
+        assert all(back.graph.neighbours(u) == cfg.graph.neighbours(u) for u in IDS)
     assert dict(back.identity_keys) == dict(cfg.identity_keys)
     assert back.to_bytes() == data
 
 
 def test_layout_matches_the_documented_one() -> None:
-    cfg = make(harary=True, signed=True)
+    cfg = make(harary=True, signed=True, server_seed=True)
     seed = cfg.graph.rng_seed
     assert seed is not None
     keys = sorted(cfg.identity_keys.items())
     expected = spec_bytes(
-        rid=cfg.round_id, bits=20, d=1000, t=3, flags=3, ids=IDS, degree=4, seed=seed, keys=keys
+        rid=cfg.round_id, bits=20, d=1000, t=3, flags=7, ids=IDS, degree=4, seed=seed, keys=keys
     )
     assert cfg.to_bytes() == expected
+    revealed = make(harary=True, signed=True)  # commit-reveal: no seed in the config
+    keys = sorted(revealed.identity_keys.items())
+    assert revealed.to_bytes() == spec_bytes(
+        rid=revealed.round_id, bits=20, d=1000, t=3, flags=3, ids=IDS, degree=4, keys=keys
+    )
     plain = make(harary=False, signed=False)
     assert plain.to_bytes() == spec_bytes(
         rid=plain.round_id, bits=20, d=1000, t=3, flags=0, ids=IDS, degree=len(IDS) - 1
@@ -143,18 +155,24 @@ def test_the_hand_built_base_is_valid() -> None:
     [
         ({"magic": b"SAGG"}, "bad magic"),
         ({"version": 1}, "version 1"),
-        ({"version": 3}, "version 3"),
+        ({"version": 2}, "version 2"),
+        ({"version": 4}, "version 4"),
         ({"rid": bytes(15)}, "round id of 15"),
         ({"ids": [1, 3, 2, 4]}, "increasing"),
         ({"ids": [1, 2, 2, 4]}, "increasing"),
         ({"ids": [0, 1, 2, 3]}, "increasing"),
         ({"ids": [7]}, "does not rebuild"),
         ({"degree": 2}, "does not match"),
-        ({"flags": 4}, "flag"),
+        ({"flags": 8}, "flag"),
+        ({"flags": 4, "seed": bytes(16)}, "complete graph"),  # a server seed needs Harary
         ({"d": 2**28 + 1}, "vector length"),
-        ({"flags": 2, "degree": 4, "seed": bytes(16)}, "does not match"),  # complete really
-        ({"flags": 2, "ids": [1, 2, 3, 4, 5, 6], "degree": 3, "seed": bytes(16)}, "even"),
-        ({"flags": 2, "ids": [1, 2, 3, 4, 5, 6], "degree": 2, "seed": bytes(8)}, "16 bytes"),
+        ({"flags": 6, "degree": 4, "seed": bytes(16)}, "does not match"),  # complete really
+        ({"flags": 2, "degree": 4}, "does not match"),
+        ({"flags": 6, "ids": [1, 2, 3, 4, 5, 6], "degree": 3, "seed": bytes(16)}, "even"),
+        ({"flags": 2, "ids": [1, 2, 3, 4, 5, 6], "degree": 3}, "even"),
+        ({"flags": 6, "ids": [1, 2, 3, 4, 5, 6], "degree": 2, "seed": bytes(8)}, "16 bytes"),
+        # a Harary seed with no server-seed flag: the seed's bytes are left over
+        ({"flags": 2, "ids": [1, 2, 3, 4, 5, 6], "degree": 2, "seed": bytes(16)}, "."),
         ({"keys": [(2, bytes(32)), (1, bytes(32))]}, "increasing"),
         ({"keys": [(1, bytes(32)), (1, bytes(32))]}, "increasing"),
     ],
@@ -203,7 +221,7 @@ def test_values_the_config_refuses_are_a_config_error(
 def test_to_bytes_refuses_what_it_could_not_read_back() -> None:
     long_seed = Graph.harary(IDS, 4, bytes(256))
     with pytest.raises(ConfigError, match="seed"):
-        RoundConfig(new_round_id(), 16, 4, 2, long_seed).to_bytes()
+        RoundConfig(new_round_id(), 16, 4, 2, long_seed, server_graph_seed=True).to_bytes()
     bad_key = RoundConfig(new_round_id(), 16, 4, 2, Graph.complete(IDS), identity_keys={3: b"x"})
     with pytest.raises(ConfigError, match="not 32 bytes"):
         bad_key.to_bytes()
@@ -229,3 +247,15 @@ def test_the_same_bytes_parse_once_and_other_bytes_are_still_checked() -> None:
         RoundConfig.from_bytes(data + b"\0")
     with pytest.raises(DecodeError):
         RoundConfig.from_bytes(data[:-1])
+
+
+def test_a_server_chosen_seed_is_only_the_named_opt_out() -> None:
+    seeded = Graph.harary(IDS, 4, bytes(16))
+    with pytest.raises(ConfigError, match="commit-reveal"):
+        RoundConfig(new_round_id(), 16, 4, 2, seeded)
+    for graph in (Graph.harary(IDS, 4), Graph.complete(IDS)):
+        with pytest.raises(ConfigError, match="server_graph_seed"):
+            RoundConfig(new_round_id(), 16, 4, 2, graph, server_graph_seed=True)
+    opted = RoundConfig(new_round_id(), 16, 4, 2, seeded, server_graph_seed=True)
+    plain = RoundConfig(opted.round_id, 16, 4, 2, Graph.harary(IDS, 4))
+    assert opted.digest != plain.digest  # the choice is bound into the digest

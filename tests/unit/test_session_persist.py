@@ -175,7 +175,7 @@ def test_the_private_keys_are_in_the_blob() -> None:
 # -- malformed bytes -------------------------------------------------------------------------
 
 
-def reseal(body: bytes, version: int = 1) -> bytes:
+def reseal(body: bytes, version: int = 2) -> bytes:
     """A blob around ``body`` with a correct length and digest (to reach the inner checks)."""
     head = b"SACS" + bytes([version]) + struct.pack(">Q", len(body))
     return head + body + hashlib.sha256(head + body).digest()
@@ -187,7 +187,7 @@ def body_of(blob: bytes) -> bytes:
 
 def test_the_documented_envelope() -> None:
     blob = Round().clients[1].export_state()
-    assert blob[:5] == b"SACS\x01"
+    assert blob[:5] == b"SACS\x02"
     assert struct.unpack(">Q", blob[5:13])[0] == len(blob) - 13 - 32
     assert reseal(body_of(blob)) == blob
 
@@ -196,7 +196,7 @@ def test_the_documented_envelope() -> None:
     ("mangle", "match"),
     [
         (lambda b: b"SAGG" + b[4:], "bad magic"),
-        (lambda b: b[:4] + b"\x02" + b[5:], "version 2"),
+        (lambda b: b[:4] + b"\x01" + b[5:], "version 1"),
         (lambda b: b + b"\x00", "1 trailing bytes"),
         (lambda b: b[:-1], "truncated"),
         (lambda b: b[:10], "truncated"),
@@ -217,11 +217,13 @@ def test_not_bytes_is_refused() -> None:
 
 
 def parts(blob: bytes) -> tuple[bytes, int, int, bytes]:
-    """(config + client id, state tag, input flag, the rest) of a blob's body."""
+    """(config + client id + graph seed, state tag, input flag, the rest) of a blob's body
+    (complete graph: the graph seed is its length byte 0)."""
     body = body_of(blob)
     n = struct.unpack(">I", body[:4])[0]
-    head = body[: 4 + n + 4]
-    return head, body[4 + n + 4], body[4 + n + 5], body[4 + n + 6 :]
+    assert body[4 + n + 4] == 0
+    head = body[: 4 + n + 5]
+    return head, body[4 + n + 5], body[4 + n + 6], body[4 + n + 7 :]
 
 
 def test_inconsistent_contents_are_refused() -> None:
@@ -252,7 +254,8 @@ def test_inconsistent_contents_are_refused() -> None:
     cases["increasing"] = head3 + bytes([3, 0]) + rest3[:4] + unsorted + u2
     cfg_len = struct.unpack(">I", head[:4])[0]
     bad_client = head[: 4 + cfg_len] + struct.pack(">I", 99)
-    cases["not in the saved round"] = bad_client + bytes([0, 0])
+    cases["not in the saved round"] = bad_client + bytes([0, 0, 0])
+    cases["cannot have"] = head[:-1] + bytes([32]) + bytes(32) + bytes([1, 1]) + rest
     for match, body in cases.items():
         with pytest.raises(DecodeError, match=match):
             ClientSession.restore_state(reseal(body), journal=MemoryJournal())
