@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from _timing import interleaved, paired  # benchmarks/ is on sys.path (script or test)
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -176,24 +177,6 @@ def bookkeeping_ms(trainer: PrivateTrainer, device: torch.device) -> float:
 CLOCK: Callable[[], float] = time.perf_counter
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    """Time each variant once per repeat, round-robin, so all see the same machine load."""
-    for fn in fns.values():
-        fn()  # warm-up (CUDA kernels, allocator)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = CLOCK()
-            fn()
-            times[k].append((CLOCK() - t0) * 1e3)
-    return times
-
-
-def paired(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over repeats of the ratio a / b within the same repeat."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -252,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     fns["trainer-auto"], auto_trainer = trainer_round(make, ds, batch, device, "auto")
     probe_s = time.perf_counter() - built
     auto_mode = auto_trainer.grad_sample_mode
-    t = interleaved(fns, args.repeats)
+    t = interleaved(fns, args.repeats, CLOCK)
     for k, v in t.items():
         extra = (
             f"  (chose {auto_mode}; built, probe included, in {probe_s:.2f} s)"

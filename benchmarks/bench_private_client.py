@@ -27,11 +27,11 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from _timing import interleaved, paired  # benchmarks/ is on sys.path (script or test)
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg.privacy import PrivateTrainer, choose_mode, parameters_of
-from secureagg.privacy._local import train_local
+from secureagg.privacy import PrivateTrainer, choose_mode, parameters_of, train_local
 
 N, BATCH = 1024, 64
 CLOCK: Callable[[], float] = time.perf_counter
@@ -125,24 +125,6 @@ def secureagg_round(
     return lambda: trainer.train_round(state)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Time each variant once per repeat, round-robin, so all see the same machine load."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = CLOCK()
-            fn()
-            times[k].append((CLOCK() - t0) * 1e3)
-    return times
-
-
-def paired(times: dict[str, list[float]], a: str, b: str) -> float:
-    """Median over repeats of the ratio a / b within the same repeat."""
-    return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
-
-
 def bookkeeping_ms(make: Callable[[], nn.Module]) -> float:
     """What train_round adds around the training loop (load weights, two flattens, the
     update vector): the real train_local over no batches, as the minimum of 50 wall-clock
@@ -194,7 +176,7 @@ def main() -> None:
         }
         if not (args.quick and name == "mlp"):
             fns["default"] = opacus_round(make, ds, None)
-        t = interleaved(fns, args.repeats)
+        t = interleaved(fns, args.repeats, CLOCK)
         med = {k: statistics.median(v) for k, v in t.items()}
         default = med.get("default", float("nan"))
         print(
@@ -210,7 +192,9 @@ def main() -> None:
     print("mode sweep, secureagg round, medians (ms):")
     for name, make in (("mlp", mlp), ("cnn", cnn)):
         modes = ("ghost", "hooks", "functorch")
-        t = interleaved({m: secureagg_round(make, ds, m) for m in modes}, max(3, args.repeats // 2))
+        t = interleaved(
+            {m: secureagg_round(make, ds, m) for m in modes}, max(3, args.repeats // 2), CLOCK
+        )
         print(f"  {name}: " + ", ".join(f"{m} {statistics.median(t[m]):.1f}" for m in modes))
 
 
