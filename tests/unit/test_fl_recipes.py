@@ -258,6 +258,19 @@ def test_an_update_given_before_join_is_used() -> None:
     np.testing.assert_array_equal(res.protocol.total.astype(np.uint64), _expected_total(agg, IDS))
 
 
+def _signed_client(
+    agg: SecureAggregator, u: int, keys: dict[int, Ed25519PrivateKey], public: dict[int, bytes]
+) -> SecureAggClient:
+    """Client ``u`` of a signed round, trusting exactly the keys in ``public``."""
+    return SecureAggClient(
+        agg.client_encoder(),
+        u,
+        allow_minority_threshold=True,
+        identity=keys[u],
+        trusted_keys=public,
+    )
+
+
 def test_signed_round_with_trusted_keys() -> None:
     agg = _aggregator(signed=True)
     keys = {u: Ed25519PrivateKey.generate() for u in IDS}
@@ -265,16 +278,7 @@ def test_signed_round_with_trusted_keys() -> None:
     with pytest.raises(ConfigError, match="identity"):
         SecureAggServer(agg, IDS)
     server = SecureAggServer(agg, IDS, identity_keys=public)
-    clients = {
-        u: SecureAggClient(
-            agg.client_encoder(),
-            u,
-            allow_minority_threshold=True,
-            identity=keys[u],
-            trusted_keys=public,
-        )
-        for u in IDS
-    }
+    clients = {u: _signed_client(agg, u, keys, public) for u in IDS}
     _drive(server, clients, {4: Stage.CONSISTENCY})
     assert server.result().members == IDS  # its masked input is in the sum
     assert server.dropouts == {4: Stage.CONSISTENCY}
@@ -283,22 +287,10 @@ def test_signed_round_with_trusted_keys() -> None:
     forged[2] = public_bytes(Ed25519PrivateKey.generate())
     rogue = SecureAggServer(agg, IDS, identity_keys=forged)
     with pytest.raises(ConfigError, match="trusts"):
-        SecureAggClient(
-            agg.client_encoder(),
-            1,
-            allow_minority_threshold=True,
-            identity=keys[1],
-            trusted_keys=public,
-        ).join(rogue.config_bytes)
+        _signed_client(agg, 1, keys, public).join(rogue.config_bytes)
     unsigned = SecureAggServer(_aggregator(), IDS)
     with pytest.raises(ConfigError, match="trusts"):
-        SecureAggClient(
-            agg.client_encoder(),
-            1,
-            allow_minority_threshold=True,
-            identity=keys[1],
-            trusted_keys=public,
-        ).join(unsigned.config_bytes)
+        _signed_client(agg, 1, keys, public).join(unsigned.config_bytes)
 
 
 def test_server_refuses_too_few_or_too_many_clients() -> None:
