@@ -26,10 +26,6 @@ LONG_FILES: dict[str, str] = {
     "secureagg/protocol/_codec.py": (
         "the wire format of the protocol's eleven messages: their encoders and the strict decoder"
     ),
-    "secureagg/privacy/distributed.py": (
-        "client-level distributed-DP accounting (RDP of the noisy sum) and the plan solved "
-        "from it (noise, gamma, bits)"
-    ),
     "secureagg/privacy/audit/_ledger_audit.py": (
         "auditing a privacy ledger: recompute each client's epsilons and report disagreements"
     ),

@@ -1,0 +1,215 @@
+"""Client-level distributed DP's accounting: the RDP of a round's noisy sum, composed.
+
+See :mod:`secureagg.privacy.distributed` for the mechanisms, the privacy unit and the bounds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+from secureagg._exceptions import ConfigError
+from secureagg.hazmat import BETA, MECHANISMS, rounded_l2_bound
+
+__all__ = [
+    "ORDERS",
+    "ddg_rdp",
+    "epsilon",
+    "epsilon_of",
+    "round_rdp",
+    "sampled_round_rdp",
+    "skellam_rdp",
+    "subsampled_rdp",
+    "tau",
+]
+
+ORDERS: tuple[int, ...] = (*range(2, 129), 256)
+"""Integer RDP orders (the subsampling bound needs integers)."""
+
+
+def tau(n: int, variance: float) -> float:
+    """KLS21's tau: how far a sum of n discrete Gaussians N_Z(0, s) is from N_Z(0, n s)."""
+    k = np.arange(1, n, dtype=np.float64)
+    return float(10.0 * np.sum(np.exp(-2.0 * math.pi**2 * variance * k / (k + 1))))
+
+
+def _sensitivities(clip: float, gamma: float, dim: int, beta: float) -> tuple[float, float]:
+    l2 = rounded_l2_bound(clip / gamma, dim, beta)
+    return l2, min(l2 * l2, math.sqrt(dim) * l2)
+
+
+def round_rdp(
+    mechanism: str,
+    *,
+    clip: float,
+    gamma: float,
+    variance: float,
+    n: int,
+    dim: int,
+    beta: float = BETA,
+    orders: Sequence[int] = ORDERS,
+) -> npt.NDArray[np.float64]:
+    """RDP of one round's sum at ``orders``, without sampling.
+
+    ``variance`` is each client's noise variance in the integer domain; ``n`` the number of
+    honest clients whose noise is in the sum; ``dim`` the padded length D.
+    """
+    return _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)(
+        np.asarray(orders, dtype=np.float64)
+    )
+
+
+def _rdp_fn(
+    mechanism: str, clip: float, gamma: float, variance: float, n: int, dim: int, beta: float
+) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    _check_positive(clip=clip, gamma=gamma, variance=variance)
+    if mechanism not in MECHANISMS:
+        raise ConfigError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive int, got {n!r}")
+    d2, d1 = _sensitivities(clip, gamma, dim, beta)
+    if mechanism == "skellam":
+        return functools.partial(skellam_rdp, l1=d1, l2=d2, total_variance=n * variance)
+    return functools.partial(ddg_rdp, l1=d1, l2=d2, n=n, variance=variance, dim=dim)
+
+
+def ddg_rdp(
+    alphas: npt.NDArray[np.float64], *, l1: float, l2: float, n: int, variance: float, dim: int
+) -> npt.NDArray[np.float64]:
+    """KLS21 Prop. 14 with Theorem 1's tau: the sum of n shares N_Z(0, variance) per coordinate.
+
+    ``l1`` and ``l2`` are the integer-domain sensitivities Delta_1 and Delta_2.
+    """
+    t = tau(n, variance)
+    s1, s2 = l1 / math.sqrt(n * variance), l2 / math.sqrt(n * variance)
+    out: npt.NDArray[np.float64] = np.minimum.reduce(
+        [
+            alphas * s2**2 / 2 + t * dim,
+            alphas / 2 * (s2**2 + 2 * s1 * t + t**2 * dim),
+            alphas / 2 * (s2 + math.sqrt(dim) * t) ** 2,
+        ]
+    )
+    return out
+
+
+def skellam_rdp(
+    alphas: npt.NDArray[np.float64], *, l1: float, l2: float, total_variance: float
+) -> npt.NDArray[np.float64]:
+    """Agarwal, Kairouz, Liu 2021, Theorem 3.5, for Skellam noise of variance ``total_variance``."""
+    v = total_variance
+    extra = np.minimum(((2 * alphas - 1) * l2**2 + 6 * l1) / (4 * v**2), 3 * l1 / (2 * v))
+    out: npt.NDArray[np.float64] = alphas * l2**2 / (2 * v) + extra
+    return out
+
+
+def subsampled_rdp(
+    rdp_at: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    q: float,
+    orders: Sequence[int] = ORDERS,
+) -> npt.NDArray[np.float64]:
+    """RDP after Poisson sampling with rate q (Zhu and Wang 2019, Theorem 5), capped unsampled.
+
+    ``rdp_at(alphas)`` is the mechanism's RDP at integer orders; the bound at order alpha
+    uses every order 2..alpha.
+    """
+    if not 0 < q <= 1:
+        raise ConfigError(f"sample rate must be in (0, 1], got {q!r}")
+    alphas = np.asarray(orders, dtype=np.float64)
+    if q == 1:
+        return rdp_at(alphas)
+    top = int(alphas.max())
+    full = np.concatenate([[0.0, 0.0], rdp_at(np.arange(2, top + 1, dtype=np.float64))])
+    out = np.empty(alphas.size)
+    for i, alpha in enumerate(int(a) for a in alphas):
+        j = np.arange(3, alpha + 1, dtype=np.float64)
+        log_c = special.gammaln(alpha + 1) - special.gammaln(j + 1) - special.gammaln(alpha - j + 1)
+        terms = np.concatenate(
+            [
+                [0.0, full[2]],
+                (j - 1) * full[3 : alpha + 1]
+                + log_c
+                + (alpha - j) * math.log1p(-q)
+                + j * math.log(q),
+            ]
+        )
+        weights = np.concatenate(
+            [
+                [
+                    (1 - q) ** (alpha - 1) * (alpha * q - q + 1),
+                    special.comb(alpha, 2) * q**2 * (1 - q) ** (alpha - 2),
+                ],
+                np.full(j.size, 3.0),
+            ]
+        )
+        bound = float(special.logsumexp(terms, b=weights)) / (alpha - 1)
+        out[i] = min(bound, full[alpha])
+    return out
+
+
+def _to_epsilon(rdp: npt.NDArray[np.float64], delta: float, orders: Sequence[int]) -> float:
+    if not 0 < delta < 1:
+        raise ConfigError(f"delta must be in (0, 1), got {delta!r}")
+    a = np.asarray(orders, dtype=np.float64)
+    eps = rdp + np.log1p(-1 / a) - np.log(delta * a) / (a - 1)
+    return float(max(0.0, np.min(eps)))
+
+
+def epsilon(
+    mechanism: str,
+    *,
+    clip: float,
+    gamma: float,
+    variance: float,
+    n: int,
+    dim: int,
+    rounds: int,
+    delta: float,
+    sample_rate: float | None = None,
+    beta: float = BETA,
+) -> float:
+    """(epsilon, delta) of ``rounds`` rounds; ``sample_rate`` None means no amplification."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ConfigError(f"rounds must be a non-negative int, got {rounds!r}")
+    rdp = sampled_round_rdp(
+        mechanism,
+        clip=clip,
+        gamma=gamma,
+        variance=variance,
+        n=n,
+        dim=dim,
+        sample_rate=sample_rate,
+        beta=beta,
+    )
+    return _to_epsilon(rdp * rounds, delta, ORDERS)
+
+
+def sampled_round_rdp(
+    mechanism: str,
+    *,
+    clip: float,
+    gamma: float,
+    variance: float,
+    n: int,
+    dim: int,
+    sample_rate: float | None = None,
+    beta: float = BETA,
+) -> npt.NDArray[np.float64]:
+    """One round's RDP at :data:`ORDERS`, after sampling when ``sample_rate`` is given."""
+    fn = _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)
+    return subsampled_rdp(fn, 1.0 if sample_rate is None else sample_rate)
+
+
+def epsilon_of(rdp: npt.NDArray[np.float64], delta: float) -> float:
+    """(epsilon, delta) of a composed RDP curve at :data:`ORDERS`."""
+    return _to_epsilon(np.asarray(rdp, dtype=np.float64), delta, ORDERS)
+
+
+def _check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"{name} must be a positive finite number, got {v!r}")

@@ -1,0 +1,274 @@
+"""Client-level distributed DP's plan: the noise, gamma and bits that meet a target epsilon."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from secureagg._exceptions import ConfigError
+from secureagg.hazmat import BETA, DDPParams, padded_length
+from secureagg.privacy._ddp_accounting import _check_positive, epsilon
+
+__all__ = [
+    "DistributedPlan",
+    "choose_gamma",
+    "local_std_for_epsilon",
+    "min_bits",
+    "plan",
+]
+
+
+def local_std_for_epsilon(
+    mechanism: str,
+    target: float,
+    *,
+    clip: float,
+    gamma: float,
+    n: int,
+    dim: int,
+    rounds: int,
+    delta: float,
+    sample_rate: float | None = None,
+    beta: float = BETA,
+) -> float:
+    """The smallest per-client noise std (in the update's units) that meets ``target`` epsilon.
+
+    Bisection on a log scale to a relative precision of 1e-6; ConfigError if no std up to
+    10^6 clips is enough (the rounding alone costs more than the target).
+    """
+    _check_positive(target=target)
+
+    def eps(std: float) -> float:
+        var = (std / gamma) ** 2
+        return epsilon(
+            mechanism,
+            clip=clip,
+            gamma=gamma,
+            variance=var,
+            n=n,
+            dim=dim,
+            rounds=rounds,
+            delta=delta,
+            sample_rate=sample_rate,
+            beta=beta,
+        )
+
+    lo, hi = clip * 1e-6, clip * 1e6
+    if eps(hi) > target:
+        raise ConfigError(f"epsilon {target} cannot be reached at these settings")
+    while hi / lo > 1 + 1e-6:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if eps(mid) <= target else (mid, hi)
+    return hi
+
+
+def choose_gamma(
+    bits: int, *, n: int, dim: int, clip: float, local_std: float, k: float = 4.0
+) -> float:
+    """The gamma with 2^b = 2 k sqrt(c^2 n^2 / D + n (gamma^2 / 4 + sigma^2)) / gamma.
+
+    That is, k standard deviations of the summed signal, rounding and noise fit in
+    [-2^(b-1), 2^(b-1)) (KLS21 Section 4.4; k = 4 is TFF's default, about 1e-4 modular
+    clipping probability per coordinate). ConfigError if the bit width is too small.
+    """
+    m = 2.0**bits
+    if m * m <= n * k * k:
+        raise ConfigError(f"{bits} bits cannot hold {n} clients' rounding at k = {k}")
+    # (m gamma / 2k)^2 = c^2 n^2 / D + n gamma^2 / 4 + n sigma^2, solved for gamma
+    return math.sqrt((clip**2 * n**2 / dim + n * local_std**2) / ((m / (2 * k)) ** 2 - n / 4))
+
+
+@dataclass(frozen=True)
+class DistributedPlan:
+    """Parameters that meet a target (epsilon, delta) at a bit width, and what they mean.
+
+    ``local_std`` is each client's noise std in the update's units, ``noise_multiplier``
+    the effective central one: sqrt(n_min) local_std / clip.
+    """
+
+    mechanism: str
+    bits: int
+    gamma: float
+    local_std: float
+    clip: float
+    dim: int
+    n_min: int
+    rounds: int
+    delta: float
+    epsilon: float
+    sample_rate: float | None
+    k: float
+
+    @property
+    def noise_multiplier(self) -> float:
+        """The central noise std over the clip, for n_min honest clients."""
+        return math.sqrt(self.n_min) * self.local_std / self.clip
+
+    @property
+    def variance(self) -> float:
+        """Each client's noise variance in the integer domain."""
+        return (self.local_std / self.gamma) ** 2
+
+    def params(self, d: int) -> DDPParams:
+        """The round parameters for an update of length d (padded to ``dim``)."""
+        if padded_length(d) != self.dim:
+            raise ConfigError(f"d = {d} pads to {padded_length(d)}, the plan is for {self.dim}")
+        return DDPParams(self.mechanism, d, self.bits, self.clip, self.gamma, self.variance)
+
+
+def plan(
+    mechanism: str,
+    *,
+    epsilon: float,
+    delta: float,
+    clip: float,
+    bits: int,
+    n_min: int,
+    d: int,
+    rounds: int,
+    sample_rate: float | None = None,
+    k: float = 4.0,
+    beta: float = BETA,
+) -> DistributedPlan:
+    """Choose gamma and the local noise together for ``bits`` (fixed point of the two rules).
+
+    Alternates: local std for the target at the current gamma, then gamma for that std
+    from :func:`choose_gamma`, until gamma moves less than 1e-6 relative.
+    """
+    dim = padded_length(d)
+    need = min_bits(
+        mechanism,
+        epsilon,
+        delta,
+        n_min=n_min,
+        dim=dim,
+        rounds=rounds,
+        sample_rate=sample_rate,
+        k=k,
+        beta=beta,
+    )
+    if need >= bits:
+        raise ConfigError(
+            f"epsilon {epsilon} with n_min = {n_min}, D = {dim}, k = {k} needs more than"
+            f" {need:.2f} bits (rounding to so coarse a grid alone costs too much); got {bits}"
+        )
+    try:
+        return _plan(
+            mechanism, epsilon, delta, clip, bits, n_min, dim, rounds, sample_rate, k, beta
+        )
+    except ConfigError as e:
+        raise ConfigError(
+            f"no gamma fits epsilon {epsilon} in {bits} bits with n_min = {n_min}, D = {dim},"
+            f" k = {k} ({e}); use more bits, fewer dimensions or a larger epsilon"
+        ) from e
+
+
+_epsilon = epsilon
+
+
+def min_bits(
+    mechanism: str,
+    epsilon: float,
+    delta: float,
+    *,
+    n_min: int,
+    dim: int,
+    rounds: int,
+    sample_rate: float | None = None,
+    k: float = 4.0,
+    beta: float = BETA,
+) -> float:
+    """A lower bound on the bits any gamma needs: the limit gamma -> infinity of the bit rule.
+
+    There the clip vanishes against the grid, the sensitivity is the rounding's alone
+    (rounded_l2_bound(0+, D)) and 2^b must hold 2 k sqrt(n (1/4 + s)) for the smallest
+    integer-domain variance s that meets epsilon.
+    """
+    tiny = 1e-9  # clip / gamma: negligible against sqrt(D)
+
+    def eps(var: float) -> float:
+        return _epsilon(
+            mechanism,
+            clip=tiny,
+            gamma=1.0,
+            variance=var,
+            n=n_min,
+            dim=dim,
+            rounds=rounds,
+            delta=delta,
+            sample_rate=sample_rate,
+            beta=beta,
+        )
+
+    lo, hi = 1e-4, 1e16
+    if eps(hi) > epsilon:
+        return math.inf
+    while hi / lo > 1 + 1e-6:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if eps(mid) <= epsilon else (mid, hi)
+    return float(math.log2(2 * k * math.sqrt(n_min * (0.25 + lo))))
+
+
+def _plan(
+    mechanism: str,
+    epsilon: float,
+    delta: float,
+    clip: float,
+    bits: int,
+    n_min: int,
+    dim: int,
+    rounds: int,
+    sample_rate: float | None,
+    k: float,
+    beta: float,
+) -> DistributedPlan:
+    std = local_std_for_epsilon(
+        mechanism,
+        epsilon,
+        clip=clip,
+        gamma=clip * 1e-9,
+        n=n_min,
+        dim=dim,
+        rounds=rounds,
+        delta=delta,
+        sample_rate=sample_rate,
+        beta=beta,
+    )
+    gamma = choose_gamma(bits, n=n_min, dim=dim, clip=clip, local_std=std, k=k)
+    for _ in range(200):
+        std = local_std_for_epsilon(
+            mechanism,
+            epsilon,
+            clip=clip,
+            gamma=gamma,
+            n=n_min,
+            dim=dim,
+            rounds=rounds,
+            delta=delta,
+            sample_rate=sample_rate,
+            beta=beta,
+        )
+        new = choose_gamma(bits, n=n_min, dim=dim, clip=clip, local_std=std, k=k)
+        if new > 1e3 * clip:
+            raise ConfigError("gamma grows without bound: rounding alone exceeds the budget")
+        done = abs(new - gamma) <= 1e-6 * gamma
+        gamma = new
+        if done:
+            break
+    else:
+        raise ConfigError("gamma and the noise did not settle")
+    std = local_std_for_epsilon(
+        mechanism,
+        epsilon,
+        clip=clip,
+        gamma=gamma,
+        n=n_min,
+        dim=dim,
+        rounds=rounds,
+        delta=delta,
+        sample_rate=sample_rate,
+        beta=beta,
+    )
+    return DistributedPlan(
+        mechanism, bits, gamma, std, clip, dim, n_min, rounds, delta, epsilon, sample_rate, k
+    )
