@@ -1,4 +1,5 @@
-"""Shared test support: a round of real protocol sessions driven by hand.
+"""Shared test support: a round of real protocol sessions driven by hand, and a small DP
+federated run of three clients (torch is imported only when that is used).
 
 Importable as ``support`` from every test folder (pytest puts ``tests/`` on sys.path for
 ``tests/conftest.py``). Fixtures live in ``tests/conftest.py``.
@@ -6,7 +7,8 @@ Importable as ``support`` from every test folder (pytest puts ``tests/`` on sys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +24,13 @@ from secureagg.protocol import (
 )
 from secureagg.protocol import new_round_id as _new_round_id
 from secureagg.protocol._signing import identity_public
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from secureagg.fl import FederatedResult
+    from secureagg.privacy import PrivacyConfig, PrivacyLedger
 
 Inputs = Callable[[int], np.ndarray]
 
@@ -149,3 +158,64 @@ def finish(
                 server.receive(reply, sender=u)
             else:
                 server.receive(reply)
+
+
+# -- a small DP federated run ----------------------------------------------------------------
+
+FL_SIZES = {1: 30, 2: 45, 3: 60}
+"""Example counts of the three clients of :func:`run_small_federated`."""
+
+FL_LR = 0.5
+"""Their local learning rate (plain SGD)."""
+
+
+def fl_examples(cid: int, n: int, features: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Client ``cid``'s ``n`` examples: Gaussian features (seeded by ``cid``), label x0 > 0."""
+    import torch
+
+    g = torch.Generator().manual_seed(cid)
+    x = torch.randn(n, features, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+
+def fl_loaders(
+    data: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None, features: int = 4
+) -> dict[int, DataLoader[Any]]:
+    """One full-batch loader per client (sample rate 1): ``data[c]`` where given, else
+    :func:`fl_examples` of ``FL_SIZES[c]``."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    out: dict[int, DataLoader[Any]] = {}
+    for cid, n in FL_SIZES.items():
+        x, y = (data or {}).get(cid) or fl_examples(cid, n, features)
+        out[cid] = DataLoader(TensorDataset(x, y), batch_size=len(y))
+    return out
+
+
+def run_small_federated(
+    privacy: PrivacyConfig,
+    weighting: str,
+    *,
+    ledger: PrivacyLedger | None = None,
+    rounds: int = 2,
+    loaders: Mapping[int, DataLoader[Any]] | None = None,
+    features: int = 4,
+    **kw: Any,
+) -> FederatedResult:
+    """``run_federated`` of a linear model over :func:`fl_loaders` with secure aggregation
+    (complete graph, threshold 2) under ``weighting``; ``kw`` goes to run_federated."""
+    import torch
+    from torch import nn
+
+    from secureagg.fl import SecureAggConfig, run_federated
+
+    return run_federated(
+        lambda: nn.Linear(features, 2),
+        loaders if loaders is not None else fl_loaders(features=features),
+        rounds=rounds,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=FL_LR),
+        privacy=privacy,
+        secure=SecureAggConfig(weighting=weighting, threshold=2),
+        ledger=ledger,
+        **kw,
+    )

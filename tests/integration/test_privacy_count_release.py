@@ -8,39 +8,21 @@ from pathlib import Path
 import dp_accounting as dpa
 import numpy as np
 import pytest
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from support import FL_SIZES as SIZES
+from support import run_small_federated
 
 from secureagg import ConfigError
-from secureagg.fl import SecureAggConfig, run_federated
+from secureagg.fl import FederatedResult
 from secureagg.privacy import PrivacyConfig, PrivacyLedger
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-SIZES = {1: 30, 2: 45, 3: 60}
 Z, COUNT_NOISE, ROUNDS, DELTA = 2.0, 5.0, 2, 1e-5
 
 
-def _loaders() -> dict[int, DataLoader]:
-    out = {}
-    for cid, n in SIZES.items():
-        g = torch.Generator().manual_seed(cid)
-        x = torch.randn(n, 4, generator=g)
-        out[cid] = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=n)
-    return out
-
-
-def _run(privacy: PrivacyConfig, ledger: PrivacyLedger | None = None):  # type: ignore[no-untyped-def]
-    return run_federated(
-        lambda: nn.Linear(4, 2),
-        _loaders(),
-        rounds=ROUNDS,
-        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.5),
-        privacy=privacy,
-        secure=SecureAggConfig(weighting="examples-dp", threshold=2),
-        ledger=ledger,
-        keep_vectors=True,
+def _run(privacy: PrivacyConfig, ledger: PrivacyLedger | None = None) -> FederatedResult:
+    return run_small_federated(
+        privacy, "examples-dp", ledger=ledger, rounds=ROUNDS, keep_vectors=True
     )
 
 
