@@ -73,7 +73,15 @@ def _parse(shares: Mapping[int, bytes], threshold: int) -> tuple[list[int], list
         raise ShareError(f"need exactly {threshold} shares, got {len(shares)}")
     xs: list[int] = []
     ys: list[int] = []
+    from_bytes = int.from_bytes
     for x, share in shares.items():
+        if type(x) is int and 0 < x <= _MAX_X and type(share) is bytes and len(share) == SHARE_SIZE:
+            y = from_bytes(share, "big")  # the common case, checked without the slower calls
+            if y >= PRIME:
+                raise ShareError(f"share for point {x} is not a field element")
+            xs.append(x)
+            ys.append(y)
+            continue
         if not _is_int(x) or not 1 <= int(x) <= _MAX_X:
             raise ShareError(f"share point must be an int in [1, 2^32-1], got {x!r}")
         x = int(x)

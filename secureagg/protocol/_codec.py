@@ -7,6 +7,7 @@ Integers are big-endian; vector words are little-endian. See docs/protocol.md fo
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from collections.abc import Callable
@@ -84,6 +85,7 @@ _TYPES: dict[type, int] = {
     SeedReveal: 11,
 }
 _ID_PAIR = struct.Struct(">I")
+_PAIRS_AT_ONCE = 1024  # lists up to this long are read with one cached struct
 _LITTLE = sys.byteorder == "little"
 _WHOLE_WORDS: dict[int, np.dtype[Any]] = {
     16: np.dtype("<u2"),
@@ -193,14 +195,27 @@ def _read_signature(r: Reader) -> bytes:
     return r.take(n)
 
 
+@functools.lru_cache(maxsize=256)
+def _pairs_format(n: int, blob_size: int) -> struct.Struct:
+    """n (u32 id, blob) pairs as one struct: the whole list is read in one call."""
+    return struct.Struct(">" + f"I{blob_size}s" * n)
+
+
 def _read_pairs(r: Reader, blob_size: int) -> tuple[tuple[int, bytes], ...]:
     n = r.count(4 + blob_size, MAX_CLIENTS)
     raw = r.take(n * (4 + blob_size))
-    step = 4 + blob_size
-    out = tuple(
-        (_ID_PAIR.unpack_from(raw, k)[0], raw[k + 4 : k + step]) for k in range(0, len(raw), step)
-    )
-    check_increasing([i for i, _ in out])
+    if n <= _PAIRS_AT_ONCE:
+        flat = _pairs_format(n, blob_size).unpack(raw)  # id, blob, id, blob, ...
+        ids: Any = flat[::2]
+        out = tuple(zip(ids, flat[1::2], strict=True))
+    else:
+        step = 4 + blob_size
+        out = tuple(
+            (_ID_PAIR.unpack_from(raw, k)[0], raw[k + 4 : k + step])
+            for k in range(0, len(raw), step)
+        )
+        ids = [i for i, _ in out]
+    check_increasing(ids)
     return out
 
 
