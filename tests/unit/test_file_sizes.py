@@ -26,9 +26,6 @@ LONG_FILES: dict[str, str] = {
     "secureagg/protocol/_codec.py": (
         "the wire format of the protocol's eleven messages: their encoders and the strict decoder"
     ),
-    "secureagg/privacy/audit/_ledger_audit.py": (
-        "auditing a privacy ledger: recompute each client's epsilons and report disagreements"
-    ),
     "secureagg/privacy/accounting.py": (
         "epsilon of a step history by the four accountants, cached per canonical history"
     ),

@@ -14,6 +14,12 @@
   (:class:`GuessResult`) prove, by :func:`epsilon_lower_bound` and :func:`p_value`.
 """
 
+from secureagg.privacy.audit._audit_result import (
+    ClientAudit,
+    Disagreement,
+    LedgerAudit,
+    RoundAudit,
+)
 from secureagg.privacy.audit._bound import epsilon_lower_bound, p_value
 from secureagg.privacy.audit._empirical import (
     EmpiricalAudit,
@@ -21,15 +27,7 @@ from secureagg.privacy.audit._empirical import (
     GuessResult,
     run_empirical_audit,
 )
-from secureagg.privacy.audit._ledger_audit import (
-    AGREEING_PAIRS,
-    CHEAP_ACCOUNTANTS,
-    ClientAudit,
-    Disagreement,
-    LedgerAudit,
-    RoundAudit,
-    audit_ledger,
-)
+from secureagg.privacy.audit._ledger_audit import AGREEING_PAIRS, CHEAP_ACCOUNTANTS, audit_ledger
 from secureagg.privacy.audit._series import (
     PRV_BUCKET_RATIO,
     SERIES_ACCOUNTANTS,

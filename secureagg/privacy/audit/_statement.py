@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from secureagg._version import __version__
 from secureagg.privacy.accounting import ACCOUNTANT_NAMES, REPLACE_ONE
-from secureagg.privacy.audit._ledger_audit import ClientAudit, LedgerAudit
+from secureagg.privacy.audit._audit_result import ClientAudit, LedgerAudit
 
 __all__ = ["client_statement", "common_statement"]
 
