@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,6 +13,7 @@ from secureagg._exceptions import SecureAggError
 from secureagg.fl import UpdateEncoder
 from secureagg.flower._ddp_node import NodeDistributed, is_distributed
 from secureagg.flower._identity import claim_round, load_identity, load_members, public_bytes
+from secureagg.flower._node_journal import JOURNAL_KEY, node_journal
 from secureagg.flower._records import (
     IDENTIFY,
     RECORD_KEY,
@@ -30,9 +30,7 @@ from secureagg.privacy import LocalUpdate
 from secureagg.protocol import (
     ClientPolicy,
     ClientSession,
-    FileJournal,
     Journal,
-    MemoryJournal,
     RoundConfig,
     Stage,
 )
@@ -46,9 +44,6 @@ IDENTITY_KEY = "secureagg-identity-key"
 MEMBERS_KEY = "secureagg-members"
 """Node config key: the path of the trusted identity public keys; a node with it only
 takes part in signed rounds."""
-JOURNAL_KEY = "secureagg-journal"
-"""Node config key: the path of the node's journal file (default in signed mode: the
-identity key's path + ``.journal``; without either, a journal in the process's memory)."""
 
 PINNED: dict[str, type] = {
     "max-examples": int,
@@ -69,15 +64,6 @@ MIN_THRESHOLD_KEY = "secureagg-min-threshold"
 SERVER_SEED_KEY = "secureagg-allow-server-graph-seed"
 """Node config key: true lets this node take part in SecAgg+ rounds whose graph seed the
 server chose (``SecureAggregation(server_graph_seed=True)``); by default it declines them."""
-
-_MEMORY_JOURNALS: dict[tuple[int, int], MemoryJournal] = {}
-"""Journals of nodes that name no journal file, by (run id, node id): they last as long
-as this process, so they do not survive the crash that makes Flower roll a Context back."""
-
-
-_FILE_JOURNALS: dict[str, FileJournal] = {}
-"""Journal files by path: a process that handles many messages (the simulation engine's
-workers) reads each file once, not per message."""
 
 
 class _Declined(Exception):
@@ -198,24 +184,7 @@ def _policy(context: Context) -> ClientPolicy:
 
 
 def _journal(context: Context) -> Journal:
-    path = _path(context, JOURNAL_KEY)
-    if path is None:
-        key_path = _path(context, IDENTITY_KEY)
-        path = f"{key_path}.journal" if key_path is not None else None
-    if path is not None:
-        path = os.path.abspath(path)
-        journal = _FILE_JOURNALS.get(path)
-        if journal is None:  # read once per process; it re-reads the file only if it changed
-            journal = _FILE_JOURNALS.setdefault(path, FileJournal(path))
-        return journal
-    where = (context.run_id, context.node_id)
-    if where not in _MEMORY_JOURNALS:
-        log.warning(
-            "secureagg: no %s in the node config: this node's journal lives in memory and "
-            "does not survive a crash (see docs/flower.md)",
-            JOURNAL_KEY,
-        )
-    return _MEMORY_JOURNALS.setdefault(where, MemoryJournal())
+    return node_journal(context, _path(context, JOURNAL_KEY), _path(context, IDENTITY_KEY))
 
 
 def _setup(msg: Message, context: Context, rec: ConfigRecord) -> Message:
