@@ -161,7 +161,7 @@ def run_arm(
     local_std = zs.get("local-std", 0.0)
     if arm == "distributed":
         settings = DistributedDP(
-            epsilon=args.epsilon, delta=DELTA, clip=CLIP, rounds=args.rounds, bits=args.bits,
+            epsilon=args.epsilon, delta=DELTA, update_clip=CLIP, rounds=args.rounds, bits=args.bits,
             sample_rate=args.rate,
         )  # fmt: skip
         agg = SecureAggregator(

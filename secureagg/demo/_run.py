@@ -284,7 +284,7 @@ def client_level_settings(config: DemoConfig) -> DistributedDP:
     return DistributedDP(
         epsilon=config.target_epsilon,
         delta=config.delta,
-        clip=config.update_clip,
+        update_clip=config.update_clip,
         rounds=config.rounds,
         bits=config.bits,
         colluders=config.colluders,

@@ -1,9 +1,9 @@
 """Client-level distributed DP as an encoding: each client's share of discrete noise rides
 inside the masked sum, so the sum the server unmasks is already differentially private.
 
-Privacy unit: one client's whole update (L2-clipped to ``clip``), add/remove-one-client
+Privacy unit: one client's whole update (L2-clipped to ``update_clip``), add/remove-one-client
 neighbours, uniform weights or public per-client weights (scaled so the largest is 1, which
-leaves every client's contribution to the sum within ``clip``). Released: each round's
+leaves every client's contribution to the sum within ``update_clip``). Released: each round's
 secure-aggregation sum (and the model built from it). Against: the server and up to
 ``colluders`` clients, provided at least ``threshold - colluders`` honest clients' noise is
 in every sum: the protocol aborts a round with fewer than ``threshold`` survivors, and
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -30,14 +31,19 @@ from secureagg.privacy.distributed import DistributedPlan, epsilon, plan
 __all__ = ["DistributedDP", "DistributedEncoder"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DistributedDP:
     """Settings of client-level distributed DP for a whole training run.
+
+    The constructor takes the attributes below, in this order; ``clip=`` is the deprecated
+    name of ``update_clip`` (it works, with a DeprecationWarning, as does reading ``.clip``).
 
     Attributes:
         epsilon: The target epsilon after ``rounds`` rounds.
         delta: The target delta.
-        clip: L2 bound of each client's update.
+        update_clip: L2 bound of each client's whole update (the ``update_clip`` of
+            :class:`~secureagg.privacy.PrivacyConfig` and :class:`SecureAggregator`; the
+            papers' and :class:`~secureagg.hazmat.DDPParams`' c).
         rounds: The rounds the target is spread over.
         bits: The modulus of the masked sum, in bits (12..20 is the useful range).
         mechanism: The integer noise: "dgauss" (discrete Gaussian) or "skellam".
@@ -47,14 +53,14 @@ class DistributedDP:
         k: The standard deviations of the sum that must fit in 2^bits.
         weights: Public weights by client id (None: uniform). They are scaled so that the
             largest is 1: each client sends ``w_i / max(w) x clip(update_i)``, so one
-            client still moves the sum by at most ``clip`` and the accounting is the
+            client still moves the sum by at most ``update_clip`` and the accounting is the
             uniform one; the server divides the sum by the members' scaled weights. The
             weights are public parameters (not protected), fixed for the run.
     """
 
     epsilon: float
     delta: float
-    clip: float
+    update_clip: float
     rounds: int
     bits: int = 16
     mechanism: str = "dgauss"
@@ -62,6 +68,54 @@ class DistributedDP:
     sample_rate: float | None = None
     k: float = 4.0
     weights: Mapping[int, float] | None = field(default=None, hash=False)
+
+    def __init__(
+        self,
+        epsilon: float,
+        delta: float,
+        update_clip: float | None = None,
+        rounds: int | None = None,
+        bits: int = 16,
+        mechanism: str = "dgauss",
+        colluders: int = 0,
+        sample_rate: float | None = None,
+        k: float = 4.0,
+        weights: Mapping[int, float] | None = None,
+        *,
+        clip: float | None = None,
+    ) -> None:
+        if clip is not None:
+            warnings.warn(
+                "DistributedDP(clip=...) is deprecated: use update_clip",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if update_clip is not None:
+                raise ConfigError("give update_clip, not both update_clip and clip")
+            update_clip = clip
+        if update_clip is None or rounds is None:
+            raise ConfigError("DistributedDP needs update_clip and rounds")
+        for name, value in (
+            ("epsilon", epsilon),
+            ("delta", delta),
+            ("update_clip", update_clip),
+            ("rounds", rounds),
+            ("bits", bits),
+            ("mechanism", mechanism),
+            ("colluders", colluders),
+            ("sample_rate", sample_rate),
+            ("k", k),
+            ("weights", weights),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def clip(self) -> float:
+        """Deprecated: :attr:`update_clip`."""
+        warnings.warn(
+            "DistributedDP.clip is deprecated: use update_clip", DeprecationWarning, stacklevel=2
+        )
+        return self.update_clip
 
 
 def _scaled_weights(weights: Mapping[int, float] | None) -> dict[int, float] | None:
@@ -112,7 +166,7 @@ class DistributedEncoder:
             settings.mechanism,
             epsilon=settings.epsilon,
             delta=settings.delta,
-            clip=settings.clip,
+            clip=settings.update_clip,
             bits=settings.bits,
             n_min=n_min,
             d=d,

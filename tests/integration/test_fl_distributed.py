@@ -17,7 +17,7 @@ from secureagg.protocol import Stage
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-SETTINGS = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=20, bits=16)
+SETTINGS = DistributedDP(epsilon=4.0, delta=1e-5, update_clip=0.5, rounds=20, bits=16)
 
 
 def model_fn() -> nn.Module:
@@ -90,7 +90,9 @@ def test_rotation_seed_is_fresh_each_round(aggregator: SecureAggregator) -> None
 
 
 def test_run_federated_in_distributed_mode_with_client_sampling() -> None:
-    settings = DistributedDP(epsilon=8.0, delta=1e-5, clip=0.5, rounds=3, bits=16, sample_rate=0.6)
+    settings = DistributedDP(
+        epsilon=8.0, delta=1e-5, update_clip=0.5, rounds=3, bits=16, sample_rate=0.6
+    )
     ledger = DistributedLedger()
     res = run_federated(
         model_fn,
@@ -133,7 +135,7 @@ def test_distributed_mode_needs_secure_aggregation_and_no_dp_sgd() -> None:
 
 
 def test_colluders_raise_the_floor_of_a_sum() -> None:
-    settings = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=2)
+    settings = DistributedDP(epsilon=4.0, delta=1e-5, update_clip=0.5, rounds=5, colluders=2)
     agg = SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=settings)
     dist = agg.distributed
     assert dist is not None and dist.n_min == 3  # threshold 5 minus 2 colluders
@@ -144,7 +146,7 @@ def test_colluders_raise_the_floor_of_a_sum() -> None:
 
 
 def test_colluders_beyond_the_threshold_are_refused() -> None:
-    bad = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=5, colluders=5)
+    bad = DistributedDP(epsilon=4.0, delta=1e-5, update_clip=0.5, rounds=5, colluders=5)
     with pytest.raises(ConfigError):
         SecureAggregator(model_fn(), max_clients=8, max_examples=100, distributed=bad)
 
@@ -213,7 +215,7 @@ def test_clients_refuse_a_round_with_less_noise_than_planned(
 # Public weights: each client sends w_i / max(w) times its clipped update (at most the clip),
 # the noise share is the same for everyone, and the server divides by the members' weights.
 
-QUIET = DistributedDP(epsilon=2000.0, delta=1e-5, clip=0.5, rounds=1, bits=20)
+QUIET = DistributedDP(epsilon=2000.0, delta=1e-5, update_clip=0.5, rounds=1, bits=20)
 WEIGHTS = {cid: float(cid) for cid in range(1, 9)}  # scaled by the largest: cid / 8
 
 
@@ -263,7 +265,9 @@ def test_public_weights_leave_the_plan_and_the_sensitivity_unchanged() -> None:
     # client's scaled weight is 1 and its update is clipped first
     big = LocalUpdate(np.full(b.d, 5.0, dtype=np.float32), 10, 1)
     for c in range(1, 9):
-        assert float(np.linalg.norm(b.clipped(big) * b.weight(c))) <= settings.clip * (1 + 1e-9)
+        assert float(np.linalg.norm(b.clipped(big) * b.weight(c))) <= settings.update_clip * (
+            1 + 1e-9
+        )
     # the average's noise is the sum's over the members' summed weight
     assert b.noise_std([8]) == a.noise_std(1) and b.noise_std([4]) == 2 * a.noise_std(1)
 

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 N = 6
 ROUNDS = 2
 THRESHOLD = 3
-SETTINGS = DistributedDP(epsilon=40.0, delta=1e-5, clip=5.0, rounds=ROUNDS, bits=20)
+SETTINGS = DistributedDP(epsilon=40.0, delta=1e-5, update_clip=5.0, rounds=ROUNDS, bits=20)
 PLAN = {(4, 2, "share-keys"): apps.RAISE}
 MEMBERS = {1: list(range(N)), 2: [0, 1, 2, 3, 5]}
 

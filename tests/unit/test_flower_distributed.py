@@ -32,7 +32,7 @@ from secureagg.protocol import RoundConfig
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 BIG = {"w": (20, 30), "b": (30,)}  # 630 values, padded to 1024
-SETTINGS = DistributedDP(epsilon=8.0, delta=1e-5, clip=1.0, rounds=3, bits=16)
+SETTINGS = DistributedDP(epsilon=8.0, delta=1e-5, update_clip=1.0, rounds=3, bits=16)
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def _clipped_mean(start: dict[str, np.ndarray], members: list[int], rnd: int) ->
     for p in members:
         step = lb._step(start, p, rnd)
         u = np.concatenate([step[k].astype(np.float64).ravel() for k in keys]) - flat
-        ups.append(u * min(1.0, SETTINGS.clip / float(np.linalg.norm(u))))
+        ups.append(u * min(1.0, SETTINGS.update_clip / float(np.linalg.norm(u))))
     return flat + np.mean(ups, axis=0)
 
 

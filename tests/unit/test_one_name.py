@@ -73,3 +73,21 @@ def test_a_stage_has_one_label() -> None:
         "consistency",
         "unmask",
     ]
+
+
+def test_distributed_dp_calls_its_update_bound_update_clip() -> None:
+    """The L2 bound of a client's whole update is ``update_clip`` in ``DistributedDP`` as in
+    ``PrivacyConfig`` and ``SecureAggregator``; ``clip=`` and ``.clip`` warn and forward."""
+    import dataclasses
+
+    from secureagg.fl import DistributedDP
+
+    new = DistributedDP(epsilon=4.0, delta=1e-5, update_clip=0.5, rounds=3)
+    assert new.update_clip == 0.5 and "clip" not in {f.name for f in dataclasses.fields(new)}
+    with pytest.warns(DeprecationWarning, match="use update_clip"):
+        old = DistributedDP(epsilon=4.0, delta=1e-5, clip=0.5, rounds=3)  # type: ignore[call-arg]
+    assert old == new
+    with pytest.warns(DeprecationWarning, match="use update_clip"):
+        assert new.clip == 0.5
+    assert dataclasses.replace(new, rounds=5).update_clip == 0.5
+    assert DistributedDP(4.0, 1e-5, 0.5, 3) == new  # positional order unchanged
