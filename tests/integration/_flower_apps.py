@@ -170,10 +170,15 @@ def _round_of(msg: Message) -> int:
 
 
 def client_app(
-    script: Script, *, secure: bool, count: Callable[[int], int] = num_examples
+    script: Script,
+    *,
+    secure: bool,
+    count: Callable[[int], int] = num_examples,
+    before: list[Callable[[Message, Context, ClientAppCallable], Message]] | None = None,
 ) -> ClientApp:
-    """The ClientApp: the script mod first, then (secure) secureagg_mod, then training."""
-    mods = [script, secureagg_mod] if secure else [script]
+    """The ClientApp: the script mod first, then ``before``'s mods, then (secure)
+    secureagg_mod, then training."""
+    mods = [script, *(before or []), *([secureagg_mod] if secure else [])]
     app = ClientApp(mods=mods)
 
     @app.train()
