@@ -221,6 +221,7 @@ def bench_accuracy(args: argparse.Namespace) -> None:
     p = plan(
         "dgauss", epsilon=args.epsilon, delta=DELTA, clip=CLIP, bits=args.bits,
         n_min=threshold, d=d, rounds=args.rounds, sample_rate=args.rate,
+        n_sum=max(args.clients, threshold),  # as SecureAggregator(max_clients=...) plans it
     )  # fmt: skip
     print(
         f"epsilon {args.epsilon}, delta {DELTA}, {args.rounds} rounds, rate {args.rate},"

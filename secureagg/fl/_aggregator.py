@@ -66,7 +66,8 @@ class SecureAggregator:
     (:class:`DistributedEncoder`): clipped, rotated, rounded and noised in the integers, with
     the noise calibrated for ``threshold - colluders`` honest clients, ``threshold`` being
     ``config.threshold`` (default: a majority of ``max_clients``); each round runs with that
-    threshold or a majority of its own clients, whichever is larger.
+    threshold or a majority of its own clients, whichever is larger. The bit width's rule
+    is solved for ``max_clients`` clients in a sum.
 
     Parameters:
         like: A model or its named parameters: fixes the update's layout.
@@ -119,7 +120,10 @@ class SecureAggregator:
                 )
             t = self.config.threshold or default_threshold(max_clients - 1)
             self.threshold = self.distributed_threshold = t
-            self.distributed = DistributedEncoder(d, distributed, t - distributed.colluders)
+            # noise for the honest floor; the modulus for the fullest sum, max_clients
+            self.distributed = DistributedEncoder(
+                d, distributed, t - distributed.colluders, max(max_clients, t)
+            )
 
     def public_settings(self) -> dict[str, int | float | str]:
         """The encoding's settings for a round config (distributed DP's when enabled).

@@ -155,9 +155,14 @@ class DistributedEncoder:
         d: Length of a flat update.
         settings: The run's distributed-DP settings.
         n_min: The floor of honest clients whose noise the sum always carries.
+        n_sum: The most clients whose shares one sum may hold (the bit width's rule is
+            solved for it, so that a full round wraps no more coordinates than ``k``
+            promises); default ``n_min``.
     """
 
-    def __init__(self, d: int, settings: DistributedDP, n_min: int) -> None:
+    def __init__(
+        self, d: int, settings: DistributedDP, n_min: int, n_sum: int | None = None
+    ) -> None:
         if isinstance(n_min, bool) or not isinstance(n_min, int) or n_min < 1:
             raise ConfigError(f"the honest floor threshold - colluders must be >= 1, got {n_min!r}")
         self.settings = settings
@@ -173,6 +178,7 @@ class DistributedEncoder:
             rounds=settings.rounds,
             sample_rate=settings.sample_rate,
             k=settings.k,
+            n_sum=n_sum,
         )
         self.params: DDPParams = self.plan.params(d)
         self.d = d

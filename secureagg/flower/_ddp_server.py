@@ -24,14 +24,21 @@ class DistributedRounds:
     Parameters:
         settings: The run's distributed-DP settings.
         threshold: The run's Shamir threshold: the honest floor is ``threshold - colluders``.
-        ledger: Gets one record per round the server decoded or aborted after masking.
+        ledger: Gets one record per decoded round.
+        max_clients: The most nodes a round may have; the bit width is planned for a sum of
+            that many (None: the nodes of the first round; a later round with more nodes is
+            skipped).
 
     Raises:
         ConfigError: Settings Flower's strategy cannot honour.
     """
 
     def __init__(
-        self, settings: DistributedDP, threshold: int | None, ledger: DistributedLedger | None
+        self,
+        settings: DistributedDP,
+        threshold: int | None,
+        ledger: DistributedLedger | None,
+        max_clients: int | None = None,
     ) -> None:
         if not isinstance(settings, DistributedDP):
             raise ConfigError(f"distributed must be a DistributedDP, got {settings!r}")
@@ -56,6 +63,7 @@ class DistributedRounds:
         self.settings = settings
         self.threshold = threshold
         self.ledger = ledger
+        self.max_clients = max_clients
         self._encoders: dict[int, DistributedEncoder] = {}
 
     @property
@@ -63,18 +71,31 @@ class DistributedRounds:
         """The honest floor every released sum holds."""
         return self.threshold - self.settings.colluders
 
-    def encoder(self, d: int) -> DistributedEncoder:
+    def encoder(self, d: int, n: int | None = None) -> DistributedEncoder:
         """The run's encoder for a model of ``d`` values (planned once per size).
 
         Parameters:
             d: The model size.
+            n: The nodes of the round asking (the plan's sum size when ``max_clients`` is
+                None and no plan exists yet).
 
         Returns:
             The encoder.
+
+        Raises:
+            ConfigError: ``n`` is more nodes than the plan's bit width holds.
         """
         if d not in self._encoders:
-            self._encoders[d] = DistributedEncoder(d, self.settings, self.n_min)
-        return self._encoders[d]
+            n_sum = max(self.max_clients or n or self.threshold, self.threshold)
+            self._encoders[d] = DistributedEncoder(d, self.settings, self.n_min, n_sum)
+        enc = self._encoders[d]
+        top = enc.plan.n_sum or enc.n_min
+        if n is not None and n > top:
+            raise ConfigError(
+                f"{n} nodes, but the bit width is planned for sums of at most {top}: set "
+                "max_clients to the most nodes a round may have"
+            )
+        return enc
 
     def round_config(
         self,
@@ -106,7 +127,7 @@ class DistributedRounds:
         Returns:
             The encoder and the config.
         """
-        enc = self.encoder(d)
+        enc = self.encoder(d, n)
         neighbours = n - 1 if degree is None else min(degree, n - 1)
         threshold = max(self.threshold, default_threshold(neighbours))
         if n <= threshold:

@@ -141,7 +141,7 @@ class SecureAggregation(Strategy):
         self.distributed = (
             None
             if distributed is None
-            else DistributedRounds(distributed, threshold, distributed_ledger)
+            else DistributedRounds(distributed, threshold, distributed_ledger, max_clients)
         )
 
     @classmethod

@@ -83,7 +83,8 @@ class DistributedPlan:
     """Parameters that meet a target (epsilon, delta) at a bit width, and what they mean.
 
     ``local_std`` is each client's noise std in the update's units, ``noise_multiplier``
-    the effective central one: sqrt(n_min) local_std / clip.
+    the effective central one: sqrt(n_min) local_std / clip. ``n_sum`` is the most clients
+    whose shares one sum may hold: the bit rule is solved for it (None: n_min).
     """
 
     mechanism: str
@@ -98,6 +99,7 @@ class DistributedPlan:
     epsilon: float
     sample_rate: float | None
     k: float
+    n_sum: int | None = None
 
     @property
     def noise_multiplier(self) -> float:
@@ -129,13 +131,21 @@ def plan(
     sample_rate: float | None = None,
     k: float = 4.0,
     beta: float = BETA,
+    n_sum: int | None = None,
 ) -> DistributedPlan:
     """Choose gamma and the local noise together for ``bits`` (fixed point of the two rules).
 
     Alternates: local std for the target at the current gamma, then gamma for that std
-    from :func:`choose_gamma`, until gamma moves less than 1e-6 relative.
+    from :func:`choose_gamma`, until gamma moves less than 1e-6 relative. The noise is
+    sized for ``n_min`` honest shares; the bit rule for ``n_sum`` (default ``n_min``), the
+    most clients whose shares a sum may hold: a sum of more clients than the rule was
+    solved for wraps more coordinates (modular clipping) than ``k`` promises.
     """
     dim = padded_length(d)
+    if n_sum is None:
+        n_sum = n_min
+    if isinstance(n_sum, bool) or not isinstance(n_sum, int) or n_sum < n_min:
+        raise ConfigError(f"n_sum must be an int >= n_min = {n_min}, got {n_sum!r}")
     need = min_bits(
         mechanism,
         epsilon,
@@ -146,6 +156,7 @@ def plan(
         sample_rate=sample_rate,
         k=k,
         beta=beta,
+        n_sum=n_sum,
     )
     if need >= bits:
         raise ConfigError(
@@ -154,7 +165,7 @@ def plan(
         )
     try:
         return _plan(
-            mechanism, epsilon, delta, clip, bits, n_min, dim, rounds, sample_rate, k, beta
+            mechanism, epsilon, delta, clip, bits, n_min, dim, rounds, sample_rate, k, beta, n_sum
         )
     except ConfigError as e:
         raise ConfigError(
@@ -177,12 +188,14 @@ def min_bits(
     sample_rate: float | None = None,
     k: float = 4.0,
     beta: float = BETA,
+    n_sum: int | None = None,
 ) -> float:
     """A lower bound on the bits any gamma needs: the limit gamma -> infinity of the bit rule.
 
     There the clip vanishes against the grid, the sensitivity is the rounding's alone
-    (rounded_l2_bound(0+, D)) and 2^b must hold 2 k sqrt(n (1/4 + s)) for the smallest
-    integer-domain variance s that meets epsilon.
+    (rounded_l2_bound(0+, D)) and 2^b must hold 2 k sqrt(n (1/4 + s)), n = ``n_sum``
+    (default ``n_min``) clients in the sum, for the smallest integer-domain variance s that
+    meets epsilon with ``n_min`` honest shares.
     """
     tiny = 1e-9  # clip / gamma: negligible against sqrt(D)
 
@@ -206,7 +219,7 @@ def min_bits(
     while hi / lo > 1 + 1e-6:
         mid = math.sqrt(lo * hi)
         lo, hi = (lo, mid) if eps(mid) <= epsilon else (mid, hi)
-    return float(math.log2(2 * k * math.sqrt(n_min * (0.25 + lo))))
+    return float(math.log2(2 * k * math.sqrt((n_sum or n_min) * (0.25 + lo))))
 
 
 def _plan(
@@ -221,6 +234,7 @@ def _plan(
     sample_rate: float | None,
     k: float,
     beta: float,
+    n_sum: int,
 ) -> DistributedPlan:
     std = local_std_for_epsilon(
         mechanism,
@@ -234,7 +248,7 @@ def _plan(
         sample_rate=sample_rate,
         beta=beta,
     )
-    gamma = choose_gamma(bits, n=n_min, dim=dim, clip=clip, local_std=std, k=k)
+    gamma = choose_gamma(bits, n=n_sum, dim=dim, clip=clip, local_std=std, k=k)
     for _ in range(200):
         std = local_std_for_epsilon(
             mechanism,
@@ -248,7 +262,7 @@ def _plan(
             sample_rate=sample_rate,
             beta=beta,
         )
-        new = choose_gamma(bits, n=n_min, dim=dim, clip=clip, local_std=std, k=k)
+        new = choose_gamma(bits, n=n_sum, dim=dim, clip=clip, local_std=std, k=k)
         if new > 1e3 * clip:
             raise ConfigError("gamma grows without bound: rounding alone exceeds the budget")
         done = abs(new - gamma) <= 1e-6 * gamma
@@ -270,5 +284,17 @@ def _plan(
         beta=beta,
     )
     return DistributedPlan(
-        mechanism, bits, gamma, std, clip, dim, n_min, rounds, delta, epsilon, sample_rate, k
+        mechanism,
+        bits,
+        gamma,
+        std,
+        clip,
+        dim,
+        n_min,
+        rounds,
+        delta,
+        epsilon,
+        sample_rate,
+        k,
+        n_sum,
     )

@@ -52,6 +52,18 @@ def test_plan_matches_the_settings(aggregator: SecureAggregator) -> None:
     assert dist.length == 256 and aggregator.bits == 16  # 244 parameters padded
 
 
+def test_the_modulus_holds_k_standard_deviations_of_a_full_sum(
+    aggregator: SecureAggregator,
+) -> None:
+    """Noise for the floor of 5 honest shares, bit width for max_clients = 8 in a sum: with
+    the modulus solved for 5, a full round would wrap about 8 times as many coordinates."""
+    dist = aggregator.distributed
+    assert dist is not None and dist.n_min == 5 and dist.plan.n_sum == 8
+    p = dist.plan
+    sd = math.sqrt(p.clip**2 * 64 / p.dim + 8 * (p.gamma**2 / 4 + p.local_std**2)) / p.gamma
+    assert 2.0 ** (p.bits - 1) >= p.k * sd * (1 - 1e-6)
+
+
 def test_decoded_average_carries_the_planned_noise_with_dropouts(
     aggregator: SecureAggregator,
 ) -> None:

@@ -115,7 +115,7 @@ def test_each_round_is_the_members_average_plus_the_planned_noise(
     nodes = root / "nodes"
     partition_of = {int(p.read_text()): int(p.name) for p in nodes.iterdir()}
     d = sum(int(np.prod(s)) for s in apps.SHAPES.values())
-    enc = DistributedEncoder(d, SETTINGS, THRESHOLD)  # the plan the strategy made
+    enc = DistributedEncoder(d, SETTINGS, THRESHOLD, N)  # the plan the strategy made
     start = apps.initial_arrays()
     z = []
     for r in (1, 2):

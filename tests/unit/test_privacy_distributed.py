@@ -195,3 +195,29 @@ def test_dropouts_with_fixed_local_noise_reference() -> None:
     got = [epsilon("dgauss", variance=var, n=n, **kw) for n in (100, 90, 70)]  # type: ignore[arg-type]
     assert got[0] == pytest.approx(3.0, abs=1e-4)
     assert round(got[1], 2) == 3.43 and round(got[2], 2) == 4.84
+
+
+def test_the_bit_rule_is_solved_for_the_fullest_sum_and_the_noise_for_the_floor() -> None:
+    """Noise for n_min honest shares, modulus for n_sum clients: a round of 45 clients
+    planned with the modulus for its floor of 33 would wrap about 1 coordinate in 1,000 (k
+    about 3.3), not 1 in 15,000 (k = 4)."""
+    kw = dict(epsilon=4.0, delta=1e-4, clip=0.5, bits=16, n_min=33, d=650, rounds=40)
+    floor = plan("dgauss", sample_rate=0.15, **kw)  # type: ignore[arg-type]
+    assert floor.n_sum == 33  # default: the floor
+    assert plan("dgauss", sample_rate=0.15, n_sum=33, **kw).gamma == floor.gamma  # type: ignore[arg-type]
+    full = plan("dgauss", sample_rate=0.15, n_sum=300, **kw)  # type: ignore[arg-type]
+    assert full.n_sum == 300 and full.n_min == 33
+
+    def k_of(p: object, n: int) -> float:  # half the modulus over the sum's std
+        g, s = p.gamma, p.local_std  # type: ignore[attr-defined]
+        sd = math.sqrt(0.5**2 * n**2 / 1024 + n * (g**2 / 4 + s**2)) / g
+        return 2.0**15 / sd
+
+    assert k_of(full, 300) == pytest.approx(4.0, rel=1e-6)
+    assert k_of(floor, 33) == pytest.approx(4.0, rel=1e-6)
+    assert k_of(floor, 45) < 3.3  # the floor's modulus is too small for 45 clients
+    # the cost of the larger modulus: a coarser grid, hence a little more noise
+    assert full.gamma > 5 * floor.gamma
+    assert floor.noise_multiplier < full.noise_multiplier < 1.001 * floor.noise_multiplier
+    with pytest.raises(ConfigError, match="n_sum"):
+        plan("dgauss", n_sum=32, **kw)  # type: ignore[arg-type]
