@@ -73,7 +73,8 @@ class SecureAggregation(Strategy):
             DP"): the strategy plans each node's noise share for ``threshold - colluders``
             honest nodes and binds it into every round config; nodes clip, rotate, round and
             add it inside the masked sum. Needs ``threshold``; ``frac_bits``, ``clip`` and
-            ``bits`` are then the plan's.
+            ``bits`` are then not used: the plan's L2 bound (``DistributedDP.update_clip``),
+            gamma and bits encode each update.
         distributed_ledger: Under ``distributed``, gets one record per decoded round.
         server_graph_seed: The opt-out of the graph-seed commit-reveal (with ``degree``):
             the server picks the Harary ring's seed, which lets it try seeds until its
