@@ -48,16 +48,16 @@ STAGE = "masked-input"
 
 
 class Rollback:
-    """A mod: the target's state before its first masked-input message is saved to a file,
-    and put back when that message comes again (the lost save)."""
+    """A mod: the target's state before its first message of ``stage`` is saved to a file,
+    and put back whenever that stage's message comes again (the lost save)."""
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
+    def __init__(self, folder: str, stage: str = STAGE, target: int = TARGET) -> None:
+        self.folder, self.stage, self.target = folder, stage, target
 
     def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         partition = int(context.node_config["partition-id"])
         rec = msg.content.config_records.get(RECORD_KEY) if msg.has_content() else None
-        if partition == TARGET and rec is not None and rec.get("stage") == STAGE:
+        if partition == self.target and rec is not None and rec.get("stage") == self.stage:
             saved = Path(self.folder, f"state-{partition}")
             with Path(self.folder, f"pids-{partition}").open("a") as f:
                 f.write(f"{os.getpid()}\n")  # which actor process ran it
@@ -126,9 +126,8 @@ def _server_app(out: Path) -> ServerApp:
     return app
 
 
-def test_a_node_rolled_back_before_its_masked_input_declines_in_the_simulation_engine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower's home (and so the nodes' default journal files) in ``tmp_path``; no telemetry."""
     home = tmp_path / "home"
     home.mkdir()
     for key, value in {
@@ -140,6 +139,12 @@ def test_a_node_rolled_back_before_its_masked_input_declines_in_the_simulation_e
         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+def test_a_node_rolled_back_before_its_masked_input_declines_in_the_simulation_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _environment(tmp_path, monkeypatch)
     (tmp_path / "nodes").mkdir()
     (tmp_path / "events").mkdir()
     script = apps.Script({}, str(tmp_path / "nodes"), events_dir=str(tmp_path / "events"))
@@ -159,4 +164,5 @@ def test_a_node_rolled_back_before_its_masked_input_declines_in_the_simulation_e
     assert "already sent its masked input" in why, (result["actor processes"], result["data"])
     assert not result["data"], result
     events = (tmp_path / "events" / str(TARGET)).read_text().split()
+    assert len(result["actor processes"]) == 2  # the mod saw both (and rolled back the second)
     assert events.count("trained") == 1, events  # declined before training again
