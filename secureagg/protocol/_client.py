@@ -42,13 +42,15 @@ from secureagg.protocol._client_state import (
     SharesSent,
     Signed,
 )
-from secureagg.protocol._codec import decode, encode
+from secureagg.protocol._codec import decode, encode, pairs_tail
 from secureagg.protocol._commitment import (
+    COMMITMENT_SIZE,
     REVEAL_SIZE,
     commitments_digest,
     graph_commitment,
     graph_seed,
     keys_digest,
+    opened_commitments,
     seed_commitment,
 )
 from secureagg.protocol._config import RoundConfig, Stage
@@ -329,7 +331,7 @@ class ClientSession:
             if isinstance(msg, SeedCommitments) and isinstance(state, Advertised):
                 return self._on_commitments(state, msg, data)
             if isinstance(msg, KeysBroadcast) and isinstance(state, Revealed):
-                self._on_reveals(state, msg)
+                self._on_reveals(state, msg, data)
                 return self._on_keys(state, msg, keys_digest(data))
         elif isinstance(msg, KeysBroadcast) and isinstance(state, Advertised):
             if msg.reveals:
@@ -360,7 +362,7 @@ class ClientSession:
         listed = dict(msg.commitments)
         if listed.get(u) != graph_commitment(cfg.digest, u, state.reveal):
             self._abort("its own graph-seed commitment is missing from the committed list")
-        if not all(v in cfg.graph for v in listed):
+        if listed.keys() - set(cfg.graph.ids):
             self._abort("the committed list names clients that are not in this round")
         if len(listed) <= cfg.threshold:
             self._abort(f"only {len(listed)} clients committed (threshold {cfg.threshold})")
@@ -368,20 +370,21 @@ class ClientSession:
         if reply is None:
             reply = encode(SeedReveal(cfg.round_id, u, state.reveal))
             self._commit(Stage.REVEAL, request, reply, keep=True)
-        digest = commitments_digest(cfg.digest, msg.commitments)
+        raw = pairs_tail(request, len(msg.commitments), COMMITMENT_SIZE)
+        digest = commitments_digest(cfg.digest, raw)
         self._state = Revealed(state.c, state.s, digest)
         return reply
 
-    def _on_reveals(self, state: Revealed, msg: KeysBroadcast) -> None:
+    def _on_reveals(self, state: Revealed, msg: KeysBroadcast, data: bytes) -> None:
         """Check every reveal against the committed list (exactly that list, nothing more or
         less), then fix the graph from the seed they give."""
         cfg = self.config
-        recomputed = [(v, graph_commitment(cfg.digest, v, r)) for v, r in msg.reveals]
-        if commitments_digest(cfg.digest, recomputed) != state.commitments:
+        opened = opened_commitments(cfg.digest, msg.reveals)
+        if commitments_digest(cfg.digest, opened) != state.commitments:
             self._abort(
                 "the graph-seed reveals do not open exactly the committed list it was shown"
             )
-        self._fix_graph(graph_seed(cfg.digest, msg.reveals))
+        self._fix_graph(graph_seed(cfg.digest, pairs_tail(data, len(msg.reveals), REVEAL_SIZE)))
 
     def _on_keys(self, state: Advertised | Revealed, msg: KeysBroadcast, digest: bytes) -> bytes:
         cfg, u = self.config, self.client_id

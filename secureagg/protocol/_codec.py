@@ -60,6 +60,7 @@ __all__ = [
     "keys_broadcast_bytes",
     "masked_input_size",
     "pairs_bytes",
+    "pairs_tail",
     "seed_commitments_bytes",
     "shares_delivery_bytes",
 ]
@@ -174,6 +175,12 @@ def pairs_bytes(items: tuple[tuple[int, bytes], ...]) -> bytes:
     """A counted list of (u32 id, fixed-size blob) pairs, ids increasing, as the wire has it
     (a KeysBroadcast's reveals, a SeedCommitments' list): encoded once, sent to many."""
     return _pairs(items)
+
+
+def pairs_tail(data: bytes, count: int, blob_size: int) -> bytes:
+    """The last counted pair list of a decoded message's bytes (a SeedCommitments' list, a
+    KeysBroadcast's reveals), as :func:`pairs_bytes` gives it: no re-encoding."""
+    return data[len(data) - 4 - count * (4 + blob_size) :]
 
 
 def seed_commitments_bytes(round_id: bytes, recipient: int, commitments: bytes) -> bytes:

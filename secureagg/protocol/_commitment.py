@@ -14,6 +14,7 @@ __all__ = [
     "graph_commitment",
     "graph_seed",
     "keys_digest",
+    "opened_commitments",
     "seed_commitment",
 ]
 
@@ -48,18 +49,24 @@ def graph_commitment(config_digest: bytes, client: int, reveal: bytes) -> bytes:
     return hashlib.sha256(_GRAPH_COMMIT_LABEL + config_digest + _ID.pack(client) + reveal).digest()
 
 
-def commitments_digest(config_digest: bytes, commitments: Iterable[tuple[int, bytes]]) -> bytes:
-    """SHA-256 of the committed list (sorted (client, commitment) pairs) under the config:
-    what a client keeps of the list it was shown, and checks the reveals against."""
-    h = hashlib.sha256(_GRAPH_LIST_LABEL + config_digest)
-    for client, commitment in commitments:
-        h.update(_ID.pack(client) + commitment)
-    return h.digest()
+def opened_commitments(config_digest: bytes, reveals: Iterable[tuple[int, bytes]]) -> bytes:
+    """The commitments the (client, r) pairs open, as the wire lists them: u32 count, then
+    u32 client + commitment per pair, in the pairs' order (what :func:`commitments_digest`
+    takes)."""
+    head = _GRAPH_COMMIT_LABEL + config_digest
+    sha, pack = hashlib.sha256, _ID.pack
+    rows = [(pack(v), r) for v, r in reveals]
+    return _ID.pack(len(rows)) + b"".join([p + sha(head + p + r).digest() for p, r in rows])
 
 
-def graph_seed(config_digest: bytes, reveals: Iterable[tuple[int, bytes]]) -> bytes:
-    """The Harary ring's seed: SHA-256(label || config digest || each sorted (u32 client, r_u))."""
-    h = hashlib.sha256(_GRAPH_SEED_LABEL + config_digest)
-    for client, reveal in reveals:
-        h.update(_ID.pack(client) + reveal)
-    return h.digest()
+def commitments_digest(config_digest: bytes, listed: bytes) -> bytes:
+    """SHA-256(label || config digest || the committed list as the wire carries it: u32
+    count, then u32 client + commitment per client, ids increasing): what a client keeps of
+    the list it was shown, and checks the reveals against."""
+    return hashlib.sha256(_GRAPH_LIST_LABEL + config_digest + listed).digest()
+
+
+def graph_seed(config_digest: bytes, reveals: bytes) -> bytes:
+    """The Harary ring's seed: SHA-256(label || config digest || every (client, r_client) as
+    the wire carries them: u32 count, then u32 client + r per client, ids increasing)."""
+    return hashlib.sha256(_GRAPH_SEED_LABEL + config_digest + reveals).digest()

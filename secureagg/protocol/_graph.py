@@ -122,7 +122,10 @@ class Graph:
         """
         if not self.needs_seed:
             raise ConfigError(f"{self!r} has no seed to fix")
-        return Graph.harary(self.ids, self.degree, rng_seed)
+        if not isinstance(rng_seed, bytes) or len(rng_seed) < 16:
+            raise ConfigError("rng_seed must be at least 16 bytes")
+        # ids and degree were checked when this graph was built
+        return Graph(self.ids, self.degree, _ring(self.ids, self.degree, rng_seed), rng_seed)
 
     @property
     def needs_seed(self) -> bool:

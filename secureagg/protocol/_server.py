@@ -419,7 +419,7 @@ class ServerSession:
         cfg = self.config
         self._enough(Stage.ADVERTISE, cfg.graph.ids, state.keys)
         if not cfg.commit_reveal:
-            return self._send_keys(state.keys, ())
+            return self._send_keys(state.keys, pairs_bytes(()))
         # every advertiser gets the same committed list (encoded once), then reveals its r_u
         listed = pairs_bytes(tuple(sorted(state.graph_commitments.items())))
         self._state = CollectReveals(state.keys, state.graph_commitments)
@@ -440,15 +440,13 @@ class ServerSession:
                 "the round aborts (a seed from a subset could be chosen by dropping clients)"
             )
         reveals = tuple(sorted(state.reveals.items()))
-        self._graph = self.config.graph.with_seed(graph_seed(self.config.digest, reveals))
-        return self._send_keys(state.u1, reveals)
+        revealed = pairs_bytes(reveals)  # the same for every recipient: encoded once
+        self._graph = self.config.graph.with_seed(graph_seed(self.config.digest, revealed))
+        return self._send_keys(state.u1, revealed)
 
-    def _send_keys(
-        self, u1: dict[int, KeyEntry], reveals: tuple[tuple[int, bytes], ...]
-    ) -> Mapping[int, bytes]:
+    def _send_keys(self, u1: dict[int, KeyEntry], revealed: bytes) -> Mapping[int, bytes]:
         cfg, graph = self.config, self.graph
         entry = {v: key_entry_bytes(e) for v, e in u1.items()}  # each encoded once, not k times
-        revealed = pairs_bytes(reveals)  # the same for every recipient: encoded once
 
         def broadcast(u: int) -> bytes:
             members = sorted((graph.neighbours(u) & u1.keys()) | {u})

@@ -23,6 +23,7 @@ from secureagg.protocol import (
     new_round_id,
     simulate_configured_round,
 )
+from secureagg.protocol._codec import pairs_bytes
 from secureagg.protocol._commitment import graph_seed
 from secureagg.protocol._signing import identity_public
 
@@ -132,7 +133,7 @@ def check_round(case: dict[str, object], ran: Ran) -> None:
         """The graph the reveals on the wire fix (what every client computes)."""
         msg = decode(data)
         if isinstance(msg, KeysBroadcast) and msg.reveals and not used:
-            used.append(graph.with_seed(graph_seed(cfg.digest, msg.reveals)))
+            used.append(graph.with_seed(graph_seed(cfg.digest, pairs_bytes(msg.reveals))))
         return data
 
     try:

@@ -36,6 +36,7 @@ from secureagg.protocol import (
     new_round_id,
 )
 from secureagg.protocol._client_state import InputSent
+from secureagg.protocol._codec import pairs_bytes
 from secureagg.protocol._commitment import graph_commitment, graph_seed
 
 N, K, T, D, BITS = 30, 8, 3, 6, 16
@@ -148,7 +149,9 @@ def test_by_default_the_server_cannot_move_the_seed_once_commitments_are_fixed()
     while True:
         tries += 1
         forged = dict(reveals) | {c: os.urandom(32) for c in COLLUDERS}
-        ground = Graph.harary(IDS, K).with_seed(graph_seed(r.config.digest, sorted(forged.items())))
+        ground = Graph.harary(IDS, K).with_seed(
+            graph_seed(r.config.digest, pairs_bytes(tuple(sorted(forged.items()))))
+        )
         if surrounded(ground):
             break
         assert tries < 20_000
