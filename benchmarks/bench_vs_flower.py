@@ -528,8 +528,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
     )
     print(
         "\nPer-client CPU time (the node's thread; its waits, the fdatasync included, left out:\n"
-        "steadier than wall time on a busy machine) and, for secureagg, CPU plus the time its\n"
-        "journal spent off the CPU (the fdatasync's wait): its wall time on an idle machine:"
+        "no run queue, but memory-bound work still slows when other processes load the\n"
+        "machine) and, for secureagg, CPU plus the time its journal spent off the CPU:"
     )
     for r in results:
         row, s, f = r["row"], r["secureagg"], r["flower"]
