@@ -1,11 +1,13 @@
 """Nodes that crash after a reply and come back with an older saved session (issue 12).
 
 A hostile server runs an honest round, then, on random schedules, rolls clients back to the
-state they saved before any reply (masked input, consistency signature, unmask answer) and
-asks again: with another input, another survivor list, another split of survivors and
-dropouts, and, in signed mode, with every signature it gathered. Whatever it does, it never
-holds two masked inputs of one client, nor t shares of both secrets of one client (the
-self-mask seed b_v and the mask key s_v), which is what recovering x_v takes.
+state they saved before any reply (graph-seed reveal on a sparse graph, masked input,
+consistency signature, unmask answer) and asks again: with another committed list, another
+input, another survivor list, another split of survivors and dropouts, and, in signed mode,
+with every signature it gathered. Whatever it does, it never holds two masked inputs of one
+client, nor t shares of both secrets of one client (the self-mask seed b_v and the mask key
+s_v), which is what recovering x_v takes, nor a client's reveal for two committed lists
+(which would let it choose between two graph seeds).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from secureagg.protocol import (
     MaskedInput,
     MemoryJournal,
     RoundConfig,
+    SeedCommitments,
+    SeedReveal,
     ServerSession,
     Stage,
     UnmaskRequest,
@@ -57,11 +61,14 @@ class Adversary:
         self.seed_holders: dict[int, set[int]] = {}  # v -> clients that revealed b_v shares
         self.key_holders: dict[int, set[int]] = {}  # v -> clients that revealed s_v shares
         self.signatures: dict[tuple[int, ...], dict[int, bytes]] = {}
+        self.revealed_for: dict[int, set[bytes]] = {}  # u -> the committed lists it revealed for
 
     def take(self, u: int, reply: bytes, request: bytes) -> None:
         msg = decode(reply)
         if isinstance(msg, MaskedInput):
             self.masked.setdefault(u, set()).add(msg.vector.tobytes())
+        elif isinstance(msg, SeedReveal):
+            self.revealed_for.setdefault(u, set()).add(request)
         elif isinstance(msg, ConsistencySignature):
             req = decode(request)
             assert isinstance(req, ConsistencyRequest)
@@ -78,6 +85,7 @@ class Adversary:
             assert len(self.masked.get(v, ())) <= 1, f"two masked inputs of client {v}"
             both = len(self.seed_holders.get(v, ())) >= t and len(self.key_holders.get(v, ())) >= t
             assert not both, f"t shares of both secrets of client {v}"
+            assert len(self.revealed_for.get(v, ())) <= 1, f"client {v} revealed for two lists"
 
 
 actions = st.lists(
@@ -91,31 +99,46 @@ actions = st.lists(
 @given(
     n=st.sampled_from([3, 4, 5, 5, 5]),
     signed=st.booleans(),
+    sparse=st.booleans(),
     schedule=actions,
     victim=st.integers(0, 4),
     seed=st.integers(0, 2**16),
 )
 @example(  # unsigned: three clients rolled back before unmask, each asked with 1 dropped
-    n=5, signed=False, schedule=[(1, 1, 1), (2, 1, 1), (3, 1, 1)], victim=0, seed=1
+    n=5, signed=False, schedule=[(1, 1, 1), (2, 1, 1), (3, 1, 1)], victim=0, sparse=False, seed=1
 )
 @example(  # signed: four rolled back before consistency sign "all but 1", then unmask
-    n=5, signed=True, schedule=[(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)], victim=0, seed=2
+    n=5,
+    signed=True,
+    schedule=[(1, 1, 1), (2, 1, 1), (3, 1, 1), (4, 1, 1)],
+    victim=0,
+    sparse=False,
+    seed=2,
 )
-@example(n=4, signed=False, schedule=[(0, 0, 0), (0, 0, 0)], victim=1, seed=3)  # mask twice
+@example(
+    n=4, signed=False, schedule=[(0, 0, 0), (0, 0, 0)], victim=1, sparse=False, seed=3
+)  # mask twice
 def test_rolled_back_clients_never_give_the_server_an_individual_input(
-    n: int, signed: bool, schedule: list[tuple[int, int, int]], victim: int, seed: int
+    n: int,
+    signed: bool,
+    schedule: list[tuple[int, int, int]],
+    victim: int,
+    seed: int,
+    sparse: bool,
 ) -> None:
     """``schedule``: (client, which saved state, list choice); a list leaves out ``victim``
-    (the client whose input the server is after) or, one time in four, is any subset."""
+    (the client whose input the server is after) or, one time in four, is any subset.
+    ``sparse`` (n = 5): a Harary graph of degree 2, its seed from the commit-reveal."""
     ids = list(range(1, n + 1))
     victim = ids[victim % n]
     keys = {u: Ed25519PrivateKey.generate() for u in ids} if signed else {}
+    graph = Graph.harary(ids, 2) if sparse and n == 5 else Graph.complete(ids)
     cfg = RoundConfig(
         new_round_id(seed),
         BITS,
         D,
-        default_threshold(n - 1),
-        Graph.complete(ids),
+        default_threshold(graph.degree),
+        graph,
         signed=signed,
         identity_keys={u: identity_public(k) for u, k in keys.items()},
     )
@@ -159,7 +182,16 @@ def test_rolled_back_clients_never_give_the_server_an_individual_input(
         u = ids[who % n]
         snap = snapshots[u][which % len(snapshots[u])]
         session = restore(u, snap.blob)  # the crash: back to before that reply
-        if snap.stage is Stage.MASKED_INPUT:  # mask another input (trained differently)
+        if snap.stage is Stage.REVEAL:  # reveal for another committed list
+            listed = decode(snap.request)
+            assert isinstance(listed, SeedCommitments)
+            entries = list(listed.commitments)
+            i = bits % len(entries)
+            if entries[i][0] == u:
+                i = (i + 1) % len(entries)
+            entries[i] = (entries[i][0], bits.to_bytes(32, "big"))
+            ask(u, session, encode(SeedCommitments(rid, u, tuple(entries))))
+        elif snap.stage is Stage.MASKED_INPUT:  # mask another input (trained differently)
             session.provide_input(rng.integers(0, 2**BITS, D, dtype=np.uint16))
             ask(u, session, snap.request)
         elif snap.stage is Stage.CONSISTENCY:  # sign another list
