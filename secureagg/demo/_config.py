@@ -89,7 +89,7 @@ class DemoConfig:
     target_epsilon: float | None = 4.0
     delta: float = 1e-5
     max_grad_norm: float = 1.0
-    update_clip: float = 4.0
+    update_clip: float = 0.75
     dropout_rate: float = 1.0
     graph: str = "complete"
     degree: int | None = None
