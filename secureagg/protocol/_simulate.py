@@ -259,8 +259,13 @@ class _Network:
         self.server_cost.seconds += time.perf_counter() - start
 
     def to_client(self, u: int, stage: Stage, data: bytes) -> None:
-        """The server sends ``data`` to client u, which answers unless it is gone or refuses."""
+        """The server sends ``data`` to client u, which answers unless it is gone or refuses.
+
+        A client that is gone, refused, or sent its unmask answer (its last message) is never
+        asked again: its session is dropped, as a finished device would hold it on its own.
+        """
         if not self.answers(u, stage):
+            self.clients.pop(u, None)
             return
         hook = self._hooks[1]
         delivered = data if hook is None else hook(stage, u, data)
@@ -278,5 +283,8 @@ class _Network:
             reply = self.timed(u, answer)
         except RoundAborted:
             self._lost.add(u)
+            del self.clients[u]
             return
+        if stage is Stage.UNMASK:
+            del self.clients[u]  # its last message: nothing more is asked of it
         self.to_server_from(u, stage, reply)
