@@ -31,26 +31,27 @@ class Graph:
     Parameters:
         ids: The client ids.
         degree: Neighbours per client.
-        adjacency: Client -> its neighbours (None: the complete graph, or a Harary graph
-            whose seed is not known yet).
+        ring: A Harary graph's ring order (None: the complete graph, or a Harary graph
+            whose seed is not known yet); neighbours are worked out from it when asked.
         rng_seed: The seed that ordered a Harary graph's ring (None for the complete graph
             and for a Harary graph whose seed comes later, see :attr:`needs_seed`).
     """
 
-    __slots__ = ("_adjacency", "_all", "degree", "ids", "rng_seed")
+    __slots__ = ("_all", "_memo", "_ring", "degree", "ids", "rng_seed")
 
     def __init__(
         self,
         ids: tuple[int, ...],
         degree: int,
-        adjacency: dict[int, frozenset[int]] | None,
+        ring: _Ring | None,
         rng_seed: bytes | None,
     ) -> None:
         self.ids = ids
         self.degree = degree
         self.rng_seed = rng_seed
         self._all = frozenset(ids)
-        self._adjacency = adjacency
+        self._ring = ring
+        self._memo: dict[int, frozenset[int]] = {}
 
     @staticmethod
     def _check_ids(ids: Iterable[int]) -> tuple[int, ...]:
@@ -130,12 +131,12 @@ class Graph:
     @property
     def needs_seed(self) -> bool:
         """True for a Harary graph whose ring order is not fixed yet (commit-reveal)."""
-        return self._adjacency is None and self.degree < len(self.ids) - 1
+        return self._ring is None and self.degree < len(self.ids) - 1
 
     @property
     def is_complete(self) -> bool:
         """True for the complete graph."""
-        return self._adjacency is None and not self.needs_seed
+        return self._ring is None and not self.needs_seed
 
     def __contains__(self, client: object) -> bool:
         return client in self._all
@@ -159,9 +160,15 @@ class Graph:
             raise ConfigError(f"client {client!r} is not in this round's graph")
         if self.needs_seed:
             raise ConfigError("the ring order of this Harary graph is not fixed yet")
-        if self._adjacency is None:
+        if self._ring is None:
             return self._all - {client}
-        return self._adjacency[client]
+        found = self._memo.get(client)
+        if found is None:
+            order, position = self._ring
+            n, half, pos = len(order), self.degree // 2, position[client]
+            found = frozenset(order[(pos + step) % n] for step in range(-half, half + 1) if step)
+            self._memo[client] = found
+        return found
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):
@@ -178,20 +185,23 @@ class Graph:
         return f"Graph({kind}, n={len(self.ids)})"
 
 
+_Ring = tuple[tuple[int, ...], dict[int, int]]
+"""A Harary graph's ring: the ids in ring order, and each id's position on it."""
+
+
 @functools.lru_cache(maxsize=4)
-def _ring(ids: tuple[int, ...], degree: int, seed: bytes) -> dict[int, frozenset[int]]:
-    """The adjacency of H(degree, n) over the ring ordered by ``seed``. Cached: in a simulated
-    round every client rebuilds the same graph from the same revealed seed. Callers must not
-    change the dict (the Graph that holds it never does)."""
-    n = len(ids)
-    ring = sorted(
-        ids,
-        key=lambda i: hashlib.sha256(_PERMUTATION_LABEL + seed + struct.pack(">I", i)).digest(),
-    )
-    half = degree // 2
-    adjacency: dict[int, frozenset[int]] = {}
-    for pos, u in enumerate(ring):
-        adjacency[u] = frozenset(
-            ring[(pos + step) % n] for step in range(-half, half + 1) if step != 0
-        )
-    return adjacency
+def _ring(ids: tuple[int, ...], degree: int, seed: bytes) -> _Ring:
+    """The ring of H(degree, n) ordered by ``seed``: n hashes and a sort, O(n log n); a
+    client's neighbours are read off it when asked (building every neighbourhood up front
+    cost O(n k) per message on a client that needs one). Cached: in a simulated round every
+    client rebuilds the same ring from the same revealed seed. Callers must not change it."""
+    prefix = hashlib.sha256(_PERMUTATION_LABEL + seed)
+    pack = struct.Struct(">I").pack
+
+    def key(i: int) -> bytes:
+        h = prefix.copy()
+        h.update(pack(i))
+        return h.digest()
+
+    order = tuple(sorted(ids, key=key))
+    return order, {u: pos for pos, u in enumerate(order)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 
@@ -148,3 +149,21 @@ def test_disconnection_bound_is_an_upper_bound_by_enumeration(n: int, k: int, ba
     cut = sum(1 for gone in subsets if not _connected(g, set(ids) - set(gone)))
     bound = 2.0 ** log2_disconnection_bound(n, k, bad)
     assert 0 < cut / len(subsets) <= bound < 1
+
+
+@pytest.mark.parametrize(("n", "k"), [(7, 2), (50, 10), (300, 36)])
+def test_harary_neighbours_are_the_ring_positions_around_each_client(n: int, k: int) -> None:
+    # written from the spec (docs/protocol.md): ring order by SHA-256(label || seed || id),
+    # each client joined to the k/2 nearest on either side
+    ids = list(range(3, 3 * n + 3, 3))
+    ring = sorted(
+        ids,
+        key=lambda i: hashlib.sha256(
+            b"secureagg/v1/harary-permutation" + SEED + i.to_bytes(4, "big")
+        ).digest(),
+    )
+    g = Graph.harary(reversed(ids), k, SEED)
+    for pos, u in enumerate(ring):
+        want = {ring[(pos + s) % n] for s in range(1, k // 2 + 1)}
+        want |= {ring[(pos - s) % n] for s in range(1, k // 2 + 1)}
+        assert g.neighbours(u) == want
