@@ -144,6 +144,24 @@ class Graph:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def in_ring_order(self, members: Iterable[int]) -> list[int]:
+        """``members`` in the ring's order (sorted ids for the complete graph, or a Harary
+        graph whose seed is not fixed yet).
+
+        Neighbours sit next to each other on the ring, so work done client by client in
+        this order (the server's broadcasts and share deliveries) finds each neighbourhood's
+        data still in cache.
+
+        Parameters:
+            members: Client ids of this graph.
+
+        Returns:
+            Them, ordered.
+        """
+        if self._ring is None:
+            return sorted(members)
+        return sorted(members, key=self._ring[1].__getitem__)
+
     def neighbours(self, client: int) -> frozenset[int]:
         """The neighbours of ``client`` (never itself).
 

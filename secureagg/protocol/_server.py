@@ -452,7 +452,7 @@ class ServerSession:
             members = sorted((graph.neighbours(u) & u1.keys()) | {u})
             return keys_broadcast_bytes(cfg.round_id, u, [entry[v] for v in members], revealed)
 
-        recipients = sorted(u1)
+        recipients = graph.in_ring_order(u1)  # neighbours' entries stay in cache
         self._state = CollectShares(u1, {u: keys_digest(broadcast(u)) for u in recipients})
         return Outbox(recipients, broadcast)
 
@@ -480,7 +480,8 @@ class ServerSession:
 
         acc = zeros(cfg.d, cfg.bits)
         self._state = CollectMasked(state.u1, state.commitments, u2, acc)
-        return Outbox(sorted(u2), delivery)
+        # in ring order: consecutive recipients share most senders, whose blobs stay in cache
+        return Outbox(self.graph.in_ring_order(u2), delivery)
 
     def _close_masked(self, state: CollectMasked) -> Mapping[int, bytes]:
         cfg = self.config
@@ -504,7 +505,7 @@ class ServerSession:
         )
         out = {}
         alive_set, gone_set = frozenset(u3), frozenset(dropped)
-        for u in u3:  # unsigned: each client only needs the lists restricted to its neighbours
+        for u in self.graph.in_ring_order(u3):  # unsigned: each gets only its neighbours' part
             mine = self.graph.neighbours(u) | {u}  # O(k log k): no scan of U3 per client
             alive = tuple(sorted(mine & alive_set))
             gone = tuple(sorted(mine & gone_set))

@@ -40,6 +40,23 @@ def test_harary_graph_is_regular_symmetric_and_seeded(n: int, k: int) -> None:
     assert any(other.neighbours(u) != g.neighbours(u) for u in ids)  # a different permutation
 
 
+@pytest.mark.parametrize(("n", "k"), [(5, 2), (12, 4), (40, 10), (101, 36)])
+def test_ring_order_walks_the_ring(n: int, k: int) -> None:
+    """in_ring_order(all ids) visits the ring: each client's successor (cyclically) is its
+    neighbour at distance 1, so k/2 steps either way are exactly its neighbours; a subset
+    keeps the full order; the complete graph gives sorted ids."""
+    ids = list(range(3, 3 + n))
+    g = Graph.harary(ids, k, bytes(range(16)))
+    order = g.in_ring_order(reversed(ids))
+    assert sorted(order) == ids
+    for pos, u in enumerate(order):
+        window = {order[(pos + s) % n] for s in range(-(k // 2), k // 2 + 1) if s}
+        assert g.neighbours(u) == window
+    subset = ids[::3]
+    assert g.in_ring_order(subset) == [u for u in order if u in set(subset)]
+    assert Graph.complete(ids).in_ring_order(reversed(ids)) == ids
+
+
 def test_harary_degree_checks() -> None:
     with pytest.raises(ConfigError):
         Graph.harary(range(1, 10), 3, SEED)
