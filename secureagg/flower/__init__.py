@@ -4,7 +4,10 @@ Two changed lines turn a Flower app secure: the ClientApp gets ``mods=[secureagg
 the ServerApp wraps its strategy, ``SecureAggregation(FedAvg(...), max_examples=...)``.
 ``train_privately`` trains a client with Opacus DP-SGD and keeps its privacy history across
 rounds. Only ``train_privately`` loads torch, so the protocol-stage messages (a fresh
-ClientApp process each, in Flower's deployment engine) start fast. ``generate_identity``
+ClientApp process each, in Flower's deployment engine) start fast. ``NodePrivacy`` is the
+ledger and the DP-SGD floors a node pins in its own node config (``secureagg-ledger``,
+``-noise-multiplier``, ``-max-grad-norm``, ``-budget``, ``-delta``), which
+``train_privately`` enforces whatever the server's run config says. ``generate_identity``
 and ``load_members`` handle signed mode's key and members files. ``RoundReport`` is what
 ``SecureAggregation.reports`` keeps per round. ``RECORD_KEY`` names the ConfigRecord that
 carries secureagg's bytes in a message (a ClientApp leaves it alone), and ``STATE_KEY`` the
@@ -23,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from secureagg.flower._identity import generate_identity, load_identity, load_members
 from secureagg.flower._mod import secureagg_mod
+from secureagg.flower._node_privacy import NodePrivacy
 from secureagg.flower._records import RECORD_KEY, STATE_KEY
 from secureagg.flower._strategy import RoundReport, SecureAggregation
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RECORD_KEY",
     "STATE_KEY",
+    "NodePrivacy",
     "RoundReport",
     "SecureAggregation",
     "generate_identity",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from secureagg._exceptions import ConfigError
+from secureagg.flower._node_privacy import NodePrivacy
 from secureagg.flower._records import PRIVACY_KEY, RECORD_KEY
 from secureagg.privacy import (
     PrivacyConfig,
@@ -54,6 +56,12 @@ def train_privately(
     would pass ``privacy.budget_epsilon`` declines. A node whose own node config opts in to
     ``secureagg-weighting = "examples-public"`` sends its true example count, so its
     epsilons, budget and calibration are under replace-one (without ``count_noise``).
+    The node's own node config (set by its operator, never by the server's run config) may
+    pin a ledger and DP-SGD floors (:class:`NodePrivacy`: ``secureagg-ledger``,
+    ``secureagg-noise-multiplier``, ``secureagg-max-grad-norm``, ``secureagg-budget``,
+    ``secureagg-delta``): a pinned ledger replaces ``ledger``, and a ``privacy`` with less
+    noise, a larger clip, a larger or no budget, or a larger delta is declined before any
+    training, with the reason in the reply.
     ``context.state`` keeps a cache of the history (counted instead when it holds more
     steps than the ledger); without a ledger it is the only record, and a new run (a new
     Context) starts it at zero, so budgets across runs and restarts need the ledger.
@@ -77,6 +85,17 @@ def train_privately(
     """
     if not isinstance(privacy, PrivacyConfig):
         raise ConfigError(f"privacy must be a PrivacyConfig, got {type(privacy).__name__}")
+    pins = NodePrivacy.from_node_config(context.node_config)
+    weaker = pins.problem(privacy, privacy.noise_multiplier or float("inf"))
+    if weaker is not None:
+        log.warning("node declines: %s", weaker)
+        return _decline(msg, weaker)
+    if pins.ledger is not None:
+        if ledger is not None and Path(ledger) != pins.ledger:
+            log.warning(
+                "the app's ledger %s is not this node's %s: using the node's", ledger, pins.ledger
+            )
+        ledger = pins.ledger
     records = msg.content.array_records
     if arrays_key not in records:
         raise ConfigError(f"the server's message has no {arrays_key!r} ArrayRecord")
@@ -139,6 +158,10 @@ def train_privately(
         history=history,
         relation=relation,
     )
+    weaker = pins.problem(privacy, trainer.noise_multiplier)  # a calibrated noise
+    if weaker is not None:
+        log.warning("client %s declines round %d: %s", who, rnd, weaker)
+        return _decline(msg, weaker)
     if not trainer.can_train():
         if book is not None:
             trainer.record_round(book, who, rnd, participated=False, reason="budget", run=run)

@@ -178,8 +178,10 @@ def run_config(**values: Any) -> list[str]:
     return out
 
 
-def check_results(tmp: Path, *, rounds: int, nodes: int) -> dict[str, Any]:
-    """Check the example's results JSON and privacy ledgers after ``rounds`` secure rounds."""
+def check_results(tmp: Path, *, rounds: int, ledgers: list[Path]) -> dict[str, Any]:
+    """Check the example's results JSON and the nodes' privacy ledgers (``ledgers``, by
+    partition id) after ``rounds`` secure rounds."""
+    nodes = len(ledgers)
     results: dict[str, Any] = json.loads((tmp / "results.json").read_text())
     assert sorted(results["rounds"], key=int) == [str(r) for r in range(1, rounds + 1)]
     for report in results["rounds"].values():
@@ -196,8 +198,8 @@ def check_results(tmp: Path, *, rounds: int, nodes: int) -> dict[str, Any]:
     accuracy = {int(r): a for r, a in results["accuracy"].items()}
     assert sorted(accuracy) == list(range(rounds + 1))
     assert accuracy[rounds] > 0.4 > accuracy[0]  # it learned (10 classes: chance is 0.1)
-    for pid in range(nodes):
-        ledger = json.loads((tmp / f"ledger-{pid}.json").read_text())
+    for pid, path in enumerate(ledgers):
+        ledger = json.loads(path.read_text())
         records = ledger["clients"][str(pid)]["records"]
         assert [r["round"] for r in records] == list(range(1, rounds + 1))
         assert all(r["participated"] and r["noise_multiplier"] == 1.0 for r in records)

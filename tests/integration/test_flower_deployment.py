@@ -31,11 +31,13 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
         names = [f"supernode-{i}" for i in range(NODES)]
         for i, (name, port) in enumerate(zip(names, node_ports, strict=True)):
             journal = tmp_path / f"node{i}.journal"  # on the node's disk, named in its config
+            ledger = tmp_path / f"ledger-{i}.json"  # so is its privacy ledger
             engine.supernode(
                 name,
                 link,
                 port,
-                f"partition-id={i} num-partitions={NODES} secureagg-journal='{journal}'",
+                f"partition-id={i} num-partitions={NODES} secureagg-journal='{journal}' "
+                f"secureagg-ledger='{ledger}'",
             )
         engine.wait_connected(names)
         out = engine.flwr_run(
@@ -45,7 +47,6 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
             *run_config(
                 num_server_rounds=ROUNDS,
                 results_path=str(tmp_path / "results.json"),
-                ledger_dir=str(tmp_path),
             ),
             timeout=720,
         )
@@ -54,7 +55,9 @@ def test_the_app_runs_on_a_superlink_and_three_supernodes(tmp_path: Path) -> Non
         engine.close()
     assert "Traceback" not in out, out[-4000:]
     assert out.count(f"'secureagg-survivors': {NODES}") == ROUNDS
-    check_results(tmp_path, rounds=ROUNDS, nodes=NODES)
+    check_results(
+        tmp_path, rounds=ROUNDS, ledgers=[tmp_path / f"ledger-{i}.json" for i in range(NODES)]
+    )
     for name, log in logs.items():
         # per round: setup (keys), share-keys, masked-input (trains) and unmask
         assert log.count("Receiving: train message") == 4 * ROUNDS, name

@@ -103,7 +103,6 @@ def test_the_app_runs_in_the_simulation_engine(tmp_path: Path) -> None:
             *run_config(
                 num_server_rounds=2,
                 results_path=str(tmp_path / "results.json"),
-                ledger_dir=str(tmp_path),
             ),
             timeout=240,
         )
@@ -111,7 +110,10 @@ def test_the_app_runs_in_the_simulation_engine(tmp_path: Path) -> None:
         engine.close()
     assert "Traceback" not in out, out[-4000:]
     assert "'secureagg-survivors': 3" in out
-    check_results(tmp_path, rounds=2, nodes=3)
+    # The simulation engine sets no node config beyond the partition, so each node keeps
+    # its ledger in the home folder (HOME is tmp_path/home for every Flower process here).
+    home = tmp_path / "home" / ".secureagg"
+    check_results(tmp_path, rounds=2, ledgers=[home / f"flower-ledger-{i}.json" for i in range(3)])
 
 
 def test_the_app_declares_every_package_it_imports() -> None:

@@ -24,18 +24,18 @@ def train(msg: Message, context: Context) -> Message:
     import torch
 
     from secure_app.task import Net, load_data
-    from secureagg.flower import train_privately
+    from secureagg.flower import NodePrivacy, train_privately
 
     cfg, node = context.run_config, context.node_config
     model = Net()
     trainloader, _ = load_data(node["partition-id"], node["num-partitions"], cfg["batch-size"])
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"])
-    privacy = PrivacyConfig(
-        noise_multiplier=cfg["noise-multiplier"], max_grad_norm=cfg["max-grad-norm"]
-    )
-    ledger = None  # optional: this node's privacy ledger, for `secureagg audit`
-    if cfg["ledger-dir"]:
-        ledger = Path(str(cfg["ledger-dir"])) / f"ledger-{node['partition-id']}.json"
+    # what protects this node comes from its own node config, never from the server's run
+    # config; train_privately declines settings weaker than the node pins
+    privacy = NodePrivacy.from_node_config(node).apply(PrivacyConfig(noise_multiplier=1.0))
+    home = Path.home() / ".secureagg" / f"flower-ledger-{node['partition-id']}.json"
+    ledger = Path(str(node.get("secureagg-ledger") or home))  # this node's privacy ledger
+    ledger.parent.mkdir(parents=True, exist_ok=True)
     epochs = cfg["local-epochs"]
     return train_privately(
         msg, context, model, optimizer, trainloader, privacy, local_epochs=epochs, ledger=ledger
