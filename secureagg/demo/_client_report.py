@@ -233,7 +233,7 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
             "gamma": None if first is None else first.gamma,
             "local_variance": None if first is None else first.local_variance,
             "local_std": None if first is None else first.local_std,
-            "clip": cfg.update_clip,
+            "update_clip": cfg.update_clip,
             "threshold": result.graph.threshold,
             "colluders": cfg.colluders,
             "n_min": result.graph.threshold - cfg.colluders,
@@ -311,7 +311,7 @@ def render_client_markdown(report: dict[str, Any], plots: dict[str, str], ledger
         f"{d['test_examples']} held-out test examples that no client trained on), "
         f"{cfg['rounds']} rounds. Each round every device joins by its own coin with "
         f"probability {p['client_rate']:g}; the joined devices train with plain SGD, clip "
-        f"their update to L2 norm {p['clip']:g}, add a share of discrete Gaussian noise and "
+        f"their update to L2 norm {p['update_clip']:g}, add a share of discrete Gaussian noise and "
         f"send it masked; secure aggregation (complete graph over the round's devices, "
         f"threshold {p['threshold']}, {p['bits']}-bit ring) releases only the sum. The "
         f"baseline trains every device every round without clipping, noise or masking.",

@@ -203,7 +203,7 @@ class DistributedEncoder:
         out: dict[str, int | float | str] = {
             "mode": "distributed-dp",
             "mechanism": p.mechanism,
-            "clip": float(p.clip),
+            "update-clip": float(p.clip),
             "gamma": float(p.gamma),
             "variance": float(p.variance),
             "beta": float(p.beta),

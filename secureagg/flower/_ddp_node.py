@@ -99,7 +99,7 @@ class NodeDistributed:
                 _get(config, "mechanism", str),
                 _get(config, "model-size", int),
                 config.bits,
-                _get(config, "clip", float),
+                _get(config, "update-clip", float),
                 _get(config, "gamma", float),
                 _get(config, "variance", float),
                 _get(config, "beta", float),

@@ -48,6 +48,7 @@ takes part in signed rounds."""
 PINNED: dict[str, type] = {
     "max-examples": int,
     "clip": float,
+    "update-clip": float,
     "frac-bits": int,
     "max-clients": int,
     "weighting": str,

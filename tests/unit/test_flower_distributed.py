@@ -181,6 +181,27 @@ def test_a_node_that_pins_distributed_dp_declines_a_plain_round() -> None:
     lb._run(grid, _strategy(), 1)  # the same nodes take part in a distributed-DP round
 
 
+def test_the_update_clip_has_its_own_key_and_a_node_can_pin_it() -> None:
+    # the round config's "clip" is the per-coordinate bound of plain rounds; the L2 bound
+    # of a whole update travels as "update-clip", which a node pins as secureagg-update-clip
+    cfg = _config()
+    assert cfg.encoding["update-clip"] == SETTINGS.update_clip
+    assert "clip" not in cfg.encoding or cfg.encoding["clip"] != SETTINGS.update_clip
+    grid = lb.LoopbackGrid(lb._app(), 4)
+    for ctx in grid.contexts.values():
+        ctx.node_config["secureagg-update-clip"] = 2 * SETTINGS.update_clip
+    looser = _strategy()
+    lb._run(grid, looser, 1)
+    report = looser.reports[1]
+    assert report.aborted is not None and len(report.declined) == 4
+    assert all("update-clip" in why for why in report.declined.values())
+    for ctx in grid.contexts.values():
+        ctx.node_config["secureagg-update-clip"] = SETTINGS.update_clip
+    agreed = _strategy()
+    lb._run(grid, agreed, 1)  # the same nodes take part when the values agree
+    assert agreed.reports[1].aborted is None and not agreed.reports[1].declined
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
