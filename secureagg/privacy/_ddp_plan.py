@@ -236,21 +236,8 @@ def _plan(
     beta: float,
     n_sum: int,
 ) -> DistributedPlan:
-    std = local_std_for_epsilon(
-        mechanism,
-        epsilon,
-        clip=clip,
-        gamma=clip * 1e-9,
-        n=n_min,
-        dim=dim,
-        rounds=rounds,
-        delta=delta,
-        sample_rate=sample_rate,
-        beta=beta,
-    )
-    gamma = choose_gamma(bits, n=n_sum, dim=dim, clip=clip, local_std=std, k=k)
-    for _ in range(200):
-        std = local_std_for_epsilon(
+    def std_at(gamma: float) -> float:  # the local noise that meets epsilon at this gamma
+        return local_std_for_epsilon(
             mechanism,
             epsilon,
             clip=clip,
@@ -262,6 +249,11 @@ def _plan(
             sample_rate=sample_rate,
             beta=beta,
         )
+
+    std = std_at(clip * 1e-9)
+    gamma = choose_gamma(bits, n=n_sum, dim=dim, clip=clip, local_std=std, k=k)
+    for _ in range(200):
+        std = std_at(gamma)
         new = choose_gamma(bits, n=n_sum, dim=dim, clip=clip, local_std=std, k=k)
         if new > 1e3 * clip:
             raise ConfigError("gamma grows without bound: rounding alone exceeds the budget")
@@ -271,18 +263,7 @@ def _plan(
             break
     else:
         raise ConfigError("gamma and the noise did not settle")
-    std = local_std_for_epsilon(
-        mechanism,
-        epsilon,
-        clip=clip,
-        gamma=gamma,
-        n=n_min,
-        dim=dim,
-        rounds=rounds,
-        delta=delta,
-        sample_rate=sample_rate,
-        beta=beta,
-    )
+    std = std_at(gamma)
     return DistributedPlan(
         mechanism,
         bits,
