@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from secureagg._exceptions import ConfigError
-from secureagg._version import __version__
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import SCHEMA, SCHEMA_VERSION, dropouts_text, epsilon_text
+from secureagg.demo._summary import dropouts_text, epsilon_text, report_head
 from secureagg.privacy import DistributedLedger
 
 __all__ = [
@@ -192,17 +191,10 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
     seconds["total"] = sum(seconds.values())
     ratio = [r["noise_rms"] / r["noise_std"] for r in done]
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "secureagg_version": __version__,
-        "config": cfg.to_json(),
-        "data": {
-            "dataset": data.dataset,
-            "classes": list(data.class_names),
-            "features": data.n_features,
-            "train_examples": sum(p.size for p in data.clients.values()),
-            "test_examples": int(data.y_test.shape[0]),
-            "clients": {
+        **report_head(
+            cfg,
+            data,
+            {
                 str(c): {
                     "examples": data.clients[c].size,
                     "label_counts": data.label_counts(c),
@@ -210,7 +202,7 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
                 }
                 for c in ids
             },
-        },
+        ),
         "privacy": {
             "mode": "client",
             "accountant": _ACCOUNTANT,

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from secureagg._version import __version__
+from secureagg.demo._config import DemoConfig
+from secureagg.demo._data import DemoData
 from secureagg.demo._run import DemoResult
 from secureagg.fl import RoundMetrics
 from secureagg.privacy import PrivacyLedger
@@ -155,6 +157,27 @@ def guarantee_text(result: DemoResult) -> str:
     )
 
 
+def report_head(
+    cfg: DemoConfig, data: DemoData, clients: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The fields both report kinds open with: schema, versions, config and the data split
+    (``clients``: each client's entry, by id)."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "secureagg_version": __version__,
+        "config": cfg.to_json(),
+        "data": {
+            "dataset": data.dataset,
+            "classes": list(data.class_names),
+            "features": data.n_features,
+            "train_examples": sum(p.size for p in data.clients.values()),
+            "test_examples": int(data.y_test.shape[0]),
+            "clients": clients,
+        },
+    }
+
+
 def build_report(result: DemoResult) -> dict[str, Any]:
     """The JSON report document; every field is described in docs/demo.md."""
     cfg, data, ledger = result.config, result.data, result.ledger
@@ -204,21 +227,14 @@ def build_report(result: DemoResult) -> dict[str, Any]:
     seconds = dict(result.seconds)
     seconds["total"] = sum(seconds.values())
     return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "secureagg_version": __version__,
-        "config": cfg.to_json(),
-        "data": {
-            "dataset": data.dataset,
-            "classes": list(data.class_names),
-            "features": data.n_features,
-            "train_examples": sum(p.size for p in data.clients.values()),
-            "test_examples": int(data.y_test.shape[0]),
-            "clients": {
+        **report_head(
+            cfg,
+            data,
+            {
                 str(c): {"examples": data.clients[c].size, "label_counts": data.label_counts(c)}
                 for c in ids
             },
-        },
+        ),
         "privacy": {
             "accountant": ACCOUNTANT,
             "delta": cfg.delta,
