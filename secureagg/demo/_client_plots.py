@@ -12,7 +12,7 @@ import numpy.typing as npt
 from matplotlib.ticker import MaxNLocator
 
 from secureagg.demo._check import RoundCheck
-from secureagg.demo._plots import _figure
+from secureagg.demo._plots import _against_true, _centred, _figure, _masked_panel
 
 __all__ = ["plot_client_epsilon", "plot_client_server_view"]
 
@@ -55,12 +55,6 @@ def plot_client_epsilon(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path)
 
 
-def _centred(values: npt.NDArray[Any], bits: int) -> npt.NDArray[np.float64]:
-    v = np.asarray(values).astype(np.float64)
-    out: npt.NDArray[np.float64] = np.where(v >= 2.0 ** (bits - 1), v - 2.0**bits, v)
-    return out
-
-
 def plot_client_server_view(
     report: dict[str, Any],
     captured: tuple[int, npt.NDArray[Any], npt.NDArray[Any]] | None,
@@ -76,35 +70,17 @@ def plot_client_server_view(
         path: The PNG to write.
     """
     fig, axes = _figure(11.5, 3.6, cols=3)
-    view = report["secure_aggregation"]["server_view"]
-    if captured is not None and view is not None:
-        cid, masked, true = captured
-        bits = view["bits"]
-        axes[0].hist(np.asarray(masked).astype(np.float64) / 2.0**bits, bins=16, range=(0, 1))
-        axes[0].set_title(
-            f"what the server saw from client {cid}\n(round {view['round']}, "
-            f"KS p = {view['masked_uniform_ks_pvalue']:.2f} vs uniform)",
-            fontsize=9,
-        )
-        axes[0].set_xlabel(f"masked value / 2^{bits}")
-        axes[0].set_ylabel("coordinates")
+    shown = _masked_panel(axes, report["secure_aggregation"]["server_view"], captured)
+    if shown is not None:
+        cid, bits, true = shown
         axes[1].hist(_centred(true, bits), bins=40, color="tab:orange")
         axes[1].set_title(
             f"client {cid}'s share before masking\n(rotated, rounded, + its noise; integers)",
             fontsize=9,
         )
         axes[1].set_xlabel("value in [-2^(b-1), 2^(b-1))")
-    else:
-        for ax in axes[:2]:
-            ax.text(0.5, 0.5, "no masked vector captured", ha="center", transform=ax.transAxes)
     ax = axes[2]
-    done = [c for c in checks if c.true.size]
-    true_all = np.concatenate([c.true for c in done]) if done else np.zeros(0)
-    rec_all = np.concatenate([c.recovered for c in done]) if done else np.zeros(0)
-    ax.scatter(true_all, rec_all, s=3, alpha=0.3, color="tab:green")
-    if true_all.size:
-        lo, hi = float(true_all.min()), float(true_all.max())
-        ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8)
+    rec_all = _against_true(ax, [c for c in checks if c.true.size], size=3, alpha=0.3)
     stds = [r["noise_std"] for r in report["rounds"] if r["noise_std"] is not None]
     std = f"{float(np.median(stds)):.2g}" if stds else "n/a"
     ax.set_title(

@@ -16,7 +16,16 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import dropouts_text, epsilon_text, report_head
+from secureagg.demo._summary import (
+    dropouts_text,
+    epsilon_text,
+    files_section,
+    percent_text,
+    report_head,
+    round_row,
+    run_summary,
+    secure_aggregation_section,
+)
 from secureagg.privacy import DistributedLedger
 
 __all__ = [
@@ -112,53 +121,20 @@ def _round_row(result: DemoResult, i: int) -> dict[str, Any]:
     std = _noise_std(rec.local_std, len(m.members)) if released else None
     dev = check.recovered - check.true if released else np.zeros(0)
     rms = float(np.sqrt(np.mean(dev**2))) if dev.size else None
-    return {
-        "round": m.round,
-        "participants": list(m.participants),
-        "members": list(m.members),
-        "dropped": {str(c): why for c, why in sorted(m.dropped.items())},
-        "dropouts": {
-            str(c): {"stage": stage, "in_sum": m.in_sum(c)}
-            for c, stage in sorted(m.dropouts.items())
+    return round_row(
+        m,
+        result.baseline.rounds[i].accuracy,
+        {
+            "max_abs_error": float(np.max(np.abs(dev))) if dev.size else None,
+            "error_bound": None,
+            "within_bound": None,
+            "check_max_abs_error": check.max_abs_error if released else None,
+            "noise_std": std,
+            "noise_rms": rms,
+            "honest": len(m.members) - rec.colluders if released else 0,
+            "epsilon": rec.epsilon,
         },
-        "aborted": bool(m.aborted),
-        "accuracy": m.accuracy,
-        "baseline_accuracy": result.baseline.rounds[i].accuracy,
-        "max_abs_error": float(np.max(np.abs(dev))) if dev.size else None,
-        "error_bound": None,
-        "within_bound": None,
-        "check_max_abs_error": check.max_abs_error if released else None,
-        "noise_std": std,
-        "noise_rms": rms,
-        "honest": len(m.members) - rec.colluders if released else 0,
-        "epsilon": rec.epsilon,
-        "client_ms": {str(c): v for c, v in sorted(m.client_ms.items())},
-        "client_bytes": {str(c): v for c, v in sorted(m.client_bytes.items())},
-        "server_ms": m.server_ms,
-        "bits": m.bits,
-    }
-
-
-def _server_view(result: DemoResult) -> dict[str, Any] | None:
-    from scipy import stats
-
-    for m in reversed(result.private.rounds):
-        if m.captured is not None and m.bits is not None:
-            cid, masked, true = m.captured
-            scale = float(2**m.bits)
-            return {
-                "round": m.round,
-                "client": int(cid),
-                "bits": int(m.bits),
-                "length": int(np.asarray(masked).shape[0]),
-                "masked_uniform_ks_pvalue": float(
-                    stats.kstest(np.asarray(masked, dtype=np.float64) / scale, "uniform").pvalue
-                ),
-                "true_uniform_ks_pvalue": float(
-                    stats.kstest(np.asarray(true, dtype=np.float64) / scale, "uniform").pvalue
-                ),
-            }
-    return None
+    )
 
 
 def build_client_report(result: DemoResult) -> dict[str, Any]:
@@ -177,18 +153,6 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
     done = [r for r in rounds if not r["aborted"] and r["noise_std"] is not None]
     first = next((r for r in recs if r.released), recs[0] if recs else None)
     joined = {c: sum(1 for r in rounds if c in r["members"]) for c in ids}
-
-    def per_client(key: str) -> dict[str, float]:
-        return {
-            str(c): fmean([r[key][str(c)] for r in rounds if str(c) in r[key]])
-            for c in ids
-            if any(str(c) in r[key] for r in rounds)
-        }
-
-    final = result.private.rounds[-1].accuracy
-    base_final = result.baseline.rounds[-1].accuracy
-    seconds = dict(result.seconds)
-    seconds["total"] = sum(seconds.values())
     ratio = [r["noise_rms"] / r["noise_std"] for r in done]
     return {
         **report_head(
@@ -238,45 +202,30 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
             "max_epsilon": book.epsilon(),
             "guarantee": client_guarantee_text(result),
         },
-        "secure_aggregation": {
-            "graph": "complete",
-            "degree": None,
-            "threshold": result.graph.threshold,
-            "majority": None,
-            "threshold_note": None,
-            "bits": cfg.bits,
-            "frac_bits": None,
-            "signed": cfg.signed,
-            "dropout_rate": cfg.dropout_rate,
-            "server_view": _server_view(result),
-        },
+        "secure_aggregation": secure_aggregation_section(
+            result,
+            graph="complete",
+            degree=None,
+            threshold=result.graph.threshold,
+            majority=None,
+            threshold_note=None,
+            bits=cfg.bits,
+            frac_bits=None,
+        ),
         "rounds": rounds,
-        "summary": {
-            "final_accuracy": final,
-            "baseline_final_accuracy": base_final,
-            "accuracy_gap_points": None
-            if final is None or base_final is None
-            else 100.0 * (base_final - final),
-            "max_epsilon": book.epsilon(),
-            "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
-            "all_rounds_within_bound": None,
-            "noise_rms_over_std": median(ratio) if ratio else None,
-            "mean_clients_in_sum": fmean([len(r["members"]) for r in done]) if done else 0.0,
-            "rounds_with_dropout": sum(1 for r in rounds if r["dropouts"]),
-            "rounds_missing_update": sum(
-                1 for r in rounds if any(not d["in_sum"] for d in r["dropouts"].values())
-            ),
-            "aborted_rounds": len(rounds) - len(done),
-            "client_bytes_per_round": per_client("client_bytes"),
-            "client_ms_per_round": per_client("client_ms"),
-            "server_ms_per_round": fmean([r["server_ms"] for r in rounds]),
-            "seconds": seconds,
-        },
+        "summary": run_summary(
+            result,
+            rounds,
+            done,
+            {
+                "max_epsilon": book.epsilon(),
+                "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
+                "all_rounds_within_bound": None,
+                "noise_rms_over_std": median(ratio) if ratio else None,
+                "mean_clients_in_sum": fmean([len(r["members"]) for r in done]) if done else 0.0,
+            },
+        ),
     }
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def render_client_markdown(report: dict[str, Any], plots: dict[str, str], ledger: str) -> str:
@@ -310,8 +259,8 @@ def render_client_markdown(report: dict[str, Any], plots: dict[str, str], ledger
         "",
         "| | client-level DP + secure | baseline |",
         "| --- | --- | --- |",
-        f"| final test accuracy | {_pct(s['final_accuracy'])} "
-        f"| {_pct(s['baseline_final_accuracy'])} |",
+        f"| final test accuracy | {percent_text(s['final_accuracy'])} "
+        f"| {percent_text(s['baseline_final_accuracy'])} |",
         f"| epsilon (client level, delta {p['delta']:g}) | {epsilon_text(s['max_epsilon'])} "
         "| none (no DP) |",
         f"| devices in a released sum (mean) / aborted rounds | "
@@ -369,18 +318,12 @@ def render_client_markdown(report: dict[str, Any], plots: dict[str, str], ledger
         std = "-" if r["noise_std"] is None else f"{r['noise_std']:.3g}"
         lines.append(
             f"| {r['round']} | {len(r['members'])}/{len(r['participants'])} | {r['honest']} | "
-            f"{dropped} | {_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
+            f"{dropped} | {percent_text(r['accuracy'])} | {percent_text(r['baseline_accuracy'])} | "
             f"{epsilon_text(r['epsilon'])} | {std} | {r['server_ms']:.0f} |"
         )
-    lines += [
-        "",
-        "## Files",
-        "",
-        "- `report.json`: every figure above (fields described in docs/demo.md)",
+    lines += files_section(
         f"- `{ledger}`: the distributed-DP ledger ({p['ledger_schema']}) the epsilon figures "
         f"come from; check it with `secureagg audit {ledger}`",
-        "",
-        "Settings: " + ", ".join(f"`{k}={v}`" for k, v in cfg.items()),
-        "",
-    ]
+        ", ".join(f"`{k}={v}`" for k, v in cfg.items()),
+    )
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from secureagg.demo._summary import dropouts_text, epsilon_text
+from secureagg.demo._summary import dropouts_text, epsilon_text, percent_text
 
 __all__ = ["LiveProgress", "summary_tables"]
 
@@ -62,8 +62,18 @@ class LiveProgress:
         self._progress.update(self._tasks[phase], completed=done, total=total, detail=detail)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+def _head_table(title: str, private: str, s: dict[str, Any]) -> Table:
+    """The private-vs-baseline table, opened with the test accuracy of both."""
+    head = Table(title=title, show_header=True, header_style="bold")
+    head.add_column("")
+    head.add_column(private, justify="right")
+    head.add_column("baseline", justify="right")
+    head.add_row(
+        "test accuracy",
+        percent_text(s["final_accuracy"]),
+        percent_text(s["baseline_final_accuracy"]),
+    )
+    return head
 
 
 def summary_tables(report: dict[str, Any]) -> list[Table]:
@@ -71,11 +81,7 @@ def summary_tables(report: dict[str, Any]) -> list[Table]:
     if report["privacy"].get("mode") == "client":
         return _client_tables(report)
     s, p = report["summary"], report["privacy"]
-    head = Table(title="secureagg demo", show_header=True, header_style="bold")
-    head.add_column("")
-    head.add_column("private + secure", justify="right")
-    head.add_column("baseline", justify="right")
-    head.add_row("test accuracy", _pct(s["final_accuracy"]), _pct(s["baseline_final_accuracy"]))
+    head = _head_table("secureagg demo", "private + secure", s)
     head.add_row(
         f"max epsilon (delta {p['delta']:g}, {p['accountant']})",
         epsilon_text(s["max_epsilon"]),
@@ -125,7 +131,7 @@ def _rounds_table(report: dict[str, Any]) -> Table:
             str(r["round"]),
             f"{len(r['members'])}/{len(r['participants'])}",
             "[red]aborted[/] " * r["aborted"] + dropouts_text(r["dropouts"]),
-            _pct(r["accuracy"]),
+            percent_text(r["accuracy"]),
         )
     return table
 
@@ -133,11 +139,7 @@ def _rounds_table(report: dict[str, Any]) -> Table:
 def _client_tables(report: dict[str, Any]) -> list[Table]:
     """A ``--privacy client`` run: private vs baseline, the guarantee's terms, the rounds."""
     s, p = report["summary"], report["privacy"]
-    head = Table(title="secureagg demo: client-level distributed DP", header_style="bold")
-    head.add_column("")
-    head.add_column("client-level DP + secure", justify="right")
-    head.add_column("baseline", justify="right")
-    head.add_row("test accuracy", _pct(s["final_accuracy"]), _pct(s["baseline_final_accuracy"]))
+    head = _head_table("secureagg demo: client-level distributed DP", "client-level DP + secure", s)
     head.add_row(
         f"epsilon (client level, delta {p['delta']:g})", epsilon_text(s["max_epsilon"]), "-"
     )

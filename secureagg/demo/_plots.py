@@ -115,11 +115,57 @@ def plot_epsilon(
     fig.savefig(path)
 
 
-def _signed(values: npt.NDArray[Any], bits: int, frac_bits: int) -> npt.NDArray[np.float64]:
+def _centred(values: npt.NDArray[Any], bits: int) -> npt.NDArray[np.float64]:
+    """``bits``-bit words as the signed integers they encode, in [-2^(bits-1), 2^(bits-1))."""
     v = np.asarray(values).astype(np.float64)
-    v = np.where(v >= 2.0 ** (bits - 1), v - 2.0**bits, v)
-    out: npt.NDArray[np.float64] = v / 2.0**frac_bits
+    out: npt.NDArray[np.float64] = np.where(v >= 2.0 ** (bits - 1), v - 2.0**bits, v)
     return out
+
+
+def _signed(values: npt.NDArray[Any], bits: int, frac_bits: int) -> npt.NDArray[np.float64]:
+    out: npt.NDArray[np.float64] = _centred(values, bits) / 2.0**frac_bits
+    return out
+
+
+def _masked_panel(
+    axes: Any,
+    view: dict[str, Any] | None,
+    captured: tuple[int, npt.NDArray[Any], npt.NDArray[Any]] | None,
+) -> tuple[int, int, npt.NDArray[Any]] | None:
+    """Draw one masked vector on ``axes[0]``; (client, bits, its true vector), or None.
+
+    With nothing captured, ``axes[0]`` and ``axes[1]`` say so and None is returned.
+    """
+    if captured is None or view is None:
+        for ax in axes[:2]:
+            ax.text(0.5, 0.5, "no masked vector captured", ha="center", transform=ax.transAxes)
+        return None
+    cid, masked, true = captured
+    bits = view["bits"]
+    axes[0].hist(np.asarray(masked).astype(np.float64) / 2.0**bits, bins=16, range=(0, 1))
+    axes[0].set_title(
+        f"what the server saw from client {cid}\n(round {view['round']}, "
+        f"KS p = {view['masked_uniform_ks_pvalue']:.2f} vs uniform)",
+        fontsize=9,
+    )
+    axes[0].set_xlabel(f"masked value / 2^{bits}")
+    axes[0].set_ylabel("coordinates")
+    return cid, bits, true
+
+
+def _against_true(
+    ax: Any, checks: Sequence[RoundCheck], size: float, alpha: float
+) -> npt.NDArray[Any]:
+    """Scatter every round's recovered against true values, with the diagonal; the recovered."""
+    true_all = np.concatenate([c.true for c in checks]) if checks else np.zeros(0)
+    rec_all: npt.NDArray[Any] = (
+        np.concatenate([c.recovered for c in checks]) if checks else np.zeros(0)
+    )
+    ax.scatter(true_all, rec_all, s=size, alpha=alpha, color="tab:green")
+    if true_all.size:
+        lo, hi = float(true_all.min()), float(true_all.max())
+        ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8)
+    return rec_all
 
 
 def plot_server_view(
@@ -130,33 +176,16 @@ def plot_server_view(
 ) -> None:
     """What the server saw (one masked vector) next to the truth, and recovered vs true."""
     fig, axes = _figure(11.5, 3.6, cols=3)
-    view = report["secure_aggregation"]["server_view"]
-    if captured is not None and view is not None:
-        cid, masked, true = captured
-        bits = view["bits"]
-        axes[0].hist(np.asarray(masked).astype(np.float64) / 2.0**bits, bins=16, range=(0, 1))
-        axes[0].set_title(
-            f"what the server saw from client {cid}\n(round {view['round']}, "
-            f"KS p = {view['masked_uniform_ks_pvalue']:.2f} vs uniform)",
-            fontsize=9,
-        )
-        axes[0].set_xlabel(f"masked value / 2^{bits}")
-        axes[0].set_ylabel("coordinates")
+    shown = _masked_panel(axes, report["secure_aggregation"]["server_view"], captured)
+    if shown is not None:
+        cid, bits, true = shown
         # the last coordinate is the client's (masked) weight, not part of the update
         decoded = _signed(np.asarray(true)[:-1], bits, report["secure_aggregation"]["frac_bits"])
         axes[1].hist(decoded, bins=16, color="tab:orange")
         axes[1].set_title(f"client {cid}'s true weighted update\n(decoded)", fontsize=9)
         axes[1].set_xlabel("value")
-    else:
-        for ax in axes[:2]:
-            ax.text(0.5, 0.5, "no masked vector captured", ha="center", transform=ax.transAxes)
     ax = axes[2]
-    true_all = np.concatenate([c.true for c in checks]) if checks else np.zeros(0)
-    rec_all = np.concatenate([c.recovered for c in checks]) if checks else np.zeros(0)
-    ax.scatter(true_all, rec_all, s=5, alpha=0.5, color="tab:green")
-    if true_all.size:
-        lo, hi = float(true_all.min()), float(true_all.max())
-        ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8)
+    _against_true(ax, checks, size=5, alpha=0.5)
     worst = report["summary"]["max_abs_error"]
     ax.set_title(
         f"recovered vs true average of survivors\n(all rounds; max |error| = {worst:.2g})",

@@ -13,17 +13,20 @@ from secureagg.demo._client_plots import plot_client_epsilon, plot_client_server
 from secureagg.demo._client_report import build_client_report, render_client_markdown
 from secureagg.demo._plots import PLOTS, plot_accuracy, plot_cost, plot_epsilon, plot_server_view
 from secureagg.demo._run import DemoResult
-from secureagg.demo._summary import ACCOUNTANT, build_report, dropouts_text, epsilon_text
+from secureagg.demo._summary import (
+    ACCOUNTANT,
+    build_report,
+    dropouts_text,
+    epsilon_text,
+    files_section,
+    percent_text,
+)
 
 __all__ = ["LEDGER_FILE", "REPORT_FILES", "render_markdown", "write_report"]
 
 LEDGER_FILE = "ledger.json"
 REPORT_FILES: tuple[str, ...] = ("report.md", "report.json", LEDGER_FILE, *PLOTS.values())
 """Every file a report folder holds."""
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _setting(name: str, value: Any) -> str:
@@ -53,8 +56,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         *([f"**Note:** {sa['threshold_note']}.", ""] if sa.get("threshold_note") else []),
         "| | private + secure | baseline |",
         "| --- | --- | --- |",
-        f"| final test accuracy | {_pct(s['final_accuracy'])} "
-        f"| {_pct(s['baseline_final_accuracy'])} |",
+        f"| final test accuracy | {percent_text(s['final_accuracy'])} "
+        f"| {percent_text(s['baseline_final_accuracy'])} |",
         f"| epsilon per client (max, delta {p['delta']:g}) | {epsilon_text(s['max_epsilon'])} "
         "| none (no DP) |",
         f"| largest recovered-vs-true error | {s['max_abs_error']:.3g} "
@@ -116,21 +119,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         dropped = ("aborted; " if r["aborted"] else "") + dropouts_text(r["dropouts"])
         lines.append(
             f"| {r['round']} | {len(r['members'])}/{len(r['participants'])} | {dropped} | "
-            f"{_pct(r['accuracy'])} | {_pct(r['baseline_accuracy'])} | "
+            f"{percent_text(r['accuracy'])} | {percent_text(r['baseline_accuracy'])} | "
             f"{epsilon_text(max(r['epsilon'].values(), default=0.0))} | "
             f"{r['max_abs_error']:.3g} | {r['error_bound']:.3g} | {r['server_ms']:.0f} |"
         )
-    lines += [
-        "",
-        "## Files",
-        "",
-        "- `report.json`: every figure above (fields described in docs/demo.md)",
+    lines += files_section(
         f"- `{LEDGER_FILE}`: the privacy ledger the epsilon figures come from; "
         f"check it with `secureagg audit {LEDGER_FILE}`",
-        "",
-        "Settings: " + ", ".join(f"`{k}={_setting(k, v)}`" for k, v in cfg.items()),
-        "",
-    ]
+        ", ".join(f"`{k}={_setting(k, v)}`" for k, v in cfg.items()),
+    )
     return "\n".join(lines)
 
 

@@ -44,6 +44,37 @@ def epsilon_text(eps: float) -> str:
     return f"{eps:.2f}" if math.isfinite(eps) else "inf"
 
 
+def percent_text(x: float | None) -> str:
+    """A fraction (an accuracy) for people: one decimal of percent, or "n/a" for none."""
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def files_section(ledger: str, settings: str) -> list[str]:
+    """report.md's closing lines: the files (``ledger``: the ledger's line) and the settings."""
+    return [
+        "",
+        "## Files",
+        "",
+        "- `report.json`: every figure above (fields described in docs/demo.md)",
+        ledger,
+        "",
+        "Settings: " + settings,
+        "",
+    ]
+
+
+def secure_aggregation_section(result: DemoResult, **fields: Any) -> dict[str, Any]:
+    """report.json's secure_aggregation: ``fields`` (graph, degree, threshold, majority,
+    threshold_note, bits, frac_bits, as the report kind has them), then the masking
+    settings and the server's view."""
+    return {
+        **fields,
+        "signed": result.config.signed,
+        "dropout_rate": result.config.dropout_rate,
+        "server_view": server_view(result),
+    }
+
+
 def dropouts_text(dropouts: dict[str, dict[str, Any]]) -> str:
     """A round's dropouts for people: "4 at unmask (update in sum)", or "-" for none."""
     parts = [RoundMetrics.describe_dropout(c, d["stage"], d["in_sum"]) for c, d in dropouts.items()]
@@ -66,7 +97,8 @@ def _uniformity_pvalue(values: np.ndarray[Any, Any], bits: int) -> float:
     return float(stats.kstest(scaled, "uniform").pvalue)
 
 
-def _server_view(result: DemoResult) -> dict[str, Any] | None:
+def server_view(result: DemoResult) -> dict[str, Any] | None:
+    """The last captured masked vector's round, client, size and uniformity p-values."""
     for m in reversed(result.private.rounds):
         if m.captured is not None and m.bits is not None:
             cid, masked, true = m.captured
@@ -178,54 +210,95 @@ def report_head(
     }
 
 
+def round_row(
+    m: RoundMetrics, baseline_accuracy: float | None, figures: dict[str, Any]
+) -> dict[str, Any]:
+    """One round of report.json: who took part and what it cost, around ``figures`` (the
+    round's error and privacy fields, which differ between the report kinds)."""
+    return {
+        "round": m.round,
+        "participants": list(m.participants),
+        "members": list(m.members),
+        "dropped": {str(c): why for c, why in sorted(m.dropped.items())},
+        "dropouts": {
+            str(c): {"stage": stage, "in_sum": m.in_sum(c)}
+            for c, stage in sorted(m.dropouts.items())
+        },
+        "aborted": bool(m.aborted),
+        "accuracy": m.accuracy,
+        "baseline_accuracy": baseline_accuracy,
+        **figures,
+        "client_ms": {str(c): v for c, v in sorted(m.client_ms.items())},
+        "client_bytes": {str(c): v for c, v in sorted(m.client_bytes.items())},
+        "server_ms": m.server_ms,
+        "bits": m.bits,
+    }
+
+
+def _per_client(rounds: list[dict[str, Any]], ids: list[int], key: str) -> dict[str, float]:
+    """Each client's mean of the rounds' ``key`` (a by-client map), over the rounds it is in."""
+    return {
+        str(c): fmean([r[key][str(c)] for r in rounds if str(c) in r[key]])
+        for c in ids
+        if any(str(c) in r[key] for r in rounds)
+    }
+
+
+def run_summary(
+    result: DemoResult,
+    rounds: list[dict[str, Any]],
+    done: list[dict[str, Any]],
+    figures: dict[str, Any],
+) -> dict[str, Any]:
+    """report.json's summary: accuracy against the baseline, then ``figures`` (the error and
+    privacy fields of the report kind), then dropouts and costs; ``done``: the rounds that
+    released a sum."""
+    final = result.private.rounds[-1].accuracy
+    base_final = result.baseline.rounds[-1].accuracy
+    ids = sorted(result.data.clients)
+    seconds = dict(result.seconds)
+    seconds["total"] = sum(seconds.values())
+    return {
+        "final_accuracy": final,
+        "baseline_final_accuracy": base_final,
+        "accuracy_gap_points": None
+        if final is None or base_final is None
+        else 100.0 * (base_final - final),
+        **figures,
+        "rounds_with_dropout": sum(1 for r in rounds if r["dropouts"]),
+        "rounds_missing_update": sum(
+            1 for r in rounds if any(not d["in_sum"] for d in r["dropouts"].values())
+        ),
+        "aborted_rounds": len(rounds) - len(done),
+        "client_bytes_per_round": _per_client(rounds, ids, "client_bytes"),
+        "client_ms_per_round": _per_client(rounds, ids, "client_ms"),
+        "server_ms_per_round": fmean([r["server_ms"] for r in rounds]),
+        "seconds": seconds,
+    }
+
+
 def build_report(result: DemoResult) -> dict[str, Any]:
     """The JSON report document; every field is described in docs/demo.md."""
     cfg, data, ledger = result.config, result.data, result.ledger
-    rounds: list[dict[str, Any]] = []
     base_acc = [m.accuracy for m in result.baseline.rounds]
-    for m, check, b in zip(result.private.rounds, result.checks, base_acc, strict=True):
-        rounds.append(
+    rounds = [
+        round_row(
+            m,
+            b,
             {
-                "round": m.round,
-                "participants": list(m.participants),
-                "members": list(m.members),
-                "dropped": {str(c): why for c, why in sorted(m.dropped.items())},
-                "dropouts": {
-                    str(c): {"stage": stage, "in_sum": m.in_sum(c)}
-                    for c, stage in sorted(m.dropouts.items())
-                },
-                "aborted": bool(m.aborted),
-                "accuracy": m.accuracy,
-                "baseline_accuracy": b,
                 "max_abs_error": m.max_abs_error,
                 "error_bound": m.error_bound,
                 "within_bound": None if m.aborted else bool(m.max_abs_error <= m.error_bound),
                 "check_max_abs_error": check.max_abs_error,
                 "epsilon": _round_epsilon(ledger, m.round),
-                "client_ms": {str(c): v for c, v in sorted(m.client_ms.items())},
-                "client_bytes": {str(c): v for c, v in sorted(m.client_bytes.items())},
-                "server_ms": m.server_ms,
-                "bits": m.bits,
-            }
+            },
         )
+        for m, check, b in zip(result.private.rounds, result.checks, base_acc, strict=True)
+    ]
     ids = sorted(data.clients)
     eps = {str(c): ledger.latest_epsilon(c, ACCOUNTANT) for c in ledger.clients()}
     last = {c: ledger.records(c)[-1] for c in ledger.clients()}
-    bytes_per = {
-        str(c): fmean([r["client_bytes"][str(c)] for r in rounds if str(c) in r["client_bytes"]])
-        for c in ids
-        if any(str(c) in r["client_bytes"] for r in rounds)
-    }
-    ms_per = {
-        str(c): fmean([r["client_ms"][str(c)] for r in rounds if str(c) in r["client_ms"]])
-        for c in ids
-        if any(str(c) in r["client_ms"] for r in rounds)
-    }
-    final = result.private.rounds[-1].accuracy
-    base_final = result.baseline.rounds[-1].accuracy
     done = [r for r in rounds if not r["aborted"]]
-    seconds = dict(result.seconds)
-    seconds["total"] = sum(seconds.values())
     return {
         **report_head(
             cfg,
@@ -260,36 +333,25 @@ def build_report(result: DemoResult) -> dict[str, Any]:
             "max_epsilon": max(eps.values()),
             "guarantee": guarantee_text(result),
         },
-        "secure_aggregation": {
-            "graph": result.graph.kind,
-            "degree": result.graph.degree,
-            "threshold": result.graph.threshold,
-            "majority": result.graph.majority,
-            "threshold_note": result.graph.note(),
-            "bits": next((r["bits"] for r in rounds if r["bits"] is not None), None),
-            "frac_bits": cfg.frac_bits,
-            "signed": cfg.signed,
-            "dropout_rate": cfg.dropout_rate,
-            "server_view": _server_view(result),
-        },
+        "secure_aggregation": secure_aggregation_section(
+            result,
+            graph=result.graph.kind,
+            degree=result.graph.degree,
+            threshold=result.graph.threshold,
+            majority=result.graph.majority,
+            threshold_note=result.graph.note(),
+            bits=next((r["bits"] for r in rounds if r["bits"] is not None), None),
+            frac_bits=cfg.frac_bits,
+        ),
         "rounds": rounds,
-        "summary": {
-            "final_accuracy": final,
-            "baseline_final_accuracy": base_final,
-            "accuracy_gap_points": None
-            if final is None or base_final is None
-            else 100.0 * (base_final - final),
-            "max_epsilon": max(eps.values()),
-            "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
-            "all_rounds_within_bound": all(r["within_bound"] for r in done) if done else None,
-            "rounds_with_dropout": sum(1 for r in rounds if r["dropouts"]),
-            "rounds_missing_update": sum(
-                1 for r in rounds if any(not d["in_sum"] for d in r["dropouts"].values())
-            ),
-            "aborted_rounds": len(rounds) - len(done),
-            "client_bytes_per_round": bytes_per,
-            "client_ms_per_round": ms_per,
-            "server_ms_per_round": fmean([r["server_ms"] for r in rounds]),
-            "seconds": seconds,
-        },
+        "summary": run_summary(
+            result,
+            rounds,
+            done,
+            {
+                "max_epsilon": max(eps.values()),
+                "max_abs_error": max((r["max_abs_error"] for r in done), default=0.0),
+                "all_rounds_within_bound": all(r["within_bound"] for r in done) if done else None,
+            },
+        ),
     }
