@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from secureagg._exceptions import ConfigError
@@ -16,6 +17,19 @@ __all__ = [
     "min_bits",
     "plan",
 ]
+
+
+def _bracket(
+    eps: Callable[[float], float], target: float, lo: float, hi: float
+) -> tuple[float, float] | None:
+    """Where ``eps`` (falling) crosses ``target`` in [lo, hi]: (lo, hi) with eps(hi) <= target,
+    hi / lo <= 1 + 1e-6 (bisection on a log scale); None if even eps(hi) is above it."""
+    if eps(hi) > target:
+        return None
+    while hi / lo > 1 + 1e-6:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if eps(mid) <= target else (mid, hi)
+    return lo, hi
 
 
 def local_std_for_epsilon(
@@ -53,13 +67,10 @@ def local_std_for_epsilon(
             beta=beta,
         )
 
-    lo, hi = clip * 1e-6, clip * 1e6
-    if eps(hi) > target:
+    found = _bracket(eps, target, clip * 1e-6, clip * 1e6)
+    if found is None:
         raise ConfigError(f"epsilon {target} cannot be reached at these settings")
-    while hi / lo > 1 + 1e-6:
-        mid = math.sqrt(lo * hi)
-        lo, hi = (lo, mid) if eps(mid) <= target else (mid, hi)
-    return hi
+    return found[1]
 
 
 def choose_gamma(
@@ -213,13 +224,10 @@ def min_bits(
             beta=beta,
         )
 
-    lo, hi = 1e-4, 1e16
-    if eps(hi) > epsilon:
+    found = _bracket(eps, epsilon, 1e-4, 1e16)
+    if found is None:
         return math.inf
-    while hi / lo > 1 + 1e-6:
-        mid = math.sqrt(lo * hi)
-        lo, hi = (lo, mid) if eps(mid) <= epsilon else (mid, hi)
-    return float(math.log2(2 * k * math.sqrt((n_sum or n_min) * (0.25 + lo))))
+    return float(math.log2(2 * k * math.sqrt((n_sum or n_min) * (0.25 + found[0]))))
 
 
 def _plan(

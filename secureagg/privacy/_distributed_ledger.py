@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from secureagg._exceptions import ConfigError, DecodeError, LedgerError
+from secureagg._exceptions import DecodeError, LedgerError
 from secureagg.hazmat import DDPParams
-from secureagg.privacy._files import write_atomically
+from secureagg.privacy._files import save_json
 from secureagg.privacy.distributed import ORDERS, epsilon_of, sampled_round_rdp
 
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
@@ -196,11 +196,7 @@ class DistributedLedger:
         Raises:
             ConfigError: The ledger has no path and none was given.
         """
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise ConfigError("this ledger is in memory only: pass a path to save()")
-        data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
-        write_atomically(target, data)
+        target = save_json(path, self.path, self.to_json())
         self.path = target
 
     @classmethod

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from secureagg._exceptions import ConfigError
+
+
+def save_json(path: str | os.PathLike[str] | None, bound: Path | None, doc: dict[str, Any]) -> Path:
+    """Write a ledger's ``doc`` atomically to ``path``, or to ``bound`` (its own) when None.
+
+    Returns the path written; ConfigError when there is neither (an in-memory ledger).
+    """
+    target = Path(path) if path is not None else bound
+    if target is None:
+        raise ConfigError("this ledger is in memory only: pass a path to save()")
+    write_atomically(target, json.dumps(doc, indent=1, allow_nan=False).encode("utf-8"))
+    return target
 
 
 def write_atomically(target: Path, data: bytes) -> None:

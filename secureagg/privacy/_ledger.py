@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from secureagg._exceptions import ConfigError, LedgerError
-from secureagg.privacy._files import write_atomically
+from secureagg.privacy._files import save_json
 from secureagg.privacy._round_record import RoundRecord, finite, parse_record, record_problem
 from secureagg.privacy._steps import as_int
 from secureagg.privacy.accounting import (
@@ -324,11 +324,7 @@ class PrivacyLedger:
         Raises:
             ConfigError: The ledger has no path and none was given.
         """
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise ConfigError("this ledger is in memory only: pass a path to save()")
-        data = json.dumps(self.to_json(), indent=1, allow_nan=False).encode("utf-8")
-        write_atomically(target, data)
+        target = save_json(path, self.path, self.to_json())
         if self.path is None:
             self.path = target
 
