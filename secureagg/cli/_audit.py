@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -18,6 +19,7 @@ from secureagg.privacy.accounting import ACCOUNTANTS, Step, epsilons, noise_for_
 
 __all__ = ["audit"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -28,6 +30,22 @@ class _AuditGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["report", *args]
         return super().parse_args(ctx, args)
+
+
+_ledger_argument = click.argument(
+    "ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+
+
+def _out_option(files: str) -> Callable[[_F], _F]:
+    """The ``--out`` folder option (default audit-report) for a command writing ``files``."""
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("audit-report"),
+        show_default=True,
+        help=f"Folder for {files}.",
+    )
 
 
 @click.group(cls=_AuditGroup, context_settings=_CTX, no_args_is_help=True)
@@ -45,14 +63,8 @@ def audit() -> None:
 
 
 @audit.command(context_settings=_CTX)
-@click.argument("ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("audit-report"),
-    show_default=True,
-    help="Folder for audit.md, audit.json and epsilon.png.",
-)
+@_ledger_argument
+@_out_option("audit.md, audit.json and epsilon.png")
 @click.option(
     "--tolerance",
     type=click.FloatRange(min=0),
@@ -118,6 +130,16 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=140)
 
 
+def _print_table(title: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> None:
+    """A two-column table (name, right-aligned figure) on the console."""
+    table = Table(title=title)
+    table.add_column(columns[0])
+    table.add_column(columns[1], justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    _console().print(table)
+
+
 def _step_options(fn: Any) -> Any:
     fn = click.option("--delta", "-d", type=float, required=True, help="Target delta.")(fn)
     fn = click.option("--steps", "-s", type=int, required=True, help="DP-SGD steps.")(fn)
@@ -133,14 +155,11 @@ def _step_options(fn: Any) -> Any:
 def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> None:
     """Epsilon after STEPS Poisson-sampled Gaussian steps, from each accountant."""
     figures = epsilons([Step(noise_multiplier, sample_rate, steps)], delta)
-    table = Table(
-        title=f"ε for σ={noise_multiplier:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}"
+    _print_table(
+        f"ε for σ={noise_multiplier:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}",
+        ("accountant", "ε"),
+        [(name, f"{value:.4f}") for name, value in figures.items()],
     )
-    table.add_column("accountant")
-    table.add_column("ε", justify="right")
-    for name, value in figures.items():
-        table.add_row(name, f"{value:.4f}")
-    _console().print(table)
 
 
 @audit.command(context_settings=_CTX)
@@ -158,17 +177,17 @@ def noise(
 ) -> None:
     """Smallest noise multiplier whose epsilon after STEPS steps is at most the target."""
     names = ACCOUNTANTS if accountant == "all" else (accountant,)
-    table = Table(
-        title=f"σ for ε ≤ {target_epsilon:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}"
-    )
-    table.add_column("accountant")
-    table.add_column("noise multiplier", justify="right")
+    rows = []
     for name in names:
         z = noise_for_epsilon(
             target_epsilon, sample_rate=sample_rate, steps=steps, delta=delta, accountant=name
         )
-        table.add_row(name, f"{z:.4f}")
-    _console().print(table)
+        rows.append((name, f"{z:.4f}"))
+    _print_table(
+        f"σ for ε ≤ {target_epsilon:g}, q={sample_rate:g}, {steps} steps, δ={delta:g}",
+        ("accountant", "noise multiplier"),
+        rows,
+    )
 
 
 @audit.command(context_settings=_CTX)
@@ -202,13 +221,7 @@ def noise(
     show_default=True,
     help="Also run the same setup with the noise off.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("audit-report"),
-    show_default=True,
-    help="Folder for empirical.json and empirical.md.",
-)
+@_out_option("empirical.json and empirical.md")
 def empirical(
     canaries: int,
     epochs: int,
@@ -250,7 +263,7 @@ def empirical(
 
 
 @audit.command(context_settings=_CTX)
-@click.argument("ledger", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_ledger_argument
 def distributed(ledger: Path) -> None:
     """Audit a client-level distributed-DP ledger (run_federated's distributed_ledger).
 
@@ -348,15 +361,14 @@ def plan(
         rounds=rounds,
         sample_rate=sample_rate,
     )
-    table = Table(title=f"{mechanism} at {bits} bits: ε={target_epsilon:g}, δ={delta:g}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for name, value in (
-        ("padded length D", f"{p.dim}"),
-        ("gamma", f"{p.gamma:.6g}"),
-        ("local noise std (update units)", f"{p.local_std:.6g}"),
-        ("local variance (integer units)", f"{p.variance:.6g}"),
-        ("effective noise multiplier", f"{p.noise_multiplier:.4f}"),
-    ):
-        table.add_row(name, value)
-    _console().print(table)
+    _print_table(
+        f"{mechanism} at {bits} bits: ε={target_epsilon:g}, δ={delta:g}",
+        ("quantity", "value"),
+        [
+            ("padded length D", f"{p.dim}"),
+            ("gamma", f"{p.gamma:.6g}"),
+            ("local noise std (update units)", f"{p.local_std:.6g}"),
+            ("local variance (integer units)", f"{p.variance:.6g}"),
+            ("effective noise multiplier", f"{p.noise_multiplier:.4f}"),
+        ],
+    )
