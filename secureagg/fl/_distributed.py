@@ -26,7 +26,7 @@ from secureagg._exceptions import ConfigError, RoundAborted
 from secureagg.fl._encoding import Decoded
 from secureagg.hazmat import DDPParams, ddp_decode, ddp_encode
 from secureagg.privacy import LocalUpdate
-from secureagg.privacy.distributed import DistributedPlan, epsilon, plan
+from secureagg.privacy.distributed import DistributedPlan, epsilon_for, plan
 
 __all__ = ["DistributedDP", "DistributedEncoder"]
 
@@ -347,15 +347,10 @@ class DistributedEncoder:
         Returns:
             The epsilon at the settings' delta.
         """
-        p = self.plan
-        return epsilon(
-            p.mechanism,
-            clip=p.clip,
-            gamma=p.gamma,
-            variance=p.variance,
+        return epsilon_for(
+            self.params,
             n=self.n_min,
-            dim=p.dim,
             rounds=rounds,
-            delta=p.delta,
-            sample_rate=p.sample_rate,
+            delta=self.plan.delta,
+            sample_rate=self.plan.sample_rate,
         )

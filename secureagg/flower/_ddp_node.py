@@ -35,7 +35,7 @@ import numpy.typing as npt
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat import DDPParams, ddp_encode, padded_length
 from secureagg.privacy import DistributedLedger
-from secureagg.privacy.distributed import epsilon
+from secureagg.privacy.distributed import epsilon_for
 from secureagg.protocol import RoundConfig
 
 __all__ = ["DDP_MODE", "NodeDistributed", "is_distributed"]
@@ -162,18 +162,7 @@ class NodeDistributed:
             book.path = None  # a projection: nothing is written
             spent = self._charge(book)
         elif rounds is not None:
-            p = self.params
-            spent = epsilon(
-                p.mechanism,
-                clip=p.clip,
-                gamma=p.gamma,
-                variance=p.variance,
-                n=self.n_min,
-                dim=p.padded,
-                rounds=rounds,
-                delta=self.delta,
-                beta=p.beta,
-            )
+            spent = epsilon_for(self.params, n=self.n_min, rounds=rounds, delta=self.delta)
         else:
             raise ConfigError(f"{EPSILON_KEY} needs {LEDGER_KEY} or {ROUNDS_KEY}")
         if not spent <= self.budget:

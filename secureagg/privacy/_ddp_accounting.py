@@ -14,12 +14,13 @@ import numpy.typing as npt
 from scipy import special
 
 from secureagg._exceptions import ConfigError
-from secureagg.hazmat import BETA, MECHANISMS, rounded_l2_bound
+from secureagg.hazmat import BETA, MECHANISMS, DDPParams, rounded_l2_bound
 
 __all__ = [
     "ORDERS",
     "ddg_rdp",
     "epsilon",
+    "epsilon_for",
     "epsilon_of",
     "round_rdp",
     "sampled_round_rdp",
@@ -186,6 +187,41 @@ def epsilon(
         beta=beta,
     )
     return _to_epsilon(rdp * rounds, delta, ORDERS)
+
+
+def epsilon_for(
+    params: DDPParams,
+    *,
+    n: int,
+    rounds: int,
+    delta: float,
+    sample_rate: float | None = None,
+) -> float:
+    """:func:`epsilon` of ``rounds`` rounds encoded with ``params``.
+
+    Parameters:
+        params: The rounds' encoding parameters (mechanism, clip, gamma, variance, padded
+            length and beta).
+        n: The honest clients whose noise is in each sum.
+        rounds: The rounds taken.
+        delta: The delta of the guarantee.
+        sample_rate: The clients' Poisson sampling rate (None: no amplification).
+
+    Returns:
+        The epsilon.
+    """
+    return epsilon(
+        params.mechanism,
+        clip=params.clip,
+        gamma=params.gamma,
+        variance=params.variance,
+        n=n,
+        dim=params.padded,
+        rounds=rounds,
+        delta=delta,
+        sample_rate=sample_rate,
+        beta=params.beta,
+    )
 
 
 def sampled_round_rdp(
