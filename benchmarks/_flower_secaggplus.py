@@ -153,7 +153,7 @@ def run_flower_round(
     finally:
         result.wall_s = time.perf_counter() - t0
         flwr_logger.handlers = handlers
-    result.server_s = result.wall_s - grid.client_seconds
+    result.server_s = result.wall_s - grid.client_seconds - grid.emulation_seconds
     used = [c for c in grid.cost.values() if c.messages]
     result.client_ms = [1000 * c.seconds for c in used]
     result.client_cpu_ms = [1000 * c.cpu_seconds for c in used]

@@ -16,7 +16,9 @@ example count, so both sides run the same trivial user code.
 Per-client time: median over nodes of each node's own side over the round (unpack the
 instruction, load context, ClientApp with its mod, save context, pack the reply). Server
 time: wall time of the round (Flower: the workflow call; secureagg: ``strategy.start`` for
-one round) minus all nodes' time, so the server's own packing and unpacking is in it.
+one round) minus all nodes' time and the loopback grid's own copies of the nodes' Contexts
+(made before and read back after each delivery, so tests can change a live Context: neither
+side's work), so the server's own packing and unpacking is in it.
 Bytes: packed message sizes; per client sent + received (median), server all messages.
 Every secureagg node keeps its journal in a file (node config ``secureagg-journal``, in a
 temporary folder per row), appended and fsynced before each committing reply, as in a
@@ -294,7 +296,7 @@ def run_flower(row: Row, inputs: Inputs, drop_at: Mapping[int, int] | None = Non
 
 def fill_costs(m: Measured, grid: LoopbackGrid, wall: float) -> None:
     used = [c for c in grid.cost.values() if c.messages]
-    m.server_s = wall - grid.client_seconds
+    m.server_s = wall - grid.client_seconds - grid.emulation_seconds
     m.client_ms = statistics.median(1000 * c.seconds for c in used) if used else 0.0
     m.client_cpu_ms = statistics.median(1000 * c.cpu_seconds for c in used) if used else 0.0
     m.client_app_ms = statistics.median(1000 * c.app_seconds for c in used) if used else 0.0

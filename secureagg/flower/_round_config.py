@@ -24,11 +24,17 @@ def one_train_digest(messages: Iterable[Message]) -> str:
     trains nodes from different models or configs (lr 0 for all but one) can read one
     node's update from the sum, so a node trains only from the content its config binds.
     """
-    # What configure_train sends: each message's content, typed "train".
-    digests = {
-        train_digest(Message(m.content, dst_node_id=0, message_type=MessageType.TRAIN))
-        for m in messages
-    }
+    # What configure_train sends: each message's content, typed "train". Messages that carry
+    # the same content object (FedAvg's: one RecordDict for every node) have the same digest,
+    # so each distinct content is hashed once, not once per node (the model is most of it).
+    # Each entry keeps its content alive, so no later object can take its id.
+    by_content: dict[int, tuple[object, str]] = {}
+    for m in messages:
+        content = m.content
+        if id(content) not in by_content:
+            typed = Message(content, dst_node_id=0, message_type=MessageType.TRAIN)
+            by_content[id(content)] = (content, train_digest(typed))
+    digests = {digest for _, digest in by_content.values()}
     if len(digests) != 1:
         raise ConfigError(
             "the wrapped strategy's train messages differ per node (model or train config): "

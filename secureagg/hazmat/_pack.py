@@ -14,6 +14,7 @@ whole bytes, read and written as 8-byte words at byte strides, in cache-sized pi
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -243,6 +244,24 @@ def _check_packed(view: memoryview, d: int, b: int) -> None:
         raise DecodeError("nonzero padding bits after the last element")
 
 
+_SCRATCH = threading.local()  # per thread: add_packed's work arrays, kept between calls
+
+
+def _scratch(
+    size: int, piece: int, dtype: np.dtype[Any]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[Any], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """This thread's add_packed work arrays (bytes, piece elements of ``dtype``, two word
+    arrays), made once per shape: a fresh allocation per call costs page faults."""
+    key = (size, piece, dtype)
+    cached = getattr(_SCRATCH, "arrays", None)
+    if cached is None or cached[0] != key:
+        g = np.empty(piece // 8, dtype=_U64)
+        cached = (key, (np.empty(size, np.uint8), np.empty(piece, dtype), g, np.empty_like(g)))
+        _SCRATCH.arrays = cached
+    arrays: Any = cached[1]
+    return arrays  # type: ignore[no-any-return]
+
+
 def add_packed(acc: npt.NDArray[Any], data: bytes | bytearray | memoryview, bits: int) -> None:
     """acc += the elements :func:`pack_bits` put in ``data``, wrapping mod 2^(acc's width).
 
@@ -283,12 +302,10 @@ def add_packed(acc: npt.NDArray[Any], data: bytes | bytearray | memoryview, bits
             np.add(part, raw[a * i : a * (i + n)].view(_LE[a]), out=part, casting="unsafe")
         return
     # each piece: its elements built in ``tmp`` (low bytes, then the high bits written into
-    # byte a of each element), then one add into ``acc``
+    # byte a of each element), then one add into ``acc``. Every piece writes what it reads
+    # of the scratch arrays first, so they are reused between calls uninitialised.
     piece = min(_PIECE, -(-d // 8) * 8)
-    scratch = np.zeros(max(a, r) * piece + 8, dtype=np.uint8)  # 8 spare for word reads
-    tmp = np.zeros(piece, dtype=acc.dtype)
-    g = np.empty(piece // 8, dtype=_U64)
-    t = np.empty_like(g)
+    scratch, tmp, g, t = _scratch(max(a, r) * piece + 8, piece, acc.dtype)
     steps = _lanes(r)[::-1]
     in_place = _NATIVE_LE and acc.dtype.isnative
     tb = tmp.view(np.uint8).reshape(piece, -1)

@@ -15,6 +15,7 @@ from flwr.serverapp.strategy import FedAvg, Krum
 
 from secureagg import ConfigError, SecureAggError
 from secureagg.flower import RECORD_KEY, SecureAggregation
+from secureagg.flower import _round_config as round_config_module
 from secureagg.flower._records import (
     DATA_KEY,
     INLINE_MAX,
@@ -24,8 +25,10 @@ from secureagg.flower._records import (
     record_of,
     reply,
     same_layout,
+    train_digest,
     update_vector,
 )
+from secureagg.flower._round_config import one_train_digest
 from secureagg.protocol import Stage
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
@@ -235,3 +238,65 @@ def test_constructor_refuses_bad_settings_before_any_round() -> None:
         SecureAggregation.from_config(
             FedAvg(), {"secureagg-max-examples": 10, "secureagg-clip": 1e308}
         )
+
+
+def _train_message(content: RecordDict, node: int) -> Message:
+    return Message(content=content, dst_node_id=node, message_type="train")
+
+
+def _train_content(model: np.ndarray, lr: float) -> RecordDict:
+    return RecordDict(
+        {"arrays": ArrayRecord([model]), "config": ConfigRecord({"lr": lr, "server-round": 1})}
+    )
+
+
+def test_one_train_digest_hashes_shared_content_once_and_equals_train_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FedAvg sends one RecordDict to every node: it is hashed once, and the digest is the
+    one a node computes from its own message (train_digest)."""
+    model = np.arange(12, dtype=np.float32)
+    shared = _train_content(model, 0.1)
+    messages = [_train_message(shared, node) for node in range(1, 6)]
+    hashed: list[int] = []
+
+    def counting(msg: Message) -> str:
+        hashed.append(1)
+        return train_digest(msg)
+
+    monkeypatch.setattr(round_config_module, "train_digest", counting)
+    digest = one_train_digest(messages)
+    assert len(hashed) == 1
+    assert digest == train_digest(_train_message(_train_content(model.copy(), 0.1), 9))
+
+
+def test_one_train_digest_refuses_one_different_content_among_shared_ones() -> None:
+    """Content objects are hashed once each: one node's own RecordDict with lr 0 among
+    nodes sharing another is still seen, whichever position it has."""
+    model = np.arange(12, dtype=np.float32)
+    shared = _train_content(model, 0.1)
+    for position in range(4):
+        messages = [_train_message(shared, node) for node in range(1, 4)]
+        messages.insert(position, _train_message(_train_content(model, 0.0), 9))
+        with pytest.raises(ConfigError, match="differ per node"):
+            one_train_digest(messages)
+    # distinct but equal content objects: one digest
+    equal = [_train_message(_train_content(model.copy(), 0.1), node) for node in range(1, 4)]
+    assert one_train_digest(equal) == one_train_digest([equal[0]])
+
+
+def test_one_train_digest_is_not_fooled_by_reused_ids_of_freed_contents() -> None:
+    """A strategy may build each node's message on the fly (a generator): a content object
+    freed after hashing can leave its id to a later one, which must still be hashed."""
+    model = ArrayRecord([np.arange(12, dtype=np.float32)])
+
+    def fresh(odd: int) -> Any:
+        for node in range(1, 41):
+            lr = 0.0 if node == odd else 0.1
+            yield _train_message(
+                RecordDict({"arrays": model, "config": ConfigRecord({"lr": lr})}), node
+            )
+
+    for odd in range(2, 41):
+        with pytest.raises(ConfigError, match="differ per node"):
+            one_train_digest(fresh(odd))

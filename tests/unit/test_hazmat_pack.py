@@ -158,6 +158,33 @@ def test_add_packed_over_several_pieces(bits: int) -> None:
     assert np.array_equal(acc, want)
 
 
+@settings(max_examples=200, deadline=None)
+@given(vectors(), st.sampled_from([8, 16, 64]), st.integers(0, 2**32))
+def test_add_packed_does_not_read_stale_scratch(
+    case: tuple[int, list[int]], piece: int, seed: int
+) -> None:
+    """add_packed keeps its work arrays between calls without clearing them: a call whose
+    cached arrays are full of set bits still gives exactly acc + the elements."""
+    bits, values = case
+    raw = reference(values, bits)
+    saved = _pack._PIECE
+    _pack._PIECE = piece
+    try:
+        for acc in _accumulators(bits, len(values), seed):
+            start = [int(v) for v in acc]
+            add_packed(np.zeros_like(acc), raw, bits)  # caches this shape's arrays
+            cached = getattr(_pack._SCRATCH, "arrays", None)
+            if cached is not None:
+                for arr in cached[1]:
+                    arr.view(np.uint8)[:] = 0xFF
+            add_packed(acc, raw, bits)
+            width = 8 * acc.dtype.itemsize
+            want = [(s + v) % 2**width for s, v in zip(start, values, strict=True)]
+            assert [int(v) for v in acc] == want
+    finally:
+        _pack._PIECE = saved
+
+
 @settings(max_examples=100, deadline=None)
 @given(vectors(max_d=40))
 def test_add_packed_refuses_bad_bytes_and_changes_nothing(case: tuple[int, list[int]]) -> None:
