@@ -37,7 +37,9 @@ from secureagg.protocol._client_state import (
     ClientState,
     Done,
     Fresh,
+    Holdings,
     InputSent,
+    Records,
     Revealed,
     SharesSent,
     Signed,
@@ -82,6 +84,7 @@ from secureagg.protocol._signing import (
 __all__ = ["ClientSession"]
 
 _SEED_SIZE = 32
+_KEY_SIZE = 32  # a derived share-encryption key, an X25519 public key
 _HASH = 32
 _KEPT = (Stage.REVEAL, Stage.CONSISTENCY, Stage.UNMASK)  # replies the journal keeps whole
 
@@ -417,7 +420,7 @@ class ClientSession:
         holders = sorted([*u1, u])
         s_shares = split(state.s.private, cfg.threshold, holders)
         b_shares = split(seed, cfg.threshold, holders)
-        enc_keys: dict[int, bytes] = {}
+        enc_keys: list[tuple[int, bytes]] = []
         ciphertexts = []
         for v in u1:
             try:
@@ -425,18 +428,20 @@ class ClientSession:
             except InvalidKeyError:
                 self._abort(f"client {v} advertised an invalid key")
             key = derive_key(shared, label=LABEL_SHARE_ENC, id_a=u, id_b=v, round_id=cfg.digest)
-            enc_keys[v] = key
+            enc_keys.append((v, key))
             bundle = s_shares[v] + b_shares[v]
             ciphertexts.append((v, seal(key, bundle, round_id=cfg.digest, sender=u, recipient=v)))
-        s_pks = {v: entries[v].s_pk for v in u1}
-        self._state = SharesSent(state.s, enc_keys, s_pks, seed, (s_shares[u], b_shares[u]))
+        s_pks = Records([(v, entries[v].s_pk) for v in u1], _KEY_SIZE)
+        self._state = SharesSent(
+            state.s, Records(enc_keys, _KEY_SIZE), s_pks, seed, (s_shares[u], b_shares[u])
+        )
         commitment = seed_commitment(cfg.round_id, u, seed)
         return encode(ShareKeys(cfg.round_id, u, commitment, digest, tuple(ciphertexts)))
 
     def _on_shares(self, state: SharesSent, msg: SharesDelivery, request: bytes) -> bytes:
         cfg, u = self.config, self.client_id
         self._replayed(Stage.MASKED_INPUT, request)  # its input is gone: it can only refuse
-        holdings = {u: state.own}
+        rows = [(u, state.own[0] + state.own[1])]
         failed = []
         for v, ct in msg.ciphertexts:
             key = state.enc_keys.get(v)
@@ -450,8 +455,9 @@ class ClientSession:
             if len(bundle) != 2 * SHARE_SIZE:
                 failed.append(v)
                 continue
-            holdings[v] = (bundle[:SHARE_SIZE], bundle[SHARE_SIZE:])
-        u2 = frozenset(holdings) - {u}
+            rows.append((v, bundle))  # share of s_sk_v || share of b_v, kept packed
+        holdings = Holdings(rows, u)
+        u2 = holdings.u2
         if len(u2) < cfg.threshold:
             self._abort(f"only {len(u2)} neighbours' shares arrived (threshold {cfg.threshold})")
         y = self._input
@@ -470,7 +476,7 @@ class ClientSession:
         self._input = None
         reply = encode(MaskedInput(cfg.round_id, u, tuple(failed), y, cfg.bits))
         self._commit(Stage.MASKED_INPUT, request, reply, keep=False)
-        self._state = InputSent(holdings, u2)
+        self._state = InputSent(holdings)
         return reply
 
     def _check_lists(
@@ -502,12 +508,12 @@ class ClientSession:
             signature = sign(self._identity, survivors_payload(self.config, msg.survivors))
             reply = encode(ConsistencySignature(self.config.round_id, self.client_id, signature))
             self._commit(Stage.CONSISTENCY, request, reply, keep=True)
-        self._state = Signed(state.holdings, state.u2, msg.survivors)
+        self._state = Signed(state.holdings, msg.survivors)
         return reply
 
     def _on_unmask(
         self,
-        holdings: dict[int, tuple[bytes, bytes]],
+        holdings: Holdings,
         u2: frozenset[int],
         msg: UnmaskRequest,
         signed_survivors: tuple[int, ...] | None,

@@ -23,7 +23,9 @@ from secureagg.protocol._client_state import (
     ClientState,
     Done,
     Fresh,
+    Holdings,
     InputSent,
+    Records,
     Revealed,
     SharesSent,
     Signed,
@@ -72,9 +74,8 @@ class SavedSession:
     graph_seed: bytes | None = None
 
 
-def _holdings(holdings: dict[int, tuple[bytes, bytes]]) -> bytes:
-    items = sorted(holdings.items())
-    return u32(len(items)) + b"".join(u32(v) + s + b for v, (s, b) in items)
+def _holdings(holdings: Holdings) -> bytes:
+    return u32(len(holdings)) + b"".join(u32(v) + s + b for v, (s, b) in holdings.items())
 
 
 def _body(state: ClientState) -> bytes:
@@ -83,7 +84,7 @@ def _body(state: ClientState) -> bytes:
     if isinstance(state, Revealed):
         return state.c.private + state.s.private + state.commitments
     if isinstance(state, SharesSent):
-        peers = sorted(state.enc_keys)
+        peers = list(state.enc_keys)  # sorted
         rows = b"".join(u32(v) + state.enc_keys[v] + state.s_pks[v] for v in peers)
         return b"".join(
             (state.s.private, u32(len(peers)), rows, state.seed, state.own[0], state.own[1])
@@ -189,12 +190,11 @@ def _parse(r: Reader) -> SavedSession:
     elif kind is SharesSent:
         state = _read_shares_sent(r, neighbours)
     elif kind is InputSent:
-        state = InputSent(*_read_holdings(r, u, neighbours))
+        state = InputSent(_read_holdings(r, u, neighbours))
     elif kind is Signed:
         if not config.signed:
             raise DecodeError("a Signed state in an unsigned round")
-        holdings, u2 = _read_holdings(r, u, neighbours)
-        state = Signed(holdings, u2, r.ids(MAX_CLIENTS))
+        state = Signed(_read_holdings(r, u, neighbours), r.ids(MAX_CLIENTS))
     elif kind is Done:
         state = Done()
     else:
@@ -234,17 +234,16 @@ def _read_shares_sent(r: Reader, neighbours: frozenset[int]) -> SharesSent:
         raise DecodeError("saved share keys for clients that are not neighbours")
     seed = r.take(_KEY)
     own = (r.take(SHARE_SIZE), r.take(SHARE_SIZE))
-    return SharesSent(s, {v: k for v, k, _ in rows}, {v: pk for v, _, pk in rows}, seed, own)
+    enc_keys = Records([(v, k) for v, k, _ in rows], _KEY)
+    return SharesSent(s, enc_keys, Records([(v, pk) for v, _, pk in rows], _KEY), seed, own)
 
 
-def _read_holdings(
-    r: Reader, u: int, neighbours: frozenset[int]
-) -> tuple[dict[int, tuple[bytes, bytes]], frozenset[int]]:
+def _read_holdings(r: Reader, u: int, neighbours: frozenset[int]) -> Holdings:
     n = r.count(4 + 2 * SHARE_SIZE, MAX_CLIENTS)
-    rows = [(r.u32(), r.take(SHARE_SIZE), r.take(SHARE_SIZE)) for _ in range(n)]
-    check_increasing([v for v, _, _ in rows])
-    holdings = {v: (s, b) for v, s, b in rows}
+    rows = [(r.u32(), r.take(2 * SHARE_SIZE)) for _ in range(n)]
+    ids = [v for v, _ in rows]
+    check_increasing(ids)
     u2 = frozenset(r.ids(MAX_CLIENTS))
-    if u not in holdings or u2 != holdings.keys() - {u} or not u2 <= neighbours:
+    if u not in ids or u2 != frozenset(ids) - {u} or not u2 <= neighbours:
         raise DecodeError("saved shares do not match the neighbours they were received from")
-    return holdings, u2
+    return Holdings(rows, u)
