@@ -187,26 +187,43 @@ class UpdateEncoder:
         return int(np.count_nonzero(np.abs(v) > self.quant.clip * (1 + _F32_SLACK)))
 
     def encode(
-        self, update: LocalUpdate, rng: np.random.Generator | None = None
+        self,
+        update: LocalUpdate,
+        rng: np.random.Generator | None = None,
+        *,
+        out: npt.NDArray[Any] | None = None,
     ) -> npt.NDArray[Any]:
         """The client's protocol input: quantised ``[w * x, w * c]`` in Z_{2^b}.
 
         Parameters:
             update: The client's round update.
             rng: Drives the stochastic rounding (default: a fresh generator seeded by the OS).
+            out: Where to write it (``length`` contiguous words of the ring's dtype; default
+                a new array). A float32 update may lie in its first d words (viewed as
+                float32, when the words are 32 bits): it is quantised in place and lost.
 
         Returns:
-            The protocol input, ``length`` unsigned integers.
+            The protocol input, ``length`` unsigned integers (``out`` when given).
         """
         rng = rng or np.random.default_rng()
+        dtype = element_dtype(self.quant.bits)
+        if out is None:
+            out = np.empty(self.length, dtype=dtype)
+        elif (
+            not isinstance(out, np.ndarray)
+            or out.shape != (self.length,)
+            or out.dtype != dtype
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ConfigError(f"out must be a writeable contiguous {dtype} array of {self.length}")
         if not isinstance(update.vector, np.ndarray) or update.vector.dtype != np.float32:
-            return quantize(self.weighted(update), self.quant, rng)
+            return quantize(self.weighted(update), self.quant, rng, out=out)
         # float32 fast path: w * x in float32 (half the quantiser's memory traffic; rounding
         # of at most c * 2^-24 per coordinate, inside the decode bound's slack); the weight
         # coordinate in float64, so the summed weight keeps its 2^-f resolution.
         w = self._weight(update)
         x = update.vector if w == 1.0 else np.multiply(update.vector, np.float32(w))
-        out = np.empty(self.length, dtype=element_dtype(self.quant.bits))
         quantize(x, self.quant, rng, out=out[: self.d])
         quantize(np.array([w * self.quant.clip]), self.quant, rng, out=out[self.d :])
         return out

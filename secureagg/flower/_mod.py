@@ -5,8 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp.typing import ClientAppCallable
 
 from secureagg._exceptions import SecureAggError
@@ -26,6 +36,7 @@ from secureagg.flower._records import (
     train_digest,
     update_vector,
 )
+from secureagg.hazmat import element_dtype
 from secureagg.privacy import LocalUpdate
 from secureagg.protocol import (
     ClientPolicy,
@@ -115,7 +126,7 @@ def secureagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
             return _setup(msg, context, rec)
         return _step(msg, context, call_next, rec)
     except (_Declined, SecureAggError) as exc:
-        context.state.config_records.pop(STATE_KEY, None)
+        _drop_session(context)
         log.warning("secureagg: this client leaves the round: %s", exc)
         return reply(msg, {"stage": str(stage), "declined": str(exc)})
 
@@ -273,7 +284,7 @@ def _check_signed(
 def _step(
     msg: Message, context: Context, call_next: ClientAppCallable, rec: ConfigRecord
 ) -> Message:
-    saved = context.state.config_records.get(STATE_KEY)
+    saved = _config(context.state, STATE_KEY)
     blob = saved.get("session") if saved is not None else None
     if saved is None or not isinstance(blob, bytes):
         raise _Declined("no protocol session for this round (was the setup message lost?)")
@@ -290,7 +301,7 @@ def _step(
     if expected is Stage.MASKED_INPUT:
         out = _train_and_mask(msg, context, call_next, session, data)
         if out.has_error():
-            context.state.config_records.pop(STATE_KEY, None)
+            _drop_session(context)
             return out  # the app failed: Flower reports its error, the server drops this client
     else:
         # The Context is saved after the reply leaves: a node that dies in between restores
@@ -299,16 +310,32 @@ def _step(
         answer = session.receive(data)
         out = reply(msg, {"stage": expected.label, "data": answer})
     if session.stage is None:
-        context.state.config_records.pop(STATE_KEY, None)  # done: nothing secret left to keep
+        _drop_session(context)  # done: nothing secret left to keep
     else:
         _save(context, session)
     return out
 
 
 def _save(context: Context, session: ClientSession) -> None:
-    context.state.config_records[STATE_KEY] = ConfigRecord(
+    context.state[STATE_KEY] = ConfigRecord(
         {"session": session.export_state(), "signed": session.config.signed}
     )
+
+
+# RecordDict's config_records, array_records and metric_records build a new synced view of
+# every record of that kind on each access (about 15 us): these read the records directly.
+
+
+def _config(records: RecordDict, key: str) -> ConfigRecord | None:
+    """``records.config_records.get(key)``."""
+    rec = records.get(key)
+    return rec if isinstance(rec, ConfigRecord) else None
+
+
+def _drop_session(context: Context) -> None:
+    """``context.state.config_records.pop(STATE_KEY, None)``."""
+    if _config(context.state, STATE_KEY) is not None:
+        del context.state[STATE_KEY]
 
 
 def _train_and_mask(
@@ -337,11 +364,11 @@ def _train_and_mask(
         # Another model, train config or train action than the round's other nodes got (lr
         # 0 for all but one node makes the sum that node's update): decline before training.
         raise _Declined("the train message is not the one the round config binds")
-    own = msg.content.config_records.pop(RECORD_KEY)  # the app sees what plain Flower sends
+    own = msg.content.pop(RECORD_KEY)  # the app sees what plain Flower sends
     try:
         out = call_next(msg, context)
     finally:
-        msg.content.config_records[RECORD_KEY] = own  # outer mods still see the stage
+        msg.content[RECORD_KEY] = own  # outer mods still see the stage
     if out.has_error():
         return out
     declined = record_of(out)
@@ -372,9 +399,28 @@ def _train_and_mask(
             encoder.max_examples,
         )
         num_examples = encoder.max_examples
-    vector = update_vector(local, global_arrays)
-    if vector.shape[0] != encoder.d:
-        raise _Declined(f"the model has {vector.shape[0]} values, the round expects {encoder.d}")
+    encoded = _encoded(encoder, local, global_arrays, num_examples)
+    session.provide_input(encoded, copy=False)  # masked in place: no copy of d words
+    masked = session.receive(data)
+    return reply(msg, {"stage": Stage.MASKED_INPUT.label, "data": masked})
+
+
+def _encoded(
+    encoder: UpdateEncoder,
+    local: ArrayRecord,
+    start: ArrayRecord,
+    num_examples: int,
+    rng: np.random.Generator | None = None,
+) -> npt.NDArray[Any]:
+    """``encoder.encode`` of the update ``local - start``, in one buffer: with 32-bit words
+    the float32 update is written into the words it is then quantised into, in place (the
+    same bytes as a separate update vector and encoding; no model-sized temporaries)."""
+    size = sum(int(np.prod(tuple(a.shape), dtype=np.int64)) for a in start.values())
+    if size != encoder.d:
+        raise _Declined(f"the model has {size} values, the round expects {encoder.d}")
+    words = np.empty(encoder.length, dtype=element_dtype(encoder.bits))
+    shared = words[: encoder.d].view(np.float32) if words.itemsize == 4 else None
+    vector = update_vector(local, start, shared)
     update = LocalUpdate(vector=vector, num_examples=num_examples, steps=0)
     peak = max(float(vector.max()), -float(vector.min())) if vector.size else 0.0  # no |x| copy
     top = peak * encoder.weight(update)
@@ -385,13 +431,11 @@ def _train_and_mask(
             top,
             encoder.quant.clip,
         )
-    session.provide_input(encoder.encode(update))
-    masked = session.receive(data)
-    return reply(msg, {"stage": Stage.MASKED_INPUT.label, "data": masked})
+    return encoder.encode(update, rng, out=words)
 
 
 def _arrays(msg: Message, key: str) -> ArrayRecord | None:
-    records = msg.content.array_records
+    records = {k: v for k, v in msg.content.items() if isinstance(v, ArrayRecord)}
     if key in records:
         return records[key]
     if len(records) == 1:
@@ -400,7 +444,7 @@ def _arrays(msg: Message, key: str) -> ArrayRecord | None:
 
 
 def _num_examples(msg: Message, key: str) -> int:
-    for metrics in msg.content.metric_records.values():
+    for metrics in [m for m in msg.content.values() if isinstance(m, MetricRecord)]:
         value: Any = metrics.get(key)
         if value is not None:
             if isinstance(value, float) and value.is_integer():

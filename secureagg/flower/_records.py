@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common.constant import SType
+from numpy.lib import format as npy
 
 from secureagg._exceptions import ConfigError
 
@@ -43,7 +47,7 @@ def record_of(msg: Message) -> ConfigRecord | None:
     """secureagg's record in ``msg``, or None (error reply, no content, no record)."""
     if msg.has_error() or not msg.has_content():
         return None
-    rec = msg.content.config_records.get(RECORD_KEY)
+    rec = msg.content.get(RECORD_KEY)  # not config_records: it builds a view on each access
     return rec if isinstance(rec, ConfigRecord) else None
 
 
@@ -109,17 +113,51 @@ def _size(arr: Array) -> int:
     return int(np.prod(tuple(int(s) for s in arr.shape), dtype=np.int64))
 
 
-def update_vector(local: ArrayRecord, start: ArrayRecord) -> npt.NDArray[np.float32]:
-    """``local - start`` over every array, in order, as one float32 vector.
+_HEADERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+
+
+def flat_values(arr: Array) -> npt.NDArray[Any]:
+    """The values ``arr.numpy()`` gives, flat, read in place from ``arr.data``.
+
+    A C-order ``.npy`` of a plain dtype (what ``Array(ndarray)`` holds) is read as a
+    read-only view of its bytes: no copy of a model-sized array. Anything else (another
+    stype or header version, Fortran order, object dtype, a negative dimension, data shorter
+    than its header says) goes through ``arr.numpy()``, which raises as it always did. The
+    header is parsed by numpy's own reader (``max_header_size``, no pickle).
+    """
+    data = arr.data
+    if arr.stype == SType.NUMPY and isinstance(data, bytes):
+        stream = io.BytesIO(data)  # shares ``data``: nothing is copied
+        try:
+            read = _HEADERS.get(npy.read_magic(stream))
+            if read is not None:
+                shape, fortran, dtype = read(stream)
+                if not fortran and not dtype.hasobject and min(shape, default=0) >= 0:
+                    count = math.prod(shape)
+                    return np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+        except ValueError:
+            pass  # arr.numpy() raises its own error for what is wrong
+    return arr.numpy().reshape(-1)
+
+
+def update_vector(
+    local: ArrayRecord, start: ArrayRecord, out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]:
+    """``local - start`` over every array, in order, as one float32 vector (``out`` if given:
+    a writeable float32 vector of that length).
 
     Both records must have the same names and shapes (see :func:`same_layout`); float32
     arrays are subtracted in float32, others in float64, each written once into the result.
+    Arrays are read in place from their bytes (:func:`flat_values`).
     """
     sizes = [int(np.prod(tuple(a.shape), dtype=np.int64)) for a in start.values()]
-    out = np.empty(sum(sizes), dtype=np.float32)
+    if out is None:
+        out = np.empty(sum(sizes), dtype=np.float32)
+    elif out.shape != (sum(sizes),) or out.dtype != np.float32 or not out.flags.writeable:
+        raise ConfigError(f"out must be a writeable float32 vector of {sum(sizes)} values")
     pos = 0
     for (name, a), b, size in zip(local.items(), start.values(), sizes, strict=True):
-        x, g = a.numpy(), b.numpy()
+        x, g = flat_values(a), flat_values(b)
         for arr in (x, g):
             if arr.dtype.kind != "f":
                 raise ConfigError(
@@ -127,7 +165,7 @@ def update_vector(local: ArrayRecord, start: ArrayRecord) -> npt.NDArray[np.floa
                 )
             if arr.size != size:  # Flower does not check an Array's data against its shape
                 raise ConfigError(f"array {name!r} holds {arr.size} values, its shape {size}")
-        np.subtract(x.ravel(), g.ravel(), out=out[pos : pos + size], casting="same_kind")
+        np.subtract(x, g, out=out[pos : pos + size], casting="same_kind")
         pos += size
     return out
 

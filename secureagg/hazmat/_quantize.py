@@ -146,7 +146,9 @@ def quantize(
         rng: Gives the 32-byte key of the AES-256-CTR stream the uniform draws come from, so
             a seeded rng gives reproducible output.
         out: Where to write the result (a contiguous element_dtype(b) array of x's size);
-            default a new array.
+            default a new array. It may be x's own memory (x a contiguous float array of the
+            same item size, viewed as element_dtype(b)): each piece of x is read before its
+            place is written. Then x is lost, also when quantize raises.
 
     Returns:
         The quantised vector in element_dtype(b).
@@ -175,6 +177,8 @@ def quantize(
     ):
         raise ConfigError(f"out must be a writeable contiguous {udtype} array of {n} elements")
     out = out.reshape(-1)
+    if n and np.may_share_memory(flat, out) and not _same_memory(flat, out):
+        raise ConfigError("out overlaps x without being x's own memory")
     q_all = out.view(_SIGNED[udtype.itemsize])
     m = min(n, _CHUNK)
     a = np.empty(m, dtype=ftype)
@@ -186,7 +190,7 @@ def quantize(
     for i in range(0, n, _CHUNK):
         k = min(_CHUNK, n - i)
         av, flv, rv, upv = a[:k], fl[:k], r[:k], up[:k]
-        np.clip(flat[i : i + k], -c, c, out=av)
+        np.clip(flat[i : i + k], -c, c, out=av)  # x's piece is read here, before q is written
         if np.isnan(np.min(av)):
             raise ConfigError("x contains NaN")
         av *= scale
@@ -203,6 +207,15 @@ def quantize(
         q += upv
     reduce_into(out, cfg.bits)
     return out.reshape(x.shape)
+
+
+def _same_memory(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> bool:
+    """Whether ``a`` and ``b`` are contiguous and start at one address with one item size."""
+    return (
+        a.flags.c_contiguous
+        and a.itemsize == b.itemsize
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
 
 
 def centered_sum(s: npt.NDArray[Any], cfg: QuantConfig) -> npt.NDArray[Any]:

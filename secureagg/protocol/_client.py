@@ -278,19 +278,26 @@ class ClientSession:
         state = self._state
         return state.u2 if isinstance(state, (InputSent, Signed)) else frozenset()
 
-    def provide_input(self, vector: npt.NDArray[Any]) -> None:
+    def provide_input(self, vector: npt.NDArray[Any], *, copy: bool = True) -> None:
         """Set x_u: d integers in [0, 2^b). Kept as a private copy until it is masked.
 
         Parameters:
             vector: The client's input.
+            copy: False hands ``vector`` itself to the session when it is already a
+                writeable, contiguous array of ``element_dtype(b)`` (no copy of d words):
+                the session masks it in place, so the caller must neither read nor change
+                it afterwards. Any other array is copied.
         """
         cfg = self.config
         x = np.asarray(vector)
         if x.shape != (cfg.d,) or x.dtype.kind not in "ui":
             raise ConfigError(f"input must be {cfg.d} integers, got {x.dtype} {x.shape}")
-        if x.size and (int(x.min()) < 0 or int(x.max()) >> cfg.bits):
+        signed = x.dtype.kind == "i"
+        if x.size and ((signed and int(x.min()) < 0) or int(x.max()) >> cfg.bits):
             raise ConfigError(f"input elements must lie in [0, 2^{cfg.bits})")
-        self._input = x.astype(element_dtype(cfg.bits), copy=True)
+        dtype = element_dtype(cfg.bits)
+        own = not copy and x.dtype == dtype and x.flags.c_contiguous and x.flags.writeable
+        self._input = x if own else x.astype(dtype, copy=True)
 
     def advertise(self) -> bytes:
         """Stage 0: fresh key pairs, advertised (and signed in signed mode).

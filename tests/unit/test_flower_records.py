@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("flwr")
 
@@ -20,6 +22,7 @@ from secureagg.flower._records import (
     DATA_KEY,
     INLINE_MAX,
     apply_update,
+    flat_values,
     model_size,
     payload,
     record_of,
@@ -109,6 +112,56 @@ def test_update_vector_refuses_an_array_whose_data_does_not_fill_its_shape() -> 
     for local, start in ((honest, ArrayRecord({"w": liar})), (ArrayRecord({"w": liar}), honest)):
         with pytest.raises(ConfigError, match="'w' holds 6 values, its shape 7"):
             update_vector(local, start)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    dtype=st.sampled_from(["<f2", ">f2", "<f4", ">f4", "<f8", ">f8", "<i4", "|u1"]),
+    shape=st.lists(st.integers(0, 4), max_size=3).map(tuple),
+    fortran=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_flat_values_reads_what_numpy_reads(
+    dtype: str, shape: tuple[int, ...], fortran: bool, seed: int
+) -> None:
+    """The in-place read gives arr.numpy()'s values in C order with its dtype, for every
+    byte order, shape (0-d and empty included) and memory order; a C-order array of a
+    plain dtype is a view of the Array's bytes, not a copy."""
+    x = np.random.default_rng(seed).normal(size=shape).astype(dtype)
+    x = np.asfortranarray(x) if fortran else np.ascontiguousarray(x)
+    arr = Array(x)
+    got, want = flat_values(arr), arr.numpy().ravel()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want, equal_nan=True)
+    if not fortran or x.ndim < 2:
+        assert got.base is arr.data  # read in place
+        assert not got.flags.writeable
+
+
+def _npy(header: str, body: bytes) -> bytes:
+    head = header.encode() + b" " * (117 - len(header)) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head + body
+
+
+@pytest.mark.parametrize(
+    ("header", "body"),
+    [
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", bytes(8)),  # short
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", bytes(12)),
+        ("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", bytes(8)),  # pickle
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (", bytes(4)),  # bad header
+        ("{'descr': '<f4', 'shape': (1,), }", bytes(4)),  # no fortran_order
+    ],
+)
+def test_flat_values_refuses_what_numpy_refuses(header: str, body: bytes) -> None:
+    """Data that numpy's loader refuses raises numpy's own error, never reads a view."""
+    arr = Array(dtype="float32", shape=(3,), stype="numpy.ndarray", data=_npy(header, body))
+    with pytest.raises(Exception) as numpy_error:
+        arr.numpy()
+    with pytest.raises(Exception) as ours:
+        flat_values(arr)
+    assert type(ours.value) is type(numpy_error.value)
+    assert str(ours.value) == str(numpy_error.value)
 
 
 def test_stage_labels_are_the_wire_tags() -> None:

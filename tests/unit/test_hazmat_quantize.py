@@ -181,3 +181,22 @@ def test_quantize_writes_into_out_what_it_would_return() -> None:
     for bad in (np.empty(49_999, dtype=want.dtype), np.empty(50_000, dtype=np.int64)):
         with pytest.raises(ConfigError):
             quantize(x, cfg, np.random.default_rng(7), out=bad)
+
+
+@pytest.mark.parametrize(("ftype", "bits"), [(np.float32, 21), (np.float32, 32), (np.float64, 40)])
+def test_quantize_in_place_over_x_gives_what_it_would_return(ftype: type, bits: int) -> None:
+    """out may be x's own memory (same item size): every piece of x is read before its
+    place is written, across many pieces; out overlapping x elsewhere is refused."""
+    cfg = make_config(max_clients=10, clip=1.0, frac_bits=16, bits=bits)
+    x = np.random.default_rng(4).uniform(-2, 2, 100_003).astype(ftype)
+    want = quantize(x, cfg, np.random.default_rng(8))
+    words = np.empty(x.size, dtype=want.dtype)
+    view = words.view(ftype)
+    view[:] = x
+    got = quantize(view, cfg, np.random.default_rng(8), out=words)
+    assert np.shares_memory(got, words)
+    np.testing.assert_array_equal(words, want)
+    shifted = np.empty(x.size + 1, dtype=want.dtype)
+    shifted.view(ftype)[1:] = x
+    with pytest.raises(ConfigError, match="overlaps"):
+        quantize(shifted.view(ftype)[1:], cfg, np.random.default_rng(8), out=shifted[:-1])

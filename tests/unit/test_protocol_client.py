@@ -18,6 +18,7 @@ from secureagg.protocol import (
     ConsistencySignature,
     KeysBroadcast,
     MaskedInput,
+    MemoryJournal,
     SharesDelivery,
     Stage,
     UnmaskRequest,
@@ -176,11 +177,40 @@ def test_refuses_ids_outside_the_round() -> None:
 def test_input_checks() -> None:
     r = Round()
     c = r.clients[1]
-    for bad in (np.zeros(D + 1, np.uint16), np.full(D, 2**BITS, np.uint32), np.zeros(D)):
-        with pytest.raises(ConfigError):
-            c.provide_input(bad)
+    for bad in (
+        np.zeros(D + 1, np.uint16),
+        np.full(D, 2**BITS, np.uint32),
+        np.zeros(D),
+        np.full(D, -1, np.int32),
+    ):
+        for copy in (True, False):
+            with pytest.raises(ConfigError):
+                c.provide_input(bad, copy=copy)
     with pytest.raises(ConfigError):
         ClientSession(r.config, 77, policy=WEAK)
+
+
+def test_provide_input_copies_unless_told_to_take_a_buffer_it_can_mask() -> None:
+    """By default the caller's array is copied and never changes. copy=False takes an
+    array of the ring's dtype as it is and masks it in place (the same bytes go out);
+    any other array is still copied."""
+    r = Round()
+    r.step()
+    blob, delivery = r.clients[1].export_state(), r.out[1]
+    x = np.full(D, 1, np.uint16)
+    sent = []
+    for given, copy in ((x.copy(), True), (x.copy(), False), (x.astype(np.int64), False)):
+        session = ClientSession.restore_state(blob, journal=MemoryJournal(), policy=WEAK)
+        session.provide_input(given, copy=copy)
+        kept = np.array_equal(given, x)
+        sent.append(session.receive(delivery))
+        masked = decode(sent[-1])
+        assert isinstance(masked, MaskedInput)
+        if copy or given.dtype != np.uint16:
+            assert kept and np.array_equal(given, x)  # the caller's array is untouched
+        else:
+            assert np.array_equal(given, masked.vector)  # masked where it lay
+    assert sent[0] == sent[1] == sent[2]
 
 
 def test_client_without_input_refuses_at_the_masked_stage() -> None:
