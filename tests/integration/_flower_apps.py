@@ -6,7 +6,8 @@ only on the node's partition id and the start model, so a secure run and a plain
 see the same updates, and a difference in the start model shrinks by ``c`` in the next
 round. A :class:`Script` mod, placed before ``secureagg_mod``, makes chosen nodes misbehave
 at chosen (round, stage) points; the test reads the partition -> node id map it writes, and
-the log of what each node received and when it trained.
+the log of what each node received and when it trained. A :class:`Rollback` mod plays a
+node's lost save: it puts back the state the node had before a chosen stage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
+from flwr.common.serde import recorddict_from_proto, recorddict_to_proto
+from flwr.proto.recorddict_pb2 import RecordDict as ProtoRecordDict
 
 from secureagg.flower import RECORD_KEY, secureagg_mod
 from secureagg.flower._records import payload
@@ -159,6 +162,29 @@ class Script:
             raise AssertionError(f"unknown action {action!r}")
         content = RecordDict({RECORD_KEY: ConfigRecord({**dict(record.items()), "data": data})})
         return Message(content, reply_to=msg)
+
+
+class Rollback:
+    """A mod: the ``target`` partition's state before its first message of ``stage`` is saved
+    to a file, and put back whenever that stage's message comes again (the lost save). Each
+    such message adds the actor's process id to ``folder / pids-<target>``."""
+
+    def __init__(self, folder: str, stage: str, target: int) -> None:
+        self.folder, self.stage, self.target = folder, stage, target
+
+    def __call__(self, msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        partition = int(context.node_config["partition-id"])
+        rec = msg.content.config_records.get(RECORD_KEY) if msg.has_content() else None
+        if partition == self.target and rec is not None and rec.get("stage") == self.stage:
+            saved = Path(self.folder, f"state-{partition}")
+            with Path(self.folder, f"pids-{partition}").open("a") as f:
+                f.write(f"{os.getpid()}\n")  # which actor process ran it
+            if saved.exists():  # the Context Flower saved after the reply is lost
+                proto = ProtoRecordDict.FromString(saved.read_bytes())
+                context.state = recorddict_from_proto(proto)
+            else:
+                saved.write_bytes(recorddict_to_proto(context.state).SerializeToString())
+        return call_next(msg, context)
 
 
 def _round_of(msg: Message) -> int:

@@ -13,7 +13,6 @@ issue 13) trains all six rounds.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,12 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
+import _flower_sim as sim  # tests/integration is on sys.path under pytest
 import dp_accounting
 import torch
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
-from flwr.simulation import run_simulation
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -94,14 +92,12 @@ def _server_app(out: Path) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        fedavg = FedAvg(
-            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
+        strategy = SecureAggregation(
+            sim.fedavg(N), max_examples=50, threshold=3, timeout=STAGE_TIMEOUT
         )
-        strategy = SecureAggregation(fedavg, max_examples=50, threshold=3, timeout=STAGE_TIMEOUT)
         start = ArrayRecord(_model().state_dict())
         strategy.start(grid=grid, initial_arrays=start, num_rounds=ROUNDS)
-        reports = {r: asdict(rep) for r, rep in strategy.reports.items()}
-        (out / "reports.json").write_text(json.dumps(reports))
+        sim.save_reports(strategy, out)
 
     return app
 
@@ -111,30 +107,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[int,
     root = tmp_path_factory.mktemp("flower-budget")
     ledgers = root / "ledgers"
     ledgers.mkdir()
-    home = root / "home"
-    home.mkdir()
     reports = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("FLWR_HOME", str(home / ".flwr"))
-        mp.setenv("FLWR_TELEMETRY_ENABLED", "0")
-        mp.setenv("FLWR_DISABLE_UPDATE_CHECK", "1")
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        mp.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        sim.quiet_home(root, mp.setenv)
         for name in ("first", "second"):  # two Flower runs, one after the other
             out = root / name
             out.mkdir()
-            run_simulation(
-                server_app=_server_app(out),
-                client_app=_client_app(ledgers),
-                num_supernodes=N,
-                backend_config={
-                    "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                    "init_args": {"num_cpus": 2},
-                },
-            )
-            raw = json.loads((out / "reports.json").read_text())
-            reports.append({int(r): rep for r, rep in raw.items()})
+            sim.simulate(_server_app(out), _client_app(ledgers), N)
+            reports.append(sim.load_reports(out))
     return ledgers, reports
 
 

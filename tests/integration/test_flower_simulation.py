@@ -26,10 +26,7 @@ start-model difference never grows).
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +37,9 @@ pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
 import _flower_apps as apps  # tests/integration is on sys.path under pytest
-from flwr.app import ArrayRecord, Context, MetricRecord
+import _flower_sim as sim
+from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
-from flwr.simulation import run_simulation
 
 from secureagg.flower import SecureAggregation
 
@@ -92,29 +88,22 @@ def _server_app(out: Path, *, secure: bool) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        fedavg = FedAvg(
-            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
-        )
+        fedavg = sim.fedavg(N)
         strategy = (
             SecureAggregation(fedavg, max_examples=MAX_EXAMPLES, timeout=STAGE_TIMEOUT)
             if secure
             else fedavg
         )
 
-        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            np.savez(out / f"round-{server_round}.npz", **apps.from_record(arrays))
-            return None
-
         strategy.start(
             grid=grid,
             initial_arrays=apps.to_record(apps.initial_arrays()),
             num_rounds=ROUNDS,
             timeout=TRAIN_TIMEOUT if secure else 3600.0,
-            evaluate_fn=evaluate,
+            evaluate_fn=sim.model_saver(out),
         )
         if isinstance(strategy, SecureAggregation):
-            reports = {r: asdict(rep) for r, rep in strategy.reports.items()}
-            (out / "reports.json").write_text(json.dumps(reports))
+            sim.save_reports(strategy, out)
 
     return app
 
@@ -125,27 +114,17 @@ def _simulate(out: Path, *, secure: bool) -> float:
     (out / "events").mkdir()
     plan = SECURE_PLAN if secure else PLAIN_PLAN
     script = apps.Script(plan, str(out / "nodes"), sleep=SLEEP, events_dir=str(out / "events"))
-    t0 = time.perf_counter()
-    run_simulation(
-        server_app=_server_app(out, secure=secure),
-        client_app=apps.client_app(script, secure=secure, count=_one),
-        num_supernodes=N,
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2},
-        },
+    return sim.simulate(
+        _server_app(out, secure=secure), apps.client_app(script, secure=secure, count=_one), N
     )
-    return time.perf_counter() - t0
 
 
 class Runs:
     def __init__(self, root: Path, seconds: dict[str, float]) -> None:
         self.root = root
         self.seconds = seconds
-        raw = json.loads((root / "secure" / "reports.json").read_text())
-        self.reports: dict[int, dict[str, Any]] = {int(r): rep for r, rep in raw.items()}
-        nodes = root / "secure" / "nodes"
-        self.node_of = {int(p.name): int(p.read_text()) for p in nodes.iterdir()}
+        self.reports: dict[int, dict[str, Any]] = sim.load_reports(root / "secure")
+        self.node_of = sim.node_ids(root / "secure" / "nodes")
         self.partition_of = {n: p for p, n in self.node_of.items()}
 
     def events(self, run: str, partition: int, server_round: int) -> list[str]:
@@ -154,22 +133,14 @@ class Runs:
         return [e for r, e in (line.split() for line in lines) if int(r) == server_round]
 
     def model(self, run: str, server_round: int) -> dict[str, np.ndarray]:
-        with np.load(self.root / run / f"round-{server_round}.npz") as f:
-            return {k: f[k] for k in f.files}
+        return sim.saved_model(self.root / run, server_round)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     root = tmp_path_factory.mktemp("flower-sim")
-    home = root / "home"
-    home.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("FLWR_HOME", str(home / ".flwr"))
-        mp.setenv("FLWR_TELEMETRY_ENABLED", "0")
-        mp.setenv("FLWR_DISABLE_UPDATE_CHECK", "1")
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        mp.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPU here: silence its tip
+        sim.quiet_home(root, mp.setenv)
         seconds = {
             "secure": _simulate(root / "secure", secure=True),
             "plain": _simulate(root / "plain", secure=False),

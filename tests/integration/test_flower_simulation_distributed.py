@@ -11,8 +11,6 @@ distributed-DP ledger records both rounds.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +21,9 @@ pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
 import _flower_apps as apps  # tests/integration is on sys.path under pytest
-from flwr.app import ArrayRecord, Context, MetricRecord
+import _flower_sim as sim
+from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
-from flwr.simulation import run_simulation
 
 from secureagg.fl import DistributedDP, DistributedEncoder
 from secureagg.flower import SecureAggregation
@@ -47,11 +44,8 @@ def _server_app(out: Path) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        fedavg = FedAvg(
-            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
-        )
         strategy = SecureAggregation(
-            fedavg,
+            sim.fedavg(N),
             max_examples=50,
             threshold=THRESHOLD,
             timeout=60.0,
@@ -59,22 +53,14 @@ def _server_app(out: Path) -> ServerApp:
             distributed_ledger=DistributedLedger(out / "server-ledger.json"),
         )
 
-        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-            np.savez(out / f"round-{server_round}.npz", **apps.from_record(arrays))
-            return None
-
         strategy.start(
             grid=grid,
             initial_arrays=apps.to_record(apps.initial_arrays()),
             num_rounds=ROUNDS,
             timeout=60.0,
-            evaluate_fn=evaluate,
+            evaluate_fn=sim.model_saver(out),
         )
-        reports = {
-            r: {"aborted": rep.aborted, "survivors": rep.survivors, "nodes": rep.nodes}
-            for r, rep in strategy.reports.items()
-        }
-        (out / "reports.json").write_text(json.dumps(reports))
+        sim.save_reports(strategy, out)
 
     return app
 
@@ -82,28 +68,12 @@ def _server_app(out: Path) -> ServerApp:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, float]]:
     root = tmp_path_factory.mktemp("flower-sim-ddp")
-    home = root / "home"
-    home.mkdir()
     (root / "nodes").mkdir()
     script = apps.Script(PLAN, str(root / "nodes"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("FLWR_HOME", str(home / ".flwr"))
-        mp.setenv("FLWR_TELEMETRY_ENABLED", "0")
-        mp.setenv("FLWR_DISABLE_UPDATE_CHECK", "1")
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        mp.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-        t0 = time.perf_counter()
-        run_simulation(
-            server_app=_server_app(root),
-            client_app=apps.client_app(script, secure=True, count=lambda p: 1),
-            num_supernodes=N,
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {"num_cpus": 2},
-            },
-        )
-        seconds = time.perf_counter() - t0
+        sim.quiet_home(root, mp.setenv)
+        client_app = apps.client_app(script, secure=True, count=lambda p: 1)
+        seconds = sim.simulate(_server_app(root), client_app, N)
     yield root, seconds
 
 
@@ -111,19 +81,17 @@ def test_each_round_is_the_members_average_plus_the_planned_noise(
     run: tuple[Path, float],
 ) -> None:
     root, seconds = run
-    reports = json.loads((root / "reports.json").read_text())
-    nodes = root / "nodes"
-    partition_of = {int(p.read_text()): int(p.name) for p in nodes.iterdir()}
+    reports = sim.load_reports(root)
+    partition_of = {node: p for p, node in sim.node_ids(root / "nodes").items()}
     d = sum(int(np.prod(s)) for s in apps.SHAPES.values())
     enc = DistributedEncoder(d, SETTINGS, THRESHOLD, N)  # the plan the strategy made
     start = apps.initial_arrays()
     z = []
     for r in (1, 2):
-        rep = reports[str(r)]
+        rep = reports[r]
         assert rep["aborted"] is None, rep
         assert sorted(partition_of[n] for n in rep["survivors"]) == MEMBERS[r]
-        with np.load(root / f"round-{r}.npz") as f:
-            model = {k: f[k] for k in f.files}
+        model = sim.saved_model(root, r)
         want = apps.plain_fedavg(start, MEMBERS[r], count=lambda p: 1)
         sigma = enc.noise_std(len(MEMBERS[r])) + enc.plan.gamma  # noise, plus rounding
         for k in apps.SHAPES:

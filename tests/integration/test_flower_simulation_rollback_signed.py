@@ -3,7 +3,7 @@
 Five nodes (t = 3, quorum 4) run the real ``secureagg_mod`` in Ray's ClientApp actors,
 each with its own Ed25519 identity key and the members list of all five (a test-only mod
 puts the paths in the node's node config: the engine gives every node the same one). The
-``Rollback`` mod of test_flower_simulation_rollback.py plays the lost save at the target's
+``Rollback`` mod of _flower_apps.py plays the lost save at the target's
 consistency message. After an honest round the ServerApp, as a hostile server, sends the
 target its consistency request twice more, each time to a node restored to before it
 signed: the same request must get the same signature bytes, a shorter survivor list a
@@ -23,12 +23,10 @@ pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
 import _flower_apps as apps  # tests/integration is on sys.path under pytest
+import _flower_sim as sim
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg
-from flwr.simulation import run_simulation
-from test_flower_simulation_rollback import Rollback, _environment, _stage
 
 from secureagg.flower import RECORD_KEY, SecureAggregation, generate_identity
 from secureagg.flower._records import payload
@@ -60,28 +58,14 @@ def _server_app(out: Path) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        log: list[tuple[Message, Message | None]] = []
-        real = grid.send_and_receive
-
-        def recording(messages: Any, **kw: Any) -> Any:
-            batch = list(messages)
-            replies = list(real(batch, **kw))
-            by_id = {r.metadata.reply_to_message_id: r for r in replies}
-            log.extend((m, by_id.get(m.metadata.message_id)) for m in batch)
-            return replies
-
-        grid.send_and_receive = recording  # type: ignore[method-assign]
-        fedavg = FedAvg(
-            fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=N, min_available_nodes=N
-        )
-        strategy = SecureAggregation(fedavg, max_examples=50, timeout=60.0, signed=True)
+        log, real = sim.record_sends(grid)
+        strategy = SecureAggregation(sim.fedavg(N), max_examples=50, timeout=60.0, signed=True)
         strategy.start(
             grid=grid, initial_arrays=apps.to_record(apps.initial_arrays()), num_rounds=1
         )
-        nodes = {int(p.name): int(p.read_text()) for p in (out / "nodes").iterdir()}
-        node = nodes[TARGET]
+        node = sim.node_ids(out / "nodes")[TARGET]
         ((first, signed_once),) = [
-            (m, r) for m, r in log if m.metadata.dst_node_id == node and _stage(m) == STAGE
+            (m, r) for m, r in log if m.metadata.dst_node_id == node and sim.stage_of(m) == STAGE
         ]
         assert signed_once is not None
         request = decode(payload(first, first.content[RECORD_KEY]) or b"")
@@ -96,14 +80,7 @@ def _server_app(out: Path) -> ServerApp:
             if data is not None:
                 fields = dict(first.content[RECORD_KEY].items())
                 content[RECORD_KEY] = type(first.content[RECORD_KEY])({**fields, "data": data})
-            again = Message(
-                content,
-                dst_node_id=node,
-                message_type=first.metadata.message_type,
-                group_id=first.metadata.group_id,
-            )
-            (answer,) = list(real([again], timeout=60.0))
-            rec = answer.content.config_records.get(RECORD_KEY) if answer.has_content() else None
+            rec = sim.reply_record(sim.send_again(real, first, content))
             return {
                 "declined": None if rec is None else rec.get("declined"),
                 "same": rec is not None
@@ -123,21 +100,13 @@ def _server_app(out: Path) -> ServerApp:
 def test_a_signed_node_rolled_back_before_consistency_never_signs_a_second_list(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _environment(tmp_path, monkeypatch)
+    sim.quiet_home(tmp_path, monkeypatch.setenv)
     keys = [generate_identity(tmp_path / f"node{p}.key") for p in range(N)]
     (tmp_path / "members.txt").write_text("".join(f"{k.hex()}\n" for k in keys))
     (tmp_path / "nodes").mkdir()
     script = apps.Script({}, str(tmp_path / "nodes"))
-    mods = [Identity(str(tmp_path)), Rollback(str(tmp_path), STAGE, TARGET)]
-    run_simulation(
-        server_app=_server_app(tmp_path),
-        client_app=apps.client_app(script, secure=True, before=mods),
-        num_supernodes=N,
-        backend_config={
-            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": 2},
-        },
-    )
+    mods = [Identity(str(tmp_path)), apps.Rollback(str(tmp_path), STAGE, TARGET)]
+    sim.simulate(_server_app(tmp_path), apps.client_app(script, secure=True, before=mods), N)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["survivors"] == N, result
     assert result["same request"] == {"declined": None, "same": True}, result
