@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -269,7 +270,8 @@ def distributed(ledger: Path) -> None:
 
     Every record is recomputed from its parameters (an edited ledger is refused). The
     guarantee is per client (add/remove one client's whole update) against anyone who sees
-    only the secure-aggregation sums, while at least n_min honest clients are in each.
+    only the secure-aggregation sums, while at least n_min honest clients are in each;
+    against the server, which sees who took part, each client's unamplified figure.
     """
     _audit_distributed(ledger)
 
@@ -320,8 +322,18 @@ def _audit_distributed(ledger: Path) -> None:
     console.print(
         f"ε = {book.epsilon():.4f} at δ = {delta:g} after {len(rounds)} rounds; unit: one "
         f"client's whole update (add/remove one client); RDP of the sum (KLS21 Prop. 14 with "
-        f"tau, or AKL21 Thm 3.5 for Skellam), {sampling}; against whoever sees only the sums."
+        f"tau, or AKL21 Thm 3.5 for Skellam), {sampling}; against whoever sees only the sums"
+        f" and not who took part."
     )
+    server = book.server_epsilons()
+    if server:
+        top = max(server, key=lambda c: server[c])
+        console.print(
+            f"Against the server, which sees who took part: no amplification; each client "
+            f"has the unsampled RDP of its own rounds (zero-out: its update replaced by zero): "
+            f"largest ε = {server[top]:.4f} (client {top}), median "
+            f"{statistics.median(server.values()):.4f}."
+        )
 
 
 @audit.command(context_settings=_CTX)

@@ -64,12 +64,6 @@ def client_guarantee_text(result: DemoResult) -> str:
     first = recs[0] if recs else None
     t = result.graph.threshold
     n_min = t - cfg.colluders
-    colluders = (
-        "the server included (no client is assumed to collude with it: --colluders 0)"
-        if cfg.colluders == 0
-        else f"the server included together with up to {cfg.colluders} colluding clients "
-        "(whose noise shares it then knows)"
-    )
     params = (
         ""
         if first is None
@@ -93,11 +87,12 @@ def client_guarantee_text(result: DemoResult) -> str:
         f"model built from those sums). The mechanism is the "
         f"{MECHANISM_NAMES[first.mechanism if first else 'dgauss']} (every client adds a "
         f"share of integer noise before masking, so the unmasked sum already carries central "
-        f"noise).{params} The guarantee holds against anyone who sees only the sums, "
-        f"{colluders}, as long as every released sum holds at "
+        f"noise).{params} The guarantee holds against anyone who sees only the sums, not "
+        f"who took part in them, as long as every released sum holds at "
         f"least threshold - colluders = {t} - {cfg.colluders} = {n_min} honest clients' "
         f"noise: a round with fewer than {t} clients in the sum is aborted and releases "
-        f"nothing (it costs nothing). It relies on secure aggregation: a server that saw one "
+        f"nothing (it costs nothing). {_server_text(book, cfg.colluders)} It relies on secure "
+        f"aggregation: a server that saw one "
         f"client's unmasked input would see a lightly noised update (this demo runs every "
         f"client and the server in one process, a simulation). Clients join each round by "
         f"their own coin from the operating system with probability {cfg.client_rate:g} "
@@ -110,6 +105,33 @@ def client_guarantee_text(result: DemoResult) -> str:
         f"is protected only as part of its client (no example-level accounting), the "
         f"features are standardised with the pooled training mean and deviation, and the "
         f"hyperparameters were picked by the developers on this public dataset."
+    )
+
+
+def _server_figures(book: DistributedLedger) -> tuple[float, float, int]:
+    """Against the server: the largest and the median client's epsilon, and the most rounds
+    one client took part in."""
+    eps = book.server_epsilons()
+    if not eps:
+        return 0.0, 0.0, 0
+    rounds = max(sum(c in r.members for r in book.rounds() if r.released) for c in eps)
+    return max(eps.values()), median(eps.values()), rounds
+
+
+def _server_text(book: DistributedLedger, colluders: int) -> str:
+    top, mid, k = _server_figures(book)
+    whom = "the server" + (
+        " (no client is assumed to collude with it: --colluders 0)"
+        if colluders == 0
+        else f" and up to {colluders} clients colluding with it (whose noise shares it knows)"
+    )
+    return (
+        f"The server sees who took part in each round (every member sends it a masked "
+        f"input), so against {whom} the sampling hides nothing: a client is "
+        f"protected by the noise of the rounds it took part in, without amplification, and "
+        f"its participation is not hidden (the relation is zero-out: its update replaced by "
+        f"zero). That is epsilon = {epsilon_text(top)} for the client that took part most "
+        f"({k} rounds) and {epsilon_text(mid)} for the median client, at the same delta."
     )
 
 
@@ -180,9 +202,13 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
                 "rounded, noised updates (and the model built from the sums)"
             ),
             "against": (
-                f"anyone who sees only the sums (the server, colluding with at most "
-                f"{cfg.colluders} clients), while every released sum holds at least "
-                f"{result.graph.threshold - cfg.colluders} honest clients' noise"
+                f"anyone who sees only the sums, not who took part, while every released sum "
+                f"holds at least {result.graph.threshold - cfg.colluders} honest clients' "
+                f"noise; against the server (colluding with at most {cfg.colluders} clients), "
+                f"which sees the members of every round, see server_epsilon"
+            ),
+            "server_epsilon": dict(
+                zip(("max", "median", "most_rounds"), _server_figures(book), strict=True)
             ),
             "mechanism": None if first is None else MECHANISM_NAMES[first.mechanism],
             "bits": cfg.bits,

@@ -7,7 +7,11 @@ leaves every client's contribution to the sum within ``update_clip``). Released:
 secure-aggregation sum (and the model built from it). Against: the server and up to
 ``colluders`` clients, provided at least ``threshold - colluders`` honest clients' noise is
 in every sum: the protocol aborts a round with fewer than ``threshold`` survivors, and
-:class:`DistributedEncoder` is calibrated for that floor. See docs/privacy.md.
+:class:`DistributedEncoder` is calibrated for that floor. With client sampling
+(``sample_rate``) the amplified epsilon holds only against observers who do not see who took
+part; the server sees every round's members, and against it each client has the unamplified
+guarantee of the rounds it took part in, under zero-out neighbours
+(:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). See docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ class DistributedDP:
         mechanism: The integer noise: "dgauss" (discrete Gaussian) or "skellam".
         colluders: How many clients may share their noise with the server.
         sample_rate: The probability with which each client joins a round by its own OS
-            coin (None: every client every round, no amplification).
+            coin (None: every client every round, no amplification). The amplification
+            does not hold against the server, which sees who took part.
         k: The standard deviations of the sum that must fit in 2^bits.
         weights: Public weights by client id (None: uniform). They are scaled so that the
             largest is 1: each client sends ``w_i / max(w) x clip(update_i)``, so one

@@ -4,8 +4,10 @@ One record per round: the clients in the sum, the honest floor, the mechanism an
 parameters (bits, gamma, each client's integer-domain variance), the effective noise of the
 sum, the rounding-inflated sensitivities, and the guarantee composed over every round so far
 (per-round RDP at the round's own honest count, ``survivors - colluders``; a round that
-released nothing costs nothing). Saved as JSON atomically after every record when bound to
-a path; the schema names the mechanism family.
+released nothing costs nothing); with client sampling that figure holds against observers
+of the sums who do not see who took part, and :meth:`DistributedLedger.server_epsilons`
+gives each client's figure against the server, which does. Saved as JSON atomically after
+every record when bound to a path; the schema names the mechanism family.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from secureagg._exceptions import DecodeError, LedgerError
 from secureagg.hazmat import DDPParams
 from secureagg.privacy._files import save_json
-from secureagg.privacy.distributed import ORDERS, epsilon_of, sampled_round_rdp
+from secureagg.privacy.distributed import ORDERS, epsilon_of, round_rdp, sampled_round_rdp
 
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
 
@@ -169,10 +171,47 @@ class DistributedLedger:
     def epsilon(self) -> float:
         """The guarantee after every recorded round.
 
+        With sampling it holds against whoever sees the sums but not who took part in
+        them; against the server, see :meth:`server_epsilons`.
+
         Returns:
             The composed epsilon (0 before any release).
         """
         return self._rounds[-1].epsilon if self._rounds else 0.0
+
+    def server_epsilons(self) -> dict[int, float]:
+        """Each client's guarantee against a server that sees who took part in every round.
+
+        The server of a secure-aggregation round learns its members, so sampling hides
+        nothing from it: a client's data is protected only by the noise of the rounds it
+        took part in, without amplification. Per client: the unsampled per-round RDP at
+        each such round's honest count, composed over those rounds. The relation is
+        zero-out (the client's update replaced by zero; its participation is not hidden).
+        Without sampling (``sample_rate`` None) a client's figure is at most
+        :meth:`epsilon`.
+
+        Returns:
+            Client id -> epsilon at each round's delta (the last round's), for every
+            client in a released sum.
+        """
+        released = [r for r in self._rounds if r.released]
+        if not released:
+            return {}
+        per_round: dict[tuple[str, int], np.ndarray] = {}
+        totals: dict[int, np.ndarray] = {}
+        for r in released:
+            honest = len(r.members) - r.colluders
+            key = (r.params, honest)
+            if key not in per_round:
+                p = DDPParams.from_bytes(bytes.fromhex(r.params))
+                per_round[key] = round_rdp(
+                    p.mechanism, clip=p.clip, gamma=p.gamma, variance=p.variance, n=honest,
+                    dim=p.padded, beta=p.beta,
+                )  # fmt: skip
+            for c in r.members:
+                totals[c] = totals.get(c, 0.0) + per_round[key]
+        delta = released[-1].delta
+        return {c: epsilon_of(rdp, delta) for c, rdp in sorted(totals.items())}
 
     def to_json(self) -> dict[str, Any]:
         """The ledger as a JSON-ready document.

@@ -18,10 +18,15 @@ Delta_1 = min(Delta_2^2, sqrt(D) Delta_2)):
   3 Delta_1 / (2 V)).
 
 Rounds compose by adding RDP. Poisson sampling of clients with rate q amplifies through the
-general bound of Zhu and Wang (2019, Theorem 5); use it only when each client is sampled by
-its own unbiased coin that the server cannot influence, otherwise pass ``sample_rate=None``
-(no amplification). RDP converts to (epsilon, delta) as in dp-accounting (Canonne, Kamath,
-Steinke 2020; Asoodeh et al. 2020).
+general bound of Zhu and Wang (2019, Theorem 5), as the mechanisms' authors' own accounting
+does (the sampled-Gaussian analysis of Mironov, Talwar, Zhang 2019 is proved for the
+continuous Gaussian only); use it only when each client is sampled by its own unbiased coin
+that the server cannot influence, otherwise pass ``sample_rate=None`` (no amplification).
+The amplified figure protects a client only from observers who do not see who took part:
+the server sees each round's members, so against it what holds is zero-out DP with the
+unsampled per-round RDP composed over the client's own rounds
+(:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). RDP converts to
+(epsilon, delta) as in dp-accounting (Canonne, Kamath, Steinke 2020; Asoodeh et al. 2020).
 """
 
 from secureagg.privacy._ddp_accounting import (

@@ -24,6 +24,9 @@ def test_audit_of_a_distributed_ledger(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "aborted" in out and "add/remove one client" in out
     assert f"{book.epsilon():.4f}" in out
+    # against the server, which sees the members: each client's unamplified figure
+    server = book.server_epsilons()
+    assert "Against the server" in out and f"{max(server.values()):.4f}" in out
     # an edited ledger is refused in one line
     doc = json.loads(path.read_text())
     doc["rounds"][2]["epsilon"] = 0.01

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import pytest
@@ -102,6 +103,13 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
     assert p["neighbouring"] == "add/remove one client (its whole update)"
     assert "secure-aggregation sum" in p["released"]
     assert "at least 15 honest clients' noise" in p["against"]
+    # against the server, which sees every round's members: no amplification
+    server = book.server_epsilons()
+    assert p["server_epsilon"]["max"] == max(server.values())
+    assert p["server_epsilon"]["median"] == median(server.values())
+    assert p["server_epsilon"]["most_rounds"] == max(
+        sum(c in r.members for r in book.rounds() if r.released) for c in server
+    )
     assert p["epsilon"] == book.epsilon() <= SMALL.target_epsilon  # type: ignore[operator]
     for r, rec in zip(report["rounds"], book.rounds(), strict=True):
         assert r["epsilon"] == rec.epsilon
@@ -113,7 +121,9 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
         "add/remove one client",
         "sum from secure aggregation",
         "discrete Gaussian",
-        "anyone who sees only the sums",
+        "anyone who sees only the sums, not who took part",
+        "against the server (no client is assumed to collude",
+        "the sampling hides nothing",
         "threshold - colluders = 15 - 0 = 15",
         "relies on secure aggregation",
         "own coin from the operating system",

@@ -10,7 +10,7 @@ import pytest
 from secureagg import LedgerError
 from secureagg.hazmat import DDPParams
 from secureagg.privacy import DistributedLedger
-from secureagg.privacy.distributed import epsilon
+from secureagg.privacy.distributed import epsilon, epsilon_of, round_rdp
 
 P = DDPParams("dgauss", 1000, 16, 1.0, 2e-4, (0.15 / 2e-4) ** 2)
 
@@ -69,3 +69,31 @@ def test_save_load_round_trip_and_tampering(tmp_path: Path) -> None:
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(LedgerError):
             DistributedLedger.load(tmp_path / "bad.json")
+
+
+def test_against_the_server_a_client_pays_for_its_own_rounds_without_amplification() -> None:
+    # the server sees each round's members: sampling amplification hides nothing from it
+    ledger = DistributedLedger()
+    _record(ledger, 0, list(range(1, 11)), sample_rate=0.1)  # 9 honest shares
+    _record(ledger, 1, list(range(2, 13)), sample_rate=0.1)  # 10 honest shares
+    _record(ledger, 2, [], sample_rate=0.1)  # aborted: costs nobody anything
+    got = ledger.server_epsilons()
+    assert sorted(got) == list(range(1, 13))
+
+    def unsampled(honest: list[int]) -> float:
+        rdp = sum(
+            round_rdp("dgauss", clip=1.0, gamma=P.gamma, variance=P.variance, n=n, dim=1024)
+            for n in honest
+        )
+        return epsilon_of(rdp, 1e-5)
+
+    assert got[1] == pytest.approx(unsampled([9]), rel=1e-12)  # round 0 only
+    assert got[12] == pytest.approx(unsampled([10]), rel=1e-12)  # round 1 only
+    assert got[5] == pytest.approx(unsampled([9, 10]), rel=1e-12)  # both
+    # the amplified figure is below what a client in both rounds has against the server
+    assert ledger.epsilon() < got[5]
+    # a client in every round of an unsampled run has exactly the ledger's figure
+    plain = DistributedLedger()
+    for r in range(3):
+        _record(plain, r, list(range(1, 11)))
+    assert plain.server_epsilons()[1] == pytest.approx(plain.epsilon(), rel=1e-12)
