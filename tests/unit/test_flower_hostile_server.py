@@ -43,6 +43,46 @@ def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TaskIdentity, "_node_id", 1)
 
 
+def _grid(tmp_path: Path, app: Any, n: int, signed: bool) -> lb.LoopbackGrid:
+    """``n`` loopback nodes running ``app``; signed: each with its identity key and members."""
+    return sg._grid(tmp_path, app, n)[0] if signed else lb.LoopbackGrid(app, n)
+
+
+def _fedavg(cls: type[Any] = lb.FedAvg) -> Any:
+    return cls(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
+
+
+def _untrained(msg: Message, context: Context) -> Message:
+    """The reply of an app that did not move the model: the arrays it got, its count."""
+    p = int(context.node_config["partition-id"])
+    metrics = lb.MetricRecord({"num-examples": lb._examples(p)})
+    content = RecordDict({"arrays": copy.deepcopy(msg.content["arrays"]), "metrics": metrics})
+    return Message(content, reply_to=msg)
+
+
+def _resent(m: Message, content: RecordDict | None = None, message_type: str = "") -> Message:
+    """``m`` rebuilt by the server with other ``content`` or ``message_type``."""
+    return Message(
+        RecordDict(dict(m.content.items())) if content is None else content,
+        dst_node_id=m.metadata.dst_node_id,
+        message_type=message_type or m.metadata.message_type,
+        group_id=m.metadata.group_id,
+    )
+
+
+def _isolation_fails(grid: lb.LoopbackGrid, strategy: Any) -> Any:
+    """Run one round of an attack that would make the sum the target's update over 4; check
+    the round aborted and no model is that; the round's report."""
+    start = lb._initial()
+    models = lb._run(grid, strategy, 1, initial=start)
+    step = lb._step(start, TARGET, 1)
+    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
+    report = strategy.reports[1]
+    assert report.aborted is not None, report
+    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    return report
+
+
 def _more_metrics(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     """The app also reports a second count, which a per-node weighted-by could point at."""
     out = call_next(msg, context)
@@ -84,13 +124,8 @@ def test_per_node_encoding_settings_never_isolate_one_node(
     mode) signatures are bound to: nodes shown different settings cannot finish a round
     together, so no sum is one node's update next to nodes that were made to vanish."""
     _forge_per_node(monkeypatch, name, value)
-    app = lb._app(inner=[_more_metrics])
-    if signed:
-        grid, _ = sg._grid(tmp_path, app, 5)
-        strategy = sg._signed()
-    else:
-        grid = lb.LoopbackGrid(app, 5)
-        strategy = lb._strategy()
+    grid = _grid(tmp_path, lb._app(inner=[_more_metrics]), 5, signed)
+    strategy = sg._signed() if signed else lb._strategy()
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
     members = {lb._partition(n) for n in report.survivors}
@@ -132,9 +167,8 @@ def test_an_example_count_above_the_maximum_is_capped_not_declined() -> None:
     grid = lb.LoopbackGrid(lb._app(), 4)  # counts 5, 9, 13, 17
     for context in grid.contexts.values():  # the nodes opt in to sending their counts
         context.node_config["secureagg-weighting"] = "examples-public"
-    fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
     strategy = strategy_module.SecureAggregation(
-        fedavg, max_examples=8, weighting="examples-public"
+        _fedavg(), max_examples=8, weighting="examples-public"
     )
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
@@ -147,9 +181,8 @@ def test_a_node_sends_its_count_only_if_it_opted_in() -> None:
     """A server that asks for example-count weighting from nodes that did not pin it gets
     no count: every node declines at setup, before any key leaves."""
     grid = lb.LoopbackGrid(lb._app(), 4)
-    fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
     strategy = strategy_module.SecureAggregation(
-        fedavg, max_examples=8, weighting="examples-public"
+        _fedavg(), max_examples=8, weighting="examples-public"
     )
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
@@ -189,13 +222,8 @@ def test_a_node_rolled_back_before_its_masked_input_never_masks_again(
     Its journal, written before the first reply left, makes it decline untrained."""
     snapshots: dict[int, RecordDict] = {}
     calls: list[int] = []
-    app = lb._app(_snapshots("masked-input", snapshots), calls=calls)
-    if signed:
-        grid, _ = sg._grid(tmp_path, app, 4)
-        strategy = sg._signed()
-    else:
-        grid = lb.LoopbackGrid(app, 4)
-        strategy = lb._strategy()
+    grid = _grid(tmp_path, lb._app(_snapshots("masked-input", snapshots), calls=calls), 4, signed)
+    strategy = sg._signed() if signed else lb._strategy()
     lb._run(grid, strategy, 1)
     assert strategy.reports[1].aborted is None and sorted(calls) == [0, 1, 2, 3]
     node = lb.FIRST_NODE + TARGET
@@ -257,14 +285,7 @@ def _lr_zero_does_nothing(msg: Message, context: Context, call_next: ClientAppCa
     """An app that honours a train config's learning rate: at lr 0 it returns the model it got."""
     if msg.content["config"].get("lr") != 0.0:
         return call_next(msg, context)
-    p = int(context.node_config["partition-id"])
-    content = RecordDict(
-        {
-            "arrays": copy.deepcopy(msg.content["arrays"]),
-            "metrics": lb.MetricRecord({"num-examples": lb._examples(p)}),
-        }
-    )
-    return Message(content, reply_to=msg)
+    return _untrained(msg, context)
 
 
 class _PerNodeTrainConfig(lb.FedAvg):  # type: ignore[misc]
@@ -276,12 +297,7 @@ class _PerNodeTrainConfig(lb.FedAvg):  # type: ignore[misc]
             if lb._partition(m.metadata.dst_node_id) != TARGET:
                 content = RecordDict(dict(m.content.items()))
                 content["config"] = ConfigRecord({**dict(m.content["config"].items()), "lr": 0.0})
-                m = Message(
-                    content,
-                    dst_node_id=m.metadata.dst_node_id,
-                    message_type=m.metadata.message_type,
-                    group_id=m.metadata.group_id,
-                )
+                m = _resent(m, content)
             out.append(m)
         return out
 
@@ -305,23 +321,11 @@ def test_per_node_train_configs_never_isolate_one_node(
 
     monkeypatch.setattr(strategy_module, "one_train_digest", digest_of_target)
     calls: list[int] = []
-    app = lb._app(inner=[_lr_zero_does_nothing], calls=calls)
-    fedavg = _PerNodeTrainConfig(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
-    if signed:
-        grid, _ = sg._grid(tmp_path, app, 4)
-        strategy = strategy_module.SecureAggregation(
-            fedavg, max_examples=lb.MAX_EXAMPLES, signed=True
-        )
-    else:
-        grid = lb.LoopbackGrid(app, 4)
-        strategy = strategy_module.SecureAggregation(fedavg, max_examples=lb.MAX_EXAMPLES)
-    start = lb._initial()
-    models = lb._run(grid, strategy, 1, initial=start)
-    step = lb._step(start, TARGET, 1)
-    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
-    report = strategy.reports[1]
-    assert report.aborted is not None, report
-    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    grid = _grid(tmp_path, lb._app(inner=[_lr_zero_does_nothing], calls=calls), 4, signed)
+    strategy = strategy_module.SecureAggregation(
+        _fedavg(_PerNodeTrainConfig), max_examples=lb.MAX_EXAMPLES, signed=signed
+    )
+    report = _isolation_fails(grid, strategy)
     shown_other = {lb._partition(n): why for n, why in report.declined.items()}
     assert sorted(shown_other) == [1, 2, 3], report
     assert all("train message" in why for why in shown_other.values()), shown_other
@@ -330,8 +334,9 @@ def test_per_node_train_configs_never_isolate_one_node(
 
 def test_an_honest_strategy_refuses_train_messages_that_differ_per_node() -> None:
     grid = lb.LoopbackGrid(lb._app(), 4)
-    fedavg = _PerNodeTrainConfig(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
-    strategy = strategy_module.SecureAggregation(fedavg, max_examples=lb.MAX_EXAMPLES)
+    strategy = strategy_module.SecureAggregation(
+        _fedavg(_PerNodeTrainConfig), max_examples=lb.MAX_EXAMPLES
+    )
     lb._run(grid, strategy, 1)
     report = strategy.reports[1]
     assert report.aborted is not None and "train messages differ" in report.aborted
@@ -348,12 +353,7 @@ def test_another_train_action_for_all_but_one_node_never_isolates_it(
     calls: list[int] = []
     app = lb._app(calls=calls)
 
-    @app.train("zero")
-    def zero(msg: Message, context: Context) -> Message:
-        p = int(context.node_config["partition-id"])
-        metrics = lb.MetricRecord({"num-examples": lb._examples(p)})
-        content = RecordDict({"arrays": copy.deepcopy(msg.content["arrays"]), "metrics": metrics})
-        return Message(content, reply_to=msg)
+    app.train("zero")(_untrained)
 
     real = strategy_module.SecureAggregation.configure_train
 
@@ -361,25 +361,12 @@ def test_another_train_action_for_all_but_one_node_never_isolates_it(
         out = []
         for m in real(self, *args):
             if lb._partition(m.metadata.dst_node_id) != TARGET:
-                m = Message(
-                    RecordDict(dict(m.content.items())),
-                    dst_node_id=m.metadata.dst_node_id,
-                    message_type="train.zero",
-                    group_id=m.metadata.group_id,
-                )
+                m = _resent(m, message_type="train.zero")
             out.append(m)
         return out
 
     monkeypatch.setattr(strategy_module.SecureAggregation, "configure_train", hostile)
-    grid = lb.LoopbackGrid(app, 4)
-    strategy = lb._strategy()
-    start = lb._initial()
-    models = lb._run(grid, strategy, 1, initial=start)
-    step = lb._step(start, TARGET, 1)
-    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
-    report = strategy.reports[1]
-    assert report.aborted is not None, report
-    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    report = _isolation_fails(lb.LoopbackGrid(app, 4), lb._strategy())
     assert sorted(lb._partition(n) for n in report.declined) == [1, 2, 3], report
     assert calls == [TARGET]
 
@@ -391,10 +378,7 @@ def _reads_lr_from_run_config(
     examples/flower_app) do: at lr 0 it returns the model it got."""
     if context.run_config.get("lr") != 0.0:
         return call_next(msg, context)
-    p = int(context.node_config["partition-id"])
-    metrics = lb.MetricRecord({"num-examples": lb._examples(p)})
-    content = RecordDict({"arrays": copy.deepcopy(msg.content["arrays"]), "metrics": metrics})
-    return Message(content, reply_to=msg)
+    return _untrained(msg, context)
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -404,26 +388,15 @@ def test_a_per_node_run_config_never_isolates_one_node(tmp_path: Path, signed: b
     The round config binds the digest of the run config the ServerApp was given; a node
     with another one declines at setup, before any key leaves."""
     calls: list[int] = []
-    app = lb._app(inner=[_reads_lr_from_run_config], calls=calls)
-    if signed:
-        grid, _ = sg._grid(tmp_path, app, 4)
-    else:
-        grid = lb.LoopbackGrid(app, 4)
+    grid = _grid(tmp_path, lb._app(inner=[_reads_lr_from_run_config], calls=calls), 4, signed)
     honest = {"lr": 0.1, "local-epochs": 1}
     for node, context in grid.contexts.items():
         lr = 0.1 if lb._partition(node) == TARGET else 0.0
         context.run_config = {**honest, "lr": lr}
-    fedavg = lb.FedAvg(fraction_evaluate=0.0, min_available_nodes=2, min_train_nodes=2)
     strategy = strategy_module.SecureAggregation(
-        fedavg, max_examples=lb.MAX_EXAMPLES, signed=signed, run_config=honest
+        _fedavg(), max_examples=lb.MAX_EXAMPLES, signed=signed, run_config=honest
     )
-    start = lb._initial()
-    models = lb._run(grid, strategy, 1, initial=start)
-    step = lb._step(start, TARGET, 1)
-    isolated = {k: start[k].astype(np.float64) + (step[k] - start[k]) / 4 for k in lb.SHAPES}
-    report = strategy.reports[1]
-    assert report.aborted is not None, report
-    assert 1 not in models or lb._max_diff(models[1], isolated) > 1e-3
+    report = _isolation_fails(grid, strategy)
     shown_other = {lb._partition(n): why for n, why in report.declined.items()}
     assert sorted(shown_other) == [1, 2, 3], report
     assert all("run config" in why for why in shown_other.values()), shown_other
