@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("flwr")
+import test_flower_private as fp
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from secureagg import ConfigError, PrivacyConfig
 from secureagg.flower import RECORD_KEY, NodePrivacy, train_privately
@@ -29,23 +29,18 @@ APP = ROOT / "examples" / "flower_app"
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Linear(4, 3)
-
-
-def _loader() -> DataLoader[tuple[torch.Tensor, ...]]:
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(40, 4, generator=g)
-    y = torch.randint(0, 3, (40,), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=10)
-
-
-def _message(state: dict[str, torch.Tensor], rnd: int) -> Message:
-    content = RecordDict(
-        {"arrays": ArrayRecord(state), "config": ConfigRecord({"server-round": rnd})}
+def _train(
+    context: Context, privacy: PrivacyConfig, **kw: object
+) -> tuple[Message, dict[str, torch.Tensor], nn.Module]:
+    """One ``train_privately`` call on test_flower_private's model and data: the reply, the
+    model it started from and the model after it."""
+    state = {k: v.detach().clone() for k, v in fp._model().state_dict().items()}
+    model = fp._model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    reply = train_privately(
+        fp._message(state, 1), context, model, optimizer, fp._loader(), privacy, **kw
     )
-    return Message(content, dst_node_id=1, message_type="train")
+    return reply, state, model
 
 
 def _context(
@@ -102,16 +97,7 @@ def test_settings_weaker_than_the_node_pins_are_declined_before_any_training(
     privacy, key = WEAKER[case]
     ledger = tmp_path / "node-ledger.json"
     context = _context({**PINS, "secureagg-ledger": str(ledger)}, {})
-    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
-    model = _model()
-    reply = train_privately(
-        _message(state, 1),
-        context,
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.5),
-        _loader(),
-        privacy,
-    )
+    reply, state, model = _train(context, privacy)
     assert list(reply.content.keys()) == [RECORD_KEY]  # no arrays, no count: nothing left
     reason = str(reply.content[RECORD_KEY]["declined"])
     assert f"secureagg-{key}" in reason, reason
@@ -123,18 +109,8 @@ def test_settings_as_strong_as_the_pins_train_into_the_pinned_ledger(tmp_path: P
     """A ledger the app (or a run config) names is ignored: the node's pinned one is used."""
     node_ledger, fresh = tmp_path / "node-ledger.json", tmp_path / "fresh" / "ledger.json"
     context = _context({**PINS, "secureagg-ledger": str(node_ledger)}, {})
-    state = {k: v.detach().clone() for k, v in _model().state_dict().items()}
-    model = _model()
     privacy = PrivacyConfig(noise_multiplier=2.0, max_grad_norm=0.5, budget_epsilon=3.0)
-    reply = train_privately(
-        _message(state, 1),
-        context,
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.5),
-        _loader(),
-        privacy,
-        ledger=fresh,
-    )
+    reply, _, _ = _train(context, privacy, ledger=fresh)
     assert RECORD_KEY not in reply.content.config_records and "arrays" in reply.content
     assert not fresh.exists()
     [record] = _records(node_ledger, 4)
@@ -204,14 +180,14 @@ def test_the_example_app_takes_no_privacy_setting_from_the_run_config(
     ledger.parent.mkdir()
     node = {"partition-id": 0, "num-partitions": 3, "secureagg-ledger": str(ledger)}
     state = {k: v.detach().clone() for k, v in Net().state_dict().items()}
-    first = train(_message(state, 1), _context(node, hostile, run=11))  # type: ignore[operator]
+    first = train(fp._message(state, 1), _context(node, hostile, run=11))  # type: ignore[operator]
     assert RECORD_KEY not in first.content.config_records
     assert list(fresh.iterdir()) == [] and not (tmp_path / "home" / ".secureagg").exists()
     [record] = _records(ledger, 0)
     assert record["noise_multiplier"] == 1.0  # the app's own noise, not the run config's 0
     spent = record["epsilon"]["dpa_pld"]  # type: ignore[index]
     pinned = {**node, "secureagg-budget": 1.05 * spent}  # one round fits, two do not
-    second = train(_message(state, 1), _context(pinned, hostile, run=12))  # type: ignore[operator]
+    second = train(fp._message(state, 1), _context(pinned, hostile, run=12))  # type: ignore[operator]
     assert list(second.content.keys()) == [RECORD_KEY]
     assert "budget" in str(second.content[RECORD_KEY]["declined"])
     assert list(fresh.iterdir()) == []
