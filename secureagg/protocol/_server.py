@@ -117,6 +117,7 @@ class Outbox(Mapping[int, bytes]):
 
 
 _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
+_BATCH = 1024  # secrets rebuilt per combine_many call (one modular inversion each)
 
 
 class ServerSession:
@@ -579,22 +580,23 @@ class ServerSession:
         what: str,
         check_of: Callable[[int], Callable[[bytes], bool]],
     ) -> list[bytes]:
-        """:meth:`_reconstruct` for each of ``vs``: first every secret from its first t
-        shares in one batch (one modular inversion for all), then the slow path with
+        """:meth:`_reconstruct` for each of ``vs``: each secret from its first t shares, in
+        batches of _BATCH secrets (one modular inversion per batch), then the slow path with
         retries for any that did not rebuild or failed its check."""
         t = self.config.threshold
-        firsts = []
         for v in vs:
             shares = table.get(v, {})
             if len(shares) < t:
                 self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
-            firsts.append({x: shares[x] for x in sorted(shares)[:t]})
         out = []
-        for v, secret in zip(vs, combine_many(firsts, t), strict=True):
-            if isinstance(secret, bytes) and check_of(v)(secret):
-                out.append(secret)
-            else:
-                out.append(self._reconstruct(v, table, what, check_of(v)))
+        for start in range(0, len(vs), _BATCH):  # batches: the working ints are O(_BATCH * t)
+            batch = vs[start : start + _BATCH]
+            firsts = [{x: table[v][x] for x in sorted(table[v])[:t]} for v in batch]
+            for v, secret in zip(batch, combine_many(firsts, t), strict=True):
+                if isinstance(secret, bytes) and check_of(v)(secret):
+                    out.append(secret)
+                else:
+                    out.append(self._reconstruct(v, table, what, check_of(v)))
         return out
 
     def _reconstruct(

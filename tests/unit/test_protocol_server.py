@@ -522,8 +522,15 @@ def test_server_memory_does_not_grow_with_n_times_d() -> None:
     assert large < 1.5 * small + 200_000
 
 
-def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive() -> None:
-    """Client 1 answers with well-formed but wrong shares; the others' shares rebuild."""
+@pytest.mark.parametrize("batch", [1024, 2])
+def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive(
+    batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Client 1 answers with well-formed but wrong shares; the others' shares rebuild (also
+    when the server rebuilds the secrets two per batch)."""
+    from secureagg.protocol import _server
+
+    monkeypatch.setattr(_server, "_BATCH", batch)
     xs = inputs()
 
     def corrupt(data: bytes) -> bytes:
