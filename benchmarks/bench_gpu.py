@@ -79,13 +79,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plain_round(
-    make: Callable[[], nn.Module], ds: TensorDataset, batch: int, device: torch.device
+def _epoch(
+    model: nn.Module, opt: Any, crit: Any, loader: Any, device: torch.device
 ) -> Callable[[], None]:
-    model = make().to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    loader = DataLoader(ds, batch_size=batch, shuffle=True)
-    crit = nn.CrossEntropyLoss()
+    """One pass over ``loader`` with ``opt`` (then a device sync), as a callable to time."""
 
     def run() -> None:
         for x, y in loader:
@@ -95,6 +92,15 @@ def plain_round(
         sync(device)
 
     return run
+
+
+def plain_round(
+    make: Callable[[], nn.Module], ds: TensorDataset, batch: int, device: torch.device
+) -> Callable[[], None]:
+    model = make().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = DataLoader(ds, batch_size=batch, shuffle=True)
+    return _epoch(model, opt, nn.CrossEntropyLoss(), loader, device)
 
 
 def opacus_round(
@@ -119,15 +125,7 @@ def opacus_round(
     else:
         _, dp_opt, loader = out
         crit = nn.CrossEntropyLoss()
-
-    def run() -> None:
-        for x, y in loader:
-            dp_opt.zero_grad(set_to_none=True)
-            crit(model(x.to(device)), y.to(device)).backward()
-            dp_opt.step()
-        sync(device)
-
-    return run
+    return _epoch(model, dp_opt, crit, loader, device)
 
 
 def trainer_round(

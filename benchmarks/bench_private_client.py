@@ -25,6 +25,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from _timing import interleaved, paired  # benchmarks/ is on sys.path (script or test)
@@ -57,19 +58,23 @@ def data() -> TensorDataset:
     return TensorDataset(torch.randn(N, 1, 28, 28, generator=g), torch.randint(0, 10, (N,)))
 
 
-def plain_round(make: Callable[[], nn.Module], ds: TensorDataset) -> Callable[[], object]:
-    model = make()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    loader = DataLoader(ds, batch_size=BATCH, shuffle=True)
-    crit = nn.CrossEntropyLoss()
+def _epoch(fwd: Any, opt: Any, crit: Any, loader: Any) -> Callable[[], object]:
+    """One pass over ``loader``, stepping ``opt``, as a callable to time."""
 
     def run() -> None:
         for x, y in loader:
             opt.zero_grad()
-            crit(model(x), y).backward()
+            crit(fwd(x), y).backward()
             opt.step()
 
     return run
+
+
+def plain_round(make: Callable[[], nn.Module], ds: TensorDataset) -> Callable[[], object]:
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = DataLoader(ds, batch_size=BATCH, shuffle=True)
+    return _epoch(model, opt, nn.CrossEntropyLoss(), loader)
 
 
 def opacus_round(
@@ -97,15 +102,7 @@ def opacus_round(
         module, opt, crit, loader = out
     else:
         module, opt, loader = out
-    fwd = model if mode is not None else module
-
-    def run() -> None:
-        for x, y in loader:
-            opt.zero_grad()
-            crit(fwd(x), y).backward()
-            opt.step()
-
-    return run
+    return _epoch(model if mode is not None else module, opt, crit, loader)
 
 
 def secureagg_round(
