@@ -516,18 +516,27 @@ def test_nodes_lost_before_their_shares_are_routed_are_never_sent_the_model() ->
     assert _max_diff(models[1], want) <= report.error_bound + F32_SLACK
 
 
-def test_a_round_aborted_before_training_leaves_the_model_and_the_next_round_runs() -> None:
-    """4 nodes, threshold 3: when node 0's keys are lost, each other node has 2 neighbours
-    left (it does not count itself) and refuses to share; nobody trains in round 1."""
+def _two_rounds_losing_node_0_at(
+    stage: str,
+) -> tuple[list[tuple[int, str]], tuple[Any, Any], dict[int, dict[str, np.ndarray]]]:
+    """Two rounds of 4 nodes (threshold 3) in which node 0's ``stage`` reply of round 1 is
+    lost: the nodes' (partition, event) log, the two reports, the models."""
 
     def lose(p: int, msg: Message) -> bool:
-        return msg.metadata.group_id == "1" and p == 0 and _stage(msg) == "setup"
+        return msg.metadata.group_id == "1" and p == 0 and _stage(msg) == stage
 
     events: list[tuple[int, str]] = []
     grid = LoopbackGrid(_app(events=events), 4, lose=lose)
     strategy = _strategy()
     models = _run(grid, strategy, 2)
-    first, second = strategy.reports[1], strategy.reports[2]
+    return events, (strategy.reports[1], strategy.reports[2]), models
+
+
+def test_a_round_aborted_before_training_leaves_the_model_and_the_next_round_runs() -> None:
+    """4 nodes, threshold 3: when node 0's keys are lost, each other node has 2 neighbours
+    left (it does not count itself) and refuses to share; nobody trains in round 1."""
+
+    events, (first, second), models = _two_rounds_losing_node_0_at("setup")
     assert first.aborted is not None and "SHARE_KEYS" in first.aborted
     assert first.survivors == []
     declined = {_partition(n): why for n, why in first.declined.items()}
@@ -548,14 +557,7 @@ def test_when_lost_shares_leave_nodes_short_of_neighbours_nobody_trains() -> Non
     only 2 neighbours' shares and refuse after training. The server sees it and aborts the
     round before sending the model: no DP budget is spent on a round that cannot finish."""
 
-    def lose(p: int, msg: Message) -> bool:
-        return msg.metadata.group_id == "1" and p == 0 and _stage(msg) == "share-keys"
-
-    events: list[tuple[int, str]] = []
-    grid = LoopbackGrid(_app(events=events), 4, lose=lose)
-    strategy = _strategy()
-    models = _run(grid, strategy, 2)
-    first, second = strategy.reports[1], strategy.reports[2]
+    events, (first, second), models = _two_rounds_losing_node_0_at("share-keys")
     assert first.aborted is not None and "aborted before training" in first.aborted
     round_1 = events[: len(events) - 4 * 5]
     assert not any(e == "train" for _, e in round_1)

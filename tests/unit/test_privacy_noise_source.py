@@ -54,6 +54,21 @@ def test_same_seed_twice_gives_different_noise() -> None:
     assert np.linalg.norm(a - b) * N > Z  # the noise alone differs, by about its own scale
 
 
+def _client_1_update(parts: dict[int, DataLoader], seed: int) -> np.ndarray:
+    """Client 1's update after one private round of run_federated with ``seed``."""
+    res = run_federated(
+        lambda: nn.Linear(5, 2),
+        parts,
+        rounds=1,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=1.0),
+        privacy=PrivacyConfig(noise_multiplier=Z),
+        secure=None,
+        seed=seed,
+        keep_vectors=True,
+    )
+    return res.rounds[0].updates[1].vector.astype(np.float64)
+
+
 def test_a_known_seed_does_not_let_a_replay_reproduce_the_noise() -> None:
     """The server knows the seed, the code and both candidate datasets; it replays each.
 
@@ -63,42 +78,17 @@ def test_a_known_seed_does_not_let_a_replay_reproduce_the_noise() -> None:
     loaders = {c: DataLoader(data(c), batch_size=N) for c in (1, 2)}
     smaller = {1: DataLoader(TensorDataset(*data(1)[1:]), batch_size=N - 1), 2: loaders[2]}
 
-    def update(parts: dict[int, DataLoader]) -> np.ndarray:
-        res = run_federated(
-            lambda: nn.Linear(5, 2),
-            parts,
-            rounds=1,
-            optimizer_fn=lambda p: torch.optim.SGD(p, lr=1.0),
-            privacy=PrivacyConfig(noise_multiplier=Z),
-            secure=None,
-            seed=0,
-            keep_vectors=True,
-        )
-        return res.rounds[0].updates[1].vector.astype(np.float64)
-
-    seen = update(loaders)  # the client trained on the larger dataset
+    seen = _client_1_update(loaders, 0)  # the client trained on the larger dataset
     for guess in (loaders, smaller):
-        residual = np.linalg.norm(seen - update(guess)) / np.linalg.norm(seen)
+        residual = np.linalg.norm(seen - _client_1_update(guess, 0)) / np.linalg.norm(seen)
         assert residual > 0.05, "a replay with the known seed reproduces the DP noise"
 
 
 def test_run_federated_with_one_seed_gives_different_noise_each_run() -> None:
     loaders = {c: DataLoader(data(c), batch_size=N) for c in (1, 2)}
 
-    def run() -> np.ndarray:
-        res = run_federated(
-            lambda: nn.Linear(5, 2),
-            loaders,
-            rounds=1,
-            optimizer_fn=lambda p: torch.optim.SGD(p, lr=1.0),
-            privacy=PrivacyConfig(noise_multiplier=Z),
-            secure=None,
-            seed=7,
-            keep_vectors=True,
-        )
-        return res.rounds[0].updates[1].vector
-
-    assert np.linalg.norm(run() - run()) * N > Z
+    first, second = _client_1_update(loaders, 7), _client_1_update(loaders, 7)
+    assert np.linalg.norm(first - second) * N > Z
 
 
 def test_insecure_seed_repeats_the_noise_and_marks_the_ledger() -> None:
