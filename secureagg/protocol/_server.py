@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from secureagg._exceptions import ConfigError, DecodeError, RoundAborted, ShareError
 from secureagg.hazmat import (
     LABEL_MASK,
+    SHARE_SIZE,
     KeyPair,
     add_packed,
     apply_masks,
@@ -66,6 +67,7 @@ from secureagg.protocol._server_state import (
     CollectSignatures,
     CollectUnmask,
     Finished,
+    Packed,
     Rejection,
     ServerState,
     tables,
@@ -348,7 +350,7 @@ class ServerSession:
             return "self-mask shares for the wrong clients"
         if [v for v, _ in msg.key_shares] != sorted(nbrs & state.gone):
             return "key shares for the wrong clients"
-        state.responses[u] = msg
+        state.responses[u] = (_packed(msg.seed_shares), _packed(msg.key_shares))
         return None
 
     # -- closing stages --------------------------------------------------------------------
@@ -533,13 +535,10 @@ class ServerSession:
     def _close_unmask(self, state: CollectUnmask) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.UNMASK, state.asked, state.responses)
-        seed_shares: dict[int, dict[int, bytes]] = {}
-        key_shares: dict[int, dict[int, bytes]] = {}
-        for holder, resp in state.responses.items():
-            for v, share in resp.seed_shares:
-                seed_shares.setdefault(v, {})[holder] = share
-            for v, share in resp.key_shares:
-                key_shares.setdefault(v, {})[holder] = share
+        graph, answers = self.graph, state.responses
+        # who can hold v's shares: its neighbours (and v itself, for its self-mask seed)
+        seed_shares = _ShareTable({x: a[0] for x, a in answers.items()}, graph.neighbours, True)
+        key_shares = _ShareTable({x: a[1] for x, a in answers.items()}, graph.neighbours, False)
         seeds = self._reconstruct_all(
             state.u3,
             seed_shares,
@@ -576,7 +575,7 @@ class ServerSession:
     def _reconstruct_all(
         self,
         vs: Sequence[int],
-        table: dict[int, dict[int, bytes]],
+        table: _ShareTable,
         what: str,
         check_of: Callable[[int], Callable[[bytes], bool]],
     ) -> list[bytes]:
@@ -585,13 +584,13 @@ class ServerSession:
         retries for any that did not rebuild or failed its check."""
         t = self.config.threshold
         for v in vs:
-            shares = table.get(v, {})
-            if len(shares) < t:
-                self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
+            count = table.count(v)
+            if count < t:
+                self._abort(f"only {count} shares of client {v}'s {what} (threshold {t})")
         out = []
         for start in range(0, len(vs), _BATCH):  # batches: the working ints are O(_BATCH * t)
             batch = vs[start : start + _BATCH]
-            firsts = [{x: table[v][x] for x in sorted(table[v])[:t]} for v in batch]
+            firsts = [table.shares(v, t) for v in batch]
             for v, secret in zip(batch, combine_many(firsts, t), strict=True):
                 if isinstance(secret, bytes) and check_of(v)(secret):
                     out.append(secret)
@@ -602,14 +601,14 @@ class ServerSession:
     def _reconstruct(
         self,
         v: int,
-        table: dict[int, dict[int, bytes]],
+        table: _ShareTable,
         what: str,
         check: Callable[[bytes], bool] = lambda _: True,
     ) -> bytes:
         """Rebuild a secret from exactly t shares; if that fails and more shares arrived,
         leave one holder out at a time (so one bad share does not sink the round)."""
         t = self.config.threshold
-        shares = table.get(v, {})
+        shares = table.shares(v)
         if len(shares) < t:
             self._abort(f"only {len(shares)} shares of client {v}'s {what} (threshold {t})")
         holders = sorted(shares)
@@ -624,6 +623,62 @@ class ServerSession:
             if check(secret):
                 return secret
         self._abort(f"client {v}'s {what} could not be rebuilt from the shares received")
+
+
+def _packed(pairs: Sequence[tuple[int, bytes]]) -> Packed:
+    """(id, share) pairs with ascending ids, packed: the ids in a u32 array, the shares
+    joined (every share is SHARE_SIZE bytes: the codec reads them so)."""
+    return array("I", [v for v, _ in pairs]), b"".join([share for _, share in pairs])
+
+
+class _ShareTable:
+    """One kind of unmask share, by the client whose secret it is, read from the holders'
+    packed answers when that secret is rebuilt (no table of every share is built).
+
+    Parameters:
+        answers: Holder -> its shares of this kind, packed.
+        neighbours: Client -> its neighbours: the only holders of its shares.
+        own_too: A client also holds a share of its own secret (the self-mask seed).
+    """
+
+    __slots__ = ("_answers", "_neighbours", "_own_too")
+
+    def __init__(
+        self,
+        answers: dict[int, Packed],
+        neighbours: Callable[[int], frozenset[int]],
+        own_too: bool,
+    ) -> None:
+        self._answers = answers
+        self._neighbours = neighbours
+        self._own_too = own_too
+
+    def _holders(self, v: int) -> Iterator[tuple[int, int, bytes]]:
+        """(holder, index of v's share in its answer, its shares), holders ascending."""
+        candidates = self._neighbours(v) | {v} if self._own_too else self._neighbours(v)
+        answers = self._answers
+        for x in sorted(candidates):
+            found = answers.get(x)
+            if found is None:
+                continue
+            ids, blob = found
+            i = bisect_left(ids, v)
+            if i < len(ids) and ids[i] == v:
+                yield x, i, blob
+
+    def count(self, v: int) -> int:
+        """How many holders sent a share of v's secret."""
+        return sum(1 for _ in self._holders(v))
+
+    def shares(self, v: int, limit: int | None = None) -> dict[int, bytes]:
+        """Holder -> its share of v's secret, for the first ``limit`` holders by id (all if
+        None)."""
+        out: dict[int, bytes] = {}
+        for x, i, blob in self._holders(v):
+            if len(out) == limit:
+                break
+            out[x] = blob[i * SHARE_SIZE : (i + 1) * SHARE_SIZE]
+        return out
 
 
 def _opens(public: bytes) -> Callable[[bytes], bool]:

@@ -32,12 +32,16 @@ __all__ = [
     "CollectUnmask",
     "Collecting",
     "Finished",
+    "Packed",
     "Rejection",
     "ServerState",
     "tables",
 ]
 
 _Vector = npt.NDArray[Any]
+Packed = tuple["array[int]", bytes]
+"""Records of one size by client id: the ids ascending in a u32 array, the records back to
+back in that order."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,9 @@ class CollectSignatures(_Unmasking):
 @dataclass(slots=True)
 class CollectUnmask(_Unmasking):
     asked: frozenset[int] = field(kw_only=True)
-    responses: dict[int, UnmaskResponse] = field(default_factory=dict)
+    # holder -> its answer packed: (seed-share ids, shares), (key-share ids, shares); the ids
+    # as a u32 array, the shares back to back (not a tuple, an int and a bytes per share)
+    responses: dict[int, tuple[Packed, Packed]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -555,6 +555,23 @@ def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive(
     assert np.array_equal(res.total, expected(xs, res.survivors))
 
 
+def test_too_few_shares_of_one_secret_abort_the_round() -> None:
+    """Enough clients answer the unmask request, but only 2 (< t) hold client 1's shares:
+    the round aborts naming that secret, not with a wrong sum."""
+    ids = list(range(1, 11))
+    graph = Graph.harary(ids, 4, new_round_id())  # client 1 and 4 neighbours
+    config = RoundConfig(new_round_id(), BITS, D, T, graph, server_graph_seed=True)
+    silent = set(sorted(graph.neighbours(1))[1:])  # 3 of them never answer the unmask request
+    xs = {u: np.full(D, u, np.uint16) for u in ids}
+
+    def drop(stage: Stage, u: int, data: bytes) -> bytes | None:
+        return None if stage is Stage.UNMASK and u in silent else data
+
+    policy = ClientPolicy(allow_server_graph_seed=True)
+    with pytest.raises(RoundAborted, match="only 2 shares of client 1's self-mask seed"):
+        _run_round(config, xs, to_server=drop, policy=policy)
+
+
 # -- each meaning check of the server, by the reason it logs ------------------------------
 
 
