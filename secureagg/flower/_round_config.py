@@ -12,6 +12,7 @@ from flwr.serverapp.strategy import Strategy
 from secureagg._exceptions import ConfigError
 from secureagg.fl import DistributedEncoder, UpdateEncoder
 from secureagg.flower._records import run_config_digest, train_digest
+from secureagg.flower._settings import Settings, update_encoder
 from secureagg.protocol import RoundConfig, new_round_id, plan_round
 
 __all__ = ["encode_setup", "encoding", "one_train_digest", "round_config"]
@@ -73,37 +74,21 @@ def round_config(
     train: str,
     *,
     settings: Callable[[UpdateEncoder], Mapping[str, int | float | str | bool]],
-    max_examples: int,
-    threshold: int | None,
-    degree: int | None,
-    frac_bits: int,
-    clip: float,
-    bits: int | None,
-    max_clients: int | None,
-    signed: bool,
-    weighting: str,
-    server_graph_seed: bool = False,
+    of: Settings,
 ) -> tuple[UpdateEncoder, RoundConfig]:
     """The encoding and the round config for ``n`` nodes; ConfigError if they do not fit.
 
-    ``settings`` gives the encoding's settings bound into the config (:func:`encoding`);
-    ``train`` is the digest of the round's one train message. A Harary graph's seed comes
-    from the nodes' commit-reveal unless ``server_graph_seed`` (the opt-out).
+    ``of`` holds the strategy's settings (read now, each round); ``settings`` gives the
+    encoding's settings bound into the config (:func:`encoding`); ``train`` is the digest of
+    the round's one train message. A Harary graph's seed comes from the nodes' commit-reveal
+    unless ``of.server_graph_seed`` (the opt-out).
     """
-    encoder = UpdateEncoder(
-        d,
-        max_clients=max_clients or n,
-        max_examples=max_examples,
-        clip=clip,
-        frac_bits=frac_bits,
-        bits=bits,
-        weighting=weighting,
-    )
+    encoder = update_encoder(of, d, n)
     if n > encoder.quant.max_clients:
-        raise ConfigError(f"{n} nodes sampled, max_clients is {max_clients}")
+        raise ConfigError(f"{n} nodes sampled, max_clients is {of.max_clients}")
     round_id = new_round_id(server_round)
-    plan = plan_round(n, degree=degree, threshold=threshold)
-    server_seed = server_graph_seed and not plan.complete
+    plan = plan_round(n, degree=of.degree, threshold=of.threshold)
+    server_seed = of.server_graph_seed and not plan.complete
     cfg = RoundConfig(
         round_id=round_id,
         bits=encoder.bits,
@@ -111,7 +96,7 @@ def round_config(
         threshold=plan.threshold,
         graph=plan.graph(range(1, n + 1), round_id if server_seed else None),
         server_graph_seed=server_seed,
-        signed=signed,
+        signed=of.signed,
         identity_keys=dict(keys),
         encoding={**settings(encoder), "train-content": train},
     )

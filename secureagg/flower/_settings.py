@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from flwr.serverapp import strategy as strategies
 from flwr.serverapp.strategy import Strategy
@@ -11,7 +11,13 @@ from flwr.serverapp.strategy import Strategy
 from secureagg._exceptions import ConfigError
 from secureagg.fl import UpdateEncoder
 
-__all__ = ["NEEDS_EACH_UPDATE", "check_settings", "settings_from_run_config"]
+__all__ = [
+    "NEEDS_EACH_UPDATE",
+    "Settings",
+    "check_settings",
+    "settings_from_run_config",
+    "update_encoder",
+]
 
 NEEDS_EACH_UPDATE: tuple[type[Strategy], ...] = (
     strategies.Krum,
@@ -28,34 +34,42 @@ NEEDS_EACH_UPDATE: tuple[type[Strategy], ...] = (
 """Strategies that need each client's update (robust or server-side-clipped aggregation)."""
 
 
-def check_settings(
-    strategy: Strategy,
-    *,
-    max_examples: int,
-    threshold: int | None,
-    degree: int | None,
-    frac_bits: int,
-    clip: float,
-    bits: int | None,
-    max_clients: int | None,
-    timeout: float | None,
-    signed: bool,
-    weighting: str,
-) -> None:
+class Settings(Protocol):
+    """The strategy's settings: :class:`~secureagg.flower.SecureAggregation`'s attributes of
+    these names (see there for each)."""
+
+    max_examples: int
+    threshold: int | None
+    degree: int | None
+    frac_bits: int
+    clip: float
+    bits: int | None
+    max_clients: int | None
+    timeout: float | None
+    signed: bool
+    weighting: str
+    server_graph_seed: bool
+
+
+def update_encoder(settings: Settings, d: int, n: int) -> UpdateEncoder:
+    """The encoder of a round of ``n`` nodes and model size ``d`` (max_clients None: n)."""
+    return UpdateEncoder(
+        d,
+        max_clients=settings.max_clients or n,
+        max_examples=settings.max_examples,
+        clip=settings.clip,
+        frac_bits=settings.frac_bits,
+        bits=settings.bits,
+        weighting=settings.weighting,
+    )
+
+
+def check_settings(strategy: Strategy, settings: Settings) -> None:
     """Check :class:`~secureagg.flower.SecureAggregation`'s settings before round 1.
 
     Parameters:
         strategy: The Flower strategy to wrap.
-        max_examples: Public bound on a client's example count.
-        threshold: Shamir threshold, or None.
-        degree: Neighbours per node, or None.
-        frac_bits: Fixed-point precision.
-        clip: Bound on each coordinate of a weighted update.
-        bits: Bit width of the ring, or None.
-        max_clients: Public bound on the nodes in a round, or None.
-        timeout: Seconds a stage waits for replies, or None.
-        signed: Whether rounds are signed.
-        weighting: "uniform" or "examples-public".
+        settings: The settings.
 
     Raises:
         ConfigError: Settings that cannot work together, or a strategy that is not one.
@@ -63,17 +77,10 @@ def check_settings(
     if not isinstance(strategy, Strategy):
         raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
     try:
-        UpdateEncoder(  # fail now, not in round 1, for bad settings
-            1,
-            max_clients=max_clients or 2,
-            max_examples=max_examples,
-            clip=clip,
-            frac_bits=frac_bits,
-            bits=bits,
-            weighting=weighting,
-        )
+        update_encoder(settings, 1, 2)  # fail now, not in round 1, for bad settings
     except OverflowError as exc:
-        raise ConfigError(f"clip {clip!r} is out of range") from exc
+        raise ConfigError(f"clip {settings.clip!r} is out of range") from exc
+    threshold, degree, timeout = settings.threshold, settings.degree, settings.timeout
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)):
         raise ConfigError(f"threshold must be an int, got {threshold!r}")
     if threshold is not None and threshold < 2:
@@ -90,8 +97,10 @@ def check_settings(
         )
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"timeout must be positive seconds, got {timeout!r}")
-    if not isinstance(signed, bool):
-        raise ConfigError(f"signed must be a bool, got {signed!r}")
+    if not isinstance(settings.signed, bool):
+        raise ConfigError(f"signed must be a bool, got {settings.signed!r}")
+    if not isinstance(settings.server_graph_seed, bool):
+        raise ConfigError(f"server_graph_seed must be a bool, got {settings.server_graph_seed!r}")
 
 
 def settings_from_run_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,34 +105,21 @@ class SecureAggregation(Strategy):
         distributed_ledger: DistributedLedger | None = None,
         server_graph_seed: bool = False,
     ) -> None:
-        check_settings(
-            strategy,
-            max_examples=max_examples,
-            threshold=threshold,
-            degree=degree,
-            frac_bits=frac_bits,
-            clip=clip,
-            bits=bits,
-            max_clients=max_clients,
-            timeout=timeout,
-            signed=signed,
-            weighting=weighting,
-        )
-        if not isinstance(server_graph_seed, bool):
-            raise ConfigError(f"server_graph_seed must be a bool, got {server_graph_seed!r}")
         self.server_graph_seed = server_graph_seed
-        self.strategy = strategy
-        self.run_config = dict(run_config or {})
         self.signed = signed
         self.weighting = weighting
         self.max_examples = max_examples
         self.threshold = threshold
         self.degree = degree
         self.frac_bits = frac_bits
-        self.clip = float(clip)
+        self.clip = clip
         self.bits = bits
         self.max_clients = max_clients
         self.timeout = timeout
+        check_settings(strategy, self)
+        self.clip = float(clip)
+        self.strategy = strategy
+        self.run_config = dict(run_config or {})
         self.reports: dict[int, RoundReport] = {}
         self._round: Round | None = None
         if distributed_ledger is not None and distributed is None:
@@ -271,24 +258,7 @@ class SecureAggregation(Strategy):
                 degree=self.degree,
                 signed=self.signed,
             )
-        return round_config(
-            server_round,
-            n,
-            d,
-            keys,
-            train,
-            settings=self.encoding,
-            max_examples=self.max_examples,
-            threshold=self.threshold,
-            degree=self.degree,
-            frac_bits=self.frac_bits,
-            clip=self.clip,
-            bits=self.bits,
-            max_clients=self.max_clients,
-            signed=self.signed,
-            weighting=self.weighting,
-            server_graph_seed=self.server_graph_seed,
-        )
+        return round_config(server_round, n, d, keys, train, settings=self.encoding, of=self)
 
     def encoding(
         self, encoder: UpdateEncoder | DistributedEncoder
