@@ -6,6 +6,7 @@ import math
 import numbers
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -97,33 +98,62 @@ def _parse(shares: Mapping[int, bytes], threshold: int) -> tuple[list[int], list
     return xs, ys
 
 
-def _denominators(xs: Sequence[int]) -> list[int]:
-    """x_i * prod_{j != i} (x_j - x_i), exactly (ids are below 2^32: no reduction needed)."""
-    return [
-        xi * math.prod(map(xi.__rsub__, xs[:i])) * math.prod(map(xi.__rsub__, xs[i + 1 :]))
-        for i, xi in enumerate(xs)
-    ]
+_SETS_AT_ONCE = 256  # secrets whose Lagrange denominators are built in one numpy batch
 
 
-def _mulmod(a: int, b: int) -> int:
-    """a * b mod PRIME for a, b < PRIME: PRIME = 2^521 - 1, so 2^521 = 1 (one fold)."""
-    x = a * b
-    x = (x & PRIME) + (x >> _BITS)
-    return x - PRIME if x >= PRIME else x
+def _denominators(sets: Sequence[Sequence[int]]) -> list[int]:
+    """For each set of t sorted points, |x_i * prod_{j != i} (x_j - x_i)| for each i, exactly,
+    folded below 2^522 (congruent mod PRIME; the sign is (-1)^i, the caller's to apply).
+
+    The t x t matrix of |x_j - x_i| (x_i on the diagonal) is built in numpy for many sets at
+    once, and each row's factors are multiplied in groups that fit a 64-bit word (ids are
+    below 2^32, so at least two per word) before Python multiplies the words exactly.
+    """
+    out: list[int] = []
+    prod = math.prod
+    for start in range(0, len(sets), _SETS_AT_ONCE):
+        x = np.array(sets[start : start + _SETS_AT_ONCE], dtype=np.int64)  # (s, t)
+        s, t = x.shape
+        diff = x[:, None, :] - x[:, :, None]  # diff[., i, j] = x_j - x_i
+        np.abs(diff, out=diff)
+        diag = np.arange(t)
+        diff[:, diag, diag] = x
+        per_word = max(1, 64 // max(1, int(x.max()).bit_length()))
+        width = -(-t // per_word) * per_word
+        factors = np.ones((s, t, width), dtype=np.uint64)
+        factors[:, :, :t] = diff
+        words = factors.reshape(s, t, width // per_word, per_word).prod(axis=3, dtype=np.uint64)
+        for row in words.reshape(s * t, -1).tolist():
+            e = prod(row)
+            out.append((e & PRIME) + (e >> _BITS))
+    return out
+
+
+_INVERSIONS_EVERY = 512  # values per modular inversion in _inverses
 
 
 def _inverses(values: Sequence[int]) -> list[int]:
-    """Every value's inverse mod PRIME with one modular inversion (Montgomery's trick)."""
-    prefix = [1] * (len(values) + 1)
-    acc = 1
-    for i, v in enumerate(values):
-        acc = _mulmod(acc, v)
-        prefix[i + 1] = acc
-    inv = pow(acc, -1, PRIME)
-    out = [0] * len(values)
-    for i in range(len(values) - 1, -1, -1):
-        out[i] = _mulmod(inv, prefix[i])
-        inv = _mulmod(inv, values[i])
+    """Every value's inverse mod PRIME (each nonzero mod PRIME), by Montgomery's trick: three
+    products per value and one modular inversion per 512 values. Products are folded once
+    (x = (x mod 2^521) + (x >> 521) is congruent mod PRIME, as 2^521 = 1), not fully
+    reduced: results are congruent to the inverses and below 2^531."""
+    out: list[int] = []
+    for start in range(0, len(values), _INVERSIONS_EVERY):
+        part = values[start : start + _INVERSIONS_EVERY]
+        prefix = []
+        acc = 1
+        for v in part:
+            prefix.append(acc)
+            acc *= v
+            acc = (acc & PRIME) + (acc >> _BITS)
+        inv = pow(acc, -1, PRIME)
+        res = [0] * len(part)
+        for i in range(len(part) - 1, -1, -1):
+            x = inv * prefix[i]
+            res[i] = (x & PRIME) + (x >> _BITS)
+            inv *= part[i]
+            inv = (inv & PRIME) + (inv >> _BITS)
+        out += res
     return out
 
 
@@ -160,8 +190,8 @@ def combine_many(
     """:func:`combine` for many secrets at once: each one's secret, or its ShareError.
 
     Lagrange at 0: s = N * sum_i y_i / (x_i * prod_{j != i} (x_j - x_i)), N = prod_j x_j.
-    The denominators are exact integers (ids are small), and one modular inversion serves
-    every denominator of every secret.
+    The denominators are exact integers (ids are below 2^32), built for many secrets at once,
+    and one modular inversion serves 512 of them.
 
     Parameters:
         share_sets: One point -> share mapping per secret.
@@ -171,16 +201,18 @@ def combine_many(
         Per secret, in order: the secret, or the ShareError :func:`combine` would raise.
     """
     parsed: list[tuple[list[int], list[int]] | ShareError] = []
-    dens: list[int] = []
     for shares in share_sets:
         try:
             xs, ys = _parse(shares, threshold)
         except ShareError as exc:
             parsed.append(exc)
             continue
+        if any(a > b for a, b in pairwise(xs)):  # sorted: the signs alternate
+            pairs = sorted(zip(xs, ys, strict=True))
+            xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
         parsed.append((xs, ys))
-        dens += _denominators(xs)
-    invs = _inverses([den % PRIME for den in dens]) if dens else []
+    valid = [item for item in parsed if not isinstance(item, ShareError)]
+    invs = _inverses(_denominators([xs for xs, _ in valid]))
     out: list[bytes | ShareError] = []
     k = 0
     for item in parsed:
@@ -188,8 +220,13 @@ def combine_many(
             out.append(item)
             continue
         xs, ys = item
-        total = sum(y * inv for y, inv in zip(ys, invs[k : k + len(xs)], strict=True))
-        k += len(xs)
+        t = len(xs)
+        w = invs[k : k + t]
+        k += t
+        # sum_i y_i / E_i with E_i = (-1)^i |E_i|: the odd terms are subtracted
+        total = sum(y * v for y, v in zip(ys[::2], w[::2], strict=True)) - sum(
+            y * v for y, v in zip(ys[1::2], w[1::2], strict=True)
+        )
         try:
             out.append(_secret(total % PRIME * (math.prod(xs) % PRIME) % PRIME))
         except ShareError as exc:

@@ -405,26 +405,51 @@ def decode(data: bytes) -> Message:
     return msg
 
 
-def _decode(data: bytes, decoders: dict[int, Callable[[Reader, bytes, int], Any]]) -> Any:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"a message is bytes, not {type(data).__name__}")
-    data = bytes(data)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+_HEAD = struct.Struct(">4sBBB")  # magic, version, type, round-id length
+
+
+def _head(
+    data: bytes, decoders: dict[int, Callable[[Reader, bytes, int], Any]]
+) -> tuple[Callable[[Reader, bytes, int], Any], bytes, int, Reader]:
+    """The type's decoder, the round id, the party and a Reader at the body: the fixed head
+    read in one call when it is whole and well-formed, else field by field (the same checks
+    in the same order, so the same DecodeError)."""
+    if len(data) >= _HEAD.size:
+        magic, version, kind, rid_len = _HEAD.unpack_from(data)
+        decoder = decoders.get(kind)
+        body = _HEAD.size + rid_len + 4
+        if (
+            magic == MAGIC
+            and version == VERSION
+            and decoder is not None
+            and ROUND_ID_MIN <= rid_len <= ROUND_ID_MAX
+            and len(data) >= body
+        ):
+            (party,) = _ID_PAIR.unpack_from(data, body - 4)
+            return decoder, data[_HEAD.size : body - 4], party, Reader(data, body)
     r = Reader(data)
     if r.take(4) != MAGIC:
         raise DecodeError("not a secureagg message (bad magic)")
     version = r.u8()
     if version != VERSION:
         raise DecodeError(f"unsupported wire version {version} (this is version {VERSION})")
-    decoder = decoders.get(r.u8())
-    if decoder is None:
+    found = decoders.get(r.u8())
+    if found is None:
         raise DecodeError("unknown message type")
     rid_len = r.u8()
     if not ROUND_ID_MIN <= rid_len <= ROUND_ID_MAX:
         raise DecodeError(f"round id of {rid_len} bytes")
     rid = r.take(rid_len)
-    party = r.u32()
+    return found, rid, r.u32(), r
+
+
+def _decode(data: bytes, decoders: dict[int, Callable[[Reader, bytes, int], Any]]) -> Any:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"a message is bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    decoder, rid, party, r = _head(data, decoders)
     if party == 0:
         raise DecodeError("client id 0 is reserved")
     msg = decoder(r, rid, party)

@@ -42,9 +42,9 @@ class Reader:
 
     __slots__ = ("_data", "_pos")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, start: int = 0) -> None:
         self._data = data
-        self._pos = 0
+        self._pos = start
 
     def remaining(self) -> int:
         """Bytes not yet read."""

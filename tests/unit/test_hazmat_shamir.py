@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from secureagg import ConfigError, ShareError
 from secureagg.hazmat import PRIME, SHARE_SIZE, combine, split
+from secureagg.hazmat import _shamir as shamir_module
 from secureagg.hazmat._shamir import combine_many
 
 
@@ -175,3 +177,54 @@ def test_combine_many_matches_combine_and_textbook_lagrange(
             else:
                 assert result == want
                 assert int.from_bytes(want, "big") == naive_lagrange(shares)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.lists(
+        st.tuples(
+            st.binary(min_size=32, max_size=32),
+            st.sampled_from([2**8, 2**14, 2**20, 2**32 - 1]),  # the largest id: words per row
+            st.sampled_from(["exact", "mixed", "flipped"]),
+            st.randoms(use_true_random=False),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 5),
+    st.integers(1, 70),
+)
+def test_combine_many_equals_textbook_lagrange_in_any_order_and_batch_size(
+    t: int,
+    cases: list[tuple[bytes, int, str, Any]],
+    sets_at_once: int,
+    inversions_every: int,
+) -> None:
+    """Every secret (or ShareError) is what textbook Lagrange gives: points given in any
+    order, ids small or up to 2^32 - 1 (so a 64-bit word holds from 8 to 2 factors), and
+    batches cut at every size into numpy blocks and inversion chunks."""
+    batch: list[dict[int, bytes]] = []
+    for secret, top, kind, rnd in cases:
+        points = rnd.sample(range(1, top + 1), t)
+        shares = split(secret, t, points)
+        if kind == "mixed":
+            shares[points[0]] = split(os.urandom(32), t, points)[points[0]]
+        elif kind == "flipped":
+            y = bytearray(shares[points[-1]])
+            y[-1] ^= 1
+            shares[points[-1]] = bytes(y)
+        rnd.shuffle(points)
+        batch.append({x: shares[x] for x in points})
+    saved = shamir_module._SETS_AT_ONCE, shamir_module._INVERSIONS_EVERY
+    shamir_module._SETS_AT_ONCE, shamir_module._INVERSIONS_EVERY = sets_at_once, inversions_every
+    try:
+        results = combine_many(batch, t)
+    finally:
+        shamir_module._SETS_AT_ONCE, shamir_module._INVERSIONS_EVERY = saved
+    for shares, result in zip(batch, results, strict=True):
+        value = naive_lagrange(shares)
+        if value >> 256:
+            assert isinstance(result, ShareError)
+        else:
+            assert result == value.to_bytes(32, "big")

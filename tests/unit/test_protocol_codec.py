@@ -30,7 +30,8 @@ from secureagg.protocol import (
 )
 from secureagg.protocol import _codec as codec
 from secureagg.protocol._codec import CIPHERTEXT_SIZE, MAGIC, MAX_CLIENTS, VERSION
-from secureagg.protocol._config import MAX_VECTOR_LENGTH
+from secureagg.protocol._config import MAX_VECTOR_LENGTH, ROUND_ID_MAX, ROUND_ID_MIN
+from secureagg.protocol._wire import Reader
 
 RID = bytes(range(24))
 K1, K2 = b"\x01" * 32, b"\x02" * 32
@@ -348,3 +349,49 @@ def test_the_servers_piecewise_encoders_equal_encode(
     pieces = [p for i, ct in cts for p in (struct.pack(">I", i), ct)]
     got = codec.shares_delivery_bytes(rid, recipient, len(cts), pieces)
     assert got == encode(SharesDelivery(rid, recipient, cts))
+
+
+def _head_field_by_field(data: bytes) -> tuple[object, bytes, int, int]:
+    """The message head read one field at a time, as the decoder always did (a reference)."""
+    r = Reader(data)
+    if r.take(4) != MAGIC:
+        raise DecodeError("not a secureagg message (bad magic)")
+    version = r.u8()
+    if version != VERSION:
+        raise DecodeError(f"unsupported wire version {version} (this is version {VERSION})")
+    decoder = codec._DECODERS.get(r.u8())
+    if decoder is None:
+        raise DecodeError("unknown message type")
+    rid_len = r.u8()
+    if not ROUND_ID_MIN <= rid_len <= ROUND_ID_MAX:
+        raise DecodeError(f"round id of {rid_len} bytes")
+    rid = r.take(rid_len)
+    party = r.u32()
+    return decoder, rid, party, len(data) - r.remaining()
+
+
+def _outcome(read: object, data: bytes) -> object:
+    try:
+        return read(data)  # type: ignore[operator]
+    except DecodeError as exc:
+        return ("DecodeError", str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(samples()), st.integers(0, 60), st.binary(max_size=4), st.data())
+def test_the_one_call_head_reads_what_field_by_field_reading_reads(
+    msg: object, cut: int, patch: bytes, data: st.DataObject
+) -> None:
+    """The head (magic, version, type, round id, party) read with one struct call gives the
+    same decoder, round id, party and body offset, or the same DecodeError, as reading it
+    field by field, on every cut and on bytes patched anywhere in it."""
+    raw = encode(msg)  # type: ignore[arg-type]
+    at = data.draw(st.integers(0, 60))
+    variants = [raw[:cut], raw[:at] + patch + raw[at + len(patch) :]]
+    for v in variants:
+
+        def fast(b: bytes) -> tuple[object, bytes, int, int]:
+            decoder, rid, party, r = codec._head(b, codec._DECODERS)
+            return decoder, rid, party, len(b) - r.remaining()
+
+        assert _outcome(fast, v) == _outcome(_head_field_by_field, v)
