@@ -174,8 +174,7 @@ def epsilon(
     beta: float = BETA,
 ) -> float:
     """(epsilon, delta) of ``rounds`` rounds; ``sample_rate`` None means no amplification."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise ConfigError(f"rounds must be a non-negative int, got {rounds!r}")
+    _check_rounds(rounds)
     rdp = sampled_round_rdp(
         mechanism,
         clip=clip,
@@ -210,15 +209,21 @@ def epsilon_for(
     Returns:
         The epsilon.
     """
-    return epsilon(
+    _check_rounds(rounds)
+    return epsilon_of(params_round_rdp(params, n=n, sample_rate=sample_rate) * rounds, delta)
+
+
+def params_round_rdp(
+    params: DDPParams, *, n: int, sample_rate: float | None
+) -> npt.NDArray[np.float64]:
+    """:func:`sampled_round_rdp` of one round encoded with ``params`` (``n`` honest shares)."""
+    return sampled_round_rdp(
         params.mechanism,
         clip=params.clip,
         gamma=params.gamma,
         variance=params.variance,
         n=n,
         dim=params.padded,
-        rounds=rounds,
-        delta=delta,
         sample_rate=sample_rate,
         beta=params.beta,
     )
@@ -243,6 +248,11 @@ def sampled_round_rdp(
 def epsilon_of(rdp: npt.NDArray[np.float64], delta: float) -> float:
     """(epsilon, delta) of a composed RDP curve at :data:`ORDERS`."""
     return _to_epsilon(np.asarray(rdp, dtype=np.float64), delta, ORDERS)
+
+
+def _check_rounds(rounds: int) -> None:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ConfigError(f"rounds must be a non-negative int, got {rounds!r}")
 
 
 def _check_positive(**values: float) -> None:

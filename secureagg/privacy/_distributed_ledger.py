@@ -23,8 +23,9 @@ import numpy as np
 
 from secureagg._exceptions import DecodeError, LedgerError
 from secureagg.hazmat import DDPParams
+from secureagg.privacy._ddp_accounting import params_round_rdp
 from secureagg.privacy._files import save_json
-from secureagg.privacy.distributed import ORDERS, epsilon_of, round_rdp, sampled_round_rdp
+from secureagg.privacy.distributed import ORDERS, epsilon_of, round_rdp
 
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
 
@@ -125,16 +126,7 @@ class DistributedLedger:
         d2 = params.l2_sensitivity
         d1 = min(d2 * d2, math.sqrt(params.padded) * d2)
         if released:
-            self._rdp = self._rdp + sampled_round_rdp(
-                params.mechanism,
-                clip=params.clip,
-                gamma=params.gamma,
-                variance=params.variance,
-                n=honest,
-                dim=params.padded,
-                sample_rate=sample_rate,
-                beta=params.beta,
-            )
+            self._rdp = self._rdp + params_round_rdp(params, n=honest, sample_rate=sample_rate)
         local_std = math.sqrt(params.variance) * params.gamma
         rec = DistributedRound(
             round=round_index,
