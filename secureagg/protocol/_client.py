@@ -149,8 +149,10 @@ class ClientSession:
         self._journal = journal
         self._identity = identity
         self._graph_seed: bytes | None = None  # commit-reveal: the seed, once computed
-        self._neighbours = (
-            frozenset() if config.commit_reveal else self._graph.neighbours(client_id)
+        # its neighbours' ids as a tuple (about 8 B each, not a frozenset's 48): a simulated
+        # round holds n sessions at once
+        self._neighbour_ids: tuple[int, ...] = (
+            () if config.commit_reveal else tuple(self._graph.neighbours(client_id))
         )
         self._input: npt.NDArray[Any] | None = None
         self._state: ClientState = Fresh()
@@ -162,7 +164,11 @@ class ClientSession:
 
     def _fix_graph(self, seed: bytes) -> None:
         self._graph_seed = seed
-        self._neighbours = self._graph.neighbours(self.client_id)
+        self._neighbour_ids = tuple(self._graph.neighbours(self.client_id))
+
+    @property
+    def _neighbours(self) -> frozenset[int]:
+        return frozenset(self._neighbour_ids)
 
     @property
     def graph(self) -> Graph | None:
@@ -491,21 +497,22 @@ class ClientSession:
     ) -> tuple[frozenset[int], frozenset[int]]:
         """The checks before any share leaves: returns (neighbours in U3, neighbours in D)."""
         alive, gone = frozenset(survivors), frozenset(dropped)
+        neighbours = self._neighbours
         if alive & gone:
             self._abort("the survivor and dropout lists overlap")
         if not all(v in self.config.graph for v in alive | gone):
             self._abort("the lists name clients that are not in this round")
         if self.client_id not in alive:
             self._abort("it is not in the survivor list it was sent")
-        if not (alive | gone) & self._neighbours <= u2:
+        if not (alive | gone) & neighbours <= u2:
             self._abort("the lists name neighbours whose shares it never received")
-        alive_nb = alive & self._neighbours
+        alive_nb = alive & neighbours
         if len(alive_nb) < self.config.threshold:
             self._abort(
                 f"only {len(alive_nb)} of its neighbours survive (threshold "
                 f"{self.config.threshold})"
             )
-        return alive_nb, gone & self._neighbours
+        return alive_nb, gone & neighbours
 
     def _on_consistency(self, state: InputSent, msg: ConsistencyRequest, request: bytes) -> bytes:
         self._check_lists(state.u2, msg.survivors, ())

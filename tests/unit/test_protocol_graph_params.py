@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import hypergeom
 
 from secureagg import ConfigError
-from secureagg.protocol import Graph, choose_parameters, default_threshold
+from secureagg.protocol import Graph, _graph, choose_parameters, default_threshold
 from secureagg.protocol._params import log2_disconnection_bound
 
 SEED = b"s" * 16
@@ -168,8 +168,14 @@ def test_disconnection_bound_is_an_upper_bound_by_enumeration(n: int, k: int, ba
     assert 0 < cut / len(subsets) <= bound < 1
 
 
-@pytest.mark.parametrize(("n", "k"), [(7, 2), (50, 10), (300, 36)])
-def test_harary_neighbours_are_the_ring_positions_around_each_client(n: int, k: int) -> None:
+@pytest.mark.parametrize(("n", "k", "memo"), [(7, 2, None), (50, 10, None), (300, 36, 16)])
+def test_harary_neighbours_are_the_ring_positions_around_each_client(
+    n: int, k: int, memo: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also when the graph keeps only ``memo`` neighbourhoods worked out: every client's,
+    asked for twice in two orders, is still right, and no more than ``memo`` are kept."""
+    if memo is not None:
+        monkeypatch.setattr(_graph, "_MEMO", memo)
     # written from the spec (docs/protocol.md): ring order by SHA-256(label || seed || id),
     # each client joined to the k/2 nearest on either side
     ids = list(range(3, 3 * n + 3, 3))
@@ -180,7 +186,10 @@ def test_harary_neighbours_are_the_ring_positions_around_each_client(n: int, k: 
         ).digest(),
     )
     g = Graph.harary(reversed(ids), k, SEED)
-    for pos, u in enumerate(ring):
-        want = {ring[(pos + s) % n] for s in range(1, k // 2 + 1)}
-        want |= {ring[(pos - s) % n] for s in range(1, k // 2 + 1)}
-        assert g.neighbours(u) == want
+    for order in (ring, ids):
+        for u in order:
+            pos = ring.index(u)
+            want = {ring[(pos + s) % n] for s in range(1, k // 2 + 1)}
+            want |= {ring[(pos - s) % n] for s in range(1, k // 2 + 1)}
+            assert g.neighbours(u) == want
+            assert len(g._memo) <= (memo or n)
