@@ -284,37 +284,42 @@ def test_the_saved_session_holds_keys_and_shares_never_the_update() -> None:
             assert 0 < size < 4000, (stage, size)
 
 
-def _short(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    stage = _stage(msg)
-    out = call_next(msg, context)
-    if stage == "masked-input" and context.node_config["partition-id"] == 1:
-        rec = out.content[RECORD_KEY]
-        m = decode(payload(out, rec) or b"")
-        assert isinstance(m, MaskedInput)
-        data = encode(MaskedInput(m.round_id, m.sender, m.excluded, m.vector[:-1], m.bits))
-        return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
-    return out
+def _with_data(msg: Message, out: Message, data: bytes) -> Message:
+    """The node's reply ``out`` to ``msg`` with its secureagg record's bytes replaced."""
+    rec = out.content[RECORD_KEY]
+    return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
+
+
+def _edit_masked_input(partition: int, edit: Callable[[MaskedInput], MaskedInput]) -> Mod:
+    """A mod: node ``partition``'s masked input, rewritten by ``edit`` before it leaves."""
+
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        stage = _stage(msg)
+        out = call_next(msg, context)
+        if stage == "masked-input" and context.node_config["partition-id"] == partition:
+            m = decode(payload(out, out.content[RECORD_KEY]) or b"")
+            assert isinstance(m, MaskedInput)
+            return _with_data(msg, out, encode(edit(m)))
+        return out
+
+    return mod
+
+
+# node 1 sends a masked input one element short
+_short = _edit_masked_input(
+    1, lambda m: MaskedInput(m.round_id, m.sender, m.excluded, m.vector[:-1], m.bits)
+)
+# node 3 relabels its masked input as client 1's (the server knows who sent it)
+_impostor = _edit_masked_input(
+    3, lambda m: MaskedInput(m.round_id, 1, m.excluded, m.vector, m.bits)
+)
 
 
 def _garbage(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
     out = call_next(msg, context)
     if _stage(msg) == "share-keys" and context.node_config["partition-id"] == 2:
-        rec = out.content[RECORD_KEY]
-        data = os.urandom(len(payload(out, rec) or b""))
-        return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
-    return out
-
-
-def _impostor(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Node 3 relabels its masked input as client 1's (the server knows who sent it)."""
-    stage = _stage(msg)
-    out = call_next(msg, context)
-    if stage == "masked-input" and context.node_config["partition-id"] == 3:
-        rec = out.content[RECORD_KEY]
-        m = decode(payload(out, rec) or b"")
-        assert isinstance(m, MaskedInput)
-        data = encode(MaskedInput(m.round_id, 1, m.excluded, m.vector, m.bits))
-        return Message(RecordDict({RECORD_KEY: ConfigRecord({**rec, "data": data})}), reply_to=msg)
+        data = os.urandom(len(payload(out, out.content[RECORD_KEY]) or b""))
+        return _with_data(msg, out, data)
     return out
 
 
