@@ -1,4 +1,5 @@
-"""A client holds its neighbours' keys and shares packed: bytes close to the records' own.
+"""Per-client memory: a client holds its neighbours' keys and shares packed, and a simulated
+round's peak grows by little more than the records' own bytes per edge.
 
 A simulated round keeps n clients in one process (100,000 in benchmarks/bench_scale.py), so
 what each client holds from the share-keys stage to the unmask stage decides its memory. The
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import gc
 import sys
+import tracemalloc
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,8 +23,9 @@ from hypothesis import strategies as st
 from support import HandRound
 
 from secureagg.hazmat import SHARE_SIZE
-from secureagg.protocol import Stage
+from secureagg.protocol import ServerSession, Stage, simulate_round
 from secureagg.protocol._client_state import Holdings, InputSent, Records, SharesSent
+from secureagg.protocol._codec import CIPHERTEXT_SIZE
 
 N, T, D, BITS = 24, 13, 4, 16
 K = N - 1  # the complete graph: every other client is a neighbour
@@ -89,3 +93,44 @@ def test_packed_records_refuse_a_repeated_id_or_a_short_record() -> None:
     assert held.u2 == {2}
     with pytest.raises(ValueError, match="own shares"):
         Holdings(shares, 3)
+
+
+def stage_peaks(n: int, k: int, monkeypatch: pytest.MonkeyPatch) -> dict[Stage, int]:
+    """The traced peak of each stage of a simulated round (n clients, degree k, d = 4)."""
+    peaks: dict[Stage, int] = {}
+    close = ServerSession.close_stage_lazily
+
+    def measured(self: ServerSession) -> Any:
+        stage = self.stage
+        assert stage is not None
+        peaks[stage] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        return close(self)
+
+    monkeypatch.setattr(ServerSession, "close_stage_lazily", measured)
+    inputs = {u: np.full(D, u, np.uint16) for u in range(1, n + 1)}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        simulate_round(inputs, bits=BITS, degree=k, threshold=k // 2 + 1, server_graph_seed=True)
+    finally:
+        tracemalloc.stop()
+        monkeypatch.undo()
+    return peaks
+
+
+def test_a_rounds_peak_grows_by_about_the_records_per_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From degree 8 to 24 at n = 100, the peaks of the share-keys and masked-input stages
+    grow per client and per extra neighbour by at most the records an edge needs then, plus
+    a quarter: the server's routed ciphertext (its recipient's id and CIPHERTEXT_SIZE bytes),
+    the recipient's shares once opened (an id and 2 * SHARE_SIZE), and 64 bytes for the
+    neighbour's id in the graph's and the client's neighbour sets. (The unmask stage's close
+    is left out: at small n its batch of secrets, O(batch * t^2), grows with k as well.)
+    Shares kept as a dict of (bytes, bytes) tuples come to about 600 B an edge and fail."""
+    stage_peaks(20, 8, monkeypatch)  # warm up: one-time caches are not per-edge memory
+    n, low, high = 100, 8, 24
+    small, large = stage_peaks(n, low, monkeypatch), stage_peaks(n, high, monkeypatch)
+    per_edge = (ID + CIPHERTEXT_SIZE) + (ID + 2 * SHARE_SIZE) + 64
+    for stage in (Stage.SHARE_KEYS, Stage.MASKED_INPUT):
+        growth = (large[stage] - small[stage]) / n / (high - low)
+        assert 0 < growth <= 1.25 * per_edge, (stage, growth, per_edge)
