@@ -8,15 +8,9 @@ import warnings
 from typing import Any
 
 from secureagg._exceptions import ConfigError
-from secureagg.privacy._steps import as_real, step_problem
 from secureagg.privacy.accounting import (
-    ADD_REMOVE,
-    HEADLINE,
     PRV_EPS_ERROR,
     _cached,
-    _check_accountant,
-    _check_delta,
-    _check_relation,
     _dpa_event,
     _pld_accountant,
     quiet_accountant_warnings,
@@ -26,40 +20,24 @@ __all__ = ["calibrate"]
 
 
 def calibrate(
-    target_epsilon: float,
-    *,
-    sample_rate: float,
-    steps: int,
-    delta: float,
-    accountant: str = HEADLINE,
-    relation: str = ADD_REMOVE,
+    accountant: str, target: float, q: float, n: int, delta: float, relation: str, asked: object
 ) -> float:
-    """:func:`~secureagg.privacy.accounting.noise_for_epsilon` (see there)."""
-    _check_accountant(accountant)
-    _check_relation(accountant, relation)
-    d = _check_delta(delta)
-    target = as_real(target_epsilon)
-    if target is None or not (math.isfinite(target) and target > 0):
-        raise ConfigError(f"target_epsilon must be finite and > 0, got {target_epsilon!r}")
-    problem = step_problem(1.0, sample_rate, steps)
-    if problem is not None:
-        raise ConfigError(problem)
-    q, n = float(sample_rate), int(steps)
-    if n == 0 or q == 0:
-        raise ConfigError("with no steps or a zero sample rate any noise multiplier reaches it")
+    """:func:`~secureagg.privacy.accounting.noise_for_epsilon` for settings it has checked
+    (``asked``: the target as the caller gave it, for the messages): the library's
+    calibration, then stepped up until this module's own figure is within the target."""
     try:
         with warnings.catch_warnings():
             quiet_accountant_warnings()
-            z = _calibrate(accountant, target, q, n, d, relation)
+            z = _calibrate(accountant, target, q, n, delta, relation)
     except (ValueError, ArithmeticError, RuntimeError) as exc:
-        raise ConfigError(f"no noise multiplier reaches epsilon {target_epsilon}: {exc}") from exc
+        raise ConfigError(f"no noise multiplier reaches epsilon {asked}: {exc}") from exc
     if not math.isfinite(z) or z > 1e4:
-        raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {target_epsilon}")
+        raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {asked}")
     for _ in range(50):  # the library's figure and ours agree; step up if rounding differs
-        if _cached(accountant, ((z, q, n),), d, relation) <= target:
+        if _cached(accountant, ((z, q, n),), delta, relation) <= target:
             return z
         z *= 1 + 1e-4
-    raise ConfigError(f"calibration for epsilon {target_epsilon} did not stay within it")
+    raise ConfigError(f"calibration for epsilon {asked} did not stay within it")
 
 
 def _calibrate(

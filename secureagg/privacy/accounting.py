@@ -36,7 +36,7 @@ import numpy as np
 
 from secureagg._exceptions import ConfigError
 from secureagg.privacy._steps import Canonical as Canonical
-from secureagg.privacy._steps import Step, as_real
+from secureagg.privacy._steps import Step, as_real, step_problem
 from secureagg.privacy._steps import canonical as canonical
 
 # The API; the other public-looking names here (canonical, as_int, prv_domain, ...) serve the
@@ -464,11 +464,16 @@ def noise_for_epsilon(
     """
     from secureagg.privacy._calibrate import calibrate  # it builds on this module
 
-    return calibrate(
-        target_epsilon,
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        accountant=accountant,
-        relation=relation,
-    )
+    _check_accountant(accountant)
+    _check_relation(accountant, relation)
+    d = _check_delta(delta)
+    target = as_real(target_epsilon)
+    if target is None or not (math.isfinite(target) and target > 0):
+        raise ConfigError(f"target_epsilon must be finite and > 0, got {target_epsilon!r}")
+    problem = step_problem(1.0, sample_rate, steps)
+    if problem is not None:
+        raise ConfigError(problem)
+    q, n = float(sample_rate), int(steps)
+    if n == 0 or q == 0:
+        raise ConfigError("with no steps or a zero sample rate any noise multiplier reaches it")
+    return calibrate(accountant, target, q, n, d, relation, target_epsilon)
