@@ -66,14 +66,38 @@ class LazyInputs(Mapping[int, np.ndarray]):
 
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM)."""
+    return _status_mb("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mb(field: str) -> float | None:
+    """A size field of /proc/self/status in MB (None where there is none)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+class _StageMemory:
+    """The resident set (now and peak so far) each time a stage closes: where the memory
+    goes, stage by stage."""
+
+    def __init__(self) -> None:
+        self.at_close: dict[str, list[float | None]] = {}
+
+    def install(self) -> None:
+        original = ServerSession.close_stage_lazily
+
+        def recorded(session: ServerSession) -> Any:
+            stage = session.stage
+            if stage is not None:
+                self.at_close[stage.name] = [_status_mb("VmRSS:"), _status_mb("VmHWM:")]
+            return original(session)
+
+        ServerSession.close_stage_lazily = recorded  # type: ignore[method-assign]
 
 
 class _ServerClock:
@@ -141,6 +165,8 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
     clock.install()
     client_clock = _ClientClock()
     client_clock.install()
+    stages = _StageMemory()
+    stages.install()
     if workers is not None:
         _set_workers(workers)
     rss_before = peak_rss_mb()
@@ -179,6 +205,7 @@ def run_once(n: int, d: int, bits: int, workers: int | None) -> dict[str, Any]:
         "masked_input_bytes": _masked_bytes(d, bits),
         "rss_growth_mb": rss_peak - rss_before,
         "rss_peak_mb": rss_peak,
+        "rss_at_close_mb": stages.at_close,  # stage -> [resident now, peak so far]
         "survivors": len(res.survivors),
         "exact": exact,
     }
@@ -301,13 +328,21 @@ def print_table(rows: list[dict[str, Any]], bits: int) -> None:
             f"{math.ceil(bits * r['d'] / 8):>9} | "
             f"{r['rss_peak_mb']:>7.0f} {r['rss_growth_mb']:>7.0f}"
         )
+    for r in rows:
+        closes = r.get("rss_at_close_mb")
+        if closes:
+            marks = ", ".join(
+                f"{stage} {now:.0f}/{peak:.0f}" for stage, (now, peak) in closes.items()
+            )
+            print(f"  n={r['n']} d={r['d']} MB resident/peak when each stage closed: {marks}")
     print(
         "\nsrv CPU s: process CPU (all threads) inside the server session's receive and\n"
         "  close_stage; ms/client: that over n; x n=1k: against the first n of the same d.\n"
         "client CPU ms: median over clients of each client's own CPU time (all stages).\n"
         "B sent: median bytes a surviving client sends in the whole round (all stages).\n"
         "peak MB: the child process's peak resident set (server and all n simulated clients);\n"
-        "  growth: its rise over the round.",
+        "  growth: its rise over the round. resident/peak when each stage closed: once the\n"
+        "  stage's client messages were all in, just before the server closed it.",
         flush=True,
     )
 
