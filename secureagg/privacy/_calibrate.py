@@ -25,11 +25,13 @@ def calibrate(
     """:func:`~secureagg.privacy.accounting.noise_for_epsilon` for settings it has checked
     (``asked``: the target as the caller gave it, for the messages): the library's
     calibration, then stepped up until this module's own figure is within the target."""
+    from dp_accounting.mechanism_calibration import NoBracketIntervalFoundError
+
     try:
         with warnings.catch_warnings():
             quiet_accountant_warnings()
             z = _calibrate(accountant, target, q, n, delta, relation)
-    except (ValueError, ArithmeticError, RuntimeError) as exc:
+    except (ValueError, ArithmeticError, RuntimeError, NoBracketIntervalFoundError) as exc:
         raise ConfigError(f"no noise multiplier reaches epsilon {asked}: {exc}") from exc
     if not math.isfinite(z) or z > 1e4:
         raise ConfigError(f"no noise multiplier <= 1e4 reaches epsilon {asked}")

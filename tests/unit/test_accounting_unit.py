@@ -111,6 +111,9 @@ def test_bad_calibration_requests_are_refused() -> None:
         noise_for_epsilon(1.0, sample_rate=2.0, steps=10, delta=1e-5)
     with pytest.raises(ConfigError, match="1e4"):
         noise_for_epsilon(1e-6, sample_rate=1.0, steps=10_000, delta=1e-5)
+    # dp-accounting's calibration finds no bracket at all here (its own exception type)
+    with pytest.raises(ConfigError, match="no noise multiplier reaches"):
+        noise_for_epsilon(1e-6, sample_rate=1.0, steps=10**6, delta=1e-12, accountant="dpa_rdp")
 
 
 @pytest.mark.parametrize(
