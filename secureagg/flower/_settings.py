@@ -76,6 +76,15 @@ def check_settings(strategy: Strategy, settings: Settings) -> None:
     """
     if not isinstance(strategy, Strategy):
         raise ConfigError(f"strategy must be a Flower Strategy, got {type(strategy).__name__}")
+    most = settings.max_clients
+    if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 3):
+        raise ConfigError(
+            f"max_clients must be an int >= 3 (secure aggregation needs 3 nodes), got {most!r}"
+        )
+    if most is not None and settings.threshold is not None and most < settings.threshold:
+        raise ConfigError(
+            f"max_clients {most} is below the threshold {settings.threshold}: no round fits"
+        )
     try:
         update_encoder(settings, 1, 2)  # fail now, not in round 1, for bad settings
     except OverflowError as exc:

@@ -275,6 +275,12 @@ def test_constructor_refuses_bad_settings_before_any_round() -> None:
         SecureAggregation(FedAvg(), max_examples=10, threshold=True)
     with pytest.raises(ConfigError, match="threshold must be at least 2"):
         SecureAggregation(FedAvg(), max_examples=10, threshold=1)
+    for most in (1, 2, True, 4.0):
+        with pytest.raises(ConfigError, match="max_clients must be an int >= 3"):
+            SecureAggregation(FedAvg(), max_examples=10, max_clients=most)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="below the threshold 5"):
+        SecureAggregation(FedAvg(), max_examples=10, max_clients=4, threshold=5)
+    SecureAggregation(FedAvg(), max_examples=10, max_clients=5, threshold=5)
     with pytest.raises(ConfigError, match="degree must be an even int"):
         SecureAggregation(FedAvg(), max_examples=10, degree=2.0)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="degree must be an even int"):
