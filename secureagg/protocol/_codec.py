@@ -53,6 +53,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "VERSION",
     "PackedInput",
+    "PackedShareKeys",
     "decode",
     "decode_packed",
     "encode",
@@ -226,6 +227,26 @@ def _read_pairs(r: Reader, blob_size: int) -> tuple[tuple[int, bytes], ...]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _ids_format(n: int, blob_size: int) -> struct.Struct:
+    """The ids of n (u32 id, blob) pairs, the blobs skipped: one call reads them all."""
+    return struct.Struct(">" + f"I{blob_size}x" * n)
+
+
+def _read_pairs_packed(r: Reader, blob_size: int) -> tuple[tuple[int, ...], bytes]:
+    """:func:`_read_pairs`' list as its ids and its blobs back to back (the same checks),
+    without a tuple per pair."""
+    n = r.count(4 + blob_size, MAX_CLIENTS)
+    raw = r.take(n * (4 + blob_size))
+    if n <= _PAIRS_AT_ONCE:
+        ids: tuple[int, ...] = _ids_format(n, blob_size).unpack(raw)
+    else:
+        ids = tuple(_ID_PAIR.unpack_from(raw, k)[0] for k in range(0, len(raw), 4 + blob_size))
+    check_increasing(ids)
+    pairs = np.frombuffer(raw, dtype=np.uint8).reshape(n, 4 + blob_size)
+    return ids, pairs[:, 4:].tobytes()  # one C-level copy of every blob, ids dropped
+
+
 def _advertise(r: Reader, rid: bytes, party: int) -> Message:
     c_pk = r.take(PUBLIC_KEY_SIZE)
     s_pk = r.take(PUBLIC_KEY_SIZE)
@@ -324,6 +345,34 @@ def _masked_packed(r: Reader, rid: bytes, party: int) -> PackedInput:
     return PackedInput(rid, party, excluded, bits, d, raw)
 
 
+@dataclass(frozen=True, slots=True)
+class PackedShareKeys:
+    """A ShareKeys as the server reads it: the recipients' ids, their ciphertexts joined.
+
+    Attributes:
+        round_id: The round's id.
+        sender: The client that sent it.
+        seed_commitment: Its commitment to its self-mask seed.
+        keys_digest: Its digest of the KeysBroadcast it received.
+        recipients: The ids the ciphertexts are for, strictly increasing.
+        ciphertexts: CIPHERTEXT_SIZE bytes per recipient, in the recipients' order.
+    """
+
+    round_id: bytes
+    sender: int
+    seed_commitment: bytes
+    keys_digest: bytes
+    recipients: tuple[int, ...]
+    ciphertexts: bytes
+
+
+def _share_keys_packed(r: Reader, rid: bytes, party: int) -> PackedShareKeys:
+    commitment = r.take(COMMITMENT_SIZE)
+    digest = r.take(COMMITMENT_SIZE)
+    recipients, ciphertexts = _read_pairs_packed(r, CIPHERTEXT_SIZE)
+    return PackedShareKeys(rid, party, commitment, digest, recipients, ciphertexts)
+
+
 def masked_input_size(d: int, bits: int, *, round_id_len: int, excluded: int = 0) -> int:
     """The wire bytes of a MaskedInput: header, excluded ids, b, d, ceil(b*d/8) bytes."""
     header = len(MAGIC) + 3 + round_id_len + 4
@@ -363,14 +412,20 @@ _DECODERS: dict[int, Callable[[Reader, bytes, int], Message]] = {
     11: _seed_reveal,
 }
 
-_PACKED_DECODERS: dict[int, Callable[[Reader, bytes, int], Any]] = {**_DECODERS, 5: _masked_packed}
+_PACKED_DECODERS: dict[int, Callable[[Reader, bytes, int], Any]] = {
+    **_DECODERS,
+    3: _share_keys_packed,
+    5: _masked_packed,
+}
 
 
-def decode_packed(data: bytes) -> Message | PackedInput:
-    """:func:`decode`, except that a MaskedInput comes back as a :class:`PackedInput`.
+def decode_packed(data: bytes) -> Message | PackedInput | PackedShareKeys:
+    """:func:`decode`, except that a MaskedInput comes back as a :class:`PackedInput` and a
+    ShareKeys as a :class:`PackedShareKeys`.
 
     The same checks, padding bits included; the elements are not unpacked (the server adds
-    them into its sum straight from the packed bytes).
+    them into its sum straight from the packed bytes), and the ciphertexts stay one byte
+    string (the server keeps them so until it routes them).
 
     Parameters:
         data: The wire bytes.
@@ -381,7 +436,7 @@ def decode_packed(data: bytes) -> Message | PackedInput:
     Raises:
         DecodeError: Anything malformed, truncated or oversize.
     """
-    msg: Message | PackedInput = _decode(data, _PACKED_DECODERS)
+    msg: Message | PackedInput | PackedShareKeys = _decode(data, _PACKED_DECODERS)
     return msg
 
 

@@ -28,6 +28,7 @@ from secureagg.hazmat import (
 from secureagg.protocol._codec import (
     CIPHERTEXT_SIZE,
     PackedInput,
+    PackedShareKeys,
     decode_packed,
     encode,
     key_entry_bytes,
@@ -50,7 +51,6 @@ from secureagg.protocol._messages import (
     ConsistencySignature,
     KeyEntry,
     SeedReveal,
-    ShareKeys,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -117,6 +117,8 @@ class Outbox(Mapping[int, bytes]):
     def __len__(self) -> int:
         return len(self._ids)
 
+
+_WIRE_NAME: dict[type, str] = {PackedInput: "MaskedInput", PackedShareKeys: "ShareKeys"}
 
 _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
 _BATCH = 1024  # secrets rebuilt per combine_many call (one modular inversion each)
@@ -220,7 +222,7 @@ class ServerSession:
             self._reject(stage, sender, "unknown or already rejected client")
             return
         if not isinstance(msg, EXPECTED[type(state)]):
-            kind = "MaskedInput" if isinstance(msg, PackedInput) else type(msg).__name__
+            kind = _WIRE_NAME.get(type(msg), type(msg).__name__)
             self._reject(stage, sender, f"{kind} does not belong to {stage.name}")
             return
         first = self._fingerprints.get(sender)
@@ -298,18 +300,17 @@ class ServerSession:
         state.reveals[msg.sender] = msg.reveal
         return None
 
-    def _accept_shares(self, state: CollectShares, msg: ShareKeys) -> str | None:
+    def _accept_shares(self, state: CollectShares, msg: PackedShareKeys) -> str | None:
         if msg.sender not in state.u1:
             return "shares from a client that did not advertise keys"
         expected = sorted(self.graph.neighbours(msg.sender) & state.u1.keys())
-        if [v for v, _ in msg.ciphertexts] != expected:
+        if list(msg.recipients) != expected:
             return "shares not addressed to exactly its neighbours in U1"
         if not hmac.compare_digest(msg.keys_digest, state.sent_keys[msg.sender]):
             return "it received other keys than the server sent"
         # kept compact until delivery: the recipients' ids as one u32 array, the ciphertexts
-        # as one byte string (not k tuples of an int and a bytes object)
-        ids = array("I", expected)
-        state.inbox[msg.sender] = (ids, b"".join([ct for _, ct in msg.ciphertexts]))
+        # as one byte string (as the codec gave them: no tuple per recipient)
+        state.inbox[msg.sender] = (array("I", expected), msg.ciphertexts)
         state.commitments[msg.sender] = msg.seed_commitment
         return None
 

@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy.typing as npt
 
-from secureagg.protocol._codec import PackedInput
+from secureagg.protocol._codec import PackedInput, PackedShareKeys
 from secureagg.protocol._config import Stage
 from secureagg.protocol._messages import (
     AdvertiseKeys,
     ConsistencySignature,
     KeyEntry,
     SeedReveal,
-    ShareKeys,
     UnmaskResponse,
 )
 
@@ -164,7 +163,7 @@ STAGE_OF: dict[type, Stage] = {
 EXPECTED: dict[type, type] = {
     CollectKeys: AdvertiseKeys,
     CollectReveals: SeedReveal,
-    CollectShares: ShareKeys,
+    CollectShares: PackedShareKeys,  # a ShareKeys as decode_packed gives it
     CollectMasked: PackedInput,  # a MaskedInput as decode_packed gives it
     CollectSignatures: ConsistencySignature,
     CollectUnmask: UnmaskResponse,

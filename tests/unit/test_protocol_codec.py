@@ -265,7 +265,7 @@ def test_every_unknown_type_byte_is_refused() -> None:
 
 def _agree(data: bytes) -> None:
     """decode_packed refuses exactly what decode refuses; otherwise it reads the same
-    message, a masked input's elements left packed."""
+    message, a masked input's elements left packed, a ShareKeys' ciphertexts joined."""
     try:
         want = decode(data)
     except DecodeError:
@@ -273,6 +273,17 @@ def _agree(data: bytes) -> None:
             codec.decode_packed(data)
         return
     got = codec.decode_packed(data)
+    if isinstance(want, ShareKeys):
+        assert isinstance(got, codec.PackedShareKeys)
+        assert (got.round_id, got.sender, got.seed_commitment, got.keys_digest) == (
+            want.round_id,
+            want.sender,
+            want.seed_commitment,
+            want.keys_digest,
+        )
+        assert got.recipients == tuple(v for v, _ in want.ciphertexts)
+        assert got.ciphertexts == b"".join(ct for _, ct in want.ciphertexts)
+        return
     if not isinstance(want, MaskedInput):
         assert got == want
         return
@@ -316,6 +327,32 @@ def test_decode_packed_agrees_with_decode_on_mutated_masked_inputs(
         bad[pos] = data.draw(st.integers(0, 255))
     _agree(bytes(bad))
     _agree(raw[:body] + data.draw(st.binary(max_size=60)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 2**32 - 1), max_size=12, unique=True),
+    st.data(),
+)
+def test_decode_packed_agrees_with_decode_on_mutated_share_keys(
+    ids: list[int], data: st.DataObject
+) -> None:
+    """Unsorted ids, changed bytes (zero or repeated ids among them) and changed counts:
+    decode_packed refuses what decode refuses and reads the same recipients and ciphertexts."""
+    cts = [data.draw(st.binary(min_size=CIPHERTEXT_SIZE, max_size=CIPHERTEXT_SIZE)) for _ in ids]
+    order = data.draw(st.sampled_from(["sorted", "as drawn"]))
+    drawn = list(zip(ids, cts, strict=True))
+    pairs = sorted(drawn) if order == "sorted" else drawn
+    body = struct.pack(">I", len(pairs)) + b"".join(struct.pack(">I", v) + c for v, c in pairs)
+    head = encode(ShareKeys(RID, 1, b"\x03" * 32, b"\x04" * 32, ()))[:-4]
+    raw = head + body
+    _agree(raw)
+    bad = bytearray(raw)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(len(head), len(bad) - 1))
+        bad[pos] = data.draw(st.sampled_from([0, 1, 255, data.draw(st.integers(0, 255))]))
+    _agree(bytes(bad))
+    _agree(head + struct.pack(">I", data.draw(st.integers(0, 20))) + body[4:])
 
 
 @settings(max_examples=200, deadline=None)
