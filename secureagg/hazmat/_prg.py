@@ -34,6 +34,49 @@ def _stream(seed: bytes, counter: bytes = _ZERO_IV) -> Any:
     return Cipher(algorithms.AES256(seed), modes.CTR(counter)).encryptor()
 
 
+_HEAD = 32  # keystream blocks 0 and 1
+_GCM_MAX = (2**32 - 2) * 16  # bytes GCM encrypts under one 96-bit IV (32-bit counter from 2)
+
+
+class Keystream:
+    """The AES-256-CTR keystream of a 32-byte key from counter 0, written into buffers.
+
+    The same bytes as ``_stream(key)`` encrypting zeros. Blocks 0 and 1 come from CTR; for a
+    stream of at most 2^36 bytes the rest comes from AES-256-GCM under the all-zero 96-bit
+    IV, whose counter blocks are 0^96 || 2, 3, 4, ... (a 32-bit counter that cannot wrap
+    within that length), so its ciphertext of zeros is the CTR keystream from block 2.
+    OpenSSL runs GCM with its vector AES code, about 20% faster here than its CTR; the GCM
+    tag is never computed. Longer streams use CTR throughout.
+
+    Parameters:
+        key: The 32-byte AES-256 key.
+        length: The most bytes that will be read (picks GCM or CTR).
+    """
+
+    __slots__ = ("_enc", "_head")
+
+    def __init__(self, key: bytes, length: int) -> None:
+        if length <= _HEAD + _GCM_MAX:
+            ctr = _stream(key)
+            self._head = memoryview(ctr.update(bytes(_HEAD)))
+            self._enc = Cipher(algorithms.AES256(key), modes.GCM(bytes(12))).encryptor()
+        else:
+            self._head = memoryview(b"")
+            self._enc = _stream(key)
+
+    def fill(self, out: memoryview) -> None:
+        """Write the next ``len(out)`` keystream bytes into ``out`` (a writeable byte view)."""
+        n, pos = len(out), 0
+        if self._head:
+            pos = min(len(self._head), n)
+            out[:pos] = self._head[:pos]
+            self._head = self._head[pos:]
+        while pos < n:
+            step = min(n - pos, _CHUNK_BYTES)
+            self._enc.update_into(_ZEROS[:step], out[pos : pos + step])
+            pos += step
+
+
 def _chunks(d: int, itemsize: int) -> range:
     return range(0, d, _CHUNK_BYTES // itemsize)
 
@@ -69,11 +112,11 @@ def expand_mask(
         or not out.flags.writeable
     ):
         raise ConfigError(f"out must be a writeable contiguous {dtype} array of shape ({d},)")
-    enc = _stream(seed)
+    enc = Keystream(seed, d * dtype.itemsize)
     step = _CHUNK_BYTES // dtype.itemsize
     for i in _chunks(d, dtype.itemsize):
         part = out[i : i + step]
-        enc.update_into(_ZEROS[: part.nbytes], memoryview(part).cast("B"))  # type: ignore[arg-type]
+        enc.fill(memoryview(part).cast("B"))  # type: ignore[arg-type]
         if _BIG_ENDIAN:
             part.byteswap(inplace=True)
         reduce_into(part, bits)
@@ -122,8 +165,11 @@ class MaskBuffer:
             raise ConfigError(f"acc must be a {self.dtype} array of shape ({self.d},)")
         if not acc.flags.writeable:
             raise ConfigError("acc must be writeable")
-        streams: list[tuple[Any, np.ufunc]] = [(_stream(seed), np.add) for seed in plus]
-        streams += [(_stream(seed), np.subtract) for seed in minus]
+        size = self.d * self.dtype.itemsize
+        streams: list[tuple[Keystream, np.ufunc]] = [
+            (Keystream(seed, size), np.add) for seed in plus
+        ]
+        streams += [(Keystream(seed, size), np.subtract) for seed in minus]
         if not streams:
             return
         for i in _chunks(self.d, self.dtype.itemsize):
@@ -131,7 +177,7 @@ class MaskBuffer:
             mask = self._scratch[: part.size]
             view = memoryview(mask).cast("B")  # type: ignore[arg-type]
             for enc, op in streams:
-                enc.update_into(_ZEROS[: mask.nbytes], view)
+                enc.fill(view)
                 if _BIG_ENDIAN:
                     mask.byteswap(inplace=True)
                 op(part, mask, out=part)  # wraps mod 2^w; 2^b divides 2^w

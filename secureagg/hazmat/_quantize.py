@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._modarith import MAX_BITS, check_bits, element_dtype, reduce_into
+from secureagg.hazmat._prg import Keystream
 
 __all__ = [
     "QuantConfig",
@@ -185,8 +185,7 @@ def quantize(
     fl = np.empty(m, dtype=ftype)
     r = np.empty(m, dtype=utype)
     up = np.empty(m, dtype=np.bool_)
-    zeros = bytes(r.nbytes)
-    stream = Cipher(algorithms.AES256(rng.bytes(32)), modes.CTR(bytes(16))).encryptor()
+    stream = Keystream(rng.bytes(32), n * r.itemsize)
     for i in range(0, n, _CHUNK):
         k = min(_CHUNK, n - i)
         av, flv, rv, upv = a[:k], fl[:k], r[:k], up[:k]
@@ -196,7 +195,7 @@ def quantize(
         av *= scale
         np.floor(av, out=flv)
         av -= flv  # fractional part in [0, 1), exact
-        stream.update_into(zeros[: rv.nbytes], memoryview(rv).cast("B"))  # type: ignore[arg-type]
+        stream.fill(memoryview(rv).cast("B"))  # type: ignore[arg-type]
         rv >>= utype(shift)
         rv |= utype(one_bits)
         u = rv.view(ftype)  # uniform on [1, 2) with a 2^-23 (2^-52) grid

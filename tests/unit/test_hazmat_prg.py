@@ -6,19 +6,21 @@ import os
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secureagg import ConfigError, InvalidKeyError
 from secureagg.hazmat import (
     MaskBuffer,
+    _prg,
     add_into,
     element_dtype,
     expand_mask,
     sub_into,
     zeros,
 )
-from secureagg.hazmat._prg import apply_masks
+from secureagg.hazmat._prg import Keystream, apply_masks
 
 
 @pytest.mark.parametrize(
@@ -255,3 +257,31 @@ def test_apply_masks_checks_workers_and_seeds(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(InvalidKeyError):
         apply_masks(acc, 32, add=[bytes(32), bytes(31)], subtract=[bytes(32)], workers=2)
     assert not acc.any()  # nothing changed before the bad seed was found
+
+
+@settings(max_examples=60)
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    cuts=st.lists(st.integers(0, 70_000), max_size=8),
+    gcm=st.booleans(),
+)
+def test_keystream_is_aes256_ctr_from_zero_in_any_pieces(
+    key: bytes, cuts: list[int], gcm: bool
+) -> None:
+    """Keystream (CTR blocks 0 and 1, then GCM's counter from 2) writes exactly the
+    AES-256-CTR keystream from counter 0, however the reads are cut (inside the first two
+    blocks, across them, odd lengths, longer than one internal chunk); a stream declared
+    longer than GCM's counter can reach is CTR throughout, with the same bytes."""
+    total = sum(cuts)
+    with pytest.MonkeyPatch.context() as patch:
+        if not gcm:  # as if ``total`` were beyond GCM's 2^36 bytes
+            patch.setattr(_prg, "_GCM_MAX", max(0, total - _prg._HEAD - 1))
+        stream = Keystream(key, total)
+    assert len(stream._head) == (_prg._HEAD if gcm or total <= _prg._HEAD else 0)
+    out = bytearray(total)
+    view, pos = memoryview(out), 0
+    for n in cuts:
+        stream.fill(view[pos : pos + n])
+        pos += n
+    want = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor().update(bytes(total))
+    assert bytes(out) == want
