@@ -58,14 +58,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from secureagg.fl import DistributedDP, PlainTrainer, SecureAggConfig, SecureAggregator
-from secureagg.hazmat import (
-    MaskBuffer,
-    NoiseStream,
-    ddp_encode,
-    discrete_gaussian,
-    fwht,
-    rotation_signs,
-)
+from secureagg.hazmat import MaskBuffer, NoiseStream, ddp_encode, discrete_gaussian
+from secureagg.hazmat._ddp import _float_type, _rotate, _workspace
 from secureagg.privacy import LocalUpdate, PrivateTrainer, parameters_of, unflatten
 from secureagg.privacy.distributed import ORDERS, plan, subsampled_rdp
 from secureagg.protocol import choose_parameters, simulate_round
@@ -307,11 +301,9 @@ def bench_costs(args: argparse.Namespace) -> None:
     )
     # client compute: noise + rotation vs masking, CPU time in this process, medians
     stream = NoiseStream()
-    v = np.zeros(params.padded)
-    v[:d] = x
 
-    def rotation() -> None:
-        fwht(v * rotation_signs(seed, params.padded))
+    def rotation() -> None:  # clip, pad, signs and FWHT, as ddp_encode runs them
+        _rotate(x, params, seed, *_workspace(params.padded, _float_type(params))[:2])
 
     def noise() -> None:
         discrete_gaussian(params.variance, params.padded, stream)
@@ -332,17 +324,21 @@ def bench_costs(args: argparse.Namespace) -> None:
     print(
         f"client encode at D = {params.padded:,} (sigma {math.sqrt(params.variance):.0f}), CPU "
         f"ms, medians of {reps}, load {os.getloadavg()[0]:.1f}: whole ddp_encode (clip, "
-        f"signs, FWHT, conditional rounding, discrete Gaussian) {1e3 * t_encode:.1f}; "
-        f"signs + FWHT {1e3 * t_rot:.1f}, discrete Gaussian {1e3 * t_noise:.1f}"
+        f"signs, FWHT, conditional rounding, discrete Gaussian, mod 2^b) {1e3 * t_encode:.1f}; "
+        f"rotation (clip, signs, FWHT) {1e3 * t_rot:.1f}, discrete Gaussian {1e3 * t_noise:.1f}"
     )
     buf = MaskBuffer(params.padded, args.bits)
     acc = np.zeros(params.padded, dtype=buf.dtype)
-    print("masking the same vector (k pairwise masks + the self mask), and ddp_encode / masking:")
+    print(
+        "masking the same vector (k pairwise masks + the self mask); (rotation + noise) /"
+        " masking, and the whole ddp_encode / masking:"
+    )
     for k, why in neighbour_counts():
         seeds = [os.urandom(32) for _ in range(k + 1)]
         t_mask = timed(lambda s=seeds: buf.apply(acc, add=s), reps)
         print(
             f"  k = {k:3d} ({why}): masking {1e3 * t_mask:6.1f} ms; "
+            f"(rotation + noise) / masking = {(t_rot + t_noise) / t_mask:.2f}, "
             f"encode / masking = {t_encode / t_mask:.2f}"
         )
 

@@ -24,7 +24,8 @@ What is here:
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
   :func:`quantize`, :func:`centered_sum`, :func:`dequantize_sum`;
 * integer noise for distributed DP: :class:`NoiseStream` (AES-256-CTR keyed by the OS),
-  :func:`discrete_gaussian` (exact, Canonne-Kamath-Steinke 2020), :func:`skellam`;
+  :func:`discrete_gaussian` (exact: an alias table, Canonne-Kamath-Steinke 2020 beyond
+  it), :func:`skellam`;
 * the distributed-DP integer pipeline: :class:`DDPParams`, :func:`ddp_encode`,
   :func:`ddp_decode`, :func:`fwht`, :func:`rotation_signs`, :func:`rounded_l2_bound`.
 """

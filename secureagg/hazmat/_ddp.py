@@ -7,6 +7,12 @@ masked sum's residues as signed integers in [-2^(b-1), 2^(b-1)), multiply by gam
 the rotation, drop the padding. The signs are public and fixed per round by a seed that
 every party knows (the round id); only the rounding and the noise are secret.
 
+The client rotates in float32 when the scaled clip c / gamma is at most 2^17 (the rotated
+vector's float error is then about 2^-21 of its norm in L2, under 2^-4, against the
+rounding's own error of about sqrt(D) / 2), else in float64. Floats decide only the
+rounding's inputs: the rounded integer vector's norm is checked exactly, and that check is
+what bounds the sensitivity.
+
 Accounting for these parameters is in :mod:`secureagg.privacy.distributed`.
 """
 
@@ -16,6 +22,8 @@ import functools
 import hashlib
 import math
 import struct
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +33,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat._modarith import check_bits, element_dtype
-from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
+from secureagg.hazmat._noise import (
+    NoiseStream,
+    _gaussian_filler,
+    _gaussian_variance,
+    skellam,
+)
 
 __all__ = [
     "BETA",
@@ -192,121 +205,172 @@ def rotation_signs(seed: bytes, n: int) -> npt.NDArray[np.float64]:
     Returns:
         The signs, as float64.
     """
+    out: npt.NDArray[np.float64] = _signs(seed, n, _F64)[:n]
+    return out
+
+
+def _signs(seed: bytes, n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """:func:`rotation_signs` in ``dtype``, rounded up to a multiple of 8."""
+    out: npt.NDArray[Any] = np.take(_sign_table(dtype), _sign_bytes(seed, n), axis=0)
+    return out.reshape(-1)
+
+
+def _sign_bytes(seed: bytes, n: int) -> npt.NDArray[np.uint8]:
+    """The keystream bytes of n signs: sign 8 i + k is bit k (least significant first) of
+    byte i, negative when set."""
     if not isinstance(seed, bytes) or not seed:
         raise ConfigError("the rotation seed must be non-empty bytes")
     key = hashlib.sha256(_SIGN_LABEL + seed).digest()
     enc = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
-    raw = np.frombuffer(enc.update(bytes((n + 7) // 8)), dtype=np.uint8)
-    bits = np.unpackbits(raw, bitorder="little")[:n]
-    out: npt.NDArray[np.float64] = 1.0 - 2.0 * bits.astype(np.float64)
+    return np.frombuffer(enc.update(bytes((n + 7) // 8)), dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=2)
+def _sign_table(dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Row b: the eight signs of byte b."""
+    bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
+    out: npt.NDArray[Any] = (1.0 - 2.0 * bits.astype(np.float64)).astype(dtype)
+    out.setflags(write=False)
     return out
 
 
 def fwht(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The orthonormal Walsh-Hadamard transform H x / sqrt(n) of a power-of-two-long vector.
 
-    H_n is the Kronecker product of small Hadamard matrices (8 x 8 and one smaller), so the
-    transform is one small matrix product along each axis of x viewed as an 8 x 8 x ... array:
-    seven passes over the vector at n = 2^20, where one butterfly level per pass takes twenty.
-    Its own inverse.
+    H_n is the Kronecker product of small Hadamard matrices (16 x 16, 16 x 16, then 8 x 8
+    and one smaller), so the transform is one small matrix product along each axis of x
+    viewed as a 16 x 16 x 8 x ... array: six passes over the vector at n = 2^20, where one
+    butterfly level per pass takes twenty. Its own inverse.
 
     Parameters:
         x: A vector of power-of-two length.
 
     Returns:
-        The transform (a new array).
+        The transform (a new float64 array).
     """
-    return _fwht(x, 1.0)
+    return _fwht(x, 1.0, _F64)
 
 
 _ROUND_CHUNK = 1 << 15  # elements per piece of the conditional rounding
-_FACTOR = 8  # 8 x 8 products: fewest passes before the small products get slower (measured)
-_BLOCK = 4096  # rows or columns per product: 8 x 8 x 4096 stays under OpenBLAS's threading
-# threshold (m n k <= 2^18), so it runs on the calling thread; its threads made the
-# transform ten times slower on a busy 2-core machine (measured)
+_FACTORS = (16, 16)  # the first products' sizes, then 8 x 8: fewest passes that stay fast
+_GEMM = 1 << 18  # m n k per product: under OpenBLAS's threading threshold, so it runs on
+# the calling thread; its threads made the transform ten times slower on a busy 2-core
+# machine (measured)
+_FLOAT32_NORM = 2.0**17  # rotate in float32 when the scaled clip is at most this
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_LOCAL = threading.local()  # per thread: the encode's reused vectors (_workspace)
 
 
-@functools.lru_cache(maxsize=8)
-def _hadamard(size: int, scale: float) -> npt.NDArray[np.float64]:
-    """The (unnormalised) Hadamard matrix of a power-of-two ``size``, times ``scale``."""
+@functools.lru_cache(maxsize=16)
+def _hadamard(size: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The (unnormalised) Hadamard matrix of a power-of-two ``size``."""
     h = np.ones((1, 1))
     while h.shape[0] < size:
         h = np.block([[h, h], [h, -h]])
-    out: npt.NDArray[np.float64] = h * scale
+    out: npt.NDArray[Any] = h.astype(dtype)
     out.setflags(write=False)
     return out
 
 
-def _fwht(x: npt.NDArray[Any], scale: float) -> npt.NDArray[np.float64]:
-    """``scale`` H x / sqrt(n), in a new array: the scale is folded into the first factor."""
+def _fwht(
+    x: npt.NDArray[Any],
+    scale: float,
+    dtype: np.dtype[Any],
+    *,
+    inplace: bool = False,
+    spare: npt.NDArray[Any] | None = None,
+) -> npt.NDArray[Any]:
+    """``scale`` H x / sqrt(n) in ``dtype``: the scale is folded into the first factor.
+
+    In new arrays; with ``inplace`` (x contiguous, of ``dtype``) in x and ``spare`` (or a
+    new array): the result is whichever of the two the last pass wrote.
+    """
     n = x.shape[0]
     if x.ndim != 1 or n < 1 or n & (n - 1):
         raise ConfigError(f"fwht needs a 1-d vector of power-of-two length, got {x.shape}")
-    src = np.asarray(x, dtype=np.float64)
+    src = np.asarray(x, dtype=dtype)
     if n == 1:
-        return src * scale
-    first = np.empty(n, dtype=np.float64)
-    second: npt.NDArray[np.float64] | None = None
+        one: npt.NDArray[Any] = src * dtype.type(scale)
+        return one
+    # two buffers in turn: a new one first, then x's copy (or x itself, with inplace)
+    first = np.empty(n, dtype=dtype) if spare is None else spare
+    second: npt.NDArray[Any] | None = src if (inplace or src is not x) else None
     dst = first
     factor = scale / math.sqrt(n)
-    inner = 1  # the product of the factors done so far: the stride of the next axis
-    while inner < n:
-        f = min(_FACTOR, n // inner)
-        h = _hadamard(f, factor)
-        factor = 1.0
-        outer = n // (inner * f)
+    inner, stage = 1, 0  # inner: the product of the factors done so far (the next stride)
+    while True:
+        f = min(_FACTORS[stage] if stage < len(_FACTORS) else 8, n // inner)
+        h = _hadamard(f, dtype)
+        if factor != 1.0:
+            h, factor = h * dtype.type(factor), 1.0
+        outer, block = n // (inner * f), max(1, _GEMM // (f * f))
         if inner == 1:  # contiguous rows times h
             rows, rows_out = src.reshape(outer, f), dst.reshape(outer, f)
-            for i in range(0, outer, _BLOCK):
-                np.matmul(rows[i : i + _BLOCK], h, out=rows_out[i : i + _BLOCK])
+            for i in range(0, outer, block):
+                np.matmul(rows[i : i + block], h, out=rows_out[i : i + block])
         else:  # h times each (f, inner) slab
             slabs, slabs_out = src.reshape(outer, f, inner), dst.reshape(outer, f, inner)
-            for j in range(0, inner, _BLOCK):
-                np.matmul(h, slabs[:, :, j : j + _BLOCK], out=slabs_out[:, :, j : j + _BLOCK])
+            for j in range(0, inner, block):
+                np.matmul(h, slabs[:, :, j : j + block], out=slabs_out[:, :, j : j + block])
         inner *= f
-        if second is None and inner < n:
-            second = np.empty(n, dtype=np.float64)
-        src, dst = dst, (second if dst is first else first)  # type: ignore[assignment]
-    return src
+        stage += 1
+        if inner == n:
+            return dst
+        if second is None:
+            second = np.empty(n, dtype=dtype)
+        src, dst = dst, (second if dst is first else first)
 
 
 def _round_conditionally(
-    z: npt.NDArray[np.float64], bound: float, stream: NoiseStream
-) -> npt.NDArray[np.int64]:
+    z: npt.NDArray[np.floating[Any]],
+    bound: float,
+    stream: NoiseStream,
+    out: npt.NDArray[np.int32] | None = None,
+) -> npt.NDArray[np.int32]:
     """Unbiased random rounding of z, redrawn until ||rounded||_2 <= bound (exact integer check).
 
-    In pieces of :data:`_ROUND_CHUNK` with reused buffers: no vector-sized temporaries.
+    Up with probability frac(z) (float64 z: within 2^-53; float32 z: within 2^-24, the
+    uniform having 24 bits). In pieces of :data:`_ROUND_CHUNK` with reused buffers: no
+    vector-sized temporaries.
     """
     n = z.shape[0]
     limit = math.floor(bound * bound)
-    out = np.empty(n, dtype=np.int64)
-    step = max(1, min(n, _ROUND_CHUNK))
-    lo, frac, u = (np.empty(step, dtype=np.float64) for _ in range(3))
-    words = np.empty(step, dtype=np.uint64)
+    top = max(float(np.max(z)), -float(np.min(z))) if n else 0.0
+    if not top < bound + 1:  # then |q_i| > bound for some i, every time (or z has a nan)
+        raise ConfigError("conditional rounding cannot meet the bound: the input exceeds the clip")
+    if out is None:  # |q_i| <= |z_i| + 1 <= bound + 2 < 2^31 (bound < 2^30)
+        out = np.empty(n, dtype=np.int32)
+    step = max(2, min(n + n % 2, _ROUND_CHUNK))  # even: float32 uses half a word each
+    exact = step * (top + 2) ** 2 < 2**63  # no int64 sum of a piece's squares can wrap
+    wide = z.dtype == np.float64
+    dtype = z.dtype.type
+    lo, frac, u = (np.empty(step, dtype=dtype) for _ in range(3))
+    words64 = np.empty(step if wide else step // 2, dtype=np.uint64)
+    words = words64 if wide else words64.view(np.uint32)
+    shift, unit = (np.uint64(11), 2.0**-53) if wide else (np.uint32(8), 2.0**-24)
     up = np.empty(step, dtype=np.bool_)
     for _ in range(1000):
+        total = 0
         for i in range(0, n, step):
             k = min(step, n - i)
             zi, lk, fk, uk, wk, upk = z[i : i + k], lo[:k], frac[:k], u[:k], words[:k], up[:k]
             np.floor(zi, out=lk)
-            np.subtract(zi, lk, out=fk)
-            stream._fill(wk)
-            np.right_shift(wk, np.uint64(11), out=wk)
-            np.copyto(uk, wk, casting="unsafe")  # exact: below 2^53
-            uk *= 2.0**-53
+            np.subtract(zi, lk, out=fk)  # exact
+            stream._fill(words64)
+            np.right_shift(wk, shift, out=wk)
+            np.copyto(uk, wk, casting="unsafe")  # exact: 53 or 24 bits
+            uk *= dtype(unit)
             np.less(uk, fk, out=upk)  # up with probability frac
             piece = out[i : i + k]
-            np.copyto(piece, lk, casting="unsafe")
+            np.copyto(piece, lk, casting="unsafe")  # exact: integers below 2^31
             piece += upk
-        if int(np.einsum("i,i->", out, out)) <= limit:
+            if exact:
+                total += int(np.einsum("i,i->", piece, piece, dtype=np.int64))
+            else:  # coordinates of 2^24 rounding steps or more: Python's integers
+                total += sum(v * v for v in piece.tolist())
+        if total <= limit:
             return out
     raise ConfigError("conditional rounding failed 1000 times: the input exceeds the clip")
-
-
-def _noise(params: DDPParams, n: int, stream: NoiseStream) -> npt.NDArray[np.int64]:
-    if params.mechanism == "dgauss":
-        return discrete_gaussian(params.variance, n, stream)
-    return skellam(params.variance / 2, n, stream.words(4).tobytes())
 
 
 def ddp_encode(
@@ -331,23 +395,97 @@ def ddp_encode(
     """
     if not isinstance(x, np.ndarray) or x.ndim != 1 or x.shape[0] != params.d:
         raise ConfigError(f"x must be a 1-d array of length {params.d}")
-    if x.dtype.kind != "f" or not np.all(np.isfinite(x)):
+    if x.dtype.kind != "f":
         raise ConfigError("x must be a finite float array")
     stream = stream or NoiseStream()
-    v = np.zeros(params.padded, dtype=np.float64)
-    v[: params.d] = x
+    first, second, q = _workspace(params.padded, _float_type(params))
+    z = _rotate(x, params, seed, first, second)
+    _round_conditionally(z, params.l2_sensitivity, stream, q)
+    # q + noise mod 2^b, in pieces (the noise drawn piece by piece, not as one vector)
+    n = params.padded
+    out = np.empty(n, dtype=element_dtype(params.bits))
+    mask = np.int64((1 << params.bits) - 1)
+    piece = np.empty(min(n, _ROUND_CHUNK), dtype=np.int64)
+    fill = _noise_filler(params, n, stream) if noise else None
+    for i in range(0, n, piece.size):
+        k = min(piece.size, n - i)
+        p = piece[:k]
+        if fill is None:
+            p.fill(0)
+        else:
+            fill(p, i)
+        p += q[i : i + k]
+        p &= mask
+        np.copyto(out[i : i + k], p, casting="unsafe")  # exact: below 2^b
+    return out
+
+
+def _noise_filler(
+    params: DDPParams, n: int, stream: NoiseStream
+) -> Callable[[npt.NDArray[np.int64], int], None]:
+    """fill(piece, start): overwrite ``piece`` with the noise of coordinates start, ..."""
+    if params.mechanism == "dgauss":
+        gaussian = _gaussian_filler(_gaussian_variance(params.variance))
+        return lambda piece, start: gaussian(piece, stream)
+    whole = skellam(params.variance / 2, n, stream.words(4).tobytes())
+    return lambda piece, start: np.copyto(piece, whole[start : start + piece.size])
+
+
+def _float_type(params: DDPParams) -> np.dtype[Any]:
+    """The client's rotation runs in float32 when the scaled clip is at most 2^17."""
+    return _F32 if params.clip / params.gamma <= _FLOAT32_NORM else _F64
+
+
+def _workspace(
+    n: int, dtype: np.dtype[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int32]]:
+    """Two float vectors and an int32 one of length n, kept per thread between encodes: new
+    pages for them at every encode cost about 3 ms of page faults at n = 2^20 (measured)."""
+    work = getattr(_LOCAL, "work", None)
+    if work is None or work[0].shape[0] != n or work[0].dtype != dtype:
+        work = (np.empty(n, dtype=dtype), np.empty(n, dtype=dtype), np.empty(n, dtype=np.int32))
+        _LOCAL.work = work
+    return work
+
+
+def _rotate(
+    x: npt.NDArray[Any],
+    params: DDPParams,
+    seed: bytes,
+    v: npt.NDArray[Any],
+    spare: npt.NDArray[Any],
+) -> npt.NDArray[Any]:
+    """The clipped, padded, rotated and scaled vector, in ``v`` or ``spare`` (two vectors of
+    the padded length, float32 when the scaled clip is at most 2^17, else float64)."""
     # einsum: numpy's own loop (np.dot and linalg.norm start BLAS threads, slow when busy)
-    norm = math.sqrt(float(np.einsum("i,i->", v, v)))
+    norm = math.sqrt(float(np.einsum("i,i->", x, x, dtype=np.float64)))
+    if not math.isfinite(norm):  # a nan or inf in x, or a finite x whose square overflows
+        if not np.all(np.isfinite(x)):
+            raise ConfigError("x must be a finite float array")
+        top = float(np.max(np.abs(x)))
+        y = x / top
+        norm = top * math.sqrt(float(np.einsum("i,i->", y, y)))
     # clip slightly inside c so float rounding in the rotation cannot push the norm past c
+    # (the rounding's integer check is what bounds the sensitivity, whatever the floats)
     c = params.clip * (1 - 1e-12)
-    v *= rotation_signs(seed, params.padded)
-    z = _fwht(v, (c / norm if norm > c else 1.0) / params.gamma)  # clip and 1/gamma folded in
-    q = _round_conditionally(z, params.l2_sensitivity, stream)
-    if noise:
-        q += _noise(params, params.padded, stream)
-    dtype = element_dtype(params.bits)
-    q &= np.int64((1 << params.bits) - 1)
-    return q.astype(dtype)
+    scale = (c / norm if norm > c else 1.0) / params.gamma
+    n, d = params.padded, params.d
+    if norm < 2.0**100:  # every |x_i| is far inside float32's range
+        v[:d] = x
+    else:  # scaled first, in float64: then within the clip / gamma < 2^30
+        v[:d] = x * scale
+        scale = 1.0
+    v[d:] = 0.0
+    if n < 8:
+        v *= _signs(seed, n, v.dtype)[:n]
+    else:  # the signs in pieces: no vector-sized temporary
+        raw, table = _sign_bytes(seed, n), _sign_table(v.dtype)
+        piece = np.empty((min(n, _ROUND_CHUNK) // 8, 8), dtype=v.dtype)
+        for i in range(0, n, 8 * piece.shape[0]):
+            rows = piece[: (n - i) // 8]
+            np.take(table, raw[i // 8 : i // 8 + rows.shape[0]], axis=0, out=rows)
+            v[i : i + rows.size] *= rows.reshape(-1)
+    return _fwht(v, scale, v.dtype, inplace=True, spare=spare)  # clip and 1/gamma folded in
 
 
 def ddp_decode(total: npt.NDArray[Any], params: DDPParams, seed: bytes) -> npt.NDArray[np.float64]:
@@ -369,7 +507,6 @@ def ddp_decode(total: npt.NDArray[Any], params: DDPParams, seed: bytes) -> npt.N
         raise ConfigError(f"total must be a {dtype} array of shape ({params.padded},)")
     half = 1 << (params.bits - 1)
     centred = ((total.astype(np.int64) + half) & ((1 << params.bits) - 1)) - half
-    y = _fwht(centred, params.gamma)
-    y *= rotation_signs(seed, params.padded)
-    out: npt.NDArray[np.float64] = y[: params.d].copy()
+    y = _fwht(centred, params.gamma, _F64, inplace=True)
+    out: npt.NDArray[np.float64] = y[: params.d] * rotation_signs(seed, params.d)
     return out

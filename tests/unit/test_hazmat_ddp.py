@@ -255,3 +255,24 @@ def test_params_bytes_property(
         return  # e.g. clip / gamma too large for the integer norm check
     data = p.to_bytes()
     assert DDPParams.from_bytes(data) == p and DDPParams.from_bytes(data).to_bytes() == data
+
+
+def test_huge_finite_inputs_are_clipped_not_overflowed() -> None:
+    # |x_i| beyond float32's range: the float32 rotation must not see inf (an inf or nan
+    # rounds to garbage integers); the encode clips it like any other input.
+    p = _params(d=1000, bits=20, gamma=1e-3, clip=1.0)
+    seed = b"huge"
+    x = np.zeros(1000)
+    x[3], x[10] = 1e300, -1e300
+    got = ddp_decode(ddp_encode(x, p, seed, noise=False), p, seed)
+    want = np.zeros(1000)
+    want[3], want[10] = 1 / math.sqrt(2), -1 / math.sqrt(2)
+    assert np.linalg.norm(got - want) <= p.gamma * math.sqrt(p.padded)
+
+
+def test_rounding_refuses_a_vector_it_cannot_bound() -> None:
+    # A coordinate past the bound, or a nan, can never round within it: a clear error. Four
+    # nans would round to -2^31 each, whose squares add up to 2^64: 0 in an int64 sum.
+    for bad in (np.array([0.5, 12.0]), np.array([np.nan] * 4), np.full(4, 2.0**31)):
+        with pytest.raises(ConfigError, match="exceeds the clip"):
+            _round_conditionally(bad, 10.0, NoiseStream(bytes(32)))
