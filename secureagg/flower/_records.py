@@ -119,11 +119,15 @@ _HEADERS = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0
 def flat_values(arr: Array) -> npt.NDArray[Any]:
     """The values ``arr.numpy()`` gives, flat, read in place from ``arr.data``.
 
-    A C-order ``.npy`` of a plain dtype (what ``Array(ndarray)`` holds) is read as a
+    A C-order ``.npy`` of a plain scalar dtype (what ``Array(ndarray)`` holds) is read as a
     read-only view of its bytes: no copy of a model-sized array. Anything else (another
-    stype or header version, Fortran order, object dtype, a negative dimension, data shorter
-    than its header says) goes through ``arr.numpy()``, which raises as it always did. The
-    header is parsed by numpy's own reader (``max_header_size``, no pickle).
+    stype or header version, Fortran order, a structured, subarray or object dtype, a
+    negative or overflowing dimension, data shorter than its header says) goes through
+    ``arr.numpy()``. The header is parsed by numpy's own reader (``max_header_size``, no
+    pickle).
+
+    Raises:
+        ConfigError: The bytes are not a readable ``.npy`` array (they come from a peer).
     """
     data = arr.data
     if arr.stype == SType.NUMPY and isinstance(data, bytes):
@@ -132,12 +136,19 @@ def flat_values(arr: Array) -> npt.NDArray[Any]:
             read = _HEADERS.get(npy.read_magic(stream))
             if read is not None:
                 shape, fortran, dtype = read(stream)
-                if not fortran and not dtype.hasobject and min(shape, default=0) >= 0:
+                plain = dtype.shape == () and dtype.fields is None and not dtype.hasobject
+                if plain and not fortran and min(shape, default=0) >= 0:
                     count = math.prod(shape)
                     return np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
-        except ValueError:
-            pass  # arr.numpy() raises its own error for what is wrong
-    return arr.numpy().reshape(-1)
+        except Exception:  # peer bytes: arr.numpy() below says what is wrong
+            pass
+    try:
+        values = arr.numpy()
+    except Exception as exc:  # numpy raises many types for bad bytes
+        raise ConfigError(f"an array's bytes are not a readable .npy array: {exc}") from exc
+    if not isinstance(values, np.ndarray):  # np.load of a zip gives an NpzFile
+        raise ConfigError("an array's bytes are not a single .npy array")
+    return values.reshape(-1)
 
 
 def update_vector(
