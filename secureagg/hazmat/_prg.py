@@ -36,6 +36,7 @@ def _stream(seed: bytes, counter: bytes = _ZERO_IV) -> Any:
 
 _HEAD = 32  # keystream blocks 0 and 1
 _GCM_MAX = (2**32 - 2) * 16  # bytes GCM encrypts under one 96-bit IV (32-bit counter from 2)
+_GCM_MIN = 1 << 16  # shorter streams: CTR alone (setting up GCM costs about 13 us more)
 
 
 class Keystream:
@@ -46,7 +47,8 @@ class Keystream:
     IV, whose counter blocks are 0^96 || 2, 3, 4, ... (a 32-bit counter that cannot wrap
     within that length), so its ciphertext of zeros is the CTR keystream from block 2.
     OpenSSL runs GCM with its vector AES code, about 20% faster here than its CTR; the GCM
-    tag is never computed. Longer streams use CTR throughout.
+    tag is never computed. Longer streams, and those under 64 KiB (where setting up GCM
+    costs more than it saves), use CTR throughout.
 
     Parameters:
         key: The 32-byte AES-256 key.
@@ -56,7 +58,7 @@ class Keystream:
     __slots__ = ("_enc", "_head")
 
     def __init__(self, key: bytes, length: int) -> None:
-        if length <= _HEAD + _GCM_MAX:
+        if _GCM_MIN <= length <= _HEAD + _GCM_MAX:
             ctr = _stream(key)
             self._head = memoryview(ctr.update(bytes(_HEAD)))
             self._enc = Cipher(algorithms.AES256(key), modes.GCM(bytes(12))).encryptor()
