@@ -44,14 +44,35 @@ def check_key(name: str, key: object) -> bytes:
 class KeyPair:
     """An X25519 key pair as raw 32-byte strings.
 
+    The key is loaded into OpenSSL, and its public half derived (one scalar multiplication,
+    about 35 us), when ``public`` or :meth:`agree` is first used: a client restores its
+    session for every message, and most stages use neither of its two keys.
+
     Attributes:
         private: The raw private key.
         public: The raw public key.
     """
 
     private: bytes = field(repr=False)
-    public: bytes
-    _loaded: X25519PrivateKey = field(repr=False, compare=False)
+    _cache: list[X25519PrivateKey | bytes] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
+    def __repr__(self) -> str:
+        return f"KeyPair(public={self.public!r})"
+
+    def _load(self) -> list[X25519PrivateKey | bytes]:
+        if not self._cache:
+            loaded = X25519PrivateKey.from_private_bytes(self.private)
+            self._cache[:] = [loaded, loaded.public_key().public_bytes_raw()]
+        return self._cache
+
+    @property
+    def public(self) -> bytes:
+        """The raw public key."""
+        public = self._load()[1]
+        assert isinstance(public, bytes)
+        return public
 
     @classmethod
     def generate(cls) -> KeyPair:
@@ -72,9 +93,7 @@ class KeyPair:
         Returns:
             The key pair.
         """
-        private = check_key("private key", private)
-        loaded = X25519PrivateKey.from_private_bytes(private)
-        return cls(private=private, public=loaded.public_key().public_bytes_raw(), _loaded=loaded)
+        return cls(private=check_key("private key", private))
 
     def agree(self, peer_public: bytes) -> bytes:
         """X25519(self.private, peer_public), like :func:`agree` without reloading the key.
@@ -88,7 +107,9 @@ class KeyPair:
         Raises:
             InvalidKeyError: As for :func:`agree`.
         """
-        return _exchange(self._loaded, peer_public)
+        loaded = self._load()[0]
+        assert isinstance(loaded, X25519PrivateKey)
+        return _exchange(loaded, peer_public)
 
 
 def agree(private: bytes, peer_public: bytes) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from secureagg import ConfigError, InvalidKeyError
@@ -74,3 +76,20 @@ def test_keypair_agree_matches_function_and_refuses_low_order() -> None:
         a.agree(bytes(32))
     with pytest.raises(InvalidKeyError):
         a.agree(b"\x01" + bytes(31))  # the order-1 point
+
+
+def test_a_key_pair_loads_its_key_only_when_used() -> None:
+    """from_private keeps the raw key; the first use of public or agree loads it once and
+    gives what cryptography gives; pairs compare and hash by their private key."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    raw = os.urandom(32)
+    kp = KeyPair.from_private(raw)
+    assert kp._cache == []  # nothing loaded yet
+    want = X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
+    peer = KeyPair.generate()
+    assert kp.agree(peer.public) == agree(peer.private, want)
+    assert len(kp._cache) == 2 and kp.public == want
+    assert kp == KeyPair.from_private(raw) and hash(kp) == hash(KeyPair.from_private(raw))
+    assert kp != peer
+    assert repr(kp) == f"KeyPair(public={want!r})"
