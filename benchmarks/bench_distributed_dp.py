@@ -2,7 +2,8 @@
 the wire, and the client's cost of noise plus rotation against its masking.
 
     .venv/bin/python benchmarks/bench_distributed_dp.py [--seeds 3] [--rounds 40]
-        [--clients 300] [--rate 0.15] [--epsilon 4] [--bits 16] [--skip-accuracy]
+        [--clients 300] [--rate 0.15] [--epsilon 4] [--bits 16] [--threshold 0.75]
+        [--independent-noise] [--skip-small-everywhere] [--skip-accuracy]
 
 Accuracy (scikit-learn's digits, 1,437 training images over ``--clients`` clients, 4-5
 each; a 64-10 softmax model; 5 local epochs of SGD; test set of 360): each round every
@@ -13,10 +14,14 @@ rounds, clip 0.5:
 
 * ``distributed``: SecureAggregator(distributed=...): updates clipped, rotated, rounded and
   noised with the distributed discrete Gaussian inside the real secure-aggregation round at
-  ``--bits`` bits, noise calibrated for n_min = threshold honest clients (threshold 75% of
-  the expected participants; smaller rounds abort), Zhu-Wang sampling bound;
+  ``--bits`` bits, noise calibrated for n_min = threshold honest clients (threshold
+  ``--threshold`` x the expected participants, default 0.75: 33 of 45, about two standard
+  deviations below the mean; rounds of threshold or fewer clients abort), Zhu-Wang
+  sampling bound;
 * ``central``: the server adds N(0, (z c)^2) to the clear sum of clipped updates, z from
-  dp-accounting's exact sampled-Gaussian RDP (the usual DP-FedAvg accounting);
+  dp-accounting's exact sampled-Gaussian RDP (the usual DP-FedAvg accounting); it runs
+  every round of the schedule, the small ones the distributed arm aborts included (before
+  2026-12-05 02:20 it skipped them too; ``--skip-small-everywhere`` does that again);
 * ``central-zw``: the same with z from the Zhu-Wang bound that the distributed arm uses;
 * ``local-dpsgd``: example-level DP-SGD (Opacus, PrivateTrainer) at each client with the
   same epsilon over its expected participations, clear averaging;
@@ -29,6 +34,17 @@ rounds, clip 0.5:
 ``--arms`` picks arms (default: all four DP arms); ``--first-seed`` starts the seeds
 elsewhere, so that runs add up. The summary gives the per-seed paired differences of
 central and distributed, their mean and a 95% t-interval.
+
+Common random numbers (default when ``distributed`` is the first arm): in each round the
+distributed arm's noise, read off as its decoded average minus the clear average of the
+clipped updates and divided by the planned std, is a draw of N(0, I) up to the rounding
+(under 1e-5 of its variance at these settings; the benchmark prints the measured std over
+the planned one); the central arms scale that same draw to their own
+std instead of drawing their own (rounds the distributed arm aborted: their own draw). Each
+arm's noise keeps its distribution, so each arm's expected accuracy is unchanged, and the
+paired difference loses the part that came from different noise draws.
+``--independent-noise`` gives every arm its own draws (the figures before 2026-12-05).
+With the same draws, central-matched minus distributed is the integer pipeline alone.
 
 Costs (d = 10^6, b = 16): bytes each client sends in a real round (``client_cost``) against
 b/8 bytes per padded coordinate and float32 in the clear; and the median CPU time of the
@@ -137,6 +153,11 @@ def clipped(u: LocalUpdate) -> np.ndarray:
     return v * (CLIP / n) if n > CLIP else v
 
 
+def threshold_of(args: argparse.Namespace) -> int:
+    """The secure-aggregation threshold: ``--threshold`` of the expected participants."""
+    return max(2, int(args.threshold * args.rate * args.clients))
+
+
 def run_arm(
     arm: str,
     schedule: list[list[int]],
@@ -145,12 +166,22 @@ def run_arm(
     args: argparse.Namespace,
     zs: dict[str, float],
     seed: int,
+    draws: dict[int, np.ndarray],
+    pipeline: list[float],
 ) -> tuple[float, int]:
+    """One arm's final accuracy and its count of skipped rounds.
+
+    The distributed arm stores each round's noise, normalised to N(0, I), in ``draws``
+    (the decoded average minus the clear average of the clipped updates, times members
+    over the planned std of the sum) and the ratio of its std to 1 in ``pipeline``; with
+    paired noise the central arms use those draws instead of their own (common
+    random numbers: each arm's noise keeps its distribution, the paired difference loses
+    the part that comes from different noise draws).
+    """
     torch.manual_seed(seed)
     state = {k: v.clone() for k, v in parameters_of(model_fn()).items()}
     rng = np.random.default_rng(seed + 1000)  # the central arms' noise (simulation only)
-    expected = args.rate * args.clients
-    threshold = max(2, int(0.75 * expected))
+    threshold = threshold_of(args)
     agg = None
     local_std = zs.get("local-std", 0.0)
     if arm == "distributed":
@@ -164,9 +195,12 @@ def run_arm(
         )  # fmt: skip
     trainers: Any = {} if arm == "local-dpsgd" else plain_trainers(parts)
     aborted = 0
-    for members in schedule:
-        if len(members) <= threshold:
-            aborted += 1  # too few to start a round (the distributed arm would abort too)
+    # central DP-FedAvg needs no floor: it runs every round; the distributed arm (and
+    # central-matched, its diagnostic twin) skip the rounds too small to start
+    skips = arm in ("distributed", "central-matched") or args.skip_small_everywhere
+    for t, members in enumerate(schedule):
+        if len(members) <= threshold and skips:
+            aborted += 1  # too few to start a round under distributed DP
             continue
         updates = {}
         for c in members:
@@ -190,6 +224,10 @@ def run_arm(
         if agg is not None:
             encoded = {i + 1: agg.encode(updates[c]) for i, c in enumerate(sorted(updates))}
             avg = agg.simulate(encoded).vector
+            m = len(updates)
+            clear = np.sum([clipped(u) for u in updates.values()], axis=0)
+            draws[t] = (avg * m - clear) / (math.sqrt(m) * local_std)  # ~ N(0, I)
+            pipeline.append(float(np.std(draws[t])))
         elif arm == "local-dpsgd":
             avg = np.mean([u.vector.astype(np.float64) for u in updates.values()], axis=0)
         else:
@@ -197,7 +235,10 @@ def run_arm(
             std = (
                 math.sqrt(len(updates)) * local_std if arm == "central-matched" else zs[arm] * CLIP
             )
-            total += rng.normal(0.0, std, total.shape)
+            if args.paired_noise and t in draws:
+                total += std * draws[t]
+            else:
+                total += rng.normal(0.0, std, total.shape)
             avg = total / len(updates)
         delta = unflatten(avg, state)
         state = {k: state[k] + delta[k].to(state[k].dtype) for k in state}
@@ -210,7 +251,7 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         "central": gaussian_z(args.epsilon, args.rate, args.rounds, zhu_wang=False),
         "central-zw": gaussian_z(args.epsilon, args.rate, args.rounds, zhu_wang=True),
     }
-    threshold = max(2, int(0.75 * args.rate * args.clients))
+    threshold = threshold_of(args)
     d = sum(int(t.numel()) for t in parameters_of(model_fn()).values())
     p = plan(
         "dgauss", epsilon=args.epsilon, delta=DELTA, clip=CLIP, bits=args.bits,
@@ -230,21 +271,37 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f" distributed noise std is {present:.3f} clips"
     )  # fmt: skip
     arms = args.arms.split(",")
+    args.paired_noise = not args.independent_noise and arms[0] == "distributed"
+    print(
+        f"threshold {threshold} ({args.threshold:.0%} of the expected participants);"
+        f" central arms skip small rounds: {args.skip_small_everywhere};"
+        f" paired noise: {args.paired_noise}"
+    )
     results: dict[str, list[float]] = {a: [] for a in arms}
+    pipeline: list[float] = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         coins = np.random.default_rng(seed)
         schedule = [
             [c for c in range(args.clients) if coins.random() < args.rate]
             for _ in range(args.rounds)
         ]
+        draws: dict[int, np.ndarray] = {}
         for arm in arms:
             start = time.perf_counter()
-            acc, aborted = run_arm(arm, schedule, parts, (xte, yte), args, zs, seed)
+            acc, aborted = run_arm(
+                arm, schedule, parts, (xte, yte), args, zs, seed, draws, pipeline
+            )
             results[arm].append(acc)
             print(
                 f"seed {seed} {arm:12s} accuracy {acc:.4f}  ({aborted} rounds too small,"
                 f" {time.perf_counter() - start:.1f} s)"
             )
+    if pipeline:
+        print(
+            f"\ndistributed arm's noise (decoded minus clear average, over the planned std):"
+            f" std {statistics.mean(pipeline):.4f} on average over {len(pipeline)} rounds"
+            f" (min {min(pipeline):.4f}, max {max(pipeline):.4f}; 1 = exactly the planned noise)"
+        )
     print("\narm              mean acc  per seed")
     for arm in arms:
         accs = results[arm]
@@ -365,6 +422,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.15)
     ap.add_argument("--epsilon", type=float, default=4.0)
     ap.add_argument("--bits", type=int, default=16)
+    ap.add_argument("--threshold", type=float, default=0.75)
+    ap.add_argument("--independent-noise", action="store_true")
+    ap.add_argument("--skip-small-everywhere", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-costs", action="store_true")
