@@ -341,12 +341,18 @@ def _round_conditionally(
     if out is None:  # |q_i| <= |z_i| + 1 <= bound + 2 < 2^31 (bound < 2^30)
         out = np.empty(n, dtype=np.int32)
     step = max(2, min(n + n % 2, _ROUND_CHUNK))  # even: float32 uses half a word each
-    exact = step * (top + 2) ** 2 < 2**63  # no int64 sum of a piece's squares can wrap
+    # |q_i| <= top + 1: the sum of a piece's squares fits int32 (or int64, else Python's)
+    acc: type[np.signedinteger[Any]] | None = None
+    if step * (top + 2) ** 2 < 2**31:
+        acc = np.int32
+    elif step * (top + 2) ** 2 < 2**63:
+        acc = np.int64
     wide = z.dtype == np.float64
     dtype = z.dtype.type
     lo, frac, u = (np.empty(step, dtype=dtype) for _ in range(3))
     words64 = np.empty(step if wide else step // 2, dtype=np.uint64)
     words = words64 if wide else words64.view(np.uint32)
+    small = words.view(np.int64 if wide else np.int32)  # the shifted words, as signed ints
     shift, unit = (np.uint64(11), 2.0**-53) if wide else (np.uint32(8), 2.0**-24)
     up = np.empty(step, dtype=np.bool_)
     for _ in range(1000):
@@ -354,18 +360,19 @@ def _round_conditionally(
         for i in range(0, n, step):
             k = min(step, n - i)
             zi, lk, fk, uk, wk, upk = z[i : i + k], lo[:k], frac[:k], u[:k], words[:k], up[:k]
+            sk = small[:k]
             np.floor(zi, out=lk)
             np.subtract(zi, lk, out=fk)  # exact
             stream._fill(words64)
             np.right_shift(wk, shift, out=wk)
-            np.copyto(uk, wk, casting="unsafe")  # exact: 53 or 24 bits
+            np.copyto(uk, sk, casting="unsafe")  # exact: 53 or 24 bits
             uk *= dtype(unit)
             np.less(uk, fk, out=upk)  # up with probability frac
+            lk += upk
             piece = out[i : i + k]
             np.copyto(piece, lk, casting="unsafe")  # exact: integers below 2^31
-            piece += upk
-            if exact:
-                total += int(np.einsum("i,i->", piece, piece, dtype=np.int64))
+            if acc is not None:
+                total += int(np.einsum("i,i->", piece, piece, dtype=acc))
             else:  # coordinates of 2^24 rounding steps or more: Python's integers
                 total += sum(v * v for v in piece.tolist())
         if total <= limit:
@@ -405,6 +412,7 @@ def ddp_encode(
     n = params.padded
     out = np.empty(n, dtype=element_dtype(params.bits))
     mask = np.int64((1 << params.bits) - 1)
+    wraps = out.dtype.itemsize * 8 == params.bits  # the cast below reduces mod 2^b itself
     piece = np.empty(min(n, _ROUND_CHUNK), dtype=np.int64)
     fill = _noise_filler(params, n, stream) if noise else None
     for i in range(0, n, piece.size):
@@ -415,8 +423,9 @@ def ddp_encode(
         else:
             fill(p, i)
         p += q[i : i + k]
-        p &= mask
-        np.copyto(out[i : i + k], p, casting="unsafe")  # exact: below 2^b
+        if not wraps:
+            p &= mask
+        np.copyto(out[i : i + k], p, casting="unsafe")  # two's complement: mod 2^b
     return out
 
 

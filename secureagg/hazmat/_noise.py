@@ -32,12 +32,14 @@ import sys
 from collections.abc import Callable
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, localcontext
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError
+from secureagg.hazmat._prg import _GCM_MAX, _HEAD, Keystream
 
 __all__ = ["NoiseStream", "discrete_gaussian", "skellam"]
 
@@ -47,6 +49,7 @@ _BATCH = 1 << 14  # discrete Gaussian proposals per pass: every buffer is reused
 _LN2_64 = 64 * math.log(2)
 _SMALL_WORD = 2**44  # below, a word's interval in -ln U is over 2^-44 wide: settled exactly
 _BIG_ENDIAN = sys.byteorder == "big"
+_GCM_BYTES = _HEAD + _GCM_MAX  # a NoiseStream's bytes through GCM (a multiple of 16)
 _TABLE_TAIL = 44  # the alias table covers |x| <= T, exp(-T^2 / (2 s)) <= 2^-44
 _MAX_TABLE_BITS = 18  # at most 2^18 buckets (2 MiB): sigma up to about 16,000
 _TABLE_BATCH = 1 << 15  # draws per pass (four 256 KiB buffers)
@@ -54,9 +57,12 @@ _TABLE_UNIT_BITS: int | None = None  # coarser units, for tests of the exact set
 
 
 class NoiseStream:
-    """Uniform 64-bit words from AES-256-CTR keyed by 32 bytes.
+    """Uniform 64-bit words: the AES-256-CTR keystream of a 32-byte key from counter 0.
 
-    A fixed ``key`` makes a stream reproducible: for tests only, never for real noise.
+    The first 2^36 bytes come through AES-256-GCM's counter mode
+    (:class:`~secureagg.hazmat._prg.Keystream`: the same bytes, about 20% faster with
+    OpenSSL's vector AES), the rest from CTR itself. A fixed ``key`` makes a stream
+    reproducible: for tests only, never for real noise.
 
     Parameters:
         key: The AES key (default: 32 bytes from ``os.urandom``).
@@ -67,7 +73,9 @@ class NoiseStream:
             key = os.urandom(32)
         if not isinstance(key, bytes) or len(key) != 32:
             raise ConfigError("key must be 32 bytes")
-        self._enc = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
+        self._key, self._left = key, _GCM_BYTES
+        self._gcm = Keystream(key, _GCM_BYTES)
+        self._ctr: Any = None  # CTR from block _GCM_BYTES / 16 on, once GCM's bytes are used
         self._zeros = b""
 
     def words(self, n: int) -> npt.NDArray[np.uint64]:
@@ -85,9 +93,19 @@ class NoiseStream:
 
     def _fill(self, out: npt.NDArray[np.uint64]) -> None:
         """Overwrite a contiguous uint64 array with the next words of the keystream."""
-        if len(self._zeros) < out.nbytes:
-            self._zeros = bytes(out.nbytes)
-        self._enc.update_into(self._zeros[: out.nbytes], memoryview(out).cast("B"))  # type: ignore[arg-type]
+        view = memoryview(out).cast("B")  # type: ignore[arg-type]
+        k = min(out.nbytes, self._left)
+        if k:
+            self._gcm.fill(view[:k])
+            self._left -= k
+        if k < out.nbytes:
+            if self._ctr is None:
+                start = (_GCM_BYTES // 16).to_bytes(16, "big")
+                self._ctr = Cipher(algorithms.AES256(self._key), modes.CTR(start)).encryptor()
+            rest = out.nbytes - k
+            if len(self._zeros) < rest:
+                self._zeros = bytes(rest)
+            self._ctr.update_into(self._zeros[:rest], view[k:])
         if _BIG_ENDIAN:
             out.byteswap(inplace=True)
 

@@ -359,3 +359,21 @@ def test_no_draws_and_tiny_variances() -> None:
     assert discrete_gaussian(1.0, 0).shape == (0,)
     for variance in (1e-3, 1e-30):  # below 2^-20 CKS20 draws; either way all zeros here
         assert not discrete_gaussian(variance, 1000).any()
+
+
+@pytest.mark.parametrize("gcm_bytes", [_noise._GCM_BYTES, 1 << 17])
+def test_stream_is_aes256_ctr_from_zero(gcm_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The words are AES-256-CTR's keystream from counter 0, read in pieces of any size, also
+    # across the switch from GCM's counter mode to CTR (moved to 128 KiB here).
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    monkeypatch.setattr(_noise, "_GCM_BYTES", gcm_bytes)
+    key = bytes(range(1, 33))
+    stream, rng, got = NoiseStream(key), np.random.default_rng(2), []
+    for _ in range(40):
+        got.append(stream.words(int(rng.integers(0, 2_000))))
+    got.append(stream.words(20_000))
+    words = np.concatenate(got)
+    ctr = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
+    want = np.frombuffer(ctr.update(bytes(8 * words.size)), dtype="<u8")
+    assert words.nbytes > 1 << 17 and np.array_equal(words, want)
