@@ -269,9 +269,10 @@ def distributed(ledger: Path) -> None:
     """Audit a client-level distributed-DP ledger (run_federated's distributed_ledger).
 
     Every record is recomputed from its parameters (an edited ledger is refused). The
-    guarantee is per client (add/remove one client's whole update) against anyone who sees
-    only the secure-aggregation sums, while at least n_min honest clients are in each;
-    against the server, which sees who took part, each client's unamplified figure.
+    guarantee is per client (zero-out: one client's whole update replaced by zero) against
+    anyone who sees only the secure-aggregation sums, while at least n_min honest clients
+    are in each; against the server, which sees who took part, each client's unamplified
+    figure.
     """
     _audit_distributed(ledger)
 
@@ -315,13 +316,14 @@ def _audit_distributed(ledger: Path) -> None:
     console = _console()
     console.print(table)
     sampling = (
-        f"Poisson client sampling q = {rounds[-1].sample_rate:g} (Zhu-Wang bound)"
+        f"Poisson client sampling q = {rounds[-1].sample_rate:g} (joint convexity, zero-out)"
         if rounds and rounds[-1].sample_rate is not None
         else "no sampling amplification"
     )
     console.print(
         f"ε = {book.epsilon():.4f} at δ = {delta:g} after {len(rounds)} rounds; unit: one "
-        f"client's whole update (add/remove one client); RDP of the sum (KLS21 Prop. 14 with "
+        f"client's whole update (zero-out: replaced by zero, its participation and noise "
+        f"share unchanged); RDP of the sum (KLS21 Prop. 14 with "
         f"tau, or AKL21 Thm 3.5 for Skellam), {sampling}; against whoever sees only the sums"
         f" and not who took part."
     )

@@ -40,7 +40,8 @@ _ACCOUNTANT = "distributed-rdp"
 _ACCOUNTING = (
     "Renyi DP of the sum of the honest clients' noise shares (Kairouz, Liu, Steinke 2021, "
     "Prop. 14 with its tau term; rounding-inflated sensitivity), Poisson client sampling by "
-    "Zhu and Wang's (2019) bound, composed over the released rounds"
+    "joint convexity of the Renyi divergence (the zero-out pair of mixtures), composed over the "
+    "released rounds"
 )
 
 
@@ -78,8 +79,9 @@ def client_guarantee_text(result: DemoResult) -> str:
     return (
         f"The run is ({eps}, {cfg.delta:g})-differentially private at the client level: the "
         f"privacy unit is one client's whole contribution (its update, L2-clipped to "
-        f"{cfg.update_clip:g}), and adding or removing one client (the neighbouring "
-        f"relation: add/remove one client) changes the distribution of everything released "
+        f"{cfg.update_clip:g}), and replacing one client's update by zero (the neighbouring "
+        f"relation: zero-out; the client still takes part and adds its noise share) changes "
+        f"the distribution of everything released "
         f"over the {released} released rounds by at most epsilon = {eps} except with "
         f"probability delta = {cfg.delta:g}. What is released is each round's sum from "
         f"secure aggregation: the sampled clients' clipped updates, rotated, rounded to a "
@@ -108,18 +110,27 @@ def client_guarantee_text(result: DemoResult) -> str:
     )
 
 
-def _server_figures(book: DistributedLedger) -> tuple[float, float, int]:
-    """Against the server: the largest and the median client's epsilon, and the most rounds
-    one client took part in."""
+def _server_figures(book: DistributedLedger) -> dict[str, Any]:
+    """Against the server: the largest epsilon, its client and that client's rounds, the
+    median, and the most rounds any client took part in (not necessarily the same client:
+    a round with fewer honest clients costs more)."""
     eps = book.server_epsilons()
     if not eps:
-        return 0.0, 0.0, 0
-    rounds = max(sum(c in r.members for r in book.rounds() if r.released) for c in eps)
-    return max(eps.values()), median(eps.values()), rounds
+        return {"max": 0.0, "median": 0.0, "most_rounds": 0, "max_client": None, "max_rounds": 0}
+    rounds = {c: sum(c in r.members for r in book.rounds() if r.released) for c in eps}
+    top = max(eps, key=lambda c: eps[c])
+    return {
+        "max": eps[top],
+        "median": median(eps.values()),
+        "most_rounds": max(rounds.values()),
+        "max_client": top,
+        "max_rounds": rounds[top],
+    }
 
 
 def _server_text(book: DistributedLedger, colluders: int) -> str:
-    top, mid, k = _server_figures(book)
+    f = _server_figures(book)
+    top, mid, k = f["max"], f["median"], f["max_rounds"]
     whom = "the server" + (
         " (no client is assumed to collude with it: --colluders 0)"
         if colluders == 0
@@ -130,8 +141,9 @@ def _server_text(book: DistributedLedger, colluders: int) -> str:
         f"input), so against {whom} the sampling hides nothing: a client is "
         f"protected by the noise of the rounds it took part in, without amplification, and "
         f"its participation is not hidden (the relation is zero-out: its update replaced by "
-        f"zero). That is epsilon = {epsilon_text(top)} for the client that took part most "
-        f"({k} rounds) and {epsilon_text(mid)} for the median client, at the same delta."
+        f"zero). The largest over clients is epsilon = {epsilon_text(top)} (client "
+        f"{f['max_client']}, {k} round{'' if k == 1 else 's'}) and the median client's is "
+        f"{epsilon_text(mid)}, at the same delta."
     )
 
 
@@ -196,7 +208,10 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
             "ledger_schema": DistributedLedger().to_json()["schema"],
             "delta": cfg.delta,
             "unit": "one client's whole update",
-            "neighbouring": "add/remove one client (its whole update)",
+            "neighbouring": (
+                "zero-out: one client's whole update replaced by zero (its participation and "
+                "noise share unchanged)"
+            ),
             "released": (
                 "each round's secure-aggregation sum of the sampled clients' clipped, rotated, "
                 "rounded, noised updates (and the model built from the sums)"
@@ -207,9 +222,7 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
                 f"noise; against the server (colluding with at most {cfg.colluders} clients), "
                 f"which sees the members of every round, see server_epsilon"
             ),
-            "server_epsilon": dict(
-                zip(("max", "median", "most_rounds"), _server_figures(book), strict=True)
-            ),
+            "server_epsilon": _server_figures(book),
             "mechanism": None if first is None else MECHANISM_NAMES[first.mechanism],
             "bits": cfg.bits,
             "gamma": None if first is None else first.gamma,

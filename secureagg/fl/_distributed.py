@@ -1,17 +1,19 @@
 """Client-level distributed DP as an encoding: each client's share of discrete noise rides
 inside the masked sum, so the sum the server unmasks is already differentially private.
 
-Privacy unit: one client's whole update (L2-clipped to ``update_clip``), add/remove-one-client
-neighbours, uniform weights or public per-client weights (scaled so the largest is 1, which
-leaves every client's contribution to the sum within ``update_clip``). Released: each round's
-secure-aggregation sum (and the model built from it). Against: the server and up to
+Privacy unit: one client's whole update (L2-clipped to ``update_clip``), zero-out
+neighbours (the client's update replaced by zero; its participation and its noise share
+unchanged: each client's share is part of the sum's noise, so add/remove is not what the
+accounting bounds), uniform weights or public per-client weights (scaled so the largest is 1,
+which leaves every client's contribution to the sum within ``update_clip``). Released: each
+round's secure-aggregation sum (and the model built from it). Against: the server and up to
 ``colluders`` clients, provided at least ``threshold - colluders`` honest clients' noise is
 in every sum: the protocol aborts a round with fewer than ``threshold`` survivors, and
-:class:`DistributedEncoder` is calibrated for that floor. With client sampling
-(``sample_rate``) the amplified epsilon holds only against observers who do not see who took
-part; the server sees every round's members, and against it each client has the unamplified
-guarantee of the rounds it took part in, under zero-out neighbours
-(:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). See docs/privacy.md.
+:class:`DistributedEncoder` is calibrated for that floor. The server sees every round's
+members: against it each client has the unamplified zero-out guarantee of the rounds it took
+part in (:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). With client sampling
+(``sample_rate``) the ledger's amplified epsilon (joint convexity, zero-out) holds only
+against observers who see the sums but not who took part. See docs/privacy.md.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from secureagg._exceptions import ConfigError
 from secureagg.hazmat import BETA, MECHANISMS, DDPParams, rounded_l2_bound
 
 __all__ = [
+    "AMPLIFICATIONS",
     "ORDERS",
     "ddg_rdp",
     "epsilon",
@@ -27,7 +28,13 @@ __all__ = [
     "skellam_rdp",
     "subsampled_rdp",
     "tau",
+    "zero_out_sampled_rdp",
 ]
+
+AMPLIFICATIONS: tuple[str, ...] = ("zero-out", "zhu-wang")
+"""How a sample rate amplifies: ``"zero-out"`` is :func:`zero_out_sampled_rdp` (proved for
+this mechanism's neighbours); ``"zhu-wang"`` is :func:`subsampled_rdp`, the published DDG and
+Skellam accounting, which assumes the add/remove pair and is kept to reproduce their figures."""
 
 ORDERS: tuple[int, ...] = (*range(2, 129), 256)
 """Integer RDP orders (the subsampling bound needs integers)."""
@@ -115,6 +122,10 @@ def subsampled_rdp(
 ) -> npt.NDArray[np.float64]:
     """RDP after Poisson sampling with rate q (Zhu and Wang 2019, Theorem 5), capped unsampled.
 
+    Proved for the add/remove pair (1 - q) Q + q P vs Q; client-level distributed DP's
+    neighbours are zero-out (:func:`zero_out_sampled_rdp`). Kept to reproduce the DDG and
+    Skellam papers' published accounting.
+
     ``rdp_at(alphas)`` is the mechanism's RDP at integer orders; the bound at order alpha
     uses every order 2..alpha.
     """
@@ -152,6 +163,31 @@ def subsampled_rdp(
     return out
 
 
+def zero_out_sampled_rdp(
+    rdp_at: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    q: float,
+    orders: Sequence[int] = ORDERS,
+) -> npt.NDArray[np.float64]:
+    """RDP of zero-out neighbours after Poisson sampling with rate q, by joint convexity.
+
+    A client sampled by its own coin adds its update and noise share, or nothing: the two
+    worlds are (1 - q) Q0 + q P1 and (1 - q) Q0 + q Q1, with P1, Q1 the equal-noise pair
+    whose RDP is ``rdp_at``. H_alpha(P, Q) = sum p^alpha q^(1 - alpha) is jointly convex for
+    alpha > 1, so exp((alpha - 1) eps') <= 1 - q + q exp((alpha - 1) eps(alpha)). (Zhu and
+    Wang's Theorem 5 is proved for the add/remove pair (1 - q) Q + q P vs Q instead.)
+    """
+    if not 0 < q <= 1:
+        raise ConfigError(f"sample rate must be in (0, 1], got {q!r}")
+    alphas = np.asarray(orders, dtype=np.float64)
+    eps = rdp_at(alphas)
+    if q == 1:
+        return eps
+    out: npt.NDArray[np.float64] = np.logaddexp(
+        math.log1p(-q), math.log(q) + (alphas - 1) * eps
+    ) / (alphas - 1)
+    return out
+
+
 def _to_epsilon(rdp: npt.NDArray[np.float64], delta: float, orders: Sequence[int]) -> float:
     if not 0 < delta < 1:
         raise ConfigError(f"delta must be in (0, 1), got {delta!r}")
@@ -172,8 +208,12 @@ def epsilon(
     delta: float,
     sample_rate: float | None = None,
     beta: float = BETA,
+    amplification: str = "zero-out",
 ) -> float:
-    """(epsilon, delta) of ``rounds`` rounds; ``sample_rate`` None means no amplification."""
+    """(epsilon, delta) of ``rounds`` rounds; ``sample_rate`` None means no amplification.
+
+    ``amplification`` is one of :data:`AMPLIFICATIONS` (zero-out neighbours by default).
+    """
     _check_rounds(rounds)
     rdp = sampled_round_rdp(
         mechanism,
@@ -184,6 +224,7 @@ def epsilon(
         dim=dim,
         sample_rate=sample_rate,
         beta=beta,
+        amplification=amplification,
     )
     return _to_epsilon(rdp * rounds, delta, ORDERS)
 
@@ -239,10 +280,18 @@ def sampled_round_rdp(
     dim: int,
     sample_rate: float | None = None,
     beta: float = BETA,
+    amplification: str = "zero-out",
 ) -> npt.NDArray[np.float64]:
-    """One round's RDP at :data:`ORDERS`, after sampling when ``sample_rate`` is given."""
+    """One round's RDP at :data:`ORDERS`, after sampling when ``sample_rate`` is given.
+
+    Sampling amplifies by :func:`zero_out_sampled_rdp` (``amplification="zero-out"``) or,
+    to reproduce the published accounting, :func:`subsampled_rdp` (``"zhu-wang"``).
+    """
+    if amplification not in AMPLIFICATIONS:
+        raise ConfigError(f"amplification must be one of {AMPLIFICATIONS}, got {amplification!r}")
     fn = _rdp_fn(mechanism, clip, gamma, variance, n, dim, beta)
-    return subsampled_rdp(fn, 1.0 if sample_rate is None else sample_rate)
+    amplify = zero_out_sampled_rdp if amplification == "zero-out" else subsampled_rdp
+    return amplify(fn, 1.0 if sample_rate is None else sample_rate)
 
 
 def epsilon_of(rdp: npt.NDArray[np.float64], delta: float) -> float:

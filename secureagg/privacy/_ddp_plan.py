@@ -44,6 +44,7 @@ def local_std_for_epsilon(
     delta: float,
     sample_rate: float | None = None,
     beta: float = BETA,
+    amplification: str = "zero-out",
 ) -> float:
     """The smallest per-client noise std (in the update's units) that meets ``target`` epsilon.
 
@@ -65,6 +66,7 @@ def local_std_for_epsilon(
             delta=delta,
             sample_rate=sample_rate,
             beta=beta,
+            amplification=amplification,
         )
 
     found = _bracket(eps, target, clip * 1e-6, clip * 1e6)
@@ -96,6 +98,8 @@ class DistributedPlan:
     ``local_std`` is each client's noise std in the update's units, ``noise_multiplier``
     the effective central one: sqrt(n_min) local_std / clip. ``n_sum`` is the most clients
     whose shares one sum may hold: the bit rule is solved for it (None: n_min).
+    ``amplification`` names the sampling bound the noise was sized with (see
+    :data:`~secureagg.privacy.distributed.AMPLIFICATIONS`).
     """
 
     mechanism: str
@@ -111,6 +115,7 @@ class DistributedPlan:
     sample_rate: float | None
     k: float
     n_sum: int | None = None
+    amplification: str = "zero-out"
 
     @property
     def noise_multiplier(self) -> float:
@@ -143,6 +148,7 @@ def plan(
     k: float = 4.0,
     beta: float = BETA,
     n_sum: int | None = None,
+    amplification: str = "zero-out",
 ) -> DistributedPlan:
     """Choose gamma and the local noise together for ``bits`` (fixed point of the two rules).
 
@@ -151,6 +157,8 @@ def plan(
     sized for ``n_min`` honest shares; the bit rule for ``n_sum`` (default ``n_min``), the
     most clients whose shares a sum may hold: a sum of more clients than the rule was
     solved for wraps more coordinates (modular clipping) than ``k`` promises.
+    ``amplification="zhu-wang"`` reproduces the published DDG/Skellam accounting (its
+    sampling bound assumes add/remove neighbours); the default is the proved zero-out bound.
     """
     dim = padded_length(d)
     if n_sum is None:
@@ -168,6 +176,7 @@ def plan(
         k=k,
         beta=beta,
         n_sum=n_sum,
+        amplification=amplification,
     )
     if need >= bits:
         raise ConfigError(
@@ -176,7 +185,19 @@ def plan(
         )
     try:
         return _plan(
-            mechanism, epsilon, delta, clip, bits, n_min, dim, rounds, sample_rate, k, beta, n_sum
+            mechanism,
+            epsilon,
+            delta,
+            clip,
+            bits,
+            n_min,
+            dim,
+            rounds,
+            sample_rate,
+            k,
+            beta,
+            n_sum,
+            amplification,
         )
     except ConfigError as e:
         raise ConfigError(
@@ -200,6 +221,7 @@ def min_bits(
     k: float = 4.0,
     beta: float = BETA,
     n_sum: int | None = None,
+    amplification: str = "zero-out",
 ) -> float:
     """A lower bound on the bits any gamma needs: the limit gamma -> infinity of the bit rule.
 
@@ -222,6 +244,7 @@ def min_bits(
             delta=delta,
             sample_rate=sample_rate,
             beta=beta,
+            amplification=amplification,
         )
 
     found = _bracket(eps, epsilon, 1e-4, 1e16)
@@ -243,6 +266,7 @@ def _plan(
     k: float,
     beta: float,
     n_sum: int,
+    amplification: str,
 ) -> DistributedPlan:
     def std_at(gamma: float) -> float:  # the local noise that meets epsilon at this gamma
         return local_std_for_epsilon(
@@ -256,6 +280,7 @@ def _plan(
             delta=delta,
             sample_rate=sample_rate,
             beta=beta,
+            amplification=amplification,
         )
 
     std = std_at(clip * 1e-9)
@@ -286,4 +311,5 @@ def _plan(
         sample_rate,
         k,
         n_sum,
+        amplification,
     )

@@ -30,7 +30,7 @@ from secureagg.privacy.distributed import ORDERS, epsilon_of, round_rdp
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
 
 DISTRIBUTED_SCHEMA = "secureagg.distributed-dp-ledger"
-_VERSION = 1
+_VERSION = 2  # 2: zero-out relation, sampled rounds by zero_out_sampled_rdp
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,10 @@ class DistributedLedger:
         return {
             "schema": DISTRIBUTED_SCHEMA,
             "schema_version": _VERSION,
-            "unit": "one client's whole update (add/remove one client)",
+            "unit": (
+                "one client's whole update (zero-out: its update replaced by zero, its "
+                "participation and noise share unchanged)"
+            ),
             "rounds": [asdict(r) for r in self._rounds],
         }
 

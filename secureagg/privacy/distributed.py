@@ -1,9 +1,12 @@
 """Accounting for client-level distributed DP: the sum of n clients' discrete noise shares.
 
-Privacy unit: one client's whole update (client-level DP), add/remove-one-client neighbours,
-L2 sensitivity the clip c. Released: the sum that secure aggregation outputs (rounded,
-rotated, noisy, mod 2^b), to anyone who sees only it — the server and fewer than the
-threshold's worth of colluding clients, when at least ``n`` honest clients' noise is in it.
+Privacy unit: one client's whole update (client-level DP), zero-out neighbours (the client's
+update replaced by zero; it still takes part and adds its noise share: the per-round bounds
+below hold the n shares' noise equal on both sides, so they do not bound add/remove, where
+the client's share leaves with it), L2 sensitivity the clip c. Released: the sum that
+secure aggregation outputs (rounded, rotated, noisy, mod 2^b), to anyone who sees only it —
+the server and fewer than the threshold's worth of colluding clients, when at least ``n``
+honest clients' noise is in it.
 
 Per round (RDP of order alpha, all in the integer domain after scaling by 1/gamma, with
 Delta_2 = :func:`~secureagg.hazmat.rounded_l2_bound` (c / gamma, D, beta) and
@@ -17,11 +20,17 @@ Delta_1 = min(Delta_2^2, sqrt(D) Delta_2)):
   eps(alpha) = alpha Delta_2^2 / (2 V) + min(((2 alpha - 1) Delta_2^2 + 6 Delta_1) / (4 V^2),
   3 Delta_1 / (2 V)).
 
-Rounds compose by adding RDP. Poisson sampling of clients with rate q amplifies through the
-general bound of Zhu and Wang (2019, Theorem 5), as the mechanisms' authors' own accounting
-does (the sampled-Gaussian analysis of Mironov, Talwar, Zhang 2019 is proved for the
-continuous Gaussian only); use it only when each client is sampled by its own unbiased coin
-that the server cannot influence, otherwise pass ``sample_rate=None`` (no amplification).
+Rounds compose by adding RDP. Poisson sampling of clients with rate q: a client not sampled
+adds neither its update nor its share, so the zero-out pair is (1 - q) Q0 + q P1 vs
+(1 - q) Q0 + q Q1 (P1, Q1 the equal-noise pair above), not the add/remove pair
+(1 - q) Q + q P vs Q of Zhu and Wang (2019, Theorem 5). Joint convexity of
+sum p^alpha q^(1 - alpha) (alpha > 1) bounds it: eps'(alpha) <= log(1 - q + q
+exp((alpha - 1) eps(alpha))) / (alpha - 1) (:func:`zero_out_sampled_rdp`, the default).
+Zhu-Wang's bound (:func:`subsampled_rdp`, ``amplification="zhu-wang"``; the choices are
+:data:`AMPLIFICATIONS`) is kept only to reproduce the DDG and Skellam papers' published
+figures. Use a sample rate only when each
+client is sampled by its own unbiased coin that the server cannot influence, otherwise pass
+``sample_rate=None`` (no amplification).
 The amplified figure protects a client only from observers who do not see who took part:
 the server sees each round's members, so against it what holds is zero-out DP with the
 unsampled per-round RDP composed over the client's own rounds
@@ -30,6 +39,7 @@ unsampled per-round RDP composed over the client's own rounds
 """
 
 from secureagg.privacy._ddp_accounting import (
+    AMPLIFICATIONS,
     ORDERS,
     ddg_rdp,
     epsilon,
@@ -40,6 +50,7 @@ from secureagg.privacy._ddp_accounting import (
     skellam_rdp,
     subsampled_rdp,
     tau,
+    zero_out_sampled_rdp,
 )
 from secureagg.privacy._ddp_plan import (
     DistributedPlan,
@@ -50,6 +61,7 @@ from secureagg.privacy._ddp_plan import (
 )
 
 __all__ = [
+    "AMPLIFICATIONS",
     "ORDERS",
     "DistributedPlan",
     "choose_gamma",
@@ -65,4 +77,5 @@ __all__ = [
     "skellam_rdp",
     "subsampled_rdp",
     "tau",
+    "zero_out_sampled_rdp",
 ]

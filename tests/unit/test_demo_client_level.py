@@ -13,7 +13,10 @@ import pytest
 
 from secureagg import ConfigError
 from secureagg.demo import CLIENT_LEVEL_DEFAULTS, DemoConfig, DemoResult, choose_graph, run_demo
+from secureagg.demo._client_report import _server_text
 from secureagg.demo._report import LEDGER_FILE, REPORT_FILES, write_report
+from secureagg.demo._summary import epsilon_text
+from secureagg.hazmat import DDPParams
 from secureagg.privacy import DistributedLedger
 
 SMALL = DemoConfig(
@@ -100,13 +103,18 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
     p = report["privacy"]
     assert p["mode"] == "client" and p["mechanism"] == "distributed discrete Gaussian"
     assert p["unit"] == "one client's whole update"
-    assert p["neighbouring"] == "add/remove one client (its whole update)"
+    assert p["neighbouring"].startswith("zero-out: one client's whole update replaced by zero")
     assert "secure-aggregation sum" in p["released"]
     assert "at least 15 honest clients' noise" in p["against"]
     # against the server, which sees every round's members: no amplification
     server = book.server_epsilons()
     assert p["server_epsilon"]["max"] == max(server.values())
     assert p["server_epsilon"]["median"] == median(server.values())
+    top = max(server, key=lambda c: server[c])
+    assert p["server_epsilon"]["max_client"] == top
+    assert p["server_epsilon"]["max_rounds"] == sum(
+        top in r.members for r in book.rounds() if r.released
+    )
     assert p["server_epsilon"]["most_rounds"] == max(
         sum(c in r.members for r in book.rounds() if r.released) for c in server
     )
@@ -118,7 +126,8 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
     for phrase in (
         "client level",
         "one client's whole contribution",
-        "add/remove one client",
+        "replacing one client's update by zero",
+        "zero-out",
         "sum from secure aggregation",
         "discrete Gaussian",
         "anyone who sees only the sums, not who took part",
@@ -140,3 +149,19 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
     for name in set(report["privacy"]) | set(report["summary"]) | set(report["rounds"][0]):
         assert f"`{name}`" in docs, f"docs/demo.md does not describe {name}"
     assert math.isfinite(report["summary"]["max_abs_error"])
+
+
+def test_the_largest_server_epsilon_is_reported_with_its_own_clients_rounds() -> None:
+    # a client of one 20-member round out-spends one of two 300-member rounds: the text must
+    # give the largest figure with the rounds of the client that has it, not the most rounds
+    p = DDPParams("dgauss", 1000, 16, 1.0, 2e-4, (0.15 / 2e-4) ** 2)
+    book = DistributedLedger()
+    kw: dict[str, object] = dict(colluders=0, n_min=20, sample_rate=0.1, delta=1e-5)
+    book.record(1, p, members=[1, *range(3, 22)], **kw)  # type: ignore[arg-type]
+    book.record(2, p, members=[2, *range(100, 399)], **kw)  # type: ignore[arg-type]
+    book.record(3, p, members=[2, *range(100, 399)], **kw)  # type: ignore[arg-type]
+    eps = book.server_epsilons()
+    assert eps[1] > eps[2]
+    text = _server_text(book, 0)
+    assert f"epsilon = {epsilon_text(eps[1])} (client 1, 1 round)" in text
+    assert "2 rounds" not in text
