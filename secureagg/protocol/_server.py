@@ -94,22 +94,44 @@ def set_server_workers(workers: int) -> None:
 class Outbox(Mapping[int, bytes]):
     """A closed stage's messages by recipient, each one built when it is read.
 
+    Read in sending order, it builds up to ``read_ahead`` messages at once (the one asked
+    for and the next ones, kept until read): consecutive recipients share most of what
+    their messages are built from, which then stays in cache even when the reader does
+    other work between reads. Read out of order, it stops reading ahead and drops what it
+    kept. Each message is built at least once per read of it, never more than once ahead.
+
     Parameters:
         recipients: Who gets a message, in sending order.
         build: Recipient -> its message's bytes.
+        read_ahead: Messages built at once when read in order (1: one at a time).
     """
 
-    __slots__ = ("_build", "_ids", "_set")
+    __slots__ = ("_ahead", "_build", "_ids", "_index", "_read_ahead")
 
-    def __init__(self, recipients: Iterable[int], build: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, recipients: Iterable[int], build: Callable[[int], bytes], read_ahead: int = 1
+    ) -> None:
         self._ids = tuple(recipients)
-        self._set = frozenset(self._ids)
+        self._index = {u: i for i, u in enumerate(self._ids)}
         self._build = build
+        self._read_ahead = max(1, read_ahead)
+        self._ahead: dict[int, bytes] = {}
 
     def __getitem__(self, recipient: int) -> bytes:
-        if recipient not in self._set:
+        ahead = self._ahead
+        if recipient in ahead:
+            return ahead.pop(recipient)
+        i = self._index.get(recipient)
+        if i is None:
             raise KeyError(recipient)
-        return self._build(recipient)
+        data = self._build(recipient)
+        if ahead:  # not read in sending order: stop reading ahead
+            ahead.clear()
+            self._read_ahead = 1
+        else:
+            for u in self._ids[i + 1 : i + self._read_ahead]:
+                ahead[u] = self._build(u)
+        return data
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._ids)
@@ -119,6 +141,8 @@ class Outbox(Mapping[int, bytes]):
 
 
 _WIRE_NAME: dict[type, str] = {PackedInput: "MaskedInput", PackedShareKeys: "ShareKeys"}
+
+_READ_AHEAD = 32  # key broadcasts / share deliveries built at once (O(k) bytes each)
 
 _MAX_RETRIES = 32  # leave-one-out attempts when the first t shares do not rebuild a secret
 _BATCH = 1024  # secrets rebuilt per combine_many call (one modular inversion each)
@@ -372,8 +396,9 @@ class ServerSession:
 
         The stage closes now (every check, abort and digest happens here); each message of
         the two largest stages (a KeysBroadcast, a SharesDelivery: O(k) each, O(n*k) in
-        all) is encoded when it is read, so a caller that sends each as it reads it never
-        holds them all. Reading one twice builds the same bytes twice.
+        all) is encoded when it is read (read in sending order, 32 at a time), so a caller
+        that sends each as it reads it never holds them all. Reading one twice builds the
+        same bytes twice.
 
         Returns:
             The messages to send next, keyed by recipient.
@@ -458,7 +483,7 @@ class ServerSession:
 
         recipients = graph.in_ring_order(u1)  # neighbours' entries stay in cache
         self._state = CollectShares(u1, {u: keys_digest(broadcast(u)) for u in recipients})
-        return Outbox(recipients, broadcast)
+        return Outbox(recipients, broadcast, _READ_AHEAD)
 
     def _senders_to(self, w: int, u2: frozenset[int]) -> frozenset[int]:
         """The clients whose shares w was sent: its neighbours in U2 (each of them addressed
@@ -485,7 +510,7 @@ class ServerSession:
         acc = zeros(cfg.d, cfg.bits)
         self._state = CollectMasked(state.u1, state.commitments, u2, acc)
         # in ring order: consecutive recipients share most senders, whose blobs stay in cache
-        return Outbox(self.graph.in_ring_order(u2), delivery)
+        return Outbox(self.graph.in_ring_order(u2), delivery, _READ_AHEAD)
 
     def _close_masked(self, state: CollectMasked) -> Mapping[int, bytes]:
         cfg = self.config

@@ -51,6 +51,7 @@ LONG_FILES: dict[str, str] = {
         "SecureAggregation and secureagg_mod driven over an in-process grid"
     ),
     "tests/unit/test_protocol_server.py": "the server state machine against bad client messages",
+    "tests/unit/test_protocol_codec.py": "the wire codec: every message, strict refusals, fuzzing",
     "tests/unit/test_flower_hostile_server.py": "the Flower mod against a hostile server",
     "tests/unit/test_flower_signed.py": "signed mode over Flower",
 }

@@ -37,6 +37,7 @@ from secureagg.protocol import (
     simulate_configured_round as _run_round,
 )
 from secureagg.protocol._client_state import SharesSent
+from secureagg.protocol._server import Outbox
 
 N, D, BITS, T = 7, 12, 16, 3
 IDS = list(range(1, N + 1))
@@ -761,3 +762,44 @@ def test_lazily_closed_stages_give_close_stages_messages() -> None:
     assert np.array_equal(lazy.result.total, eager.result.total)
     for got, want in outboxes:
         assert dict(got) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 40),
+    st.integers(1, 9),
+    st.lists(st.integers(0, 45), max_size=60),
+    st.booleans(),
+)
+def test_outbox_reading_ahead_gives_each_message_and_builds_little_more(
+    n: int, read_ahead: int, reads: list[int], in_order_first: bool
+) -> None:
+    """An Outbox gives build(recipient) for every read, in any order, twice or after a
+    KeyError; read in sending order it builds each message once (read_ahead at a time);
+    however it is read, it builds at most read_ahead - 1 messages more than it is asked for."""
+    recipients = [3 * i + 1 for i in range(n)]
+    built: list[int] = []
+
+    def build(u: int) -> bytes:
+        built.append(u)
+        return u.to_bytes(4, "big") * 3
+
+    box = Outbox(recipients, build, read_ahead)
+    asked = 0
+    if in_order_first:
+        assert [box[u] for u in box] == [build(u) for u in recipients]
+        built.clear()  # the reference calls above are not the outbox's
+        asked = 0
+        box = Outbox(recipients, build, read_ahead)
+        assert dict(box) == {u: u.to_bytes(4, "big") * 3 for u in recipients}
+        assert sorted(built) == recipients  # each built once
+        built.clear()
+    for r in reads:
+        u = 3 * r + 1 if r % 7 else 2  # 2 is no recipient
+        if u not in recipients:
+            with pytest.raises(KeyError):
+                box[u]
+            continue
+        assert box[u] == u.to_bytes(4, "big") * 3
+        asked += 1
+    assert len(built) <= asked + read_ahead - 1
