@@ -384,5 +384,10 @@ def plan(
             ("local noise std (update units)", f"{p.local_std:.6g}"),
             ("local variance (integer units)", f"{p.variance:.6g}"),
             ("effective noise multiplier", f"{p.noise_multiplier:.4f}"),
+            ("neighbours", "zero-out (one client's update replaced by zero)"),
+            (
+                "sampling bound",
+                "none" if sample_rate is None else "joint convexity (zero-out mixtures)",
+            ),
         ],
     )

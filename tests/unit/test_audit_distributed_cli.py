@@ -51,3 +51,13 @@ def test_plan_meets_its_target_and_refuses_too_few_bits(
     assert main([*argv, "--bits", "6"]) != 0
     err = capsys.readouterr()
     assert "bits" in err.out + err.err
+    # sampled: planned with the zero-out bound, which Zhu-Wang's figure undercuts
+    assert main([*argv, "--bits", "16", "-q", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "zero-out" in out and "joint convexity" in out
+    gamma = float(out.split("gamma")[1].split()[1])
+    var = float(out.split("(integer units)")[1].split()[1])
+    kw = dict(clip=0.5, gamma=gamma, variance=var, n=20, dim=1024, rounds=10, delta=1e-5,
+              sample_rate=0.2)  # fmt: skip
+    assert epsilon("dgauss", **kw) == pytest.approx(4.0, rel=1e-3)  # type: ignore[arg-type]
+    assert epsilon("dgauss", amplification="zhu-wang", **kw) < 3.9  # type: ignore[arg-type]
