@@ -5,7 +5,7 @@ A simulated round keeps n clients in one process (100,000 in benchmarks/bench_sc
 what each client holds from the share-keys stage to the unmask stage decides its memory. The
 bounds below come from the records' sizes (4-byte ids, 32-byte keys, 66-byte shares) plus a
 fixed allowance for the few objects around them, not from the code's own output: a dict of k
-entries (a hash table, k tuples, 2k bytes objects) is about 2.5x the records and fails them.
+entries (a hash table, k tuples, 2k bytes objects) is 3-4x the records and fails them.
 """
 
 from __future__ import annotations
