@@ -37,9 +37,7 @@ from secureagg.hazmat._ddp import (
     DDPParams,
     ddp_decode,
     ddp_encode,
-    fwht,
     padded_length,
-    rotation_signs,
     rounded_l2_bound,
 )
 from secureagg.hazmat._keys import (
@@ -71,6 +69,7 @@ from secureagg.hazmat._quantize import (
     make_config,
     quantize,
 )
+from secureagg.hazmat._rotation import fwht, rotation_signs
 from secureagg.hazmat._shamir import PRIME, SECRET_SIZE, SHARE_SIZE, combine, combine_many, split
 
 __all__ = [

@@ -18,8 +18,6 @@ Accounting for these parameters is in :mod:`secureagg.privacy.distributed`.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import struct
 import threading
@@ -29,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError, DecodeError
 from secureagg.hazmat._modarith import check_bits, element_dtype
@@ -39,6 +36,7 @@ from secureagg.hazmat._noise import (
     _gaussian_variance,
     skellam,
 )
+from secureagg.hazmat._rotation import _F32, _F64, _fwht, apply_signs, rotation_signs
 
 __all__ = [
     "BETA",
@@ -46,9 +44,7 @@ __all__ = [
     "DDPParams",
     "ddp_decode",
     "ddp_encode",
-    "fwht",
     "padded_length",
-    "rotation_signs",
     "rounded_l2_bound",
 ]
 
@@ -59,7 +55,6 @@ MECHANISMS = ("dgauss", "skellam")
 _MAGIC = b"SADP"
 _VERSION = 1
 _PACK = struct.Struct(">4sBBQBdddd")
-_SIGN_LABEL = b"secureagg/v1/ddp-rotation"
 _MAX_D = 2**28
 
 
@@ -195,130 +190,9 @@ class DDPParams:
         return out
 
 
-def rotation_signs(seed: bytes, n: int) -> npt.NDArray[np.float64]:
-    """n public signs in {-1, +1}: bits of AES-256-CTR keyed by SHA-256(label || seed).
-
-    Parameters:
-        seed: The round's public seed.
-        n: How many signs.
-
-    Returns:
-        The signs, as float64.
-    """
-    out: npt.NDArray[np.float64] = _signs(seed, n, _F64)[:n]
-    return out
-
-
-def _signs(seed: bytes, n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """:func:`rotation_signs` in ``dtype``, rounded up to a multiple of 8."""
-    out: npt.NDArray[Any] = np.take(_sign_table(dtype), _sign_bytes(seed, n), axis=0)
-    return out.reshape(-1)
-
-
-def _sign_bytes(seed: bytes, n: int) -> npt.NDArray[np.uint8]:
-    """The keystream bytes of n signs: sign 8 i + k is bit k (least significant first) of
-    byte i, negative when set."""
-    if not isinstance(seed, bytes) or not seed:
-        raise ConfigError("the rotation seed must be non-empty bytes")
-    key = hashlib.sha256(_SIGN_LABEL + seed).digest()
-    enc = Cipher(algorithms.AES256(key), modes.CTR(bytes(16))).encryptor()
-    return np.frombuffer(enc.update(bytes((n + 7) // 8)), dtype=np.uint8)
-
-
-@functools.lru_cache(maxsize=2)
-def _sign_table(dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """Row b: the eight signs of byte b."""
-    bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
-    out: npt.NDArray[Any] = (1.0 - 2.0 * bits.astype(np.float64)).astype(dtype)
-    out.setflags(write=False)
-    return out
-
-
-def fwht(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The orthonormal Walsh-Hadamard transform H x / sqrt(n) of a power-of-two-long vector.
-
-    H_n is the Kronecker product of small Hadamard matrices (16 x 16, 16 x 16, then 8 x 8
-    and one smaller), so the transform is one small matrix product along each axis of x
-    viewed as a 16 x 16 x 8 x ... array: six passes over the vector at n = 2^20, where one
-    butterfly level per pass takes twenty. Its own inverse.
-
-    Parameters:
-        x: A vector of power-of-two length.
-
-    Returns:
-        The transform (a new float64 array).
-    """
-    return _fwht(x, 1.0, _F64)
-
-
 _ROUND_CHUNK = 1 << 15  # elements per piece of the conditional rounding
-_FACTORS = (16, 16)  # the first products' sizes, then 8 x 8: fewest passes that stay fast
-_GEMM = 1 << 18  # m n k per product: under OpenBLAS's threading threshold, so it runs on
-# the calling thread; its threads made the transform ten times slower on a busy 2-core
-# machine (measured)
 _FLOAT32_NORM = 2.0**17  # rotate in float32 when the scaled clip is at most this
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _LOCAL = threading.local()  # per thread: the encode's reused vectors (_workspace)
-
-
-@functools.lru_cache(maxsize=16)
-def _hadamard(size: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """The (unnormalised) Hadamard matrix of a power-of-two ``size``."""
-    h = np.ones((1, 1))
-    while h.shape[0] < size:
-        h = np.block([[h, h], [h, -h]])
-    out: npt.NDArray[Any] = h.astype(dtype)
-    out.setflags(write=False)
-    return out
-
-
-def _fwht(
-    x: npt.NDArray[Any],
-    scale: float,
-    dtype: np.dtype[Any],
-    *,
-    inplace: bool = False,
-    spare: npt.NDArray[Any] | None = None,
-) -> npt.NDArray[Any]:
-    """``scale`` H x / sqrt(n) in ``dtype``: the scale is folded into the first factor.
-
-    In new arrays; with ``inplace`` (x contiguous, of ``dtype``) in x and ``spare`` (or a
-    new array): the result is whichever of the two the last pass wrote.
-    """
-    n = x.shape[0]
-    if x.ndim != 1 or n < 1 or n & (n - 1):
-        raise ConfigError(f"fwht needs a 1-d vector of power-of-two length, got {x.shape}")
-    src = np.asarray(x, dtype=dtype)
-    if n == 1:
-        one: npt.NDArray[Any] = src * dtype.type(scale)
-        return one
-    # two buffers in turn: a new one first, then x's copy (or x itself, with inplace)
-    first = np.empty(n, dtype=dtype) if spare is None else spare
-    second: npt.NDArray[Any] | None = src if (inplace or src is not x) else None
-    dst = first
-    factor = scale / math.sqrt(n)
-    inner, stage = 1, 0  # inner: the product of the factors done so far (the next stride)
-    while True:
-        f = min(_FACTORS[stage] if stage < len(_FACTORS) else 8, n // inner)
-        h = _hadamard(f, dtype)
-        if factor != 1.0:
-            h, factor = h * dtype.type(factor), 1.0
-        outer, block = n // (inner * f), max(1, _GEMM // (f * f))
-        if inner == 1:  # contiguous rows times h
-            rows, rows_out = src.reshape(outer, f), dst.reshape(outer, f)
-            for i in range(0, outer, block):
-                np.matmul(rows[i : i + block], h, out=rows_out[i : i + block])
-        else:  # h times each (f, inner) slab
-            slabs, slabs_out = src.reshape(outer, f, inner), dst.reshape(outer, f, inner)
-            for j in range(0, inner, block):
-                np.matmul(h, slabs[:, :, j : j + block], out=slabs_out[:, :, j : j + block])
-        inner *= f
-        stage += 1
-        if inner == n:
-            return dst
-        if second is None:
-            second = np.empty(n, dtype=dtype)
-        src, dst = dst, (second if dst is first else first)
 
 
 def _round_conditionally(
@@ -478,22 +352,14 @@ def _rotate(
     # (the rounding's integer check is what bounds the sensitivity, whatever the floats)
     c = params.clip * (1 - 1e-12)
     scale = (c / norm if norm > c else 1.0) / params.gamma
-    n, d = params.padded, params.d
+    d = params.d
     if norm < 2.0**100:  # every |x_i| is far inside float32's range
         v[:d] = x
     else:  # scaled first, in float64: then within the clip / gamma < 2^30
         v[:d] = x * scale
         scale = 1.0
     v[d:] = 0.0
-    if n < 8:
-        v *= _signs(seed, n, v.dtype)[:n]
-    else:  # the signs in pieces: no vector-sized temporary
-        raw, table = _sign_bytes(seed, n), _sign_table(v.dtype)
-        piece = np.empty((min(n, _ROUND_CHUNK) // 8, 8), dtype=v.dtype)
-        for i in range(0, n, 8 * piece.shape[0]):
-            rows = piece[: (n - i) // 8]
-            np.take(table, raw[i // 8 : i // 8 + rows.shape[0]], axis=0, out=rows)
-            v[i : i + rows.size] *= rows.reshape(-1)
+    apply_signs(v, seed, _ROUND_CHUNK)
     return _fwht(v, scale, v.dtype, inplace=True, spare=spare)  # clip and 1/gamma folded in
 
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from secureagg import ConfigError
-from secureagg.hazmat import _noise
+from secureagg.hazmat import _dgauss_table, _noise
 from secureagg.hazmat._noise import (
     NoiseStream,
     bernoulli_exp,
@@ -196,13 +196,14 @@ def _coarse(monkeypatch: pytest.MonkeyPatch, shift: Fraction = Fraction(0)) -> d
     monkeypatch.setattr(_noise, "_TABLE_UNIT_BITS", 1)
     monkeypatch.setattr(_noise, "_TABLE_TAIL", 1)
     calls = {"unsure": 0, "tail": 0}
-    unsure, tail, exp_bounds = _noise._Table._unsure, _noise._Table._tail, _noise._exp_bounds
+    table = _dgauss_table._Table
+    unsure, tail, exp_bounds = table._unsure, table._tail, _dgauss_table._exp_bounds
 
-    def counted_unsure(self: _noise._Table, word: int, s: NoiseStream) -> int | None:
+    def counted_unsure(self: _dgauss_table._Table, word: int, s: NoiseStream) -> int | None:
         calls["unsure"] += 1
         return unsure(self, word, s)
 
-    def counted_tail(self: _noise._Table, s: NoiseStream) -> int | None:
+    def counted_tail(self: _dgauss_table._Table, s: NoiseStream) -> int | None:
         calls["tail"] += 1
         return tail(self, s)
 
@@ -217,9 +218,9 @@ def _coarse(monkeypatch: pytest.MonkeyPatch, shift: Fraction = Fraction(0)) -> d
 
         return bounds
 
-    monkeypatch.setattr(_noise._Table, "_unsure", counted_unsure)
-    monkeypatch.setattr(_noise._Table, "_tail", counted_tail)
-    monkeypatch.setattr(_noise, "_exp_bounds", decimal_only)
+    monkeypatch.setattr(_dgauss_table._Table, "_unsure", counted_unsure)
+    monkeypatch.setattr(_dgauss_table._Table, "_tail", counted_tail)
+    monkeypatch.setattr(_dgauss_table, "_exp_bounds", decimal_only)
     return calls
 
 
@@ -241,7 +242,7 @@ def test_table_float_bounds_give_the_right_pmf(monkeypatch: pytest.MonkeyPatch) 
     assert _chi_square_p(x, lambda s: _dg_pmf(2.25, s)) > ALPHA
 
 
-def _layout(table: _noise._Table) -> tuple[list[int], list[int], int]:
+def _layout(table: _dgauss_table._Table) -> tuple[list[int], list[int], int]:
     """Each bucket's units of its own outcome and its alias, read back from the uint64s."""
     unit, upb = 1 << table.lo_bits, table.cap >> table.lo_bits
     g = [int(v) for v in table.table]
@@ -258,7 +259,7 @@ def test_table_weights_are_exact(variance: float) -> None:
     from decimal import Context, Decimal
 
     s = Fraction(variance)
-    table = _noise._Table(s, _noise._TABLE_TAIL)
+    table = _dgauss_table._Table(s, _dgauss_table._TABLE_TAIL)
     own, alias, upb = _layout(table)
     units = [0] * len(own)
     for i, (h, a) in enumerate(zip(own, alias, strict=True)):
@@ -301,7 +302,7 @@ class _Fed:
 def test_table_lookup_is_the_alias_rule(variance: float) -> None:
     # One comparison per word gives bucket i's own outcome below h_i units and its alias
     # from there: at both sides of every split and every bucket edge, and random words.
-    table = _noise._Table(Fraction(variance), _noise._TABLE_TAIL)
+    table = _dgauss_table._Table(Fraction(variance), _dgauss_table._TABLE_TAIL)
     own, alias, _ = _layout(table)
     unit, cap = 1 << table.lo_bits, table.cap
     words = [int(w) for w in np.random.default_rng(3).integers(0, 2**64, 20_000, np.uint64)]
@@ -321,7 +322,7 @@ def _unsure_z_scores() -> list[float]:
     """For each x of a coarse table, how many standard errors the share of words in x's
     three UNSURE units that give x lies from (nu exp(-x^2 / (2 s)) - c_x) / 3."""
     s = Fraction(9, 4)
-    table = _noise._Table(s, 1, 1)
+    table = _dgauss_table._Table(s, 1, 1)
     unit, stream, n = 1 << table.lo_bits, NoiseStream(bytes([12]) * 32), 3_000
     rng = np.random.default_rng(5)
     out = []
@@ -344,20 +345,20 @@ def test_unsure_words_accept_with_the_exact_probability() -> None:
 def test_a_threshold_a_quarter_unit_low_fails_that_check(monkeypatch: pytest.MonkeyPatch) -> None:
     # The check above has power: UNSURE's thresholds a quarter unit low fail it (a chi-square
     # of 100,000 draws on this table does not notice: p 0.19).
-    exp_bounds = _noise._exp_bounds
+    exp_bounds = _dgauss_table._exp_bounds
 
     def lowered(r: Fraction, q: Fraction, c: int) -> object:
         theta = exp_bounds(r, q, c)
         return lambda prec: tuple(b - Fraction(1, 4) for b in theta(prec))
 
-    monkeypatch.setattr(_noise, "_exp_bounds", lowered)
+    monkeypatch.setattr(_dgauss_table, "_exp_bounds", lowered)
     assert max(_unsure_z_scores()) > 5
 
 
 def test_tail_draws_have_the_exact_probabilities() -> None:
     # Given TAIL, x (|x| > T) comes out with probability nu exp(-x^2 / (2 s)) / c_tail.
     s = Fraction(9, 4)
-    table = _noise._Table(s, 1, 1)
+    table = _dgauss_table._Table(s, 1, 1)
     stream, n = NoiseStream(bytes([13]) * 32), 20_000
     draws = [table._tail(stream) for _ in range(n)]
     nu, t = float(table.nu), table.t
