@@ -613,16 +613,17 @@ class ServerSession:
             count = table.count(v)
             if count < t:
                 self._abort(f"only {count} shares of client {v}'s {what} (threshold {t})")
-        out = []
-        for start in range(0, len(vs), _BATCH):  # batches: the working ints are O(_BATCH * t)
-            batch = vs[start : start + _BATCH]
-            firsts = [table.shares(v, t) for v in batch]
-            for v, secret in zip(batch, combine_many(firsts, t), strict=True):
-                if isinstance(secret, bytes) and check_of(v)(secret):
-                    out.append(secret)
-                else:
-                    out.append(self._reconstruct(v, table, what, check_of(v)))
-        return out
+        rebuilt: dict[int, bytes | None] = {}
+        # batches of neighbours on the ring share their holders, whose answers are read once
+        # per batch; the working ints are O(_BATCH * t)
+        order = self.graph.in_ring_order(vs)
+        for start in range(0, len(order), _BATCH):
+            batch = order[start : start + _BATCH]
+            for v, secret in zip(batch, combine_many(table.firsts(batch, t), t), strict=True):
+                ok = isinstance(secret, bytes) and check_of(v)(secret)
+                rebuilt[v] = secret if ok and isinstance(secret, bytes) else None
+        # the slow path in the order of vs, as each secret's retries always ran
+        return [rebuilt[v] or self._reconstruct(v, table, what, check_of(v)) for v in vs]
 
     def _reconstruct(
         self,
@@ -681,9 +682,8 @@ class _ShareTable:
 
     def _holders(self, v: int) -> Iterator[tuple[int, int, bytes]]:
         """(holder, index of v's share in its answer, its shares), holders ascending."""
-        candidates = self._neighbours(v) | {v} if self._own_too else self._neighbours(v)
         answers = self._answers
-        for x in sorted(candidates):
+        for x in sorted(self._candidates(v)):
             found = answers.get(x)
             if found is None:
                 continue
@@ -692,19 +692,45 @@ class _ShareTable:
             if i < len(ids) and ids[i] == v:
                 yield x, i, blob
 
-    def count(self, v: int) -> int:
-        """How many holders sent a share of v's secret."""
-        return sum(1 for _ in self._holders(v))
+    def _candidates(self, v: int) -> frozenset[int]:
+        return self._neighbours(v) | {v} if self._own_too else self._neighbours(v)
 
-    def shares(self, v: int, limit: int | None = None) -> dict[int, bytes]:
-        """Holder -> its share of v's secret, for the first ``limit`` holders by id (all if
-        None)."""
-        out: dict[int, bytes] = {}
-        for x, i, blob in self._holders(v):
-            if len(out) == limit:
-                break
-            out[x] = blob[i * SHARE_SIZE : (i + 1) * SHARE_SIZE]
+    def count(self, v: int) -> int:
+        """How many holders answered among those that hold a share of v's secret (each
+        answer was checked on arrival to hold exactly its neighbours' shares of this kind)."""
+        answers = self._answers
+        own = self._own_too and v in answers
+        return sum([x in answers for x in self._neighbours(v)]) + own
+
+    def firsts(self, vs: Sequence[int], t: int) -> list[dict[int, bytes]]:
+        """For each secret of ``vs``: holder -> share for its first t holders by id. Every
+        answer that holds one of them is read once (neighbours on the ring share holders)."""
+        where: dict[int, dict[int, int]] = {v: {} for v in vs}  # v -> holder -> index
+        holders: set[int] = set()
+        for v in vs:
+            holders.update(self._neighbours(v))
+            if self._own_too:
+                holders.add(v)
+        answers, size = self._answers, SHARE_SIZE
+        for x in holders:
+            found = answers.get(x)
+            if found is None:
+                continue
+            for i, v in enumerate(found[0]):
+                mine = where.get(v)
+                if mine is not None:
+                    mine[x] = i
+        out = []
+        for v in vs:
+            mine = where[v]
+            out.append(
+                {x: answers[x][1][mine[x] * size : (mine[x] + 1) * size] for x in sorted(mine)[:t]}
+            )
         return out
+
+    def shares(self, v: int) -> dict[int, bytes]:
+        """Holder -> its share of v's secret, every one that arrived (the slow path)."""
+        return {x: blob[i * SHARE_SIZE : (i + 1) * SHARE_SIZE] for x, i, blob in self._holders(v)}
 
 
 def _opens(public: bytes) -> Callable[[bytes], bool]:

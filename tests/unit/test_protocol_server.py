@@ -556,6 +556,25 @@ def test_a_wrong_unmask_share_is_outvoted_when_more_than_t_arrive(
     assert np.array_equal(res.total, expected(xs, res.survivors))
 
 
+def test_secrets_rebuilt_in_ring_order_batches_give_the_exact_sum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Harary round whose secrets are rebuilt three per batch, in the ring's order (seeds of
+    the survivors and keys of the dropped): the exact sum."""
+    from secureagg.protocol import _server
+
+    monkeypatch.setattr(_server, "_BATCH", 3)
+    ids = list(range(1, 13))
+    graph = Graph.harary(ids, 6, new_round_id())
+    config = RoundConfig(new_round_id(), BITS, D, 4, graph, server_graph_seed=True)
+    xs = {u: np.full(D, 3 * u, np.uint16) for u in ids}
+    policy = ClientPolicy(allow_server_graph_seed=True)
+    dropouts = {Stage.MASKED_INPUT: [2, 7], Stage.UNMASK: [5]}
+    res = _run_round(config, xs, dropouts=dropouts, policy=policy)
+    assert res.survivors == frozenset(ids) - {2, 7}
+    assert np.array_equal(res.total, expected(xs, res.survivors))
+
+
 def test_too_few_shares_of_one_secret_abort_the_round() -> None:
     """Enough clients answer the unmask request, but only 2 (< t) hold client 1's shares:
     the round aborts naming that secret, not with a wrong sum."""
