@@ -133,19 +133,7 @@ def test_add_packed_adds_the_packed_elements(
     case: tuple[int, list[int]], piece: int, seed: int
 ) -> None:
     """acc + the elements, mod 2^(acc's width), with Python ints as the reference."""
-    bits, values = case
-    raw = reference(values, bits)
-    saved = _pack._PIECE
-    _pack._PIECE = piece
-    try:
-        for acc in _accumulators(bits, len(values), seed):
-            start = [int(v) for v in acc]
-            add_packed(acc, raw, bits)
-            width = 8 * acc.dtype.itemsize
-            want = [(s + v) % 2**width for s, v in zip(start, values, strict=True)]
-            assert [int(v) for v in acc] == want
-    finally:
-        _pack._PIECE = saved
+    _check_add_packed(case, piece, seed, stale=False)
 
 
 @pytest.mark.parametrize("bits", [3, 7, 16, 21, 32, 34, 40, 64])
@@ -165,6 +153,13 @@ def test_add_packed_does_not_read_stale_scratch(
 ) -> None:
     """add_packed keeps its work arrays between calls without clearing them: a call whose
     cached arrays are full of set bits still gives exactly acc + the elements."""
+    _check_add_packed(case, piece, seed, stale=True)
+
+
+def _check_add_packed(case: tuple[int, list[int]], piece: int, seed: int, stale: bool) -> None:
+    """add_packed on every accumulator kind against Python ints, in pieces of ``piece``
+    elements; with ``stale``, after a first call whose cached work arrays are then filled
+    with set bits."""
     bits, values = case
     raw = reference(values, bits)
     saved = _pack._PIECE
@@ -172,11 +167,12 @@ def test_add_packed_does_not_read_stale_scratch(
     try:
         for acc in _accumulators(bits, len(values), seed):
             start = [int(v) for v in acc]
-            add_packed(np.zeros_like(acc), raw, bits)  # caches this shape's arrays
-            cached = getattr(_pack._SCRATCH, "arrays", None)
-            if cached is not None:
-                for arr in cached[1]:
-                    arr.view(np.uint8)[:] = 0xFF
+            if stale:
+                add_packed(np.zeros_like(acc), raw, bits)  # caches this shape's arrays
+                cached = getattr(_pack._SCRATCH, "arrays", None)
+                if cached is not None:
+                    for arr in cached[1]:
+                        arr.view(np.uint8)[:] = 0xFF
             add_packed(acc, raw, bits)
             width = 8 * acc.dtype.itemsize
             want = [(s + v) % 2**width for s, v in zip(start, values, strict=True)]
