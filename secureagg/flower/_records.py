@@ -129,6 +129,24 @@ def flat_values(arr: Array) -> npt.NDArray[Any]:
     Raises:
         ConfigError: The bytes are not a readable ``.npy`` array (they come from a peer).
     """
+    read = _in_place(arr)
+    return read[0] if read is not None else _through_numpy(arr).reshape(-1)
+
+
+def values(arr: Array) -> npt.NDArray[Any]:
+    """The array ``arr.numpy()`` gives (values and shape), read in place from ``arr.data``
+    as :func:`flat_values` reads it.
+
+    Raises:
+        ConfigError: The bytes are not a readable ``.npy`` array.
+    """
+    read = _in_place(arr)
+    return read[0].reshape(read[1]) if read is not None else _through_numpy(arr)
+
+
+def _in_place(arr: Array) -> tuple[npt.NDArray[Any], tuple[int, ...]] | None:
+    """(flat read-only view of the values, shape) of a C-order ``.npy`` of a plain scalar
+    dtype, else None."""
     data = arr.data
     if arr.stype == SType.NUMPY and isinstance(data, bytes):
         stream = io.BytesIO(data)  # shares ``data``: nothing is copied
@@ -139,16 +157,21 @@ def flat_values(arr: Array) -> npt.NDArray[Any]:
                 plain = dtype.shape == () and dtype.fields is None and not dtype.hasobject
                 if plain and not fortran and min(shape, default=0) >= 0:
                     count = math.prod(shape)
-                    return np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
-        except Exception:  # peer bytes: arr.numpy() below says what is wrong
+                    flat = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+                    return flat, tuple(shape)
+        except Exception:  # peer bytes: arr.numpy() says what is wrong
             pass
+    return None
+
+
+def _through_numpy(arr: Array) -> npt.NDArray[Any]:
     try:
-        values = arr.numpy()
+        got = arr.numpy()
     except Exception as exc:  # numpy raises many types for bad bytes
         raise ConfigError(f"an array's bytes are not a readable .npy array: {exc}") from exc
-    if not isinstance(values, np.ndarray):  # np.load of a zip gives an NpzFile
+    if not isinstance(got, np.ndarray):  # np.load of a zip gives an NpzFile
         raise ConfigError("an array's bytes are not a single .npy array")
-    return values.reshape(-1)
+    return got
 
 
 def update_vector(
@@ -185,7 +208,8 @@ def apply_update(like: ArrayRecord, update: npt.NDArray[np.float64]) -> ArrayRec
     """``like + update``: arrays named, shaped and typed like ``like``.
 
     ``update`` is one float64 vector over every array, in order; it is overwritten (the sum
-    is taken in it, in float64, and rounded once to each array's dtype).
+    is taken in it, in float64, and rounded once to each array's dtype). ``like``'s arrays
+    are read in place from their bytes (:func:`values`).
     """
     held = sum(_size(arr) for arr in like.values())
     if update.shape != (held,) or update.dtype != np.float64:
@@ -194,7 +218,7 @@ def apply_update(like: ArrayRecord, update: npt.NDArray[np.float64]) -> ArrayRec
     start = 0
     for name, arr in like.items():
         size = _size(arr)
-        base = arr.numpy()
+        base = values(arr)  # read in place: no model-sized copy
         if base.size != size:  # Flower does not check an Array's data against its shape
             raise ConfigError(f"array {name!r} holds {base.size} values, its shape {size}")
         piece = update[start : start + size]
