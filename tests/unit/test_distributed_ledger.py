@@ -62,13 +62,31 @@ def test_save_load_round_trip_and_tampering(tmp_path: Path) -> None:
         lambda d: d["rounds"][0].update(members=[1, 2]),
         lambda d: d["rounds"][0].update(params="00"),
         lambda d: d.update(schema="secureagg.privacy-ledger"),
-        lambda d: d.update(schema_version=1),  # before the zero-out relation
+        lambda d: d.update(schema_version=1),  # sampled rounds under the old bound
     ):
         bad = json.loads(path.read_text())
         edit(bad)
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(LedgerError):
             DistributedLedger.load(tmp_path / "bad.json")
+
+
+def test_a_version_1_ledger_without_sampling_still_loads(tmp_path: Path) -> None:
+    # version 2 changed only sampled rounds' bound; a node's unsampled version-1 ledger keeps
+    # its budget instead of blocking the node
+    path = tmp_path / "node.json"
+    ledger = DistributedLedger(path)
+    _record(ledger, 0, list(range(1, 12)))
+    _record(ledger, 1, list(range(1, 10)))
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 1
+    path.write_text(json.dumps(doc))
+    back = DistributedLedger.load(path)
+    assert back.rounds() == ledger.rounds() and back.epsilon() == ledger.epsilon()
+    doc["rounds"][1]["sample_rate"] = 0.1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LedgerError, match="version 1 with sampled rounds"):
+        DistributedLedger.load(path)
 
 
 def test_against_the_server_a_client_pays_for_its_own_rounds_without_amplification() -> None:
