@@ -80,7 +80,7 @@ def client_guarantee_text(result: DemoResult) -> str:
         f"The run is ({eps}, {cfg.delta:g})-differentially private at the client level: the "
         f"privacy unit is one client's whole contribution (its update, L2-clipped to "
         f"{cfg.update_clip:g}), and replacing one client's update by zero (the neighbouring "
-        f"relation: zero-out; the client still takes part and adds its noise share) changes "
+        f"relation: zero-out; its participation and noise share are unchanged) changes "
         f"the distribution of everything released "
         f"over the {released} released rounds by at most epsilon = {eps} except with "
         f"probability delta = {cfg.delta:g}. What is released is each round's sum from "

@@ -1,7 +1,7 @@
 """Accounting for client-level distributed DP: the sum of n clients' discrete noise shares.
 
 Privacy unit: one client's whole update (client-level DP), zero-out neighbours (the client's
-update replaced by zero; it still takes part and adds its noise share: the per-round bounds
+update replaced by zero; its participation and noise share unchanged: the per-round bounds
 below hold the n shares' noise equal on both sides, so they do not bound add/remove, where
 the client's share leaves with it), L2 sensitivity the clip c. Released: the sum that
 secure aggregation outputs (rounded, rotated, noisy, mod 2^b), to anyone who sees only it —
