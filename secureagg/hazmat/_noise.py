@@ -31,11 +31,9 @@ import sys
 from collections.abc import Callable
 from decimal import Context, Decimal, localcontext
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._dgauss_table import (
@@ -45,7 +43,7 @@ from secureagg.hazmat._dgauss_table import (
     _gaussian_table,
     _half_width,
 )
-from secureagg.hazmat._prg import _GCM_MAX, _HEAD, Keystream
+from secureagg.hazmat._prg import Keystream
 
 __all__ = ["NoiseStream", "discrete_gaussian", "skellam"]
 
@@ -55,15 +53,14 @@ _BATCH = 1 << 14  # discrete Gaussian proposals per pass: every buffer is reused
 _LN2_64 = 64 * math.log(2)
 _SMALL_WORD = 2**44  # below, a word's interval in -ln U is over 2^-44 wide: settled exactly
 _BIG_ENDIAN = sys.byteorder == "big"
-_GCM_BYTES = _HEAD + _GCM_MAX  # a NoiseStream's bytes through GCM (a multiple of 16)
 
 
 class NoiseStream:
     """Uniform 64-bit words: the AES-256-CTR keystream of a 32-byte key from counter 0.
 
-    The first 2^36 bytes come through AES-256-GCM's counter mode
-    (:class:`~secureagg.hazmat._prg.Keystream`: the same bytes, about 20% faster with
-    OpenSSL's vector AES), the rest from CTR itself. A fixed ``key`` makes a stream
+    Read through :class:`~secureagg.hazmat._prg.Keystream` of no stated length: the first
+    2^36 bytes by AES-256-GCM's counter mode (the same bytes, about 20% faster with
+    OpenSSL's vector AES), the rest by CTR itself. A fixed ``key`` makes a stream
     reproducible: for tests only, never for real noise.
 
     Parameters:
@@ -75,10 +72,7 @@ class NoiseStream:
             key = os.urandom(32)
         if not isinstance(key, bytes) or len(key) != 32:
             raise ConfigError("key must be 32 bytes")
-        self._key, self._left = key, _GCM_BYTES
-        self._gcm = Keystream(key, _GCM_BYTES)
-        self._ctr: Any = None  # CTR from block _GCM_BYTES / 16 on, once GCM's bytes are used
-        self._zeros = b""
+        self._keystream = Keystream(key, None)
 
     def words(self, n: int) -> npt.NDArray[np.uint64]:
         """n uniform uint64 words (little-endian keystream).
@@ -95,19 +89,7 @@ class NoiseStream:
 
     def _fill(self, out: npt.NDArray[np.uint64]) -> None:
         """Overwrite a contiguous uint64 array with the next words of the keystream."""
-        view = memoryview(out).cast("B")  # type: ignore[arg-type]
-        k = min(out.nbytes, self._left)
-        if k:
-            self._gcm.fill(view[:k])
-            self._left -= k
-        if k < out.nbytes:
-            if self._ctr is None:
-                start = (_GCM_BYTES // 16).to_bytes(16, "big")
-                self._ctr = Cipher(algorithms.AES256(self._key), modes.CTR(start)).encryptor()
-            rest = out.nbytes - k
-            if len(self._zeros) < rest:
-                self._zeros = bytes(rest)
-            self._ctr.update_into(self._zeros[:rest], view[k:])
+        self._keystream.fill(memoryview(out).cast("B"))  # type: ignore[arg-type]
         if _BIG_ENDIAN:
             out.byteswap(inplace=True)
 

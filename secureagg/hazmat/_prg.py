@@ -48,23 +48,28 @@ class Keystream:
     within that length), so its ciphertext of zeros is the CTR keystream from block 2.
     OpenSSL runs GCM with its vector AES code, about 20% faster here than its CTR; the GCM
     tag is never computed. Longer streams, and those under 64 KiB (where setting up GCM
-    costs more than it saves), use CTR throughout.
+    costs more than it saves), use CTR throughout. A stream of no stated length (``None``:
+    as long as it is read) takes GCM's 2^36 bytes, then CTR from block 2^32 on.
 
     Parameters:
         key: The 32-byte AES-256 key.
-        length: The most bytes that will be read (picks GCM or CTR).
+        length: The most bytes that will be read (picks GCM or CTR), or None.
     """
 
-    __slots__ = ("_enc", "_head")
+    __slots__ = ("_enc", "_gcm_left", "_head", "_key")
 
-    def __init__(self, key: bytes, length: int) -> None:
-        if _GCM_MIN <= length <= _HEAD + _GCM_MAX:
+    def __init__(self, key: bytes, length: int | None) -> None:
+        self._key = key
+        self._gcm_left: int | None
+        if length is None or _GCM_MIN <= length <= _HEAD + _GCM_MAX:
             ctr = _stream(key)
             self._head = memoryview(ctr.update(bytes(_HEAD)))
             self._enc = Cipher(algorithms.AES256(key), modes.GCM(bytes(12))).encryptor()
+            self._gcm_left = _GCM_MAX
         else:
             self._head = memoryview(b"")
             self._enc = _stream(key)
+            self._gcm_left = None
 
     def fill(self, out: memoryview) -> None:
         """Write the next ``len(out)`` keystream bytes into ``out`` (a writeable byte view)."""
@@ -75,6 +80,13 @@ class Keystream:
             self._head = self._head[pos:]
         while pos < n:
             step = min(n - pos, _CHUNK_BYTES)
+            if self._gcm_left is not None:
+                if not self._gcm_left:  # GCM's counter is spent: CTR from the next block
+                    start = ((_HEAD + _GCM_MAX) // 16).to_bytes(16, "big")
+                    self._enc, self._gcm_left = _stream(self._key, start), None
+                    continue
+                step = min(step, self._gcm_left)
+                self._gcm_left -= step
             self._enc.update_into(_ZEROS[:step], out[pos : pos + step])
             pos += step
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from secureagg import ConfigError
-from secureagg.hazmat import _dgauss_table, _noise
+from secureagg.hazmat import _dgauss_table, _noise, _prg
 from secureagg.hazmat._noise import (
     NoiseStream,
     bernoulli_exp,
@@ -381,13 +381,13 @@ def test_no_draws_and_tiny_variances() -> None:
         assert not discrete_gaussian(variance, 1000).any()
 
 
-@pytest.mark.parametrize("gcm_bytes", [_noise._GCM_BYTES, 1 << 17])
+@pytest.mark.parametrize("gcm_bytes", [_prg._HEAD + _prg._GCM_MAX, 1 << 17])
 def test_stream_is_aes256_ctr_from_zero(gcm_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # The words are AES-256-CTR's keystream from counter 0, read in pieces of any size, also
     # across the switch from GCM's counter mode to CTR (moved to 128 KiB here).
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    monkeypatch.setattr(_noise, "_GCM_BYTES", gcm_bytes)
+    monkeypatch.setattr(_prg, "_GCM_MAX", gcm_bytes - _prg._HEAD)
     key = bytes(range(1, 33))
     stream, rng, got = NoiseStream(key), np.random.default_rng(2), []
     for _ in range(40):
