@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from secureagg.fl._aggregator import Aggregate, SecureAggregator
     from secureagg.fl._client_recipe import SecureAggClient
     from secureagg.fl._config import SecureAggConfig
-    from secureagg.fl._distributed import DistributedDP, DistributedEncoder
+    from secureagg.fl._distributed import DistributedEncoder
+    from secureagg.fl._distributed_settings import DistributedDP
     from secureagg.fl._encoding import WEIGHTINGS, Decoded, UpdateEncoder, plain_average
     from secureagg.fl._metrics import FederatedResult, RoundMetrics
     from secureagg.fl._plain import PlainTrainer
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Aggregate": "secureagg.fl._aggregator",
     "Decoded": "secureagg.fl._encoding",
-    "DistributedDP": "secureagg.fl._distributed",
+    "DistributedDP": "secureagg.fl._distributed_settings",
     "DistributedEncoder": "secureagg.fl._distributed",
     "FederatedResult": "secureagg.fl._metrics",
     "LocalTrainer": "secureagg.fl._round",

@@ -21,7 +21,8 @@ from torch import nn
 
 from secureagg._exceptions import ConfigError, RoundAborted
 from secureagg.fl._config import SecureAggConfig
-from secureagg.fl._distributed import DistributedDP, DistributedEncoder
+from secureagg.fl._distributed import DistributedEncoder
+from secureagg.fl._distributed_settings import DistributedDP
 from secureagg.fl._encoding import Decoded, UpdateEncoder, plain_average
 from secureagg.privacy import LocalUpdate, parameters_of, unflatten
 from secureagg.protocol import RoundResult, Stage, default_threshold, simulate_round
@@ -67,7 +68,10 @@ class SecureAggregator:
     the noise calibrated for ``threshold - colluders`` honest clients, ``threshold`` being
     ``config.threshold`` (default: a majority of ``max_clients``); each round runs with that
     threshold or a majority of its own clients, whichever is larger. The bit width's rule
-    is solved for ``max_clients`` clients in a sum.
+    is solved for ``max_clients`` clients in a sum. Under hidden sampling
+    (``DistributedDP(sampling="hidden")``) every client joins every round, so
+    ``max_clients`` is the population: the sum is divided by ``sample_rate x max_clients``
+    (uniform weights).
 
     Parameters:
         like: A model or its named parameters: fixes the update's layout.
@@ -121,8 +125,9 @@ class SecureAggregator:
             t = self.config.threshold or default_threshold(max_clients - 1)
             self.threshold = self.distributed_threshold = t
             # noise for the honest floor; the modulus for the fullest sum, max_clients
+            # (hidden sampling: every client joins every round, max_clients is the population)
             self.distributed = DistributedEncoder(
-                d, distributed, t - distributed.colluders, max(max_clients, t)
+                d, distributed, t - distributed.colluders, max(max_clients, t), max_clients
             )
 
     def public_settings(self) -> dict[str, int | float | str]:
@@ -200,7 +205,8 @@ class SecureAggregator:
         """What the decoded average estimates, computed in the clear (for metrics and tests).
 
         The weighted average; under distributed DP the mean of the clipped updates, weighted
-        by the public weights when there are any.
+        by the public weights when there are any (under hidden sampling: their weighted sum
+        over the fixed denominator).
 
         Parameters:
             updates: The members' updates.
@@ -215,7 +221,7 @@ class SecureAggregator:
         ids: list[int | None] = [None] * len(updates) if clients is None else list(clients)
         w = np.array([dist.weight(c) for c in ids])
         x = np.array([dist.clipped(u) for u in updates])
-        out: npt.NDArray[np.float64] = (w @ x) / math.fsum(w)
+        out: npt.NDArray[np.float64] = (w @ x) / (dist.denominator or math.fsum(w))
         return out
 
     def simulate(

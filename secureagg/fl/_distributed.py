@@ -9,11 +9,20 @@ which leaves every client's contribution to the sum within ``update_clip``). Rel
 round's secure-aggregation sum (and the model built from it). Against: the server and up to
 ``colluders`` clients, provided at least ``threshold - colluders`` honest clients' noise is
 in every sum: the protocol aborts a round with fewer than ``threshold`` survivors, and
-:class:`DistributedEncoder` is calibrated for that floor. The server sees every round's
-members: against it each client has the unamplified zero-out guarantee of the rounds it took
-part in (:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). With client sampling
-(``sample_rate``) the ledger's amplified epsilon (joint convexity, zero-out) holds only
-against observers who see the sums but not who took part. See docs/privacy.md.
+:class:`DistributedEncoder` is calibrated for that floor.
+
+Client sampling (``sample_rate``) comes in two modes. Visible: a sampled client joins the
+round, the others stay out; the server sees every round's members, so against it each
+client has the unamplified zero-out guarantee of the rounds it took part in
+(:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`), and the ledger's amplified
+epsilon (joint convexity) holds only against observers who see the sums but not who took
+part. Hidden: every client of the population joins every round and adds its noise share;
+its own OS coin decides only whether its clipped update or a zero update is encoded (same
+bytes and sizes on the wire), and the server divides the sum by the fixed public q x the
+population's weight. The sum's noise then does not depend on any coin, and the amplified
+epsilon (Zhu and Wang's Theorem 5, the Poisson-subsampled pair) holds against the server
+too, as long as nothing else (timing: a sampled client trains before it replies) reveals
+the coin. See docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -21,108 +30,24 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import warnings
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError, RoundAborted
+from secureagg.fl._distributed_settings import DistributedDP
 from secureagg.fl._encoding import Decoded
 from secureagg.hazmat import DDPParams, ddp_decode, ddp_encode
 from secureagg.privacy import LocalUpdate
-from secureagg.privacy.distributed import DistributedPlan, epsilon_for, plan
+from secureagg.privacy.distributed import (
+    DistributedPlan,
+    amplification_for,
+    epsilon_for,
+    plan,
+)
 
 __all__ = ["DistributedDP", "DistributedEncoder"]
-
-
-@dataclass(frozen=True, init=False)
-class DistributedDP:
-    """Settings of client-level distributed DP for a whole training run.
-
-    The constructor takes the attributes below, in this order; ``clip=`` is the deprecated
-    name of ``update_clip`` (it works, with a DeprecationWarning, as does reading ``.clip``).
-
-    Attributes:
-        epsilon: The target epsilon after ``rounds`` rounds.
-        delta: The target delta.
-        update_clip: L2 bound of each client's whole update (the ``update_clip`` of
-            :class:`~secureagg.privacy.PrivacyConfig` and :class:`SecureAggregator`; the
-            papers' and :class:`~secureagg.hazmat.DDPParams`' c).
-        rounds: The rounds the target is spread over.
-        bits: The modulus of the masked sum, in bits (12..20 is the useful range).
-        mechanism: The integer noise: "dgauss" (discrete Gaussian) or "skellam".
-        colluders: How many clients may share their noise with the server.
-        sample_rate: The probability with which each client joins a round by its own OS
-            coin (None: every client every round, no amplification). The amplification
-            does not hold against the server, which sees who took part.
-        k: The standard deviations of the sum that must fit in 2^bits.
-        weights: Public weights by client id (None: uniform). They are scaled so that the
-            largest is 1: each client sends ``w_i / max(w) x clip(update_i)``, so one
-            client still moves the sum by at most ``update_clip`` and the accounting is the
-            uniform one; the server divides the sum by the members' scaled weights. The
-            weights are public parameters (not protected), fixed for the run.
-    """
-
-    epsilon: float
-    delta: float
-    update_clip: float
-    rounds: int
-    bits: int = 16
-    mechanism: str = "dgauss"
-    colluders: int = 0
-    sample_rate: float | None = None
-    k: float = 4.0
-    weights: Mapping[int, float] | None = field(default=None, hash=False)
-
-    def __init__(
-        self,
-        epsilon: float,
-        delta: float,
-        update_clip: float | None = None,
-        rounds: int | None = None,
-        bits: int = 16,
-        mechanism: str = "dgauss",
-        colluders: int = 0,
-        sample_rate: float | None = None,
-        k: float = 4.0,
-        weights: Mapping[int, float] | None = None,
-        *,
-        clip: float | None = None,
-    ) -> None:
-        if clip is not None:
-            warnings.warn(
-                "DistributedDP(clip=...) is deprecated: use update_clip",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            if update_clip is not None:
-                raise ConfigError("give update_clip, not both update_clip and clip")
-            update_clip = clip
-        if update_clip is None or rounds is None:
-            raise ConfigError("DistributedDP needs update_clip and rounds")
-        for name, value in (
-            ("epsilon", epsilon),
-            ("delta", delta),
-            ("update_clip", update_clip),
-            ("rounds", rounds),
-            ("bits", bits),
-            ("mechanism", mechanism),
-            ("colluders", colluders),
-            ("sample_rate", sample_rate),
-            ("k", k),
-            ("weights", weights),
-        ):
-            object.__setattr__(self, name, value)
-
-    @property
-    def clip(self) -> float:
-        """Deprecated: :attr:`update_clip`."""
-        warnings.warn(
-            "DistributedDP.clip is deprecated: use update_clip", DeprecationWarning, stacklevel=2
-        )
-        return self.update_clip
 
 
 def _scaled_weights(weights: Mapping[int, float] | None) -> dict[int, float] | None:
@@ -165,10 +90,19 @@ class DistributedEncoder:
         n_sum: The most clients whose shares one sum may hold (the bit width's rule is
             solved for it, so that a full round wraps no more coordinates than ``k``
             promises); default ``n_min``.
+        population: Under hidden sampling with uniform weights, how many clients the
+            population has (all of them join every round): the sum is divided by
+            ``sample_rate x population``; default ``n_sum``. With public weights the
+            population is the weight table.
     """
 
     def __init__(
-        self, d: int, settings: DistributedDP, n_min: int, n_sum: int | None = None
+        self,
+        d: int,
+        settings: DistributedDP,
+        n_min: int,
+        n_sum: int | None = None,
+        population: int | None = None,
     ) -> None:
         if isinstance(n_min, bool) or not isinstance(n_min, int) or n_min < 1:
             raise ConfigError(f"the honest floor threshold - colluders must be >= 1, got {n_min!r}")
@@ -186,11 +120,27 @@ class DistributedEncoder:
             sample_rate=settings.sample_rate,
             k=settings.k,
             n_sum=n_sum,
+            amplification=amplification_for(settings.sampling),
         )
         self.params: DDPParams = self.plan.params(d)
         self.d = d
         self.seed = os.urandom(16)
         self.weights: dict[int, float] | None = _scaled_weights(settings.weights)
+        self.denominator: float | None = None
+        if settings.sampling == "hidden":
+            assert settings.sample_rate is not None  # DistributedDP checks it
+            if self.weights is not None:
+                total = math.fsum(self.weights.values())
+            else:
+                total = float(population if population is not None else n_sum or n_min)
+                if total < n_min:
+                    raise ConfigError(f"a population of {total:g} is below the floor {n_min}")
+            self.denominator = settings.sample_rate * total
+
+    @property
+    def hidden(self) -> bool:
+        """Whether sampling is hidden: every client in every sum, a fixed denominator."""
+        return self.denominator is not None
 
     @property
     def floor(self) -> int:
@@ -217,6 +167,9 @@ class DistributedEncoder:
             "n-min": self.n_min,
             "colluders": self.settings.colluders,
         }
+        if self.denominator is not None:
+            out["sampling"] = "hidden"
+            out["denominator"] = float(self.denominator)
         if self.weights is not None:
             out["weights"] = _weights_digest(self.weights)
         return out
@@ -300,7 +253,9 @@ class DistributedEncoder:
         """The (weighted) average of the members' noisy, clipped updates.
 
         The bound is infinite: the average carries DP noise of std :meth:`noise_std` per
-        coordinate by design.
+        coordinate by design. Under hidden sampling the sum is divided by the fixed
+        :attr:`denominator` (q x the population's weight; how many updates are not zero is
+        secret): the DP-FedAvg fixed-denominator estimate of the sampled clients' average.
 
         Parameters:
             total: The unmasked sum of the members' protocol inputs.
@@ -308,7 +263,7 @@ class DistributedEncoder:
             seed: The round's public rotation seed (default: the in-process one).
 
         Returns:
-            The average, the members' summed scaled weight, and an infinite bound.
+            The average, the weight it was divided by, and an infinite bound.
 
         Raises:
             RoundAborted: Fewer than ``n_min + colluders`` clients are in the sum (fewer than
@@ -327,6 +282,8 @@ class DistributedEncoder:
             raise RoundAborted(f"only {count} clients in the sum; distributed DP needs {need}")
         seed = self.seed if seed is None else seed
         total_vec = ddp_decode(np.asarray(total), self.params, seed)
+        if self.denominator is not None:
+            weight = self.denominator
         return Decoded(total_vec / weight, weight, math.inf)
 
     def noise_std(self, members: int | Collection[int]) -> float:
@@ -336,13 +293,16 @@ class DistributedEncoder:
             members: The members' client ids, or (uniform weighting) how many they are.
 
         Returns:
-            The standard deviation: sqrt(members) local std / their summed scaled weight.
+            The standard deviation: sqrt(members) local std / their summed scaled weight
+            (under hidden sampling: / :attr:`denominator`).
         """
         if isinstance(members, int):
             count, weight = members, float(members)
         else:
             ids = list(members)
             count, weight = len(ids), math.fsum(self.weight(c) for c in ids)
+        if self.denominator is not None:
+            weight = self.denominator
         return math.sqrt(count) * self.plan.local_std / weight
 
     def epsilon_after(self, rounds: int) -> float:
@@ -360,4 +320,5 @@ class DistributedEncoder:
             rounds=rounds,
             delta=self.plan.delta,
             sample_rate=self.plan.sample_rate,
+            sampling=self.settings.sampling,
         )

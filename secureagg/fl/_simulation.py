@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -16,12 +14,13 @@ from torch.utils.data import DataLoader
 from secureagg._exceptions import ConfigError
 from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._config import SecureAggConfig
-from secureagg.fl._distributed import DistributedDP
+from secureagg.fl._distributed_settings import DistributedDP
 from secureagg.fl._encoding import check_weighting
 from secureagg.fl._metrics import FederatedResult, RoundMetrics
 from secureagg.fl._plain import PlainTrainer
 from secureagg.fl._progress import OnProgress, ProgressEvent
 from secureagg.fl._round import LocalTrainer, RoundOutcome, run_round
+from secureagg.fl._sampling import HiddenCoin, visible_sample
 from secureagg.privacy import (
     DistributedLedger,
     PrivacyConfig,
@@ -98,8 +97,10 @@ def run_federated(
         weighting: The averaging rule (default: ``secure.weighting``, else "uniform").
         distributed: Client-level distributed DP (needs ``secure``, excludes ``privacy``):
             clients train without DP-SGD and their updates are clipped and noised inside
-            the masked sum; with its ``sample_rate`` each client joins each round by its
-            own coin from the OS, not from ``seed``.
+            the masked sum; with its ``sample_rate`` each client flips its own coin from
+            the OS (not from ``seed``) each round: under visible sampling it joins the
+            round only if sampled; under hidden sampling every client joins every round
+            and one not sampled sends a zero update (it does not train).
         distributed_ledger: Gets one record per round under ``distributed`` (saved after
             every round if it is bound to a path).
 
@@ -179,8 +180,17 @@ def run_federated(
             distributed=distributed,
         )
     history: list[RoundMetrics] = []
+    if distributed is not None and distributed.sampling == "hidden":
+        assert distributed.sample_rate is not None  # DistributedDP checks it
+        d = sum(int(v.numel()) for v in state.values())
+        hidden: dict[int, LocalTrainer] = {
+            c: HiddenCoin(t, distributed.sample_rate, d) for c, t in clients.items()
+        }
     for r in range(1, rounds + 1):
-        sampled = _sampled(clients, distributed)  # all clients unless distributed sampling
+        if distributed is not None and distributed.sampling == "hidden":
+            sampled = hidden  # every client; each flips its own secret coin as it trains
+        else:
+            sampled = visible_sample(clients, distributed)  # all clients unless visible sampling
         dropout = None
         if dropout_rate > 0 and rng.random() < dropout_rate and sampled:
             stages = _STAGES if secure is None or not secure.signed else _SIGNED_STAGES
@@ -229,19 +239,8 @@ def _record_distributed(
         n_min=dist.n_min,
         sample_rate=dist.settings.sample_rate,
         delta=dist.settings.delta,
+        sampling=dist.settings.sampling,
     )
-
-
-def _sampled(
-    clients: dict[int, LocalTrainer], distributed: DistributedDP | None
-) -> dict[int, LocalTrainer]:
-    """This round's participants: each client by its own OS coin of bias ``sample_rate``."""
-    q = None if distributed is None else distributed.sample_rate
-    if q is None:
-        return clients
-    scale = 1 << 53
-    cut = math.floor(q * scale)  # P(join) = cut / 2^53 <= q: never more often than accounted
-    return {c: t for c, t in clients.items() if secrets.randbelow(scale) < cut}
 
 
 def _configs(

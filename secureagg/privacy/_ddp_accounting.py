@@ -19,6 +19,8 @@ from secureagg.hazmat import BETA, MECHANISMS, DDPParams, rounded_l2_bound
 __all__ = [
     "AMPLIFICATIONS",
     "ORDERS",
+    "SAMPLINGS",
+    "amplification_for",
     "ddg_rdp",
     "epsilon",
     "epsilon_for",
@@ -33,8 +35,33 @@ __all__ = [
 
 AMPLIFICATIONS: tuple[str, ...] = ("zero-out", "zhu-wang")
 """How a sample rate amplifies: ``"zero-out"`` is :func:`zero_out_sampled_rdp` (proved for
-this mechanism's neighbours); ``"zhu-wang"`` is :func:`subsampled_rdp`, the published DDG and
-Skellam accounting, which assumes the add/remove pair and is kept to reproduce their figures."""
+visible sampling, where a client that is not sampled adds no noise share); ``"zhu-wang"`` is
+:func:`subsampled_rdp` (Zhu and Wang's Theorem 5, proved for the pair (1 - q) P + q P' vs P:
+hidden sampling's, and the DDG and Skellam papers' published accounting)."""
+
+SAMPLINGS: tuple[str, ...] = ("visible", "hidden")
+"""How clients are sampled. ``"visible"``: a sampled client joins the round and the others
+stay out (the server sees who took part; bound ``"zero-out"``). ``"hidden"``: every client
+joins every round and adds its noise share; its own secret coin decides only whether its
+update or a zero update goes in (the server sees no coin; bound ``"zhu-wang"``)."""
+
+
+def amplification_for(sampling: str) -> str:
+    """The sampling bound (one of :data:`AMPLIFICATIONS`) that a sampling mode is proved with.
+
+    Parameters:
+        sampling: One of :data:`SAMPLINGS`.
+
+    Returns:
+        ``"zero-out"`` for ``"visible"``, ``"zhu-wang"`` for ``"hidden"``.
+
+    Raises:
+        ConfigError: Another sampling mode.
+    """
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    return "zero-out" if sampling == "visible" else "zhu-wang"
+
 
 ORDERS: tuple[int, ...] = (*range(2, 129), 256)
 """Integer RDP orders (the subsampling bound needs integers)."""
@@ -122,9 +149,10 @@ def subsampled_rdp(
 ) -> npt.NDArray[np.float64]:
     """RDP after Poisson sampling with rate q (Zhu and Wang 2019, Theorem 5), capped unsampled.
 
-    Proved for the add/remove pair (1 - q) Q + q P vs Q; client-level distributed DP's
-    neighbours are zero-out (:func:`zero_out_sampled_rdp`). Kept to reproduce the DDG and
-    Skellam papers' published accounting.
+    Proved for the pair (1 - q) P + q P' vs P, where P vs P' has RDP ``rdp_at`` both ways:
+    hidden sampling's zero-out pair (every client's share in both worlds; the coin decides
+    whether the update goes in) and the DDG and Skellam papers' published accounting. Not
+    visible sampling's pair (:func:`zero_out_sampled_rdp`).
 
     ``rdp_at(alphas)`` is the mechanism's RDP at integer orders; the bound at order alpha
     uses every order 2..alpha.
@@ -236,6 +264,7 @@ def epsilon_for(
     rounds: int,
     delta: float,
     sample_rate: float | None = None,
+    sampling: str = "visible",
 ) -> float:
     """:func:`epsilon` of ``rounds`` rounds encoded with ``params``.
 
@@ -246,18 +275,21 @@ def epsilon_for(
         rounds: The rounds taken.
         delta: The delta of the guarantee.
         sample_rate: The clients' Poisson sampling rate (None: no amplification).
+        sampling: One of :data:`SAMPLINGS` (the bound: :func:`amplification_for`).
 
     Returns:
         The epsilon.
     """
     _check_rounds(rounds)
-    return epsilon_of(params_round_rdp(params, n=n, sample_rate=sample_rate) * rounds, delta)
+    rdp = params_round_rdp(params, n=n, sample_rate=sample_rate, sampling=sampling)
+    return epsilon_of(rdp * rounds, delta)
 
 
 def params_round_rdp(
-    params: DDPParams, *, n: int, sample_rate: float | None
+    params: DDPParams, *, n: int, sample_rate: float | None, sampling: str = "visible"
 ) -> npt.NDArray[np.float64]:
-    """:func:`sampled_round_rdp` of one round encoded with ``params`` (``n`` honest shares)."""
+    """:func:`sampled_round_rdp` of one round encoded with ``params`` (``n`` honest shares),
+    amplified as ``sampling`` (one of :data:`SAMPLINGS`) is proved."""
     return sampled_round_rdp(
         params.mechanism,
         clip=params.clip,
@@ -267,6 +299,7 @@ def params_round_rdp(
         dim=params.padded,
         sample_rate=sample_rate,
         beta=params.beta,
+        amplification=amplification_for(sampling),
     )
 
 

@@ -4,9 +4,11 @@ One record per round: the clients in the sum, the honest floor, the mechanism an
 parameters (bits, gamma, each client's integer-domain variance), the effective noise of the
 sum, the rounding-inflated sensitivities, and the guarantee composed over every round so far
 (per-round RDP at the round's own honest count, ``survivors - colluders``; a round that
-released nothing costs nothing); with client sampling that figure holds against observers
-of the sums who do not see who took part, and :meth:`DistributedLedger.server_epsilons`
-gives each client's figure against the server, which does. Saved as JSON atomically after
+released nothing costs nothing); with visible client sampling that figure holds against
+observers of the sums who do not see who took part, and
+:meth:`DistributedLedger.server_epsilons` gives each client's figure against the server,
+which does; with hidden sampling (every client in every sum, secret coins) it holds against
+the server too. Saved as JSON atomically after
 every record when bound to a path; the schema names the mechanism family.
 """
 
@@ -25,12 +27,12 @@ from secureagg._exceptions import DecodeError, LedgerError
 from secureagg.hazmat import DDPParams
 from secureagg.privacy._ddp_accounting import params_round_rdp
 from secureagg.privacy._files import save_json
-from secureagg.privacy.distributed import ORDERS, epsilon_of, round_rdp
+from secureagg.privacy.distributed import ORDERS, SAMPLINGS, epsilon_of, round_rdp
 
 __all__ = ["DISTRIBUTED_SCHEMA", "DistributedLedger", "DistributedRound"]
 
 DISTRIBUTED_SCHEMA = "secureagg.distributed-dp-ledger"
-_VERSION = 2  # 2: zero-out relation, sampled rounds by zero_out_sampled_rdp
+_VERSION = 3  # 2: zero-out relation, sampled rounds by zero_out_sampled_rdp; 3: sampling mode
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class DistributedRound:
         l2_sensitivity: One client's L2 contribution bound, in the update's units.
         l1_sensitivity: One client's L1 contribution bound, in the update's units.
         sample_rate: The clients' per-round sampling rate (None: every client every round).
+        sampling: "visible" (members are the sampled clients; the server sees them) or
+            "hidden" (every client in the sum, secret coins; the server sees none).
         delta: The delta of ``epsilon``.
         epsilon: The composed guarantee after this round.
     """
@@ -72,6 +76,7 @@ class DistributedRound:
     l2_sensitivity: float
     l1_sensitivity: float
     sample_rate: float | None
+    sampling: str
     delta: float
     epsilon: float
 
@@ -98,6 +103,7 @@ class DistributedLedger:
         n_min: int,
         sample_rate: float | None,
         delta: float,
+        sampling: str = "visible",
     ) -> DistributedRound:
         """Add one round (``members`` empty: nothing released) and save if bound to a path.
 
@@ -109,14 +115,19 @@ class DistributedLedger:
             n_min: The floor of honest clients whose noise the sum must carry.
             sample_rate: The clients' per-round sampling rate (None: no amplification).
             delta: The delta of the composed epsilon.
+            sampling: One of :data:`~secureagg.privacy.distributed.SAMPLINGS` (with
+                ``sample_rate``; "hidden" needs one).
 
         Returns:
             The new record.
 
         Raises:
-            LedgerError: A round already recorded, or a released sum with fewer than
-                ``n_min + colluders`` members (its guarantee would not hold).
+            LedgerError: A round already recorded, a released sum with fewer than
+                ``n_min + colluders`` members (its guarantee would not hold), or an unknown
+                sampling mode.
         """
+        if sampling not in SAMPLINGS or (sampling == "hidden" and sample_rate is None):
+            raise LedgerError(f"sampling {sampling!r} with sample rate {sample_rate!r}")
         if any(r.round == round_index for r in self._rounds):
             raise LedgerError(f"round {round_index} is already recorded")
         honest = len(members) - colluders
@@ -126,7 +137,9 @@ class DistributedLedger:
         d2 = params.l2_sensitivity
         d1 = min(d2 * d2, math.sqrt(params.padded) * d2)
         if released:
-            self._rdp = self._rdp + params_round_rdp(params, n=honest, sample_rate=sample_rate)
+            self._rdp = self._rdp + params_round_rdp(
+                params, n=honest, sample_rate=sample_rate, sampling=sampling
+            )
         local_std = math.sqrt(params.variance) * params.gamma
         rec = DistributedRound(
             round=round_index,
@@ -144,6 +157,7 @@ class DistributedLedger:
             l2_sensitivity=d2 * params.gamma,
             l1_sensitivity=d1 * params.gamma,
             sample_rate=sample_rate,
+            sampling=sampling,
             delta=delta,
             epsilon=epsilon_of(self._rdp, delta),
         )
@@ -172,15 +186,16 @@ class DistributedLedger:
         return self._rounds[-1].epsilon if self._rounds else 0.0
 
     def server_epsilons(self) -> dict[int, float]:
-        """Each client's guarantee against a server that sees who took part in every round.
+        """Each client's guarantee against the server, which sees every round's members.
 
-        The server of a secure-aggregation round learns its members, so sampling hides
-        nothing from it: a client's data is protected only by the noise of the rounds it
-        took part in, without amplification. Per client: the unsampled per-round RDP at
-        each such round's honest count, composed over those rounds. The relation is
-        zero-out (the client's update replaced by zero; its participation is not hidden).
-        Without sampling (``sample_rate`` None) a client's figure is at most
-        :meth:`epsilon`.
+        Under visible sampling the members are the sampled clients, so sampling hides
+        nothing from the server: a client's data is protected only by the noise of the
+        rounds it took part in, without amplification (the unsampled per-round RDP at each
+        such round's honest count, composed over those rounds). Under hidden sampling every
+        client is a member and its coin is secret: a round counts with the amplified RDP
+        of :meth:`epsilon`, so a client in every released sum has :meth:`epsilon`. The
+        relation is zero-out (the client's update replaced by zero). Without sampling
+        (``sample_rate`` None) a client's figure is at most :meth:`epsilon`.
 
         Returns:
             Client id -> epsilon at each round's delta (the last round's), for every
@@ -189,16 +204,20 @@ class DistributedLedger:
         released = [r for r in self._rounds if r.released]
         if not released:
             return {}
-        per_round: dict[tuple[str, int], np.ndarray] = {}
+        per_round: dict[tuple[str, int, str, float | None], np.ndarray] = {}
         totals: dict[int, np.ndarray] = {}
         for r in released:
             honest = len(r.members) - r.colluders
-            key = (r.params, honest)
+            key = (r.params, honest, r.sampling, r.sample_rate)
             if key not in per_round:
                 p = DDPParams.from_bytes(bytes.fromhex(r.params))
-                per_round[key] = round_rdp(
-                    p.mechanism, clip=p.clip, gamma=p.gamma, variance=p.variance, n=honest,
-                    dim=p.padded, beta=p.beta,
+                per_round[key] = (
+                    params_round_rdp(p, n=honest, sample_rate=r.sample_rate, sampling="hidden")
+                    if r.sampling == "hidden"
+                    else round_rdp(
+                        p.mechanism, clip=p.clip, gamma=p.gamma, variance=p.variance, n=honest,
+                        dim=p.padded, beta=p.beta,
+                    )
                 )  # fmt: skip
             for c in r.members:
                 totals[c] = totals.get(c, 0.0) + per_round[key]
@@ -245,8 +264,8 @@ class DistributedLedger:
 
         Raises:
             LedgerError: Another schema or version (version 1 is read only without sampled
-                rounds), a malformed record, or a stored epsilon that the records do not give
-                (an edited file).
+                rounds; versions 1 and 2 read as visible sampling), a malformed record, or a
+                stored epsilon that the records do not give (an edited file).
         """
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -263,10 +282,12 @@ class DistributedLedger:
                     f"{path} has schema version 1 with sampled rounds: their epsilon used a "
                     "sampling bound that does not cover the zero-out pair; start a new ledger"
                 )
-        elif version != _VERSION:
+        elif version not in (2, _VERSION):
             raise LedgerError(f"{path} has schema version {version!r}")
         out = cls()
         for raw in rounds:
+            if version != _VERSION and isinstance(raw, dict):
+                raw.setdefault("sampling", "visible")  # before version 3: visible only
             try:
                 rec = out.record(
                     raw["round"],
@@ -276,6 +297,7 @@ class DistributedLedger:
                     n_min=raw["n_min"],
                     sample_rate=raw["sample_rate"],
                     delta=raw["delta"],
+                    sampling=raw["sampling"],
                 )
             except (KeyError, TypeError, ValueError, DecodeError) as e:
                 raise LedgerError(f"malformed record in {path}: {e}") from e

@@ -41,6 +41,8 @@ unsampled per-round RDP composed over the client's own rounds
 from secureagg.privacy._ddp_accounting import (
     AMPLIFICATIONS,
     ORDERS,
+    SAMPLINGS,
+    amplification_for,
     ddg_rdp,
     epsilon,
     epsilon_for,
@@ -63,7 +65,9 @@ from secureagg.privacy._ddp_plan import (
 __all__ = [
     "AMPLIFICATIONS",
     "ORDERS",
+    "SAMPLINGS",
     "DistributedPlan",
+    "amplification_for",
     "choose_gamma",
     "ddg_rdp",
     "epsilon",

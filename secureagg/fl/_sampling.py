@@ -1,0 +1,93 @@
+"""The clients' sampling coins under client-level distributed DP: visible (a client joins a
+round only if its coin says so) and hidden (every client joins; its coin, secret, decides
+whether it trains or sends a zero update). See docs/privacy.md, "Hidden sampling"."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from secureagg.fl._distributed_settings import DistributedDP
+from secureagg.fl._round import LocalTrainer
+from secureagg.privacy import LocalUpdate
+
+__all__ = ["HiddenCoin", "coin", "visible_sample"]
+
+
+def visible_sample(
+    clients: dict[int, LocalTrainer], distributed: DistributedDP | None
+) -> dict[int, LocalTrainer]:
+    """This round's participants under visible sampling: each client by its own OS coin of
+    bias ``sample_rate`` (every client without one).
+
+    Parameters:
+        clients: Each client's trainer, by client id.
+        distributed: The run's distributed-DP settings, if any.
+
+    Returns:
+        The sampled clients' trainers.
+    """
+    q = None if distributed is None else distributed.sample_rate
+    if q is None:
+        return clients
+    return {c: t for c, t in clients.items() if coin(q)}
+
+
+def coin(q: float) -> bool:
+    """One client's sampling coin from the OS CSPRNG: True with probability floor(q 2^53) / 2^53.
+
+    Never more often than q, the rate the accounting assumes.
+    """
+    scale = 1 << 53
+    return secrets.randbelow(scale) < math.floor(q * scale)
+
+
+class HiddenCoin:
+    """A client under hidden sampling: its own secret coin, flipped inside its round.
+
+    Sampled, it trains as usual; not sampled, it does not train and its update is zero
+    (same length, so the encoding, the wire bytes and their sizes are the same; the noise
+    share is added either way). Nothing outside this object learns the coin, except
+    through timing (training takes time before the reply): the deployer's to equalise.
+
+    Parameters:
+        inner: The client's trainer.
+        sample_rate: The coin's bias q.
+        d: Length of a flat update.
+    """
+
+    def __init__(self, inner: LocalTrainer, sample_rate: float, d: int) -> None:
+        self.inner = inner
+        self.sample_rate = sample_rate
+        self.d = d
+        self.num_examples = inner.num_examples
+        self.grad_sample_mode = inner.grad_sample_mode
+        self.last_steps = 0
+
+    def can_train(self) -> bool:
+        """Whether the inner trainer can afford another round.
+
+        Returns:
+            The inner trainer's answer.
+        """
+        return self.inner.can_train()
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        """Flip the coin; train if it says so, else a zero update.
+
+        Parameters:
+            global_state: The server's model tensors, by parameter name.
+
+        Returns:
+            The trained update or zeros of the same length.
+        """
+        if coin(self.sample_rate):
+            update = self.inner.train_round(global_state)
+            self.last_steps = self.inner.last_steps
+            return update
+        self.last_steps = 0
+        return LocalUpdate(np.zeros(self.d, dtype=np.float32), self.num_examples, 0)

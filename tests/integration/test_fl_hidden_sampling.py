@@ -1,0 +1,178 @@
+"""Hidden sampling: every client is in every sum with its noise share; its secret coin
+decides only whether its update or zeros go in, so neither the wire nor the sum's noise
+tells the coin, and the server divides by the fixed q x population."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import secureagg.fl._sampling as sim
+from secureagg import ConfigError
+from secureagg.fl import DistributedDP, SecureAggConfig, SecureAggregator, run_federated
+from secureagg.fl._round import LocalTrainer, run_round
+from secureagg.hazmat import ddp_decode
+from secureagg.privacy import DistributedLedger, LocalUpdate
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _settings(sampling: str, **kw: object) -> DistributedDP:
+    args: dict[str, object] = dict(
+        epsilon=8.0, delta=1e-5, update_clip=0.5, rounds=2, bits=20, sample_rate=0.5
+    )
+    args.update(kw)
+    return DistributedDP(sampling=sampling, **args)  # type: ignore[arg-type]
+
+
+def model_fn() -> nn.Module:
+    return nn.Linear(10, 4)
+
+
+def loader(cid: int) -> DataLoader:
+    g = torch.Generator().manual_seed(100 + cid)
+    x = torch.randn(16, 10, generator=g)
+    return DataLoader(TensorDataset(x, x[:, :4].argmax(1)), batch_size=16)
+
+
+def test_a_hidden_round_sends_the_same_sizes_whatever_the_coins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = {}
+    for heads in (True, False):
+        monkeypatch.setattr(sim, "coin", lambda q, heads=heads: heads)
+        ledger = DistributedLedger()
+        res = run_federated(
+            model_fn,
+            {cid: loader(cid) for cid in range(1, 6)},
+            rounds=1,
+            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+            privacy=None,
+            secure=SecureAggConfig(threshold=4),
+            distributed=_settings("hidden"),
+            distributed_ledger=ledger,
+            capture_client=True,
+        )
+        m = res.rounds[0]
+        assert not m.aborted and m.members == [1, 2, 3, 4, 5]  # every client, every round
+        assert ledger.rounds()[0].members == [1, 2, 3, 4, 5]
+        assert ledger.rounds()[0].sampling == "hidden"
+        assert m.captured is not None
+        _, masked, plain = m.captured
+        sizes[heads] = (dict(m.client_bytes), masked.shape, masked.dtype, plain.dtype)
+    assert sizes[True] == sizes[False]
+    assert len(set(sizes[True][0].values())) == 1  # and the same for every client
+
+
+class _Fixed:
+    """A client whose update the observer knows (the DP adversary knows the others' data)."""
+
+    num_examples, last_steps, grad_sample_mode = 1, 0, "none"
+
+    def __init__(self, vector: np.ndarray) -> None:
+        self.vector = vector
+
+    def can_train(self) -> bool:
+        return True
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        return LocalUpdate(self.vector, 1, 1)
+
+
+D = 1 << 14
+
+
+def _noise_shares(sampling: str, target_heads: bool, monkeypatch: pytest.MonkeyPatch) -> float:
+    """The variance attack: the released sum minus the others' known updates, in shares.
+
+    Client 5's update is zero, so only its participation can show, through the noise.
+    """
+    settings = _settings(sampling, epsilon=4.0, rounds=1)
+    like = {"w": torch.zeros(D)}
+    agg = SecureAggregator(
+        like, SecureAggConfig(threshold=3), max_clients=5, max_examples=1, distributed=settings
+    )
+    assert agg.distributed is not None
+    rng = np.random.default_rng(7)
+    known = {c: (rng.normal(size=D) * 0.3 / math.sqrt(D)).astype(np.float32) for c in range(1, 5)}
+    trainers: dict[int, LocalTrainer] = {c: _Fixed(v) for c, v in known.items()}
+    trainers[5] = _Fixed(np.zeros(D, dtype=np.float32))
+    monkeypatch.setattr(sim, "coin", lambda q: True)
+    if sampling == "hidden":  # everyone is in; client 5's own coin picks zeros or its update
+        clients: Mapping[int, LocalTrainer] = {
+            c: sim.HiddenCoin(t, 0.5, D) for c, t in trainers.items()
+        }
+        monkeypatch.setattr(sim, "coin", lambda q: target_heads)
+        denominator = agg.distributed.denominator
+    else:  # the coin decides who joins
+        clients = {c: t for c, t in trainers.items() if c != 5 or target_heads}
+    out = run_round(clients, {"w": torch.zeros(D)}, aggregator=agg, rng=rng)
+    assert out.recovered is not None
+    total = out.recovered * (denominator if sampling == "hidden" else len(out.members))
+    noise = total - np.sum(list(known.values()), axis=0)
+    return float(np.var(noise) / agg.distributed.plan.local_std**2)
+
+
+def test_the_variance_attack_tells_visible_participation_but_not_a_hidden_coin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # relative standard error of a variance over 2^14 coordinates: sqrt(2 / 2^14) ~ 1.1%
+    visible = {h: _noise_shares("visible", h, monkeypatch) for h in (True, False)}
+    assert visible[True] == pytest.approx(5, rel=0.06)  # five shares: client 5 took part
+    assert visible[False] == pytest.approx(4, rel=0.06)  # four: it did not
+    hidden = {h: _noise_shares("hidden", h, monkeypatch) for h in (True, False)}
+    assert hidden[True] == pytest.approx(5, rel=0.06)
+    assert hidden[False] == pytest.approx(5, rel=0.06)  # five shares either way
+
+
+def test_the_server_divides_by_the_fixed_public_denominator() -> None:
+    settings = _settings("hidden", sample_rate=0.25)
+    agg = SecureAggregator(
+        model_fn(), SecureAggConfig(threshold=6), max_clients=8, max_examples=1,
+        distributed=settings,
+    )  # fmt: skip
+    enc = agg.distributed
+    assert enc is not None and enc.denominator == pytest.approx(0.25 * 8)
+    assert enc.public_settings()["denominator"] == pytest.approx(2.0)
+    rng = np.random.default_rng(3)
+    ups = {c: LocalUpdate(rng.normal(size=enc.d).astype(np.float32) * 0.01, 1, 1) for c in range(8)}
+    ups.update({c: LocalUpdate(np.zeros(enc.d, dtype=np.float32), 1, 0) for c in (5, 6, 7)})
+    total = sum(
+        (enc.encode(u).astype(np.uint64) for u in ups.values()),
+        start=np.zeros(enc.length, np.uint64),
+    ) % np.uint64(1 << enc.bits)
+    total = total.astype(enc.encode(ups[0]).dtype)
+    # the same denominator whoever is in the sum: 5 sampled updates or 8 members, it is q N
+    for members in (list(range(8)), list(range(7))):
+        dec = enc.decode(total, members)
+        assert dec.total_examples == pytest.approx(2.0)
+        assert np.allclose(dec.average * 2.0, ddp_decode(total, enc.params, enc.seed)[: enc.d])
+    ref = agg.reference_average(list(ups.values()), list(range(8)))
+    assert np.allclose(ref, np.sum([u.vector for u in ups.values()], axis=0) / 2.0, atol=1e-7)
+    assert enc.noise_std(8) == pytest.approx(math.sqrt(8) * enc.plan.local_std / 2.0)
+
+
+def test_hidden_sampling_plans_with_the_poisson_subsampled_bound() -> None:
+    from secureagg.privacy.distributed import plan
+
+    agg = SecureAggregator(
+        model_fn(), SecureAggConfig(threshold=6), max_clients=8, max_examples=1,
+        distributed=_settings("hidden"),
+    )  # fmt: skip
+    assert agg.distributed is not None
+    want = plan(
+        "dgauss", epsilon=8.0, delta=1e-5, clip=0.5, bits=20, n_min=6, d=agg.distributed.d,
+        rounds=2, sample_rate=0.5, n_sum=8, amplification="zhu-wang",
+    )  # fmt: skip
+    assert agg.distributed.plan == want
+    assert agg.distributed.epsilon_after(2) <= 8.0 + 1e-6
+    with pytest.raises(ConfigError, match="sample_rate"):
+        DistributedDP(epsilon=1.0, delta=1e-5, update_clip=1.0, rounds=1, sampling="hidden")
+    with pytest.raises(ConfigError, match="sampling"):
+        _settings("secret")
