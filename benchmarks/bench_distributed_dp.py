@@ -66,95 +66,54 @@ import time
 import warnings
 from typing import Any
 
-import dp_accounting
 import numpy as np
 import torch
 from _ddp_costs import bench_costs
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch import nn
+from _ddp_setup import (
+    CLIP,
+    DELTA,
+    LOCAL_EPOCHS,
+    LOCAL_LR,
+    accuracy,
+    clipped,
+    gaussian_z,
+    model_fn,
+    paired,
+    plain_trainers,
+    split,
+)  # fmt: skip
 from torch.utils.data import DataLoader, TensorDataset
 
-from secureagg.fl import DistributedDP, PlainTrainer, SecureAggConfig, SecureAggregator
+from secureagg.fl import DistributedDP, SecureAggConfig, SecureAggregator
 from secureagg.privacy import LocalUpdate, PrivateTrainer, parameters_of, unflatten
-from secureagg.privacy.distributed import ORDERS, plan, subsampled_rdp
-
-CLIP, DELTA, LOCAL_LR, LOCAL_EPOCHS = 0.5, 1e-4, 0.5, 5
-
-
-def split(clients: int) -> tuple[list[TensorDataset], torch.Tensor, torch.Tensor]:
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-    order = np.random.default_rng(0).permutation(len(xtr))
-    parts = [
-        TensorDataset(
-            torch.tensor(xtr[p], dtype=torch.float32), torch.tensor(ytr[p], dtype=torch.long)
-        )
-        for p in np.array_split(order, clients)
-    ]
-    return parts, torch.tensor(xte, dtype=torch.float32), torch.tensor(yte)
-
-
-def model_fn() -> nn.Module:
-    return nn.Linear(64, 10)
-
-
-def accuracy(state: dict[str, torch.Tensor], xte: torch.Tensor, yte: torch.Tensor) -> float:
-    logits = xte @ state["weight"].T + state["bias"]
-    return float((logits.argmax(1) == yte).float().mean())
-
-
-def gaussian_z(eps: float, q: float, rounds: int, zhu_wang: bool) -> float:
-    """Noise multiplier of the sampled Gaussian reaching eps (bisection)."""
-
-    def eps_of(z: float) -> float:
-        if zhu_wang:
-
-            def gauss(a: np.ndarray) -> np.ndarray:
-                out: np.ndarray = a / (2 * z * z)
-                return out
-
-            rdp = subsampled_rdp(gauss, q) * rounds
-            a = np.asarray(ORDERS, dtype=np.float64)
-            return float(np.min(rdp + np.log1p(-1 / a) - np.log(DELTA * a) / (a - 1)))
-        acc = dp_accounting.rdp.RdpAccountant(list(ORDERS))
-        acc.compose(
-            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(z)), rounds
-        )
-        return float(acc.get_epsilon(DELTA))
-
-    lo, hi = 0.1, 100.0
-    while hi - lo > 1e-4:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if eps_of(mid) > eps else (lo, mid)
-    return hi
-
-
-def plain_trainers(parts: list[TensorDataset]) -> list[PlainTrainer]:
-    out = []
-    for ds in parts:
-        m = model_fn()
-        out.append(
-            PlainTrainer(
-                m,
-                torch.optim.SGD(m.parameters(), lr=LOCAL_LR),
-                DataLoader(ds, batch_size=len(ds)),
-                local_epochs=LOCAL_EPOCHS,
-            )
-        )
-    return out
-
-
-def clipped(u: LocalUpdate) -> np.ndarray:
-    v = u.vector.astype(np.float64)
-    n = float(np.linalg.norm(v))
-    return v * (CLIP / n) if n > CLIP else v
+from secureagg.privacy.distributed import plan
 
 
 def threshold_of(args: argparse.Namespace) -> int:
     """The secure-aggregation threshold: ``--threshold`` of the expected participants."""
     return max(2, int(args.threshold * args.rate * args.clients))
+
+
+def hidden_threshold_of(args: argparse.Namespace) -> int:
+    """Hidden sampling's threshold: ``--hidden-threshold`` of the population."""
+    return max(2, int(args.hidden_threshold * args.clients))
+
+
+def hidden_round(
+    agg: SecureAggregator, updates: dict[int, LocalUpdate], args: argparse.Namespace
+) -> np.ndarray:
+    """One hidden-sampling round: every client encodes (zeros unless sampled); the sum mod
+    2^bits (what the protocol unmasks: the masks cancel exactly) is decoded by ``agg``."""
+    assert agg.distributed is not None
+    zero = LocalUpdate(np.zeros(agg.distributed.d, dtype=np.float32), 1, 0)
+    total = np.zeros(agg.length, dtype=np.uint64)
+    for c in range(args.clients):
+        total += agg.encode(updates.get(c, zero)).astype(np.uint64)
+    total %= np.uint64(1) << np.uint64(agg.bits)
+    dtype = agg.encode(zero).dtype
+    out: np.ndarray = agg.decode(total.astype(dtype), list(range(args.clients))).vector
+    agg.distributed.next_round()
+    return out
 
 
 def run_arm(
@@ -183,15 +142,18 @@ def run_arm(
     threshold = threshold_of(args)
     agg = None
     local_std = zs.get("local-std", 0.0)
-    if arm == "distributed":
+    if arm in ("distributed", "distributed-hidden"):
+        hidden = arm == "distributed-hidden"
         settings = DistributedDP(
             epsilon=args.epsilon, delta=DELTA, update_clip=CLIP, rounds=args.rounds, bits=args.bits,
-            sample_rate=args.rate,
+            sample_rate=args.rate, sampling="hidden" if hidden else "visible",
         )  # fmt: skip
         agg = SecureAggregator(
-            state, SecureAggConfig(threshold=threshold), max_clients=args.clients,
-            max_examples=10, distributed=settings,
+            state, SecureAggConfig(threshold=hidden_threshold_of(args) if hidden else threshold),
+            max_clients=args.clients, max_examples=10, distributed=settings,
         )  # fmt: skip
+        if hidden:
+            local_std = zs["hidden-local-std"]
     trainers: Any = {} if arm == "local-dpsgd" else plain_trainers(parts)
     aborted = 0
     # central DP-FedAvg needs no floor: it runs every round; the distributed arm (and
@@ -218,6 +180,16 @@ def run_arm(
                 if not trainers[c].can_train():
                     continue
             updates[c] = trainers[c].train_round(state)
+        if arm == "distributed-hidden":  # every client in the sum, zeros unless sampled
+            assert agg is not None
+            avg = hidden_round(agg, updates, args)
+            clear = np.sum([clipped(u) for u in updates.values()], axis=0) if updates else 0.0
+            noise = avg * args.rate * args.clients - clear  # the fixed denominator q N
+            draws.setdefault(t, noise / (math.sqrt(args.clients) * local_std))
+            pipeline.append(float(np.std(noise / (math.sqrt(args.clients) * local_std))))
+            delta = unflatten(avg, state)
+            state = {k: state[k] + delta[k].to(state[k].dtype) for k in state}
+            continue
         if not updates:
             continue
         if agg is not None:
@@ -225,8 +197,8 @@ def run_arm(
             avg = agg.simulate(encoded).vector
             m = len(updates)
             clear = np.sum([clipped(u) for u in updates.values()], axis=0)
-            draws[t] = (avg * m - clear) / (math.sqrt(m) * local_std)  # ~ N(0, I)
-            pipeline.append(float(np.std(draws[t])))
+            draws.setdefault(t, (avg * m - clear) / (math.sqrt(m) * local_std))  # ~ N(0, I)
+            pipeline.append(float(np.std((avg * m - clear) / (math.sqrt(m) * local_std))))
         elif arm == "local-dpsgd":
             avg = np.mean([u.vector.astype(np.float64) for u in updates.values()], axis=0)
         else:
@@ -238,7 +210,8 @@ def run_arm(
                 total += std * draws[t]
             else:
                 total += rng.normal(0.0, std, total.shape)
-            avg = total / len(updates)
+            # DP-FedAvg's fixed denominator q N (central-fixed) or the members' count
+            avg = total / (args.rate * args.clients if arm == "central-fixed" else len(updates))
         delta = unflatten(avg, state)
         state = {k: state[k] + delta[k].to(state[k].dtype) for k in state}
     return accuracy(state, *test), aborted
@@ -250,6 +223,7 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         "central": gaussian_z(args.epsilon, args.rate, args.rounds, zhu_wang=False),
         "central-zw": gaussian_z(args.epsilon, args.rate, args.rounds, zhu_wang=True),
     }
+    zs["central-fixed"] = zs["central"]
     threshold = threshold_of(args)
     d = sum(int(t.numel()) for t in parameters_of(model_fn()).values())
     p = plan(
@@ -272,6 +246,19 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f" proved) {p.noise_multiplier:.3f}; Zhu-Wang (published accounting, add/remove pair,"
         f" not proved here) {zw.noise_multiplier:.3f}"
     )
+    hidden = plan(  # hidden sampling: the whole population in every sum, Zhu-Wang proved
+        "dgauss", epsilon=args.epsilon, delta=DELTA, clip=CLIP, bits=args.bits,
+        n_min=hidden_threshold_of(args), d=d, rounds=args.rounds, sample_rate=args.rate,
+        n_sum=args.clients, amplification="zhu-wang",
+    )  # fmt: skip
+    zs["hidden-local-std"] = hidden.local_std
+    print(
+        f"distributed-hidden: n_min {hidden_threshold_of(args)} of {args.clients} (threshold"
+        f" {args.hidden_threshold:.0%}), noise multiplier {hidden.noise_multiplier:.3f} at the"
+        f" floor, {hidden.noise_multiplier * math.sqrt(args.clients / hidden.n_min):.3f} with"
+        f" all {args.clients} shares (gamma {hidden.gamma:.3g}); denominator q N ="
+        f" {args.rate * args.clients:g}"
+    )
     present = p.noise_multiplier * math.sqrt(args.rate * args.clients / threshold)
     print(
         f"noise multipliers: central {zs['central']:.3f}, central-zw {zs['central-zw']:.3f},"
@@ -280,7 +267,7 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         f" distributed noise std is {present:.3f} clips"
     )  # fmt: skip
     arms = args.arms.split(",")
-    args.paired_noise = not args.independent_noise and arms[0] == "distributed"
+    args.paired_noise = not args.independent_noise and arms[0].startswith("distributed")
     print(
         f"threshold {threshold} ({args.threshold:.0%} of the expected participants);"
         f" central arms skip small rounds: {args.skip_small_everywhere};"
@@ -316,6 +303,10 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         accs = results[arm]
         print(f"{arm:15s}  {statistics.mean(accs):.4f}    {' '.join(f'{a:.4f}' for a in accs)}")
     for a, b in (
+        ("central", "distributed-hidden"),
+        ("central-fixed", "distributed-hidden"),
+        ("central", "central-fixed"),
+        ("central-zw", "distributed-hidden"),
         ("central", "distributed"),
         ("central-zw", "distributed"),
         ("central", "central-zw"),
@@ -325,23 +316,6 @@ def bench_accuracy(args: argparse.Namespace) -> None:
     ):
         if a in results and b in results:
             paired(a, b, results[a], results[b])
-
-
-def paired(a: str, b: str, xs: list[float], ys: list[float]) -> None:
-    """Print the per-seed differences a - b (points), their mean and a 95% t-interval."""
-    from scipy import stats
-
-    diff = [100 * (x - y) for x, y in zip(xs, ys, strict=True)]
-    mean = statistics.mean(diff)
-    if len(diff) > 1:
-        half = stats.t.ppf(0.975, len(diff) - 1) * statistics.stdev(diff) / math.sqrt(len(diff))
-        ci = f"95% CI [{mean - half:.2f}, {mean + half:.2f}]"
-    else:
-        ci = "one seed: no interval"
-    print(
-        f"{a} - {b}: mean {mean:.2f} points, {ci}, {len(diff)} seeds"
-        f" (per seed {' '.join(f'{d:.1f}' for d in diff)})"
-    )
 
 
 def main() -> None:
@@ -355,6 +329,7 @@ def main() -> None:
     ap.add_argument("--epsilon", type=float, default=4.0)
     ap.add_argument("--bits", type=int, default=16)
     ap.add_argument("--threshold", type=float, default=0.75)
+    ap.add_argument("--hidden-threshold", type=float, default=0.9)
     ap.add_argument("--independent-noise", action="store_true")
     ap.add_argument("--skip-small-everywhere", action="store_true")
     ap.add_argument("--repeat", type=int, default=5)
