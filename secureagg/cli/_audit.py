@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from secureagg.cli._audit_distributed import audit_distributed
 from secureagg.cli._out import usable_folder
 from secureagg.privacy.accounting import ACCOUNTANTS, Step, epsilons, noise_for_epsilon
 
@@ -108,7 +108,7 @@ def report(
     from secureagg.privacy.audit import audit_ledger
 
     if _is_distributed(ledger):
-        _audit_distributed(ledger)
+        audit_distributed(ledger, _console())
         return
     book = PrivacyLedger.load(ledger)  # a bad ledger is refused before --out is created
     usable_folder(out)
@@ -274,7 +274,7 @@ def distributed(ledger: Path) -> None:
     are in each; against the server, which sees who took part, each client's unamplified
     figure.
     """
-    _audit_distributed(ledger)
+    audit_distributed(ledger, _console())
 
 
 def _is_distributed(ledger: Path) -> bool:
@@ -290,54 +290,6 @@ def _is_distributed(ledger: Path) -> bool:
     return isinstance(doc, dict) and doc.get("schema") == DistributedLedger().to_json()["schema"]
 
 
-def _audit_distributed(ledger: Path) -> None:
-    from secureagg.privacy import DistributedLedger
-
-    book = DistributedLedger.load(ledger)
-    rounds = book.rounds()
-    delta = rounds[-1].delta if rounds else 0.0
-    table = Table(title=f"Client-level distributed DP: {ledger.name}")
-    for col in ("round", "members", "honest", "n_min", "mechanism", "bits", "local σ", "sum σ"):
-        table.add_column(col, justify="right")
-    table.add_column("ε so far", justify="right")
-    for r in rounds:
-        honest = len(r.members) - r.colluders if r.released else 0
-        table.add_row(
-            str(r.round),
-            str(len(r.members)) if r.released else "aborted",
-            str(honest),
-            str(r.n_min),
-            r.mechanism,
-            str(r.bits),
-            f"{r.local_std:.4g}",
-            f"{r.effective_std:.4g}",
-            f"{r.epsilon:.4f}",
-        )
-    console = _console()
-    console.print(table)
-    sampling = (
-        f"Poisson client sampling q = {rounds[-1].sample_rate:g} (joint convexity, zero-out)"
-        if rounds and rounds[-1].sample_rate is not None
-        else "no sampling amplification"
-    )
-    console.print(
-        f"ε = {book.epsilon():.4f} at δ = {delta:g} after {len(rounds)} rounds; unit: one "
-        f"client's whole update (zero-out: replaced by zero, its participation and noise "
-        f"share unchanged); RDP of the sum (KLS21 Prop. 14 with "
-        f"tau, or AKL21 Thm 3.5 for Skellam), {sampling}; against whoever sees only the sums"
-        f" and not who took part."
-    )
-    server = book.server_epsilons()
-    if server:
-        top = max(server, key=lambda c: server[c])
-        console.print(
-            f"Against the server, which sees who took part: no amplification; each client "
-            f"has the unsampled RDP of its own rounds (zero-out: its update replaced by zero): "
-            f"largest ε = {server[top]:.4f} (client {top}), median "
-            f"{statistics.median(server.values()):.4f}."
-        )
-
-
 @audit.command(context_settings=_CTX)
 @click.option("--target-epsilon", "-e", type=float, required=True, help="Epsilon to reach.")
 @click.option("--delta", "-d", type=float, required=True, help="Target delta.")
@@ -346,6 +298,13 @@ def _audit_distributed(ledger: Path) -> None:
 @click.option("--dim", type=int, required=True, help="Update length d (padded to 2^k).")
 @click.option("--rounds", "-r", type=int, required=True, help="Rounds.")
 @click.option("--sample-rate", "-q", type=float, default=None, help="Poisson client rate.")
+@click.option(
+    "--sampling",
+    type=click.Choice(["visible", "hidden"]),
+    default="visible",
+    show_default=True,
+    help="Visible: sampled clients join; hidden: all join, secret coins.",
+)
 @click.option("--clip", type=float, default=1.0, show_default=True, help="L2 clip.")
 @click.option(
     "--mechanism", type=click.Choice(["dgauss", "skellam"]), default="dgauss", show_default=True
@@ -358,10 +317,12 @@ def plan(
     dim: int,
     rounds: int,
     sample_rate: float | None,
+    sampling: str,
     clip: float,
     mechanism: str,
 ) -> None:
     """Gamma and local noise of client-level distributed DP for a target epsilon."""
+    from secureagg.privacy.distributed import amplification_for
     from secureagg.privacy.distributed import plan as make_plan
 
     p = make_plan(
@@ -374,6 +335,7 @@ def plan(
         d=dim,
         rounds=rounds,
         sample_rate=sample_rate,
+        amplification=amplification_for(sampling),
     )
     _print_table(
         f"{mechanism} at {bits} bits: ε={target_epsilon:g}, δ={delta:g}",
@@ -387,7 +349,11 @@ def plan(
             ("neighbours", "zero-out (one client's update replaced by zero)"),
             (
                 "sampling bound",
-                "none" if sample_rate is None else "joint convexity (zero-out mixtures)",
+                "none"
+                if sample_rate is None
+                else "visible: joint convexity (zero-out mixtures)"
+                if sampling == "visible"
+                else "hidden: Zhu-Wang Thm 5 (every client in every sum, secret coins)",
             ),
         ],
     )

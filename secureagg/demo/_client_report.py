@@ -39,9 +39,9 @@ MECHANISM_NAMES = {"dgauss": "distributed discrete Gaussian", "skellam": "distri
 _ACCOUNTANT = "distributed-rdp"
 _ACCOUNTING = (
     "Renyi DP of the sum of the honest clients' noise shares (Kairouz, Liu, Steinke 2021, "
-    "Prop. 14 with its tau term; rounding-inflated sensitivity), Poisson client sampling by "
-    "joint convexity of the Renyi divergence (the zero-out pair of mixtures), composed over the "
-    "released rounds"
+    "Prop. 14 with its tau term; rounding-inflated sensitivity), visible Poisson client "
+    "sampling by joint convexity of the Renyi divergence (the zero-out pair of mixtures), "
+    "composed over the released rounds"
 )
 
 
@@ -96,8 +96,9 @@ def client_guarantee_text(result: DemoResult) -> str:
         f"nothing (it costs nothing). {_server_text(book, cfg.colluders)} It relies on secure "
         f"aggregation: a server that saw one "
         f"client's unmasked input would see a lightly noised update (this demo runs every "
-        f"client and the server in one process, a simulation). Clients join each round by "
-        f"their own coin from the operating system with probability {cfg.client_rate:g} "
+        f"client and the server in one process, a simulation). Sampling is visible: "
+        f"clients join each round by their own coin from the operating system with "
+        f"probability {cfg.client_rate:g} "
         f"(never from --seed), which is what the sampling amplification assumes; the noise "
         f"comes from AES-256-CTR keyed by os.urandom. The figure is from {_ACCOUNTING}, as "
         f"recorded round by round in ledger.json (`secureagg audit ledger.json` recomputes "
@@ -235,7 +236,11 @@ def build_client_report(result: DemoResult) -> dict[str, Any]:
             "client_rate": cfg.client_rate,
             "weighting": "uniform",
             "noise_source": "AES-256-CTR keyed by os.urandom (exact discrete Gaussian sampler)",
-            "sampling": "each client's own OS coin per round (never --seed)",
+            "sampling": (
+                "visible: each client's own OS coin per round (never --seed) decides whether "
+                "it joins the round, so the server sees who took part (hidden sampling, "
+                "DistributedDP(sampling='hidden'), is in the API, not in this demo)"
+            ),
             "target_epsilon": cfg.target_epsilon,
             "epsilon": book.epsilon(),
             "max_epsilon": book.epsilon(),
@@ -317,6 +322,7 @@ def render_client_markdown(report: dict[str, Any], plots: dict[str, str], ledger
         f"| mechanism | {p['mechanism']} |",
         "| privacy unit | one client (its whole update) |",
         f"| neighbouring relation | {p['neighbouring']} |",
+        f"| client sampling | {p['sampling']} |",
         f"| released | {p['released']} |",
         f"| against | {p['against']} |",
         f"| accounting | {p['accounting']} |",

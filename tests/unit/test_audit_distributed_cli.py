@@ -61,3 +61,35 @@ def test_plan_meets_its_target_and_refuses_too_few_bits(
               sample_rate=0.2)  # fmt: skip
     assert epsilon("dgauss", **kw) == pytest.approx(4.0, rel=1e-3)  # type: ignore[arg-type]
     assert epsilon("dgauss", amplification="zhu-wang", **kw) < 3.9  # type: ignore[arg-type]
+
+
+def test_the_audit_states_the_sampling_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = DDPParams("dgauss", 1000, 16, 1.0, 2e-4, (0.15 / 2e-4) ** 2)
+    outs = {}
+    for mode in ("visible", "hidden"):
+        book = DistributedLedger(tmp_path / f"{mode}.json")
+        for r in range(3):
+            book.record(r, params, members=list(range(1, 11)), colluders=1, n_min=8,
+                        sample_rate=0.1, delta=1e-5, sampling=mode)  # fmt: skip
+        assert main(["audit", "distributed", str(tmp_path / f"{mode}.json")]) == 0
+        outs[mode] = capsys.readouterr().out
+        server = book.server_epsilons()
+        assert f"{max(server.values()):.4f}" in outs[mode]
+        if mode == "hidden":  # the server's figure is the amplified one
+            assert max(server.values()) == pytest.approx(book.epsilon(), rel=1e-12)
+    assert "visible Poisson client sampling" in outs["visible"]
+    assert "sees who took part: no amplification" in outs["visible"]
+    assert "hidden Poisson client sampling" in outs["hidden"]
+    assert "coins are hidden from it" in outs["hidden"] and "timing" in outs["hidden"]
+    argv = ["audit", "plan", "-e", "4", "-d", "1e-5", "--clients", "20", "--dim", "1000",
+            "-r", "10", "--clip", "0.5", "-q", "0.2", "--sampling", "hidden"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "hidden: Zhu-Wang" in out
+    gamma = float(out.split("gamma")[1].split()[1])
+    var = float(out.split("(integer units)")[1].split()[1])
+    kw = dict(clip=0.5, gamma=gamma, variance=var, n=20, dim=1024, rounds=10, delta=1e-5,
+              sample_rate=0.2)  # fmt: skip
+    assert epsilon("dgauss", amplification="zhu-wang", **kw) == pytest.approx(4.0, rel=1e-3)  # type: ignore[arg-type]

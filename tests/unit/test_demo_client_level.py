@@ -106,6 +106,10 @@ def test_the_report_states_mechanism_unit_relation_release_and_adversary(
     assert p["neighbouring"].startswith("zero-out: one client's whole update replaced by zero")
     assert "secure-aggregation sum" in p["released"]
     assert "at least 15 honest clients' noise" in p["against"]
+    # the sampling mode is stated: visible (the server sees who took part)
+    assert p["sampling"].startswith("visible") and "sees who took part" in p["sampling"]
+    assert all(r.sampling == "visible" for r in book.rounds())
+    assert "| client sampling | visible" in (tmp_path / "report.md").read_text()
     # against the server, which sees every round's members: no amplification
     server = book.server_epsilons()
     assert p["server_epsilon"]["max"] == max(server.values())
