@@ -18,7 +18,8 @@ What is here:
   :func:`sub_into`, :func:`reduce_into`; b-bit packing: :func:`pack_bits`,
   :func:`unpack_bits`, :func:`packed_size`, :func:`pack_bits_nocopy` (the packed bytes as built,
   bytes or a bytearray, without :func:`pack_bits`' final copy), :func:`add_packed` (packed
-  elements added into a sum without unpacking them into a fresh array);
+  elements added into a sum without unpacking them into a fresh array), :class:`PackedSum`
+  (many packed vectors summed, their high bits added while still packed);
 * Shamir t-of-m over 2^521 - 1: :func:`split`, :func:`combine`, :func:`combine_many`;
 * AEAD for share bundles: :func:`seal`, :func:`open_sealed` (ChaCha20-Poly1305);
 * quantisation: :class:`QuantConfig`, :func:`choose_bits`, :func:`make_config`,
@@ -60,6 +61,7 @@ from secureagg.hazmat._modarith import (
 from secureagg.hazmat._noise import NoiseStream, discrete_gaussian, skellam
 from secureagg.hazmat._pack import _pack as pack_bits_nocopy
 from secureagg.hazmat._pack import add_packed, pack_bits, packed_size, unpack_bits
+from secureagg.hazmat._packed_sum import PackedSum
 from secureagg.hazmat._prg import SEED_SIZE, MaskBuffer, apply_masks, expand_mask
 from secureagg.hazmat._quantize import (
     QuantConfig,
@@ -89,6 +91,7 @@ __all__ = [
     "KeyPair",
     "MaskBuffer",
     "NoiseStream",
+    "PackedSum",
     "QuantConfig",
     "add_into",
     "add_packed",

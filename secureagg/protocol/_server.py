@@ -16,7 +16,7 @@ from secureagg.hazmat import (
     LABEL_MASK,
     SHARE_SIZE,
     KeyPair,
-    add_packed,
+    PackedSum,
     apply_masks,
     combine,
     combine_many,
@@ -353,7 +353,7 @@ class ServerSession:
             return f"could not authenticate the shares of {list(msg.excluded)}: input discarded"
         # Summed mod 2^(word width) straight from the packed bytes (no unpacked copy),
         # reduced mod 2^b once when the stage closes: 2^b divides the word's modulus.
-        add_packed(state.acc, msg.packed, cfg.bits)
+        state.summed.add(msg.packed)
         state.u3.add(msg.sender)
         return None
 
@@ -508,13 +508,14 @@ class ServerSession:
             return shares_delivery_bytes(cfg.round_id, w, len(senders), pairs)
 
         acc = zeros(cfg.d, cfg.bits)
-        self._state = CollectMasked(state.u1, state.commitments, u2, acc)
+        self._state = CollectMasked(state.u1, state.commitments, u2, acc, PackedSum(acc, cfg.bits))
         # in ring order: consecutive recipients share most senders, whose blobs stay in cache
         return Outbox(self.graph.in_ring_order(u2), delivery, _READ_AHEAD)
 
     def _close_masked(self, state: CollectMasked) -> Mapping[int, bytes]:
         cfg = self.config
         self._enough(Stage.MASKED_INPUT, state.u2, state.u3)
+        state.summed.flush()  # acc now holds the whole sum
         reduce_into(state.acc, cfg.bits)
         u3 = tuple(sorted(state.u3))
         dropped = tuple(sorted(state.u2 - state.u3))

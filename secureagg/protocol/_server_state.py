@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from secureagg.hazmat import PackedSum
 from secureagg.protocol._codec import PackedInput, PackedShareKeys
 from secureagg.protocol._config import Stage
 from secureagg.protocol._messages import (
@@ -99,7 +100,8 @@ class CollectMasked:
     u1: dict[int, KeyEntry]
     commitments: dict[int, bytes]
     u2: frozenset[int]  # client w was sent the shares of its neighbours in U2
-    acc: _Vector
+    acc: _Vector  # the sum once ``summed`` is flushed (on closing the stage)
+    summed: PackedSum  # adds the masked inputs into ``acc``
     u3: set[int] = field(default_factory=set)
 
 

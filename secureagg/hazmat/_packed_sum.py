@@ -1,0 +1,134 @@
+"""A running sum of b-bit packed vectors whose high bits are added while still packed.
+
+:func:`pack_bits` stores b = 8a + r bits per element as a-byte low parts, then the r-bit
+high parts of each 8 elements in r bytes. The low parts are added into the sum straight
+from the bytes (a in 1, 2, 4). The high parts are not unpacked: each group's 8r bits are
+masked into its 4 even and its 4 odd fields, each field then lying in a lane of 2r bits
+whose upper r bits are zero, and the two masked words are added into two word vectors.
+A lane holds the sum of up to 2^r + 1 fields, so after that many vectors (or when the sum
+is read) the lanes are folded into the sum, shifted up by 8a bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secureagg._exceptions import ConfigError
+from secureagg.hazmat._modarith import check_bits
+from secureagg.hazmat._pack import _LE, _check_packed, _fields, add_packed
+
+__all__ = ["PackedSum"]
+
+_U64 = np.dtype(np.uint64)
+_GROUPS = 1 << 15  # groups of 8 elements per piece: the two word pieces stay in cache
+_MIN_R = 4  # below this, lanes fill in under 17 vectors: add_packed is as fast
+
+
+class PackedSum:
+    """acc += vectors packed by :func:`pack_bits`, mod 2^(acc's width); read acc only after
+    :meth:`flush`.
+
+    Equivalent to :func:`add_packed` on each vector, with the high bits' part of the sum
+    kept aside (two vectors of d/8 words) until :meth:`flush` (or until the lanes could fill)
+    adds it into ``acc``.
+
+    Parameters:
+        acc: A one-dimensional, writeable array of an unsigned dtype of at least b bits.
+        bits: b.
+
+    Raises:
+        ConfigError: ``acc`` is not such an array.
+    """
+
+    __slots__ = ("_a", "_acc", "_bits", "_count", "_even", "_g", "_odd", "_r", "_t")
+
+    def __init__(self, acc: npt.NDArray[Any], bits: int) -> None:
+        b = check_bits(bits)
+        if (
+            not isinstance(acc, np.ndarray)
+            or acc.ndim != 1
+            or acc.dtype.kind != "u"
+            or 8 * acc.dtype.itemsize < b
+            or not acc.flags.writeable
+        ):
+            raise ConfigError(f"acc must be a writeable 1-d unsigned array of at least {b} bits")
+        self._acc, self._bits = acc, b
+        self._a, self._r = divmod(b, 8)
+        self._count = 0  # vectors whose high parts are in the lanes
+        groups = -(-acc.shape[0] // 8)
+        self._even = self._odd = self._g = self._t = np.zeros(0, _U64)
+        if self._lanes_used():
+            self._even, self._odd = np.zeros(groups, _U64), np.zeros(groups, _U64)
+            piece = min(groups, _GROUPS)
+            self._g, self._t = np.empty(piece, _U64), np.empty(piece, _U64)
+
+    def _lanes_used(self) -> bool:
+        return self._r >= _MIN_R and (self._a == 0 or self._a in _LE) and self._acc.shape[0] > 0
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        """Add one packed vector. Nothing changes when ``data`` is refused.
+
+        Parameters:
+            data: Exactly ceil(b*d/8) bytes with zero padding bits, d = len(acc).
+
+        Raises:
+            DecodeError: Wrong length or nonzero padding bits.
+        """
+        if not self._lanes_used():
+            add_packed(self._acc, data, self._bits)
+            return
+        acc, a, r = self._acc, self._a, self._r
+        d = acc.shape[0]
+        view = memoryview(data).cast("B")
+        _check_packed(view, d, self._bits)
+        if self._count > 1 << r:  # one more could overflow a lane
+            self.flush()
+        raw = np.frombuffer(view, dtype=np.uint8)
+        groups = self._even.shape[0]
+        high = raw[a * d :]
+        # group i's 8r bits are read as the 8-byte word at byte i*r; the last groups' words
+        # would read past the end, so they are read from a zero-padded copy of the tail
+        full = min(groups, (len(high) - 8) // r + 1) if len(high) >= 8 else 0
+        tail = np.zeros((groups - full) * r + 8, np.uint8)
+        tail[: len(high) - full * r] = high[full * r :]
+        word = _U64.type((1 << 8 * r) - 1)
+        even = _U64.type(sum(((1 << r) - 1) << (2 * r * j) for j in range(4)))
+        for start in range(0, groups, _GROUPS):
+            n = min(_GROUPS, groups - start)
+            if a:  # the low parts of this piece's elements, straight from the bytes
+                lo, hi = 8 * start, min(d, 8 * (start + n))
+                part = acc[lo:hi]
+                np.add(part, raw[a * lo : a * hi].view(_LE[a]), out=part, casting="unsafe")
+            g, t = self._g[:n], self._t[:n]
+            inside = max(0, min(n, full - start))
+            if inside:
+                np.bitwise_and(_fields(high, start * r, inside, r), word, out=g[:inside])
+            if inside < n:
+                at = (start + inside - full) * r
+                np.bitwise_and(_fields(tail, at, n - inside, r), word, out=g[inside:])
+            e, o = self._even[start : start + n], self._odd[start : start + n]
+            np.bitwise_and(g, even, out=t)
+            np.add(e, t, out=e)
+            np.right_shift(g, _U64.type(r), out=t)
+            np.bitwise_and(t, even, out=t)
+            np.add(o, t, out=o)
+        self._count += 1
+
+    def flush(self) -> None:
+        """Add the lanes into ``acc`` (which then holds the whole sum) and clear them."""
+        if not self._count:
+            return
+        acc, a, r = self._acc, self._a, self._r
+        lane = _U64.type((1 << 2 * r) - 1)
+        for lanes, first in ((self._even, 0), (self._odd, 1)):
+            for j in range(4):
+                part = acc[first + 2 * j :: 8]  # element 8g + 2j (+1) of each group g
+                x = (lanes[: part.shape[0]] >> _U64.type(2 * r * j)) & lane
+                if a:
+                    x <<= _U64.type(8 * a)
+                np.add(part, x, out=part, casting="unsafe")
+            lanes.fill(0)
+        self._count = 0
