@@ -3,6 +3,7 @@ the wire, and the client's cost of noise plus rotation against its masking.
 
     .venv/bin/python benchmarks/bench_distributed_dp.py [--seeds 3] [--rounds 40]
         [--clients 300] [--rate 0.15] [--epsilon 4] [--bits 16] [--threshold 0.75]
+        [--hidden-threshold 0.9] [--arms distributed-hidden,central,central-fixed]
         [--independent-noise] [--skip-small-everywhere] [--skip-accuracy]
 
 Accuracy (scikit-learn's digits, 1,437 training images over ``--clients`` clients, 4-5
@@ -19,6 +20,13 @@ rounds, clip 0.5:
   deviations below the mean; rounds of threshold or fewer clients abort), sampling by the
   zero-out joint-convexity bound (before 2026-12-05 03:30: Zhu-Wang's, which is proved for
   the add/remove pair only; the accuracy tables up to then were planned with it);
+* ``distributed-hidden``: hidden sampling (``DistributedDP(sampling="hidden")``): every
+  one of the ``--clients`` encodes every round, a zero update unless the schedule's coin
+  sampled it; the sum mod 2^bits of the encodings (what the protocol unmasks: the masks
+  cancel exactly; the in-process protocol over all 300 clients each round would take
+  minutes) is decoded by SecureAggregator and divided by the fixed q N; noise by Zhu and
+  Wang's bound, proved for this mode, for n_min = ``--hidden-threshold`` x N (default 0.9);
+* ``central-fixed``: ``central`` divided by the fixed q N instead of the sampled count;
 * ``central``: the server adds N(0, (z c)^2) to the clear sum of clipped updates, z from
   dp-accounting's exact sampled-Gaussian RDP (the usual DP-FedAvg accounting); it runs
   every round of the schedule, the small ones the distributed arm aborts included (before
