@@ -11,6 +11,7 @@ is read) the lanes are folded into the sum, shifted up by 8a bits.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,21 @@ import numpy.typing as npt
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._modarith import check_bits
 from secureagg.hazmat._pack import _LE, _check_packed, _fields, add_packed
+from secureagg.hazmat._parallel import run_parts
 
 __all__ = ["PackedSum"]
+
+_SCRATCH = threading.local()  # per thread: two word arrays of a piece, kept between calls
+
+
+def _scratch(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """This thread's two work arrays, cut to n words (each fully written before it is read)."""
+    have = getattr(_SCRATCH, "arrays", None)
+    if have is None or have[0].shape[0] < n:
+        have = (np.empty(n, _U64), np.empty(n, _U64))
+        _SCRATCH.arrays = have
+    return have[0][:n], have[1][:n]
+
 
 _U64 = np.dtype(np.uint64)
 _GROUPS = 1 << 15  # groups of 8 elements per piece: the two word pieces stay in cache
@@ -38,15 +52,22 @@ class PackedSum:
     Parameters:
         acc: A one-dimensional, writeable array of an unsigned dtype of at least b bits.
         bits: b.
+        workers: At most this many threads add each vector, each its own pieces of
+            2^18 elements (numpy releases the GIL), all ended when :meth:`add` returns;
+            a thread that has no core in time leaves its pieces to the caller. 1: no
+            threads. The result does not depend on it.
 
     Raises:
-        ConfigError: ``acc`` is not such an array.
+        ConfigError: ``acc`` is not such an array, or ``workers`` is not a positive int.
     """
 
-    __slots__ = ("_a", "_acc", "_bits", "_count", "_even", "_g", "_odd", "_r", "_t")
+    __slots__ = ("_a", "_acc", "_bits", "_count", "_even", "_odd", "_r", "_workers")
 
-    def __init__(self, acc: npt.NDArray[Any], bits: int) -> None:
+    def __init__(self, acc: npt.NDArray[Any], bits: int, *, workers: int = 1) -> None:
         b = check_bits(bits)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigError(f"workers must be a positive int, got {workers!r}")
+        self._workers = workers
         if (
             not isinstance(acc, np.ndarray)
             or acc.ndim != 1
@@ -59,11 +80,9 @@ class PackedSum:
         self._a, self._r = divmod(b, 8)
         self._count = 0  # vectors whose high parts are in the lanes
         groups = -(-acc.shape[0] // 8)
-        self._even = self._odd = self._g = self._t = np.zeros(0, _U64)
+        self._even = self._odd = np.zeros(0, _U64)
         if self._lanes_used():
             self._even, self._odd = np.zeros(groups, _U64), np.zeros(groups, _U64)
-            piece = min(groups, _GROUPS)
-            self._g, self._t = np.empty(piece, _U64), np.empty(piece, _U64)
 
     def _lanes_used(self) -> bool:
         return self._r >= _MIN_R and (self._a == 0 or self._a in _LE) and self._acc.shape[0] > 0
@@ -94,41 +113,57 @@ class PackedSum:
         full = min(groups, (len(high) - 8) // r + 1) if len(high) >= 8 else 0
         tail = np.zeros((groups - full) * r + 8, np.uint8)
         tail[: len(high) - full * r] = high[full * r :]
-        word = _U64.type((1 << 8 * r) - 1)
-        even = _U64.type(sum(((1 << r) - 1) << (2 * r * j) for j in range(4)))
-        for start in range(0, groups, _GROUPS):
-            n = min(_GROUPS, groups - start)
-            if a:  # the low parts of this piece's elements, straight from the bytes
-                lo, hi = 8 * start, min(d, 8 * (start + n))
-                part = acc[lo:hi]
-                np.add(part, raw[a * lo : a * hi].view(_LE[a]), out=part, casting="unsafe")
-            g, t = self._g[:n], self._t[:n]
-            inside = max(0, min(n, full - start))
-            if inside:
-                np.bitwise_and(_fields(high, start * r, inside, r), word, out=g[:inside])
-            if inside < n:
-                at = (start + inside - full) * r
-                np.bitwise_and(_fields(tail, at, n - inside, r), word, out=g[inside:])
-            e, o = self._even[start : start + n], self._odd[start : start + n]
-            np.bitwise_and(g, even, out=t)
-            np.add(e, t, out=e)
-            np.right_shift(g, _U64.type(r), out=t)
-            np.bitwise_and(t, even, out=t)
-            np.add(o, t, out=o)
+        pieces = [(lo, min(groups, lo + _GROUPS)) for lo in range(0, groups, _GROUPS)]
+        run_parts(lambda lo, hi: self._add_groups(raw, full, tail, lo, hi), pieces, self._workers)
         self._count += 1
+
+    def _add_groups(
+        self, raw: npt.NDArray[np.uint8], full: int, tail: npt.NDArray[np.uint8], lo: int, hi: int
+    ) -> None:
+        """Add groups lo..hi-1 of the checked bytes ``raw``: their elements' low parts into
+        acc, their high bits into the lanes (groups from ``full`` on are read from ``tail``)."""
+        acc, a, r = self._acc, self._a, self._r
+        d, n = acc.shape[0], hi - lo
+        if a:  # the low parts of this piece's elements, straight from the bytes
+            first, last = 8 * lo, min(d, 8 * hi)
+            part = acc[first:last]
+            np.add(part, raw[a * first : a * last].view(_LE[a]), out=part, casting="unsafe")
+        g, t = _scratch(n)
+        high = raw[a * d :]
+        word = _U64.type((1 << 8 * r) - 1)
+        inside = max(0, min(n, full - lo))
+        if inside:
+            np.bitwise_and(_fields(high, lo * r, inside, r), word, out=g[:inside])
+        if inside < n:
+            at = (lo + inside - full) * r
+            np.bitwise_and(_fields(tail, at, n - inside, r), word, out=g[inside:])
+        even = _U64.type(sum(((1 << r) - 1) << (2 * r * j) for j in range(4)))
+        e, o = self._even[lo:hi], self._odd[lo:hi]
+        np.bitwise_and(g, even, out=t)
+        np.add(e, t, out=e)
+        np.right_shift(g, _U64.type(r), out=t)
+        np.bitwise_and(t, even, out=t)
+        np.add(o, t, out=o)
 
     def flush(self) -> None:
         """Add the lanes into ``acc`` (which then holds the whole sum) and clear them."""
         if not self._count:
             return
-        acc, a, r = self._acc, self._a, self._r
+        groups = self._even.shape[0]
+        pieces = [(lo, min(groups, lo + _GROUPS)) for lo in range(0, groups, _GROUPS)]
+        run_parts(self._flush_groups, pieces, self._workers)
+        self._count = 0
+
+    def _flush_groups(self, lo: int, hi: int) -> None:
+        """Fold the lanes of groups lo..hi-1 into their elements of acc and clear them."""
+        a, r = self._a, self._r
+        elements = self._acc[8 * lo : 8 * hi]
         lane = _U64.type((1 << 2 * r) - 1)
-        for lanes, first in ((self._even, 0), (self._odd, 1)):
+        for lanes, first in ((self._even[lo:hi], 0), (self._odd[lo:hi], 1)):
             for j in range(4):
-                part = acc[first + 2 * j :: 8]  # element 8g + 2j (+1) of each group g
+                part = elements[first + 2 * j :: 8]  # element 8g + 2j (+1) of each group g
                 x = (lanes[: part.shape[0]] >> _U64.type(2 * r * j)) & lane
                 if a:
                     x <<= _U64.type(8 * a)
                 np.add(part, x, out=part, casting="unsafe")
             lanes.fill(0)
-        self._count = 0

@@ -165,11 +165,12 @@ class ServerSession:
         transport_dedupes: The transport delivers at most one message per client per stage
             (Flower does: one reply per instruction). Messages are then not fingerprinted,
             and any second message from a client in a stage is handled as a conflicting one.
-        workers: Threads that regenerate and remove the masks when the round closes (AES
-            and numpy run outside the GIL); 1 is the single-core mode. Default: 2, or 1 on a
-            one-core machine (:func:`set_server_workers` changes it). Threads start only
-            for at least 2^26 mask elements (hazmat.apply_masks). The result does not
-            depend on it.
+        workers: Threads that add each masked input into the sum (in pieces of 2^18
+            elements: only for d over 2^18) and that regenerate and remove the masks when
+            the round closes (AES and numpy run outside the GIL), every thread ended before
+            the call returns; 1 is the single-core mode. Default: 2, or 1 on a one-core
+            machine (:func:`set_server_workers` changes it). Mask threads start only for at
+            least 2^26 mask elements (hazmat.apply_masks). The result does not depend on it.
     """
 
     def __init__(
@@ -508,7 +509,8 @@ class ServerSession:
             return shares_delivery_bytes(cfg.round_id, w, len(senders), pairs)
 
         acc = zeros(cfg.d, cfg.bits)
-        self._state = CollectMasked(state.u1, state.commitments, u2, acc, PackedSum(acc, cfg.bits))
+        summed = PackedSum(acc, cfg.bits, workers=self.workers)
+        self._state = CollectMasked(state.u1, state.commitments, u2, acc, summed)
         # in ring order: consecutive recipients share most senders, whose blobs stay in cache
         return Outbox(self.graph.in_ring_order(u2), delivery, _READ_AHEAD)
 

@@ -41,12 +41,23 @@ def _accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(sums(), st.sampled_from([1, 2, 3, 1 << 15]), st.integers(0, 2**32), st.data())
+@given(
+    sums(),
+    st.sampled_from([1, 2, 3, 1 << 15]),
+    st.integers(1, 3),
+    st.integers(0, 2**32),
+    st.data(),
+)
 def test_packed_sum_equals_add_packed(
-    case: tuple[int, int, list[list[int]]], groups: int, seed: int, data: st.DataObject
+    case: tuple[int, int, list[list[int]]],
+    groups: int,
+    workers: int,
+    seed: int,
+    data: st.DataObject,
 ) -> None:
-    """Against add_packed on a copy and against Python ints, flushed at random points (and
-    pieces of 1-3 groups put piece edges everywhere)."""
+    """Against add_packed on a copy and against Python ints, flushed at random points, on
+    1-3 threads (pieces of 1-3 groups put piece edges everywhere and give threads many
+    pieces to take)."""
     bits, d, vectors = case
     packed = [pack_bits(np.array(v, dtype=np.uint64), bits) for v in vectors]
     flushes = data.draw(st.sets(st.integers(0, len(vectors) - 1), max_size=3))
@@ -56,7 +67,7 @@ def test_packed_sum_equals_add_packed(
         for acc in _accumulators(bits, d, seed):
             start = [int(v) for v in acc]
             old = acc.copy()
-            total = PackedSum(acc, bits)
+            total = PackedSum(acc, bits, workers=workers)
             for i, raw in enumerate(packed):
                 total.add(raw)
                 add_packed(old, raw, bits)
@@ -74,15 +85,15 @@ def test_packed_sum_equals_add_packed(
         packed_sum_module._GROUPS = saved
 
 
-@pytest.mark.parametrize("bits", [4, 12, 21, 23, 36, 63])
-def test_packed_sum_over_several_pieces_fills_its_lanes(bits: int) -> None:
+@pytest.mark.parametrize(("bits", "workers"), [(4, 1), (12, 2), (21, 1), (21, 2), (23, 3), (63, 2)])
+def test_packed_sum_over_several_pieces_fills_its_lanes(bits: int, workers: int) -> None:
     """The real piece size (two full pieces and a short one) and more all-ones vectors than a
     lane holds before it must be folded in."""
     d = 2 * 8 * (1 << 15) + 13
     rng = np.random.default_rng(bits)
     acc = rng.integers(0, 2**63, d, dtype=np.uint64)
     want = acc.copy()
-    total = PackedSum(acc, bits)
+    total = PackedSum(acc, bits, workers=workers)
     r = bits % 8
     for i in range(2 ** min(r, 5) + 3):
         x = np.full(d, 2**bits - 1, np.uint64) if i % 2 else rng.integers(0, 2**bits, d, np.uint64)
@@ -122,3 +133,6 @@ def test_argument_checks() -> None:
         PackedSum(frozen, 21)
     with pytest.raises(ConfigError):
         PackedSum(np.zeros(4, np.uint32), 0)
+    for workers in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError):
+            PackedSum(np.zeros(4, np.uint32), 21, workers=workers)  # type: ignore[arg-type]
