@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import os
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
@@ -333,9 +332,9 @@ class ServerSession:
             return "shares not addressed to exactly its neighbours in U1"
         if not hmac.compare_digest(msg.keys_digest, state.sent_keys[msg.sender]):
             return "it received other keys than the server sent"
-        # kept compact until delivery: the recipients' ids as one u32 array, the ciphertexts
-        # as one byte string (as the codec gave them: no tuple per recipient)
-        state.inbox[msg.sender] = (array("I", expected), msg.ciphertexts)
+        # kept compact until delivery: the recipients' ids (the graph's int objects), the
+        # ciphertexts as one byte string (as the codec gave them: no tuple per recipient)
+        state.inbox[msg.sender] = (tuple(expected), msg.ciphertexts)
         state.commitments[msg.sender] = msg.seed_commitment
         return None
 
@@ -372,11 +371,14 @@ class ServerSession:
         if u not in state.asked:
             return "an unmask response from a client that was not asked"
         nbrs = self.graph.neighbours(u)  # O(k) checks: alive/gone are built once
-        if [v for v, _ in msg.seed_shares] != sorted((nbrs & state.alive) | {u}):
+        seed_ids = sorted((nbrs & state.alive) | {u})
+        if [v for v, _ in msg.seed_shares] != seed_ids:
             return "self-mask shares for the wrong clients"
-        if [v for v, _ in msg.key_shares] != sorted(nbrs & state.gone):
+        key_ids = sorted(nbrs & state.gone)
+        if [v for v, _ in msg.key_shares] != key_ids:
             return "key shares for the wrong clients"
-        state.responses[u] = (_packed(msg.seed_shares), _packed(msg.key_shares))
+        seeds, keys = _joined(msg.seed_shares), _joined(msg.key_shares)
+        state.responses[u] = (tuple(seed_ids), seeds, tuple(key_ids), keys)  # one flat tuple
         return None
 
     # -- closing stages --------------------------------------------------------------------
@@ -566,8 +568,8 @@ class ServerSession:
         self._enough(Stage.UNMASK, state.asked, state.responses)
         graph, answers = self.graph, state.responses
         # who can hold v's shares: its neighbours (and v itself, for its self-mask seed)
-        seed_shares = _ShareTable({x: a[0] for x, a in answers.items()}, graph.neighbours, True)
-        key_shares = _ShareTable({x: a[1] for x, a in answers.items()}, graph.neighbours, False)
+        seed_shares = _ShareTable({x: a[:2] for x, a in answers.items()}, graph.neighbours, True)
+        key_shares = _ShareTable({x: a[2:] for x, a in answers.items()}, graph.neighbours, False)
         seeds = self._reconstruct_all(
             state.u3,
             seed_shares,
@@ -655,10 +657,10 @@ class ServerSession:
         self._abort(f"client {v}'s {what} could not be rebuilt from the shares received")
 
 
-def _packed(pairs: Sequence[tuple[int, bytes]]) -> Packed:
-    """(id, share) pairs with ascending ids, packed: the ids in a u32 array, the shares
-    joined (every share is SHARE_SIZE bytes: the codec reads them so)."""
-    return array("I", [v for v, _ in pairs]), b"".join([share for _, share in pairs])
+def _joined(pairs: Sequence[tuple[int, bytes]]) -> bytes:
+    """The shares of (id, share) pairs back to back (every share is SHARE_SIZE bytes: the
+    codec reads them so)."""
+    return b"".join([share for _, share in pairs])
 
 
 class _ShareTable:

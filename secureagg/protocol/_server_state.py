@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +38,11 @@ __all__ = [
 ]
 
 _Vector = npt.NDArray[Any]
-Packed = tuple["array[int]", bytes]
-"""Records of one size by client id: the ids ascending in a u32 array, the records back to
-back in that order."""
+Packed = tuple[tuple[int, ...], bytes]
+"""Records of one size by client id: the ids ascending (the graph's own int objects, not
+copies), the records back to back in that order. A tuple of ints and a bytes object holds no
+container, so the garbage collector stops scanning it after its first pass: the O(n * k)
+records a round keeps do not make every full collection O(n)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class CollectShares:
     u1: dict[int, KeyEntry]
     sent_keys: dict[int, bytes]  # digest of the KeysBroadcast each client was sent
     # sender -> (its recipients' ids, sorted; their ciphertexts back to back, in that order)
-    inbox: dict[int, tuple[array[int], bytes]] = field(default_factory=dict)
+    inbox: dict[int, Packed] = field(default_factory=dict)
     commitments: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -135,9 +136,12 @@ class CollectSignatures(_Unmasking):
 @dataclass(slots=True)
 class CollectUnmask(_Unmasking):
     asked: frozenset[int] = field(kw_only=True)
-    # holder -> its answer packed: (seed-share ids, shares), (key-share ids, shares); the ids
-    # as a u32 array, the shares back to back (not a tuple, an int and a bytes per share)
-    responses: dict[int, tuple[Packed, Packed]] = field(default_factory=dict)
+    # holder -> its answer packed, one flat tuple (untracked by the collector after one pass):
+    # seed-share ids, their shares, key-share ids, their shares; the ids ascending, the shares
+    # back to back (not a tuple, an int and a bytes per share)
+    responses: dict[int, tuple[tuple[int, ...], bytes, tuple[int, ...], bytes]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(slots=True)
