@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._keys import check_key
 from secureagg.hazmat._modarith import check_bits, check_length, element_dtype, reduce_into
+from secureagg.hazmat._parallel import run_parts
 
 __all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
 
@@ -216,7 +218,7 @@ class MaskBuffer:
         self.apply(acc, subtract=(seed,))
 
 
-PARALLEL_MIN = 1 << 26  # mask elements below which apply_masks runs on one thread
+PARALLEL_MIN = 1 << 22  # mask elements below which apply_masks runs on one thread
 
 
 def apply_masks(
@@ -230,11 +232,13 @@ def apply_masks(
     """:meth:`MaskBuffer.apply` with the seeds split over ``workers`` threads.
 
     AES-CTR (cryptography) and numpy's adds release the GIL, so the threads run on
-    separate cores. Each extra thread sums its share of the masks into its own zero vector
-    (d words each), added into ``acc`` at the end; the result is the same as one thread's.
-    Threads start only for at least ``PARALLEL_MIN`` mask elements in all (2^26: about
-    0.1 s of AES): below that, starting and waiting for them costs more than they save
-    when the other cores are busy (measured with bench_vs_flower's rounds).
+    separate cores. The seeds are cut into ``workers`` runs, taken in turn by the caller
+    (into ``acc``) and by a process-wide pool's threads, each into its own vector of d
+    words (kept by that thread for the next call, zeroed first), added into ``acc`` at the
+    end; a pool thread that has not started when the runs are taken is not waited for.
+    Every thread has ended when the call returns, and the result is the same as one
+    thread's. Threads start only for at least ``PARALLEL_MIN`` mask elements in all
+    (2^22: about 6 ms of AES and adds).
 
     Parameters:
         acc: The accumulator, d elements of element_dtype(bits).
@@ -247,24 +251,45 @@ def apply_masks(
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive int, got {workers!r}")
     buf = MaskBuffer(acc.shape[0] if isinstance(acc, np.ndarray) else 0, bits)
-    if buf.d * (len(add) + len(subtract)) < PARALLEL_MIN:
-        workers = 1
-    jobs = [(list(add[i::workers]), list(subtract[i::workers])) for i in range(workers)]
-    jobs = [job for job in jobs if job[0] or job[1]]
-    if len(jobs) <= 1:
+    seeds = [(seed, True) for seed in add] + [(seed, False) for seed in subtract]
+    runs = min(workers, len(seeds))
+    if runs <= 1 or buf.d * len(seeds) < PARALLEL_MIN:
         buf.apply(acc, add=add, subtract=subtract)
         return
-    for seed in [*add, *subtract]:  # every seed checked before any work starts
+    for seed, _ in seeds:  # every seed and acc checked before any work starts
         _check_seed(seed)
+    buf.apply(acc)
+    caller = threading.get_ident()
+    extra: list[npt.NDArray[Any]] = []  # the pool threads' vectors used in this call
 
-    def part(job: tuple[list[bytes], list[bytes]]) -> npt.NDArray[Any]:
-        out = np.zeros(buf.d, dtype=buf.dtype)
-        MaskBuffer(buf.d, buf.bits).apply(out, add=job[0], subtract=job[1])
-        return out
+    def part(lo: int, hi: int) -> None:
+        target = acc
+        if threading.get_ident() != caller:
+            target = _thread_vector(buf.d, buf.dtype)
+            if not any(v is target for v in extra):
+                target.fill(0)  # this call's first run on this thread
+                extra.append(target)
+        chosen = seeds[lo:hi]
+        MaskBuffer(buf.d, buf.bits).apply(
+            target,
+            add=[s for s, plus in chosen if plus],
+            subtract=[s for s, plus in chosen if not plus],
+        )
 
-    with ThreadPoolExecutor(len(jobs) - 1) as pool:
-        futures = [pool.submit(part, job) for job in jobs[1:]]
-        buf.apply(acc, add=jobs[0][0], subtract=jobs[0][1])
-        for future in futures:
-            np.add(acc, future.result(), out=acc)
+    cuts = [len(seeds) * i // runs for i in range(runs + 1)]
+    run_parts(part, list(pairwise(cuts)), workers)
+    for vector in extra:
+        np.add(acc, vector, out=acc)
     reduce_into(acc, buf.bits)
+
+
+_VECTORS = threading.local()  # per pool thread: its apply_masks vector, kept between calls
+
+
+def _thread_vector(d: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """This thread's vector of d words of ``dtype`` (contents left from earlier calls)."""
+    have = getattr(_VECTORS, "vector", None)
+    if have is None or have.shape != (d,) or have.dtype != dtype:
+        have = np.empty(d, dtype)
+        _VECTORS.vector = have
+    return have

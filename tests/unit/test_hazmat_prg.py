@@ -246,6 +246,45 @@ def test_apply_masks_in_threads_equals_one_pass(
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("bits", [21, 32, 40])
+def test_apply_masks_pool_vectors_start_from_zero(
+    monkeypatch: pytest.MonkeyPatch, bits: int, workers: int
+) -> None:
+    """Every run handed to a pool thread goes into that thread's kept vector, whose old
+    contents (here: all ones) must not reach the sum; runs forced onto other threads."""
+    import threading
+
+    from secureagg.hazmat import _prg
+
+    monkeypatch.setattr(_prg, "PARALLEL_MIN", 0)
+    kept: dict[int, np.ndarray] = {}
+
+    def stale_vector(d: int, dtype: np.dtype) -> np.ndarray:  # type: ignore[type-arg]
+        me = threading.get_ident()
+        if me not in kept:
+            kept[me] = np.full(d, np.iinfo(dtype).max, dtype)
+        return kept[me]
+
+    def in_other_threads(part, ranges, threads):  # type: ignore[no-untyped-def]
+        worker = threading.Thread(target=lambda: [part(lo, hi) for lo, hi in ranges])
+        worker.start()
+        worker.join()
+
+    monkeypatch.setattr(_prg, "_thread_vector", stale_vector)
+    monkeypatch.setattr(_prg, "run_parts", in_other_threads)
+    d = 70_000
+    add = [os.urandom(32) for _ in range(3)]
+    sub = [os.urandom(32) for _ in range(2)]
+    start = np.random.default_rng(bits).integers(0, 2**bits, d, dtype=np.uint64)
+    want = start.astype(element_dtype(bits))
+    MaskBuffer(d, bits).apply(want, add=add, subtract=sub)
+    for _ in range(2):  # the second call finds the vector the first one left
+        got = start.astype(element_dtype(bits))
+        apply_masks(got, bits, add=add, subtract=sub, workers=workers)
+        assert np.array_equal(got, want)
+
+
 def test_apply_masks_checks_workers_and_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
     from secureagg.hazmat import _prg
 

@@ -749,6 +749,29 @@ def test_mask_removal_threads_do_not_change_the_sum(
         _server.set_server_workers(0)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("bits", [12, 21, 23, 36])
+def test_high_bits_summed_packed_give_the_exact_sum(
+    workers: int, bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b with r >= 4 high bits: the server sums them still packed (hazmat.PackedSum), in
+    pieces of one 8-element group on 1 or 3 threads, with dropouts at both late stages."""
+    from secureagg.hazmat import _packed_sum
+    from secureagg.protocol import _server
+
+    monkeypatch.setattr(_server, "_DEFAULT_WORKERS", workers)
+    monkeypatch.setattr(_packed_sum, "_GROUPS", 1)
+    d = 37
+    rng = np.random.default_rng(bits)
+    xs = {u: rng.integers(0, 2**bits, d, dtype=np.uint64) for u in IDS}
+    xs[1][:] = 2**bits - 1  # all ones: the most a lane holds
+    config = RoundConfig(new_round_id(), bits, d, T, Graph.complete(IDS))
+    res = run_round(config, xs, dropouts={Stage.MASKED_INPUT: [2], Stage.UNMASK: [5]})
+    assert res.survivors == frozenset(IDS) - {2}
+    want = sum(xs[u] for u in res.survivors) % 2**bits  # no wrap: 6 inputs of < 2^36
+    assert res.total.tolist() == want.tolist()
+
+
 def test_lazily_closed_stages_give_close_stages_messages() -> None:
     """close_stage_lazily gives the same bytes as close_stage at every stage (read twice,
     and read after the round moved on), with clients dropping before share-keys (so a
