@@ -125,7 +125,9 @@ def _denominators(sets: Sequence[Sequence[int]]) -> list[int]:
         words = factors.reshape(s, t, width // per_word, per_word).prod(axis=3, dtype=np.uint64)
         for row in words.reshape(s * t, -1).tolist():
             e = prod(row)
-            out.append((e & PRIME) + (e >> _BITS))
+            while e >> (_BITS + 1):  # a row of t factors can pass 2^1042: fold until small
+                e = (e & PRIME) + (e >> _BITS)
+            out.append(e)
     return out
 
 
