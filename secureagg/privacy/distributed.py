@@ -20,19 +20,21 @@ Delta_1 = min(Delta_2^2, sqrt(D) Delta_2)):
   eps(alpha) = alpha Delta_2^2 / (2 V) + min(((2 alpha - 1) Delta_2^2 + 6 Delta_1) / (4 V^2),
   3 Delta_1 / (2 V)).
 
-Rounds compose by adding RDP. Poisson sampling of clients with rate q: a client not sampled
+Rounds compose by adding RDP. Visible Poisson sampling of clients with rate q: a client not sampled
 adds neither its update nor its share, so the zero-out pair is (1 - q) Q0 + q P1 vs
 (1 - q) Q0 + q Q1 (P1, Q1 the equal-noise pair above), not the add/remove pair
 (1 - q) Q + q P vs Q of Zhu and Wang (2019, Theorem 5). Joint convexity of
 sum p^alpha q^(1 - alpha) (alpha > 1) bounds it: eps'(alpha) <= log(1 - q + q
 exp((alpha - 1) eps(alpha))) / (alpha - 1) (:func:`zero_out_sampled_rdp`, the default).
-Zhu-Wang's bound (:func:`subsampled_rdp`, ``amplification="zhu-wang"``; the choices are
-:data:`AMPLIFICATIONS`) is kept only to reproduce the DDG and Skellam papers' published
-figures. Use a sample rate only when each
+That is visible sampling's pair. Under hidden sampling (:data:`SAMPLINGS`) every client
+adds its share in every round and its secret coin decides only whether its update goes in:
+the pair is (1 - q) P + q P' vs P, for which Zhu-Wang's bound (:func:`subsampled_rdp`,
+``amplification="zhu-wang"``, also the DDG and Skellam papers' published accounting) is
+proved; :func:`amplification_for` maps each mode to its bound. Use a sample rate only when each
 client is sampled by its own unbiased coin that the server cannot influence, otherwise pass
 ``sample_rate=None`` (no amplification).
-The amplified figure protects a client only from observers who do not see who took part:
-the server sees each round's members, so against it what holds is zero-out DP with the
+Under visible sampling the amplified figure protects a client only from observers who do
+not see who took part: the server sees each round's members, so against it what holds is zero-out DP with the
 unsampled per-round RDP composed over the client's own rounds
 (:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). RDP converts to
 (epsilon, delta) as in dp-accounting (Canonne, Kamath, Steinke 2020; Asoodeh et al. 2020).
