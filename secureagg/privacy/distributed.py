@@ -30,12 +30,13 @@ That is visible sampling's pair. Under hidden sampling (:data:`SAMPLINGS`) every
 adds its share in every round and its secret coin decides only whether its update goes in:
 the pair is (1 - q) P + q P' vs P, for which Zhu-Wang's bound (:func:`subsampled_rdp`,
 ``amplification="zhu-wang"``, also the DDG and Skellam papers' published accounting) is
-proved; :func:`amplification_for` maps each mode to its bound. Use a sample rate only when each
+proved; :func:`amplification_for` maps each mode to its bound (one of
+:data:`AMPLIFICATIONS`). Use a sample rate only when each
 client is sampled by its own unbiased coin that the server cannot influence, otherwise pass
 ``sample_rate=None`` (no amplification).
 Under visible sampling the amplified figure protects a client only from observers who do
-not see who took part: the server sees each round's members, so against it what holds is zero-out DP with the
-unsampled per-round RDP composed over the client's own rounds
+not see who took part: the server sees each round's members, so against it what holds is
+zero-out DP with the unsampled per-round RDP composed over the client's own rounds
 (:meth:`~secureagg.privacy.DistributedLedger.server_epsilons`). RDP converts to
 (epsilon, delta) as in dp-accounting (Canonne, Kamath, Steinke 2020; Asoodeh et al. 2020).
 """
