@@ -219,6 +219,7 @@ class MaskBuffer:
 
 
 PARALLEL_MIN = 1 << 22  # mask elements below which apply_masks runs on one thread
+PARALLEL_MIN_D = 1 << 18  # vector length below which apply_masks runs on one thread
 
 
 def apply_masks(
@@ -237,8 +238,9 @@ def apply_masks(
     words (kept by that thread for the next call, zeroed first), added into ``acc`` at the
     end; a pool thread that has not started when the runs are taken is not waited for.
     Every thread has ended when the call returns, and the result is the same as one
-    thread's. Threads start only for at least ``PARALLEL_MIN`` mask elements in all
-    (2^22: about 6 ms of AES and adds).
+    thread's. Threads start only for vectors of at least ``PARALLEL_MIN_D`` elements (2^18)
+    and at least ``PARALLEL_MIN`` mask elements in all (2^22: about 6 ms of AES and adds):
+    at bench_vs_flower's d = 10^5 with 50 seeds, two threads made the round slower.
 
     Parameters:
         acc: The accumulator, d elements of element_dtype(bits).
@@ -253,7 +255,7 @@ def apply_masks(
     buf = MaskBuffer(acc.shape[0] if isinstance(acc, np.ndarray) else 0, bits)
     seeds = [(seed, True) for seed in add] + [(seed, False) for seed in subtract]
     runs = min(workers, len(seeds))
-    if runs <= 1 or buf.d * len(seeds) < PARALLEL_MIN:
+    if runs <= 1 or buf.d < PARALLEL_MIN_D or buf.d * len(seeds) < PARALLEL_MIN:
         buf.apply(acc, add=add, subtract=subtract)
         return
     for seed, _ in seeds:  # every seed and acc checked before any work starts

@@ -232,7 +232,8 @@ def test_apply_masks_in_threads_equals_one_pass(
     for these small sizes)."""
     from secureagg.hazmat import _prg
 
-    saved, _prg.PARALLEL_MIN = _prg.PARALLEL_MIN, 0
+    saved = _prg.PARALLEL_MIN, _prg.PARALLEL_MIN_D
+    _prg.PARALLEL_MIN = _prg.PARALLEL_MIN_D = 0
     add = [os.urandom(32) for _ in range(n_add)]
     sub = [os.urandom(32) for _ in range(n_sub)]
     start = np.random.default_rng(d).integers(0, 2**bits, d, dtype=np.uint64)
@@ -242,7 +243,7 @@ def test_apply_masks_in_threads_equals_one_pass(
     try:
         apply_masks(got, bits, add=add, subtract=sub, workers=workers)
     finally:
-        _prg.PARALLEL_MIN = saved
+        _prg.PARALLEL_MIN, _prg.PARALLEL_MIN_D = saved
     assert np.array_equal(got, want)
 
 
@@ -258,6 +259,7 @@ def test_apply_masks_pool_vectors_start_from_zero(
     from secureagg.hazmat import _prg
 
     monkeypatch.setattr(_prg, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(_prg, "PARALLEL_MIN_D", 0)
     kept: dict[int, np.ndarray] = {}
 
     def stale_vector(d: int, dtype: np.dtype) -> np.ndarray:  # type: ignore[type-arg]
@@ -289,6 +291,7 @@ def test_apply_masks_checks_workers_and_seeds(monkeypatch: pytest.MonkeyPatch) -
     from secureagg.hazmat import _prg
 
     monkeypatch.setattr(_prg, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(_prg, "PARALLEL_MIN_D", 0)
     acc = np.zeros(5, np.uint32)
     for workers in (0, -1, True, 1.5):
         with pytest.raises(ConfigError):

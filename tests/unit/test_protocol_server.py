@@ -739,6 +739,7 @@ def test_mask_removal_threads_do_not_change_the_sum(
 
     monkeypatch.setattr(_server, "_DEFAULT_WORKERS", workers)
     monkeypatch.setattr(_prg, "PARALLEL_MIN", 0)  # threads even for this small round
+    monkeypatch.setattr(_prg, "PARALLEL_MIN_D", 0)
     xs = inputs()
     res = run_round(make_config(), xs, dropouts={Stage.MASKED_INPUT: [2], Stage.UNMASK: [5]})
     assert res.survivors == frozenset(IDS) - {2}
