@@ -326,9 +326,12 @@ class SecureAggregation(Strategy):
         report.survivors = sorted(rnd.node_of[c] for c in result.survivors)
         report.total_examples = decoded.total_examples
         report.error_bound = decoded.error_bound
+        # the decoded average (d float64s, used up by apply_update) is freed before the
+        # wrapped strategy runs, which can then reuse its memory instead of fresh pages
+        del decoded, result
         weighted_by = str(getattr(self.strategy, "weighted_by_key", "num-examples"))
         arrays_key = str(getattr(self.strategy, "arrayrecord_key", "arrays"))
-        examples = max(1, round(decoded.total_examples))
+        examples = max(1, round(report.total_examples))
         average = Message(
             content=RecordDict({arrays_key: new, "metrics": MetricRecord({weighted_by: examples})}),
             dst_node_id=0,
