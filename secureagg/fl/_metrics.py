@@ -20,7 +20,8 @@ class RoundMetrics:
 
     Attributes:
         round: The round number, from 1.
-        participants: Clients that trained this round.
+        participants: Clients that trained this round (under hidden sampling every client:
+            one not sampled makes a zero update instead of training).
         members: Clients whose update is in the average.
         dropped: Client id -> why its update is missing: "budget" (declined, the round would
             exceed its budget), "dropout:<stage>" (went silent at that protocol stage) or
