@@ -137,12 +137,11 @@ class PackedSum:
         if inside < n:
             at = (lo + inside - full) * r
             np.bitwise_and(_fields(tail, at, n - inside, r), word, out=g[inside:])
-        even = _U64.type(sum(((1 << r) - 1) << (2 * r * j) for j in range(4)))
+        even = sum(((1 << r) - 1) << (2 * r * j) for j in range(4))
         e, o = self._even[lo:hi], self._odd[lo:hi]
-        np.bitwise_and(g, even, out=t)
+        np.bitwise_and(g, _U64.type(even), out=t)
         np.add(e, t, out=e)
-        np.right_shift(g, _U64.type(r), out=t)
-        np.bitwise_and(t, even, out=t)
+        np.bitwise_and(g, _U64.type(even << r), out=t)  # the odd fields, where they are
         np.add(o, t, out=o)
 
     def flush(self) -> None:
@@ -156,14 +155,20 @@ class PackedSum:
 
     def _flush_groups(self, lo: int, hi: int) -> None:
         """Fold the lanes of groups lo..hi-1 into their elements of acc and clear them."""
-        a, r = self._a, self._r
-        elements = self._acc[8 * lo : 8 * hi]
+        acc, a, r = self._acc, self._a, self._r
+        elements = acc[8 * lo : 8 * hi]
+        g, t = _scratch(hi - lo)
+        # a lane's sum, cut to acc's width (acc is a sum mod 2^width), in acc's dtype
+        cut = t.view(acc.dtype.newbyteorder("="))
         lane = _U64.type((1 << 2 * r) - 1)
         for lanes, first in ((self._even[lo:hi], 0), (self._odd[lo:hi], 1)):
             for j in range(4):
                 part = elements[first + 2 * j :: 8]  # element 8g + 2j (+1) of each group g
-                x = (lanes[: part.shape[0]] >> _U64.type(2 * r * j)) & lane
+                n = part.shape[0]
+                np.right_shift(lanes[:n], _U64.type((2 * j + first) * r), out=g[:n])
+                np.bitwise_and(g[:n], lane, out=g[:n])
+                np.copyto(cut[:n], g[:n], casting="unsafe")
                 if a:
-                    x <<= _U64.type(8 * a)
-                np.add(part, x, out=part, casting="unsafe")
+                    np.left_shift(cut[:n], cut.dtype.type(8 * a), out=cut[:n])
+                np.add(part, cut[:n], out=part)
             lanes.fill(0)
