@@ -176,3 +176,30 @@ def test_hidden_sampling_plans_with_the_poisson_subsampled_bound() -> None:
         DistributedDP(epsilon=1.0, delta=1e-5, update_clip=1.0, rounds=1, sampling="hidden")
     with pytest.raises(ConfigError, match="sampling"):
         _settings("secret")
+
+
+def test_run_federated_flips_each_clients_real_coin_every_round() -> None:
+    """No coin patched: the OS coins of 8 clients x 4 rounds at q = 1/2 decide who trains.
+
+    Every client is in every sum; a client that trained sent a nonzero update, one that did
+    not sent zeros. All 32 coins landing the same way (a never-flipped or constant coin)
+    has probability 2 x 2^-32 ~ 5e-10 for real coins.
+    """
+    ledger = DistributedLedger()
+    res = run_federated(
+        model_fn,
+        {cid: loader(cid) for cid in range(1, 9)},
+        rounds=4,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+        privacy=None,
+        secure=SecureAggConfig(threshold=7),
+        distributed=_settings("hidden", rounds=4),
+        distributed_ledger=ledger,
+        keep_vectors=True,
+    )
+    trained = []
+    for m in res.rounds:
+        assert m.members == list(range(1, 9)) and sorted(m.updates) == list(range(1, 9))
+        trained += [bool(u.vector.any()) for u in m.updates.values()]
+    assert len(trained) == 32 and 0 < sum(trained) < 32
+    assert all(r.members == list(range(1, 9)) for r in ledger.rounds())
