@@ -71,7 +71,9 @@ class SecureAggregator:
     is solved for ``max_clients`` clients in a sum. Under hidden sampling
     (``DistributedDP(sampling="hidden")``) every client joins every round, so
     ``max_clients`` is the population: the sum is divided by ``sample_rate x max_clients``
-    (uniform weights).
+    (uniform weights). This class flips no coin: ``run_federated`` does, in each client's
+    round; :class:`SecureAggServer`, :class:`SecureAggClient` and ``run_round`` refuse
+    hidden settings (ConfigError).
 
     Parameters:
         like: A model or its named parameters: fixes the update's layout.

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secureagg._exceptions import ConfigError, DecodeError, ProtocolError, RoundAborted
-from secureagg.fl._distributed import DistributedEncoder
+from secureagg.fl._distributed import DistributedEncoder, refuse_hidden
 from secureagg.fl._encoding import UpdateEncoder
 from secureagg.privacy import LocalUpdate
 from secureagg.protocol import ClientPolicy, ClientSession, RoundConfig, Stage
@@ -41,6 +41,9 @@ class SecureAggClient:
     The client takes part only in a round whose config carries its encoder's settings, bit
     width and length (a :class:`ClientPolicy`; pass ``policy`` to set one yourself) and a
     threshold above half its neighbourhood, unless ``allow_minority_threshold``.
+
+    Hidden sampling (``DistributedDP(sampling="hidden")``) is refused (ConfigError): this
+    client flips no sampling coin; hidden sampling runs only in ``run_federated``.
 
     Errors: DecodeError for a round config that is not one; ConfigError when the config
     does not fit this client (another model, other settings, not a member, untrusted
@@ -85,6 +88,8 @@ class SecureAggClient:
                 f"encoder must be an UpdateEncoder or a DistributedEncoder, got "
                 f"{type(encoder).__name__}"
             )
+        if isinstance(encoder, DistributedEncoder):
+            refuse_hidden(encoder, "SecureAggClient")
         pins = dict(bound or {})
         if "policy" in session_options and pins:
             policy = session_options["policy"]

@@ -47,7 +47,22 @@ from secureagg.privacy.distributed import (
     plan,
 )
 
-__all__ = ["DistributedDP", "DistributedEncoder"]
+__all__ = ["DistributedDP", "DistributedEncoder", "refuse_hidden"]
+
+
+def refuse_hidden(encoder: DistributedEncoder | None, where: str) -> None:
+    """ConfigError when ``encoder`` samples hidden and ``where`` flips no client's coin.
+
+    Hidden sampling's guarantee and its fixed denominator assume every client flipped its
+    own secret coin and sent zeros when not sampled; a path that flips none would sum every
+    real update, divide by q N, and record an amplified epsilon for a run without sampling.
+    """
+    if encoder is not None and encoder.hidden:
+        raise ConfigError(
+            f"{where} flips no client's sampling coin, so it cannot run "
+            "DistributedDP(sampling='hidden'): hidden sampling runs only in run_federated, "
+            "whose clients each flip their own secret coin; use sampling='visible' here"
+        )
 
 
 def _scaled_weights(weights: Mapping[int, float] | None) -> dict[int, float] | None:

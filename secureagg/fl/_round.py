@@ -13,8 +13,10 @@ import torch
 
 from secureagg._exceptions import BudgetExhaustedError, RoundAborted
 from secureagg.fl._aggregator import SecureAggregator
+from secureagg.fl._distributed import refuse_hidden
 from secureagg.fl._encoding import plain_average
 from secureagg.fl._progress import OnProgress, ProgressEvent
+from secureagg.fl._sampling import HiddenCoin
 from secureagg.privacy import LocalUpdate, unflatten
 from secureagg.protocol import Stage
 
@@ -127,12 +129,18 @@ def run_round(
         The round's outcome: ``dropouts`` lists every client that declined or went silent,
         with the stage, whether or not its update is in the average (``dropped`` lists only
         the clients left out).
+
+    Raises:
+        ConfigError: An aggregator under hidden sampling with clients that flip no coin
+            (hidden sampling runs only in ``run_federated``).
     """
 
     def tell(stage: str, **kw: Any) -> None:
         if on_progress is not None:
             on_progress(ProgressEvent(round_index, stage, rounds, **kw))
 
+    if aggregator is not None and not all(isinstance(t, HiddenCoin) for t in clients.values()):
+        refuse_hidden(aggregator.distributed, "run_round")
     out = RoundOutcome(average=None, trained={}, members=[], dropped={})
     for cid, trainer in clients.items():
         start = time.perf_counter()

@@ -7,13 +7,16 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from secureagg.fl._distributed_settings import DistributedDP
-from secureagg.fl._round import LocalTrainer
 from secureagg.privacy import LocalUpdate
+
+if TYPE_CHECKING:  # run_round (fl._round) checks for HiddenCoin
+    from secureagg.fl._round import LocalTrainer
 
 __all__ = ["HiddenCoin", "coin", "visible_sample"]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from secureagg._exceptions import ConfigError, DecodeError, RoundAborted
 from secureagg.fl._aggregator import Aggregate, SecureAggregator
+from secureagg.fl._distributed import refuse_hidden
 from secureagg.protocol import (
     Cost,
     Rejection,
@@ -33,6 +34,10 @@ class SecureAggServer:
 
     The server only ever holds masked inputs and the shares it needs to remove the masks
     of the sum: :meth:`result` is the survivors' average, nothing per client.
+
+    An aggregator under hidden sampling (``DistributedDP(sampling="hidden")``) is refused
+    (ConfigError): no client of a transport round flips a sampling coin here; hidden
+    sampling runs only in ``run_federated``.
 
     Parameters:
         aggregator: Supplies the encoding and protocol settings (its ``config``) and
@@ -70,6 +75,7 @@ class SecureAggServer:
         if len(ids) > aggregator.max_clients:
             raise ConfigError(f"{len(ids)} clients exceed max_clients={aggregator.max_clients}")
         dist = aggregator.distributed
+        refuse_hidden(dist, "SecureAggServer")
         if dist is not None and len(ids) <= dist.floor:
             raise ConfigError(
                 f"{len(ids)} clients cannot meet distributed DP's threshold floor {dist.floor}"

@@ -203,3 +203,32 @@ def test_run_federated_flips_each_clients_real_coin_every_round() -> None:
         trained += [bool(u.vector.any()) for u in m.updates.values()]
     assert len(trained) == 32 and 0 < sum(trained) < 32
     assert all(r.members == list(range(1, 9)) for r in ledger.rounds())
+
+
+def test_hidden_settings_are_refused_where_no_coin_is_flipped() -> None:
+    """The transport recipes and a bare run_round flip no coin: every real update would go
+    in, divided by q N, under a config (and a ledger) claiming hidden sampling."""
+    from secureagg.fl import SecureAggClient, SecureAggServer
+
+    agg = SecureAggregator(
+        {"w": torch.zeros(8)}, SecureAggConfig(threshold=5), max_clients=6, max_examples=1,
+        distributed=_settings("hidden", sample_rate=0.25),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="run_federated"):
+        SecureAggServer(agg, range(1, 7))
+    with pytest.raises(ConfigError, match="run_federated"):
+        SecureAggClient(agg.client_encoder(), 1)
+    plain: dict[int, LocalTrainer] = {c: _Fixed(np.full(8, 0.3, np.float32)) for c in range(1, 7)}
+    rng = np.random.default_rng(0)
+    with pytest.raises(ConfigError, match="run_federated"):
+        run_round(plain, {"w": torch.zeros(8)}, aggregator=agg, rng=rng)
+    # the same with a coin in every client runs; visible settings run everywhere
+    coins = {c: sim.HiddenCoin(t, 0.25, 8) for c, t in plain.items()}
+    assert not run_round(coins, {"w": torch.zeros(8)}, aggregator=agg, rng=rng).aborted
+    visible = SecureAggregator(
+        {"w": torch.zeros(8)}, SecureAggConfig(threshold=5), max_clients=6, max_examples=1,
+        distributed=_settings("visible", sample_rate=0.25),
+    )  # fmt: skip
+    SecureAggServer(visible, range(1, 7))
+    SecureAggClient(visible.client_encoder(), 1)
+    assert not run_round(plain, {"w": torch.zeros(8)}, aggregator=visible, rng=rng).aborted
