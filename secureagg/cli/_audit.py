@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from secureagg._exceptions import ConfigError
 from secureagg.cli._audit_distributed import audit_distributed
 from secureagg.cli._out import usable_folder
 from secureagg.privacy.accounting import ACCOUNTANTS, Step, epsilons, noise_for_epsilon
@@ -305,6 +306,14 @@ def _is_distributed(ledger: Path) -> bool:
     show_default=True,
     help="Visible: sampled clients join; hidden: all join, secret coins.",
 )
+@click.option(
+    "--population",
+    "n_sum",
+    type=int,
+    default=None,
+    help="Most clients a sum may hold (sizes the modulus; default --clients); required "
+    "with --sampling hidden, whose every sum holds the whole population.",
+)
 @click.option("--clip", type=float, default=1.0, show_default=True, help="L2 clip.")
 @click.option(
     "--mechanism", type=click.Choice(["dgauss", "skellam"]), default="dgauss", show_default=True
@@ -318,12 +327,21 @@ def plan(
     rounds: int,
     sample_rate: float | None,
     sampling: str,
+    n_sum: int | None,
     clip: float,
     mechanism: str,
 ) -> None:
     """Gamma and local noise of client-level distributed DP for a target epsilon."""
     from secureagg.privacy.distributed import amplification_for
     from secureagg.privacy.distributed import plan as make_plan
+
+    if sampling == "hidden" and (n_sum is None or sample_rate is None):
+        raise ConfigError(
+            "--sampling hidden needs --sample-rate and --population N: every client of the "
+            "population is in every sum, so the modulus must hold N shares"
+        )
+    if n_sum is not None and n_sum < n_min:
+        raise ConfigError(f"--population {n_sum} is below --clients {n_min}")
 
     p = make_plan(
         mechanism,
@@ -335,12 +353,15 @@ def plan(
         d=dim,
         rounds=rounds,
         sample_rate=sample_rate,
+        n_sum=n_min if n_sum is None else n_sum,
         amplification=amplification_for(sampling),
     )
     _print_table(
         f"{mechanism} at {bits} bits: ε={target_epsilon:g}, δ={delta:g}",
         ("quantity", "value"),
         [
+            ("honest clients per sum (noise) n_min", f"{n_min}"),
+            ("clients a sum may hold (modulus) n_sum", f"{n_min if n_sum is None else n_sum}"),
             ("padded length D", f"{p.dim}"),
             ("gamma", f"{p.gamma:.6g}"),
             ("local noise std (update units)", f"{p.local_std:.6g}"),

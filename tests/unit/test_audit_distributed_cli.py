@@ -84,7 +84,8 @@ def test_the_audit_states_the_sampling_mode(
     assert "hidden Poisson client sampling" in outs["hidden"]
     assert "coins are hidden from it" in outs["hidden"] and "timing" in outs["hidden"]
     argv = ["audit", "plan", "-e", "4", "-d", "1e-5", "--clients", "20", "--dim", "1000",
-            "-r", "10", "--clip", "0.5", "-q", "0.2", "--sampling", "hidden"]  # fmt: skip
+            "-r", "10", "--clip", "0.5", "-q", "0.2", "--sampling", "hidden",
+            "--population", "20"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "hidden: Zhu-Wang" in out
@@ -93,3 +94,28 @@ def test_the_audit_states_the_sampling_mode(
     kw = dict(clip=0.5, gamma=gamma, variance=var, n=20, dim=1024, rounds=10, delta=1e-5,
               sample_rate=0.2)  # fmt: skip
     assert epsilon("dgauss", amplification="zhu-wang", **kw) == pytest.approx(4.0, rel=1e-3)  # type: ignore[arg-type]
+
+
+def test_a_hidden_plan_sizes_the_modulus_for_the_whole_population(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every hidden sum holds all N shares: the bit rule is solved for N, not n_min."""
+    from secureagg.privacy.distributed import plan
+
+    argv = ["audit", "plan", "-e", "4", "-d", "1e-5", "--clients", "600", "--dim", "100000",
+            "-r", "100", "-q", "0.05", "--sampling", "hidden"]  # fmt: skip
+    assert main(argv) != 0  # no population: refused, not sized for 600 shares
+    err = capsys.readouterr()
+    assert "--population" in err.out + err.err
+    assert main([*argv, "--population", "1000"]) == 0
+    out = capsys.readouterr().out
+    gamma = float(out.split("gamma")[1].split()[1])
+    assert "n_sum" in out and "1000" in out.split("n_sum")[1].split()[1]
+    kw = dict(epsilon=4.0, delta=1e-5, clip=1.0, bits=16, n_min=600, d=10**5, rounds=100,
+              sample_rate=0.05, amplification="zhu-wang")  # fmt: skip
+    want = plan("dgauss", n_sum=1000, **kw)  # type: ignore[arg-type]
+    assert gamma == pytest.approx(want.gamma, rel=1e-5)
+    assert gamma > 1.4 * plan("dgauss", **kw).gamma  # type: ignore[arg-type]  # 600 shares: 2.45e-4
+    assert main([*argv, "--population", "500"]) != 0  # below --clients
+    err = capsys.readouterr()
+    assert "below --clients" in err.out + err.err
