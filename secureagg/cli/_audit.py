@@ -272,8 +272,9 @@ def distributed(ledger: Path) -> None:
     Every record is recomputed from its parameters (an edited ledger is refused). The
     guarantee is per client (zero-out: one client's whole update replaced by zero) against
     anyone who sees only the secure-aggregation sums, while at least n_min honest clients
-    are in each; against the server, which sees who took part, each client's unamplified
-    figure.
+    are in each (under hidden sampling in every round, against the server too); each
+    client's figure against the server follows (unamplified in visibly sampled rounds). A
+    ledger whose rounds changed sampling mode or rate is described regime by regime.
     """
     audit_distributed(ledger, _console())
 

@@ -119,3 +119,30 @@ def test_a_hidden_plan_sizes_the_modulus_for_the_whole_population(
     assert main([*argv, "--population", "500"]) != 0  # below --clients
     err = capsys.readouterr()
     assert "below --clients" in err.out + err.err
+
+
+def test_the_audit_of_a_ledger_that_changed_sampling_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Visible rounds then a hidden one (a ledger continued by a hidden run): the ledger's
+    epsilon is not claimed against the server, which saw who took part in the visible rounds
+    and faces a larger figure."""
+    params = DDPParams("dgauss", 1000, 16, 1.0, 2e-4, (0.15 / 2e-4) ** 2)
+    path = tmp_path / "mixed.json"
+    book = DistributedLedger(path)
+    for r in range(1, 5):
+        mode = "visible" if r < 4 else "hidden"
+        book.record(r, params, members=list(range(1, 10 if mode == "visible" else 11)),
+                    colluders=1, n_min=8, sample_rate=0.2, delta=1e-5,
+                    sampling=mode)  # fmt: skip
+    server = book.server_epsilons()
+    assert max(server.values()) > book.epsilon() + 0.5  # the claim would be false
+    assert main(["audit", "distributed", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "against the server and whoever sees the sums" not in out
+    assert "rounds 1-3: visible Poisson client sampling q = 0.2" in out
+    assert "round 4: hidden Poisson client sampling q = 0.2" in out
+    assert f"ε = {book.epsilon():.4f}" in out
+    assert "against whoever sees only the sums and not who took part" in out
+    assert "sees who took part in the visible rounds" in out
+    assert f"largest ε = {max(server.values()):.4f}" in out
