@@ -31,20 +31,23 @@ class RoundMetrics:
             and the plain weighted average of the members' updates.
         error_bound: What the encoding promises ``max_abs_error`` stays under.
         epsilon: Each private client's cumulative epsilon (Opacus RDP) after the round.
-        client_ms: Each client's time this round (training and its part of the protocol), in ms.
+        client_ms: Each client's time this round (training and its part of the protocol), in ms;
+            under hidden sampling its part of the protocol only (training time shows the coin).
         client_bytes: Each client's protocol bytes, sent plus received.
         server_ms: The server's time this round (its part of the protocol, decoding), in ms.
         captured: ``(client, masked input, true input)`` kept with ``capture_client``.
         bits: The ring's bit width (None without secure aggregation).
         aborted: Whether the protocol round aborted (nothing was averaged).
-        update_norms: Each trained client's update norm before user-level clipping.
+        update_norms: Each trained client's update norm before user-level clipping (empty
+            under hidden sampling: a zero norm shows the coin).
         grad_sample_mode: Each private client's per-example gradient mode.
         dropouts: Every client that declined or went silent -> "budget" or the stage's
             ``Stage.label`` ("advertise", "share-keys", "masked-input", "consistency",
             "unmask"), including one that dropped at "unmask" after sending its input, which
             is a member (:meth:`in_sum` tells them apart).
         updates: With ``run_federated(keep_vectors=True)``, each trained client's update as
-            it was encoded (else empty).
+            it was encoded (else empty). This, ``captured``'s true input and ``reference``
+            are the clients' own view: under hidden sampling they show the coins.
         recovered: With ``keep_vectors``, the average the server decoded (else None).
         reference: With ``keep_vectors``, the plain weighted average of the members' updates
             (None when nothing was averaged).

@@ -65,7 +65,8 @@ class RoundOutcome:
         max_abs_error: Largest coordinate difference between the recovered and the
             reference average.
         error_bound: What the encoding promises that difference stays under.
-        client_ms: Each client's time this round, in ms.
+        client_ms: Each client's time this round, in ms (under hidden sampling its part of
+            the protocol only: training and encoding time would show its coin).
         client_bytes: Each client's protocol bytes, sent plus received.
         server_ms: The server's time this round, in ms.
         captured: ``(client, masked input, true input)`` when asked for.
@@ -139,8 +140,10 @@ def run_round(
         if on_progress is not None:
             on_progress(ProgressEvent(round_index, stage, rounds, **kw))
 
+    dist = None if aggregator is None else aggregator.distributed
+    hidden = dist is not None and dist.hidden
     if aggregator is not None and not all(isinstance(t, HiddenCoin) for t in clients.values()):
-        refuse_hidden(aggregator.distributed, "run_round")
+        refuse_hidden(dist, "run_round")
     out = RoundOutcome(average=None, trained={}, members=[], dropped={})
     for cid, trainer in clients.items():
         start = time.perf_counter()
@@ -151,7 +154,8 @@ def run_round(
             tell("declined", client=cid)
             out.dropped[cid] = out.dropouts[cid] = "budget"
             continue
-        out.client_ms[cid] = (time.perf_counter() - start) * 1e3
+        # hidden sampling: training (and encoding) time would show the coin; not reported
+        out.client_ms[cid] = 0.0 if hidden else (time.perf_counter() - start) * 1e3
     if dropout is not None and dropout[0] not in out.trained:
         dropout = None
     if dropout is not None:
@@ -191,7 +195,8 @@ def _secure_round(
     for cid in ids:
         start = time.perf_counter()
         encoded[pid[cid]] = aggregator.encode(out.trained[cid], rng, client=cid)
-        out.client_ms[cid] += (time.perf_counter() - start) * 1e3
+        if aggregator.distributed is None or not aggregator.distributed.hidden:
+            out.client_ms[cid] += (time.perf_counter() - start) * 1e3
     dropouts = {} if dropout is None else {dropout[1]: [pid[dropout[0]]]}
     watch = [p for p in sorted(encoded) if dropout is None or p != pid[dropout[0]]]
     capture = watch[:1] if capture_client else []

@@ -56,6 +56,7 @@ class HiddenCoin:
     (same length, so the encoding, the wire bytes and their sizes are the same; the noise
     share is added either way). Nothing outside this object learns the coin, except
     through timing (training takes time before the reply): the deployer's to equalise.
+    ``last_steps`` stays 0 whatever the coin (the inner trainer's own count would show it).
 
     Parameters:
         inner: The client's trainer.
@@ -89,8 +90,5 @@ class HiddenCoin:
             The trained update or zeros of the same length.
         """
         if coin(self.sample_rate):
-            update = self.inner.train_round(global_state)
-            self.last_steps = self.inner.last_steps
-            return update
-        self.last_steps = 0
+            return self.inner.train_round(global_state)
         return LocalUpdate(np.zeros(self.d, dtype=np.float32), self.num_examples, 0)

@@ -338,6 +338,10 @@ def _metrics(
         with torch.no_grad():
             accuracy = float(evaluate(model))
     eps = {c: t.epsilon() for c, t in clients.items() if isinstance(t, PrivateTrainer)}
+    # hidden sampling: a norm of 0 would show a client's coin (and client_ms leaves out
+    # training: run_round)
+    dist = None if aggregator is None else aggregator.distributed
+    hidden = dist is not None and dist.hidden
     return RoundMetrics(
         round=r,
         participants=sorted(out.trained),
@@ -354,7 +358,7 @@ def _metrics(
         captured=out.captured,
         bits=None if aggregator is None else aggregator.bits,
         aborted=out.aborted,
-        update_norms={c: u.norm for c, u in out.trained.items()},
+        update_norms={} if hidden else {c: u.norm for c, u in out.trained.items()},
         grad_sample_mode={c: t.grad_sample_mode for c, t in clients.items()},
         updates=dict(out.trained) if keep_vectors else {},
         recovered=out.recovered if keep_vectors else None,

@@ -5,6 +5,7 @@ tells the coin, and the server divides by the fixed q x population."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -232,3 +233,38 @@ def test_hidden_settings_are_refused_where_no_coin_is_flipped() -> None:
     SecureAggServer(visible, range(1, 7))
     SecureAggClient(visible.client_encoder(), 1)
     assert not run_round(plain, {"w": torch.zeros(8)}, aggregator=visible, rng=rng).aborted
+
+
+def test_the_run_report_does_not_show_the_coins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All heads vs all tails: every per-client figure the round report gives (outside the
+    vectors kept on request) is free of the coin. Training is made to take 0.3 s, so a
+    report that counted it would show each sampled client."""
+    from secureagg.fl import _plain
+
+    real = _plain.PlainTrainer.train_round
+
+    def slow(self: _plain.PlainTrainer, state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        time.sleep(0.3)
+        return real(self, state)
+
+    monkeypatch.setattr(_plain.PlainTrainer, "train_round", slow)
+    seen = {}
+    for heads in (True, False):
+        monkeypatch.setattr(sim, "coin", lambda q, heads=heads: heads)
+        res = run_federated(
+            model_fn,
+            {cid: loader(cid) for cid in range(1, 6)},
+            rounds=1,
+            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+            privacy=None,
+            secure=SecureAggConfig(threshold=4),
+            distributed=_settings("hidden"),
+        )
+        m = res.rounds[0]
+        # the protocol part only: far below the 0.3 s of training (a few ms here)
+        assert sorted(m.client_ms) == [1, 2, 3, 4, 5]
+        assert all(ms < 250 for ms in m.client_ms.values()), m.client_ms
+        seen[heads] = (m.participants, m.members, m.dropped, m.dropouts, m.client_bytes,
+                       m.update_norms, m.grad_sample_mode, m.epsilon)  # fmt: skip
+    assert seen[True] == seen[False]
+    assert seen[True][5] == {}  # no update norms: a zero norm is a tails coin

@@ -80,3 +80,12 @@ def test_the_hidden_coin_is_flipped_each_round_with_bias_q() -> None:
     zeros = [u for u in outs if not u.vector.any()]
     assert all(u.vector.shape == (4,) and u.vector.dtype == np.float32 for u in zeros)
     assert all(u.num_examples == 3 for u in outs)  # the same weight whatever the coin
+
+
+def test_the_hidden_client_reports_no_steps() -> None:
+    spy = _Spy()
+    client = HiddenCoin(spy, 0.5, 4)
+    for _ in range(64):  # both sides of the coin with probability 1 - 2^-63
+        client.train_round({})
+        assert client.last_steps == 0  # the inner trainer's 7 would show a heads coin
+    assert 0 < spy.calls < 64
