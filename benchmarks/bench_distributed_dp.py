@@ -26,7 +26,9 @@ rounds, clip 0.5:
   cancel exactly; the in-process protocol over all 300 clients takes about 20 s a
   round) is decoded by SecureAggregator and divided by the fixed q N; noise by Zhu and
   Wang's bound, proved for this mode, for n_min = ``--hidden-threshold`` x N (default 0.9);
-* ``central-fixed``: ``central`` divided by the fixed q N instead of the sampled count;
+* ``central-fixed``: ``central`` divided by the fixed q N instead of the sampled count, as
+  DP-FedAvg publishes it: the reference for the hidden arm (``central`` divides by a count
+  that changes with the client, which its epsilon does not cover);
 * ``central``: the server adds N(0, (z c)^2) to the clear sum of clipped updates, z from
   dp-accounting's exact sampled-Gaussian RDP (the usual DP-FedAvg accounting); it runs
   every round of the schedule, the small ones the distributed arm aborts included (before
@@ -311,8 +313,8 @@ def bench_accuracy(args: argparse.Namespace) -> None:
         accs = results[arm]
         print(f"{arm:15s}  {statistics.mean(accs):.4f}    {' '.join(f'{a:.4f}' for a in accs)}")
     for a, b in (
-        ("central", "distributed-hidden"),
         ("central-fixed", "distributed-hidden"),
+        ("central", "distributed-hidden"),
         ("central", "central-fixed"),
         ("central-zw", "distributed-hidden"),
         ("central", "distributed"),
