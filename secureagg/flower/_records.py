@@ -223,9 +223,31 @@ def apply_update(like: ArrayRecord, update: npt.NDArray[np.float64]) -> ArrayRec
             raise ConfigError(f"array {name!r} holds {base.size} values, its shape {size}")
         piece = update[start : start + size]
         piece += base.ravel()
-        out[name] = Array.from_numpy_ndarray(piece.reshape(base.shape).astype(base.dtype))
+        out[name] = _npy_array(piece, base.shape, base.dtype)
         start += size
     return out
+
+
+def _npy_array(flat: npt.NDArray[Any], shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+    """``Array.from_numpy_ndarray(flat.reshape(shape).astype(dtype))``: the same bytes, built
+    with one model-sized buffer, not four (np.save makes a rounded copy, the copy's bytes,
+    a BytesIO buffer and its value): its .npy header, then the values rounded into it."""
+    head = io.BytesIO()
+    try:
+        npy.write_array_header_1_0(head, npy.header_data_from_array_1_0(_shaped(shape, dtype)))
+    except ValueError:  # a header over 64 KiB: np.save writes format 2.0
+        return Array.from_numpy_ndarray(flat.reshape(shape).astype(dtype))
+    header = head.getvalue()
+    buf = np.empty(len(header) + flat.size * dtype.itemsize, dtype=np.uint8)
+    buf[: len(header)] = np.frombuffer(header, dtype=np.uint8)
+    np.copyto(buf[len(header) :].view(dtype), flat, casting="unsafe")
+    return Array(dtype=str(dtype), shape=tuple(shape), stype=SType.NUMPY, data=buf.tobytes())
+
+
+def _shaped(shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """An array of that shape and dtype with no memory of its own (all strides 0): what
+    the .npy header is written from (C order, as np.save writes a C-contiguous array)."""
+    return np.lib.stride_tricks.as_strided(np.zeros((), dtype), shape, (0,) * len(shape))
 
 
 def same_layout(a: ArrayRecord, b: ArrayRecord) -> str | None:
