@@ -25,11 +25,10 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     global _POOL, _POOL_SIZE
     with _LOCK:
         if _POOL is None or threads > _POOL_SIZE:
-            old = _POOL
+            # The old pool is dropped, not shut down: a concurrent call that took it may
+            # still submit to it; its idle threads exit once nothing refers to it.
             _POOL = ThreadPoolExecutor(threads, thread_name_prefix="secureagg")
             _POOL_SIZE = threads
-            if old is not None:
-                old.shutdown(wait=False)  # its running parts finish; their callers join them
         return _POOL
 
 

@@ -234,13 +234,14 @@ def apply_masks(
 
     AES-CTR (cryptography) and numpy's adds release the GIL, so the threads run on
     separate cores. The seeds are cut into ``workers`` runs, taken in turn by the caller
-    (into ``acc``) and by a process-wide pool's threads, each into its own vector of d
-    words (kept by that thread for the next call, zeroed first), added into ``acc`` at the
-    end; a pool thread that has not started when the runs are taken is not waited for.
-    Every thread has ended when the call returns, and the result is the same as one
-    thread's. Threads start only for vectors of at least ``PARALLEL_MIN_D`` elements (2^18)
-    and at least ``PARALLEL_MIN`` mask elements in all (2^22: about 6 ms of AES and adds):
-    at bench_vs_flower's d = 10^5 with 50 seeds, two threads made the round slower.
+    (into ``acc``) and by a process-wide pool's threads, each into a vector of d words this
+    call took from a shared free list (zeroed first; returned after it is added into
+    ``acc``, so concurrent calls never share one); a pool thread that has not started when
+    the runs are taken is not waited for. Every thread has ended when the call returns,
+    and the result is the same as one thread's. Threads start only for vectors of at least
+    ``PARALLEL_MIN_D`` elements (2^18) and at least ``PARALLEL_MIN`` mask elements in all
+    (2^22: about 6 ms of AES and adds): at bench_vs_flower's d = 10^5 with 50 seeds, two
+    threads made the round slower.
 
     Parameters:
         acc: The accumulator, d elements of element_dtype(bits).
@@ -262,15 +263,17 @@ def apply_masks(
         _check_seed(seed)
     buf.apply(acc)
     caller = threading.get_ident()
-    extra: list[npt.NDArray[Any]] = []  # the pool threads' vectors used in this call
+    extra: dict[int, npt.NDArray[Any]] = {}  # pool thread -> its vector in this call only
 
     def part(lo: int, hi: int) -> None:
         target = acc
-        if threading.get_ident() != caller:
-            target = _thread_vector(buf.d, buf.dtype)
-            if not any(v is target for v in extra):
-                target.fill(0)  # this call's first run on this thread
-                extra.append(target)
+        me = threading.get_ident()
+        if me != caller:
+            got = extra.get(me)  # a thread runs its parts of one call one after another
+            if got is None:
+                got = extra[me] = _take_vector(buf.d, buf.dtype)
+                got.fill(0)
+            target = got
         chosen = seeds[lo:hi]
         MaskBuffer(buf.d, buf.bits).apply(
             target,
@@ -279,19 +282,35 @@ def apply_masks(
         )
 
     cuts = [len(seeds) * i // runs for i in range(runs + 1)]
-    run_parts(part, list(pairwise(cuts)), workers)
-    for vector in extra:
-        np.add(acc, vector, out=acc)
+    try:
+        run_parts(part, list(pairwise(cuts)), workers)
+        for vector in extra.values():
+            np.add(acc, vector, out=acc)
+    finally:
+        for vector in extra.values():
+            _give_back(vector)
     reduce_into(acc, buf.bits)
 
 
-_VECTORS = threading.local()  # per pool thread: its apply_masks vector, kept between calls
+_FREE_LOCK = threading.Lock()
+_FREE: list[npt.NDArray[Any]] = []  # apply_masks' spare vectors, all of one (d, dtype)
+_FREE_MAX = 8  # spare vectors kept at most (a call holds at most workers - 1 of them)
 
 
-def _thread_vector(d: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """This thread's vector of d words of ``dtype`` (contents left from earlier calls)."""
-    have = getattr(_VECTORS, "vector", None)
-    if have is None or have.shape != (d,) or have.dtype != dtype:
-        have = np.empty(d, dtype)
-        _VECTORS.vector = have
-    return have
+def _take_vector(d: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """A vector of d words of ``dtype`` that no other call holds (contents left over):
+    a kept one, so its pages are not faulted in again, or a new one."""
+    with _FREE_LOCK:
+        for i, have in enumerate(_FREE):
+            if have.shape == (d,) and have.dtype == dtype:
+                return _FREE.pop(i)
+    return np.empty(d, dtype)
+
+
+def _give_back(vector: npt.NDArray[Any]) -> None:
+    """Keep ``vector`` for a later call; spares of another shape are dropped."""
+    with _FREE_LOCK:
+        if _FREE and (_FREE[0].shape != vector.shape or _FREE[0].dtype != vector.dtype):
+            _FREE.clear()
+        if len(_FREE) < _FREE_MAX:
+            _FREE.append(vector)

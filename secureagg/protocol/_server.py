@@ -168,8 +168,9 @@ class ServerSession:
             elements: only for d over 2^18) and that regenerate and remove the masks when
             the round closes (AES and numpy run outside the GIL), every thread ended before
             the call returns; 1 is the single-core mode. Default: 2, or 1 on a one-core
-            machine (:func:`set_server_workers` changes it). Mask threads start only for at
-            least 2^26 mask elements (hazmat.apply_masks). The result does not depend on it.
+            machine (:func:`set_server_workers` changes it). Mask threads start only for d of
+            at least 2^18 and 2^22 mask elements (hazmat.apply_masks). The sum does not
+            depend on it, also with several sessions closing in threads at once.
     """
 
     def __init__(

@@ -252,8 +252,8 @@ def test_apply_masks_in_threads_equals_one_pass(
 def test_apply_masks_pool_vectors_start_from_zero(
     monkeypatch: pytest.MonkeyPatch, bits: int, workers: int
 ) -> None:
-    """Every run handed to a pool thread goes into that thread's kept vector, whose old
-    contents (here: all ones) must not reach the sum; runs forced onto other threads."""
+    """Every run handed to a pool thread goes into a kept vector taken for this call, whose
+    old contents (here: all ones) must not reach the sum; runs forced onto other threads."""
     import threading
 
     from secureagg.hazmat import _prg
@@ -273,7 +273,7 @@ def test_apply_masks_pool_vectors_start_from_zero(
         worker.start()
         worker.join()
 
-    monkeypatch.setattr(_prg, "_thread_vector", stale_vector)
+    monkeypatch.setattr(_prg, "_take_vector", stale_vector)
     monkeypatch.setattr(_prg, "run_parts", in_other_threads)
     d = 70_000
     add = [os.urandom(32) for _ in range(3)]
