@@ -16,7 +16,7 @@ from secureagg.fl._aggregator import SecureAggregator
 from secureagg.fl._distributed import refuse_hidden
 from secureagg.fl._encoding import plain_average
 from secureagg.fl._progress import OnProgress, ProgressEvent
-from secureagg.fl._sampling import HiddenCoin
+from secureagg.fl._sampling import HiddenCoin, check_coins
 from secureagg.privacy import LocalUpdate, unflatten
 from secureagg.protocol import Stage
 
@@ -133,7 +133,9 @@ def run_round(
 
     Raises:
         ConfigError: An aggregator under hidden sampling with clients that flip no coin
-            (hidden sampling runs only in ``run_federated``).
+            (hidden sampling runs only in ``run_federated``), or a ``HiddenCoin``
+            whose rate or length differs from the aggregator's hidden settings (or with no
+            such settings).
     """
 
     def tell(stage: str, **kw: Any) -> None:
@@ -144,6 +146,7 @@ def run_round(
     hidden = dist is not None and dist.hidden
     if aggregator is not None and not all(isinstance(t, HiddenCoin) for t in clients.values()):
         refuse_hidden(dist, "run_round")
+    check_coins(clients, dist)
     out = RoundOutcome(average=None, trained={}, members=[], dropped={})
     for cid, trainer in clients.items():
         start = time.perf_counter()

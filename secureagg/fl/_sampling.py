@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from secureagg._exceptions import ConfigError
 from secureagg.fl._distributed_settings import DistributedDP
 from secureagg.privacy import LocalUpdate
 
 if TYPE_CHECKING:  # run_round (fl._round) checks for HiddenCoin
+    from secureagg.fl._distributed import DistributedEncoder
     from secureagg.fl._round import LocalTrainer
 
-__all__ = ["HiddenCoin", "coin", "visible_sample"]
+__all__ = ["HiddenCoin", "check_coins", "coin", "visible_sample"]
 
 
 def visible_sample(
@@ -92,3 +94,36 @@ class HiddenCoin:
         if coin(self.sample_rate):
             return self.inner.train_round(global_state)
         return LocalUpdate(np.zeros(self.d, dtype=np.float32), self.num_examples, 0)
+
+
+def check_coins(clients: Mapping[int, object], encoder: DistributedEncoder | None) -> None:
+    """ConfigError unless every :class:`HiddenCoin` among ``clients`` matches ``encoder``.
+
+    A coin of another bias than the settings' ``sample_rate`` would make the ledger's
+    amplified epsilon and the fixed denominator q N wrong; a coin outside hidden sampling
+    would send zeros nothing divides for; another length would make only the unsampled
+    clients' zero updates fail to encode (an error that shows their coins).
+
+    Parameters:
+        clients: This round's trainers, by client id.
+        encoder: The aggregator's distributed-DP encoder, if any.
+    """
+    for cid, t in clients.items():
+        if not isinstance(t, HiddenCoin):
+            continue
+        if encoder is None or not encoder.hidden:
+            raise ConfigError(
+                f"client {cid} flips a hidden coin, but the aggregator is not under "
+                "DistributedDP(sampling='hidden')"
+            )
+        if t.sample_rate != encoder.settings.sample_rate:
+            raise ConfigError(
+                f"client {cid}'s hidden coin has sample_rate {t.sample_rate!r}, the "
+                f"aggregator's settings {encoder.settings.sample_rate!r}: the accounting "
+                "and the denominator assume the settings' rate"
+            )
+        if t.d != encoder.d:
+            raise ConfigError(
+                f"client {cid}'s hidden coin sends {t.d} zeros, the model has {encoder.d} "
+                "parameters"
+            )

@@ -277,3 +277,36 @@ def test_the_run_report_does_not_show_the_coins(monkeypatch: pytest.MonkeyPatch)
                        m.update_norms, m.grad_sample_mode, m.epsilon)  # fmt: skip
     assert seen[True] == seen[False]
     assert seen[True][5] == {}  # no update norms: a zero norm is a tails coin
+
+
+def test_run_round_refuses_a_hidden_coin_that_differs_from_the_settings() -> None:
+    """A coin of another bias than the settings' (the ledger's amplification and the q N
+    denominator assume the settings' rate), a coin outside hidden sampling, or a coin of
+    another length (only unsampled clients' zeros would fail to encode) is refused."""
+    agg = SecureAggregator(
+        {"w": torch.zeros(8)}, SecureAggConfig(threshold=5), max_clients=6, max_examples=1,
+        distributed=_settings("hidden", sample_rate=0.25),
+    )  # fmt: skip
+    visible = SecureAggregator(
+        {"w": torch.zeros(8)}, SecureAggConfig(threshold=5), max_clients=6, max_examples=1,
+        distributed=_settings("visible", sample_rate=0.25),
+    )  # fmt: skip
+    plain = {c: _Fixed(np.full(8, 0.3, np.float32)) for c in range(1, 7)}
+    rng = np.random.default_rng(0)
+
+    def coins(rate: float, d: int = 8, last: float | None = None) -> dict[int, LocalTrainer]:
+        out: dict[int, LocalTrainer] = {c: sim.HiddenCoin(t, rate, d) for c, t in plain.items()}
+        if last is not None:
+            out[6] = sim.HiddenCoin(plain[6], last, d)
+        return out
+
+    state = {"w": torch.zeros(8)}
+    for bad in (coins(0.5), coins(0.25, last=0.3), coins(1.0)):
+        with pytest.raises(ConfigError, match="sample_rate"):
+            run_round(bad, state, aggregator=agg, rng=rng)
+    with pytest.raises(ConfigError, match="sends 9 zeros"):
+        run_round(coins(0.25, d=9), state, aggregator=agg, rng=rng)
+    for other in (visible, None):
+        with pytest.raises(ConfigError, match="not under"):
+            run_round(coins(0.25), state, aggregator=other, rng=rng)
+    assert not run_round(coins(0.25), state, aggregator=agg, rng=rng).aborted
