@@ -100,7 +100,8 @@ def run_federated(
             the masked sum; with its ``sample_rate`` each client flips its own coin from
             the OS (not from ``seed``) each round: under visible sampling it joins the
             round only if sampled; under hidden sampling every client joins every round
-            and one not sampled sends a zero update (it does not train).
+            and one not sampled sends a zero update (it does not train); its public
+            weights, if any, must then name exactly the clients.
         distributed_ledger: Gets one record per round under ``distributed`` (saved after
             every round if it is bound to a path).
 
@@ -129,6 +130,13 @@ def run_federated(
         unweighted = sorted(set(client_loaders) - set(distributed.weights))
         if unweighted:
             raise ConfigError(f"clients {unweighted} have no public weight in distributed=")
+        extra = sorted(set(distributed.weights) - set(client_loaders))
+        if extra and distributed.sampling == "hidden":  # the table is the population
+            raise ConfigError(
+                f"under hidden sampling the weight table is the population (the sum is "
+                f"divided by q x its total weight): ids {extra} in distributed= weights are "
+                "not clients of this run"
+            )
     configs = _configs(privacy, client_loaders)
     if weighting is None:
         weighting = "uniform" if secure is None else secure.weighting

@@ -310,3 +310,34 @@ def test_run_round_refuses_a_hidden_coin_that_differs_from_the_settings() -> Non
         with pytest.raises(ConfigError, match="not under"):
             run_round(coins(0.25), state, aggregator=other, rng=rng)
     assert not run_round(coins(0.25), state, aggregator=agg, rng=rng).aborted
+
+
+def test_hidden_sampling_refuses_weights_for_ids_that_are_not_clients() -> None:
+    """The weight table is the population under hidden sampling (the sum is divided by q x
+    its total weight): an id beyond the clients would bias every decoded mean down."""
+    kw: dict[str, object] = dict(
+        rounds=1,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+        privacy=None,
+        secure=SecureAggConfig(threshold=3),
+    )
+    loaders = {cid: loader(cid) for cid in range(1, 5)}
+    table = {1: 1.0, 2: 2.0, 3: 1.0, 4: 1.0}
+    with pytest.raises(ConfigError, match=r"ids \[7, 9\].*not clients"):
+        run_federated(
+            model_fn, loaders, distributed=_settings("hidden", weights={**table, 9: 1.0, 7: 3.0}),
+            **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"clients \[4\] have no public weight"):
+        run_federated(
+            model_fn, loaders, distributed=_settings("hidden", weights={1: 1.0, 2: 1.0, 3: 1.0}),
+            **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+    # exactly the clients: runs; visible sampling keeps a larger table (its divisor is the
+    # sampled members' weight, not the table's)
+    for sampling, weights in (("hidden", table), ("visible", {**table, 9: 1.0})):
+        res = run_federated(
+            model_fn, loaders, distributed=_settings(sampling, weights=weights),
+            **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert len(res.rounds) == 1
