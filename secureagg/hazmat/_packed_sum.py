@@ -39,6 +39,9 @@ def _scratch(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
 _U64 = np.dtype(np.uint64)
 _GROUPS = 1 << 15  # groups of 8 elements per piece: the two word pieces stay in cache
 _MIN_R = 4  # below this, lanes fill in under 17 vectors: add_packed is as fast
+# vectors shorter than this are added on one thread: at bench_vs_flower's d = 10^6 (0.6 ms
+# per add) two threads made rounds slower whenever other processes kept the cores busy
+PARALLEL_MIN_D = 1 << 22
 
 
 class PackedSum:
@@ -55,7 +58,8 @@ class PackedSum:
         workers: At most this many threads add each vector, each its own pieces of
             2^18 elements (numpy releases the GIL), all ended when :meth:`add` returns;
             a thread that has no core in time leaves its pieces to the caller. 1: no
-            threads. The result does not depend on it.
+            threads; nor for vectors under ``PARALLEL_MIN_D`` (2^22) elements. The result
+            does not depend on it.
 
     Raises:
         ConfigError: ``acc`` is not such an array, or ``workers`` is not a positive int.
@@ -83,6 +87,9 @@ class PackedSum:
         self._even = self._odd = np.zeros(0, _U64)
         if self._lanes_used():
             self._even, self._odd = np.zeros(groups, _U64), np.zeros(groups, _U64)
+
+    def _threads(self) -> int:
+        return self._workers if self._acc.shape[0] >= PARALLEL_MIN_D else 1
 
     def _lanes_used(self) -> bool:
         return self._r >= _MIN_R and (self._a == 0 or self._a in _LE) and self._acc.shape[0] > 0
@@ -114,7 +121,7 @@ class PackedSum:
         tail = np.zeros((groups - full) * r + 8, np.uint8)
         tail[: len(high) - full * r] = high[full * r :]
         pieces = [(lo, min(groups, lo + _GROUPS)) for lo in range(0, groups, _GROUPS)]
-        run_parts(lambda lo, hi: self._add_groups(raw, full, tail, lo, hi), pieces, self._workers)
+        run_parts(lambda lo, hi: self._add_groups(raw, full, tail, lo, hi), pieces, self._threads())
         self._count += 1
 
     def _add_groups(
@@ -150,7 +157,7 @@ class PackedSum:
             return
         groups = self._even.shape[0]
         pieces = [(lo, min(groups, lo + _GROUPS)) for lo in range(0, groups, _GROUPS)]
-        run_parts(self._flush_groups, pieces, self._workers)
+        run_parts(self._flush_groups, pieces, self._threads())
         self._count = 0
 
     def _flush_groups(self, lo: int, hi: int) -> None:

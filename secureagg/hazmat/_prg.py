@@ -219,7 +219,7 @@ class MaskBuffer:
 
 
 PARALLEL_MIN = 1 << 22  # mask elements below which apply_masks runs on one thread
-PARALLEL_MIN_D = 1 << 18  # vector length below which apply_masks runs on one thread
+PARALLEL_MIN_D = 1 << 22  # vector length below which apply_masks runs on one thread
 
 
 def apply_masks(
@@ -239,9 +239,9 @@ def apply_masks(
     ``acc``, so concurrent calls never share one); a pool thread that has not started when
     the runs are taken is not waited for. Every thread has ended when the call returns,
     and the result is the same as one thread's. Threads start only for vectors of at least
-    ``PARALLEL_MIN_D`` elements (2^18) and at least ``PARALLEL_MIN`` mask elements in all
-    (2^22: about 6 ms of AES and adds): at bench_vs_flower's d = 10^5 with 50 seeds, two
-    threads made the round slower.
+    ``PARALLEL_MIN_D`` elements (2^22) and at least ``PARALLEL_MIN`` mask elements in all
+    (2^22): at bench_vs_flower's d = 10^5 and 10^6, two threads made rounds slower
+    whenever other processes kept the cores busy.
 
     Parameters:
         acc: The accumulator, d elements of element_dtype(bits).

@@ -164,13 +164,13 @@ class ServerSession:
         transport_dedupes: The transport delivers at most one message per client per stage
             (Flower does: one reply per instruction). Messages are then not fingerprinted,
             and any second message from a client in a stage is handled as a conflicting one.
-        workers: Threads that add each masked input into the sum (in pieces of 2^18
-            elements: only for d over 2^18) and that regenerate and remove the masks when
-            the round closes (AES and numpy run outside the GIL), every thread ended before
-            the call returns; 1 is the single-core mode. Default: 2, or 1 on a one-core
-            machine (:func:`set_server_workers` changes it). Mask threads start only for d of
-            at least 2^18 and 2^22 mask elements (hazmat.apply_masks). The sum does not
-            depend on it, also with several sessions closing in threads at once.
+        workers: Threads that add each masked input into the sum and that regenerate and
+            remove the masks when the round closes (AES and numpy run outside the GIL),
+            every thread ended before the call returns; 1 is the single-core mode.
+            Default: 2, or 1 on a one-core machine (:func:`set_server_workers` changes
+            it). Threads start only for d of at least 2^22 (hazmat.PackedSum,
+            hazmat.apply_masks). The sum does not depend on it, also with several
+            sessions closing in threads at once.
     """
 
     def __init__(

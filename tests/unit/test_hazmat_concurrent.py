@@ -13,10 +13,13 @@ import pytest
 from secureagg.hazmat import MaskBuffer, _parallel, _prg, apply_masks, element_dtype
 
 
-def test_concurrent_apply_masks_calls_do_not_share_vectors() -> None:
+def test_concurrent_apply_masks_calls_do_not_share_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two threads unmasking at once (two sessions in one process): each call's pool
     threads add into vectors no other call holds. With one kept vector per pool thread, a
     thread could zero and refill it for call B before call A added it: wrong sums, no error."""
+    monkeypatch.setattr(_prg, "PARALLEL_MIN_D", 1 << 18)  # threads at this d (as when written)
     d, bits, k = _prg.PARALLEL_MIN_D, 21, max(2, _prg.PARALLEL_MIN // _prg.PARALLEL_MIN_D)
     rng = np.random.default_rng(7)
     cases = []

@@ -61,8 +61,8 @@ def test_packed_sum_equals_add_packed(
     bits, d, vectors = case
     packed = [pack_bits(np.array(v, dtype=np.uint64), bits) for v in vectors]
     flushes = data.draw(st.sets(st.integers(0, len(vectors) - 1), max_size=3))
-    saved = packed_sum_module._GROUPS
-    packed_sum_module._GROUPS = groups
+    saved = packed_sum_module._GROUPS, packed_sum_module.PARALLEL_MIN_D
+    packed_sum_module._GROUPS, packed_sum_module.PARALLEL_MIN_D = groups, 0
     try:
         for acc in _accumulators(bits, d, seed):
             start = [int(v) for v in acc]
@@ -82,15 +82,18 @@ def test_packed_sum_equals_add_packed(
             total.flush()  # a second flush adds nothing
             assert acc.tolist() == old.tolist()
     finally:
-        packed_sum_module._GROUPS = saved
+        packed_sum_module._GROUPS, packed_sum_module.PARALLEL_MIN_D = saved
 
 
 @pytest.mark.parametrize(("bits", "workers"), [(4, 1), (12, 2), (21, 1), (21, 2), (23, 3), (63, 2)])
-def test_packed_sum_over_several_pieces_fills_its_lanes(bits: int, workers: int) -> None:
+def test_packed_sum_over_several_pieces_fills_its_lanes(
+    bits: int, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real piece size (two full pieces and a short one) and more all-ones vectors than a
     lane holds before it must be folded in."""
     d = 2 * 8 * (1 << 15) + 13
     rng = np.random.default_rng(bits)
+    monkeypatch.setattr(packed_sum_module, "PARALLEL_MIN_D", 0)  # threads at this d too
     acc = rng.integers(0, 2**63, d, dtype=np.uint64)
     want = acc.copy()
     total = PackedSum(acc, bits, workers=workers)

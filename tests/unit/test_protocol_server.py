@@ -762,6 +762,7 @@ def test_high_bits_summed_packed_give_the_exact_sum(
 
     monkeypatch.setattr(_server, "_DEFAULT_WORKERS", workers)
     monkeypatch.setattr(_packed_sum, "_GROUPS", 1)
+    monkeypatch.setattr(_packed_sum, "PARALLEL_MIN_D", 0)
     d = 37
     rng = np.random.default_rng(bits)
     xs = {u: rng.integers(0, 2**bits, d, dtype=np.uint64) for u in IDS}
