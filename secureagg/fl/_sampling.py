@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,10 @@ class HiddenCoin:
     share is added either way). Nothing outside this object learns the coin, except
     through timing (training takes time before the reply): the deployer's to equalise.
     ``last_steps`` stays 0 whatever the coin (the inner trainer's own count would show it).
+    A sampled client whose training raises, or gives anything but ``d`` finite floats,
+    sends the zero update too, with a RuntimeWarning here, on the client's side: an error
+    only sampled clients can hit (the encoder refuses a non-finite update) would show
+    their coins by their dropping out.
 
     Parameters:
         inner: The client's trainer.
@@ -89,11 +94,34 @@ class HiddenCoin:
             global_state: The server's model tensors, by parameter name.
 
         Returns:
-            The trained update or zeros of the same length.
+            The trained update, or zeros of the same length when the coin says no or the
+            training failed (RuntimeWarning).
         """
-        if coin(self.sample_rate):
-            return self.inner.train_round(global_state)
-        return LocalUpdate(np.zeros(self.d, dtype=np.float32), self.num_examples, 0)
+        zeros = LocalUpdate(np.zeros(self.d, dtype=np.float32), self.num_examples, 0)
+        if not coin(self.sample_rate):
+            return zeros
+        try:
+            update = self.inner.train_round(global_state)
+        except Exception as exc:  # any error of a sampled client only would show its coin
+            return self._failed(zeros, f"training raised {type(exc).__name__}: {exc}")
+        try:
+            x = np.asarray(update.vector, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            return self._failed(zeros, f"its update is not a float array ({exc})")
+        if x.shape != (self.d,):
+            return self._failed(zeros, f"its update has shape {x.shape}, not ({self.d},)")
+        if not np.isfinite(x).all():
+            return self._failed(zeros, "its update is not finite")
+        return update
+
+    def _failed(self, zeros: LocalUpdate, why: str) -> LocalUpdate:
+        warnings.warn(
+            f"hidden sampling: this client was sampled but {why}; it sends the zero update "
+            "(as if not sampled) so that its failure does not show its coin",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return zeros
 
 
 def check_coins(clients: Mapping[int, object], encoder: DistributedEncoder | None) -> None:

@@ -7,6 +7,7 @@ each), so the tests are not flaky."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -89,3 +90,66 @@ def test_the_hidden_client_reports_no_steps() -> None:
         client.train_round({})
         assert client.last_steps == 0  # the inner trainer's 7 would show a heads coin
     assert 0 < spy.calls < 64
+
+
+class _Broken:
+    """A trainer whose training fails one way or another (only a sampled client trains)."""
+
+    num_examples, last_steps, grad_sample_mode = 3, 0, "none"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def can_train(self) -> bool:
+        return True
+
+    def train_round(self, global_state: Mapping[str, torch.Tensor]) -> LocalUpdate:
+        vector = np.full(8, 0.1, np.float32)
+        if self.how == "raises":
+            raise RuntimeError("out of memory")
+        if self.how == "nan":
+            vector[3] = np.nan
+        if self.how == "inf":
+            vector[0] = -np.inf
+        if self.how == "short":
+            vector = vector[:5]
+        return LocalUpdate(vector, 3, 1)
+
+
+@pytest.mark.parametrize("how", ["raises", "nan", "inf", "short"])
+def test_a_sampled_client_whose_training_fails_sends_zeros_like_an_unsampled_one(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, only a sampled client could fail (its error, or the encoder refusing a
+    non-finite update, ended its round): its failure showed its coin. Now the round goes on
+    as if the coin said no, with a warning on the client's side only."""
+    from secureagg.fl import DistributedDP, SecureAggConfig, SecureAggregator
+    from secureagg.fl._round import LocalTrainer, run_round
+
+    settings = DistributedDP(
+        epsilon=8.0, delta=1e-5, update_clip=0.5, rounds=2, bits=20, sample_rate=0.5,
+        sampling="hidden",
+    )  # fmt: skip
+    agg = SecureAggregator(
+        {"w": torch.zeros(8)}, SecureAggConfig(threshold=4), max_clients=5, max_examples=3,
+        distributed=settings,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    outcomes = {}
+    for heads in (True, False):
+        monkeypatch.setattr(sampling, "coin", lambda q, heads=heads: heads)
+        inner: dict[int, LocalTrainer] = {c: _Broken("ok") for c in range(1, 5)}
+        inner[5] = _Broken(how)
+        clients: dict[int, LocalTrainer] = {c: HiddenCoin(t, 0.5, 8) for c, t in inner.items()}
+        if heads:
+            with pytest.warns(RuntimeWarning, match="sampled but .*zero update"):
+                out = run_round(clients, {"w": torch.zeros(8)}, aggregator=agg, rng=rng)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)  # tails: nothing to warn of
+                out = run_round(clients, {"w": torch.zeros(8)}, aggregator=agg, rng=rng)
+        assert not out.aborted and out.members == [1, 2, 3, 4, 5]
+        assert out.trained[5].vector.shape == (8,) and not out.trained[5].vector.any()
+        assert out.trained[5].num_examples == 3
+        outcomes[heads] = (out.members, out.dropped, out.dropouts, out.client_bytes)
+    assert outcomes[True] == outcomes[False]
