@@ -6,7 +6,8 @@ from the bytes (a in 1, 2, 4). The high parts are not unpacked: each group's 8r 
 masked into its 4 even and its 4 odd fields, each field then lying in a lane of 2r bits
 whose upper r bits are zero, and the two masked words are added into two word vectors.
 A lane holds the sum of up to 2^r + 1 fields, so after that many vectors (or when the sum
-is read) the lanes are folded into the sum, shifted up by 8a bits.
+is read) the lanes are folded into the sum, shifted up by 8a bits. Other b (r < 4, or
+3-, 5-, 6- or 7-byte low parts) are added with :func:`add_packed`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _scratch(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
 
 _U64 = np.dtype(np.uint64)
 _GROUPS = 1 << 15  # groups of 8 elements per piece: the two word pieces stay in cache
-_MIN_R = 4  # below this, lanes fill in under 17 vectors: add_packed is as fast
+_MIN_R = 4  # below this a lane holds under 17 fields (a fold every few vectors): add_packed
 # vectors shorter than this are added on one thread: at bench_vs_flower's d = 10^6 (0.6 ms
 # per add) two threads made rounds slower whenever other processes kept the cores busy
 PARALLEL_MIN_D = 1 << 22
