@@ -219,3 +219,16 @@ def run_small_federated(
         ledger=ledger,
         **kw,
     )
+
+
+def accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
+    """Random starting sums in every dtype a packed add takes for b: the element dtype, the
+    wider ones and a non-native byte order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.dtype(">u4"), np.dtype(">u8")):
+        dt = np.dtype(dtype)
+        if 8 * dt.itemsize >= bits:
+            top = np.iinfo(dt.newbyteorder("=")).max
+            out.append(rng.integers(0, top, d, dtype=np.uint64, endpoint=True).astype(dt))
+    return out

@@ -234,6 +234,18 @@ def unpack_bits(
     return out
 
 
+def _check_accumulator(acc: object, b: int) -> None:
+    """Refuse anything but a writeable 1-d unsigned array of at least b-bit words."""
+    if (
+        not isinstance(acc, np.ndarray)
+        or acc.ndim != 1
+        or acc.dtype.kind != "u"
+        or 8 * acc.dtype.itemsize < b
+        or not acc.flags.writeable
+    ):
+        raise ConfigError(f"acc must be a writeable 1-d unsigned array of at least {b} bits")
+
+
 def _check_packed(view: memoryview, d: int, b: int) -> None:
     """DecodeError unless ``view`` is exactly ceil(b*d/8) bytes with zero padding bits."""
     size = (b * d + 7) // 8
@@ -280,14 +292,7 @@ def add_packed(acc: npt.NDArray[Any], data: bytes | bytearray | memoryview, bits
         DecodeError: Wrong length or nonzero padding bits.
     """
     b = check_bits(bits)
-    if (
-        not isinstance(acc, np.ndarray)
-        or acc.ndim != 1
-        or acc.dtype.kind != "u"
-        or 8 * acc.dtype.itemsize < b
-        or not acc.flags.writeable
-    ):
-        raise ConfigError(f"acc must be a writeable 1-d unsigned array of at least {b} bits")
+    _check_accumulator(acc, b)
     d = acc.shape[0]
     view = memoryview(data).cast("B")
     _check_packed(view, d, b)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._modarith import check_bits
-from secureagg.hazmat._pack import _LE, _check_packed, _fields, add_packed
+from secureagg.hazmat._pack import _LE, _check_accumulator, _check_packed, _fields, add_packed
 from secureagg.hazmat._parallel import run_parts
 
 __all__ = ["PackedSum"]
@@ -73,14 +73,7 @@ class PackedSum:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigError(f"workers must be a positive int, got {workers!r}")
         self._workers = workers
-        if (
-            not isinstance(acc, np.ndarray)
-            or acc.ndim != 1
-            or acc.dtype.kind != "u"
-            or 8 * acc.dtype.itemsize < b
-            or not acc.flags.writeable
-        ):
-            raise ConfigError(f"acc must be a writeable 1-d unsigned array of at least {b} bits")
+        _check_accumulator(acc, b)
         self._acc, self._bits = acc, b
         self._a, self._r = divmod(b, 8)
         self._count = 0  # vectors whose high parts are in the lanes

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import accumulators
 
 from secureagg import ConfigError, DecodeError
 from secureagg.hazmat import _pack, element_dtype, pack_bits, packed_size, unpack_bits
@@ -114,19 +115,6 @@ def test_wire_size_at_one_million() -> None:
         assert np.array_equal(unpack_bits(raw, d, bits), x)
 
 
-def _accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
-    """Random starting sums in every dtype add_packed takes for b: the element dtype, the
-    wider ones and a non-native byte order."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.dtype(">u8"), np.dtype(">u4")):
-        dt = np.dtype(dtype)
-        if 8 * dt.itemsize >= bits:
-            top = np.iinfo(dt.newbyteorder("=")).max
-            out.append(rng.integers(0, top, d, dtype=np.uint64, endpoint=True).astype(dt))
-    return out
-
-
 @settings(max_examples=300, deadline=None)
 @given(vectors(), st.sampled_from([8, 16, 64, 1 << 18]), st.integers(0, 2**32))
 def test_add_packed_adds_the_packed_elements(
@@ -165,7 +153,7 @@ def _check_add_packed(case: tuple[int, list[int]], piece: int, seed: int, stale:
     saved = _pack._PIECE
     _pack._PIECE = piece
     try:
-        for acc in _accumulators(bits, len(values), seed):
+        for acc in accumulators(bits, len(values), seed):
             start = [int(v) for v in acc]
             if stale:
                 add_packed(np.zeros_like(acc), raw, bits)  # caches this shape's arrays

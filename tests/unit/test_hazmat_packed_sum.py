@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import accumulators
 
 from secureagg import ConfigError, DecodeError
 from secureagg.hazmat import PackedSum, add_packed, pack_bits
@@ -26,18 +27,6 @@ def sums(draw: st.DrawFn) -> tuple[int, int, list[list[int]]]:
     if all_top:
         return bits, d, [[top] * d for _ in range(count)]
     return bits, d, [draw(st.lists(element, min_size=d, max_size=d)) for _ in range(count)]
-
-
-def _accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
-    """Random starting sums: the element dtype, wider ones and a non-native byte order."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.dtype(">u4"), np.dtype(">u8")):
-        dt = np.dtype(dtype)
-        if 8 * dt.itemsize >= bits:
-            top = np.iinfo(dt.newbyteorder("=")).max
-            out.append(rng.integers(0, top, d, dtype=np.uint64, endpoint=True).astype(dt))
-    return out
 
 
 @settings(max_examples=150, deadline=None)
@@ -64,7 +53,7 @@ def test_packed_sum_equals_add_packed(
     saved = packed_sum_module._GROUPS, packed_sum_module.PARALLEL_MIN_D
     packed_sum_module._GROUPS, packed_sum_module.PARALLEL_MIN_D = groups, 0
     try:
-        for acc in _accumulators(bits, d, seed):
+        for acc in accumulators(bits, d, seed):
             start = [int(v) for v in acc]
             old = acc.copy()
             total = PackedSum(acc, bits, workers=workers)
