@@ -232,3 +232,14 @@ def accumulators(bits: int, d: int, seed: int) -> list[np.ndarray]:
             top = np.iinfo(dt.newbyteorder("=")).max
             out.append(rng.integers(0, top, d, dtype=np.uint64, endpoint=True).astype(dt))
     return out
+
+
+def bad_packings(raw: bytes, bits: int, d: int) -> list[bytes]:
+    """Packed bytes a decoder must refuse: one byte short, one too many, and each padding
+    bit set alone."""
+    bad_ones = [raw[:-1], raw + b"\x00"] if raw else [b"\x00"]
+    for pad in range(bits * d, 8 * len(raw)):
+        bad = bytearray(raw)
+        bad[pad // 8] |= 1 << (pad % 8)
+        bad_ones.append(bytes(bad))
+    return bad_ones

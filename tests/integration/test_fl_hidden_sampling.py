@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,6 +43,20 @@ def loader(cid: int) -> DataLoader:
     return DataLoader(TensorDataset(x, x[:, :4].argmax(1)), batch_size=16)
 
 
+def _run_hidden(clients: int, threshold: int, rounds: int = 1, **kw: Any) -> Any:
+    """run_federated under hidden sampling over clients 1..``clients``."""
+    return run_federated(
+        model_fn,
+        {cid: loader(cid) for cid in range(1, clients + 1)},
+        rounds=rounds,
+        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
+        privacy=None,
+        secure=SecureAggConfig(threshold=threshold),
+        distributed=_settings("hidden", rounds=max(2, rounds)),
+        **kw,
+    )
+
+
 def test_a_hidden_round_sends_the_same_sizes_whatever_the_coins(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -49,17 +64,7 @@ def test_a_hidden_round_sends_the_same_sizes_whatever_the_coins(
     for heads in (True, False):
         monkeypatch.setattr(sim, "coin", lambda q, heads=heads: heads)
         ledger = DistributedLedger()
-        res = run_federated(
-            model_fn,
-            {cid: loader(cid) for cid in range(1, 6)},
-            rounds=1,
-            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
-            privacy=None,
-            secure=SecureAggConfig(threshold=4),
-            distributed=_settings("hidden"),
-            distributed_ledger=ledger,
-            capture_client=True,
-        )
+        res = _run_hidden(5, 4, distributed_ledger=ledger, capture_client=True)
         m = res.rounds[0]
         assert not m.aborted and m.members == [1, 2, 3, 4, 5]  # every client, every round
         assert ledger.rounds()[0].members == [1, 2, 3, 4, 5]
@@ -187,17 +192,7 @@ def test_run_federated_flips_each_clients_real_coin_every_round() -> None:
     has probability 2 x 2^-32 ~ 5e-10 for real coins.
     """
     ledger = DistributedLedger()
-    res = run_federated(
-        model_fn,
-        {cid: loader(cid) for cid in range(1, 9)},
-        rounds=4,
-        optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
-        privacy=None,
-        secure=SecureAggConfig(threshold=7),
-        distributed=_settings("hidden", rounds=4),
-        distributed_ledger=ledger,
-        keep_vectors=True,
-    )
+    res = _run_hidden(8, 7, rounds=4, distributed_ledger=ledger, keep_vectors=True)
     trained = []
     for m in res.rounds:
         assert m.members == list(range(1, 9)) and sorted(m.updates) == list(range(1, 9))
@@ -259,15 +254,7 @@ def test_the_run_report_does_not_show_the_coins(monkeypatch: pytest.MonkeyPatch)
     for heads in (True, False):
         monkeypatch.setattr(sim, "coin", lambda q, heads=heads: heads)
         before = jumped[0]  # the clock only moves forward
-        res = run_federated(
-            model_fn,
-            {cid: loader(cid) for cid in range(1, 6)},
-            rounds=1,
-            optimizer_fn=lambda p: torch.optim.SGD(p, lr=0.2),
-            privacy=None,
-            secure=SecureAggConfig(threshold=4),
-            distributed=_settings("hidden"),
-        )
+        res = _run_hidden(5, 4)
         m = res.rounds[0]
         assert jumped[0] - before == (5e6 if heads else 0.0)  # only sampled clients train
         # the protocol part only: no client's time spans a training (that would be >= 10^9 ms)

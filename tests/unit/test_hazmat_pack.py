@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import accumulators
+from support import accumulators, bad_packings
 
 from secureagg import ConfigError, DecodeError
 from secureagg.hazmat import _pack, element_dtype, pack_bits, packed_size, unpack_bits
@@ -176,12 +176,7 @@ def test_add_packed_refuses_bad_bytes_and_changes_nothing(case: tuple[int, list[
     d = len(values)
     raw = reference(values, bits)
     acc = np.arange(d, dtype=np.uint64)
-    bad_ones = [raw[:-1], raw + b"\x00"] if raw else [b"\x00"]
-    for pad in range(bits * d, 8 * len(raw)):  # each padding bit set alone
-        bad = bytearray(raw)
-        bad[pad // 8] |= 1 << (pad % 8)
-        bad_ones.append(bytes(bad))
-    for bad in bad_ones:
+    for bad in bad_packings(raw, bits, d):
         with pytest.raises(DecodeError):
             add_packed(acc, bad, bits)
         assert acc.tolist() == list(range(d))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import accumulators
+from support import accumulators, bad_packings
 
 from secureagg import ConfigError, DecodeError
 from secureagg.hazmat import PackedSum, add_packed, pack_bits
@@ -103,12 +103,7 @@ def test_refused_bytes_change_nothing(case: tuple[int, int, list[list[int]]]) ->
     acc = np.arange(d, dtype=np.uint64)
     total = PackedSum(acc, bits)
     total.add(raw)
-    bad_ones = [raw[:-1], raw + b"\x00"] if raw else [b"\x00"]
-    for pad in range(bits * d, 8 * len(raw)):  # each padding bit set alone
-        bad = bytearray(raw)
-        bad[pad // 8] |= 1 << (pad % 8)
-        bad_ones.append(bytes(bad))
-    for bad in bad_ones:
+    for bad in bad_packings(raw, bits, d):
         with pytest.raises(DecodeError):
             total.add(bad)
     total.flush()
