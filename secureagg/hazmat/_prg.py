@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -295,6 +296,17 @@ def apply_masks(
 _FREE_LOCK = threading.Lock()
 _FREE: list[npt.NDArray[Any]] = []  # apply_masks' spare vectors, all of one (d, dtype)
 _FREE_MAX = 8  # spare vectors kept at most (a call holds at most workers - 1 of them)
+
+
+def _forget_free() -> None:
+    """In a forked child: a lock another parent thread held would stay held there."""
+    global _FREE_LOCK
+    _FREE_LOCK = threading.Lock()
+    _FREE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_free)
 
 
 def _take_vector(d: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:

@@ -83,3 +83,15 @@ def test_growing_the_pool_leaves_a_concurrent_caller_its_pool(
     grown.set()
     t.join()
     assert not errors and done == [2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_inherit_a_held_free_list_lock() -> None:
+    """A fork while another thread holds apply_masks' free-list lock: the child gets a fresh
+    lock (else its next threaded apply_masks would block forever)."""
+    with _prg._FREE_LOCK:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the lock can be taken
+            os._exit(0 if _prg._FREE_LOCK.acquire(timeout=2) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
