@@ -13,7 +13,7 @@ EXPECTED = {
     "NoiseStream", "discrete_gaussian", "skellam", "BETA", "MECHANISMS", "DDPParams",
     "ddp_decode", "ddp_encode", "fwht", "padded_length", "rotation_signs", "rounded_l2_bound",
     "pack_bits", "packed_size", "unpack_bits", "combine_many", "is_low_order", "apply_masks",
-    "pack_bits_nocopy", "add_packed",
+    "pack_bits_nocopy", "add_packed", "PackedSum",
 }  # fmt: skip
 
 
