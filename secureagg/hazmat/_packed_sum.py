@@ -21,7 +21,7 @@ import numpy.typing as npt
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._modarith import check_bits
 from secureagg.hazmat._pack import _LE, _check_accumulator, _check_packed, _fields, add_packed
-from secureagg.hazmat._parallel import run_parts
+from secureagg.hazmat._parallel import PARALLEL_MIN_D, run_parts
 
 __all__ = ["PackedSum"]
 
@@ -40,9 +40,6 @@ def _scratch(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
 _U64 = np.dtype(np.uint64)
 _GROUPS = 1 << 15  # groups of 8 elements per piece: the two word pieces stay in cache
 _MIN_R = 4  # below this a lane holds under 17 fields (a fold every few vectors): add_packed
-# vectors shorter than this are added on one thread: at bench_vs_flower's d = 10^6 (0.6 ms
-# per add) two threads made rounds slower whenever other processes kept the cores busy
-PARALLEL_MIN_D = 1 << 22
 
 
 class PackedSum:
@@ -66,7 +63,7 @@ class PackedSum:
         ConfigError: ``acc`` is not such an array, or ``workers`` is not a positive int.
     """
 
-    __slots__ = ("_a", "_acc", "_bits", "_count", "_even", "_odd", "_r", "_workers")
+    __slots__ = ("_a", "_acc", "_bits", "_count", "_even", "_even_mask", "_odd", "_r", "_workers")
 
     def __init__(self, acc: npt.NDArray[Any], bits: int, *, workers: int = 1) -> None:
         b = check_bits(bits)
@@ -76,6 +73,8 @@ class PackedSum:
         _check_accumulator(acc, b)
         self._acc, self._bits = acc, b
         self._a, self._r = divmod(b, 8)
+        # a group's 4 even r-bit fields, each at the bottom of its 2r-bit lane
+        self._even_mask = sum(((1 << self._r) - 1) << (2 * self._r * j) for j in range(4))
         self._count = 0  # vectors whose high parts are in the lanes
         groups = -(-acc.shape[0] // 8)
         self._even = self._odd = np.zeros(0, _U64)
@@ -138,7 +137,7 @@ class PackedSum:
         if inside < n:
             at = (lo + inside - full) * r
             np.bitwise_and(_fields(tail, at, n - inside, r), word, out=g[inside:])
-        even = sum(((1 << r) - 1) << (2 * r * j) for j in range(4))
+        even = self._even_mask
         e, o = self._even[lo:hi], self._odd[lo:hi]
         np.bitwise_and(g, _U64.type(even), out=t)
         np.add(e, t, out=e)

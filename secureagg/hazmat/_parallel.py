@@ -13,7 +13,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["run_parts"]
+__all__ = ["PARALLEL_MIN_D", "run_parts"]
+
+# vectors shorter than this are summed and unmasked on one thread (PackedSum, apply_masks):
+# at bench_vs_flower's d = 10^5 and 10^6 two threads made rounds slower whenever other
+# processes kept the cores busy
+PARALLEL_MIN_D = 1 << 22
 
 _LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from secureagg._exceptions import ConfigError
 from secureagg.hazmat._keys import check_key
 from secureagg.hazmat._modarith import check_bits, check_length, element_dtype, reduce_into
-from secureagg.hazmat._parallel import run_parts
+from secureagg.hazmat._parallel import PARALLEL_MIN_D, run_parts
 
 __all__ = ["SEED_SIZE", "MaskBuffer", "element_dtype", "expand_mask"]
 
@@ -220,7 +220,6 @@ class MaskBuffer:
 
 
 PARALLEL_MIN = 1 << 22  # mask elements below which apply_masks runs on one thread
-PARALLEL_MIN_D = 1 << 22  # vector length below which apply_masks runs on one thread
 
 
 def apply_masks(
